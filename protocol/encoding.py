@@ -1,0 +1,191 @@
+"""Canonical MessagePack: the only encoder and decoder of signed bytes in Murmur.
+
+Signatures cover bytes, so every value must have exactly one encoding (spec 0002,
+"Canonical encoding"). :func:`encode` produces it; :func:`decode` accepts nothing
+else. The rules:
+
+* types: nil, bool, int (-2**63 .. 2**64-1), str (valid UTF-8), bin, array, and
+  map with str keys. No float, no ext (timestamps included);
+* ints in their shortest form, str as str (never bin) and bytes as bin, each length
+  prefix in its shortest form — exactly what ``msgpack`` emits with
+  ``use_bin_type=True``;
+* map keys sorted by their UTF-8 bytes, no duplicates;
+* bounded total size, nesting depth, string/bin length and collection length;
+* exactly one value: trailing bytes are rejected.
+
+The decoder lets ``msgpack`` parse with hard limits, walks the result to check types
+(iteratively, so hostile nesting cannot exhaust the Python stack), then re-encodes and
+compares with the input: any difference is ``non-canonical``. Nothing else in the code
+base imports ``msgpack``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import msgpack
+
+from protocol.errors import (
+    MalformedError,
+    NonCanonicalError,
+    TooDeepError,
+    TooLargeError,
+)
+
+__all__ = ["DEFAULT_LIMITS", "DecodeLimits", "Value", "decode", "encode"]
+
+#: A value that canonical MessagePack can carry.
+Value: TypeAlias = (
+    bool | int | str | bytes | list["Value"] | tuple["Value", ...] | dict[str, "Value"] | None
+)
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodeLimits:
+    """Bounds applied while decoding untrusted bytes (spec 0002 §limits)."""
+
+    max_bytes: int = 1 << 20
+    max_depth: int = 16
+    max_str: int = 1 << 16
+    max_bin: int = 1 << 20
+    max_items: int = 10_000
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+class _Dup(Exception):
+    """Internal: a map carried the same key twice."""
+
+
+def _pairs_to_dict(pairs: Sequence[tuple[Any, Any]]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Dup(key)
+        out[key] = value
+    return out
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise NonCanonicalError(f"ext type {code} is not allowed")
+
+
+def _sort_key(key: str) -> bytes:
+    return key.encode("utf-8")
+
+
+def _canonicalize(value: Any, depth: int, max_depth: int) -> Any:
+    """Return ``value`` with every map rebuilt in canonical key order, or raise."""
+    if depth > max_depth:
+        raise TooDeepError(f"nesting deeper than {max_depth}")
+    if value is None or isinstance(value, bool | str | bytes):
+        return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise TooLargeError("integer outside the 64-bit range")
+        return value
+    if isinstance(value, list | tuple):
+        return [_canonicalize(v, depth + 1, max_depth) for v in value]
+    if isinstance(value, Mapping):
+        items: list[tuple[str, Any]] = []
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise NonCanonicalError(f"map key of type {type(k).__name__}; keys must be str")
+            items.append((k, _canonicalize(v, depth + 1, max_depth)))
+        items.sort(key=lambda kv: _sort_key(kv[0]))
+        return dict(items)
+    if isinstance(value, float):
+        raise NonCanonicalError("floats are not allowed")
+    raise NonCanonicalError(f"type {type(value).__name__} cannot be encoded")
+
+
+def encode(value: Value | Mapping[str, Any], *, max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
+    """Encode ``value`` canonically.
+
+    Maps may be given in any order; they are written with keys sorted bytewise.
+    Raises :class:`~protocol.errors.NonCanonicalError` for values with no canonical
+    form (floats, non-str keys, other types), ``TooLargeError`` for out-of-range ints
+    and ``TooDeepError`` past ``max_depth``.
+    """
+    canonical = _canonicalize(value, 0, max_depth)
+    return msgpack.packb(canonical, use_bin_type=True)
+
+
+def _check_types(root: Any, limits: DecodeLimits) -> None:
+    """Walk a decoded value iteratively: allowed types, str keys, depth bound."""
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise TooDeepError(f"nesting deeper than {limits.max_depth}")
+        if value is None or isinstance(value, bool | int | str | bytes):
+            continue
+        if isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise NonCanonicalError("map keys must be str")
+                stack.append((v, depth + 1))
+        elif isinstance(value, float):
+            raise NonCanonicalError("floats are not allowed")
+        else:
+            raise NonCanonicalError(f"type {type(value).__name__} is not allowed")
+
+
+def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    """Decode exactly one canonical value from ``data`` or raise an ``EncodingError``.
+
+    The returned object uses ``dict``, ``list``, ``str``, ``bytes``, ``int``, ``bool``
+    and ``None`` only.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedError("input is not bytes")
+    data = bytes(data)
+    if len(data) > limits.max_bytes:
+        raise TooLargeError(f"{len(data)} bytes exceeds the limit of {limits.max_bytes}")
+    if not data:
+        raise MalformedError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,  # we check key types ourselves, with our own code
+            object_pairs_hook=_pairs_to_dict,
+            ext_hook=_reject_ext,
+            timestamp=0,
+            max_str_len=limits.max_str,
+            max_bin_len=limits.max_bin,
+            max_array_len=limits.max_items,
+            max_map_len=limits.max_items,
+            max_ext_len=64,  # any ext is rejected by _reject_ext; bound the copy
+        )
+    except _Dup as exc:
+        raise NonCanonicalError(f"duplicate map key {exc.args[0]!r}") from None
+    except msgpack.ExtraData:
+        raise NonCanonicalError("trailing bytes after the value") from None
+    except msgpack.StackError:
+        raise TooDeepError("nesting too deep") from None
+    except UnicodeDecodeError:
+        raise MalformedError("string is not valid UTF-8") from None
+    except ValueError as exc:
+        # msgpack reports length-limit violations as ValueError("... exceeds max_...")
+        if "exceeds max" in str(exc):
+            raise TooLargeError(str(exc)) from None
+        raise MalformedError(f"not MessagePack: {exc}") from None
+    except NonCanonicalError:
+        raise
+    except (TypeError, msgpack.UnpackException, RecursionError) as exc:
+        # TypeError: unhashable key (e.g. a map used as a map key).
+        raise MalformedError(f"not MessagePack: {exc}") from None
+    _check_types(value, limits)
+    if encode(value, max_depth=limits.max_depth) != data:
+        raise NonCanonicalError("bytes differ from the canonical encoding of the same value")
+    return value

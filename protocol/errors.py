@@ -1,0 +1,267 @@
+"""The one error tree of Murmur, with stable machine-readable codes.
+
+Every failure that crosses a boundary (an HTTP response, a CLI message, a per-event
+ingest result) is one of these classes, and its ``code`` is the string that appears on
+the wire. Codes are stable: they are part of the protocol (specs/README.md, "Error
+codes") and never change meaning once published. ``status`` is the HTTP status a node
+uses when the error is the answer to a whole request.
+
+The tree::
+
+    ProtocolError                       protocol-error       400
+    ├── EncodingError                   (bytes are not a valid canonical value)
+    │   ├── MalformedError              malformed            400
+    │   ├── NonCanonicalError           non-canonical        400
+    │   ├── TooLargeError               too-large            413
+    │   └── TooDeepError                too-deep             400
+    ├── EventError                      (a well-encoded event that breaks a rule)
+    │   ├── BadFieldError               bad-field            400
+    │   ├── InvalidDidError             invalid-did          400
+    │   ├── UnsupportedVersionError     unsupported-version  400
+    │   ├── WrongNetworkError           wrong-network        400
+    │   ├── FutureTimestampError        future-timestamp     400
+    │   ├── BadPrevError                bad-prev             400
+    │   ├── BodyMismatchError           body-mismatch        400
+    │   ├── InvalidSignatureError       invalid-signature    400
+    │   └── NotAuthorError              not-author           403
+    ├── RequestError                    (a request a node refuses as a whole)
+    │   ├── BadRequestError             bad-request          400
+    │   ├── NotFoundError               not-found            404
+    │   ├── UnsupportedMediaTypeError   unsupported-media-type 415
+    │   ├── PayloadTooLargeError        payload-too-large    413
+    │   ├── RateLimitedError            rate-limited         429
+    │   └── UnavailableError            unavailable          503
+    ├── NegentropyError                 negentropy           400
+    └── RemoteError                     (raised by clients: a node answered with an error)
+
+``RemoteError`` carries the code and message a node sent, so a client can show the
+node's own words; it is the "remote" branch, everything else is "local".
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadFieldError",
+    "BadPrevError",
+    "BadRequestError",
+    "BodyMismatchError",
+    "EncodingError",
+    "EventError",
+    "FutureTimestampError",
+    "InvalidDidError",
+    "InvalidSignatureError",
+    "MalformedError",
+    "NegentropyError",
+    "NonCanonicalError",
+    "NotAuthorError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "RateLimitedError",
+    "RemoteError",
+    "RequestError",
+    "TooDeepError",
+    "TooLargeError",
+    "UnavailableError",
+    "UnsupportedMediaTypeError",
+    "UnsupportedVersionError",
+    "WrongNetworkError",
+    "error_for_code",
+]
+
+
+class ProtocolError(Exception):
+    """Root of every Murmur error. ``code`` is stable; ``status`` is an HTTP hint."""
+
+    code: str = "protocol-error"
+    status: int = 400
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON error shape used by nodes: ``{"error": code, "message": ...}``."""
+        return {"error": self.code, "message": self.message}
+
+
+# -- encoding -----------------------------------------------------------------------
+
+
+class EncodingError(ProtocolError):
+    """The bytes are not one valid canonical MessagePack value."""
+
+    code = "encoding-error"
+
+
+class MalformedError(EncodingError):
+    """Not MessagePack at all: truncated, invalid UTF-8, or the wrong shape."""
+
+    code = "malformed"
+
+
+class NonCanonicalError(EncodingError):
+    """Valid MessagePack, but not the one canonical encoding (spec 0002 §encoding)."""
+
+    code = "non-canonical"
+
+
+class TooLargeError(EncodingError):
+    """A size limit was exceeded (bytes, string length, collection length, integer)."""
+
+    code = "too-large"
+    status = 413
+
+
+class TooDeepError(EncodingError):
+    """Nesting deeper than the limit."""
+
+    code = "too-deep"
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+class EventError(ProtocolError):
+    """A well-encoded event that breaks a rule of spec 0002 or 0003."""
+
+    code = "invalid-event"
+
+
+class BadFieldError(EventError):
+    """A header or body field is missing, of the wrong type, or out of its limits."""
+
+    code = "bad-field"
+
+
+class InvalidDidError(EventError):
+    """A did is not a well-formed Ed25519 ``did:key``."""
+
+    code = "invalid-did"
+
+
+class UnsupportedVersionError(EventError):
+    """The header's ``v`` is not a version this implementation speaks."""
+
+    code = "unsupported-version"
+
+
+class WrongNetworkError(EventError):
+    """The header's ``net`` is not the network of the node or client checking it."""
+
+    code = "wrong-network"
+
+
+class FutureTimestampError(EventError):
+    """``ts`` is further in the future than the allowed clock skew."""
+
+    code = "future-timestamp"
+
+
+class BadPrevError(EventError):
+    """``prev`` is present at seq 1 or absent after it."""
+
+    code = "bad-prev"
+
+
+class BodyMismatchError(EventError):
+    """The body bytes do not hash to the header's ``body``."""
+
+    code = "body-mismatch"
+
+
+class InvalidSignatureError(EventError):
+    """The signature does not verify under the author's key."""
+
+    code = "invalid-signature"
+
+
+class NotAuthorError(EventError):
+    """An event acts on another author's event where only that author may (delete)."""
+
+    code = "not-author"
+    status = 403
+
+
+# -- requests (nodes) -----------------------------------------------------------------
+
+
+class RequestError(ProtocolError):
+    """A request that a node refuses as a whole."""
+
+    code = "bad-request"
+
+
+class BadRequestError(RequestError):
+    """Bad query parameters, bad JSON, a bad path segment."""
+
+    code = "bad-request"
+
+
+class NotFoundError(RequestError):
+    code = "not-found"
+    status = 404
+
+
+class UnsupportedMediaTypeError(RequestError):
+    code = "unsupported-media-type"
+    status = 415
+
+
+class PayloadTooLargeError(RequestError):
+    code = "payload-too-large"
+    status = 413
+
+
+class RateLimitedError(RequestError):
+    code = "rate-limited"
+    status = 429
+
+    def __init__(self, message: str = "", *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnavailableError(RequestError):
+    code = "unavailable"
+    status = 503
+
+
+# -- set reconciliation ---------------------------------------------------------------
+
+
+class NegentropyError(ProtocolError):
+    """A negentropy message is malformed or breaks the protocol (spec 0005)."""
+
+    code = "negentropy"
+
+
+# -- remote ---------------------------------------------------------------------------
+
+
+class RemoteError(ProtocolError):
+    """A node answered with an error; ``code`` and ``message`` are the node's."""
+
+    def __init__(self, code: str, message: str = "", *, status: int = 400) -> None:
+        super().__init__(message or code)
+        self.code = code
+        self.status = status
+
+
+def _all_subclasses(cls: type[ProtocolError]) -> list[type[ProtocolError]]:
+    out: list[type[ProtocolError]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_for_code(code: str) -> type[ProtocolError] | None:
+    """The most specific local class whose stable code is ``code``, if any."""
+    found: type[ProtocolError] | None = None
+    for cls in _all_subclasses(ProtocolError):
+        if cls is RemoteError:
+            continue
+        if cls.code == code:
+            found = cls  # later (deeper) classes override their parents
+    return found

@@ -1,0 +1,61 @@
+"""Every protocol limit, named once (spec 0002 §limits, spec 0003).
+
+Nodes and clients import these; specs/README.md lists them. Changing one is a
+protocol change: a smaller limit makes valid events invalid for some peers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FUTURE_SKEW_MS",
+    "MAX_BIO_BYTES",
+    "MAX_BODY_BYTES",
+    "MAX_DEPTH",
+    "MAX_DID_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_KIND_BYTES",
+    "MAX_LABEL_BYTES",
+    "MAX_LANGS",
+    "MAX_LIST_MEMBERS",
+    "MAX_LIST_NAME_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_NET_BYTES",
+    "MAX_SEQ",
+    "MAX_TAGS",
+    "MAX_TAG_BYTES",
+    "MAX_TEXT_BYTES",
+    "MAX_TS",
+    "MAX_WARN",
+    "MAX_WIRE_BYTES",
+]
+
+#: Events whose ``ts`` is more than this ahead of the checker's clock are rejected.
+FUTURE_SKEW_MS = 10 * 60 * 1000
+
+#: Whole wire form ``[header, sig, body]``.
+MAX_WIRE_BYTES = 72 * 1024
+#: Encoded header map.
+MAX_HEADER_BYTES = 1024
+#: Encoded body map.
+MAX_BODY_BYTES = 64 * 1024
+#: Nesting depth of any decoded value (the wire array is depth 0).
+MAX_DEPTH = 8
+
+MAX_NET_BYTES = 64
+MAX_KIND_BYTES = 64
+#: A did:key for Ed25519 is 56 characters; leave room, refuse anything absurd.
+MAX_DID_BYTES = 128
+#: seq and ts are unsigned and must fit in 63 bits (SQLite INTEGER, JSON-safe-ish).
+MAX_SEQ = 2**63 - 1
+MAX_TS = 2**63 - 1
+
+MAX_TEXT_BYTES = 3000
+MAX_TAGS = 16
+MAX_TAG_BYTES = 64
+MAX_LANGS = 4
+MAX_WARN = 8
+MAX_NAME_BYTES = 128
+MAX_BIO_BYTES = 2000
+MAX_LABEL_BYTES = 128
+MAX_LIST_NAME_BYTES = 128
+MAX_LIST_MEMBERS = 1000
