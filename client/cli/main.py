@@ -1,0 +1,118 @@
+"""Entry point of the ``murmur`` command: global options, dispatch, error handling.
+
+Global options come before the command (``murmur --home DIR id list``); ``--json``
+comes after it and makes the command print exactly one JSON document on stdout.
+Every failure a person can cause ends with a one-line message, a stable code (in the
+JSON document) and a non-zero exit status — never a traceback. Set
+``MURMUR_DEBUG=1`` to see tracebacks of internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import protocol
+from client.cli import id_cmds
+from client.cli.output import Context, Result, emit, emit_error
+from client.keystore import default_home
+from protocol.errors import ProtocolError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="murmur",
+        description="Murmur: signed posts, federating nodes, and moderation you choose.",
+        epilog="Run 'murmur COMMAND --help' for a command's options. "
+        "Docs: README.md and specs/ in the source tree.",
+    )
+    parser.add_argument("--version", action="version", version=f"murmur {protocol.__version__}")
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        type=Path,
+        help="client home (default: $MURMUR_HOME or ~/.murmur)",
+    )
+    parser.add_argument("--as", dest="as_name", metavar="NAME", help="identity to act as")
+    parser.add_argument(
+        "--node",
+        dest="nodes",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="node to use for this call (repeatable; overrides the configured set)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
+    )
+
+    # Options every leaf command accepts after its name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", help="print exactly one JSON document on stdout"
+    )
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    id_cmds.register(sub, common)
+    try:
+        from node.cli import add_node_commands  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:  # a client-only install has no node package
+        if exc.name not in ("node", "node.cli"):
+            raise
+    else:
+        add_node_commands(sub)
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    ctx = Context(
+        home=(args.home or default_home()).expanduser(),
+        as_name=args.as_name,
+        nodes=tuple(args.nodes),
+        json=bool(getattr(args, "json", False)),
+    )
+    try:
+        result = handler(args, ctx)
+    except ProtocolError as exc:
+        emit_error(ctx, exc.code, exc.message)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an internal bug: say so plainly, keep the traceback opt-in
+        if os.environ.get("MURMUR_DEBUG"):
+            traceback.print_exc()
+        emit_error(ctx, "internal-error", f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_INTERNAL
+    if isinstance(result, int):  # long-running commands (node run) return an exit status
+        return result
+    if not isinstance(result, Result):
+        raise TypeError(f"command handler returned {type(result).__name__}, not Result")
+    emit(ctx, result)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""What a command returns and how it is shown: one JSON document, or text for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["Context", "Handler", "Result", "emit", "emit_error"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """Global options, parsed once, handed to every command."""
+
+    home: Path
+    as_name: str | None
+    nodes: tuple[str, ...]
+    json: bool
+    # Resolved when the context is made, not at import, so redirections are honoured.
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A command's outcome: ``data`` for ``--json``, ``text`` for people."""
+
+    data: Any
+    text: str
+    exit_code: int = 0
+
+
+Handler = Callable[[argparse.Namespace, Context], Result]
+
+
+def emit(ctx: Context, result: Result) -> None:
+    if ctx.json:
+        ctx.stdout.write(json.dumps(result.data, indent=2, sort_keys=False) + "\n")
+    elif result.text:
+        ctx.stdout.write(result.text.rstrip("\n") + "\n")
+
+
+def emit_error(ctx: Context, code: str, message: str) -> None:
+    """Errors go to stderr for people; with ``--json`` the one document is the error."""
+    if ctx.json:
+        ctx.stdout.write(json.dumps({"error": code, "message": message}, indent=2) + "\n")
+    ctx.stderr.write(f"murmur: error: {message}\n")

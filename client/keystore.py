@@ -1,0 +1,210 @@
+"""The client's keystore under ``$MURMUR_HOME`` (default ``~/.murmur``).
+
+Layout (spec 0001 §keystore)::
+
+    $MURMUR_HOME/                 mode 0700
+        identities/NAME.toml      mode 0600: name, did, created, seed (hex)
+
+Identity names are local handles (``[a-z0-9][a-z0-9_-]{0,31}``), never protocol
+identifiers: the did is. Files are written atomically (temp file, fsync, rename) with
+their final mode set before any secret is written, so a crash never leaves a torn or
+world-readable key. The first identity created is the default one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from protocol.errors import ProtocolError
+from protocol.identity import Identity
+
+__all__ = [
+    "IdentityExistsError",
+    "IdentityNotFoundError",
+    "KeystoreError",
+    "Keystore",
+    "StoredIdentity",
+    "default_home",
+]
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
+
+
+class KeystoreError(ProtocolError):
+    """A keystore problem a person can fix; ``code`` is stable, the message says how."""
+
+    code = "keystore-error"
+
+
+class IdentityExistsError(KeystoreError):
+    code = "identity-exists"
+
+
+class IdentityNotFoundError(KeystoreError):
+    code = "identity-not-found"
+
+
+def default_home() -> Path:
+    """``$MURMUR_HOME`` if set, else ``~/.murmur``."""
+    env = os.environ.get("MURMUR_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".murmur"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredIdentity:
+    """An identity as the keystore holds it."""
+
+    name: str
+    did: str
+    created: str
+    path: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "did": self.did, "created": self.created, "path": str(self.path)}
+
+
+@contextmanager
+def _translate_os_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except PermissionError as exc:
+        raise KeystoreError(f"cannot {what}: permission denied ({exc.filename})") from exc
+    except OSError as exc:
+        raise KeystoreError(f"cannot {what}: {exc.strerror} ({exc.filename})") from exc
+
+
+def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode``; never leaves a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Keystore:
+    """Identities on disk. Cheap to construct; nothing is touched until used."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = (home or default_home()).expanduser()
+
+    @property
+    def identities_dir(self) -> Path:
+        return self.home / "identities"
+
+    def _ensure_dirs(self) -> None:
+        with _translate_os_errors(f"create the Murmur home {self.home}"):
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.identities_dir.mkdir(mode=0o700, exist_ok=True)
+            if not os.access(self.identities_dir, os.W_OK):
+                raise PermissionError(13, "Permission denied", str(self.identities_dir))
+
+    @staticmethod
+    def check_name(name: str) -> str:
+        if not _NAME_RE.match(name):
+            raise KeystoreError(
+                f"invalid identity name {name!r}: use 1-32 of a-z, 0-9, '-' and '_', "
+                "starting with a letter or digit"
+            )
+        return name
+
+    def _path(self, name: str) -> Path:
+        return self.identities_dir / f"{self.check_name(name)}.toml"
+
+    def create(
+        self, name: str, *, seed: bytes | None = None, now: dt.datetime | None = None
+    ) -> StoredIdentity:
+        """Create identity ``name`` (from ``seed`` if given, else fresh randomness)."""
+        path = self._path(name)
+        self._ensure_dirs()
+        if path.exists():
+            raise IdentityExistsError(f"an identity named {name!r} already exists ({path})")
+        identity = Identity.from_seed(seed) if seed is not None else Identity.generate()
+        created = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
+        doc = {
+            "name": name,
+            "did": identity.did,
+            "created": created,
+            "key": {"type": "ed25519", "format": "raw-hex", "seed": identity.seed.hex()},
+        }
+        with _translate_os_errors(f"write {path}"):
+            _atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
+        return StoredIdentity(name=name, did=identity.did, created=created, path=path)
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        with _translate_os_errors(f"read {path}"):
+            raw = path.read_bytes()
+        try:
+            doc = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise KeystoreError(f"{path} is not a valid identity file: {exc}") from exc
+        if not isinstance(doc.get("did"), str) or not isinstance(doc.get("key"), dict):
+            raise KeystoreError(f"{path} is not a valid identity file: missing did or key")
+        return doc
+
+    def get(self, name: str) -> StoredIdentity:
+        path = self._path(name)
+        if not path.exists():
+            known = ", ".join(i.name for i in self.list()) or "none"
+            raise IdentityNotFoundError(
+                f"no identity named {name!r} in {self.home} (known: {known}); "
+                f"create one with: murmur id new {name}"
+            )
+        doc = self._read(path)
+        return StoredIdentity(
+            name=name, did=doc["did"], created=str(doc.get("created", "")), path=path
+        )
+
+    def load(self, name: str) -> Identity:
+        """The private identity ``name``; checks the stored did matches the key."""
+        stored = self.get(name)
+        key = self._read(stored.path)["key"]
+        try:
+            seed = bytes.fromhex(str(key.get("seed", "")))
+            identity = Identity.from_seed(seed)
+        except ValueError as exc:
+            raise KeystoreError(f"{stored.path} holds a malformed key: {exc}") from exc
+        if identity.did != stored.did:
+            raise KeystoreError(f"{stored.path}: the key does not match the did {stored.did}")
+        return identity
+
+    def list(self) -> list[StoredIdentity]:
+        """All identities, oldest first (the first is the default)."""
+        if not self.identities_dir.is_dir():
+            return []
+        out = []
+        with _translate_os_errors(f"list {self.identities_dir}"):
+            paths = sorted(self.identities_dir.glob("*.toml"))
+        for path in paths:
+            if not _NAME_RE.match(path.stem):
+                continue
+            doc = self._read(path)
+            out.append(
+                StoredIdentity(
+                    name=path.stem, did=doc["did"], created=str(doc.get("created", "")), path=path
+                )
+            )
+        out.sort(key=lambda s: (s.created, s.name))
+        return out
+
+    def default(self) -> StoredIdentity | None:
+        """The identity used when none is named: the only or the first created."""
+        identities = self.list()
+        return identities[0] if identities else None
