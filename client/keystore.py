@@ -3,7 +3,12 @@
 Layout (spec 0001 §keystore)::
 
     $MURMUR_HOME/                 mode 0700
-        identities/NAME.toml      mode 0600: name, did, created, seed (hex)
+        identities/NAME.toml      mode 0600: name, did, created, [key]
+
+``[key]`` holds the 32-byte seed either as ``format = "raw-hex"`` or, with a
+passphrase, as ``format = "scrypt-aes256gcm"``: scrypt (n=2**15, r=8, p=1, 16-byte
+salt) derives a 256-bit key that seals the seed with AES-GCM (12-byte nonce; the did is
+the associated data, so a sealed key cannot be swapped into another identity file).
 
 Identity names are local handles (``[a-z0-9][a-z0-9_-]{0,31}``), never protocol
 identifiers: the did is. Files are written atomically (temp file, fsync, rename) with
@@ -25,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
@@ -34,6 +42,7 @@ __all__ = [
     "IdentityNotFoundError",
     "KeystoreError",
     "Keystore",
+    "PassphraseError",
     "StoredIdentity",
     "default_home",
 ]
@@ -53,6 +62,54 @@ class IdentityExistsError(KeystoreError):
 
 class IdentityNotFoundError(KeystoreError):
     code = "identity-not-found"
+
+
+class PassphraseError(KeystoreError):
+    """The key is sealed and no passphrase, or the wrong one, was given."""
+
+    code = "bad-passphrase"
+
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+
+
+def _derive(passphrase: str, salt: bytes) -> bytes:
+    kdf = Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+    return kdf.derive(passphrase.encode("utf-8"))
+
+
+def seal_seed(seed: bytes, did: str, passphrase: str) -> dict[str, Any]:
+    """The ``[key]`` table of a passphrase-protected identity."""
+    salt, nonce = os.urandom(16), os.urandom(12)
+    sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, seed, did.encode("utf-8"))
+    return {
+        "type": "ed25519",
+        "format": "scrypt-aes256gcm",
+        "salt": salt.hex(),
+        "nonce": nonce.hex(),
+        "sealed": sealed.hex(),
+    }
+
+
+def open_seed(key: dict[str, Any], did: str, passphrase: str | None) -> bytes:
+    """The seed from a ``[key]`` table; raises ``PassphraseError`` or ``KeystoreError``."""
+    fmt = key.get("format")
+    if fmt == "raw-hex":
+        return bytes.fromhex(str(key.get("seed", "")))
+    if fmt != "scrypt-aes256gcm":
+        raise KeystoreError(f"unknown key format {fmt!r}")
+    if passphrase is None:
+        raise PassphraseError(
+            "this identity is protected by a passphrase: set MURMUR_PASSPHRASE or run "
+            "interactively to be asked for it"
+        )
+    salt, nonce = bytes.fromhex(str(key["salt"])), bytes.fromhex(str(key["nonce"]))
+    try:
+        return AESGCM(_derive(passphrase, salt)).decrypt(
+            nonce, bytes.fromhex(str(key["sealed"])), did.encode("utf-8")
+        )
+    except InvalidTag:
+        raise PassphraseError("wrong passphrase") from None
 
 
 def default_home() -> Path:
@@ -129,9 +186,17 @@ class Keystore:
         return self.identities_dir / f"{self.check_name(name)}.toml"
 
     def create(
-        self, name: str, *, seed: bytes | None = None, now: dt.datetime | None = None
+        self,
+        name: str,
+        *,
+        seed: bytes | None = None,
+        passphrase: str | None = None,
+        now: dt.datetime | None = None,
     ) -> StoredIdentity:
-        """Create identity ``name`` (from ``seed`` if given, else fresh randomness)."""
+        """Create identity ``name`` (from ``seed`` if given, else fresh randomness).
+
+        With ``passphrase``, the seed is sealed (see the module docstring).
+        """
         path = self._path(name)
         self._ensure_dirs()
         if path.exists():
@@ -142,7 +207,11 @@ class Keystore:
             "name": name,
             "did": identity.did,
             "created": created,
-            "key": {"type": "ed25519", "format": "raw-hex", "seed": identity.seed.hex()},
+            "key": (
+                seal_seed(identity.seed, identity.did, passphrase)
+                if passphrase is not None
+                else {"type": "ed25519", "format": "raw-hex", "seed": identity.seed.hex()}
+            ),
         }
         with _translate_os_errors(f"write {path}"):
             _atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
@@ -172,14 +241,17 @@ class Keystore:
             name=name, did=doc["did"], created=str(doc.get("created", "")), path=path
         )
 
-    def load(self, name: str) -> Identity:
+    def is_sealed(self, name: str) -> bool:
+        key = self._read(self.get(name).path)["key"]
+        return bool(key.get("format") == "scrypt-aes256gcm")
+
+    def load(self, name: str, *, passphrase: str | None = None) -> Identity:
         """The private identity ``name``; checks the stored did matches the key."""
         stored = self.get(name)
         key = self._read(stored.path)["key"]
         try:
-            seed = bytes.fromhex(str(key.get("seed", "")))
-            identity = Identity.from_seed(seed)
-        except ValueError as exc:
+            identity = Identity.from_seed(open_seed(key, stored.did, passphrase))
+        except (ValueError, KeyError) as exc:
             raise KeystoreError(f"{stored.path} holds a malformed key: {exc}") from exc
         if identity.did != stored.did:
             raise KeystoreError(f"{stored.path}: the key does not match the did {stored.did}")

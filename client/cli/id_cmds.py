@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from client.cli.output import Context, Result
+from client.cli.passphrase import ask_new_passphrase
 from client.keystore import Keystore, StoredIdentity
 from protocol.errors import BadRequestError
 
@@ -25,14 +26,16 @@ def _parse_seed(text: str) -> bytes:
     return seed
 
 
-def _describe(identity: StoredIdentity, default: bool) -> dict[str, Any]:
-    return {**identity.to_json(), "default": default}
+def _describe(store: Keystore, identity: StoredIdentity, default: bool) -> dict[str, Any]:
+    return {**identity.to_json(), "default": default, "encrypted": store.is_sealed(identity.name)}
 
 
 def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
     seed = _parse_seed(args.seed) if args.seed is not None else None
     store = Keystore(ctx.home)
-    created = store.create(args.name, seed=seed)
+    Keystore.check_name(args.name)
+    passphrase = ask_new_passphrase() if args.encrypt else None
+    created = store.create(args.name, seed=seed, passphrase=passphrase)
     default = store.default()
     is_default = default is not None and default.name == created.name
     text = (
@@ -40,14 +43,17 @@ def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
         f"  did:  {created.did}\n"
         f"  key:  {created.path} (keep it secret: it is the only proof this did is you)"
     )
+    if args.encrypt:
+        text += "\n  The key is sealed with your passphrase; you will need it to sign."
     if is_default:
         text += "\n  This is your default identity."
-    return Result(_describe(created, is_default), text)
+    return Result(_describe(store, created, is_default), text)
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> Result:
-    identities = Keystore(ctx.home).list()
-    data = [_describe(i, n == 0) for n, i in enumerate(identities)]
+    store = Keystore(ctx.home)
+    identities = store.list()
+    data = [_describe(store, i, n == 0) for n, i in enumerate(identities)]
     if not identities:
         return Result(data, f"No identities in {ctx.home}. Create one: murmur id new NAME")
     width = max(len(i.name) for i in identities)
@@ -73,8 +79,9 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> Result:
         f"  did:      {identity.did}\n"
         f"  created:  {identity.created}\n"
         f"  key file: {identity.path}"
+        + (" (passphrase-protected)" if store.is_sealed(identity.name) else "")
     )
-    return Result(_describe(identity, is_default), text)
+    return Result(_describe(store, identity, is_default), text)
 
 
 def register(
@@ -95,6 +102,11 @@ def register(
         "--seed",
         metavar="HEX",
         help="32-byte private key as 64 hex chars (for tests and recovery; default: random)",
+    )
+    new.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="seal the key with a passphrase (asked on the terminal, or $MURMUR_PASSPHRASE)",
     )
     new.set_defaults(handler=cmd_new)
 

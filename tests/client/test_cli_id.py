@@ -115,3 +115,35 @@ def test_installed_script_end_to_end(tmp_path: Path) -> None:
     )
     assert again.returncode == 1 and "already exists" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_encrypted_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from client.keystore import PassphraseError
+
+    monkeypatch.setenv("MURMUR_PASSPHRASE", "correct horse")
+    code, out, err = run(
+        capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, "--encrypt", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["did"] == ZERO_DID and doc["encrypted"] is True
+    text = (tmp_path / "identities" / "alice.toml").read_text()
+    assert ZERO_SEED not in text and "scrypt-aes256gcm" in text
+    store = Keystore(tmp_path)
+    assert store.load("alice", passphrase="correct horse").did == ZERO_DID
+    with pytest.raises(PassphraseError, match="wrong passphrase"):
+        store.load("alice", passphrase="wrong")
+    with pytest.raises(PassphraseError, match="MURMUR_PASSPHRASE"):
+        store.load("alice")
+
+
+def test_encrypt_without_terminal_or_env_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MURMUR_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    code, out, _ = run(capsys, tmp_path, "id", "new", "alice", "--encrypt", "--json")
+    assert code == 1 and json.loads(out)["error"] == "bad-passphrase"
+    assert not (tmp_path / "identities" / "alice.toml").exists()
