@@ -21,10 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tempfile
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +31,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from protocol.errors import ProtocolError
+from client.errors import (
+    IdentityExistsError,
+    IdentityNotFoundError,
+    KeystoreError,
+    PassphraseError,
+)
+from client.files import atomic_write, translate_os_errors
 from protocol.identity import Identity
 
 __all__ = [
@@ -48,26 +51,6 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
-
-
-class KeystoreError(ProtocolError):
-    """A keystore problem a person can fix; ``code`` is stable, the message says how."""
-
-    code = "keystore-error"
-
-
-class IdentityExistsError(KeystoreError):
-    code = "identity-exists"
-
-
-class IdentityNotFoundError(KeystoreError):
-    code = "identity-not-found"
-
-
-class PassphraseError(KeystoreError):
-    """The key is sealed and no passphrase, or the wrong one, was given."""
-
-    code = "bad-passphrase"
 
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
@@ -131,31 +114,6 @@ class StoredIdentity:
         return {"name": self.name, "did": self.did, "created": self.created, "path": str(self.path)}
 
 
-@contextmanager
-def _translate_os_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except PermissionError as exc:
-        raise KeystoreError(f"cannot {what}: permission denied ({exc.filename})") from exc
-    except OSError as exc:
-        raise KeystoreError(f"cannot {what}: {exc.strerror} ({exc.filename})") from exc
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode``; never leaves a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Keystore:
     """Identities on disk. Cheap to construct; nothing is touched until used."""
 
@@ -167,7 +125,7 @@ class Keystore:
         return self.home / "identities"
 
     def _ensure_dirs(self) -> None:
-        with _translate_os_errors(f"create the Murmur home {self.home}"):
+        with translate_os_errors(f"create the Murmur home {self.home}"):
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.identities_dir.mkdir(mode=0o700, exist_ok=True)
             if not os.access(self.identities_dir, os.W_OK):
@@ -213,12 +171,12 @@ class Keystore:
                 else {"type": "ed25519", "format": "raw-hex", "seed": identity.seed.hex()}
             ),
         }
-        with _translate_os_errors(f"write {path}"):
-            _atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
+        with translate_os_errors(f"write {path}"):
+            atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
         return StoredIdentity(name=name, did=identity.did, created=created, path=path)
 
     def _read(self, path: Path) -> dict[str, Any]:
-        with _translate_os_errors(f"read {path}"):
+        with translate_os_errors(f"read {path}"):
             raw = path.read_bytes()
         try:
             doc = tomllib.loads(raw.decode("utf-8"))
@@ -262,7 +220,7 @@ class Keystore:
         if not self.identities_dir.is_dir():
             return []
         out = []
-        with _translate_os_errors(f"list {self.identities_dir}"):
+        with translate_os_errors(f"list {self.identities_dir}"):
             paths = sorted(self.identities_dir.glob("*.toml"))
         for path in paths:
             if not _NAME_RE.match(path.stem):

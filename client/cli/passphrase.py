@@ -6,7 +6,7 @@ import getpass
 import os
 import sys
 
-from client.keystore import PassphraseError
+from client.errors import PassphraseError
 
 __all__ = ["ask_new_passphrase", "ask_passphrase"]
 

@@ -1,0 +1,131 @@
+"""The client's settings in ``$MURMUR_HOME/config.toml``: node set and petnames.
+
+::
+
+    nodes = ["http://127.0.0.1:8701", "http://127.0.0.1:8702"]
+
+    [petnames]          # alias -> did, like an address book (never sent anywhere)
+    bob = "did:key:z6Mk..."
+
+The file is rewritten atomically on every change and may be edited by hand; unknown
+keys are kept. Node URLs are normalised (scheme and host lower-cased, no trailing
+slash) so the same node is never listed twice.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from client.errors import KeystoreError
+from client.files import atomic_write, translate_os_errors
+from protocol.errors import BadRequestError, InvalidDidError
+from protocol.identity import public_bytes_from_did
+
+__all__ = ["ClientConfig", "normalize_node_url"]
+
+_ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def normalize_node_url(url: str) -> str:
+    """``http(s)://host[:port][/path]`` without a trailing slash; raises ``BadRequestError``."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise BadRequestError(f"node URL {url!r} must use http or https")
+    if not parts.hostname:
+        raise BadRequestError(f"node URL {url!r} has no host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise BadRequestError(f"node URL {url!r} must not carry credentials, query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise BadRequestError(f"node URL {url!r} has an invalid port") from None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(slots=True)
+class ClientConfig:
+    path: Path
+    nodes: list[str] = field(default_factory=list)
+    petnames: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: Path) -> ClientConfig:
+        path = home / "config.toml"
+        if not path.exists():
+            return cls(path=path)
+        with translate_os_errors(f"read {path}"):
+            raw = path.read_bytes()
+        try:
+            doc = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise KeystoreError(f"{path} is not valid TOML: {exc}") from exc
+        nodes = doc.pop("nodes", [])
+        petnames = doc.pop("petnames", {})
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise KeystoreError(f"{path}: 'nodes' must be a list of URLs")
+        if not isinstance(petnames, dict) or not all(isinstance(v, str) for v in petnames.values()):
+            raise KeystoreError(f"{path}: [petnames] must map names to dids")
+        return cls(path=path, nodes=list(nodes), petnames=dict(petnames), extra=doc)
+
+    def save(self) -> None:
+        doc: dict[str, Any] = {**self.extra, "nodes": self.nodes, "petnames": self.petnames}
+        with translate_os_errors(f"write {self.path}"):
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(self.path, tomli_w.dumps(doc).encode("utf-8"), mode=0o600)
+
+    # -- nodes --------------------------------------------------------------------
+
+    def add_node(self, url: str) -> tuple[str, bool]:
+        """Add ``url``; returns the normalised URL and whether it was new."""
+        norm = normalize_node_url(url)
+        if norm in self.nodes:
+            return norm, False
+        self.nodes.append(norm)
+        return norm, True
+
+    def remove_node(self, url: str) -> str:
+        norm = normalize_node_url(url)
+        if norm not in self.nodes:
+            raise BadRequestError(f"{norm} is not in the node set (see: murmur nodes list)")
+        self.nodes.remove(norm)
+        return norm
+
+    # -- petnames -----------------------------------------------------------------
+
+    def set_petname(self, alias: str, did: str) -> None:
+        if not _ALIAS_RE.match(alias) or alias.startswith("did:"):
+            raise BadRequestError(f"alias {alias!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        public_bytes_from_did(did)
+        self.petnames[alias] = did
+
+    def resolve(self, who: str) -> str:
+        """A did from a did or a petname; raises with a hint when neither."""
+        if who.startswith("did:"):
+            public_bytes_from_did(who)
+            return who
+        if who in self.petnames:
+            return self.petnames[who]
+        raise InvalidDidError(
+            f"{who!r} is neither a did:key nor a known alias (murmur follow DID --alias {who})"
+        )
+
+    def alias_of(self, did: str) -> str | None:
+        for alias, known in self.petnames.items():
+            if known == did:
+                return alias
+        return None
