@@ -2,9 +2,10 @@
 
 Bytes and objects in, bytes and objects out: identities (``did:key``), the one
 canonical MessagePack codec, signed events and their validation, the v1 kinds, chain
-analysis, and the error tree. Nothing here touches the network, the disk or an event
-loop (a test checks that importing it pulls in no aiohttp, httpx, sqlite3 or asyncio);
-``node`` and ``client`` build on it. The normative text is ``specs/``.
+analysis, negentropy v1 set reconciliation, and the error tree. Nothing here touches
+the network, the disk or an event loop (a test checks that importing it pulls in no
+aiohttp, httpx, sqlite3 or asyncio); ``node`` and ``client`` build on it. The
+normative text is ``specs/``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from protocol.identity import (
     did_from_public_bytes,
     public_bytes_from_did,
 )
+from protocol.negentropy import Negentropy, NegentropyStorage
 
 __version__ = "0.1.0"
 
@@ -86,6 +88,9 @@ __all__ = [
     # kinds and limits (spec 0003)
     "kinds",
     "limits",
+    # set reconciliation, negentropy v1 (spec 0005)
+    "Negentropy",
+    "NegentropyStorage",
     # chains (spec 0002)
     "ChainItem",
     "ChainReport",

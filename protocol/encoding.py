@@ -176,14 +176,21 @@ def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
     except UnicodeDecodeError:
         raise MalformedError("string is not valid UTF-8") from None
     except ValueError as exc:
-        # msgpack reports length-limit violations as ValueError("... exceeds max_...")
-        if "exceeds max" in str(exc):
-            raise TooLargeError(str(exc)) from None
+        # msgpack reports length-limit violations as ValueError("... exceeds max_...").
+        # Any ext, whatever its size or type (the timestamp ext -1 is parsed by msgpack
+        # itself), is non-canonical — the same code for every form.
+        text = str(exc)
+        if "max_ext_len" in text or "imestamp" in text or "nanosecond" in text:
+            raise NonCanonicalError("ext types are not allowed") from None
+        if "exceeds max" in text:
+            raise TooLargeError(text) from None
         raise MalformedError(f"not MessagePack: {exc}") from None
     except NonCanonicalError:
         raise
-    except (TypeError, msgpack.UnpackException, RecursionError) as exc:
-        # TypeError: unhashable key (e.g. a map used as a map key).
+    except TypeError:
+        # An unhashable map key (an array or map used as a key): keys must be str.
+        raise NonCanonicalError("map keys must be str") from None
+    except (msgpack.UnpackException, RecursionError) as exc:
         raise MalformedError(f"not MessagePack: {exc}") from None
     _check_types(value, limits)
     if encode(value, max_depth=limits.max_depth) != data:

@@ -36,7 +36,6 @@ from protocol.errors import (
     BodyMismatchError,
     FutureTimestampError,
     MalformedError,
-    NonCanonicalError,
     TooLargeError,
     UnsupportedVersionError,
     WrongNetworkError,
@@ -45,11 +44,14 @@ from protocol.identity import Identity, PublicKey, public_bytes_from_did
 from protocol.limits import (
     FUTURE_SKEW_MS,
     MAX_BODY_BYTES,
+    MAX_BODY_ITEMS,
     MAX_DEPTH,
     MAX_HEADER_BYTES,
     MAX_KIND_BYTES,
     MAX_NET_BYTES,
     MAX_SEQ,
+    MAX_SHAPE_DEPTH,
+    MAX_SHAPE_ITEMS,
     MAX_TS,
     MAX_WIRE_BYTES,
 )
@@ -77,18 +79,29 @@ HEADER_KEYS = frozenset({"v", "net", "author", "seq", "prev", "ts", "kind", "bod
 # kind and net names: lowercase, digits, '-', '.', starting with a letter or digit.
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9.\-]*\Z")
 
+# Decode bounds per layer (spec 0002 §limits). Each layer is decoded on its own, its
+# top value at depth 0. The wire and header bounds are loose enough that a value of
+# the wrong type or size decodes and then fails the shape check with a precise code.
 _WIRE_LIMITS = DecodeLimits(
-    max_bytes=MAX_WIRE_BYTES, max_depth=1, max_str=64, max_bin=MAX_BODY_BYTES, max_items=3
+    max_bytes=MAX_WIRE_BYTES,
+    max_depth=MAX_SHAPE_DEPTH,
+    max_str=MAX_HEADER_BYTES,
+    max_bin=MAX_BODY_BYTES,
+    max_items=MAX_SHAPE_ITEMS,
 )
 _HEADER_LIMITS = DecodeLimits(
-    max_bytes=MAX_HEADER_BYTES, max_depth=1, max_str=256, max_bin=32, max_items=16
+    max_bytes=MAX_HEADER_BYTES,
+    max_depth=MAX_SHAPE_DEPTH,
+    max_str=MAX_HEADER_BYTES,
+    max_bin=MAX_HEADER_BYTES,
+    max_items=MAX_SHAPE_ITEMS,
 )
 _BODY_LIMITS = DecodeLimits(
     max_bytes=MAX_BODY_BYTES,
     max_depth=MAX_DEPTH,
     max_str=MAX_BODY_BYTES,
     max_bin=MAX_BODY_BYTES,
-    max_items=4096,
+    max_items=MAX_BODY_ITEMS,
 )
 
 
@@ -171,6 +184,11 @@ class Header:
     def from_map(cls, m: object) -> Header:
         if not isinstance(m, dict):
             raise BadFieldError("header must be a map")
+        # The version comes first: a future version may add or drop header keys, and
+        # must be reported as unsupported-version, not as a bad field.
+        v = m.get("v")
+        if isinstance(v, int) and not isinstance(v, bool) and v != EVENT_VERSION:
+            raise UnsupportedVersionError(f"event version {v} is not supported")
         keys = set(m)
         if keys != HEADER_KEYS:
             missing = sorted(HEADER_KEYS - keys)
@@ -319,7 +337,7 @@ def _parse(wire: bytes) -> Event:
     if body_bytes is not None:
         decoded = decode(body_bytes, limits=_BODY_LIMITS)
         if not isinstance(decoded, dict):
-            raise NonCanonicalError("body must be a map")
+            raise BadFieldError("body must be a map")
         body = decoded
     header = Header.from_map(header_map)
     if body is not None:

@@ -26,6 +26,7 @@ from protocol.limits import (
     MAX_TAG_BYTES,
     MAX_TAGS,
     MAX_TEXT_BYTES,
+    MAX_TS,
     MAX_WARN,
 )
 
@@ -177,15 +178,16 @@ def _label(body: dict[str, Any]) -> None:
         raise BadFieldError("body.neg must be a boolean")
     if "exp" in body:
         exp = body["exp"]
-        if not isinstance(exp, int) or isinstance(exp, bool) or exp < 0:
-            raise BadFieldError("body.exp must be a non-negative integer (ms since epoch)")
+        if not isinstance(exp, int) or isinstance(exp, bool) or not 0 <= exp <= MAX_TS:
+            raise BadFieldError(f"body.exp must be an integer in [0, {MAX_TS}] (ms since epoch)")
 
 
 def _list(body: dict[str, Any]) -> None:
     _text(body, "name", MAX_LIST_NAME_BYTES, required=True)
     if not body["name"]:
         raise BadFieldError("body.name must not be empty")
-    if body.get("purpose") not in LIST_PURPOSES:
+    purpose = body.get("purpose")
+    if not isinstance(purpose, str) or purpose not in LIST_PURPOSES:
         raise BadFieldError(f"body.purpose must be one of {sorted(LIST_PURPOSES)}")
     members = body.get("members")
     if not isinstance(members, list):

@@ -10,6 +10,7 @@ __all__ = [
     "FUTURE_SKEW_MS",
     "MAX_BIO_BYTES",
     "MAX_BODY_BYTES",
+    "MAX_BODY_ITEMS",
     "MAX_DEPTH",
     "MAX_DID_BYTES",
     "MAX_HEADER_BYTES",
@@ -21,6 +22,8 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_NET_BYTES",
     "MAX_SEQ",
+    "MAX_SHAPE_DEPTH",
+    "MAX_SHAPE_ITEMS",
     "MAX_TAGS",
     "MAX_TAG_BYTES",
     "MAX_TEXT_BYTES",
@@ -38,8 +41,14 @@ MAX_WIRE_BYTES = 72 * 1024
 MAX_HEADER_BYTES = 1024
 #: Encoded body map.
 MAX_BODY_BYTES = 64 * 1024
-#: Nesting depth of any decoded value (the wire array is depth 0).
+#: Nesting depth of a body (the body map itself is depth 0).
 MAX_DEPTH = 8
+#: Elements of any one array or map in a body.
+MAX_BODY_ITEMS = 4096
+#: Depth and element bounds of the wire array and the header map. They only need to
+#: let a wrongly shaped value decode far enough to be named precisely (spec 0002).
+MAX_SHAPE_DEPTH = 4
+MAX_SHAPE_ITEMS = 16
 
 MAX_NET_BYTES = 64
 MAX_KIND_BYTES = 64

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import protocol
-from client.cli import id_cmds, nodes_cmds
+from client.cli import dev_cmds, id_cmds, nodes_cmds
 from client.cli.output import Context, Result, emit, emit_error
 from client.keystore import default_home
 from protocol.errors import ProtocolError
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     id_cmds.register(sub, common)
     nodes_cmds.register(sub, common)
+    dev_cmds.register(sub)
     try:
         from node.cli import add_node_commands  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError as exc:  # a client-only install has no node package

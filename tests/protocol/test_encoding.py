@@ -94,6 +94,9 @@ def test_mutated_valid_bytes_only_raise_protocol_errors(value: Any, pos: int, by
         (b"\xa1\xff", MalformedError),  # invalid UTF-8
         (b"\x92\x01", MalformedError),  # truncated
         (b"\xc1", MalformedError),  # reserved byte
+        (b"\xc7\x50\x01" + b"\x00" * 0x50, NonCanonicalError),  # big ext
+        (b"\xd5\xff\x00\x00", NonCanonicalError),  # ext -1 with a bad timestamp payload
+        (b"\x81\x90\x01", NonCanonicalError),  # array as map key
         (b"", MalformedError),
         (b"\xdd\xff\xff\xff\xff", TooLargeError),  # declared 4G-element array
         (b"\xdf\xff\xff\xff\xff", TooLargeError),  # declared 4G-entry map

@@ -1,0 +1,1029 @@
+"""Regenerate the conformance vectors in ``specs/vectors/`` (specs/README.md, "Vectors").
+
+Deterministic: fixed seeds, fixed timestamps, deterministic Ed25519, and a fixed JSON
+layout, so running it twice writes identical files. ``--check`` writes nothing and
+exits 1 if a committed file differs from what this script would generate (a test runs
+:func:`check` so vectors and code cannot drift apart).
+
+Valid events are built with :func:`protocol.sign_event`. Invalid events are built by
+hand: the library refuses to sign what it would reject, so the script assembles header
+and body bytes itself (hand-written MessagePack where the point is a non-canonical
+form) and signs ids with the author's key directly, keeping every signature valid
+unless the case is about the signature. Each invalid case breaks one rule, except the
+``order:`` cases, which break several to pin the validation order (spec 0002 §2.8).
+
+JSON conventions: bytes are lowercase hex strings where the type is fixed (header
+fields, wire, ids); inside free-form values (bodies, encoding cases) bytes are
+``{"$bytes": "<hex>"}`` and integers outside +-(2**53 - 1) are ``{"$int": "<decimal>"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python scripts/gen_vectors.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from protocol.chain import analyze_chain  # noqa: E402
+from protocol.encoding import encode  # noqa: E402
+from protocol.events import Event, event_id, sign_event, signing_message  # noqa: E402
+from protocol.identity import Identity  # noqa: E402
+from protocol.limits import FUTURE_SKEW_MS, MAX_TEXT_BYTES, MAX_WIRE_BYTES  # noqa: E402
+
+VECTORS = ROOT / "specs" / "vectors"
+
+#: 2026-01-01T00:00:00Z: every event is stamped relative to this, never the wall clock.
+T0 = 1_767_225_600_000
+#: The checker's clock for every case unless a case says otherwise.
+NOW = T0 + 3_600_000
+
+SEED_ALICE = bytes(32)  # the W3C did:key vector with seed 00..00 (spec 0001 §1.5)
+SEED_BOB = bytes(31) + b"\x01"
+SEED_CAROL = bytes(31) + b"\x02"
+ALICE = Identity.from_seed(SEED_ALICE)
+BOB = Identity.from_seed(SEED_BOB)
+CAROL = Identity.from_seed(SEED_CAROL)
+#: The X25519 key-agreement did of the W3C seed-00..00 vector: well-formed did:key,
+#: wrong multicodec (0xec), so not an Ed25519 identity.
+X25519_DID = "did:key:z6LShs9GGnqk85isEBzzshkuVWrVKsRp24GnDuHk8QWkARMW"
+JSON_SAFE = 2**53 - 1
+
+
+# -- JSON helpers -----------------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    """A decoded canonical value as JSON: bytes and big ints are tagged."""
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if -JSON_SAFE <= value <= JSON_SAFE else {"$int": str(value)}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: to_json(v) for k, v in value.items()}
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def header_json(event: Event) -> dict[str, Any]:
+    h = event.header
+    return {
+        "v": h.v,
+        "net": h.net,
+        "author": h.author,
+        "seq": h.seq,
+        "prev": None if h.prev is None else h.prev.hex(),
+        "ts": h.ts,
+        "kind": h.kind,
+        "body": h.body_hash.hex(),
+    }
+
+
+# -- hand-built MessagePack (for non-canonical forms only) ----------------------------
+
+
+def raw_map(pairs: Iterable[tuple[str, bytes]]) -> bytes:
+    """A map from already-encoded values, in the order given, duplicates kept."""
+    items = list(pairs)
+    assert len(items) <= 15
+    return bytes([0x80 | len(items)]) + b"".join(encode(k) + v for k, v in items)
+
+
+def wire_of(header_bytes: bytes, sig: bytes, body_bytes: bytes | None) -> bytes:
+    return encode([header_bytes, sig, body_bytes])
+
+
+def header_map(
+    author: Identity | str,
+    *,
+    seq: int,
+    prev: bytes | None,
+    ts: int,
+    kind: str,
+    body_bytes: bytes,
+    net: str = "murmur",
+    v: int = 1,
+) -> dict[str, Any]:
+    return {
+        "v": v,
+        "net": net,
+        "author": author.did if isinstance(author, Identity) else author,
+        "seq": seq,
+        "prev": prev,
+        "ts": ts,
+        "kind": kind,
+        "body": hashlib.sha256(body_bytes).digest(),
+    }
+
+
+def signed_wire(header_bytes: bytes, body_bytes: bytes | None, signer: Identity) -> bytes:
+    """Wire form with a signature by ``signer`` over the id of ``header_bytes``."""
+    return wire_of(header_bytes, signer.sign(signing_message(event_id(header_bytes))), body_bytes)
+
+
+def craft(
+    body_bytes: bytes,
+    *,
+    signer: Identity = ALICE,
+    mutate_header: Callable[[dict[str, Any]], None] | None = None,
+    **fields: Any,
+) -> bytes:
+    """A signed wire event from a (possibly invalid) header map and raw body bytes."""
+    defaults: dict[str, Any] = {"seq": 1, "prev": None, "ts": T0, "kind": "post"}
+    defaults.update(fields)
+    author = defaults.pop("author", signer)
+    h = header_map(author, body_bytes=body_bytes, **defaults)
+    if mutate_header is not None:
+        mutate_header(h)
+    return signed_wire(encode(h), body_bytes, signer)
+
+
+# -- valid events -----------------------------------------------------------------------
+
+
+def _id(label: str) -> bytes:
+    """A stand-in 32-byte event id for targets outside the vector set."""
+    return hashlib.sha256(label.encode()).digest()
+
+
+@dataclass
+class _Chain:
+    """Signs consecutive events for one author, linking seq/prev."""
+
+    identity: Identity
+    seq: int = 0
+    prev: bytes | None = None
+
+    def sign(self, kind: str, body: Mapping[str, Any], ts: int, net: str = "murmur") -> Event:
+        event = sign_event(
+            self.identity, kind=kind, body=body, seq=self.seq + 1, prev=self.prev, ts=ts, net=net
+        )
+        self.seq, self.prev = event.seq, event.id
+        return event
+
+
+def _valid_case(
+    comment: str,
+    event: Event,
+    seed: bytes,
+    *,
+    now_ms: int = NOW,
+    original_body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    case: dict[str, Any] = {
+        "comment": comment,
+        "seed": seed.hex(),
+        "net": event.net,
+        "now_ms": now_ms,
+        "header": header_json(event),
+        "body": None if event.body is None else to_json(event.body),
+    }
+    if original_body is not None:
+        case["original_body"] = to_json(original_body)
+    case.update(
+        {
+            "header_bytes": event.header_bytes.hex(),
+            "body_bytes": None if event.body_bytes is None else event.body_bytes.hex(),
+            "id": event.id.hex(),
+            "sig": event.sig.hex(),
+            "wire": event.wire.hex(),
+        }
+    )
+    return case
+
+
+def valid_events() -> list[dict[str, Any]]:
+    a, b, c = _Chain(ALICE), _Chain(BOB), _Chain(CAROL)
+    cases: list[dict[str, Any]] = []
+
+    def add(
+        comment: str, chain: _Chain, kind: str, body: Mapping[str, Any], ts: int, **kw: Any
+    ) -> Event:
+        net = kw.pop("net", "murmur")
+        event = chain.sign(kind, body, ts, net=net)
+        seed = chain.identity.seed
+        cases.append(_valid_case(comment, event, seed, **kw))
+        return event
+
+    add(
+        "profile, seq 1 (prev nil); the worked example of spec 0002 §2.10",
+        a,
+        "profile",
+        {"name": "Alice", "bio": "Testing Murmur."},
+        T0,
+    )
+    first_post = add("post with text only", a, "post", {"text": "Hello, Murmur!"}, T0 + 1000)
+    add(
+        "post: reply {root, parent}, quote, tags, langs, warn (self-labels), non-ASCII text",
+        a,
+        "post",
+        {
+            "text": "Réponse — ça marche 🎉",
+            "reply": {"root": first_post.id, "parent": first_post.id},
+            "quote": _id("quoted"),
+            "tags": ["murmur", "test"],
+            "langs": ["fr", "pt-BR"],
+            "warn": ["spoiler"],
+        },
+        T0 + 2000,
+    )
+    add("repost of a post", a, "repost", {"target": first_post.id}, T0 + 3000)
+    add("like of a post", a, "like", {"target": first_post.id}, T0 + 4000)
+    add("follow a did", a, "follow", {"subject": BOB.did}, T0 + 5000)
+    add(
+        "unfollow the same did (latest per subject wins)",
+        a,
+        "unfollow",
+        {"subject": BOB.did},
+        T0 + 6000,
+    )
+    add("delete the author's own post", a, "delete", {"target": first_post.id}, T0 + 7000)
+    add(
+        "list: purpose mute, two members",
+        a,
+        "list",
+        {"name": "noisy", "purpose": "mute", "members": [BOB.did, CAROL.did]},
+        T0 + 8000,
+    )
+    add(
+        "label on an event id (a labeler is any author)",
+        b,
+        "label",
+        {"subject": first_post.id, "val": "spam"},
+        T0 + 10_000,
+    )
+    add(
+        "label on a did with neg (retraction) and exp (expiry, ms)",
+        b,
+        "label",
+        {"subject": ALICE.did, "val": "bot", "neg": True, "exp": T0 + 86_400_000},
+        T0 + 11_000,
+    )
+    add(
+        "unknown kind: valid, opaque map body of any canonical values",
+        b,
+        "org.example.poll",
+        {
+            "question": "Tea or coffee?",
+            "options": ["tea", "coffee"],
+            "n": -300,
+            "big": 2**64 - 1,
+            "raw": b"\x00\xff",
+            "ok": False,
+            "none": None,
+        },
+        T0 + 12_000,
+    )
+    add(
+        "post with keys the kind does not define: allowed and ignored",
+        b,
+        "post",
+        {"text": "extra keys", "x-client": "murmur-cli", "x-n": 7},
+        T0 + 13_000,
+    )
+    add(
+        "profile with an empty body: every profile field is optional", b, "profile", {}, T0 + 14_000
+    )
+    add(
+        f"post text of exactly {MAX_TEXT_BYTES} UTF-8 bytes (1000 x 3-byte char)",
+        b,
+        "post",
+        {"text": "€" * (MAX_TEXT_BYTES // 3)},
+        T0 + 15_000,
+    )
+    add(
+        "label value of exactly 128 bytes",
+        b,
+        "label",
+        {"subject": CAROL.did, "val": "a-" * 63 + "z9"},
+        T0 + 16_000,
+    )
+    add(
+        "body nested to exactly the depth limit (body map is depth 0, deepest value depth 8)",
+        b,
+        "org.example.deep",
+        {"x": [[[[[[[0]]]]]]]},
+        T0 + 17_000,
+    )
+    add(
+        "ts 9 minutes ahead of the checker's clock: within the allowed skew",
+        c,
+        "post",
+        {"text": "from a fast clock"},
+        NOW + 9 * 60_000,
+    )
+    add(
+        "ts exactly 10 minutes ahead: the bound is inclusive",
+        c,
+        "post",
+        {"text": "at the edge"},
+        NOW + FUTURE_SKEW_MS,
+    )
+    add(
+        "ts long in the past: no lower bound",
+        c,
+        "post",
+        {"text": "from 1970"},
+        0,
+    )
+    add(
+        "non-default network, checked with that network",
+        _Chain(CAROL),
+        "post",
+        {"text": "on a test network"},
+        T0,
+        net="murmur-test.1",
+    )
+
+    # A dropped body: the header still proves itself; no body hash or schema check.
+    dropped_body = {"text": "soon deleted"}
+    dropped = c.sign("post", dropped_body, T0 + 20_000).without_body()
+    cases.append(
+        _valid_case(
+            "dropped body (nil): header and signature verify without it; original_body is "
+            "what was signed",
+            dropped,
+            SEED_CAROL,
+            original_body=dropped_body,
+        )
+    )
+    return cases
+
+
+# -- invalid events ---------------------------------------------------------------------
+
+
+def invalid_events() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def add(comment: str, wire: bytes, error: str, spec: str, **kw: Any) -> None:
+        case = {
+            "comment": comment,
+            "net": kw.get("net", "murmur"),
+            "now_ms": kw.get("now_ms", NOW),
+            "error": error,
+            "spec": spec,
+            "wire": wire.hex(),
+        }
+        cases.append(case)
+
+    post = encode({"text": "hi"})
+    good = sign_event(ALICE, kind="post", body={"text": "hi"}, seq=1, prev=None, ts=T0)
+    good2 = sign_event(ALICE, kind="post", body={"text": "hi"}, seq=2, prev=good.id, ts=T0)
+
+    # -- step 1: size
+    big = encode([good.header_bytes, good.sig, b"\x00" * (MAX_WIRE_BYTES - 80)])
+    add(
+        f"wire of {len(big)} bytes > {MAX_WIRE_BYTES}: rejected before decoding",
+        big,
+        "too-large",
+        "0002-events.md#v-size",
+    )
+
+    # -- step 2: strict decode of the wire
+    add("empty input", b"", "malformed", "0002-events.md#enc-malformed")
+    add("truncated wire array", good.wire[:-5], "malformed", "0002-events.md#enc-malformed")
+    add("reserved byte 0xc1", b"\x93\xc1\xc0\xc0", "malformed", "0002-events.md#enc-malformed")
+    add(
+        "wire is a map, not an array",
+        encode({"h": good.header_bytes}),
+        "malformed",
+        "0002-events.md#wire",
+    )
+    add(
+        "wire array of 2 elements",
+        encode([good.header_bytes, good.sig]),
+        "malformed",
+        "0002-events.md#wire",
+    )
+    add(
+        "wire array of 4 elements",
+        encode([good.header_bytes, good.sig, post, None]),
+        "malformed",
+        "0002-events.md#wire",
+    )
+    add(
+        "sig of 63 bytes",
+        encode([good.header_bytes, good.sig[:63], post]),
+        "malformed",
+        "0002-events.md#wire",
+    )
+    add(
+        "header carried as str, not bin",
+        encode(["x", good.sig, post]),
+        "malformed",
+        "0002-events.md#wire",
+    )
+    add(
+        "body carried as a map, not bin or nil",
+        encode([good.header_bytes, good.sig, {"text": "hi"}]),
+        "malformed",
+        "0002-events.md#wire",
+    )
+    add(
+        "trailing byte after the wire array",
+        good.wire + b"\xc0",
+        "non-canonical",
+        "0002-events.md#enc-trailing",
+    )
+    # wire whose array header is array16 for 3 elements
+    add(
+        "wire array length prefix not shortest (array16 for 3 elements)",
+        b"\xdc\x00\x03" + good.wire[1:],
+        "non-canonical",
+        "0002-events.md#enc-lengths",
+    )
+
+    # -- steps 3-4: header and body bytes (strict, canonical)
+    hdr = header_map(ALICE, seq=1, prev=None, ts=T0, kind="post", body_bytes=post)
+    unsorted = raw_map(
+        (k, encode(hdr[k])) for k in ("v", "net", "author", "seq", "prev", "ts", "kind", "body")
+    )
+    add(
+        "header keys not sorted (signature valid over these bytes)",
+        signed_wire(unsorted, post, ALICE),
+        "non-canonical",
+        "0002-events.md#enc-map-order",
+    )
+    body_unsorted = raw_map([("text", encode("hi")), ("tags", encode(["a"]))])
+    add(
+        "body keys not sorted (header hashes these exact bytes; signature valid)",
+        craft(body_unsorted),
+        "non-canonical",
+        "0002-events.md#enc-map-order",
+    )
+    dup_hdr = raw_map([*((k, encode(hdr[k])) for k in sorted(hdr)), ("v", encode(1))])
+    add(
+        "duplicate key in header ('v' twice)",
+        signed_wire(dup_hdr, post, ALICE),
+        "non-canonical",
+        "0002-events.md#enc-map-order",
+    )
+    dup_body = raw_map([("text", encode("hi")), ("text", encode("hi"))])
+    add("duplicate key in body", craft(dup_body), "non-canonical", "0002-events.md#enc-map-order")
+    float_body = raw_map([("n", bytes.fromhex("cb3ff8000000000000")), ("text", encode("hi"))])
+    add("float64 1.5 in body", craft(float_body), "non-canonical", "0002-events.md#enc-types")
+    f32_body = raw_map([("n", bytes.fromhex("ca3fc00000")), ("text", encode("hi"))])
+    add("float32 1.5 in body", craft(f32_body), "non-canonical", "0002-events.md#enc-types")
+    nonshort_hdr = raw_map((k, b"\xcc\x01" if k == "seq" else encode(hdr[k])) for k in sorted(hdr))
+    add(
+        "non-shortest int in header (seq 1 as uint8 0xcc 0x01)",
+        signed_wire(nonshort_hdr, post, ALICE),
+        "non-canonical",
+        "0002-events.md#enc-ints",
+    )
+    nonshort_body = raw_map([("n", b"\xd0\x05"), ("text", encode("hi"))])
+    add(
+        "non-shortest int in body (5 as int8 0xd0 0x05)",
+        craft(nonshort_body),
+        "non-canonical",
+        "0002-events.md#enc-ints",
+    )
+    str8_hdr = raw_map((k, b"\xd9\x04post" if k == "kind" else encode(hdr[k])) for k in sorted(hdr))
+    add(
+        "non-shortest str length prefix in header (str8 for 'post')",
+        signed_wire(str8_hdr, post, ALICE),
+        "non-canonical",
+        "0002-events.md#enc-lengths",
+    )
+    trailing_hdr = encode(hdr) + b"\x00"
+    add(
+        "trailing byte inside header_bytes (signature valid over them)",
+        signed_wire(trailing_hdr, post, ALICE),
+        "non-canonical",
+        "0002-events.md#enc-trailing",
+    )
+    add(
+        "trailing byte inside body_bytes (header hashes them)",
+        craft(post + b"\x00"),
+        "non-canonical",
+        "0002-events.md#enc-trailing",
+    )
+    ext_body = raw_map([("n", bytes.fromhex("d40100")), ("text", encode("hi"))])
+    add(
+        "ext type 1 (fixext1) in body", craft(ext_body), "non-canonical", "0002-events.md#enc-types"
+    )
+    ts_ext_body = raw_map([("at", bytes.fromhex("d6ff00000001")), ("text", encode("hi"))])
+    add(
+        "timestamp ext -1 (fixext4) in body",
+        craft(ts_ext_body),
+        "non-canonical",
+        "0002-events.md#enc-types",
+    )
+    int_key_body = bytes([0x82]) + encode(1) + encode(2) + encode("text") + encode("hi")
+    add("int map key in body", craft(int_key_body), "non-canonical", "0002-events.md#enc-types")
+    add(
+        "invalid UTF-8 in body text",
+        craft(bytes.fromhex("81a474657874a2fffe")),
+        "malformed",
+        "0002-events.md#enc-malformed",
+    )
+    deep = {"text": "deep"}
+    nest: Any = 0
+    for _ in range(8):
+        nest = [nest]
+    deep["x"] = nest
+    add(
+        "body nested one level past the limit (a value at depth 9)",
+        craft(encode(deep)),
+        "too-deep",
+        "0002-events.md#layer-bounds",
+    )
+    add(
+        "body is an array, not a map",
+        craft(encode(["hi"])),
+        "bad-field",
+        "0002-events.md#v-body-map",
+    )
+    add(
+        "prev of 33 bytes",
+        craft(post, seq=2, prev=b"\x01" * 33),
+        "bad-field",
+        "0002-events.md#header",
+    )
+
+    # -- step 5: header fields
+    def drop(key: str) -> Callable[[dict[str, Any]], None]:
+        return lambda h: h.pop(key)
+
+    add(
+        "header missing 'ts'",
+        craft(post, mutate_header=drop("ts")),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add(
+        "header with an extra key 'x'",
+        craft(post, mutate_header=lambda h: h.update(x=1)),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add(
+        "header is an array, not a map",
+        signed_wire(encode([1]), post, ALICE),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add(
+        "unsupported version v = 2",
+        craft(post, v=2),
+        "unsupported-version",
+        "0002-events.md#header",
+    )
+    add(
+        "v = true (bool is not an int)",
+        craft(post, mutate_header=lambda h: h.update(v=True)),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add(
+        "net with an uppercase letter",
+        craft(post, net="Murmur"),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add(
+        "author names an X25519 key (multicodec 0xec), not Ed25519",
+        craft(post, author=X25519_DID),
+        "invalid-did",
+        "0001-identity.md#parsing",
+    )
+    add(
+        "author did with a trailing space (not the canonical spelling)",
+        craft(post, author=ALICE.did + " "),
+        "invalid-did",
+        "0001-identity.md#parsing",
+    )
+    add("seq 0", craft(post, seq=0), "bad-field", "0002-events.md#header")
+    add(
+        "seq = true (bool is not an int)",
+        craft(post, mutate_header=lambda h: h.update(seq=True)),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add("seq 1 with a prev", craft(post, seq=1, prev=good.id), "bad-prev", "0002-events.md#chain")
+    add("seq 2 without a prev", craft(post, seq=2, prev=None), "bad-prev", "0002-events.md#chain")
+    add(
+        "prev of 31 bytes",
+        craft(post, seq=2, prev=b"\x01" * 31),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add("negative ts", craft(post, ts=-1), "bad-field", "0002-events.md#header")
+    add(
+        "kind with an uppercase letter",
+        craft(post, kind="Post"),
+        "bad-field",
+        "0002-events.md#header",
+    )
+    add(
+        "header body hash as str, not bin",
+        craft(post, mutate_header=lambda h: h.update(body="x" * 32)),
+        "bad-field",
+        "0002-events.md#header",
+    )
+
+    # -- step 6: body schema (spec 0003)
+    def body_case(comment: str, kind: str, body: Mapping[str, Any], **kw: Any) -> None:
+        add(comment, craft(encode(body), kind=kind, **kw), "bad-field", f"0003-kinds.md#{kind}")
+
+    body_case(
+        f"post text of {MAX_TEXT_BYTES + 1} bytes", "post", {"text": "a" * (MAX_TEXT_BYTES + 1)}
+    )
+    body_case("post without text", "post", {"tags": ["a"]})
+    body_case("post text as bin, not str", "post", {"text": b"hi"})
+    body_case("post reply without parent", "post", {"text": "hi", "reply": {"root": _id("r")}})
+    body_case(
+        "post langs with an uppercase primary subtag", "post", {"text": "hi", "langs": ["EN"]}
+    )
+    body_case("post warn value with an uppercase letter", "post", {"text": "hi", "warn": ["NSFW"]})
+    body_case("repost target of 31 bytes", "repost", {"target": b"\x01" * 31})
+    body_case("follow subject that is not a did:key", "follow", {"subject": "alice"})
+    body_case("unfollow subject naming an X25519 key", "unfollow", {"subject": X25519_DID})
+    body_case("label val with an uppercase letter", "label", {"subject": BOB.did, "val": "Spam"})
+    body_case("label val of 129 bytes", "label", {"subject": BOB.did, "val": "a" * 129})
+    body_case(
+        "label neg = 1 (must be bool)", "label", {"subject": BOB.did, "val": "spam", "neg": 1}
+    )
+    body_case("list purpose 'ban'", "list", {"name": "x", "purpose": "ban", "members": []})
+    body_case(
+        "list purpose that is an array, not a str",
+        "list",
+        {"name": "x", "purpose": ["mute"], "members": []},
+    )
+    body_case(
+        "list with duplicate members",
+        "list",
+        {"name": "x", "purpose": "block", "members": [BOB.did, BOB.did]},
+    )
+    body_case("list with an empty name", "list", {"name": "", "purpose": "mute", "members": []})
+
+    # -- step 7: network
+    add(
+        "event for network 'murmur-test' checked on 'murmur' (signature valid)",
+        craft(post, net="murmur-test"),
+        "wrong-network",
+        "0002-events.md#v-network",
+    )
+
+    # -- step 8: time window
+    add(
+        "ts 11 minutes ahead of the checker's clock (signature valid)",
+        craft(post, ts=NOW + 11 * 60_000),
+        "future-timestamp",
+        "0002-events.md#v-time",
+    )
+    add(
+        "ts 10 minutes + 1 ms ahead: just past the inclusive bound",
+        craft(post, ts=NOW + FUTURE_SKEW_MS + 1),
+        "future-timestamp",
+        "0002-events.md#v-time",
+    )
+
+    # -- step 9: body hash
+    add(
+        "body bytes differ from the header's body hash (signature valid)",
+        signed_wire(good.header_bytes, encode({"text": "HI"}), ALICE),
+        "body-mismatch",
+        "0002-events.md#v-body-hash",
+    )
+
+    # -- step 10: signature
+    flipped = bytes([good.sig[0] ^ 0x01]) + good.sig[1:]
+    add(
+        "signature with its first byte flipped",
+        wire_of(good.header_bytes, flipped, post),
+        "invalid-signature",
+        "0002-events.md#signature",
+    )
+    add(
+        "signature by bob over an event whose author is alice",
+        signed_wire(good.header_bytes, post, BOB),
+        "invalid-signature",
+        "0002-events.md#signature",
+    )
+    add(
+        "signature over the bare id, without the b'murmur-event-v1:' domain",
+        wire_of(good.header_bytes, ALICE.sign(good.id), post),
+        "invalid-signature",
+        "0002-events.md#signature",
+    )
+    add(
+        "dropped body (nil) with a signature from another event",
+        wire_of(good2.header_bytes, good.sig, None),
+        "invalid-signature",
+        "0002-events.md#signature",
+    )
+
+    # -- order: several violations, the earliest step wins (spec 0002 §2.8)
+    add(
+        "order: wrong network + future ts + bad signature -> network is checked first",
+        wire_of(
+            encode(
+                header_map(
+                    ALICE,
+                    seq=1,
+                    prev=None,
+                    ts=NOW + 3_600_000,
+                    kind="post",
+                    body_bytes=post,
+                    net="other",
+                )
+            ),
+            flipped,
+            post,
+        ),
+        "wrong-network",
+        "0002-events.md#validation-order",
+    )
+    add(
+        "order: future ts + body mismatch -> time is checked before the body hash",
+        signed_wire(
+            encode(
+                header_map(
+                    ALICE, seq=1, prev=None, ts=NOW + 3_600_000, kind="post", body_bytes=post
+                )
+            ),
+            encode({"text": "HI"}),
+            ALICE,
+        ),
+        "future-timestamp",
+        "0002-events.md#validation-order",
+    )
+    add(
+        "order: body mismatch + bad signature -> body hash is checked first",
+        wire_of(good.header_bytes, flipped, encode({"text": "HI"})),
+        "body-mismatch",
+        "0002-events.md#validation-order",
+    )
+    add(
+        "order: bad body schema + wrong network -> fields are checked first",
+        craft(encode({"text": 1}), net="other"),
+        "bad-field",
+        "0002-events.md#validation-order",
+    )
+    add(
+        "order: unsupported version + bad kind -> v is the first header field checked",
+        craft(post, v=2, kind="BAD"),
+        "unsupported-version",
+        "0002-events.md#validation-order",
+    )
+    add(
+        "order: bad header field (seq 0) + non-canonical body -> every layer is decoded "
+        "before any field is checked",
+        craft(body_unsorted, seq=0),
+        "non-canonical",
+        "0002-events.md#validation-order",
+    )
+    return cases
+
+
+# -- canonical encoding -----------------------------------------------------------------
+
+
+def encoding_vectors() -> dict[str, list[dict[str, Any]]]:
+    valid_values: list[tuple[str, Any]] = [
+        ("nil", None),
+        ("false", False),
+        ("true", True),
+        ("0: positive fixint", 0),
+        ("127: largest positive fixint", 127),
+        ("128: uint8", 128),
+        ("255: largest uint8", 255),
+        ("256: uint16", 256),
+        ("65535: largest uint16", 65535),
+        ("65536: uint32", 65536),
+        ("2**32 - 1: largest uint32", 2**32 - 1),
+        ("2**32: uint64", 2**32),
+        ("2**64 - 1: largest uint64", 2**64 - 1),
+        ("-1: negative fixint", -1),
+        ("-32: smallest negative fixint", -32),
+        ("-33: int8", -33),
+        ("-128: smallest int8", -128),
+        ("-129: int16", -129),
+        ("-32768: smallest int16", -32768),
+        ("-32769: int32", -32769),
+        ("-2**31: smallest int32", -(2**31)),
+        ("-2**31 - 1: int64", -(2**31) - 1),
+        ("-2**63: smallest int64", -(2**63)),
+        ("empty str: fixstr", ""),
+        ("str 'a'", "a"),
+        ("31-byte str: largest fixstr", "x" * 31),
+        ("32-byte str: str8", "x" * 32),
+        ("256-byte str: str16", "x" * 256),
+        ("non-ASCII str, length in UTF-8 bytes", "é🎉"),
+        ("empty bin: bin8 (there is no fixbin)", b""),
+        ("bin of 3 bytes", b"\x00\x01\xff"),
+        ("256-byte bin: bin16", bytes(256)),
+        ("empty array", []),
+        ("15-element array: largest fixarray", list(range(15))),
+        ("16-element array: array16", list(range(16))),
+        ("empty map", {}),
+        ("map keys sorted by UTF-8 bytes, not by length: 'aa' < 'b'", {"b": 1, "aa": 2}),
+        ("map keys sorted by UTF-8 bytes: 'z' (0x7a) < 'é' (0xc3 0xa9)", {"é": 1, "z": 2}),
+        ("map keys: uppercase sorts before lowercase; '' is a valid key", {"a": 0, "B": 1, "": 2}),
+        ("16-entry map: map16", {f"k{i:02d}": i for i in range(16)}),
+        ("nested array and map", {"a": [1, {"b": None, "c": [True, b"\x01"]}]}),
+    ]
+    valid = [{"comment": c, "value": to_json(v), "hex": encode(v).hex()} for c, v in valid_values]
+    invalid_cases: list[tuple[str, str, str]] = [
+        ("empty input", "", "malformed"),
+        ("truncated array", "9201", "malformed"),
+        ("truncated str", "a3616263"[:-2], "malformed"),
+        ("reserved byte 0xc1", "c1", "malformed"),
+        ("invalid UTF-8 in str", "a2fffe", "malformed"),
+        ("UTF-16 surrogate encoded in UTF-8 (CESU)", "a3eda080", "malformed"),
+        ("map used as a map key", "818001", "non-canonical"),
+        ("array used as a map key", "819001", "non-canonical"),
+        ("float32", "ca3fc00000", "non-canonical"),
+        ("float64", "cb3ff8000000000000", "non-canonical"),
+        ("ext type 1 (fixext1)", "d40100", "non-canonical"),
+        ("ext type 5 (ext8 of 2 bytes)", "c702050000", "non-canonical"),
+        ("timestamp ext -1 (fixext4, 32-bit seconds)", "d6ff00000001", "non-canonical"),
+        (
+            "ext -1 with a 1-byte payload, not a valid timestamp",
+            "d4ff00",
+            "non-canonical",
+        ),
+        (
+            "ext -1, 64-bit form, nanoseconds > 999999999",
+            "d7ffffffffff00000001",
+            "non-canonical",
+        ),
+        ("ext8 with a 65-byte payload", "c74105" + "00" * 65, "non-canonical"),
+        ("trailing byte after a value", "0100", "non-canonical"),
+        ("two values", "c0c0", "non-canonical"),
+        ("5 as uint8", "cc05", "non-canonical"),
+        ("5 as int8 (non-negative ints use the unsigned family)", "d005", "non-canonical"),
+        ("200 as uint16", "cd00c8", "non-canonical"),
+        ("1 as uint64", "cf0000000000000001", "non-canonical"),
+        ("-1 as int8", "d0ff", "non-canonical"),
+        ("-33 as int16", "d1ffdf", "non-canonical"),
+        ("'a' as str8", "d90161", "non-canonical"),
+        ("'a' as str16", "da000161", "non-canonical"),
+        ("1-byte bin as bin16", "c5000161", "non-canonical"),
+        ("1-element array as array16", "dc000101", "non-canonical"),
+        ("1-entry map as map16", "de0001a16101", "non-canonical"),
+        ("map keys out of order ('b' before 'a')", "82a16201a16102", "non-canonical"),
+        (
+            "map keys by length instead of bytes ('b' before 'aa')",
+            "82a16201a2616102",
+            "non-canonical",
+        ),
+        ("duplicate map key", "82a16101a16102", "non-canonical"),
+        ("int map key", "810101", "non-canonical"),
+        ("bin map key", "81c4016101", "non-canonical"),
+        ("nil map key", "81c001", "non-canonical"),
+        ("17 nested arrays: a value at depth 17 > 16", "91" * 17 + "c0", "too-deep"),
+        ("array16 claiming 10001 items (limit 10000)", "dc2711" + "c0" * 10001, "too-large"),
+    ]
+    invalid = [{"comment": c, "hex": h, "error": e} for c, h, e in invalid_cases]
+    return {"valid": valid, "invalid": invalid}
+
+
+# -- chains -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    author: str
+    seq: int
+    prev: bytes | None
+    id: bytes
+
+
+def chain_vectors() -> list[dict[str, Any]]:
+    def ident(name: str) -> bytes:
+        return hashlib.sha256(name.encode()).digest()
+
+    e1, e2, e3, e4 = (ident(f"e{i}") for i in range(1, 5))
+    e2b, e3b = ident("e2b"), ident("e3b")
+    other = ident("elsewhere")
+    sets: list[tuple[str, list[tuple[int, bytes, bytes | None]]]] = [
+        ("nothing held", []),
+        ("seq 1 only", [(1, e1, None)]),
+        ("1..4 linked, given out of order", [(3, e3, e2), (1, e1, None), (4, e4, e3), (2, e2, e1)]),
+        ("the same event twice is one event", [(1, e1, None), (1, e1, None), (2, e2, e1)]),
+        ("gap at 2: head stops at 1", [(1, e1, None), (3, e3, e2)]),
+        ("seq 1 missing: head 0, gap (1, 1)", [(2, e2, e1), (3, e3, e2)]),
+        (
+            "gaps kept as ranges, even for huge seqs",
+            [(1, e1, None), (5, e4, other), (2**62, e3, other)],
+        ),
+        (
+            "fork at 2: both kept, head stops at 1, no broken link at 2 (two candidates)",
+            [(1, e1, None), (2, e2, e1), (2, e2b, e1), (3, e3, e2)],
+        ),
+        (
+            "broken link: seq 3's prev is not the id held at 2",
+            [(1, e1, None), (2, e2, e1), (3, e3b, other)],
+        ),
+        (
+            "fork at 3 where one branch is also a broken link",
+            [(1, e1, None), (2, e2, e1), (3, e3, e2), (3, e3b, other)],
+        ),
+    ]
+    author = ALICE.did
+    cases = []
+    for comment, entries in sets:
+        report = analyze_chain(_Item(author, s, p, i) for s, i, p in entries)
+        cases.append(
+            {
+                "comment": comment,
+                "events": [
+                    {"seq": s, "id": i.hex(), "prev": None if p is None else p.hex()}
+                    for s, i, p in entries
+                ],
+                "head_seq": report.head_seq,
+                "head_id": None if report.head_id is None else report.head_id.hex(),
+                "max_seq": report.max_seq,
+                "gaps": [list(g) for g in report.gaps],
+                "forks": [{"seq": s, "ids": [i.hex() for i in ids]} for s, ids in report.forks],
+                "broken_links": list(report.broken_links),
+            }
+        )
+    return cases
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def _doc(description: str, cases: Any) -> dict[str, Any]:
+    return {"description": description, "generator": "scripts/gen_vectors.py", "cases": cases}
+
+
+def render() -> dict[str, str]:
+    """Every vector file's name and exact text."""
+    docs = {
+        "events-valid.json": _doc(
+            "Valid events (spec 0002, 0003). decode_event(wire, net, now_ms) accepts each; "
+            "signing header fields and body with seed reproduces header_bytes, id, sig and "
+            "wire byte for byte.",
+            valid_events(),
+        ),
+        "events-invalid.json": _doc(
+            "Invalid events (spec 0002 §2.8). decode_event(wire, net, now_ms) rejects each "
+            "with exactly the error code `error`; `spec` names the requirement.",
+            invalid_events(),
+        ),
+        "encoding.json": _doc(
+            "Canonical MessagePack (spec 0002 §2.2). valid: encode(value) == hex and "
+            "decode(hex) == value. invalid: decode(hex) fails with `error` under the "
+            "generic decode bounds of spec 0002 §2.3.",
+            encoding_vectors(),
+        ),
+        "chain.json": _doc(
+            "Per-author chain analysis (spec 0002 §2.9): a set of (seq, id, prev) of one "
+            "author gives head_seq, head_id, max_seq, gaps, forks and broken_links.",
+            chain_vectors(),
+        ),
+    }
+    return {
+        name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in docs.items()
+    }
+
+
+def check(directory: Path = VECTORS) -> list[str]:
+    """Names of vector files that are missing or differ from what would be generated."""
+    stale = []
+    for name, text in render().items():
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+
+
+def write(directory: Path = VECTORS) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = render()
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return sorted(files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = check()
+        for name in stale:
+            print(f"stale: specs/vectors/{name} (run python scripts/gen_vectors.py)")
+        return 1 if stale else 0
+    for name in write():
+        print(f"wrote specs/vectors/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
