@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes_cmds.register(sub, common)
     dev_cmds.register(sub)
     try:
-        from node.cli import add_node_commands  # type: ignore[import-not-found,unused-ignore]
+        from node.cli import add_node_commands
     except ModuleNotFoundError as exc:  # a client-only install has no node package
         if exc.name not in ("node", "node.cli"):
             raise
@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    node_command = getattr(args, "func", None)
+    if node_command is not None:  # node commands run the server; they manage their own output
+        return int(node_command(args))
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

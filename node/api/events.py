@@ -1,0 +1,126 @@
+"""Handlers for events: ingest, event by id, an author's log and head (spec 0004).
+
+Thin by design: parse with :mod:`protocol` and :mod:`node.api.params`, call the
+ingest pipeline or the store, render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.api.params import (
+    did_param,
+    event_id_param,
+    int_param,
+    limit_param,
+)
+from node.api.render import event_json, respond, wants_msgpack
+from node.ingest import ingest_batch, parse_batch
+from node.limits import read_body
+from node.state import CONFIG, HUB, METRICS, STORE, VERIFIER
+from protocol.chain import analyze_chain
+from protocol.errors import NotFoundError
+
+__all__ = ["author_events", "author_head", "get_event", "post_events"]
+
+_DEFAULT_PAGE = 100
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """``POST /v1/events``: a batch in, one result per event out, after commit."""
+    app = request.app
+    config = app[CONFIG]
+    limits = config.limits
+    binary = wants_msgpack(request)
+    body = await read_body(
+        request, max_bytes=limits.max_request_bytes, timeout_s=limits.body_timeout_ms / 1000
+    )
+    wires = parse_batch(
+        request.content_type,
+        body,
+        max_batch=limits.max_batch,
+        max_bytes=limits.max_request_bytes,
+    )
+    results = await ingest_batch(
+        wires,
+        verifier=app[VERIFIER],
+        store=app[STORE],
+        now_ms=config.now_ms,
+        on_commit=app[HUB].publish,
+    )
+    metrics = app[METRICS]
+    metrics.batches += 1
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for r in results:
+        counts[r.status] += 1
+        metrics.count_event(r.status, r.error.code if r.error is not None else "")
+    doc: dict[str, Any] = {"results": [r.to_json() for r in results], **counts}
+    return respond(request, doc, binary=binary)
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """``GET /v1/events/{id}``."""
+    eid = event_id_param(request.match_info["id"])
+    binary = wants_msgpack(request)
+    ev = await request.app[STORE].get_event(eid)
+    if ev is None:
+        raise NotFoundError(f"no event {eid.hex()} on this node")
+    net = request.app[CONFIG].network
+    return respond(request, {"event": event_json(ev, net=net, binary=binary)}, binary=binary)
+
+
+async def author_events(request: web.Request) -> web.Response:
+    """``GET /v1/authors/{did}/events?from_seq=&to_seq=&limit=``: ascending by seq."""
+    author = did_param(request.match_info["did"])
+    config = request.app[CONFIG]
+    binary = wants_msgpack(request)
+    from_seq = int_param(request, "from_seq", 1, lo=1)
+    to_seq = int_param(request, "to_seq", None, lo=1)
+    limit = limit_param(request, _DEFAULT_PAGE, config.limits.max_page)
+    assert from_seq is not None  # noqa: S101 - has a default
+    rows = await request.app[STORE].author_events(
+        author, from_seq=from_seq, to_seq=to_seq, limit=limit + 1
+    )
+    next_from: int | None = None
+    if len(rows) > limit:
+        # Never split the events of one seq (a fork) across pages.
+        next_from = rows[limit].seq
+        page = [r for r in rows[:limit] if r.seq < next_from]
+        if not page:
+            page, next_from = rows[:limit], next_from + 1
+        rows = page
+    doc = {
+        "author": author,
+        "events": [event_json(r, net=config.network, binary=binary) for r in rows],
+        "next_from_seq": next_from,
+    }
+    return respond(request, doc, binary=binary)
+
+
+async def author_head(request: web.Request) -> web.Response:
+    """``GET /v1/authors/{did}/head``: highest seq, contiguous head, gaps, forks."""
+    author = did_param(request.match_info["did"])
+    config = request.app[CONFIG]
+    store = request.app[STORE]
+    chain = await store.author_chain(author, limit=config.limits.max_chain_scan + 1)
+    truncated = len(chain) > config.limits.max_chain_scan
+    if truncated:
+        chain = chain[: config.limits.max_chain_scan]
+    if not chain:
+        raise NotFoundError(f"no events of {author} on this node")
+    report = analyze_chain(chain)
+    doc = {
+        "author": author,
+        "max_seq": report.max_seq,
+        "head_seq": report.head_seq,
+        "head_id": None if report.head_id is None else report.head_id.hex(),
+        "count": len(chain),
+        "gaps": [[a, b] for a, b in report.gaps],
+        "forks": [{"seq": s, "ids": [i.hex() for i in ids]} for s, ids in report.forks],
+        "broken_links": list(report.broken_links),
+        "forked": bool(report.forks) or await store.forked(author),
+        "truncated": truncated,
+    }
+    return respond(request, doc)

@@ -1,0 +1,76 @@
+"""``GET /v1/stream``: the Server-Sent Events handler (protocol in :mod:`node.stream`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from node.api.params import did_param, kind_list, list_param
+from node.api.render import event_json
+from node.state import CONFIG, HUB, METRICS, STORE
+from node.stream import PAGE, parse_start_cursor, sse_frame
+
+__all__ = ["stream"]
+
+
+class _SlowConsumer(Exception):
+    pass
+
+
+async def _write(resp: web.StreamResponse, data: bytes, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await resp.write(data)
+    except TimeoutError:
+        raise _SlowConsumer from None
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Replay from the cursor, then follow new commits; heartbeat while idle."""
+    app = request.app
+    config = app[CONFIG]
+    store, hub, metrics = app[STORE], app[HUB], app[METRICS]
+    cursor = parse_start_cursor(request, live=store.counts().cursor)
+    kinds = kind_list(request)
+    authors = list_param(request, "authors", max_items=config.limits.max_feed_authors)
+    if authors is not None:
+        authors = tuple(did_param(a, "authors") for a in authors)
+    write_timeout = config.limits.stream_write_timeout_ms / 1000
+    heartbeat = config.limits.heartbeat_ms / 1000
+
+    hub.join()
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    reason = "closed"
+    try:
+        await resp.prepare(request)
+        await _write(resp, f"retry: 1000\n: cursor={cursor}\n\n".encode(), write_timeout)
+        while not hub.closing:
+            seen = hub.cursor  # read BEFORE the query: everything <= seen is committed
+            page = await store.events_after(cursor, limit=PAGE, kinds=kinds, authors=authors)
+            for ev in page:
+                obj = event_json(ev, net=config.network)
+                await _write(resp, sse_frame(ev, obj), write_timeout)
+                cursor = ev.cursor
+            if len(page) == PAGE:
+                continue
+            cursor = max(cursor, seen)  # the query saw every commit up to `seen`
+            if not await hub.wait(cursor, heartbeat):
+                await _write(resp, b": heartbeat\n\n", write_timeout)
+        reason = "shutdown"
+    except _SlowConsumer:
+        reason = "slow"
+        if request.transport is not None:
+            request.transport.close()
+    except (ConnectionResetError, ConnectionError):
+        reason = "reset"
+    finally:
+        hub.leave()
+        metrics.stream_disconnects[reason] += 1
+    return resp

@@ -1,0 +1,87 @@
+"""Handlers about the node itself: info, health, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+
+from aiohttp import web
+
+from node.api.render import respond
+from node.metrics import CONTENT_TYPE
+from node.state import CONFIG, HUB, METRICS, NODE_VERSION, STORE
+from protocol import limits as plimits
+from protocol.errors import UnavailableError
+from protocol.events import EVENT_VERSION
+
+__all__ = ["health", "info", "metrics", "openapi", "openapi_text"]
+
+
+@functools.cache
+def openapi_text() -> str:
+    """``node/openapi.json`` as shipped in the package (a copy of specs/openapi.json)."""
+    return importlib.resources.files("node").joinpath("openapi.json").read_text("utf-8")
+
+
+async def info(request: web.Request) -> web.Response:
+    """``GET /v1/info``: version, network, limits and counts."""
+    config = request.app[CONFIG]
+    lim = config.limits
+    counts = request.app[STORE].counts()
+    doc = {
+        "software": "murmur-node",
+        "version": NODE_VERSION,
+        "protocol": EVENT_VERSION,
+        "network": config.network,
+        "limits": {
+            "max_request_bytes": lim.max_request_bytes,
+            "max_batch": lim.max_batch,
+            "max_event_bytes": lim.max_event_bytes,
+            "max_body_bytes": plimits.MAX_BODY_BYTES,
+            "max_depth": plimits.MAX_DEPTH,
+            "future_skew_ms": plimits.FUTURE_SKEW_MS,
+            "rate_per_ip": lim.rate_per_ip,
+            "rate_burst": lim.rate_burst,
+            "request_timeout_ms": lim.request_timeout_ms,
+            "max_page": lim.max_page,
+            "max_feed_authors": lim.max_feed_authors,
+        },
+        "counts": {
+            "events": counts.events,
+            "authors": counts.authors,
+            "deleted": counts.deleted,
+            "forked_authors": counts.forked_authors,
+        },
+        "cursor": counts.cursor,
+        "stream": {"transport": "sse", "path": "/v1/stream"},
+    }
+    return respond(request, doc)
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /health``: 200 when the store answers, 503 otherwise."""
+    try:
+        await request.app[STORE].check()
+    except Exception as exc:  # any store failure means "not healthy", by design
+        raise UnavailableError("store is not available") from exc
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus text format."""
+    app = request.app
+    return web.Response(text=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 document, verbatim."""
+    return web.Response(text=openapi_text(), content_type="application/json")
+
+
+def register_gauges(app: web.Application) -> None:
+    """Gauges read at scrape time."""
+    m = app[METRICS]
+    m.gauge("murmur_events_stored", "Events held by the store.", lambda: app[STORE].counts().events)
+    m.gauge("murmur_authors", "Distinct authors held.", lambda: app[STORE].counts().authors)
+    m.gauge("murmur_stream_cursor", "Highest stream cursor.", lambda: app[STORE].counts().cursor)
+    m.gauge("murmur_stream_subscribers", "Open stream connections.", lambda: app[HUB].subscribers)

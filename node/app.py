@@ -1,0 +1,97 @@
+"""The aiohttp application factory: ``create_app(config) -> web.Application``.
+
+Resources (the store, the verifier pool) are opened and closed in ``cleanup_ctx``;
+state lives under typed ``web.AppKey``s (:mod:`node.state`); handlers are thin (in
+:mod:`node.api`). On shutdown the stream hub is closed first so live subscribers
+finish, in-flight ingest batches complete (their commit is awaited by
+``Store.close``), and only then is the store closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from node.api import events, live, meta, views
+from node.config import NodeConfig
+from node.ingest import Verifier
+from node.limits import RateLimiter
+from node.metrics import Metrics
+from node.middleware import murmur_middleware
+from node.state import CONFIG, HUB, LIMITER, METRICS, STORE, VERIFIER
+from node.store.base import Store
+from node.store.sqlite import SqliteStore
+from node.stream import StreamHub
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("murmur.node")
+
+
+def _routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/events", events.post_events)
+    r.add_get("/v1/events/{id}", events.get_event)
+    r.add_get("/v1/authors/{did}/events", events.author_events)
+    r.add_get("/v1/authors/{did}/head", events.author_head)
+    r.add_get("/v1/feed", views.feed)
+    r.add_get("/v1/threads/{id}", views.thread)
+    r.add_get("/v1/labels", views.labels)
+    r.add_get("/v1/profiles", views.profiles)
+    r.add_get("/v1/stream", live.stream)
+    r.add_get("/v1/info", meta.info)
+    r.add_get("/health", meta.health)
+    r.add_get("/metrics", meta.metrics)
+    r.add_get("/openapi.json", meta.openapi)
+
+
+def create_app(config: NodeConfig, *, store: Store | None = None) -> web.Application:
+    """Build a node. ``store`` replaces the default SQLite store under ``data_dir``."""
+    app = web.Application(
+        middlewares=[murmur_middleware],
+        client_max_size=config.limits.max_request_bytes,
+        # Never inflate request bodies: the middleware refuses Content-Encoding (415)
+        # instead of letting a small compressed body expand past the limits.
+        handler_args={"auto_decompress": False},
+    )
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[HUB] = StreamHub(max_subscribers=config.limits.max_subscribers)
+    app[LIMITER] = RateLimiter(
+        rate=config.limits.rate_per_ip,
+        burst=config.limits.rate_burst,
+        max_keys=config.limits.rate_max_ips,
+        now_ms=config.now_ms,
+    )
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        the_store = store or SqliteStore(
+            config.data_dir, synchronous=config.sqlite_synchronous, now_ms=config.now_ms
+        )
+        await the_store.open()
+        verifier = Verifier(
+            workers=config.verify_workers,
+            net=config.network,
+            max_event_bytes=config.limits.max_event_bytes,
+        )
+        app[STORE] = the_store
+        app[VERIFIER] = verifier
+        app[HUB].publish(the_store.counts().cursor)
+        try:
+            yield
+        finally:
+            verifier.close()
+            await the_store.close()
+            log.info("node stopped data=%s", config.data_dir)
+
+    async def close_streams(app: web.Application) -> None:
+        app[HUB].close()
+
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(close_streams)
+    meta.register_gauges(app)
+    _routes(app)
+    return app
+

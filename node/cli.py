@@ -1,0 +1,138 @@
+"""``murmur node run``: command-line wiring and the process lifecycle of a node.
+
+:func:`add_node_commands` registers ``node run`` on the ``murmur`` CLI's argparse
+subparsers (the handler is stored as ``func`` on the parsed namespace);
+:func:`run_node` serves a config until SIGINT or SIGTERM, then shuts down gracefully:
+stop accepting, close live streams, let in-flight batches commit and answer, close
+the store. It logs exactly one startup line with the URL and the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from node.app import create_app
+from node.config import DEFAULT_PORT, ConfigError, NodeConfig, load_config
+from node.store.migrations import SchemaError
+
+__all__ = ["add_node_commands", "add_run_command", "run_node"]
+
+log = logging.getLogger("murmur.node")
+
+#: Seconds granted to in-flight requests once a shutdown signal arrives.
+SHUTDOWN_GRACE_S = 10.0
+
+
+def add_run_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``run`` (with its options) on ``subparsers``; return its parser."""
+    run = subparsers.add_parser(
+        "run",
+        help="run a node in the foreground",
+        description="Serve the Murmur node API until SIGINT or SIGTERM.",
+    )
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument(
+        "--port", type=int, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free port)"
+    )
+    run.add_argument(
+        "--data", metavar="DIR", help="data directory (default $MURMUR_HOME/node or ~/.murmur/node)"
+    )
+    run.add_argument(
+        "--peer", metavar="URL", action="append", help="a peer node URL (repeatable)"
+    )
+    run.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    run.add_argument("--network", metavar="NAME", help="network name (default murmur)")
+    run.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity"
+    )
+    run.set_defaults(func=_cmd_run)
+    return run  # type: ignore[no-any-return]
+
+
+def add_node_commands(subparsers: Any) -> None:
+    """Register ``node`` and its subcommands on the ``murmur`` CLI."""
+    node = subparsers.add_parser("node", help="run and manage a Murmur node")
+    node_sub = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    add_run_command(node_sub)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data,
+        "peers": args.peer,
+        "network": args.network,
+        "log_level": args.log_level,
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"murmur node: {exc}", file=sys.stderr)
+        return 2
+    return run_node(config)
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+            stream=sys.stderr,
+        )
+    else:
+        root.setLevel(level.upper())
+
+
+async def _serve(config: NodeConfig) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = config.port
+        for address in runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                port = int(address[1])
+                break
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        log.info(
+            "murmur node listening url=http://%s:%d data=%s network=%s",
+            host,
+            port,
+            config.data_dir,
+            config.network,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("murmur node stopping")
+    finally:
+        await runner.cleanup()
+
+
+def run_node(config: NodeConfig) -> int:
+    """Serve ``config`` until SIGINT/SIGTERM; return a process exit code."""
+    _setup_logging(config.log_level)
+    try:
+        asyncio.run(_serve(config))
+    except SchemaError as exc:
+        log.error("cannot open store error=%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start node error=%s", exc)
+        return 1
+    return 0

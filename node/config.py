@@ -1,0 +1,215 @@
+"""Node configuration: one frozen dataclass, loaded from TOML with CLI overrides.
+
+A node is configured by :class:`NodeConfig`. :func:`load_config` reads an optional
+TOML file (``[node]`` and ``[limits]`` tables, spec 0004 §configuration), applies
+overrides given as a flat mapping (the CLI flags), and rejects unknown keys and values
+of the wrong type with a :class:`ConfigError` that names the key. There is no global
+configuration: ``create_app(config)`` receives it, and tests build one directly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from protocol.events import DEFAULT_NETWORK
+from protocol.limits import MAX_WIRE_BYTES
+
+__all__ = [
+    "DEFAULT_PORT",
+    "ConfigError",
+    "NodeConfig",
+    "NodeLimits",
+    "default_data_dir",
+    "load_config",
+    "system_now_ms",
+]
+
+DEFAULT_PORT = 8701
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+def system_now_ms() -> int:
+    """Milliseconds since the epoch from the system clock (the default node clock)."""
+    return time.time_ns() // 1_000_000
+
+
+def default_data_dir() -> Path:
+    """``$MURMUR_HOME/node``, or ``~/.murmur/node`` when ``MURMUR_HOME`` is unset."""
+    home = os.environ.get("MURMUR_HOME")
+    base = Path(home) if home else Path.home() / ".murmur"
+    return base / "node"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeLimits:
+    """Hard limits of one node (spec 0004 §limits). All sizes in bytes, times in ms."""
+
+    #: Largest request body; larger bodies get 413 before they are buffered.
+    max_request_bytes: int = 8 * 1024 * 1024
+    #: Most events in one ingest batch.
+    max_batch: int = 1000
+    #: Largest single wire event; never above the protocol's own limit.
+    max_event_bytes: int = MAX_WIRE_BYTES
+    #: Per-IP token bucket: sustained requests per second and burst size.
+    rate_per_ip: int = 50
+    rate_burst: int = 200
+    #: Most distinct IPs tracked by the rate limiter (least recently seen are dropped).
+    rate_max_ips: int = 10_000
+    #: Whole-request deadline for everything but the stream.
+    request_timeout_ms: int = 30_000
+    #: Deadline for receiving a request body.
+    body_timeout_ms: int = 15_000
+    #: Largest page of any list endpoint; ``limit`` above it is clamped.
+    max_page: int = 500
+    #: Most authors in one feed request.
+    max_feed_authors: int = 500
+    #: Most concurrent stream subscribers; more get 503.
+    max_subscribers: int = 256
+    #: Seconds between stream heartbeats (comments) when nothing happens.
+    heartbeat_ms: int = 15_000
+    #: A stream write that takes longer than this disconnects the subscriber.
+    stream_write_timeout_ms: int = 30_000
+    #: Most events the head endpoint analyses for one author.
+    max_chain_scan: int = 100_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"limits.{f.name} must be a positive integer")
+        if self.max_event_bytes > MAX_WIRE_BYTES:
+            raise ConfigError(f"limits.max_event_bytes cannot exceed {MAX_WIRE_BYTES}")
+        if self.rate_burst < 1:
+            raise ConfigError("limits.rate_burst must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """Everything a node needs to run. ``now_ms`` is the injected clock."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    peers: tuple[str, ...] = ()
+    network: str = DEFAULT_NETWORK
+    allow_private_peers: bool = False
+    #: Signature-verification workers (threads); 0 means one per CPU.
+    verify_workers: int = 0
+    #: SQLite ``synchronous`` mode: "full" (fsync every commit) or "normal".
+    sqlite_synchronous: str = "full"
+    log_level: str = "info"
+    limits: NodeLimits = field(default_factory=NodeLimits)
+    now_ms: Callable[[], int] = field(default=system_now_ms, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or isinstance(self.port, bool):
+            raise ConfigError("node.port must be an integer")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("node.port must be in [0, 65535]")
+        if self.sqlite_synchronous not in ("full", "normal"):
+            raise ConfigError('node.sqlite_synchronous must be "full" or "normal"')
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("node.log_level must be debug, info, warning or error")
+        if not isinstance(self.verify_workers, int) or self.verify_workers < 0:
+            raise ConfigError("node.verify_workers must be a non-negative integer")
+        for peer in self.peers:
+            if not peer.startswith(("http://", "https://")):
+                raise ConfigError(f"peer {peer!r} must be an http:// or https:// URL")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+# key -> (expected types, converter) for the [node] table
+_NODE_KEYS: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
+    "host": ((str,), str),
+    "port": ((int,), int),
+    "data_dir": ((str, Path), lambda v: Path(v).expanduser()),
+    "peers": ((list, tuple), tuple),
+    "network": ((str,), str),
+    "allow_private_peers": ((bool,), bool),
+    "verify_workers": ((int,), int),
+    "sqlite_synchronous": ((str,), str),
+    "log_level": ((str,), str),
+}
+_LIMIT_KEYS = frozenset(f.name for f in fields(NodeLimits))
+
+
+def _check(table: str, key: str, value: Any, types: tuple[type, ...]) -> None:
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{table}.{key} has the wrong type (bool)")
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{table}.{key} must be {names}, not {type(value).__name__}")
+
+
+def _node_values(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _NODE_KEYS:
+            raise ConfigError(f"unknown key {where}.{key}")
+        types, convert = _NODE_KEYS[key]
+        _check(where, key, value, types)
+        if key == "peers" and not all(isinstance(p, str) for p in value):
+            raise ConfigError(f"{where}.peers must be a list of URLs")
+        out[key] = convert(value)
+    return out
+
+
+def _limit_values(table: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _LIMIT_KEYS:
+            raise ConfigError(f"unknown key limits.{key}")
+        _check("limits", key, value, (int,))
+        out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    now_ms: Callable[[], int] | None = None,
+) -> NodeConfig:
+    """Read ``path`` (TOML, optional), apply ``overrides`` (CLI flags), validate.
+
+    Overrides use the ``[node]`` key names (``host``, ``port``, ``data_dir``,
+    ``peers``, ``network``, ...); ``None`` values are ignored so argparse defaults
+    never shadow the file.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    for key in raw:
+        if key not in ("node", "limits"):
+            raise ConfigError(f"unknown table or key {key!r} (expected [node] and [limits])")
+    node_table = raw.get("node", {})
+    limits_table = raw.get("limits", {})
+    if not isinstance(node_table, dict) or not isinstance(limits_table, dict):
+        raise ConfigError("[node] and [limits] must be tables")
+    values = _node_values(node_table, "node")
+    values.update(
+        _node_values({k: v for k, v in (overrides or {}).items() if v is not None}, "option")
+    )
+    limits = NodeLimits(**_limit_values(limits_table))
+    config = NodeConfig(**values, limits=limits)
+    if now_ms is not None:
+        config = replace(config, now_ms=now_ms)
+    return config

@@ -1,0 +1,220 @@
+"""Ingest: parse a batch, verify it off the event loop, store it, report per event.
+
+``POST /v1/events`` carries a batch of wire events (spec 0004 §ingest). The pipeline:
+
+1. :func:`parse_batch` turns the request body (canonical msgpack array of ``bin``, or
+   JSON ``{"events": [base64, ...]}``) into a list of wire byte strings, refusing the
+   batch as a whole only when the container itself is wrong;
+2. :class:`Verifier` runs :func:`protocol.events.decode_event` (size, decode, fields,
+   network, clock, body hash, signature) on a thread pool, in chunks, so the loop
+   stays responsive; each event is either an :class:`Event` or its ``ProtocolError``;
+3. the store applies the valid events in one transaction and returns after commit;
+4. results come back in batch order: ``accepted``, ``duplicate`` or ``rejected`` with
+   the stable error code. Only then is anything acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from node.store.base import Store, WriteResult
+from protocol.encoding import DecodeLimits, decode
+from protocol.errors import (
+    BadRequestError,
+    EncodingError,
+    MalformedError,
+    PayloadTooLargeError,
+    ProtocolError,
+    TooLargeError,
+    UnsupportedMediaTypeError,
+)
+from protocol.events import Event, decode_event
+
+__all__ = [
+    "JSON_TYPE",
+    "MSGPACK_TYPES",
+    "IngestResult",
+    "Verifier",
+    "ingest_batch",
+    "parse_batch",
+]
+
+JSON_TYPE = "application/json"
+#: ``application/msgpack`` is the registered-in-practice name; the vnd form is accepted.
+MSGPACK_TYPES = ("application/msgpack", "application/vnd.murmur+msgpack", "application/x-msgpack")
+
+#: Events verified per executor job: big enough to amortise the hop, small enough to
+#: spread a batch over every worker.
+_CHUNK = 64
+
+Wire = bytes | ProtocolError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """The outcome of one event of a batch, as sent to the client."""
+
+    id: bytes | None
+    status: str
+    error: ProtocolError | None = None
+    cursor: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": None if self.id is None else self.id.hex()}
+        out["status"] = self.status
+        if self.error is not None:
+            out["error"] = self.error.code
+            out["message"] = self.error.message
+        return out
+
+
+def _parse_msgpack(body: bytes, max_batch: int, max_bytes: int) -> list[Wire]:
+    limits = DecodeLimits(
+        max_bytes=max_bytes, max_depth=1, max_str=max_bytes, max_bin=max_bytes, max_items=max_batch
+    )
+    try:
+        value = decode(body, limits=limits)
+    except TooLargeError as exc:
+        raise PayloadTooLargeError(f"batch exceeds a limit: {exc.message}") from None
+    except EncodingError as exc:
+        raise BadRequestError(f"batch is not a canonical msgpack array: {exc.message}") from None
+    if not isinstance(value, list):
+        raise BadRequestError("a batch is a msgpack array of bin (one wire event each)")
+    out: list[Wire] = []
+    for item in value:
+        if isinstance(item, bytes):
+            out.append(item)
+        else:
+            out.append(MalformedError("each batch item must be bin (one wire event)"))
+    return out
+
+
+def _parse_json(body: bytes, max_batch: int) -> list[Wire]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadRequestError(f"body is not valid JSON: {type(exc).__name__}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+        raise BadRequestError('JSON batch must be {"events": [base64 wire event, ...]}')
+    items: list[Any] = doc["events"]
+    if len(items) > max_batch:
+        raise PayloadTooLargeError(f"batch has {len(items)} events; the limit is {max_batch}")
+    out: list[Wire] = []
+    for item in items:
+        if not isinstance(item, str):
+            out.append(MalformedError("each JSON batch item must be a base64 string"))
+            continue
+        try:
+            out.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError):
+            out.append(MalformedError("batch item is not valid base64"))
+    return out
+
+
+def parse_batch(
+    content_type: str, body: bytes, *, max_batch: int, max_bytes: int
+) -> list[Wire]:
+    """The wire events of a request body, or raise a request-level ``ProtocolError``."""
+    if content_type in MSGPACK_TYPES:
+        return _parse_msgpack(body, max_batch, max_bytes)
+    if content_type == JSON_TYPE:
+        return _parse_json(body, max_batch)
+    raise UnsupportedMediaTypeError(
+        f"ingest takes {MSGPACK_TYPES[0]} or {JSON_TYPE}, not {content_type or 'no type'!r}"
+    )
+
+
+def _verify_chunk(
+    wires: Sequence[Wire], net: str, now_ms: int, max_event_bytes: int
+) -> list[Event | ProtocolError]:
+    out: list[Event | ProtocolError] = []
+    for wire in wires:
+        if isinstance(wire, ProtocolError):
+            out.append(wire)
+        elif len(wire) > max_event_bytes:
+            out.append(TooLargeError(f"event is {len(wire)} bytes; limit {max_event_bytes}"))
+        else:
+            try:
+                out.append(decode_event(wire, net=net, now_ms=now_ms))
+            except ProtocolError as exc:
+                out.append(exc)
+    return out
+
+
+class Verifier:
+    """Runs :func:`decode_event` on a thread pool, keeping the event loop free.
+
+    Threads avoid pickling events; how far they scale over cores depends on how much
+    of a verification runs without the GIL, which ``bench/`` is to measure.
+    """
+
+    def __init__(self, *, workers: int, net: str, max_event_bytes: int) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="murmur-verify"
+        )
+        self._net = net
+        self._max_event_bytes = max_event_bytes
+
+    async def verify(self, wires: Sequence[Wire], now_ms: int) -> list[Event | ProtocolError]:
+        loop = asyncio.get_running_loop()
+        chunks = [wires[i : i + _CHUNK] for i in range(0, len(wires), _CHUNK)]
+        jobs = [
+            loop.run_in_executor(
+                self._pool, _verify_chunk, chunk, self._net, now_ms, self._max_event_bytes
+            )
+            for chunk in chunks
+        ]
+        out: list[Event | ProtocolError] = []
+        for part in await asyncio.gather(*jobs):
+            out.extend(part)
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+async def ingest_batch(
+    wires: Sequence[Wire],
+    *,
+    verifier: Verifier,
+    store: Store,
+    now_ms: Callable[[], int],
+    on_commit: Callable[[int], None] = lambda cursor: None,
+) -> list[IngestResult]:
+    """Verify, store (one transaction, after commit) and report each event in order.
+
+    ``on_commit`` is called with the highest new cursor after a commit that stored
+    something (the stream hub's ``publish``).
+    """
+    checked = await verifier.verify(wires, now_ms())
+    valid = [item for item in checked if isinstance(item, Event)]
+
+    async def commit() -> list[WriteResult]:
+        written = await store.apply_batch(valid)
+        top = max((w.cursor for w in written if w.cursor is not None), default=0)
+        if top:
+            on_commit(top)
+        return written
+
+    # Shielded: if the request is cancelled (deadline, client gone) once the write has
+    # started, the commit still completes and subscribers still hear of it; only the
+    # acknowledgement is lost, and a retry is then a harmless duplicate.
+    written = await asyncio.shield(commit())
+    stored = iter(written)
+    results: list[IngestResult] = []
+    for item in checked:
+        if isinstance(item, ProtocolError):
+            results.append(IngestResult(id=None, status="rejected", error=item))
+            continue
+        w = next(stored)
+        results.append(IngestResult(id=item.id, status=w.status, error=w.error, cursor=w.cursor))
+    return results

@@ -1,0 +1,78 @@
+"""Prometheus metrics, rendered by hand in the text exposition format 0.0.4.
+
+Counters: requests by route template, method and status (route templates, never raw
+paths, so cardinality stays bounded), ingested events by result and error code (codes
+are a closed set). Gauges are read at scrape time from the store's in-memory counts
+and the stream hub.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+    return "{" + inner + "}" if inner else ""
+
+
+class Metrics:
+    """In-process counters plus gauge callbacks."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str, int]] = Counter()
+        self.ingested: Counter[tuple[str, str]] = Counter()
+        self.batches = 0
+        self.stream_disconnects: Counter[str] = Counter()
+        self.rate_limited = 0
+        self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], int]) -> None:
+        """Register a gauge whose value is read when ``/metrics`` is scraped."""
+        self._gauges[name] = (help_text, read)
+
+    def count_request(self, route: str, method: str, status: int) -> None:
+        self.requests[(route, method, status)] += 1
+
+    def count_event(self, status: str, code: str = "") -> None:
+        self.ingested[(status, code)] += 1
+
+    def render(self) -> str:
+        lines: list[str] = [
+            "# HELP murmur_http_requests_total HTTP requests by route, method and status.",
+            "# TYPE murmur_http_requests_total counter",
+        ]
+        for (route, method, status), n in sorted(self.requests.items()):
+            labels = _labels([("route", route), ("method", method), ("status", str(status))])
+            lines.append(f"murmur_http_requests_total{labels} {n}")
+        lines += [
+            "# HELP murmur_events_ingested_total Ingested events by result and error code.",
+            "# TYPE murmur_events_ingested_total counter",
+        ]
+        for (result, code), n in sorted(self.ingested.items()):
+            pairs = [("result", result)] + ([("code", code)] if code else [])
+            lines.append(f"murmur_events_ingested_total{_labels(pairs)} {n}")
+        lines += [
+            "# HELP murmur_ingest_batches_total Ingest batches committed.",
+            "# TYPE murmur_ingest_batches_total counter",
+            f"murmur_ingest_batches_total {self.batches}",
+            "# HELP murmur_rate_limited_total Requests refused with 429.",
+            "# TYPE murmur_rate_limited_total counter",
+            f"murmur_rate_limited_total {self.rate_limited}",
+            "# HELP murmur_stream_disconnects_total Stream subscribers dropped, by reason.",
+            "# TYPE murmur_stream_disconnects_total counter",
+        ]
+        for reason, n in sorted(self.stream_disconnects.items()):
+            lines.append(f"murmur_stream_disconnects_total{_labels([('reason', reason)])} {n}")
+        for name, (help_text, read) in sorted(self._gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
+        return "\n".join(lines) + "\n"

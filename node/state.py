@@ -1,0 +1,36 @@
+"""Typed application state keys shared by the app factory, handlers and the stream.
+
+aiohttp ``web.AppKey`` instead of string keys: mypy knows what ``app[STORE]`` is, and
+there is no module-level singleton anywhere in the node.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.config import NodeConfig
+from node.ingest import Verifier
+from node.limits import RateLimiter
+from node.metrics import Metrics
+from node.store.base import Store
+from node.stream import StreamHub
+
+__all__ = [
+    "CONFIG",
+    "HUB",
+    "LIMITER",
+    "METRICS",
+    "NODE_VERSION",
+    "STORE",
+    "VERIFIER",
+]
+
+#: The node software version reported by ``/v1/info``.
+NODE_VERSION = "0.1.0"
+
+CONFIG = web.AppKey("config", NodeConfig)
+STORE = web.AppKey("store", Store)
+VERIFIER = web.AppKey("verifier", Verifier)
+METRICS = web.AppKey("metrics", Metrics)
+HUB = web.AppKey("hub", StreamHub)
+LIMITER = web.AppKey("limiter", RateLimiter)

@@ -1,0 +1,185 @@
+"""The storage interface every node backend implements (spec 0004 §store).
+
+Handlers and the ingest pipeline only see :class:`Store`; SQLite is the default
+backend and a PostgreSQL one can follow without touching them. The contract that
+matters most: :meth:`Store.apply_batch` applies a whole batch in one transaction and
+returns only after it committed, so a result of ``accepted`` is durable. Every stored
+event gets a node-local ``cursor``: strictly increasing in commit order, never reused,
+the position used by the live stream.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from protocol.encoding import encode
+from protocol.errors import ProtocolError
+from protocol.events import Event
+
+__all__ = [
+    "ChainRow",
+    "Counts",
+    "FeedQuery",
+    "LabelRow",
+    "ProfileRow",
+    "Store",
+    "StoredEvent",
+    "WriteResult",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvent:
+    """One stored event: its header fields, exact signed bytes and stream cursor.
+
+    ``body`` is ``None`` when the node holds only the header (dropped by a deletion,
+    or received without its body). ``deleted`` is true when a deletion by the author
+    dropped it: the body is then never stored again.
+    """
+
+    cursor: int
+    id: bytes
+    author: str
+    seq: int
+    prev: bytes | None
+    ts: int
+    kind: str
+    header: bytes
+    sig: bytes
+    body: bytes | None
+    deleted: bool
+
+    @property
+    def wire(self) -> bytes:
+        """The wire form ``[header, sig, body | nil]``: what clients verify."""
+        return encode([self.header, self.sig, self.body])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainRow:
+    """The chain fields of one event, for :func:`protocol.chain.analyze_chain`."""
+
+    author: str
+    seq: int
+    prev: bytes | None
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteResult:
+    """The outcome of one event of a batch, in batch order."""
+
+    status: Literal["accepted", "duplicate", "rejected"]
+    cursor: int | None = None
+    error: ProtocolError | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedQuery:
+    """Newest-first events of some authors (all when ``authors`` is None)."""
+
+    authors: tuple[str, ...] | None
+    kinds: tuple[str, ...] | None
+    #: Exclusive upper bound ``(ts, cursor)``; None starts at the newest event.
+    before: tuple[int, int] | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelRow:
+    labeler: str
+    subject: str
+    val: str
+    neg: bool
+    exp: int | None
+    event: StoredEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileRow:
+    author: str
+    name: str
+    bio: str
+    event: StoredEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counts:
+    events: int
+    authors: int
+    deleted: int
+    forked_authors: int
+    cursor: int
+
+
+class Store(abc.ABC):
+    """Durable event storage. All methods are coroutines; implementations must not
+    block the event loop."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema and get ready to serve."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish the write in progress (if any) and release every resource."""
+
+    @abc.abstractmethod
+    async def apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
+        """Store verified events in ONE transaction; return after it committed."""
+
+    @abc.abstractmethod
+    async def get_event(self, eid: bytes) -> StoredEvent | None: ...
+
+    @abc.abstractmethod
+    async def author_events(
+        self, author: str, *, from_seq: int, to_seq: int | None, limit: int
+    ) -> list[StoredEvent]:
+        """Events of ``author`` with ``from_seq <= seq <= to_seq``, by seq ascending."""
+
+    @abc.abstractmethod
+    async def author_chain(self, author: str, *, limit: int) -> list[ChainRow]: ...
+
+    @abc.abstractmethod
+    async def forked(self, author: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def feed(self, query: FeedQuery) -> list[StoredEvent]: ...
+
+    @abc.abstractmethod
+    async def thread(
+        self, root: bytes, *, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """Replies whose ``reply.root`` is ``root``, oldest first, after ``(ts, cursor)``."""
+
+    @abc.abstractmethod
+    async def labels(
+        self, *, subject: str | None, labeler: str | None, after: int, limit: int
+    ) -> list[LabelRow]:
+        """Labels by subject and/or labeler, in cursor order after ``after``."""
+
+    @abc.abstractmethod
+    async def profiles(self, query: str, *, limit: int) -> list[ProfileRow]:
+        """Latest profile per author whose name contains ``query`` (case-insensitive)."""
+
+    @abc.abstractmethod
+    async def events_after(
+        self,
+        cursor: int,
+        *,
+        limit: int,
+        kinds: tuple[str, ...] | None = None,
+        authors: tuple[str, ...] | None = None,
+    ) -> list[StoredEvent]:
+        """Events stored after ``cursor``, in cursor order (the live stream)."""
+
+    @abc.abstractmethod
+    def counts(self) -> Counts:
+        """Cheap counters kept in memory (no I/O)."""
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Raise if the store cannot serve (used by ``/health``)."""

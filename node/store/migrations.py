@@ -1,0 +1,101 @@
+"""SQLite schema and its migrations, versioned with ``PRAGMA user_version``.
+
+Each migration is a list of statements applied in one transaction together with the
+version bump, so a crash mid-migration leaves the previous version intact. A database
+newer than this code refuses to open rather than guess. Add a migration by appending
+to :data:`MIGRATIONS`; never edit a published one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaError", "migrate"]
+
+
+class SchemaError(RuntimeError):
+    """The database was written by a newer version of the node."""
+
+
+_V1: Final = [
+    # cursor: the node-local stream position (AUTOINCREMENT: never reused).
+    """CREATE TABLE events (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+        id BLOB NOT NULL UNIQUE,
+        author TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        prev BLOB,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        header BLOB NOT NULL,
+        sig BLOB NOT NULL,
+        body BLOB,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        reply_root BLOB,
+        reply_parent BLOB,
+        received_ms INTEGER NOT NULL
+    )""",
+    "CREATE INDEX events_author_seq ON events (author, seq)",
+    "CREATE INDEX events_author_ts ON events (author, ts)",
+    "CREATE INDEX events_ts ON events (ts)",
+    "CREATE INDEX events_reply_root ON events (reply_root) WHERE reply_root IS NOT NULL",
+    "CREATE INDEX events_reply_parent ON events (reply_parent) WHERE reply_parent IS NOT NULL",
+    # A delete's target, remembered even before the target arrives (never forgotten).
+    """CREATE TABLE tombstones (
+        target BLOB NOT NULL,
+        author TEXT NOT NULL,
+        delete_id BLOB NOT NULL,
+        PRIMARY KEY (target, author)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE forks (
+        author TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (author, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE labels (
+        id BLOB PRIMARY KEY,
+        cursor INTEGER NOT NULL,
+        labeler TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        val TEXT NOT NULL,
+        neg INTEGER NOT NULL,
+        exp INTEGER
+    ) WITHOUT ROWID""",
+    "CREATE INDEX labels_subject ON labels (subject, labeler, cursor)",
+    "CREATE INDEX labels_labeler ON labels (labeler, cursor)",
+    # The latest profile of each author (highest seq with a body).
+    """CREATE TABLE profiles (
+        author TEXT PRIMARY KEY,
+        id BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        name_lower TEXT NOT NULL,
+        bio TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX profiles_name ON profiles (name_lower)",
+]
+
+#: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
+MIGRATIONS: Final[list[list[str]]] = [_V1]
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring ``conn`` (autocommit mode) to :data:`SCHEMA_VERSION`; return the old version."""
+    (current,) = conn.execute("PRAGMA user_version").fetchone()
+    if current > SCHEMA_VERSION:
+        raise SchemaError(
+            f"database schema version {current} is newer than this node ({SCHEMA_VERSION})"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return int(current)

@@ -1,0 +1,328 @@
+"""The default store: SQLite in WAL mode (spec 0004 §store).
+
+One writer thread owns the only write connection, so batches are applied one at a
+time in commit order — which is what makes the stream cursor safe to resume from: a
+reader can never see cursor ``n + 1`` committed before ``n``. Reads run on a small
+pool of threads, each with its own read-only connection (WAL lets them proceed while
+the writer commits). Nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node.store.base import (
+    ChainRow,
+    Counts,
+    FeedQuery,
+    LabelRow,
+    ProfileRow,
+    Store,
+    StoredEvent,
+    WriteResult,
+)
+from node.store.migrations import migrate
+from node.store.sqlite_write import apply_batch_sync
+from protocol.events import Event
+
+__all__ = ["DB_FILENAME", "SqliteStore"]
+
+log = logging.getLogger("murmur.node.store")
+
+DB_FILENAME = "murmur.sqlite3"
+_T = TypeVar("_T")
+_COLS = "cursor, id, author, seq, prev, ts, kind, header, sig, body, deleted"
+_READ_THREADS = 4
+
+
+def _row(r: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(
+        cursor=r[0],
+        id=r[1],
+        author=r[2],
+        seq=r[3],
+        prev=r[4],
+        ts=r[5],
+        kind=r[6],
+        header=r[7],
+        sig=r[8],
+        body=r[9],
+        deleted=bool(r[10]),
+    )
+
+
+def _in(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqliteStore(Store):
+    """:class:`Store` on one SQLite file under ``data_dir``."""
+
+    def __init__(
+        self, data_dir: Path, *, synchronous: str = "full", now_ms: Callable[[], int]
+    ) -> None:
+        self._path = Path(data_dir) / DB_FILENAME
+        self._synchronous = synchronous.upper()
+        self._now_ms = now_ms
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="murmur-write")
+        self._readers = ThreadPoolExecutor(
+            max_workers=_READ_THREADS, thread_name_prefix="murmur-read"
+        )
+        self._wconn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._rconns: list[sqlite3.Connection] = []
+        self._rlock = threading.Lock()
+        self._counts = Counts(events=0, authors=0, deleted=0, forked_authors=0, cursor=0)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{self._path}?mode=ro", uri=True, isolation_level=None,
+                check_same_thread=False,
+            )
+        else:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def _rconn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(readonly=True)
+            self._local.conn = conn
+            with self._rlock:
+                self._rconns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._rconn()))
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._wconn
+        if conn is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(conn))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._wconn = await loop.run_in_executor(self._writer, self._open_sync)
+
+    def _open_sync(self) -> sqlite3.Connection:
+        conn = self._connect(readonly=False)
+        old = migrate(conn)
+        if old:
+            log.debug("store schema from=%d", old)
+        events, deleted, cursor = conn.execute(
+            "SELECT count(*), coalesce(sum(deleted), 0), coalesce(max(cursor), 0) FROM events"
+        ).fetchone()
+        (authors,) = conn.execute("SELECT count(DISTINCT author) FROM events").fetchone()
+        (forked,) = conn.execute("SELECT count(DISTINCT author) FROM forks").fetchone()
+        self._counts = Counts(
+            events=events, authors=authors, deleted=deleted, forked_authors=forked, cursor=cursor
+        )
+        return conn
+
+    async def close(self) -> None:
+        # The writer finishes the batch it is applying (commit or rollback) first.
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
+        with self._rlock:
+            for conn in self._rconns:
+                conn.close()
+            self._rconns.clear()
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
+        if not events:
+            return []
+        now = self._now_ms()
+        results, stats = await self._write(lambda c: apply_batch_sync(c, events, now))
+        c = self._counts
+        cursors = [r.cursor for r in results if r.cursor is not None]
+        self._counts = Counts(
+            events=c.events + stats.events,
+            authors=c.authors + stats.new_authors,
+            deleted=c.deleted + stats.deleted,
+            forked_authors=c.forked_authors + stats.forked_authors,
+            cursor=max([c.cursor, *cursors]),
+        )
+        return results
+
+    # -- reads ------------------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        return self._counts
+
+    async def check(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def get_event(self, eid: bytes) -> StoredEvent | None:
+        def q(c: sqlite3.Connection) -> StoredEvent | None:
+            r = c.execute(f"SELECT {_COLS} FROM events WHERE id = ?", (eid,)).fetchone()  # noqa: S608 - constant SQL + placeholders
+            return None if r is None else _row(r)
+
+        return await self._read(q)
+
+    async def author_events(
+        self, author: str, *, from_seq: int, to_seq: int | None, limit: int
+    ) -> list[StoredEvent]:
+        hi = to_seq if to_seq is not None else 2**63 - 1
+
+        def q(c: sqlite3.Connection) -> list[StoredEvent]:
+            rows = c.execute(
+                f"SELECT {_COLS} FROM events WHERE author = ? AND seq BETWEEN ? AND ? "  # noqa: S608 - constant SQL + placeholders
+                "ORDER BY seq, cursor LIMIT ?",
+                (author, from_seq, hi, limit),
+            ).fetchall()
+            return [_row(r) for r in rows]
+
+        return await self._read(q)
+
+    async def author_chain(self, author: str, *, limit: int) -> list[ChainRow]:
+        def q(c: sqlite3.Connection) -> list[ChainRow]:
+            rows = c.execute(
+                "SELECT seq, prev, id FROM events WHERE author = ? ORDER BY seq LIMIT ?",
+                (author, limit),
+            ).fetchall()
+            return [ChainRow(author=author, seq=s, prev=p, id=i) for s, p, i in rows]
+
+        return await self._read(q)
+
+    async def forked(self, author: str) -> bool:
+        def q(c: sqlite3.Connection) -> bool:
+            r = c.execute("SELECT 1 FROM forks WHERE author = ? LIMIT 1", (author,)).fetchone()
+            return r is not None
+
+        return await self._read(q)
+
+    async def feed(self, query: FeedQuery) -> list[StoredEvent]:
+        where = ["deleted = 0"]
+        args: list[Any] = []
+        if query.authors is not None:
+            where.append(f"author IN ({_in(query.authors)})")
+            args.extend(query.authors)
+        if query.kinds is not None:
+            where.append(f"kind IN ({_in(query.kinds)})")
+            args.extend(query.kinds)
+        if query.before is not None:
+            where.append("(ts < ? OR (ts = ? AND cursor < ?))")
+            args.extend([query.before[0], query.before[0], query.before[1]])
+        sql = (
+            f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} "  # noqa: S608 - constant SQL + placeholders
+            "ORDER BY ts DESC, cursor DESC LIMIT ?"
+        )
+        args.append(query.limit)
+        return await self._read(lambda c: [_row(r) for r in c.execute(sql, args).fetchall()])
+
+    async def thread(
+        self, root: bytes, *, after: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        lo_ts, lo_cursor = after if after is not None else (-1, -1)
+
+        def q(c: sqlite3.Connection) -> list[StoredEvent]:
+            rows = c.execute(
+                f"SELECT {_COLS} FROM events WHERE reply_root = ? "  # noqa: S608 - constant SQL + placeholders
+                "AND (ts > ? OR (ts = ? AND cursor > ?)) ORDER BY ts, cursor LIMIT ?",
+                (root, lo_ts, lo_ts, lo_cursor, limit),
+            ).fetchall()
+            return [_row(r) for r in rows]
+
+        return await self._read(q)
+
+    async def labels(
+        self, *, subject: str | None, labeler: str | None, after: int, limit: int
+    ) -> list[LabelRow]:
+        where = ["l.cursor > ?"]
+        args: list[Any] = [after]
+        if subject is not None:
+            where.append("l.subject = ?")
+            args.append(subject)
+        if labeler is not None:
+            where.append("l.labeler = ?")
+            args.append(labeler)
+        cols = ", ".join(f"e.{c.strip()}" for c in _COLS.split(","))
+        sql = (
+            f"SELECT l.labeler, l.subject, l.val, l.neg, l.exp, {cols} FROM labels l "  # noqa: S608 - constant SQL + placeholders
+            f"JOIN events e ON e.id = l.id WHERE {' AND '.join(where)} "
+            "ORDER BY l.cursor LIMIT ?"
+        )
+        args.append(limit)
+
+        def q(c: sqlite3.Connection) -> list[LabelRow]:
+            return [
+                LabelRow(
+                    labeler=r[0], subject=r[1], val=r[2], neg=bool(r[3]), exp=r[4],
+                    event=_row(r[5:]),
+                )
+                for r in c.execute(sql, args).fetchall()
+            ]
+
+        return await self._read(q)
+
+    async def profiles(self, query: str, *, limit: int) -> list[ProfileRow]:
+        cols = ", ".join(f"e.{c.strip()}" for c in _COLS.split(","))
+        needle = query.lower()
+        sql = (
+            f"SELECT p.author, p.name, p.bio, {cols} FROM profiles p "  # noqa: S608 - constant SQL + placeholders
+            "JOIN events e ON e.id = p.id WHERE p.name_lower LIKE ? ESCAPE '\\' "
+            "ORDER BY (p.name_lower LIKE ? ESCAPE '\\') DESC, p.name_lower, p.author LIMIT ?"
+        )
+        args = (f"%{_like_escape(needle)}%", f"{_like_escape(needle)}%", limit)
+
+        def q(c: sqlite3.Connection) -> list[ProfileRow]:
+            return [
+                ProfileRow(author=r[0], name=r[1], bio=r[2], event=_row(r[3:]))
+                for r in c.execute(sql, args).fetchall()
+            ]
+
+        return await self._read(q)
+
+    async def events_after(
+        self,
+        cursor: int,
+        *,
+        limit: int,
+        kinds: tuple[str, ...] | None = None,
+        authors: tuple[str, ...] | None = None,
+    ) -> list[StoredEvent]:
+        where = ["cursor > ?"]
+        args: list[Any] = [cursor]
+        if kinds is not None:
+            where.append(f"kind IN ({_in(kinds)})")
+            args.extend(kinds)
+        if authors is not None:
+            where.append(f"author IN ({_in(authors)})")
+            args.extend(authors)
+        sql = f"SELECT {_COLS} FROM events WHERE {' AND '.join(where)} ORDER BY cursor LIMIT ?"  # noqa: S608 - constant SQL + placeholders
+        args.append(limit)
+        return await self._read(lambda c: [_row(r) for r in c.execute(sql, args).fetchall()])
+

@@ -1,0 +1,209 @@
+"""The SQLite write path: apply one verified batch in one transaction.
+
+Runs on the store's single writer thread. Per event, in batch order: skip duplicates
+(by id), refuse a ``delete`` whose known target belongs to someone else
+(``not-author``), insert the row (without its body if the author already deleted it:
+a tombstone), flag forks, then apply the body's effects — reply index, label index,
+latest profile, and for a ``delete`` the tombstone plus dropping the target's body.
+Deletions are final: a later re-delivery of the target is a duplicate or is stored
+header-only, never with its body (spec 0004 §deletion).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from node.store.base import WriteResult
+from protocol import kinds
+from protocol.encoding import decode
+from protocol.errors import NotAuthorError
+from protocol.events import Event
+
+__all__ = ["BatchStats", "apply_batch_sync"]
+
+
+class BatchStats:
+    """What a committed batch changed, for the in-memory counters."""
+
+    __slots__ = ("deleted", "events", "forked_authors", "new_authors")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.deleted = 0
+        self.new_authors = 0
+        self.forked_authors = 0
+
+
+def _label_subject(subject: Any) -> str:
+    return subject.hex() if isinstance(subject, bytes) else str(subject)
+
+
+def _profile_fields(body: dict[str, Any]) -> tuple[str, str]:
+    name = body.get("name")
+    bio = body.get("bio")
+    return (name if isinstance(name, str) else ""), (bio if isinstance(bio, str) else "")
+
+
+def _set_profile(
+    conn: sqlite3.Connection, author: str, eid: bytes, seq: int, body: dict[str, Any]
+) -> None:
+    name, bio = _profile_fields(body)
+    conn.execute(
+        "INSERT INTO profiles (author, id, seq, name, name_lower, bio) VALUES (?,?,?,?,?,?) "
+        "ON CONFLICT (author) DO UPDATE SET id=excluded.id, seq=excluded.seq, "
+        "name=excluded.name, name_lower=excluded.name_lower, bio=excluded.bio "
+        "WHERE excluded.seq > profiles.seq "
+        "OR (excluded.seq = profiles.seq AND excluded.id > profiles.id)",
+        (author, eid, seq, name, name.lower(), bio),
+    )
+
+
+def _recompute_profile(conn: sqlite3.Connection, author: str) -> None:
+    conn.execute("DELETE FROM profiles WHERE author = ?", (author,))
+    row = conn.execute(
+        "SELECT id, seq, body FROM events WHERE author = ? AND kind = ? AND body IS NOT NULL "
+        "ORDER BY seq DESC, id DESC LIMIT 1",
+        (author, kinds.PROFILE),
+    ).fetchone()
+    if row is not None:
+        _set_profile(conn, author, row[0], row[1], decode(row[2]))
+
+
+def _drop_body(conn: sqlite3.Connection, target: bytes, author: str, stats: BatchStats) -> None:
+    """Drop the body of ``target`` (known, by ``author``) and everything derived from it."""
+    cur = conn.execute(
+        "UPDATE events SET body = NULL, deleted = 1, reply_root = NULL, reply_parent = NULL "
+        "WHERE id = ? AND author = ? AND deleted = 0",
+        (target, author),
+    )
+    if cur.rowcount:
+        stats.deleted += 1
+    conn.execute("DELETE FROM labels WHERE id = ?", (target,))
+    current = conn.execute("SELECT id FROM profiles WHERE author = ?", (author,)).fetchone()
+    if current is not None and current[0] == target:
+        _recompute_profile(conn, author)
+
+
+def _apply_body(
+    conn: sqlite3.Connection, ev: Event, cursor: int, body: dict[str, Any], stats: BatchStats
+) -> None:
+    if ev.kind == kinds.LABEL:
+        exp = body.get("exp")
+        conn.execute(
+            "INSERT OR IGNORE INTO labels (id, cursor, labeler, subject, val, neg, exp) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (
+                ev.id,
+                cursor,
+                ev.author,
+                _label_subject(body["subject"]),
+                body["val"],
+                1 if body.get("neg") is True else 0,
+                exp if isinstance(exp, int) else None,
+            ),
+        )
+    elif ev.kind == kinds.PROFILE:
+        _set_profile(conn, ev.author, ev.id, ev.seq, body)
+    elif ev.kind == kinds.DELETE:
+        target: bytes = body["target"]
+        conn.execute(
+            "INSERT OR IGNORE INTO tombstones (target, author, delete_id) VALUES (?,?,?)",
+            (target, ev.author, ev.id),
+        )
+        _drop_body(conn, target, ev.author, stats)
+
+
+def _reply_of(ev: Event) -> tuple[bytes | None, bytes | None]:
+    if ev.kind != kinds.POST or ev.body is None:
+        return None, None
+    reply = ev.body.get("reply")
+    if not isinstance(reply, dict):
+        return None, None
+    return reply["root"], reply["parent"]
+
+
+def _apply_one(
+    conn: sqlite3.Connection, ev: Event, now_ms: int, stats: BatchStats
+) -> WriteResult:
+    if conn.execute("SELECT 1 FROM events WHERE id = ?", (ev.id,)).fetchone():
+        return WriteResult(status="duplicate")
+    if ev.kind == kinds.DELETE and ev.body is not None:
+        target_author = conn.execute(
+            "SELECT author FROM events WHERE id = ?", (ev.body["target"],)
+        ).fetchone()
+        if target_author is not None and target_author[0] != ev.author:
+            return WriteResult(
+                status="rejected",
+                error=NotAuthorError("only the author of an event may delete it"),
+            )
+    tombstoned = (
+        conn.execute(
+            "SELECT 1 FROM tombstones WHERE target = ? AND author = ?", (ev.id, ev.author)
+        ).fetchone()
+        is not None
+    )
+    body_bytes = None if tombstoned else ev.body_bytes
+    root, parent = (None, None) if tombstoned else _reply_of(ev)
+    if not conn.execute("SELECT 1 FROM events WHERE author = ? LIMIT 1", (ev.author,)).fetchone():
+        stats.new_authors += 1
+    cur = conn.execute(
+        "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
+        "reply_root, reply_parent, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            ev.id,
+            ev.author,
+            ev.seq,
+            ev.prev,
+            ev.ts,
+            ev.kind,
+            ev.header_bytes,
+            ev.sig,
+            body_bytes,
+            1 if tombstoned else 0,
+            root,
+            parent,
+            now_ms,
+        ),
+    )
+    cursor = cur.lastrowid
+    assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
+    stats.events += 1
+    if tombstoned:
+        stats.deleted += 1
+    fork = conn.execute(
+        "SELECT 1 FROM events WHERE author = ? AND seq = ? AND id != ? LIMIT 1",
+        (ev.author, ev.seq, ev.id),
+    ).fetchone()
+    if fork is not None:
+        already = conn.execute(
+            "SELECT 1 FROM forks WHERE author = ? LIMIT 1", (ev.author,)
+        ).fetchone()
+        conn.execute("INSERT OR IGNORE INTO forks (author, seq) VALUES (?,?)", (ev.author, ev.seq))
+        if already is None:
+            stats.forked_authors += 1
+    if body_bytes is not None and ev.body is not None:
+        _apply_body(conn, ev, cursor, ev.body, stats)
+    return WriteResult(status="accepted", cursor=cursor)
+
+
+def apply_batch_sync(
+    conn: sqlite3.Connection, events: Sequence[Event], now_ms: int
+) -> tuple[list[WriteResult], BatchStats]:
+    """Apply ``events`` in one ``BEGIN IMMEDIATE`` transaction; commit; return results.
+
+    Raises (after rolling back) if SQLite fails: then nothing of the batch is stored
+    and nothing may be acknowledged.
+    """
+    stats = BatchStats()
+    results: list[WriteResult] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for ev in events:
+            results.append(_apply_one(conn, ev, now_ms, stats))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return results, stats

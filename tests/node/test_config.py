@@ -1,0 +1,93 @@
+"""Configuration loading (spec 0004 §configuration) and the package's public API."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+
+import node
+from node.config import ConfigError, NodeConfig, default_data_dir, load_config
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_with_cli_overrides(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[node]\nhost = "0.0.0.0"\nport = 9000\nnetwork = "testnet"\n'
+        'peers = ["http://a.example"]\ndata_dir = "~/murmur-data"\n'
+        "[limits]\nmax_batch = 10\nrate_per_ip = 5\n",
+    )
+    config = load_config(path, {"port": 9100, "host": None, "peers": ["https://b.example"]})
+    assert (config.host, config.port, config.network) == ("0.0.0.0", 9100, "testnet")  # noqa: S104
+    assert config.peers == ("https://b.example",)
+    assert config.data_dir == Path("~/murmur-data").expanduser()
+    assert config.limits.max_batch == 10 and config.limits.rate_per_ip == 5
+    assert config.limits.max_request_bytes == NodeConfig().limits.max_request_bytes
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[node]\nprot = 1\n", "unknown key node.prot"),
+        ("[limits]\nmax_bath = 1\n", "unknown key limits.max_bath"),
+        ("[nodes]\n", "unknown table"),
+        ('[node]\nport = "80"\n', "node.port must be int"),
+        ("[node]\nport = 70000\n", "node.port must be in"),
+        ("[limits]\nmax_batch = 0\n", "limits.max_batch must be a positive integer"),
+        ("[limits]\nmax_batch = true\n", "limits.max_batch has the wrong type"),
+        ("[limits]\nmax_event_bytes = 100000000\n", "cannot exceed"),
+        ('[node]\npeers = ["ftp://x"]\n', "must be an http"),
+        ("[node\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MURMUR_HOME", str(tmp_path))
+    assert default_data_dir() == tmp_path / "node"
+    assert load_config().data_dir == tmp_path / "node"
+    monkeypatch.delenv("MURMUR_HOME")
+    assert default_data_dir() == Path.home() / ".murmur" / "node"
+
+
+def test_injected_clock() -> None:
+    assert load_config(now_ms=lambda: 42).now_ms() == 42
+
+
+def test_public_api_is_exactly_all() -> None:
+    public = {
+        name
+        for name, value in vars(node).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    public.discard("annotations")  # from __future__
+    assert public | {"__version__"} == set(node.__all__)
+    for name in node.__all__:
+        assert hasattr(node, name)
+
+
+def test_cli_registers_node_run() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="murmur")
+    node.add_node_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["node", "run", "--port", "0", "--peer", "http://a", "--peer", "http://b", "--data", "d"]
+    )
+    assert args.port == 0 and args.peer == ["http://a", "http://b"] and args.data == "d"
+    assert callable(args.func)
