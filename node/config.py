@@ -45,8 +45,8 @@ def system_now_ms() -> int:
 def default_data_dir() -> Path:
     """``$MURMUR_HOME/node``, or ``~/.murmur/node`` when ``MURMUR_HOME`` is unset."""
     home = os.environ.get("MURMUR_HOME")
-    base = Path(home) if home else Path.home() / ".murmur"
-    return base / "node"
+    base = Path(home).expanduser() if home else Path.home() / ".murmur"
+    return (base / "node").absolute()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +134,7 @@ class NodeConfig:
 _NODE_KEYS: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
     "host": ((str,), str),
     "port": ((int,), int),
-    "data_dir": ((str, Path), lambda v: Path(v).expanduser()),
+    "data_dir": ((str, Path), lambda v: Path(v).expanduser().absolute()),
     "peers": ((list, tuple), tuple),
     "network": ((str,), str),
     "allow_private_peers": ((bool,), bool),
