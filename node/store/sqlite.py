@@ -151,13 +151,15 @@ class SqliteStore(Store):
         # The writer finishes the batch it is applying (commit or rollback) first.
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
-        if self._wconn is not None:
-            self._wconn.close()
-            self._wconn = None
+        # Readers close first: the last connection to close checkpoints the WAL and
+        # removes it, and only the read-write connection may do that.
         with self._rlock:
             for conn in self._rconns:
                 conn.close()
             self._rconns.clear()
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
 
     # -- writes -----------------------------------------------------------------------
 
