@@ -105,8 +105,8 @@ def _canonicalize(value: Any, depth: int, max_depth: int) -> Any:
     raise NonCanonicalError(f"type {type(value).__name__} cannot be encoded")
 
 
-def encode(value: Value | Mapping[str, Any], *, max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
-    """Encode ``value`` canonically.
+def encode(value: object, *, max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
+    """Encode ``value`` (a :data:`Value`; tuples and any ``Mapping`` are accepted) canonically.
 
     Maps may be given in any order; they are written with keys sorted bytewise.
     Raises :class:`~protocol.errors.NonCanonicalError` for values with no canonical

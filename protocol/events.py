@@ -220,6 +220,8 @@ class Event:
     sig: bytes = field(repr=False)
     body_bytes: bytes | None = field(repr=False)
     body: dict[str, Any] | None
+    #: The wire form ``[header_bytes, sig, body_bytes | nil]``, computed once.
+    wire: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.id) != 32:
@@ -228,6 +230,8 @@ class Event:
             raise BadFieldError("sig must be 64 bytes")
         if (self.body_bytes is None) != (self.body is None):
             raise BadFieldError("body and body_bytes must both be present or both absent")
+        # Frozen: set the derived field once, here. Events are read far more than built.
+        object.__setattr__(self, "wire", encode([self.header_bytes, self.sig, self.body_bytes]))
 
     # Header shortcuts: events are read far more than they are built.
     @property
@@ -257,11 +261,6 @@ class Event:
     @property
     def id_hex(self) -> str:
         return self.id.hex()
-
-    @property
-    def wire(self) -> bytes:
-        """The wire form ``[header_bytes, sig, body_bytes | nil]``."""
-        return encode([self.header_bytes, self.sig, self.body_bytes])
 
     def without_body(self) -> Event:
         """The same event with its body dropped (after a deletion, or by policy)."""
