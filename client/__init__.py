@@ -1,10 +1,22 @@
-"""Murmur reference client: keystore, CLI, and (coming) reading, posting and moderation.
+"""Murmur reference client: keystore, posting, verified multi-node reading, the CLI.
 
-The client trusts no node: it verifies every event itself with ``protocol``.
+The client trusts no node: it verifies every event itself with ``protocol``, reads from
+several nodes at once and reports what each one withheld (spec 0007).
 """
 
 from __future__ import annotations
 
+from client.api import IngestResult, NodeClient, WireItem
+from client.config import ClientConfig
+from client.errors import (
+    BadResponseError,
+    ClientError,
+    NodeTimeoutError,
+    NodeUnreachableError,
+    NoNodesError,
+    PassphraseError,
+    PublishError,
+)
 from client.keystore import (
     IdentityExistsError,
     IdentityNotFoundError,
@@ -13,13 +25,55 @@ from client.keystore import (
     StoredIdentity,
     default_home,
 )
+from client.publish import NodeOutcome, Publisher, PublishResult
+from client.reader import NodeReport, Reader, ReadReport
+from client.state import Head, HeadStore
+from client.views import (
+    View,
+    author_view,
+    follow_set,
+    profile_view,
+    search_view,
+    thread_view,
+    timeline,
+)
 
 __all__ = [
-    # keystore
-    "IdentityExistsError",
-    "IdentityNotFoundError",
+    # keystore and local state
+    "ClientConfig",
+    "Head",
+    "HeadStore",
     "Keystore",
-    "KeystoreError",
     "StoredIdentity",
     "default_home",
+    # one node's API
+    "IngestResult",
+    "NodeClient",
+    "WireItem",
+    # posting
+    "NodeOutcome",
+    "PublishResult",
+    "Publisher",
+    # verified reading
+    "NodeReport",
+    "ReadReport",
+    "Reader",
+    "View",
+    "author_view",
+    "follow_set",
+    "profile_view",
+    "search_view",
+    "thread_view",
+    "timeline",
+    # errors
+    "BadResponseError",
+    "ClientError",
+    "IdentityExistsError",
+    "IdentityNotFoundError",
+    "KeystoreError",
+    "NoNodesError",
+    "NodeTimeoutError",
+    "NodeUnreachableError",
+    "PassphraseError",
+    "PublishError",
 ]

@@ -3,17 +3,37 @@
 ::
 
     ProtocolError
-    └── KeystoreError           keystore-error        the home, a key or config file
-        ├── IdentityExistsError identity-exists
-        ├── IdentityNotFoundError identity-not-found
-        └── PassphraseError     bad-passphrase
+    ├── KeystoreError             keystore-error     the home, a key or config file
+    │   ├── IdentityExistsError   identity-exists
+    │   ├── IdentityNotFoundError identity-not-found
+    │   └── PassphraseError       bad-passphrase
+    └── ClientError               client-error       talking to nodes (spec 0007)
+        ├── NoNodesError          no-nodes           no node configured or given
+        ├── NodeUnreachableError  node-unreachable   connection refused, DNS, reset
+        │   └── NodeTimeoutError  node-timeout       no answer within the per-node timeout
+        ├── BadResponseError      bad-response       a node answered something unparsable
+        └── PublishError          publish-failed     no node stored the event
+
+A node's own refusal (an HTTP error, a rejected event) is ``protocol.errors.RemoteError``
+carrying the node's code and message.
 """
 
 from __future__ import annotations
 
 from protocol.errors import ProtocolError
 
-__all__ = ["IdentityExistsError", "IdentityNotFoundError", "KeystoreError", "PassphraseError"]
+__all__ = [
+    "BadResponseError",
+    "ClientError",
+    "IdentityExistsError",
+    "IdentityNotFoundError",
+    "KeystoreError",
+    "NoNodesError",
+    "NodeTimeoutError",
+    "NodeUnreachableError",
+    "PassphraseError",
+    "PublishError",
+]
 
 
 class KeystoreError(ProtocolError):
@@ -34,3 +54,41 @@ class PassphraseError(KeystoreError):
     """The key is sealed and no passphrase, or the wrong one, was given."""
 
     code = "bad-passphrase"
+
+
+class ClientError(ProtocolError):
+    """A problem talking to nodes; ``url`` names the node when there is one."""
+
+    code = "client-error"
+
+    def __init__(self, message: str = "", *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class NoNodesError(ClientError):
+    code = "no-nodes"
+
+
+class NodeUnreachableError(ClientError):
+    """The node could not be reached (connection refused, DNS, reset, TLS)."""
+
+    code = "node-unreachable"
+
+
+class NodeTimeoutError(NodeUnreachableError):
+    """The node did not answer within the per-node timeout."""
+
+    code = "node-timeout"
+
+
+class BadResponseError(ClientError):
+    """The node answered, but not with what spec 0004 promises."""
+
+    code = "bad-response"
+
+
+class PublishError(ClientError):
+    """No node accepted the event; the message lists what each node said."""
+
+    code = "publish-failed"

@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import protocol
-from client.cli import dev_cmds, id_cmds, nodes_cmds
+from client.cli import (
+    dev_cmds,
+    id_cmds,
+    nodes_cmds,
+    post_cmds,
+    read_cmds,
+    social_cmds,
+)
 from client.cli.output import Context, Result, emit, emit_error
 from client.keystore import default_home
 from protocol.errors import ProtocolError
@@ -66,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     id_cmds.register(sub, common)
     nodes_cmds.register(sub, common)
+    post_cmds.register(sub, common)
+    social_cmds.register(sub, common)
+    read_cmds.register(sub, common)
     dev_cmds.register(sub)
     try:
         from node.cli import add_node_commands

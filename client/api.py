@@ -1,0 +1,275 @@
+"""One node's HTTP API (spec 0004) over an injected ``httpx.AsyncClient``.
+
+:class:`NodeClient` speaks JSON for reads and canonical msgpack for ingest. It hands
+back events as :class:`WireItem` — the exact signed ``wire`` bytes plus the id the node
+*claims* (for reports only) — and nothing else from the node's JSON: the reader
+verifies the bytes itself (spec 0007 §verify). Errors are translated at this boundary:
+an HTTP error answer becomes ``RemoteError(code, message, status=)`` with the node's
+own code, a timeout ``NodeTimeoutError``, any other transport failure
+``NodeUnreachableError``, and an answer that does not have the documented shape
+``BadResponseError``. Nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from client.errors import BadResponseError, NodeTimeoutError, NodeUnreachableError
+from protocol.encoding import encode
+from protocol.errors import RemoteError
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "IngestResult",
+    "NodeClient",
+    "WireItem",
+]
+
+log = logging.getLogger("murmur.client.api")
+
+#: Per-node timeout for one request (connect, read, write, pool), in seconds.
+DEFAULT_TIMEOUT_S = 5.0
+#: Largest response body the client reads from a node (a full page of big events).
+MAX_RESPONSE_BYTES = 48 * 1024 * 1024
+_MSGPACK = "application/msgpack"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireItem:
+    """One event as a node served it: its wire bytes (None if unusable) and claimed id."""
+
+    wire: bytes | None
+    claimed_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    """A node's verdict on one submitted event (spec 0004 §ingest)."""
+
+    status: str  # accepted | duplicate | rejected
+    id: str | None
+    error: str | None = None
+    message: str | None = None
+
+
+def _wire_item(obj: object) -> WireItem:
+    if not isinstance(obj, dict):
+        return WireItem(wire=None, claimed_id=None)
+    claimed = obj.get("id") if isinstance(obj.get("id"), str) else None
+    raw = obj.get("wire")
+    if not isinstance(raw, str):
+        return WireItem(wire=None, claimed_id=claimed)
+    try:
+        return WireItem(wire=base64.b64decode(raw, validate=True), claimed_id=claimed)
+    except (binascii.Error, ValueError):
+        return WireItem(wire=None, claimed_id=claimed)
+
+
+def _items(doc: dict[str, Any], key: str, url: str) -> list[WireItem]:
+    value = doc.get(key)
+    if not isinstance(value, list):
+        raise BadResponseError(f"{url}: the answer has no list {key!r}", url=url)
+    return [_wire_item(v) for v in value]
+
+
+class NodeClient:
+    """The HTTP API of the node at ``url`` (normalised, no trailing slash)."""
+
+    def __init__(
+        self, url: str, http: httpx.AsyncClient, *, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = http
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"NodeClient({self.url!r})"
+
+    # -- transport ----------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str | int]] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method,
+                self.url + path,
+                params=list(params or ()),
+                content=content,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise NodeTimeoutError(
+                f"{self.url} did not answer within {self.timeout:g} s", url=self.url
+            ) from exc
+        except httpx.HTTPError as exc:  # transport errors, bad URLs, protocol errors
+            raise NodeUnreachableError(
+                f"{self.url} is unreachable: {type(exc).__name__}: {exc}", url=self.url
+            ) from exc
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
+        if response.status_code >= 400:
+            raise self._remote_error(response)
+        return response
+
+    def _remote_error(self, response: httpx.Response) -> RemoteError:
+        code, message = f"http-{response.status_code}", response.reason_phrase
+        try:
+            doc = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+            code = doc["error"]
+            message = str(doc.get("message") or code)
+        return RemoteError(
+            code,
+            f"{self.url} answered {response.status_code} {code}: {message}",
+            status=response.status_code,
+        )
+
+    async def _get_json(
+        self, path: str, params: Sequence[tuple[str, str | int]] | None = None
+    ) -> dict[str, Any]:
+        response = await self._request("GET", path, params=params)
+        try:
+            doc = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadResponseError(
+                f"{self.url}{path}: the answer is not JSON", url=self.url
+            ) from exc
+        if not isinstance(doc, dict):
+            raise BadResponseError(f"{self.url}{path}: the answer is not an object", url=self.url)
+        return doc
+
+    # -- endpoints ----------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        return await self._get_json("/health")
+
+    async def info(self) -> dict[str, Any]:
+        return await self._get_json("/v1/info")
+
+    async def get_event(self, eid: str) -> WireItem | None:
+        """``GET /v1/events/{id}``; None when the node does not hold it (404)."""
+        try:
+            doc = await self._get_json(f"/v1/events/{eid}")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _wire_item(doc.get("event"))
+
+    async def author_events(
+        self, did: str, *, from_seq: int = 1, to_seq: int | None = None, limit: int = 500
+    ) -> tuple[list[WireItem], int | None]:
+        """One page of an author's log; returns the items and ``next_from_seq``."""
+        params: list[tuple[str, str | int]] = [("from_seq", from_seq), ("limit", limit)]
+        if to_seq is not None:
+            params.append(("to_seq", to_seq))
+        doc = await self._get_json(f"/v1/authors/{did}/events", params)
+        nxt = doc.get("next_from_seq")
+        if nxt is not None and (not isinstance(nxt, int) or nxt <= from_seq):
+            raise BadResponseError(f"{self.url}: bad next_from_seq {nxt!r}", url=self.url)
+        return _items(doc, "events", self.url), nxt
+
+    async def author_head(self, did: str) -> dict[str, Any] | None:
+        """The node's chain report for ``did``; None when it holds nothing of them."""
+        try:
+            return await self._get_json(f"/v1/authors/{did}/head")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def feed(
+        self,
+        *,
+        authors: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> tuple[list[WireItem], str | None]:
+        """Newest first; returns the items and the ``next`` cursor."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if authors:
+            params.append(("authors", ",".join(authors)))
+        if kinds:
+            params.append(("kinds", ",".join(kinds)))
+        if before is not None:
+            params.append(("before", before))
+        doc = await self._get_json("/v1/feed", params)
+        nxt = doc.get("next")
+        return _items(doc, "events", self.url), nxt if isinstance(nxt, str) else None
+
+    async def thread(
+        self, root: str, *, limit: int = 500, after: str | None = None
+    ) -> tuple[WireItem | None, list[WireItem], str | None]:
+        """The root (if held) and the replies; a 404 reads as an empty thread."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if after is not None:
+            params.append(("after", after))
+        try:
+            doc = await self._get_json(f"/v1/threads/{root}", params)
+        except RemoteError as exc:
+            if exc.status == 404:
+                return None, [], None
+            raise
+        root_item = _wire_item(doc["root"]) if doc.get("root") is not None else None
+        nxt = doc.get("next")
+        return root_item, _items(doc, "replies", self.url), nxt if isinstance(nxt, str) else None
+
+    async def labels(self, *, subject: str, limit: int = 500) -> list[WireItem]:
+        doc = await self._get_json("/v1/labels", [("subject", subject), ("limit", limit)])
+        rows = doc.get("labels")
+        if not isinstance(rows, list):
+            raise BadResponseError(f"{self.url}: the answer has no list 'labels'", url=self.url)
+        return [_wire_item(r.get("event") if isinstance(r, dict) else None) for r in rows]
+
+    async def profiles(self, q: str, *, limit: int = 20) -> list[WireItem]:
+        doc = await self._get_json("/v1/profiles", [("q", q), ("limit", limit)])
+        rows = doc.get("profiles")
+        if not isinstance(rows, list):
+            raise BadResponseError(f"{self.url}: the answer has no list 'profiles'", url=self.url)
+        return [_wire_item(r.get("event") if isinstance(r, dict) else None) for r in rows]
+
+    async def submit(self, wires: Sequence[bytes]) -> list[IngestResult]:
+        """``POST /v1/events`` as a canonical msgpack batch; one result per event."""
+        response = await self._request(
+            "POST",
+            "/v1/events",
+            content=encode(list(wires)),
+            headers={"Content-Type": _MSGPACK, "Accept": "application/json"},
+        )
+        try:
+            doc = response.json()
+            rows = doc["results"]
+            if not isinstance(rows, list) or len(rows) != len(wires):
+                raise TypeError("results do not match the batch")
+            return [
+                IngestResult(
+                    status=str(r["status"]),
+                    id=r.get("id"),
+                    error=r.get("error"),
+                    message=r.get("message"),
+                )
+                for r in rows
+            ]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise BadResponseError(
+                f"{self.url}: the ingest answer is malformed: {exc}", url=self.url
+            ) from exc

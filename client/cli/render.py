@@ -1,0 +1,224 @@
+"""How events and read reports look: JSON documents for ``--json``, text for people.
+
+Names follow one rule everywhere: the reader's petname for the did, else the latest
+profile name (marked with ``~`` — anyone can claim any display name), else a short did.
+Times are relative ("3m ago"), ids are shortened to 12 hex characters (commands take
+the full id, which ``--json`` prints).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from client.config import ClientConfig
+from client.publish import PublishResult
+from client.reader import ReadReport
+from protocol import kinds
+from protocol.events import Event
+
+__all__ = [
+    "Names",
+    "event_doc",
+    "format_event",
+    "format_publish",
+    "format_report",
+    "relative_time",
+    "short_did",
+    "short_id",
+]
+
+SHORT_ID = 12
+
+
+def short_id(eid: bytes | str) -> str:
+    return (eid.hex() if isinstance(eid, bytes) else eid)[:SHORT_ID]
+
+
+def short_did(did: str) -> str:
+    key = did.removeprefix("did:key:")
+    return f"{key[:8]}…{key[-6:]}" if len(key) > 16 else key
+
+
+def relative_time(ts_ms: int, now_ms: int | None = None) -> str:
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    delta = (now - ts_ms) // 1000
+    future = delta < 0
+    delta = abs(delta)
+    if delta < 10:
+        return "just now"
+    for size, unit in (
+        (86400 * 365, "y"),
+        (86400 * 30, "mo"),
+        (86400, "d"),
+        (3600, "h"),
+        (60, "m"),
+        (1, "s"),
+    ):
+        if delta >= size:
+            amount = f"{delta // size}{unit}"
+            return f"in {amount}" if future else f"{amount} ago"
+    return "just now"  # pragma: no cover - delta >= 10 always matches "s"
+
+
+class Names:
+    """Display names: petname > ~profile name > short did."""
+
+    def __init__(self, config: ClientConfig, profiles: Mapping[str, Event] | None = None) -> None:
+        self.config = config
+        self.profiles = dict(profiles or {})
+
+    def profile_name(self, did: str) -> str | None:
+        p = self.profiles.get(did)
+        name = p.body.get("name") if p is not None and p.body is not None else None
+        return name if isinstance(name, str) and name.strip() else None
+
+    def display(self, did: str) -> str:
+        alias = self.config.alias_of(did)
+        if alias is not None:
+            return f"@{alias}"
+        name = self.profile_name(did)
+        return f"~{name.strip()}" if name is not None else short_did(did)
+
+
+def _hex(value: object) -> str | None:
+    return value.hex() if isinstance(value, bytes) else None
+
+
+def event_doc(
+    e: Event, names: Names, related: Mapping[bytes, Event] | None = None, *, depth: int = 0
+) -> dict[str, Any]:
+    """The ``--json`` form of an event: always ``id author seq ts kind text``."""
+    body = e.body or {}
+    doc: dict[str, Any] = {
+        "id": e.id_hex,
+        "author": e.author,
+        "author_name": names.display(e.author),
+        "alias": names.config.alias_of(e.author),
+        "seq": e.seq,
+        "ts": e.ts,
+        "kind": e.kind,
+        "text": body.get("text") if e.kind == kinds.POST else None,
+        "deleted": e.body is None,
+    }
+    if e.kind == kinds.POST:
+        reply = body.get("reply")
+        doc["reply"] = (
+            {"root": _hex(reply.get("root")), "parent": _hex(reply.get("parent"))}
+            if isinstance(reply, dict)
+            else None
+        )
+        doc["quote"] = _hex(body.get("quote"))
+        for key in ("warn", "langs", "tags"):
+            doc[key] = list(body.get(key, []))
+    elif "target" in body:
+        doc["target"] = _hex(body["target"])
+    elif "subject" in body:
+        doc["subject"] = (
+            body["subject"] if isinstance(body["subject"], str) else _hex(body["subject"])
+        )
+    if depth == 0 and related is not None:
+
+        def sub(eid: object) -> dict[str, Any] | None:
+            ev = related.get(eid) if isinstance(eid, bytes) else None
+            return None if ev is None else event_doc(ev, names, depth=1)
+
+        if e.kind == kinds.REPOST:
+            doc["reposted"] = sub(body.get("target"))
+        if e.kind == kinds.POST and doc["reply"] is not None:
+            doc["parent"] = sub(body["reply"]["parent"])
+        if e.kind == kinds.POST and doc["quote"] is not None:
+            doc["quoted"] = sub(body["quote"])
+    return doc
+
+
+def _snippet(e: Event | None, limit: int = 60) -> str:
+    if e is None:
+        return "(not available)"
+    if e.body is None:
+        return "(deleted)"
+    text = " ".join(str(e.body.get("text", "")).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_event(
+    e: Event,
+    names: Names,
+    related: Mapping[bytes, Event] | None = None,
+    *,
+    indent: str = "",
+    now_ms: int | None = None,
+    context: bool = True,
+) -> str:
+    """A post, reply or repost as a few readable lines."""
+    related = related or {}
+    body = e.body or {}
+    head = f"{names.display(e.author)} · {relative_time(e.ts, now_ms)} · {short_id(e.id)}"
+    if e.kind == kinds.REPOST:
+        target = related.get(body.get("target", b""))
+        lines = [
+            f"{indent}⟳ {names.display(e.author)} reposted · {relative_time(e.ts, now_ms)}"
+            f" · {short_id(e.id)}"
+        ]
+        if target is None:
+            lines.append(f"{indent}  (reposted {short_id(body.get('target', b''))}: not available)")
+        else:
+            lines.append(format_event(target, names, related, indent=indent + "  ", now_ms=now_ms))
+        return "\n".join(lines)
+    lines = [indent + head]
+    reply = body.get("reply")
+    if isinstance(reply, dict) and context:
+        parent = related.get(reply["parent"])
+        who = names.display(parent.author) if parent is not None else short_id(reply["parent"])
+        lines.append(f"{indent}  ↳ replying to {who}: {_snippet(parent)}")
+    if body.get("warn"):
+        lines.append(f"{indent}  [content warning: {', '.join(body['warn'])}]")
+    text = body.get("text") if e.body is not None else "(deleted or withheld body)"
+    for line in str(text).splitlines() or [""]:
+        lines.append(f"{indent}  {line}")
+    if isinstance(body.get("quote"), bytes):
+        quoted = related.get(body["quote"])
+        who = names.display(quoted.author) if quoted is not None else short_id(body["quote"])
+        lines.append(f"{indent}  ❝ {who}: {_snippet(quoted)}")
+    return "\n".join(lines)
+
+
+def format_report(report: ReadReport, names: Names) -> str:
+    """One line per problem: failed nodes, withheld and invalid events, gaps, forks."""
+    lines: list[str] = []
+    for n in report.nodes:
+        if n.error is not None:
+            lines.append(f"! {n.url}: {n.error.code}: {n.error.message}")
+        if n.withheld:
+            what = ", ".join(f"{names.display(e.author)} seq {e.seq}" for e in n.withheld[:5]) + (
+                f" and {len(n.withheld) - 5} more" if len(n.withheld) > 5 else ""
+            )
+            lines.append(f"! {n.url} withheld {len(n.withheld)} event(s): {what}")
+        if n.invalid:
+            codes = sorted({str(i["code"]) for i in n.invalid})
+            lines.append(
+                f"! {n.url} served {len(n.invalid)} invalid event(s), dropped: " + ", ".join(codes)
+            )
+    for g in report.gaps:
+        lines.append(
+            f"! no node served {names.display(g['author'])} seq {g['first']}"
+            + (f"-{g['last']}" if g["last"] != g["first"] else "")
+        )
+    for f in report.forks:
+        lines.append(f"! {names.display(f['author'])} signed two histories at seq {f['seq']}")
+    return "\n".join(lines)
+
+
+def format_publish(result: PublishResult, what: str) -> str:
+    e = result.event
+    stored = [o for o in result.outcomes if o.stored]
+    lines = [
+        f"{what} {short_id(e.id)} (seq {e.seq}) — stored on {len(stored)} of "
+        f"{len(result.outcomes)} node(s)"
+    ]
+    for o in result.outcomes:
+        if not o.stored:
+            lines.append(f"! {o.url}: {o.status}: {o.code}: {o.message}")
+    lines.append(f"id: {e.id_hex}")
+    return "\n".join(lines)

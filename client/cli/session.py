@@ -1,0 +1,157 @@
+"""What the network commands share: the node set, the identity, an HTTP client, asyncio.
+
+The node set is ``--node URL`` (repeatable) if given, else ``nodes`` of the config;
+the identity is ``--as NAME``, else the default one. The per-node timeout is
+``$MURMUR_TIMEOUT`` (seconds), else ``timeout`` in config.toml, else 5 s; the network
+name is ``network`` in config.toml, else ``murmur``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from client.api import DEFAULT_TIMEOUT_S, NodeClient
+from client.cli.output import Context
+from client.cli.passphrase import ask_passphrase
+from client.config import ClientConfig, normalize_node_url
+from client.errors import IdentityNotFoundError, KeystoreError, NoNodesError
+from client.keystore import Keystore, StoredIdentity
+from client.publish import Publisher
+from client.reader import Reader
+from client.state import HeadStore
+from protocol.errors import BadRequestError, InvalidDidError
+from protocol.events import DEFAULT_NETWORK
+from protocol.identity import Identity
+
+__all__ = ["Session", "limit_arg", "parse_event_id", "run"]
+
+T = TypeVar("T")
+
+
+MAX_LIMIT = 500
+
+
+def limit_arg(text: str) -> int:
+    """argparse type for ``--limit``: an integer in 1..500."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIMIT}")
+    return value
+
+
+def parse_event_id(text: str) -> bytes:
+    """A full 64-hex event id; raises ``BadRequestError`` with a hint otherwise."""
+    cleaned = text.strip().lower()
+    if len(cleaned) == 64:
+        try:
+            return bytes.fromhex(cleaned)
+        except ValueError:
+            pass
+    raise BadRequestError(f"{text!r} is not an event id (64 hex characters, see --json output)")
+
+
+@dataclass(slots=True)
+class Session:
+    """Context for one command: config, keystore, nodes, and (lazily) the identity."""
+
+    ctx: Context
+    config: ClientConfig
+    keystore: Keystore
+
+    @classmethod
+    def open(cls, ctx: Context) -> Session:
+        return cls(ctx=ctx, config=ClientConfig.load(ctx.home), keystore=Keystore(ctx.home))
+
+    @property
+    def node_urls(self) -> list[str]:
+        urls = [normalize_node_url(u) for u in self.ctx.nodes] or list(self.config.nodes)
+        if not urls:
+            raise NoNodesError(
+                "no node configured: add one with 'murmur nodes add URL' or pass --node URL"
+            )
+        return list(dict.fromkeys(urls))
+
+    @property
+    def timeout(self) -> float:
+        raw = os.environ.get("MURMUR_TIMEOUT") or self.config.extra.get("timeout")
+        if raw is None:
+            return DEFAULT_TIMEOUT_S
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise KeystoreError(f"timeout must be a number of seconds, got {raw!r}") from None
+        if not 0 < value <= 300:
+            raise KeystoreError("timeout must be in (0, 300] seconds")
+        return value
+
+    @property
+    def net(self) -> str:
+        return str(self.config.extra.get("network", DEFAULT_NETWORK))
+
+    def stored_identity(self) -> StoredIdentity:
+        if self.ctx.as_name:
+            return self.keystore.get(self.ctx.as_name)
+        default = self.keystore.default()
+        if default is None:
+            raise IdentityNotFoundError(
+                f"no identity in {self.ctx.home}; create one with: murmur id new NAME"
+            )
+        return default
+
+    def identity(self) -> Identity:
+        stored = self.stored_identity()
+        sealed = self.keystore.is_sealed(stored.name)
+        passphrase = ask_passphrase(f"Passphrase for {stored.name}: ") if sealed else None
+        return self.keystore.load(stored.name, passphrase=passphrase)
+
+    def resolve(self, who: str) -> str:
+        """A did from a did, a petname, or the name of a local identity."""
+        try:
+            return self.config.resolve(who)
+        except InvalidDidError:
+            if (
+                who.startswith("did:")
+                or not (self.keystore.identities_dir / f"{who}.toml").exists()
+            ):
+                raise
+            return self.keystore.get(who).did
+
+    @asynccontextmanager
+    async def nodes(self) -> AsyncIterator[list[NodeClient]]:
+        urls = self.node_urls
+        timeout = self.timeout
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+            yield [NodeClient(u, http, timeout=timeout) for u in urls]
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Reader]:
+        async with self.nodes() as nodes:
+            yield Reader(nodes, net=self.net, timeout=self.timeout)
+
+    @asynccontextmanager
+    async def publisher(self) -> AsyncIterator[Publisher]:
+        identity = self.identity()
+        async with self.nodes() as nodes:
+            yield Publisher(
+                identity, nodes, HeadStore(self.ctx.home), net=self.net, timeout=self.timeout
+            )
+
+
+def run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run one async command body to completion."""
+
+    async def main() -> T:
+        return await fn()
+
+    return asyncio.run(main())

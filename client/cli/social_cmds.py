@@ -1,0 +1,203 @@
+"""``murmur follow|unfollow|following|profile set|profile show|search``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from client.cli.output import Context, Result
+from client.cli.post_cmds import publish_result
+from client.cli.render import Names, format_report, relative_time
+from client.cli.session import Session, limit_arg, run
+from client.publish import PublishResult
+from client.reader import Reader
+from client.views import View, follow_set, profile_view, profiles_of, search_view
+from protocol import kinds
+from protocol.errors import BadRequestError
+from protocol.events import Event
+
+__all__ = ["register"]
+
+
+def _nodes_doc(view: View) -> dict[str, Any]:
+    return view.report.to_json()
+
+
+def _with_report(text: str, view: View, names: Names) -> str:
+    report = format_report(view.report, names)
+    return f"{text}\n{report}" if report else text
+
+
+def cmd_follow(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+    did = session.resolve(args.who)
+    kind = kinds.FOLLOW if args.command == "follow" else kinds.UNFOLLOW
+
+    async def go() -> PublishResult:
+        async with session.publisher() as pub:
+            return await pub.publish(kind, {"subject": did})
+
+    if getattr(args, "alias", None):
+        session.config.set_petname(args.alias, did)  # validates before anything is signed
+    result = run(go)
+    if getattr(args, "alias", None):
+        session.config.save()
+    verb = "Followed" if kind == kinds.FOLLOW else "Unfollowed"
+    out = publish_result(session, result, f"{verb} {Names(session.config).display(did)}:")
+    out.data["subject"] = did
+    return out
+
+
+def cmd_following(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+    me = session.stored_identity().did
+
+    async def go() -> tuple[dict[str, Event], View]:
+        async with session.reader() as reader:
+            follows = await follow_set(reader, me)
+            profiles = await profiles_of(reader, follows)
+            return follows, View(items=[], report=reader.report, profiles=profiles)
+
+    follows, view = run(go)
+    names = Names(session.config, view.profiles)
+    rows: list[dict[str, Any]] = [
+        {
+            "did": did,
+            "alias": session.config.alias_of(did),
+            "name": names.profile_name(did),
+            "since": e.ts,
+            "id": e.id_hex,
+        }
+        for did, e in sorted(follows.items(), key=lambda kv: names.display(kv[0]).lower())
+    ]
+    if rows:
+        text = "\n".join(
+            f"{names.display(r['did'])}  {r['did']}  (since {relative_time(r['since'])})"
+            for r in rows
+        )
+    else:
+        text = "You follow nobody yet. Follow someone: murmur follow DID --alias NAME"
+    return Result({"following": rows, **_nodes_doc(view)}, _with_report(text, view, names))
+
+
+def _profile_doc(did: str, view: View, names: Names) -> dict[str, Any]:
+    p = view.profiles.get(did)
+    body = p.body if p is not None and p.body is not None else {}
+    return {
+        "did": did,
+        "alias": names.config.alias_of(did),
+        "name": body.get("name"),
+        "bio": body.get("bio"),
+        "id": p.id_hex if p is not None else None,
+        "seq": p.seq if p is not None else None,
+        "ts": p.ts if p is not None else None,
+    }
+
+
+def cmd_profile_set(args: argparse.Namespace, ctx: Context) -> Result:
+    if args.name is None and args.bio is None:
+        raise BadRequestError("give --name and/or --bio")
+    session = Session.open(ctx)
+    me = session.stored_identity().did
+
+    async def go() -> PublishResult:
+        async with session.publisher() as pub:
+            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
+            current = (await profile_view(reader, me)).profiles.get(me)
+            # The latest profile wins as a whole (spec 0003 §3.2): carry over what is kept.
+            body: dict[str, Any] = dict(current.body or {}) if current is not None else {}
+            for key in ("name", "bio"):
+                value = getattr(args, key)
+                if value is not None:
+                    body[key] = value
+                if body.get(key) == "":
+                    del body[key]
+            return await pub.publish(kinds.PROFILE, body)
+
+    result = run(go)
+    out = publish_result(session, result, "Profile updated:")
+    assert result.event.body is not None  # noqa: S101 - we just signed it
+    out.data["name"] = result.event.body.get("name")
+    out.data["bio"] = result.event.body.get("bio")
+    return out
+
+
+def cmd_profile_show(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+    did = session.resolve(args.who) if args.who else session.stored_identity().did
+
+    async def go() -> View:
+        async with session.reader() as reader:
+            return await profile_view(reader, did)
+
+    view = run(go)
+    names = Names(session.config, view.profiles)
+    doc = _profile_doc(did, view, names)
+    if doc["id"] is None:
+        text = f"{names.display(did)}  {did}\n  (no profile published)"
+    else:
+        text = (
+            f"{names.display(did)}  {did}\n  name: {doc['name'] or ''}\n  bio:  {doc['bio'] or ''}"
+        )
+    return Result({"profile": doc, **_nodes_doc(view)}, _with_report(text, view, names))
+
+
+def cmd_search(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+
+    async def go() -> View:
+        async with session.reader() as reader:
+            return await search_view(reader, args.name, limit=args.limit)
+
+    view = run(go)
+    names = Names(session.config, view.profiles)
+    rows = [_profile_doc(e.author, view, names) for e in view.items]
+    if rows:
+        text = "\n".join(
+            f"{r['name']}  {r['did']}"
+            + (f"  (@{r['alias']})" if r["alias"] else "")
+            + (f"\n  {r['bio']}" if r["bio"] else "")
+            for r in rows
+        )
+    else:
+        text = f"No profile name contains {args.name!r} on the configured nodes."
+    return Result({"profiles": rows, **_nodes_doc(view)}, _with_report(text, view, names))
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    follow = sub.add_parser("follow", parents=[common], help="follow someone (signed, public)")
+    follow.add_argument("who", metavar="DID|ALIAS")
+    follow.add_argument("--alias", metavar="NAME", help="also save NAME as your petname for them")
+    follow.set_defaults(handler=cmd_follow)
+    unfollow = sub.add_parser("unfollow", parents=[common], help="stop following someone")
+    unfollow.add_argument("who", metavar="DID|ALIAS")
+    unfollow.set_defaults(handler=cmd_follow)
+    following = sub.add_parser(
+        "following", parents=[common], help="who you follow (from your signed events)"
+    )
+    following.set_defaults(handler=cmd_following)
+
+    profile = sub.add_parser("profile", help="your public profile, or someone's")
+    psub = profile.add_subparsers(dest="profile_command", metavar="COMMAND", required=True)
+    pset = psub.add_parser(
+        "set",
+        parents=[common],
+        help="publish your profile",
+        description="Publish a new profile. Fields you do not give are "
+        "kept from your current profile; an empty value clears one.",
+    )
+    pset.add_argument("--name", help="display name (not unique: people see it with ~)")
+    pset.add_argument("--bio", help="a few words about you")
+    pset.set_defaults(handler=cmd_profile_set)
+    pshow = psub.add_parser("show", parents=[common], help="show a profile (default: yours)")
+    pshow.add_argument("who", nargs="?", metavar="DID|ALIAS")
+    pshow.set_defaults(handler=cmd_profile_show)
+
+    search = sub.add_parser("search", parents=[common], help="find people by display name")
+    search.add_argument("name", help="part of a display name")
+    search.add_argument(
+        "--limit", type=limit_arg, default=20, help="at most this many (default 20)"
+    )
+    search.set_defaults(handler=cmd_search)

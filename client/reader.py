@@ -1,0 +1,389 @@
+"""Multi-node verified reading: fetch concurrently, verify, merge, repair, report.
+
+A :class:`Reader` asks every node the same question at once, each under its own
+deadline (a node that times out is skipped for the rest of the read, so a slow node
+costs one timeout, not one per phase). Every event is checked with
+``protocol.events.decode_event`` from its ``wire`` bytes alone; what fails is dropped
+and listed under the node that served it. Verified events are merged by id (a copy
+with a body beats a header-only one). Per author, ``protocol.chain.analyze_chain``
+finds the seqs that must exist between the ones held; those gaps are asked of every
+node through the author-log endpoint (bounded rounds, bounded seqs). Finally each view
+says which merged events each node *should* have served, and what it did not serve is
+that node's ``withheld`` list. Spec: specs/0007-client.md §read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
+from client.errors import NodeTimeoutError, NoNodesError
+from protocol import kinds
+from protocol.chain import analyze_chain
+from protocol.errors import ProtocolError
+from protocol.events import DEFAULT_NETWORK, Event, decode_event
+
+__all__ = [
+    "MAX_FEED_PAGES",
+    "MAX_LOG_PAGES",
+    "MAX_REPAIR_ROUNDS",
+    "MAX_REPAIR_SEQS",
+    "NodeReport",
+    "ReadReport",
+    "Reader",
+    "latest_by_seq",
+    "reply_root",
+]
+
+log = logging.getLogger("murmur.client.reader")
+
+#: Bounds on every loop of a read (spec 0007 §bounds).
+MAX_LOG_PAGES = 20
+MAX_FEED_PAGES = 10
+MAX_THREAD_PAGES = 10
+MAX_REPAIR_ROUNDS = 2
+MAX_REPAIR_SEQS = 500
+MAX_LOOKUPS = 100
+MAX_FEED_AUTHORS = 500  # spec 0004 default max_feed_authors
+PAGE = 500
+
+
+@dataclass(slots=True)
+class NodeReport:
+    """What one node did during a read."""
+
+    url: str
+    error: ProtocolError | None = None
+    served: set[bytes] = field(default_factory=set)
+    withheld: list[Event] = field(default_factory=list)
+    invalid: list[dict[str, str | None]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "error": None
+            if self.error is None
+            else {"code": self.error.code, "message": self.error.message},
+            "served": len(self.served),
+            "withheld": [
+                {"author": e.author, "seq": e.seq, "id": e.id_hex, "kind": e.kind}
+                for e in sorted(self.withheld, key=lambda e: (e.author, e.seq, e.id))
+            ],
+            "invalid": self.invalid,
+        }
+
+
+@dataclass(slots=True)
+class ReadReport:
+    """Per-node reports plus what the merged chains say (unrepaired gaps, forks)."""
+
+    nodes: list[NodeReport]
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    forks: list[dict[str, Any]] = field(default_factory=list)
+
+    def node(self, url: str) -> NodeReport:
+        for n in self.nodes:
+            if n.url == url:
+                return n
+        raise KeyError(url)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": [n.to_json() for n in self.nodes],
+            "gaps": self.gaps,
+            "forks": self.forks,
+        }
+
+
+def latest_by_seq(events: Iterable[Event]) -> Event | None:
+    """Spec 0003 §3.1 "latest": highest seq, then greatest id."""
+    best: Event | None = None
+    for e in events:
+        if best is None or (e.seq, e.id) > (best.seq, best.id):
+            best = e
+    return best
+
+
+class Reader:
+    """One read session over a set of nodes; holds the merged, verified events."""
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeClient],
+        *,
+        net: str = DEFAULT_NETWORK,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        if not nodes:
+            raise NoNodesError("no node configured: add one with 'murmur nodes add URL'")
+        self.nodes = list(nodes)
+        self.net = net
+        self.timeout = timeout
+        self.events: dict[bytes, Event] = {}
+        self.report = ReadReport(nodes=[NodeReport(url=n.url) for n in self.nodes])
+        self._verified: dict[bytes, Event | ProtocolError] = {}
+
+    # -- merging ------------------------------------------------------------------
+
+    def add(
+        self, url: str, item: WireItem, accept: Callable[[Event], bool] | None = None
+    ) -> Event | None:
+        """Verify ``item`` served by ``url``; merge it if valid and ``accept``-ed."""
+        report = self.report.node(url)
+        if item.wire is None:
+            report.invalid.append(
+                {
+                    "id": item.claimed_id,
+                    "code": "malformed",
+                    "message": "the event has no usable wire bytes",
+                }
+            )
+            return None
+        cached = self._verified.get(item.wire)
+        if cached is None:
+            try:
+                cached = decode_event(item.wire, net=self.net)
+            except ProtocolError as exc:
+                cached = exc
+            self._verified[item.wire] = cached
+        if isinstance(cached, ProtocolError):
+            report.invalid.append(
+                {"id": item.claimed_id, "code": cached.code, "message": cached.message}
+            )
+            return None
+        event = cached
+        if accept is not None and not accept(event):
+            report.invalid.append(
+                {
+                    "id": event.id_hex,
+                    "code": "unexpected-event",
+                    "message": "the node served an event the query excludes",
+                }
+            )
+            return None
+        report.served.add(event.id)
+        held = self.events.get(event.id)
+        if held is None or (held.body is None and event.body is not None):
+            self.events[event.id] = event
+        return self.events[event.id]
+
+    def of_author(self, did: str) -> list[Event]:
+        return [e for e in self.events.values() if e.author == did]
+
+    def deleted_ids(self) -> set[bytes]:
+        """Targets of held, verified deletes by their own author (spec 0003 §3.8)."""
+        out: set[bytes] = set()
+        for d in self.events.values():
+            if d.kind != kinds.DELETE or d.body is None:
+                continue
+            target = self.events.get(d.body["target"])
+            if target is None or target.author == d.author:
+                if target is not None and target.kind == kinds.DELETE:
+                    continue  # a delete of a delete has no effect
+                out.add(d.body["target"])
+        return out
+
+    # -- fan-out ------------------------------------------------------------------
+
+    async def each(self, fn: Callable[[NodeClient], Awaitable[None]]) -> None:
+        """Run ``fn`` on every healthy node at once, each within the timeout."""
+
+        async def run(node: NodeClient) -> None:
+            report = self.report.node(node.url)
+            try:
+                await asyncio.wait_for(fn(node), timeout=self.timeout)
+            except TimeoutError:
+                report.error = NodeTimeoutError(
+                    f"{node.url} did not answer within {self.timeout:g} s", url=node.url
+                )
+            except ProtocolError as exc:
+                report.error = exc
+            if report.error is not None:
+                log.info("node failed url=%s code=%s", node.url, report.error.code)
+
+        await asyncio.gather(*(run(n) for n in self.nodes if self.report.node(n.url).ok))
+
+    # -- author logs and gap repair ------------------------------------------------
+
+    async def fetch_log(
+        self,
+        did: str,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        max_pages: int = MAX_LOG_PAGES,
+    ) -> None:
+        """Fetch ``did``'s log in ``[from_seq, to_seq]`` from every node."""
+
+        def accept(e: Event) -> bool:
+            return e.author == did and e.seq >= from_seq and (to_seq is None or e.seq <= to_seq)
+
+        async def one(node: NodeClient) -> None:
+            start: int | None = from_seq
+            for _ in range(max_pages):
+                assert start is not None  # noqa: S101 - loop invariant
+                items, start = await node.author_events(
+                    did, from_seq=start, to_seq=to_seq, limit=PAGE
+                )
+                for item in items:
+                    self.add(node.url, item, accept)
+                if start is None or (to_seq is not None and start > to_seq):
+                    return
+
+        await self.each(one)
+
+    async def repair(self, did: str, *, low: int = 1) -> None:
+        """Ask every node for the seqs missing from ``did``'s chain above ``low``."""
+        for _ in range(MAX_REPAIR_ROUNDS):
+            gaps = self._gaps(did, low)
+            if not gaps:
+                return
+            before = len(self.events)
+            budget = MAX_REPAIR_SEQS
+            for first, last in gaps:
+                if budget <= 0:
+                    break
+                last = min(last, first + budget - 1)
+                budget -= last - first + 1
+                log.debug("repair author=%s seqs=%d-%d", did, first, last)
+                await self.fetch_log(did, from_seq=first, to_seq=last, max_pages=2)
+            if len(self.events) == before:
+                return
+
+    def _gaps(self, did: str, low: int) -> list[tuple[int, int]]:
+        chain = analyze_chain(self.of_author(did))
+        return [(max(a, low), b) for a, b in chain.gaps if b >= low]
+
+    def check_chains(self, authors: Iterable[str], *, low: dict[str, int] | None = None) -> None:
+        """Record unrepaired gaps, forks and broken links of ``authors`` in the report."""
+        for did in sorted(set(authors)):
+            floor = (low or {}).get(did, 1)
+            chain = analyze_chain(self.of_author(did))
+            for first, last in self._gaps(did, floor):
+                self.report.gaps.append({"author": did, "first": first, "last": last})
+            for seq, ids in chain.forks:
+                self.report.forks.append({"author": did, "seq": seq, "ids": [i.hex() for i in ids]})
+            for seq in chain.broken_links:
+                if not any(f["author"] == did and f["seq"] == seq for f in self.report.forks):
+                    self.report.forks.append(
+                        {"author": did, "seq": seq, "ids": [], "broken_link": True}
+                    )
+
+    def mark_withheld(self, shown: Iterable[Event], expected: Callable[[str, Event], bool]) -> None:
+        """For each healthy node: the ``shown`` events it should have served but did not."""
+        shown = list(shown)
+        for report in self.report.nodes:
+            if not report.ok:
+                continue
+            for e in shown:
+                if e.id not in report.served and expected(report.url, e):
+                    report.withheld.append(e)
+
+    # -- feeds --------------------------------------------------------------------
+
+    async def fetch_feed(
+        self,
+        *,
+        authors: Sequence[str],
+        kinds_: Sequence[str],
+        limit: int,
+        max_pages: int = 1,
+    ) -> dict[str, int | None]:
+        """Feed pages from every node; returns per node the oldest ``ts`` it vouched for.
+
+        ``None`` means the node's feed was read to its end: it should have served every
+        matching event. An int ``t`` means it stopped early: it vouches for ``ts > t``.
+        """
+        if len(authors) > MAX_FEED_AUTHORS:
+            log.warning("feed truncated to %d of %d authors", MAX_FEED_AUTHORS, len(authors))
+            authors = list(authors)[:MAX_FEED_AUTHORS]
+        wanted_authors, wanted_kinds = set(authors), set(kinds_)
+        horizon: dict[str, int | None] = {}
+
+        def accept(e: Event) -> bool:
+            return e.author in wanted_authors and e.kind in wanted_kinds
+
+        async def one(node: NodeClient) -> None:
+            before: str | None = None
+            oldest: int | None = None
+            for _ in range(max_pages):
+                items, before = await node.feed(
+                    authors=authors, kinds=kinds_, limit=limit, before=before
+                )
+                for item in items:
+                    e = self.add(node.url, item, accept)
+                    if e is not None:
+                        oldest = e.ts if oldest is None else min(oldest, e.ts)
+                if before is None:
+                    horizon[node.url] = None
+                    return
+            horizon[node.url] = oldest if oldest is not None else 0
+
+        await self.each(one)
+        return horizon
+
+    # -- lookups ------------------------------------------------------------------
+
+    async def lookup(self, ids: Iterable[bytes]) -> dict[bytes, Event]:
+        """Events by id from every node (at most ``MAX_LOOKUPS``), verified."""
+        ids = list(dict.fromkeys(ids))
+        wanted = [i for i in ids if i not in self.events][:MAX_LOOKUPS]
+        if wanted:
+
+            async def one(node: NodeClient) -> None:
+                async def get(eid: bytes) -> None:
+                    item = await node.get_event(eid.hex())
+                    if item is not None:
+                        self.add(node.url, item, lambda e: e.id == eid)
+
+                await asyncio.gather(*(get(i) for i in wanted))
+
+            await self.each(one)
+        return {i: self.events[i] for i in ids if i in self.events}
+
+    # -- threads and profile search -------------------------------------------------
+
+    async def fetch_thread(self, root: bytes) -> None:
+        """The root and every reply whose ``reply.root`` is ``root``, from every node."""
+
+        def accept(e: Event) -> bool:
+            return e.id == root or reply_root(e) == root
+
+        async def one(node: NodeClient) -> None:
+            after: str | None = None
+            for _ in range(MAX_THREAD_PAGES):
+                root_item, items, after = await node.thread(root.hex(), limit=PAGE, after=after)
+                if root_item is not None:
+                    self.add(node.url, root_item, accept)
+                for item in items:
+                    self.add(node.url, item, accept)
+                if after is None:
+                    return
+
+        await self.each(one)
+
+    async def search_profiles(self, q: str, *, limit: int) -> None:
+        """Profiles whose name contains ``q``, from every node (names checked later)."""
+
+        async def one(node: NodeClient) -> None:
+            for item in await node.profiles(q, limit=limit):
+                self.add(node.url, item, lambda e: e.kind == kinds.PROFILE)
+
+        await self.each(one)
+
+
+def reply_root(e: Event) -> bytes | None:
+    """``body.reply.root`` of a post, or None."""
+    if e.kind != kinds.POST or e.body is None or not isinstance(e.body.get("reply"), dict):
+        return None
+    root = e.body["reply"]["root"]
+    return root if isinstance(root, bytes) else None

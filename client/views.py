@@ -1,0 +1,208 @@
+"""What people read, built on the verified :class:`~client.reader.Reader` (spec 0007 §views).
+
+Each function runs one read session and returns a :class:`View`: the events to show,
+the events they refer to (reposted targets, reply parents, quotes), the latest profile
+of every author involved, and the read report. The follow set comes from the reader's
+own signed ``follow``/``unfollow`` events (latest per subject wins, spec 0003 §3.6);
+profiles are the latest ``profile`` per author (§3.2); events whose author deleted them
+(a verified ``delete`` by the same author is held) are not shown (§3.8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from client.reader import MAX_FEED_PAGES, PAGE, Reader, ReadReport, latest_by_seq, reply_root
+from protocol import kinds
+from protocol.errors import NotFoundError
+from protocol.events import Event
+
+__all__ = [
+    "View",
+    "author_view",
+    "follow_set",
+    "profile_view",
+    "search_view",
+    "thread_view",
+    "timeline",
+]
+
+#: Kinds a timeline shows.
+TIMELINE_KINDS = (kinds.POST, kinds.REPOST)
+
+
+@dataclass(slots=True)
+class View:
+    """Events to show (in display order) and everything needed to render them."""
+
+    items: list[Event]
+    report: ReadReport
+    related: dict[bytes, Event] = field(default_factory=dict)
+    profiles: dict[str, Event] = field(default_factory=dict)
+    root: Event | None = None
+
+
+def references(e: Event) -> list[bytes]:
+    """Ids an event points at that a reader wants to see with it."""
+    if e.body is None:
+        return []
+    out: list[bytes] = []
+    if e.kind in (kinds.REPOST, kinds.LIKE, kinds.DELETE):
+        out.append(e.body["target"])
+    if e.kind == kinds.POST:
+        if isinstance(e.body.get("reply"), dict):
+            out.append(e.body["reply"]["parent"])
+        if isinstance(e.body.get("quote"), bytes):
+            out.append(e.body["quote"])
+    return out
+
+
+async def resolve(reader: Reader, items: Iterable[Event]) -> dict[bytes, Event]:
+    """Referenced events (one level deep), verified, from every node."""
+    return await reader.lookup(i for e in items for i in references(e))
+
+
+async def profiles_of(reader: Reader, dids: Iterable[str]) -> dict[str, Event]:
+    """The latest profile of each did (spec 0003 §3.2), from every node's feed."""
+    wanted = sorted(set(dids))
+    if wanted:
+        await reader.fetch_feed(authors=wanted, kinds_=[kinds.PROFILE], limit=PAGE)
+    deleted = reader.deleted_ids()
+    out: dict[str, Event] = {}
+    for did in wanted:
+        best = latest_by_seq(
+            e
+            for e in reader.of_author(did)
+            if e.kind == kinds.PROFILE and e.body is not None and e.id not in deleted
+        )
+        if best is not None:
+            out[did] = best
+    return out
+
+
+def _visible(reader: Reader, events: Iterable[Event], kinds_: Iterable[str]) -> list[Event]:
+    deleted = reader.deleted_ids()
+    wanted = set(kinds_)
+    return [e for e in events if e.kind in wanted and e.body is not None and e.id not in deleted]
+
+
+def _newest_first(events: Iterable[Event]) -> list[Event]:
+    return sorted(events, key=lambda e: (e.ts, e.seq, e.id), reverse=True)
+
+
+async def _finish(reader: Reader, items: list[Event], *extra_dids: str) -> View:
+    related = await resolve(reader, items)
+    dids = {e.author for e in items} | {e.author for e in related.values()} | set(extra_dids)
+    profiles = await profiles_of(reader, dids)
+    return View(items=items, report=reader.report, related=related, profiles=profiles)
+
+
+async def follow_set(reader: Reader, did: str, *, mark: bool = True) -> dict[str, Event]:
+    """``did``'s follows: subject → the ``follow`` event that is the latest for it.
+
+    With ``mark``, nodes that did not serve a follow/unfollow event are reported.
+    """
+    horizon = await reader.fetch_feed(
+        authors=[did],
+        kinds_=[kinds.FOLLOW, kinds.UNFOLLOW],
+        limit=PAGE,
+        max_pages=MAX_FEED_PAGES,
+    )
+    latest: dict[str, list[Event]] = {}
+    for e in _visible(reader, reader.of_author(did), (kinds.FOLLOW, kinds.UNFOLLOW)):
+        latest.setdefault(e.body["subject"], []).append(e)  # type: ignore[index]
+    out: dict[str, Event] = {}
+    for subject, events in latest.items():
+        best = latest_by_seq(events)
+        if best is not None and best.kind == kinds.FOLLOW:
+            out[subject] = best
+    if mark:
+        shown = [e for evs in latest.values() for e in evs]
+        reader.mark_withheld(shown, lambda url, e: _vouched(horizon, url, e))
+    return out
+
+
+def _vouched(horizon: dict[str, int | None], url: str, e: Event) -> bool:
+    """Did the node at ``url`` promise ``e`` by the extent of the feed it served?"""
+    if url not in horizon:
+        return False
+    h = horizon[url]
+    return h is None or e.ts > h
+
+
+async def timeline(reader: Reader, me: str, *, limit: int) -> View:
+    """Posts, replies and reposts of the accounts ``me`` follows (and ``me``), newest first.
+
+    Each node is asked for ``2 * limit + 20`` events so deletes (fetched to hide their
+    targets) do not crowd posts out of the window.
+    """
+    follows = await follow_set(reader, me, mark=False)  # `following` reports those
+    authors = sorted(set(follows) | {me})
+    horizon = await reader.fetch_feed(
+        authors=authors, kinds_=[*TIMELINE_KINDS, kinds.DELETE], limit=min(PAGE, 2 * limit + 20)
+    )
+    # Gap repair: seqs missing between an author's oldest and newest feed events.
+    lows: dict[str, int] = {}
+    for e in reader.events.values():
+        if e.author in authors and e.kind in TIMELINE_KINDS:
+            lows[e.author] = min(lows.get(e.author, e.seq), e.seq)
+    await asyncio.gather(*(reader.repair(did, low=low) for did, low in lows.items()))
+    reader.check_chains(lows, low=lows)
+    pool = [e for e in reader.events.values() if e.author in set(authors)]
+    items = _newest_first(_visible(reader, pool, TIMELINE_KINDS))[:limit]
+    reader.mark_withheld(items, lambda url, e: _vouched(horizon, url, e))
+    return await _finish(reader, items)
+
+
+async def author_view(reader: Reader, did: str, *, limit: int) -> View:
+    """An author's posts and reposts from their whole verified, repaired log."""
+    await reader.fetch_log(did)
+    await reader.repair(did)
+    reader.check_chains([did])
+    log_events = reader.of_author(did)
+    reader.mark_withheld(log_events, lambda url, e: True)  # every node was asked for all
+    items = _newest_first(_visible(reader, log_events, TIMELINE_KINDS))[:limit]
+    return await _finish(reader, items, did)
+
+
+async def thread_view(reader: Reader, eid: bytes) -> View:
+    """The thread ``eid`` belongs to: its root and every reply, oldest first."""
+    found = await reader.lookup([eid])
+    target = found.get(eid)
+    root = (reply_root(target) if target is not None else None) or eid
+    await reader.fetch_thread(root)
+    replies = [e for e in reader.events.values() if reply_root(e) == root]
+    root_event = reader.events.get(root)
+    if root_event is None and not replies:
+        raise NotFoundError(f"no configured node holds event {eid.hex()}")
+    replies = sorted(_visible(reader, replies, (kinds.POST,)), key=lambda e: (e.ts, e.id))
+    reader.mark_withheld(
+        [*([root_event] if root_event is not None else []), *replies], lambda url, e: True
+    )
+    # Parents that no thread answer carried (withheld everywhere) are asked by id.
+    await reader.lookup(e.body["reply"]["parent"] for e in replies if e.body is not None)
+    view = await _finish(reader, replies)
+    view.root = root_event
+    return view
+
+
+async def profile_view(reader: Reader, did: str) -> View:
+    """``did``'s latest profile (``view.profiles[did]`` when there is one)."""
+    profiles = await profiles_of(reader, [did])
+    return View(items=[], report=reader.report, profiles=profiles)
+
+
+async def search_view(reader: Reader, q: str, *, limit: int) -> View:
+    """Authors whose *latest verified* profile name contains ``q`` (case-insensitive)."""
+    await reader.search_profiles(q, limit=limit)
+    latest = await profiles_of(reader, {e.author for e in reader.events.values()})
+    needle = q.casefold()
+
+    def name(e: Event) -> str:
+        return str((e.body or {}).get("name", "")).casefold()
+
+    hits = [e for e in latest.values() if needle in name(e)]
+    hits.sort(key=lambda e: (not name(e).startswith(needle), name(e)))
+    return View(items=hits[:limit], report=reader.report, profiles=latest)

@@ -1,0 +1,250 @@
+"""In-memory fake nodes behind ``httpx.MockTransport`` for the client library's tests.
+
+A :class:`FakeNode` speaks the read and ingest endpoints of spec 0004 over a dict of
+wire events, with knobs a hostile or broken node would turn: ``down`` (connection
+refused), ``delay`` (slow), ``hidden`` (withhold ids everywhere), ``feed_hidden``
+(withhold from the feed only) and ``serve`` (put arbitrary wire bytes, e.g. a broken
+signature, in place of an event). :class:`Net` routes requests to nodes by host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from client.api import NodeClient
+from protocol.encoding import decode, encode
+from protocol.errors import ProtocolError
+from protocol.events import Event, decode_event, decode_unverified, sign_event
+from protocol.identity import Identity
+
+_seeds = itertools.count(100)
+
+
+@dataclass
+class Author:
+    """An identity that signs a chain; ``ts`` increases by one second per event."""
+
+    identity: Identity
+    seq: int = 0
+    prev: bytes | None = None
+    ts: int = 1_700_000_000_000
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def new(cls) -> Author:
+        return cls(identity=Identity.from_seed(next(_seeds).to_bytes(32, "big")))
+
+    @property
+    def did(self) -> str:
+        return self.identity.did
+
+    def sign(self, kind: str, body: dict[str, Any]) -> Event:
+        self.seq += 1
+        self.ts += 1000
+        ev = sign_event(
+            self.identity, kind=kind, body=body, seq=self.seq, prev=self.prev, ts=self.ts
+        )
+        self.prev = ev.id
+        self.events.append(ev)
+        return ev
+
+    def post(self, text: str, **body: Any) -> Event:
+        return self.sign("post", {"text": text, **body})
+
+
+def broken_signature(ev: Event) -> bytes:
+    """``ev``'s wire form with one bit of the signature flipped."""
+    sig = bytearray(ev.sig)
+    sig[0] ^= 1
+    return encode([ev.header_bytes, bytes(sig), ev.body_bytes])
+
+
+def _json_event(wire: bytes) -> dict[str, Any]:
+    ev = decode_unverified(wire)
+    return {
+        "id": ev.id_hex,
+        "author": ev.author,
+        "seq": ev.seq,
+        "ts": ev.ts,
+        "kind": ev.kind,
+        "wire": base64.b64encode(wire).decode(),
+    }
+
+
+class FakeNode:
+    def __init__(self, url: str, *, net: str = "murmur") -> None:
+        self.url = url
+        self.net = net
+        self.wires: dict[bytes, bytes] = {}  # id -> wire, in insertion order
+        self.down = False
+        self.delay = 0.0
+        self.hidden: set[bytes] = set()
+        self.feed_hidden: set[bytes] = set()
+        self.requests: list[str] = []
+
+    def add(self, *events: Event) -> None:
+        for ev in events:
+            self.wires[ev.id] = ev.wire
+
+    def serve(self, wire: bytes) -> None:
+        """Serve raw ``wire`` (valid or not) as the event with its header's id."""
+        self.wires[decode_unverified(wire).id] = wire
+
+    def _events(self) -> list[Event]:
+        return [decode_unverified(w) for i, w in self.wires.items() if i not in self.hidden]
+
+    def _doc(self, events: list[Event]) -> list[dict[str, Any]]:
+        return [_json_event(self.wires[e.id]) for e in events]
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        path, q = request.url.path, request.url.params
+        parts = path.strip("/").split("/")
+        if request.method == "POST" and path == "/v1/events":
+            return self._ingest(request.content)
+        if parts[:2] == ["v1", "events"] and len(parts) == 3:
+            wire = self.wires.get(bytes.fromhex(parts[2]))
+            if wire is None or bytes.fromhex(parts[2]) in self.hidden:
+                return _error(404, "not-found")
+            return httpx.Response(200, json={"event": _json_event(wire)})
+        if parts[:2] == ["v1", "authors"] and parts[3] == "events":
+            lo, hi = int(q.get("from_seq", 1)), int(q.get("to_seq", 2**62))
+            limit = int(q.get("limit", 100))
+            evs = sorted(
+                (e for e in self._events() if e.author == parts[2] and lo <= e.seq <= hi),
+                key=lambda e: e.seq,
+            )
+            page, nxt = evs[:limit], None
+            if len(evs) > limit:
+                nxt = evs[limit].seq
+            return httpx.Response(
+                200, json={"author": parts[2], "events": self._doc(page), "next_from_seq": nxt}
+            )
+        if parts[:2] == ["v1", "authors"] and parts[3] == "head":
+            evs = [e for e in self._events() if e.author == parts[2]]
+            if not evs:
+                return _error(404, "not-found")
+            return httpx.Response(
+                200, json={"author": parts[2], "max_seq": max(e.seq for e in evs)}
+            )
+        if path == "/v1/feed":
+            authors = set(q.get("authors", "").split(",")) - {""}
+            kinds = set(q.get("kinds", "").split(",")) - {""}
+            evs = [
+                e
+                for e in self._events()
+                if e.id not in self.feed_hidden
+                and (not authors or e.author in authors)
+                and (not kinds or e.kind in kinds)
+            ]
+            evs.sort(key=lambda e: e.ts, reverse=True)
+            start = int(q.get("before") or 0)
+            limit = int(q.get("limit", 50))
+            page = evs[start : start + limit]
+            nxt = str(start + limit) if len(evs) > start + limit else None
+            return httpx.Response(200, json={"events": self._doc(page), "next": nxt})
+        if parts[:2] == ["v1", "threads"]:
+            root = bytes.fromhex(parts[2])
+            evs = self._events()
+            root_ev = next((e for e in evs if e.id == root), None)
+            replies = [
+                e
+                for e in evs
+                if e.body
+                and isinstance(e.body.get("reply"), dict)
+                and e.body["reply"]["root"] == root
+            ]
+            if root_ev is None and not replies:
+                return _error(404, "not-found")
+            return httpx.Response(
+                200,
+                json={
+                    "root": None if root_ev is None else _json_event(self.wires[root]),
+                    "replies": self._doc(sorted(replies, key=lambda e: e.ts)),
+                    "next": None,
+                },
+            )
+        if path == "/v1/profiles":
+            needle = q["q"].lower()
+            evs = [
+                e
+                for e in self._events()
+                if e.kind == "profile" and e.body and needle in str(e.body.get("name", "")).lower()
+            ]
+            return httpx.Response(
+                200,
+                json={
+                    "profiles": [
+                        {"author": e.author, "event": _json_event(self.wires[e.id])} for e in evs
+                    ]
+                },
+            )
+        return _error(404, "not-found")
+
+    def _ingest(self, content: bytes) -> httpx.Response:
+        results = []
+        for wire in decode(content):
+            try:
+                ev = decode_event(wire, net=self.net)
+            except ProtocolError as exc:
+                results.append(
+                    {"id": None, "status": "rejected", "error": exc.code, "message": exc.message}
+                )
+                continue
+            status = "duplicate" if ev.id in self.wires else "accepted"
+            self.wires[ev.id] = wire
+            results.append({"id": ev.id_hex, "status": status})
+        return httpx.Response(200, json={"results": results})
+
+
+def _error(status: int, code: str) -> httpx.Response:
+    return httpx.Response(
+        status,
+        content=json.dumps({"error": code, "message": code}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+class Net:
+    """Fake nodes by URL, and an ``httpx.AsyncClient`` that reaches them."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, FakeNode] = {}
+
+    def node(self, name: str, **kw: Any) -> FakeNode:
+        url = f"http://{name}.test"
+        self.nodes[url] = FakeNode(url, **kw)
+        return self.nodes[url]
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        url = f"{request.url.scheme}://{request.url.host}"
+        if url not in self.nodes:
+            raise httpx.ConnectError("no such host", request=request)
+        return await self.nodes[url].handle(request)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[tuple[Net, Callable[..., list[NodeClient]]]]:
+    fake = Net()
+    async with fake.client() as http:
+
+        def clients(*nodes: FakeNode, timeout: float = 2.0) -> list[NodeClient]:
+            return [NodeClient(n.url, http, timeout=timeout) for n in nodes]
+
+        yield fake, clients
