@@ -28,7 +28,8 @@ from client.cli import main
 from protocol.encoding import encode
 from protocol.events import Event, sign_event
 from protocol.identity import Identity
-from tests.e2e.client_fixtures import ROOT, ForgingNode, RealNode
+from tests.e2e.client_fixtures import ForgingNode, RealNode
+from tests.e2e.nodeproc import ROOT
 
 pytestmark = pytest.mark.e2e
 

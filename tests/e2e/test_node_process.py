@@ -9,13 +9,8 @@ deadline loop on an observable condition.
 
 from __future__ import annotations
 
-import os
-import queue
-import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,76 +22,9 @@ import pytest
 from protocol.encoding import encode
 from protocol.events import sign_event
 from protocol.identity import Identity
+from tests.e2e.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-_URL_RE = re.compile(r"murmur node listening url=(http://\S+) data=(\S+)")
-
-
-class NodeProcess:
-    """A node subprocess whose stderr is drained by a thread into a queue."""
-
-    def __init__(self, data_dir: Path, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MURMUR_HOME": str(data_dir.parent)}
-        cmd = [sys.executable, "-m", "node", "run", "--port", "0", "--data", str(data_dir)]
-        self.proc = subprocess.Popen(
-            [*cmd, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.url = self._wait_for_url(deadline_s=20)
-        self._wait_healthy(deadline_s=20)
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def _wait_for_url(self, deadline_s: float) -> str:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.log.append(line)
-            m = _URL_RE.search(line)
-            if m:
-                return m.group(1)
-        self.proc.kill()
-        raise AssertionError("node did not log its URL:\n" + "".join(self.log))
-
-    def _wait_healthy(self, deadline_s: float) -> None:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # polling interval of a deadline loop, not synchronisation
-        raise AssertionError("node never became healthy")
-
-    def more_log(self) -> str:
-        while True:
-            try:
-                self.log.append(self.lines.get_nowait())
-            except queue.Empty:
-                return "".join(self.log)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture
