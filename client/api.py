@@ -105,14 +105,15 @@ class NodeClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
-            response = await self._http.request(
+            async with self._http.stream(
                 method,
                 self.url + path,
                 params=list(params or ()),
                 content=content,
                 headers=headers,
                 timeout=self.timeout,
-            )
+            ) as streamed:
+                body = await self._read_capped(streamed)
         except httpx.TimeoutException as exc:
             raise NodeTimeoutError(
                 f"{self.url} did not answer within {self.timeout:g} s", url=self.url
@@ -121,11 +122,31 @@ class NodeClient:
             raise NodeUnreachableError(
                 f"{self.url} is unreachable: {type(exc).__name__}: {exc}", url=self.url
             ) from exc
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
+        response = httpx.Response(
+            streamed.status_code,
+            headers=streamed.headers,
+            content=body,
+            request=streamed.request,
+        )
         if response.status_code >= 400:
             raise self._remote_error(response)
         return response
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The body, read in chunks and abandoned as soon as it passes the cap.
+
+        A hostile node must not make the client buffer more than ``MAX_RESPONSE_BYTES``,
+        whatever its ``Content-Length`` says or omits.
+        """
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
+        return bytes(body)
 
     def _remote_error(self, response: httpx.Response) -> RemoteError:
         code, message = f"http-{response.status_code}", response.reason_phrase

@@ -15,7 +15,6 @@ slash) so the same node is never listed twice.
 from __future__ import annotations
 
 import re
-import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import tomli_w
 
 from client.errors import KeystoreError
-from client.files import atomic_write, translate_os_errors
+from client.files import atomic_write, read_toml, translate_os_errors
 from protocol.errors import BadRequestError, InvalidDidError
 from protocol.identity import public_bytes_from_did
 
@@ -68,12 +67,7 @@ class ClientConfig:
         path = home / "config.toml"
         if not path.exists():
             return cls(path=path)
-        with translate_os_errors(f"read {path}"):
-            raw = path.read_bytes()
-        try:
-            doc = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise KeystoreError(f"{path} is not valid TOML: {exc}") from exc
+        doc = read_toml(path, "valid TOML")
         nodes = doc.pop("nodes", [])
         petnames = doc.pop("petnames", {})
         if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from client.errors import KeystoreError
 
-__all__ = ["atomic_write", "translate_os_errors"]
+__all__ = ["atomic_write", "read_toml", "translate_os_errors"]
 
 
 @contextmanager
@@ -36,3 +38,13 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document at ``path``; ``KeystoreError`` naming ``what`` it should be."""
+    with translate_os_errors(f"read {path}"):
+        raw = path.read_bytes()
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise KeystoreError(f"{path} is not {what}: {exc}") from exc

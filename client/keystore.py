@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from client.errors import (
     KeystoreError,
     PassphraseError,
 )
-from client.files import atomic_write, translate_os_errors
+from client.files import atomic_write, read_toml, translate_os_errors
 from protocol.identity import Identity
 
 __all__ = [
@@ -54,6 +54,7 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
 
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+SEALED_FORMAT = "scrypt-aes256gcm"
 
 
 def _derive(passphrase: str, salt: bytes) -> bytes:
@@ -67,7 +68,7 @@ def seal_seed(seed: bytes, did: str, passphrase: str) -> dict[str, Any]:
     sealed = AESGCM(_derive(passphrase, salt)).encrypt(nonce, seed, did.encode("utf-8"))
     return {
         "type": "ed25519",
-        "format": "scrypt-aes256gcm",
+        "format": SEALED_FORMAT,
         "salt": salt.hex(),
         "nonce": nonce.hex(),
         "sealed": sealed.hex(),
@@ -79,7 +80,7 @@ def open_seed(key: dict[str, Any], did: str, passphrase: str | None) -> bytes:
     fmt = key.get("format")
     if fmt == "raw-hex":
         return bytes.fromhex(str(key.get("seed", "")))
-    if fmt != "scrypt-aes256gcm":
+    if fmt != SEALED_FORMAT:
         raise KeystoreError(f"unknown key format {fmt!r}")
     if passphrase is None:
         raise PassphraseError(
@@ -109,9 +110,17 @@ class StoredIdentity:
     did: str
     created: str
     path: Path
+    #: True when the key is sealed with a passphrase.
+    sealed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "did": self.did, "created": self.created, "path": str(self.path)}
+        return {
+            "name": self.name,
+            "did": self.did,
+            "created": self.created,
+            "path": str(self.path),
+            "encrypted": self.sealed,
+        }
 
 
 class Keystore:
@@ -173,20 +182,31 @@ class Keystore:
         }
         with translate_os_errors(f"write {path}"):
             atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
-        return StoredIdentity(name=name, did=identity.did, created=created, path=path)
+        return StoredIdentity(
+            name=name, did=identity.did, created=created, path=path, sealed=passphrase is not None
+        )
 
-    def _read(self, path: Path) -> dict[str, Any]:
-        with translate_os_errors(f"read {path}"):
-            raw = path.read_bytes()
-        try:
-            doc = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise KeystoreError(f"{path} is not a valid identity file: {exc}") from exc
-        if not isinstance(doc.get("did"), str) or not isinstance(doc.get("key"), dict):
+    @staticmethod
+    def _read(name: str, path: Path) -> tuple[StoredIdentity, dict[str, Any]]:
+        """One read of an identity file: what may be shown, and the ``[key]`` table."""
+        doc = read_toml(path, "a valid identity file")
+        key = doc.get("key")
+        if not isinstance(doc.get("did"), str) or not isinstance(key, dict):
             raise KeystoreError(f"{path} is not a valid identity file: missing did or key")
-        return doc
+        stored = StoredIdentity(
+            name=name,
+            did=doc["did"],
+            created=str(doc.get("created", "")),
+            path=path,
+            sealed=key.get("format") == SEALED_FORMAT,
+        )
+        return stored, key
 
-    def get(self, name: str) -> StoredIdentity:
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` is a valid identity name with a file in this keystore."""
+        return _NAME_RE.match(name) is not None and self._path(name).exists()
+
+    def _read_named(self, name: str) -> tuple[StoredIdentity, dict[str, Any]]:
         path = self._path(name)
         if not path.exists():
             known = ", ".join(i.name for i in self.list()) or "none"
@@ -194,19 +214,25 @@ class Keystore:
                 f"no identity named {name!r} in {self.home} (known: {known}); "
                 f"create one with: murmur id new {name}"
             )
-        doc = self._read(path)
-        return StoredIdentity(
-            name=name, did=doc["did"], created=str(doc.get("created", "")), path=path
-        )
+        return self._read(name, path)
 
-    def is_sealed(self, name: str) -> bool:
-        key = self._read(self.get(name).path)["key"]
-        return bool(key.get("format") == "scrypt-aes256gcm")
+    def get(self, name: str) -> StoredIdentity:
+        return self._read_named(name)[0]
 
-    def load(self, name: str, *, passphrase: str | None = None) -> Identity:
-        """The private identity ``name``; checks the stored did matches the key."""
-        stored = self.get(name)
-        key = self._read(stored.path)["key"]
+    def load(
+        self,
+        name: str,
+        *,
+        passphrase: str | None = None,
+        ask: Callable[[], str | None] | None = None,
+    ) -> Identity:
+        """The private identity ``name``; checks the stored did matches the key.
+
+        For a sealed key, ``passphrase`` is used, else ``ask()`` is called (only then).
+        """
+        stored, key = self._read_named(name)
+        if stored.sealed and passphrase is None and ask is not None:
+            passphrase = ask()
         try:
             identity = Identity.from_seed(open_seed(key, stored.did, passphrase))
         except (ValueError, KeyError) as exc:
@@ -223,14 +249,8 @@ class Keystore:
         with translate_os_errors(f"list {self.identities_dir}"):
             paths = sorted(self.identities_dir.glob("*.toml"))
         for path in paths:
-            if not _NAME_RE.match(path.stem):
-                continue
-            doc = self._read(path)
-            out.append(
-                StoredIdentity(
-                    name=path.stem, did=doc["did"], created=str(doc.get("created", "")), path=path
-                )
-            )
+            if _NAME_RE.match(path.stem):
+                out.append(self._read(path.stem, path)[0])
         out.sort(key=lambda s: (s.created, s.name))
         return out
 

@@ -50,7 +50,10 @@ class HeadStore:
         return doc
 
     def get(self, did: str) -> Head | None:
-        entry = self._load().get(did)
+        return self._head(self._load(), did)
+
+    def _head(self, doc: dict[str, dict[str, object]], did: str) -> Head | None:
+        entry = doc.get(did)
         if not isinstance(entry, dict):
             return None
         seq, hexid = entry.get("seq"), entry.get("id")
@@ -64,7 +67,7 @@ class HeadStore:
     def advance(self, did: str, head: Head) -> bool:
         """Store ``head`` unless the stored one is already at a higher seq."""
         doc = self._load()
-        current = self.get(did)
+        current = self._head(doc, did)
         if current is not None and current.seq > head.seq:
             return False
         doc[did] = {"seq": head.seq, "id": head.id.hex()}

@@ -26,8 +26,8 @@ def _parse_seed(text: str) -> bytes:
     return seed
 
 
-def _describe(store: Keystore, identity: StoredIdentity, default: bool) -> dict[str, Any]:
-    return {**identity.to_json(), "default": default, "encrypted": store.is_sealed(identity.name)}
+def _describe(identity: StoredIdentity, default: bool) -> dict[str, Any]:
+    return {**identity.to_json(), "default": default}
 
 
 def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
@@ -47,13 +47,13 @@ def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
         text += "\n  The key is sealed with your passphrase; you will need it to sign."
     if is_default:
         text += "\n  This is your default identity."
-    return Result(_describe(store, created, is_default), text)
+    return Result(_describe(created, is_default), text)
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> Result:
     store = Keystore(ctx.home)
     identities = store.list()
-    data = [_describe(store, i, n == 0) for n, i in enumerate(identities)]
+    data = [_describe(i, n == 0) for n, i in enumerate(identities)]
     if not identities:
         return Result(data, f"No identities in {ctx.home}. Create one: murmur id new NAME")
     width = max(len(i.name) for i in identities)
@@ -78,10 +78,9 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> Result:
         f"{identity.name}{' (default)' if is_default else ''}\n"
         f"  did:      {identity.did}\n"
         f"  created:  {identity.created}\n"
-        f"  key file: {identity.path}"
-        + (" (passphrase-protected)" if store.is_sealed(identity.name) else "")
+        f"  key file: {identity.path}" + (" (passphrase-protected)" if identity.sealed else "")
     )
-    return Result(_describe(store, identity, is_default), text)
+    return Result(_describe(identity, is_default), text)
 
 
 def register(

@@ -110,20 +110,15 @@ class Session:
         return default
 
     def identity(self) -> Identity:
-        stored = self.stored_identity()
-        sealed = self.keystore.is_sealed(stored.name)
-        passphrase = ask_passphrase(f"Passphrase for {stored.name}: ") if sealed else None
-        return self.keystore.load(stored.name, passphrase=passphrase)
+        name = self.stored_identity().name
+        return self.keystore.load(name, ask=lambda: ask_passphrase(f"Passphrase for {name}: "))
 
     def resolve(self, who: str) -> str:
         """A did from a did, a petname, or the name of a local identity."""
         try:
             return self.config.resolve(who)
         except InvalidDidError:
-            if (
-                who.startswith("did:")
-                or not (self.keystore.identities_dir / f"{who}.toml").exists()
-            ):
+            if who.startswith("did:") or not self.keystore.exists(who):
                 raise
             return self.keystore.get(who).did
 

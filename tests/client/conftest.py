@@ -10,7 +10,6 @@ signature, in place of an event). :class:`Net` routes requests to nodes by host.
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ from protocol.encoding import decode, encode
 from protocol.errors import ProtocolError
 from protocol.events import Event, decode_event, decode_unverified, sign_event
 from protocol.identity import Identity
+from tests.node_json import event_json
 
 _seeds = itertools.count(100)
 
@@ -68,18 +68,6 @@ def broken_signature(ev: Event) -> bytes:
     return encode([ev.header_bytes, bytes(sig), ev.body_bytes])
 
 
-def _json_event(wire: bytes) -> dict[str, Any]:
-    ev = decode_unverified(wire)
-    return {
-        "id": ev.id_hex,
-        "author": ev.author,
-        "seq": ev.seq,
-        "ts": ev.ts,
-        "kind": ev.kind,
-        "wire": base64.b64encode(wire).decode(),
-    }
-
-
 class FakeNode:
     def __init__(self, url: str, *, net: str = "murmur") -> None:
         self.url = url
@@ -103,7 +91,7 @@ class FakeNode:
         return [decode_unverified(w) for i, w in self.wires.items() if i not in self.hidden]
 
     def _doc(self, events: list[Event]) -> list[dict[str, Any]]:
-        return [_json_event(self.wires[e.id]) for e in events]
+        return [event_json(self.wires[e.id]) for e in events]
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
@@ -119,7 +107,7 @@ class FakeNode:
             wire = self.wires.get(bytes.fromhex(parts[2]))
             if wire is None or bytes.fromhex(parts[2]) in self.hidden:
                 return _error(404, "not-found")
-            return httpx.Response(200, json={"event": _json_event(wire)})
+            return httpx.Response(200, json={"event": event_json(wire)})
         if parts[:2] == ["v1", "authors"] and parts[3] == "events":
             lo, hi = int(q.get("from_seq", 1)), int(q.get("to_seq", 2**62))
             limit = int(q.get("limit", 100))
@@ -172,7 +160,7 @@ class FakeNode:
             return httpx.Response(
                 200,
                 json={
-                    "root": None if root_ev is None else _json_event(self.wires[root]),
+                    "root": None if root_ev is None else event_json(self.wires[root]),
                     "replies": self._doc(sorted(replies, key=lambda e: e.ts)),
                     "next": None,
                 },
@@ -188,7 +176,7 @@ class FakeNode:
                 200,
                 json={
                     "profiles": [
-                        {"author": e.author, "event": _json_event(self.wires[e.id])} for e in evs
+                        {"author": e.author, "event": event_json(self.wires[e.id])} for e in evs
                     ]
                 },
             )

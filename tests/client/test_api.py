@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -85,6 +87,36 @@ async def test_malformed_wire_is_kept_as_unusable_item() -> None:
     ) as http:
         items, _ = await NodeClient("http://n.test", http).feed()
     assert [(i.wire, i.claimed_id) for i in items] == [(None, "ab"), (None, "cd")]
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body with no Content-Length that would never end; counts what was pulled."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.pulled < 10_000_000:  # bounded: the test fails rather than hangs
+            self.pulled += 1024
+            yield b"x" * 1024
+
+
+async def test_oversized_answers_are_refused_without_buffering_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("client.api.MAX_RESPONSE_BYTES", 64 * 1024)
+    declared = httpx.MockTransport(
+        lambda req: httpx.Response(200, headers={"Content-Length": "999999999"}, content=b"{}")
+    )
+    async with client_for(declared) as http:
+        with pytest.raises(BadResponseError, match="too large"):
+            await NodeClient("http://n.test", http).info()
+    endless = _Endless()
+    undeclared = httpx.MockTransport(lambda req: httpx.Response(200, stream=endless))
+    async with client_for(undeclared) as http:
+        with pytest.raises(BadResponseError, match="too large"):
+            await NodeClient("http://n.test", http).info()
+    assert endless.pulled <= 64 * 1024 + 1024  # stopped at the cap, not at the end
 
 
 def test_public_api_is_exactly_all() -> None:

@@ -8,15 +8,14 @@ and feed endpoints, and 404 for everything else.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from protocol.events import decode_unverified
 from tests.e2e.nodeproc import NodeProcess
+from tests.node_json import event_json
 
 RealNode = NodeProcess  # the shared real-node helper, under the name these tests use
 
@@ -44,7 +43,7 @@ class ForgingNode:
                 path = urlsplit(self.path).path
                 if path.startswith("/v1/authors/") and path.endswith("/events"):
                     author = path.split("/")[3]
-                    events = [outer.event_json(w) for w in outer.wires]
+                    events = [event_json(w) for w in outer.wires]
                     events = [e for e in events if e["author"] == author]
                     self._send(200, {"author": author, "events": events, "next_from_seq": None})
                 elif path == "/v1/feed":
@@ -56,18 +55,6 @@ class ForgingNode:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-
-    @staticmethod
-    def event_json(wire: bytes) -> dict[str, Any]:
-        ev = decode_unverified(wire)
-        return {
-            "id": ev.id_hex,
-            "author": ev.author,
-            "seq": ev.seq,
-            "ts": ev.ts,
-            "kind": ev.kind,
-            "wire": base64.b64encode(wire).decode(),
-        }
 
     def stop(self) -> None:
         self.server.shutdown()
