@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: help install dev lint test test-fast run bench clean
+.PHONY: help install dev lint test test-fast run clean
 
 help:
 	@echo "make run    create .venv, install Murmur, start a local node on port 8701"
@@ -52,9 +52,6 @@ run: install
 	@echo "Starting a Murmur node on http://127.0.0.1:$(RUN_PORT) (data in $(RUN_DATA)); Ctrl-C stops it."
 	@echo "In another terminal:  curl http://127.0.0.1:$(RUN_PORT)/v1/info"
 	$(BIN)/murmur node run --port $(RUN_PORT) --data $(RUN_DATA)
-
-bench: install
-	$(BIN)/murmur bench all --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/interop/node_modules
