@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 from aiohttp import web
 
-from node.api import events, live, meta, views
+from node.api import events, federation, live, meta, views
 from node.config import NodeConfig
+from node.federation.manager import Federation
 from node.ingest import Verifier
 from node.limits import RateLimiter
 from node.metrics import Metrics
 from node.middleware import murmur_middleware
-from node.state import CONFIG, HUB, LIMITER, METRICS, STORE, VERIFIER
+from node.state import CONFIG, FEDERATION, HUB, LIMITER, METRICS, STORE, VERIFIER
 from node.store.base import Store
 from node.store.sqlite import SqliteStore
 from node.stream import StreamHub
@@ -33,6 +35,7 @@ log = logging.getLogger("murmur.node")
 def _routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/events", events.post_events)
+    r.add_get("/v1/events", events.get_events)
     r.add_get("/v1/events/{id}", events.get_event)
     r.add_get("/v1/authors/{did}/events", events.author_events)
     r.add_get("/v1/authors/{did}/head", events.author_head)
@@ -41,14 +44,23 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/labels", views.labels)
     r.add_get("/v1/profiles", views.profiles)
     r.add_get("/v1/stream", live.stream)
+    r.add_post("/v1/sync", federation.sync)
+    r.add_get("/v1/peers", federation.list_peers)
+    r.add_post("/v1/peers", federation.announce)
     r.add_get("/v1/info", meta.info)
     r.add_get("/health", meta.health)
     r.add_get("/metrics", meta.metrics)
     r.add_get("/openapi.json", meta.openapi)
 
 
-def create_app(config: NodeConfig, *, store: Store | None = None) -> web.Application:
-    """Build a node. ``store`` replaces the default SQLite store under ``data_dir``."""
+def create_app(
+    config: NodeConfig,
+    *,
+    store: Store | None = None,
+    peer_client: httpx.AsyncClient | None = None,
+) -> web.Application:
+    """Build a node. ``store`` replaces the default SQLite store under ``data_dir``;
+    ``peer_client`` replaces the outbound client to peers (tests inject resolvers)."""
     app = web.Application(
         middlewares=[murmur_middleware],
         client_max_size=config.limits.max_request_bytes,
@@ -79,15 +91,28 @@ def create_app(config: NodeConfig, *, store: Store | None = None) -> web.Applica
         app[STORE] = the_store
         app[VERIFIER] = verifier
         app[HUB].publish(the_store.counts().cursor)
+        fed = Federation(
+            config=config,
+            store=the_store,
+            verifier=verifier,
+            hub=app[HUB],
+            metrics=app[METRICS],
+            client=peer_client,
+        )
+        app[FEDERATION] = fed
+        await fed.start()
         try:
             yield
         finally:
+            await fed.stop()
             verifier.close()
             await the_store.close()
             log.info("node stopped data=%s", config.data_dir)
 
     async def close_streams(app: web.Application) -> None:
         app[HUB].close()
+        if FEDERATION in app:
+            await app[FEDERATION].stop()
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_streams)

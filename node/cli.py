@@ -20,6 +20,7 @@ from aiohttp import web
 
 from node.app import create_app
 from node.config import DEFAULT_PORT, ConfigError, NodeConfig, load_config
+from node.state import FEDERATION
 from node.store.migrations import SchemaError
 
 __all__ = ["add_node_commands", "add_run_command", "run_node"]
@@ -47,6 +48,28 @@ def add_run_command(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument(
         "--peer", metavar="URL", action="append", help="a peer node URL (repeatable)"
     )
+    run.add_argument(
+        "--allow-private-peers",
+        action="store_true",
+        default=None,
+        help="allow peers on loopback/private addresses (local devnets; off by default)",
+    )
+    run.add_argument(
+        "--public-url", metavar="URL", help="the URL peers reach this node at (announced to them)"
+    )
+    run.add_argument(
+        "--no-peer-exchange",
+        dest="peer_exchange",
+        action="store_false",
+        default=None,
+        help="contact only the configured peers: do not learn or accept new ones",
+    )
+    run.add_argument(
+        "--sync-interval",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        help="anti-entropy with each peer this often (default 60)",
+    )
     run.add_argument("--config", metavar="FILE", help="TOML configuration file")
     run.add_argument("--network", metavar="NAME", help="network name (default murmur)")
     run.add_argument(
@@ -54,6 +77,17 @@ def add_run_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
     return run  # type: ignore[no-any-return]
+
+
+def _positive_seconds(text: str) -> int:
+    """An argparse type: seconds (float) to whole milliseconds, at least 1 ms."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0 or seconds > 86_400:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 86400 seconds")
+    return max(1, round(seconds * 1000))
 
 
 def add_node_commands(subparsers: Any) -> None:
@@ -71,6 +105,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "peers": args.peer,
         "network": args.network,
         "log_level": args.log_level,
+        "allow_private_peers": args.allow_private_peers,
+        "public_url": args.public_url,
+        "peer_exchange": args.peer_exchange,
+        "sync_interval_ms": args.sync_interval,
     }
     try:
         config = load_config(args.config, overrides)
@@ -90,6 +128,8 @@ def _setup_logging(level: str) -> None:
         )
     else:
         root.setLevel(level.upper())
+    # httpx logs every request at INFO; the federation logs what matters itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def _serve(config: NodeConfig) -> None:
@@ -107,6 +147,7 @@ async def _serve(config: NodeConfig) -> None:
                 port = int(address[1])
                 break
         host = f"[{config.host}]" if ":" in config.host else config.host
+        app[FEDERATION].listen_url = f"http://{host}:{port}"
         log.info(
             "murmur node listening url=http://%s:%d data=%s network=%s",
             host,

@@ -23,6 +23,7 @@ from protocol.limits import MAX_WIRE_BYTES
 __all__ = [
     "DEFAULT_PORT",
     "ConfigError",
+    "FederationConfig",
     "NodeConfig",
     "NodeLimits",
     "default_data_dir",
@@ -93,6 +94,49 @@ class NodeLimits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FederationConfig:
+    """How a node federates with its peers (spec 0005). Times in ms, sizes in bytes."""
+
+    #: Learn peers from peers (``GET /v1/peers``) and accept announcements
+    #: (``POST /v1/peers``). Off: only the configured peers are ever contacted.
+    peer_exchange: bool = True
+    #: Anti-entropy with each connected peer this often (plus after every (re)connect).
+    sync_interval_ms: int = 60_000
+    #: Ask each connected peer for its peers this often.
+    gossip_interval_ms: int = 300_000
+    #: Reconnect delays: exponential from min to max, each with +-50% jitter.
+    backoff_min_ms: int = 1_000
+    backoff_max_ms: int = 300_000
+    #: Most peers known at once (static ones always fit; gossip fills the rest).
+    max_peers: int = 32
+    #: Largest negentropy message sent or answered (0 would mean unlimited; not allowed).
+    sync_frame_bytes: int = 1_000_000
+    #: Ids per fetch request, and events per offer batch, during anti-entropy.
+    fetch_batch: int = 100
+    offer_batch: int = 500
+    #: Timeouts of outbound calls to peers.
+    connect_timeout_ms: int = 5_000
+    read_timeout_ms: int = 45_000
+    total_timeout_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "peer_exchange":
+                if not isinstance(value, bool):
+                    raise ConfigError("federation.peer_exchange must be true or false")
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"federation.{f.name} must be a positive integer")
+        if self.backoff_min_ms > self.backoff_max_ms:
+            raise ConfigError("federation.backoff_min_ms cannot exceed backoff_max_ms")
+        if self.sync_frame_bytes < 4096:
+            raise ConfigError("federation.sync_frame_bytes must be at least 4096")
+        if self.fetch_batch > 100:
+            raise ConfigError("federation.fetch_batch cannot exceed 100 (GET /v1/events?ids=)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """Everything a node needs to run. ``now_ms`` is the injected clock."""
 
@@ -102,12 +146,16 @@ class NodeConfig:
     peers: tuple[str, ...] = ()
     network: str = DEFAULT_NETWORK
     allow_private_peers: bool = False
+    #: The URL other nodes reach this one at, announced to peers; None derives it from
+    #: host and port unless the node listens on a wildcard address (then: not announced).
+    public_url: str | None = None
     #: Signature-verification workers (threads); 0 means one per CPU.
     verify_workers: int = 0
     #: SQLite ``synchronous`` mode: "full" (fsync every commit) or "normal".
     sqlite_synchronous: str = "full"
     log_level: str = "info"
     limits: NodeLimits = field(default_factory=NodeLimits)
+    federation: FederationConfig = field(default_factory=FederationConfig)
     now_ms: Callable[[], int] = field(default=system_now_ms, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -124,10 +172,24 @@ class NodeConfig:
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise ConfigError(f"peer {peer!r} must be an http:// or https:// URL")
+        if self.public_url is not None and not self.public_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("node.public_url must be an http:// or https:// URL")
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def advertised_url(self) -> str | None:
+        """The URL announced to peers: ``public_url``, else the listen URL when usable."""
+        if self.public_url is not None:
+            return self.public_url
+        if self.host in ("0.0.0.0", "::", "") or self.port == 0:  # noqa: S104 - a comparison
+            return None
+        return self.url
 
 
 # key -> (expected types, converter) for the [node] table
@@ -138,11 +200,13 @@ _NODE_KEYS: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
     "peers": ((list, tuple), tuple),
     "network": ((str,), str),
     "allow_private_peers": ((bool,), bool),
+    "public_url": ((str,), str),
     "verify_workers": ((int,), int),
     "sqlite_synchronous": ((str,), str),
     "log_level": ((str,), str),
 }
 _LIMIT_KEYS = frozenset(f.name for f in fields(NodeLimits))
+_FEDERATION_KEYS = frozenset(f.name for f in fields(FederationConfig))
 
 
 def _check(table: str, key: str, value: Any, types: tuple[type, ...]) -> None:
@@ -176,6 +240,16 @@ def _limit_values(table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _federation_values(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _FEDERATION_KEYS:
+            raise ConfigError(f"unknown key {where}.{key}")
+        _check(where, key, value, (bool,) if key == "peer_exchange" else (int,))
+        out[key] = value
+    return out
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -184,9 +258,9 @@ def load_config(
 ) -> NodeConfig:
     """Read ``path`` (TOML, optional), apply ``overrides`` (CLI flags), validate.
 
-    Overrides use the ``[node]`` key names (``host``, ``port``, ``data_dir``,
-    ``peers``, ``network``, ...); ``None`` values are ignored so argparse defaults
-    never shadow the file.
+    Overrides use the ``[node]`` and ``[federation]`` key names (``host``, ``port``,
+    ``data_dir``, ``peers``, ``network``, ``sync_interval_ms``, ...); ``None`` values are
+    ignored so argparse defaults never shadow the file.
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -198,18 +272,23 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     for key in raw:
-        if key not in ("node", "limits"):
-            raise ConfigError(f"unknown table or key {key!r} (expected [node] and [limits])")
+        if key not in ("node", "limits", "federation"):
+            raise ConfigError(
+                f"unknown table or key {key!r} (expected [node], [limits] and [federation])"
+            )
     node_table = raw.get("node", {})
     limits_table = raw.get("limits", {})
-    if not isinstance(node_table, dict) or not isinstance(limits_table, dict):
-        raise ConfigError("[node] and [limits] must be tables")
+    federation_table = raw.get("federation", {})
+    if not all(isinstance(t, dict) for t in (node_table, limits_table, federation_table)):
+        raise ConfigError("[node], [limits] and [federation] must be tables")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    federation_given = {k: given.pop(k) for k in list(given) if k in _FEDERATION_KEYS}
     values = _node_values(node_table, "node")
-    values.update(
-        _node_values({k: v for k, v in (overrides or {}).items() if v is not None}, "option")
-    )
+    values.update(_node_values(given, "option"))
     limits = NodeLimits(**_limit_values(limits_table))
-    config = NodeConfig(**values, limits=limits)
+    fed_values = _federation_values(federation_table, "federation")
+    fed_values.update(_federation_values(federation_given, "option"))
+    config = NodeConfig(**values, limits=limits, federation=FederationConfig(**fed_values))
     if now_ms is not None:
         config = replace(config, now_ms=now_ms)
     return config

@@ -34,6 +34,11 @@ class Metrics:
         self.batches = 0
         self.stream_disconnects: Counter[str] = Counter()
         self.rate_limited = 0
+        #: Events received from peers, by path ("stream" or "sync") and result.
+        self.federated: Counter[tuple[str, str]] = Counter()
+        #: Anti-entropy runs by outcome ("ok" or an error code), and events offered.
+        self.syncs: Counter[str] = Counter()
+        self.offered = 0
         self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
 
     def gauge(self, name: str, help_text: str, read: Callable[[], int]) -> None:
@@ -73,6 +78,24 @@ class Metrics:
         ]
         for reason, n in sorted(self.stream_disconnects.items()):
             lines.append(f"murmur_stream_disconnects_total{_labels([('reason', reason)])} {n}")
+        lines += [
+            "# HELP murmur_federation_events_total Events received from peers, by path and result.",
+            "# TYPE murmur_federation_events_total counter",
+        ]
+        for (path, result), n in sorted(self.federated.items()):
+            labels = _labels([("path", path), ("result", result)])
+            lines.append(f"murmur_federation_events_total{labels} {n}")
+        lines += [
+            "# HELP murmur_sync_runs_total Anti-entropy runs with peers, by outcome.",
+            "# TYPE murmur_sync_runs_total counter",
+        ]
+        for outcome, n in sorted(self.syncs.items()):
+            lines.append(f"murmur_sync_runs_total{_labels([('outcome', outcome)])} {n}")
+        lines += [
+            "# HELP murmur_sync_offered_total Events offered to peers that lacked them.",
+            "# TYPE murmur_sync_offered_total counter",
+            f"murmur_sync_offered_total {self.offered}",
+        ]
         for name, (help_text, read) in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.config import NodeConfig
+from node.federation.manager import Federation
 from node.ingest import Verifier
 from node.limits import RateLimiter
 from node.metrics import Metrics
@@ -17,6 +18,7 @@ from node.stream import StreamHub
 
 __all__ = [
     "CONFIG",
+    "FEDERATION",
     "HUB",
     "LIMITER",
     "METRICS",
@@ -34,3 +36,4 @@ VERIFIER = web.AppKey("verifier", Verifier)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", StreamHub)
 LIMITER = web.AppKey("limiter", RateLimiter)
+FEDERATION = web.AppKey("federation", Federation)

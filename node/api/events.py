@@ -15,17 +15,20 @@ from node.api.params import (
     event_id_param,
     int_param,
     limit_param,
+    list_param,
 )
 from node.api.render import event_json, respond, wants_msgpack
 from node.ingest import ingest_batch, parse_batch
 from node.limits import read_body
 from node.state import CONFIG, HUB, METRICS, STORE, VERIFIER
 from protocol.chain import analyze_chain
-from protocol.errors import NotFoundError
+from protocol.errors import BadRequestError, NotFoundError
 
-__all__ = ["author_events", "author_head", "get_event", "post_events"]
+__all__ = ["author_events", "author_head", "get_event", "get_events", "post_events"]
 
 _DEFAULT_PAGE = 100
+#: Most ids in one ``GET /v1/events?ids=`` (keeps the request line under 8 KiB).
+MAX_IDS = 100
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -69,6 +72,23 @@ async def get_event(request: web.Request) -> web.Response:
         raise NotFoundError(f"no event {eid.hex()} on this node")
     net = request.app[CONFIG].network
     return respond(request, {"event": event_json(ev, net=net, binary=binary)}, binary=binary)
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """``GET /v1/events?ids=<hex>,<hex>,...``: several events by id; unknown ids listed."""
+    raw = list_param(request, "ids", max_items=MAX_IDS)
+    if raw is None:
+        raise BadRequestError("ids is required: comma-separated 64-character hex event ids")
+    ids = [event_id_param(x, "ids") for x in raw]
+    binary = wants_msgpack(request)
+    found = await request.app[STORE].get_events(ids)
+    by_id = {ev.id: ev for ev in found}
+    net = request.app[CONFIG].network
+    doc = {
+        "events": [event_json(by_id[i], net=net, binary=binary) for i in ids if i in by_id],
+        "missing": [i.hex() for i in ids if i not in by_id],
+    }
+    return respond(request, doc, binary=binary)
 
 
 async def author_events(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.api.render import respond
 from node.metrics import CONTENT_TYPE
-from node.state import CONFIG, HUB, METRICS, NODE_VERSION, STORE
+from node.state import CONFIG, FEDERATION, HUB, METRICS, NODE_VERSION, STORE
 from protocol import limits as plimits
 from protocol.errors import UnavailableError
 from protocol.events import EVENT_VERSION
@@ -31,6 +31,8 @@ async def info(request: web.Request) -> web.Response:
     doc = {
         "software": "murmur-node",
         "version": NODE_VERSION,
+        "node_id": request.app[FEDERATION].node_id,
+        "url": request.app[FEDERATION].advertised_url,
         "protocol": EVENT_VERSION,
         "network": config.network,
         "limits": {
@@ -54,6 +56,12 @@ async def info(request: web.Request) -> web.Response:
         },
         "cursor": counts.cursor,
         "stream": {"transport": "sse", "path": "/v1/stream"},
+        "federation": {
+            "sync": {"path": "/v1/sync", "protocol": "negentropy-v1"},
+            "peers": "/v1/peers",
+            "peer_exchange": config.federation.peer_exchange,
+            "sync_frame_bytes": config.federation.sync_frame_bytes,
+        },
     }
     return respond(request, doc)
 

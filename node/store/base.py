@@ -24,6 +24,7 @@ __all__ = [
     "Counts",
     "FeedQuery",
     "LabelRow",
+    "PeerRecord",
     "ProfileRow",
     "Store",
     "StoredEvent",
@@ -107,6 +108,25 @@ class ProfileRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PeerRecord:
+    """What a node remembers of one peer across restarts (spec 0005 §peers).
+
+    ``cursor`` is the peer's stream cursor up to which everything it sent has been
+    committed here (None: never subscribed, start from the peer's present).
+    ``source`` is ``"static"`` (configuration) or ``"gossip"`` (learnt from a peer).
+    """
+
+    url: str
+    source: str
+    node_id: str | None = None
+    cursor: int | None = None
+    score: float = 0.0
+    failures: int = 0
+    last_ok_ms: int | None = None
+    added_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Counts:
     events: int
     authors: int
@@ -175,6 +195,28 @@ class Store(abc.ABC):
         authors: tuple[str, ...] | None = None,
     ) -> list[StoredEvent]:
         """Events stored after ``cursor``, in cursor order (the live stream)."""
+
+    @abc.abstractmethod
+    async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
+        """The stored events among ``ids`` (any order; unknown ids are left out)."""
+
+    @abc.abstractmethod
+    async def sync_items(self) -> list[tuple[int, bytes]]:
+        """Every stored event as a negentropy item ``(ts, id)``, sorted (spec 0005)."""
+
+    @abc.abstractmethod
+    async def node_id(self) -> str:
+        """This node's random, persistent id (created on first use)."""
+
+    @abc.abstractmethod
+    async def load_peers(self) -> list[PeerRecord]: ...
+
+    @abc.abstractmethod
+    async def save_peer(self, peer: PeerRecord) -> None:
+        """Insert or replace the record of ``peer.url``."""
+
+    @abc.abstractmethod
+    async def delete_peer(self, url: str) -> None: ...
 
     @abc.abstractmethod
     def counts(self) -> Counts:

@@ -76,8 +76,29 @@ _V1: Final = [
     "CREATE INDEX profiles_name ON profiles (name_lower)",
 ]
 
+_V2: Final = [
+    # Negentropy items are (ts, id) in this order: a covering index serves them.
+    "CREATE INDEX events_ts_id ON events (ts, id)",
+    # Node-local facts that survive restarts (the node's random id).
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    # Known peers (spec 0005 §peers): where each subscription resumes, and its score.
+    """CREATE TABLE peers (
+        url TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        node_id TEXT,
+        cursor INTEGER,
+        score REAL NOT NULL,
+        failures INTEGER NOT NULL,
+        last_ok_ms INTEGER,
+        added_ms INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+]
+
 #: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[str]]] = [_V1]
+MIGRATIONS: Final[list[list[str]]] = [_V1, _V2]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from node.store.base import (
     Counts,
     FeedQuery,
     LabelRow,
+    PeerRecord,
     ProfileRow,
     Store,
     StoredEvent,
@@ -40,6 +42,9 @@ DB_FILENAME = "murmur.sqlite3"
 _T = TypeVar("_T")
 _COLS = "cursor, id, author, seq, prev, ts, kind, header, sig, body, deleted"
 _READ_THREADS = 4
+_PEER_COLS = "url, source, node_id, cursor, score, failures, last_ok_ms, added_ms"
+#: Ids per ``IN (...)`` query: well under SQLite's host-parameter limit.
+_IDS_PER_QUERY = 500
 
 
 def _row(r: Sequence[Any]) -> StoredEvent:
@@ -328,3 +333,66 @@ class SqliteStore(Store):
         args.append(limit)
         return await self._read(lambda c: [_row(r) for r in c.execute(sql, args).fetchall()])
 
+
+    async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
+        unique = list(dict.fromkeys(ids))
+
+        def q(c: sqlite3.Connection) -> list[StoredEvent]:
+            out: list[StoredEvent] = []
+            for i in range(0, len(unique), _IDS_PER_QUERY):
+                chunk = unique[i : i + _IDS_PER_QUERY]
+                sql = f"SELECT {_COLS} FROM events WHERE id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
+                out.extend(_row(r) for r in c.execute(sql, chunk).fetchall())
+            return out
+
+        return await self._read(q)
+
+    async def sync_items(self) -> list[tuple[int, bytes]]:
+        def q(c: sqlite3.Connection) -> list[tuple[int, bytes]]:
+            rows: list[tuple[int, bytes]] = c.execute(
+                "SELECT ts, id FROM events ORDER BY ts, id"
+            ).fetchall()
+            return rows
+
+        return await self._read(q)
+
+    async def node_id(self) -> str:
+        def q(c: sqlite3.Connection) -> str:
+            row = c.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+            if row is not None:
+                return str(row[0])
+            c.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('node_id', ?)",
+                (secrets.token_hex(16),),
+            )
+            return str(c.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0])
+
+        return await self._write(q)
+
+    async def load_peers(self) -> list[PeerRecord]:
+        def q(c: sqlite3.Connection) -> list[PeerRecord]:
+            rows = c.execute(f"SELECT {_PEER_COLS} FROM peers ORDER BY added_ms, url").fetchall()  # noqa: S608 - constant SQL
+            return [
+                PeerRecord(
+                    url=r[0], source=r[1], node_id=r[2], cursor=r[3], score=r[4],
+                    failures=r[5], last_ok_ms=r[6], added_ms=r[7],
+                )
+                for r in rows
+            ]
+
+        return await self._read(q)
+
+    async def save_peer(self, peer: PeerRecord) -> None:
+        args = (
+            peer.url, peer.source, peer.node_id, peer.cursor, peer.score,
+            peer.failures, peer.last_ok_ms, peer.added_ms,
+        )
+        await self._write(
+            lambda c: c.execute(
+                f"INSERT OR REPLACE INTO peers ({_PEER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant SQL + placeholders
+                args,
+            )
+        )
+
+    async def delete_peer(self, url: str) -> None:
+        await self._write(lambda c: c.execute("DELETE FROM peers WHERE url = ?", (url,)))

@@ -1,0 +1,1 @@
+"""Federation: peers, live replication, anti-entropy, safe outbound HTTP (spec 0005)."""

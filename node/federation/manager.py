@@ -1,0 +1,649 @@
+"""The federation manager: one subscription and one anti-entropy loop per peer.
+
+Spec 0005. For each known peer the manager runs two tasks:
+
+* a **connect loop**: probe ``GET /v1/info`` (same network? is it this node, or a
+  node already subscribed to under another URL?), announce this node's URL, then
+  follow the peer's ``GET /v1/stream`` from the persisted cursor, ingesting what
+  arrives in batches exactly like ``POST /v1/events``. The cursor is saved after the
+  events up to it committed (at-least-once; ingest is idempotent). When the stream
+  fails, the loop waits an exponential backoff with jitter, so a dead peer costs one
+  timer, and a peer that keeps failing is scored down and (if learnt by gossip)
+  dropped;
+* a **sync loop**: negentropy v1 with the peer after every (re)connect and every
+  ``sync_interval_ms``, then fetch what this node lacks and offer what the peer lacks.
+  This is what repairs anything the stream missed: restarts, partitions, shed load.
+
+A third task, when peer exchange is on, asks connected peers for their peers every
+``gossip_interval_ms`` and adds the new ones (bounded by ``max_peers``).
+Every outbound call goes through the one client made by
+:func:`node.federation.outbound.create_peer_client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from node.config import NodeConfig
+from node.federation.errors import (
+    ForbiddenAddressError,
+    PeerBadResponseError,
+    PeerError,
+    PeerRejectedError,
+)
+from node.federation.outbound import (
+    OutboundPolicy,
+    create_peer_client,
+    fetch,
+    map_transport_errors,
+    open_stream,
+    peer_origin,
+)
+from node.federation.peers import Peer, PeerState, PeerTable, Score
+from node.federation.sse import SseMessage, SseParser
+from node.federation.sync import SyncOutcome, SyncSnapshot, fetch_missing, offer_missing, reconcile_with
+from node.ingest import Verifier, ingest_batch
+from node.metrics import Metrics
+from node.store.base import Store
+from node.stream import StreamHub
+
+__all__ = ["Federation"]
+
+log = logging.getLogger("murmur.node.federation")
+
+#: Largest SSE message accepted from a peer's stream (an event's JSON form with its
+#: base64 wire is well under this).
+_MAX_STREAM_MESSAGE = 512 * 1024
+#: Save a peer's stream cursor at most this often while events flow (and always when
+#: the stream ends): a crash re-receives at most this much, which ingest ignores.
+_CURSOR_SAVE_MS = 2_000
+#: Ids remembered as rejected by this node, so anti-entropy stops fetching them.
+_REJECTED_MEMORY = 100_000
+_REJECTED_TTL_MS = 3_600_000
+#: Bytes per offer request: well under every node's default request limit.
+_OFFER_BYTES = 4 * 1024 * 1024
+#: Most peer URLs taken from one peer's list.
+_GOSSIP_TAKE = 64
+#: A 429 during a fetch is waited out this many times before the run gives up.
+_FETCH_RETRIES = 3
+
+
+class Federation:
+    """Runs a node's peer subscriptions, anti-entropy and peer exchange."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        store: Store,
+        verifier: Verifier,
+        hub: StreamHub,
+        metrics: Metrics,
+        client: httpx.AsyncClient | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        fed = config.federation
+        self.store = store
+        self.verifier = verifier
+        self.hub = hub
+        self.metrics = metrics
+        self.policy = OutboundPolicy(
+            allow_private=config.allow_private_peers,
+            connect_timeout_s=fed.connect_timeout_ms / 1000,
+            read_timeout_s=fed.read_timeout_ms / 1000,
+            total_timeout_s=fed.total_timeout_ms / 1000,
+        )
+        self._own_client = client is None
+        self._client = client
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.table = PeerTable(
+            max_peers=max(fed.max_peers, len(config.peers)),
+            drop_silence_ms=4 * fed.backoff_max_ms,
+        )
+        self.snapshot = SyncSnapshot(store)
+        self.node_id = ""
+        #: The URL the node actually listens on, once known (a port of 0 is resolved
+        #: only after the socket is bound); see :attr:`advertised_url`.
+        self.listen_url: str | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sync_wanted: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._rejected: OrderedDict[bytes, int] = OrderedDict()
+        self._cursor_saved_ms: dict[str, int] = {}
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = create_peer_client(self.policy)
+        return self._client
+
+    def _now(self) -> int:
+        return self.config.now_ms()
+
+    async def start(self) -> None:
+        """Load known peers, add the configured ones, start every loop."""
+        self.node_id = await self.store.node_id()
+        for rec in await self.store.load_peers():
+            self.table.add(Peer.from_record(rec))
+        configured: set[str] = set()
+        for raw in self.config.peers:
+            try:
+                url = peer_origin(raw)
+            except ValueError as exc:
+                log.error("peer ignored url=%s error=%s", raw, exc)
+                continue
+            configured.add(url)
+            known = self.table.get(url)
+            if known is None:
+                self.table.add(Peer(url=url, source="static", added_ms=self._now()))
+            else:
+                known.source = "static"
+        for peer in self.table.all():
+            if peer.source == "static" and peer.url not in configured:
+                # Removed from the configuration: forget it unless gossip may keep it.
+                if self.config.federation.peer_exchange:
+                    peer.source = "gossip"
+                else:
+                    self.table.remove(peer.url)
+                    await self.store.delete_peer(peer.url)
+        for peer in self.table.all():
+            self._spawn(peer)
+        if self.config.federation.peer_exchange:
+            self._keep(asyncio.create_task(self._gossip_loop(), name="murmur-gossip"))
+        log.info(
+            "federation started node_id=%s peers=%d peer_exchange=%s allow_private=%s",
+            self.node_id,
+            len(self.table),
+            self.config.federation.peer_exchange,
+            self.config.allow_private_peers,
+        )
+
+    async def stop(self) -> None:
+        """Cancel every loop, save every peer, close the outbound client (idempotent)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        tasks = [*self._tasks.values(), *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for peer in self.table.all():
+            with contextlib.suppress(Exception):
+                await self.store.save_peer(peer.record())
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _spawn(self, peer: Peer) -> None:
+        if peer.url in self._tasks or self._stopping.is_set():
+            return
+        self._sync_wanted[peer.url] = asyncio.Event()
+        task = asyncio.create_task(self._peer_main(peer), name=f"murmur-peer {peer.url}")
+        self._tasks[peer.url] = task
+
+        def done(t: asyncio.Task[None], url: str = peer.url) -> None:
+            if self._tasks.get(url) is t:
+                del self._tasks[url]
+                self._sync_wanted.pop(url, None)
+
+        task.add_done_callback(done)
+
+    async def _pause(self, ms: float) -> None:
+        """Sleep ``ms`` unless the node stops first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, ms) / 1000):
+                await self._stopping.wait()
+
+    def _backoff_ms(self, failures: int) -> float:
+        fed = self.config.federation
+        base = min(fed.backoff_max_ms, fed.backoff_min_ms * 2 ** min(failures - 1, 30))
+        return base * self._rng.uniform(0.5, 1.5)
+
+    async def _save(self, peer: Peer) -> None:
+        if self.table.get(peer.url) is peer:
+            await self.store.save_peer(peer.record())
+
+    # -- public (for handlers) --------------------------------------------------------
+
+    def peers_json(self) -> list[dict[str, Any]]:
+        return self.table.to_json()
+
+    def consider(self, raw_url: str, *, via: str) -> str:
+        """A peer URL learnt from ``via`` (gossip or an announcement): add it if new.
+
+        Returns ``"added"``, ``"known"``, ``"full"`` or ``"ignored"`` (peer exchange off).
+        Raises ``ValueError`` for a URL that is not an http(s) origin.
+        """
+        url = peer_origin(raw_url)
+        if not self.config.federation.peer_exchange:
+            return "ignored"
+        if url in self.table:
+            return "known"
+        if url == self._own_origin():
+            return "known"
+        peer = Peer(url=url, source="gossip", added_ms=self._now())
+        if not self.table.add(peer):
+            return "full"
+        log.info("peer learnt url=%s via=%s", url, via)
+        self._keep(asyncio.create_task(self._save(peer)))
+        self._spawn(peer)
+        return "added"
+
+    @property
+    def advertised_url(self) -> str | None:
+        """The URL announced to peers: ``public_url``, else the bound listen URL when
+        the node listens on a specific address (not a wildcard)."""
+        adv = self.config.advertised_url
+        if adv is None and self.listen_url is not None and self.config.host not in (
+            "0.0.0.0",  # noqa: S104 - a comparison, not a bind
+            "::",
+            "",
+        ):
+            adv = self.listen_url
+        return adv
+
+    def _own_origin(self) -> str | None:
+        adv = self.advertised_url
+        if adv is None:
+            return None
+        try:
+            return peer_origin(adv)
+        except ValueError:
+            return None
+
+    def want_sync(self, url: str) -> None:
+        event = self._sync_wanted.get(url)
+        if event is not None:
+            event.set()
+
+    # -- one peer ---------------------------------------------------------------------
+
+    async def _peer_main(self, peer: Peer) -> None:
+        syncer = asyncio.create_task(self._sync_loop(peer), name=f"murmur-sync {peer.url}")
+        try:
+            await self._connect_loop(peer)
+        finally:
+            syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncer
+
+    async def _connect_loop(self, peer: Peer) -> None:
+        fed = self.config.federation
+        while not self._stopping.is_set():
+            wait = (peer.next_attempt_ms or 0) - self._now()
+            if wait > 0:
+                await self._pause(wait)
+                if self._stopping.is_set():
+                    return
+            peer.state = PeerState.CONNECTING
+            delay: float
+            try:
+                await self._probe(peer)
+                if peer.state is PeerState.SELF:
+                    log.info("peer is this node url=%s (not subscribing)", peer.url)
+                    peer.next_attempt_ms = None
+                    await self._save(peer)
+                    return
+                if peer.state is PeerState.DUPLICATE:
+                    delay = fed.backoff_max_ms
+                else:
+                    await self._follow(peer)
+                    peer.state = PeerState.BACKOFF
+                    delay = self._backoff_ms(1)  # the stream ended cleanly: come back soon
+            except ForbiddenAddressError as exc:
+                peer.state = PeerState.REFUSED
+                peer.failed(exc.code, Score.FORBIDDEN)
+                log.warning("peer refused url=%s error=%s", peer.url, exc.message)
+                delay = fed.backoff_max_ms
+            except PeerError as exc:
+                peer.state = PeerState.BACKOFF
+                bad = isinstance(exc, PeerBadResponseError)
+                peer.failed(exc.code, Score.BAD_RESPONSE if bad else Score.UNREACHABLE)
+                delay = self._backoff_ms(peer.failures)
+                log.info(
+                    "peer down url=%s error=%s retry_in_ms=%d message=%s",
+                    peer.url, exc.code, delay, exc.message,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not kill the loop
+                peer.state = PeerState.BACKOFF
+                peer.failed("internal", Score.UNREACHABLE)
+                delay = self._backoff_ms(peer.failures)
+                log.exception("peer loop error url=%s error=%r", peer.url, exc)
+            if self.table.should_drop(peer, self._now()):
+                log.info("peer dropped url=%s score=%.1f failures=%d", peer.url, peer.score, peer.failures)
+                self.table.remove(peer.url)
+                await self.store.delete_peer(peer.url)
+                return
+            peer.next_attempt_ms = self._now() + round(delay)
+            await self._save(peer)
+
+    async def _probe(self, peer: Peer) -> None:
+        """``GET /v1/info``: check the network, and whether the peer is us or a twin."""
+        _, body = await fetch(
+            self.client, "GET", f"{peer.url}/v1/info", policy=self.policy, max_bytes=64 * 1024
+        )
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise PeerBadResponseError(f"{peer.url}/v1/info is not JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("network"), str):
+            raise PeerBadResponseError(f"{peer.url}/v1/info has no network")
+        if doc["network"] != self.config.network:
+            raise PeerBadResponseError(
+                f"{peer.url} is on network {doc['network'][:64]!r}, not {self.config.network!r}"
+            )
+        node_id = doc.get("node_id")
+        if node_id is not None and (not isinstance(node_id, str) or len(node_id) > 64):
+            raise PeerBadResponseError(f"{peer.url}/v1/info has a bad node_id")
+        if node_id == self.node_id:
+            peer.node_id, peer.state = node_id, PeerState.SELF
+            return
+        if node_id is not None:
+            twin = self.table.same_node(peer, node_id)
+            if twin is not None:
+                peer.node_id, peer.state = node_id, PeerState.DUPLICATE
+                log.info("peer is a duplicate url=%s same_as=%s", peer.url, twin.url)
+                return
+        peer.node_id = node_id
+
+    async def _follow(self, peer: Peer) -> None:
+        """Follow the peer's live stream until it ends (returns) or fails (raises)."""
+        url = f"{peer.url}/v1/stream"
+        if peer.cursor is not None:
+            url += f"?cursor={peer.cursor}"
+        async with open_stream(self.client, url, policy=self.policy) as resp:
+            peer.state = PeerState.LIVE
+            peer.succeeded(self._now(), Score.CONNECTED)
+            await self._save(peer)
+            log.info("peer live url=%s cursor=%s", peer.url, peer.cursor)
+            self.want_sync(peer.url)
+            self._keep(asyncio.create_task(self._announce(peer)))
+            parser = SseParser(max_message_bytes=_MAX_STREAM_MESSAGE)
+            with map_transport_errors(url):
+                async for chunk in resp.aiter_bytes():
+                    messages = parser.feed(chunk)
+                    if parser.comments:
+                        self._start_cursor(peer, parser.comments)
+                        parser.comments.clear()
+                    if messages:
+                        await self._take(peer, messages)
+        await self._save(peer)
+
+    @staticmethod
+    def _start_cursor(peer: Peer, comments: list[str]) -> None:
+        """A stream opened "from now" says where now is (``: cursor=N``); start there."""
+        if peer.cursor is not None:
+            return
+        for comment in comments:
+            if comment.startswith("cursor="):
+                value = comment.removeprefix("cursor=")
+                if value.isascii() and value.isdigit() and len(value) <= 19:
+                    peer.cursor = int(value)
+                    return
+
+    async def _take(self, peer: Peer, messages: Sequence[SseMessage]) -> None:
+        wires: list[bytes] = []
+        last: int | None = None
+        for message in messages:
+            if message.event != "event":
+                continue
+            wire, cursor = _stream_event(message, peer.url)
+            wires.append(wire)
+            last = cursor
+        if wires:
+            await self._ingest(peer, wires, "stream")
+        if last is not None:
+            peer.cursor = last
+            now = self._now()
+            if now - self._cursor_saved_ms.get(peer.url, 0) >= _CURSOR_SAVE_MS:
+                self._cursor_saved_ms[peer.url] = now
+                await self._save(peer)
+
+    async def _ingest(self, peer: Peer, wires: Sequence[bytes], path: str) -> int:
+        """Verify and store events from ``peer``; score it by what it sent."""
+        results = await ingest_batch(
+            wires,
+            verifier=self.verifier,
+            store=self.store,
+            now_ms=self.config.now_ms,
+            on_commit=self.hub.publish,
+        )
+        accepted = bad = 0
+        codes: set[str] = set()
+        now = self._now()
+        for result in results:
+            self.metrics.federated[(path, result.status)] += 1
+            if result.status == "accepted":
+                accepted += 1
+            elif result.status == "rejected" and result.error is not None:
+                codes.add(result.error.code)
+                if result.id is not None:
+                    self._remember_rejected(result.id, now)
+                if result.error.code != "future-timestamp":  # clocks differ; not an offence
+                    bad += 1
+        peer.events_received += accepted
+        peer.events_rejected += bad
+        if bad:
+            peer.adjust(Score.BAD_EVENT)
+            log.warning(
+                "peer sent invalid events url=%s path=%s count=%d codes=%s",
+                peer.url, path, bad, ",".join(sorted(codes)),
+            )
+        return accepted
+
+    def _remember_rejected(self, eid: bytes, now: int) -> None:
+        self._rejected[eid] = now
+        self._rejected.move_to_end(eid)
+        while len(self._rejected) > _REJECTED_MEMORY:
+            self._rejected.popitem(last=False)
+
+    def _was_rejected(self, eid: bytes, now: int) -> bool:
+        at = self._rejected.get(eid)
+        return at is not None and now - at < _REJECTED_TTL_MS
+
+    async def _announce(self, peer: Peer) -> None:
+        """Tell the peer where this node is, so that it subscribes back."""
+        url = self.advertised_url
+        if url is None or not self.config.federation.peer_exchange:
+            return
+        try:
+            await fetch(
+                self.client,
+                "POST",
+                f"{peer.url}/v1/peers",
+                policy=self.policy,
+                content=json.dumps({"url": url}).encode(),
+                headers={"Content-Type": "application/json"},
+                max_bytes=16 * 1024,
+            )
+        except PeerError as exc:
+            log.debug("announce failed url=%s error=%s", peer.url, exc.code)
+
+    # -- anti-entropy -----------------------------------------------------------------
+
+    async def _sync_loop(self, peer: Peer) -> None:
+        interval = self.config.federation.sync_interval_ms
+        wanted = self._sync_wanted[peer.url]
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval * self._rng.uniform(0.8, 1.2) / 1000):
+                    await wanted.wait()
+            wanted.clear()
+            if peer.state is PeerState.LIVE:
+                await self.sync_once(peer)
+
+    async def sync_once(self, peer: Peer) -> SyncOutcome:
+        """Reconcile with ``peer``, fetch what this node lacks, offer what it lacks."""
+        fed = self.config.federation
+        outcome = SyncOutcome()
+        try:
+            storage = await self.snapshot.get()
+            outcome = await reconcile_with(
+                self.client,
+                peer.url,
+                storage,
+                policy=self.policy,
+                frame_size_limit=fed.sync_frame_bytes,
+            )
+            now = self._now()
+            need = [i for i in outcome.need if not self._was_rejected(i, now)]
+            outcome.fetched = await self._fetch(peer, need)
+            outcome.offered = await self._offer(peer, outcome.have)
+            peer.succeeded(self._now(), Score.SYNCED)
+            self.metrics.syncs["ok"] += 1
+        except PeerRejectedError as exc:
+            outcome.error = exc.remote_code
+            self.metrics.syncs[exc.remote_code] += 1
+            peer.adjust(Score.REJECTED)
+            if exc.retry_after is not None:
+                self._retry_sync_later(peer, exc.retry_after)
+        except PeerError as exc:
+            outcome.error = exc.code
+            self.metrics.syncs[exc.code] += 1
+            peer.adjust(Score.BAD_RESPONSE if isinstance(exc, PeerBadResponseError) else Score.UNREACHABLE)
+            log.info("sync failed url=%s error=%s message=%s", peer.url, exc.code, exc.message)
+        peer.last_sync = {**outcome.to_json(), "at_ms": self._now()}
+        log.info(
+            "sync url=%s rounds=%d sent=%d received=%d have=%d need=%d fetched=%d offered=%d "
+            "ms=%d error=%s",
+            peer.url, outcome.rounds, outcome.bytes_sent, outcome.bytes_received,
+            len(outcome.have), len(outcome.need), outcome.fetched, outcome.offered,
+            outcome.elapsed_ms, outcome.error,
+        )
+        return outcome
+
+    def _retry_sync_later(self, peer: Peer, seconds: float) -> None:
+        delay_ms = min(max(seconds * 1000, 1000), self.config.federation.sync_interval_ms)
+
+        async def later() -> None:
+            await self._pause(delay_ms)
+            self.want_sync(peer.url)
+
+        self._keep(asyncio.create_task(later()))
+
+    async def _fetch(self, peer: Peer, ids: Sequence[bytes]) -> int:
+        batch = self.config.federation.fetch_batch
+        stored = 0
+        for i in range(0, len(ids), batch):
+            part = ids[i : i + batch]
+            for attempt in range(_FETCH_RETRIES + 1):
+                try:
+                    stored += await fetch_missing(
+                        self.client,
+                        peer.url,
+                        part,
+                        policy=self.policy,
+                        batch=batch,
+                        ingest=lambda wires: self._ingest(peer, wires, "sync"),
+                    )
+                    break
+                except PeerRejectedError as exc:
+                    if exc.http_status != 429 or attempt == _FETCH_RETRIES:
+                        raise
+                    await self._pause(min(max(exc.retry_after or 1.0, 0.1), 30.0) * 1000)
+                    if self._stopping.is_set():
+                        return stored
+        return stored
+
+    async def _offer(self, peer: Peer, ids: Sequence[bytes]) -> int:
+        fed = self.config.federation
+        offered = 0
+        for i in range(0, len(ids), fed.offer_batch):
+            events = await self.store.get_events(ids[i : i + fed.offer_batch])
+            chunk: list[bytes] = []
+            size = 0
+            for ev in events:
+                wire = ev.wire
+                if chunk and size + len(wire) > _OFFER_BYTES:
+                    offered += await offer_missing(self.client, peer.url, chunk, policy=self.policy)
+                    chunk, size = [], 0
+                chunk.append(wire)
+                size += len(wire)
+            if chunk:
+                offered += await offer_missing(self.client, peer.url, chunk, policy=self.policy)
+        self.metrics.offered += offered
+        return offered
+
+    # -- peer exchange ----------------------------------------------------------------
+
+    async def _gossip_loop(self) -> None:
+        interval = self.config.federation.gossip_interval_ms
+        while not self._stopping.is_set():
+            await self._pause(interval * self._rng.uniform(0.8, 1.2))
+            for peer in self.table.all():
+                if self._stopping.is_set():
+                    return
+                if peer.state is PeerState.LIVE:
+                    await self.gossip_with(peer)
+
+    async def gossip_with(self, peer: Peer) -> int:
+        """Ask ``peer`` for its peers; consider the live ones. Returns how many were added."""
+        try:
+            _, body = await fetch(
+                self.client, "GET", f"{peer.url}/v1/peers", policy=self.policy, max_bytes=256 * 1024
+            )
+            doc = json.loads(body)
+        except PeerError as exc:
+            log.info("gossip failed url=%s error=%s", peer.url, exc.code)
+            return 0
+        except ValueError:
+            peer.adjust(Score.BAD_RESPONSE)
+            log.info("gossip failed url=%s error=not-json", peer.url)
+            return 0
+        entries = doc.get("peers") if isinstance(doc, dict) else None
+        if not isinstance(entries, list):
+            peer.adjust(Score.BAD_RESPONSE)
+            return 0
+        added = 0
+        for entry in entries[:_GOSSIP_TAKE]:
+            if not isinstance(entry, dict) or entry.get("state") != "live":
+                continue
+            url = entry.get("url")
+            if not isinstance(url, str) or len(url) > 2048:
+                continue
+            try:
+                if self.consider(url, via=peer.url) == "added":
+                    added += 1
+            except ValueError:
+                continue
+        return added
+
+
+def _stream_event(message: SseMessage, url: str) -> tuple[bytes, int]:
+    """The wire bytes and cursor of one ``event`` message of a peer's stream."""
+    try:
+        doc = json.loads(message.data)
+        cursor = doc["cursor"]
+        wire_b64 = doc["event"]["wire"]
+    except (ValueError, KeyError, TypeError):
+        raise PeerBadResponseError(f"{url} stream sent a malformed event message") from None
+    if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
+        raise PeerBadResponseError(f"{url} stream sent a bad cursor")
+    if not isinstance(wire_b64, str):
+        raise PeerBadResponseError(f"{url} stream sent an event without wire bytes")
+    try:
+        wire = base64.b64decode(wire_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise PeerBadResponseError(f"{url} stream sent bad base64") from None
+    return wire, cursor
+

@@ -1,0 +1,784 @@
+"""Safe outbound HTTP to peers: the one client factory every call to a peer goes through.
+
+A node calls URLs that other people give it (configured peers, gossip, redirects), so
+each call is a chance to make the node reach where it should not (SSRF): its own
+loopback, the cloud metadata service at 169.254.169.254, a LAN. The address check is
+therefore made on the *resolved* address, at connect time, inside the transport
+(:class:`GuardedNetworkBackend`): a DNS answer that changes between two look-ups
+(rebinding) or a redirect cannot get around it, and the socket connects to exactly the
+address that was checked. TLS still verifies the original host name: httpcore calls
+``start_tls(server_hostname=origin host)`` on the stream ``connect_tcp`` returns, so
+connecting to the IP changes nothing there.
+
+On top of that, :func:`fetch` and :func:`open_stream` follow only same-origin
+redirects, refuse compressed bodies (``Accept-Encoding: identity``; no decompression
+bombs), cap body sizes while streaming, bound every call in time, and translate every
+failure into the :mod:`node.federation.errors` tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import math
+import re
+import socket
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from dataclasses import dataclass, fields
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import TypeAlias
+
+import anyio
+import httpcore
+import httpx
+
+from node.federation.errors import (
+    ForbiddenAddressError,
+    PeerBadResponseError,
+    PeerRejectedError,
+    PeerTimeoutError,
+    PeerUnreachableError,
+)
+
+__all__ = [
+    # policy and client
+    "OutboundPolicy",
+    "create_peer_client",
+    "peer_origin",
+    # calls
+    "fetch",
+    "open_stream",
+    "map_transport_errors",
+    # address checks
+    "IPAddress",
+    "Resolver",
+    "forbidden_reason",
+    "select_addresses",
+    "system_resolver",
+    "GuardedNetworkBackend",
+]
+
+log = logging.getLogger("murmur.node.outbound")
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: ``(host, port) -> IP address strings``; raises OSError when the name does not resolve.
+Resolver: TypeAlias = Callable[[str, int], Awaitable[list[str]]]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Largest error body read to find a Murmur error ``{"error", "message"}``.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: A peer cannot ask us to stay away longer than this with ``Retry-After``.
+MAX_RETRY_AFTER_S = 3600.0
+#: Most resolved addresses tried for one connection (a hostile DNS answer can be long).
+MAX_ADDRESSES_TRIED = 8
+KEEPALIVE_EXPIRY_S = 5.0
+#: Longest piece of peer-controlled text quoted in an error message.
+MAX_QUOTED_CHARS = 200
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_.])?")
+_ERROR_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,9})?")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundPolicy:
+    """Limits of every outbound call to a peer. Times in seconds, sizes in bytes."""
+
+    #: Turn the address check off entirely (tests, nodes on one LAN).
+    allow_private: bool = False
+    connect_timeout_s: float = 5.0
+    #: Per read; the live stream sends heartbeats every 15 s.
+    read_timeout_s: float = 20.0
+    #: Whole request and body of :func:`fetch`; the opening of :func:`open_stream`.
+    total_timeout_s: float = 30.0
+    max_response_bytes: int = 16 * 1024 * 1024
+    #: Only same-origin redirects are ever followed.
+    max_redirects: int = 3
+    #: Connections open at once, over all peers (live streams hold one each).
+    max_connections: int = 64
+    user_agent: str = "murmur-node/0.1"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_s") and not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"OutboundPolicy.{f.name} must be a positive number")
+        if self.max_response_bytes <= 0 or self.max_connections <= 0:
+            raise ValueError("OutboundPolicy sizes and connection counts must be positive")
+        if self.max_redirects < 0:
+            raise ValueError("OutboundPolicy.max_redirects cannot be negative")
+
+
+# -- address checks ---------------------------------------------------------------------
+
+_V4_RULES = tuple(
+    (ipaddress.IPv4Network(net), reason)
+    for net, reason in (
+        # First match wins: the single addresses come before the blocks holding them.
+        ("0.0.0.0/32", "unspecified"),
+        ("0.0.0.0/8", "this-network"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "cgnat"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "reserved"),  # IETF protocol assignments
+        ("192.0.2.0/24", "reserved"),  # documentation
+        ("192.88.99.0/24", "reserved"),  # 6to4 relay anycast (deprecated)
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "reserved"),  # benchmarking
+        ("198.51.100.0/24", "reserved"),  # documentation
+        ("203.0.113.0/24", "reserved"),  # documentation
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+        ("240.0.0.0/4", "reserved"),
+    )
+)
+_V6_RULES = tuple(
+    (ipaddress.IPv6Network(net), reason)
+    for net, reason in (
+        ("100::/64", "reserved"),  # discard-only
+        ("64:ff9b:1::/48", "private"),  # local-use NAT64
+        ("2001:db8::/32", "reserved"),  # documentation
+        ("fc00::/7", "private"),  # unique local
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "private"),  # site-local (deprecated)
+        ("ff00::/8", "multicast"),
+    )
+)
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+def forbidden_reason(ip: IPAddress) -> str | None:
+    """None if ``ip`` is a public unicast address; else a short reason word.
+
+    The words: ``loopback``, ``private``, ``link-local``, ``cgnat``, ``multicast``,
+    ``unspecified``, ``this-network``, ``broadcast``, ``reserved`` (documentation,
+    benchmarking, anything outside IPv6 global unicast). IPv6 forms that carry an IPv4
+    address (mapped, compatible, NAT64, 6to4, Teredo) are judged by that address, so
+    ``::ffff:127.0.0.1`` is ``loopback``.
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        for net4, reason4 in _V4_RULES:
+            if ip in net4:
+                return reason4
+        return None if ip.is_global else "reserved"
+    if ip == ipaddress.IPv6Address("::"):
+        return "unspecified"
+    if ip == ipaddress.IPv6Address("::1"):
+        return "loopback"
+    embedded = _embedded_v4(ip)
+    if embedded:
+        for v4 in embedded:
+            reason = forbidden_reason(v4)
+            if reason is not None:
+                return reason
+        return None
+    for net6, reason6 in _V6_RULES:
+        if ip in net6:
+            return reason6
+    if ip not in _GLOBAL_UNICAST or not ip.is_global:
+        return "reserved"
+    return None
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for (empty for a plain IPv6 one)."""
+    if ip in _V4_MAPPED or ip in _V4_COMPATIBLE or ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        return [client, server]
+    return []
+
+
+def select_addresses(
+    addresses: Iterable[str], *, allow_private: bool
+) -> tuple[list[IPAddress], list[tuple[str, str]]]:
+    """Split resolved addresses into the allowed ones (order kept, no duplicates) and
+    the refused ones as ``(address, reason)``; unparsable strings are ``invalid``."""
+    allowed: list[IPAddress] = []
+    refused: list[tuple[str, str]] = []
+    for text in addresses:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            refused.append((text, "invalid"))
+            continue
+        reason = None if allow_private else forbidden_reason(ip)
+        if reason is not None:
+            refused.append((text, reason))
+        elif ip not in allowed:
+            allowed.append(ip)
+    return allowed, refused
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's addresses for ``host`` (``getaddrinfo``), deduplicated, order kept."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: dict[str, None] = {}
+    for *_, sockaddr in infos:
+        seen.setdefault(str(sockaddr[0]), None)
+    return list(seen)
+
+
+class _ForbiddenConnect(httpcore.ConnectError):
+    """Raised by the backend when every address of a host is refused."""
+
+    def __init__(self, host: str, refused: list[tuple[str, str]]) -> None:
+        self.host = host
+        self.refused = refused
+        shown = ", ".join(f"{addr} ({reason})" for addr, reason in refused[:4])
+        more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
+        super().__init__(f"{host} resolves only to refused addresses: {shown}{more}")
+
+
+class _ForbiddenConnectError(httpx.ConnectError):
+    """The httpx form of :class:`_ForbiddenConnect`, raised by the peer transport."""
+
+
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore backend that connects only to allowed, resolved addresses.
+
+    ``connect_tcp`` resolves the host (an IP literal is used as is), drops refused
+    addresses unless ``allow_private``, and connects to the first allowed address that
+    answers, by IP, through ``inner`` (anyio by default). Unix sockets are refused.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        resolver: Resolver | None = None,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._allow_private = allow_private
+        self._resolver: Resolver = resolver or system_resolver
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's backend interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port, timeout)
+        allowed, refused = select_addresses(addresses, allow_private=self._allow_private)
+        if not allowed:
+            if refused:
+                log.warning(
+                    "peer address refused host=%s addresses=%s",
+                    host,
+                    ",".join(f"{a}:{r}" for a, r in refused),
+                )
+                raise _ForbiddenConnect(host, refused)
+            raise httpcore.ConnectError(f"{host} resolves to no address")
+        if refused:
+            log.info("peer addresses skipped host=%s count=%d", host, len(refused))
+        last: Exception | None = None
+        for ip in allowed[:MAX_ADDRESSES_TRIED]:
+            try:
+                return await self._inner.connect_tcp(
+                    str(ip),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                log.debug("peer connect failed host=%s address=%s error=%s", host, ip, exc)
+                last = exc
+        if last is None:  # unreachable: `allowed` is not empty
+            raise httpcore.ConnectError(f"{host}: no address tried")
+        raise last
+
+    async def _resolve(self, host: str, port: int, limit_s: float | None) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [host]
+        try:
+            with anyio.fail_after(limit_s):
+                return list(await self._resolver(host, port))
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except (OSError, ValueError) as exc:  # gaierror; UnicodeError from IDNA
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's backend interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise _ForbiddenConnect(path, [(path, "unix-socket")])
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+# -- the transport ------------------------------------------------------------------------
+
+# Most specific first, as httpx's own transport maps them.
+_HTTPCORE_TO_HTTPX: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (_ForbiddenConnect, _ForbiddenConnectError),
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _map_httpcore_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for source, target in _HTTPCORE_TO_HTTPX:
+            if isinstance(exc, source):
+                raise target(str(exc)) from exc
+        raise
+
+
+class _PeerResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _map_httpcore_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            with _map_httpcore_errors():
+                await aclose()
+
+
+class _PeerTransport(httpx.AsyncBaseTransport):
+    """httpx's AsyncHTTPTransport, reduced to HTTP/1.1 over a given network backend
+    (it has no public parameter for one)."""
+
+    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError("the peer transport needs an async request body")
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _map_httpcore_errors():
+            core_response = await self._pool.handle_async_request(core_request)
+        if not isinstance(core_response.stream, AsyncIterable):
+            raise TypeError("httpcore returned a sync body to an async transport")
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_PeerResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+def create_peer_client(
+    policy: OutboundPolicy, *, resolver: Resolver | None = None
+) -> httpx.AsyncClient:
+    """The client for every call to a peer: checked addresses, no redirects followed by
+    httpx, no proxies or certificates from the environment, no cookies kept, identity
+    encoding only, timeouts and connection limits from ``policy``. Close it with
+    ``aclose()`` (or ``async with``)."""
+    backend = GuardedNetworkBackend(allow_private=policy.allow_private, resolver=resolver)
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=policy.max_connections,
+        max_keepalive_connections=policy.max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
+        http1=True,
+        http2=False,
+        retries=0,
+        network_backend=backend,
+    )
+    # An empty allow-list refuses every cookie a peer sets, so none is ever sent back.
+    jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(
+        transport=_PeerTransport(pool),
+        follow_redirects=False,
+        trust_env=False,
+        cookies=jar,
+        timeout=httpx.Timeout(
+            connect=policy.connect_timeout_s,
+            read=policy.read_timeout_s,
+            write=policy.read_timeout_s,
+            pool=policy.total_timeout_s,
+        ),
+        headers={"User-Agent": policy.user_agent, "Accept-Encoding": "identity"},
+    )
+
+
+# -- URLs ---------------------------------------------------------------------------------
+
+
+def _parse(url: str) -> httpx.URL:
+    try:
+        return httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid peer URL: {exc}") from exc
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` of an absolute http(s) URL; ValueError otherwise."""
+    scheme = url.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"peer URL must be http or https, not {scheme or 'relative'!r}")
+    if url.userinfo:
+        raise ValueError("peer URL must not carry a user name or password")
+    host = url.raw_host.decode("ascii").lower()
+    if not host:
+        raise ValueError("peer URL has no host")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise ValueError(f"peer URL has a bad IPv6 host {host!r}") from exc
+        host = f"[{host}]"
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"peer URL has a bad host {host!r}")
+    port = url.port
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"peer URL has a bad port {port}")
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def peer_origin(url: str) -> str:
+    """Normalise a peer URL to its origin: ``"http://Host:80/x/"`` -> ``"http://host"``.
+
+    Scheme, lowercase host and port (the default one dropped); the path is dropped.
+    ValueError for a scheme other than http(s), a user name or password, a query or
+    fragment, or no host.
+    """
+    if "?" in url or "#" in url:
+        raise ValueError("peer URL must not have a query or fragment")
+    return _origin(_parse(url))
+
+
+def _checked(url: str) -> httpx.URL:
+    parsed = _parse(url)
+    _origin(parsed)
+    return parsed
+
+
+def _display(url: str | httpx.URL) -> str:
+    """The URL for messages and logs: origin and path, never userinfo or query."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        path = parsed.raw_path.split(b"?", 1)[0].decode("ascii")
+        return _origin(parsed) + path
+    except (httpx.InvalidURL, ValueError):
+        return str(url).split("?", 1)[0].split("#", 1)[0][:MAX_QUOTED_CHARS]
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _find_forbidden(exc: BaseException) -> _ForbiddenConnect | _ForbiddenConnectError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _ForbiddenConnect | _ForbiddenConnectError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= MAX_QUOTED_CHARS else text[: MAX_QUOTED_CHARS - 3] + "..."
+
+
+@contextlib.contextmanager
+def map_transport_errors(url: str | httpx.URL) -> Iterator[None]:
+    """Translate httpx transport errors (and TimeoutError) into the PeerError tree.
+
+    Timeouts become :class:`PeerTimeoutError`; a refused address
+    :class:`ForbiddenAddressError`; any other transport error (DNS, refused, reset,
+    TLS, a broken HTTP exchange) :class:`PeerUnreachableError`. Messages name ``url``.
+    """
+    shown = _display(url)
+    try:
+        yield
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        log.info("peer timeout url=%s error=%s", shown, type(exc).__name__)
+        raise PeerTimeoutError(f"{shown}: timed out ({_short(exc)})", url=shown) from exc
+    except httpx.TransportError as exc:
+        forbidden = _find_forbidden(exc)
+        if forbidden is not None:
+            log.warning("peer forbidden address url=%s reason=%s", shown, forbidden)
+            raise ForbiddenAddressError(f"{shown}: {forbidden}", url=shown) from exc
+        log.info("peer unreachable url=%s error=%s", shown, _short(exc))
+        raise PeerUnreachableError(f"{shown}: {_short(exc)}", url=shown) from exc
+
+
+@contextlib.contextmanager
+def _map_httpx_errors(url: str) -> Iterator[None]:
+    """:func:`map_transport_errors` without bare TimeoutError (a caller's own deadline
+    inside an ``open_stream`` block stays the caller's)."""
+    try:
+        yield
+    except httpx.TransportError:
+        with map_transport_errors(url):
+            raise
+
+
+def _bad(shown: str, what: str) -> PeerBadResponseError:
+    log.info("peer bad response url=%s reason=%s", shown, what)
+    return PeerBadResponseError(f"{shown}: {what}", url=shown)
+
+
+# -- calls --------------------------------------------------------------------------------
+
+
+def _media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None or not _SECONDS.fullmatch(value.strip()):
+        return None  # absent, or an HTTP date (peers are asked to send seconds)
+    return min(float(value.strip()), MAX_RETRY_AFTER_S)
+
+
+async def _read_capped(response: httpx.Response, cap: int, shown: str) -> bytes:
+    """The raw body, aborting as soon as it passes ``cap`` (never holds cap + a chunk)."""
+    declared = response.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise _bad(shown, f"bad Content-Length {declared[:40]!r}") from None
+        if size > cap:
+            raise _bad(shown, f"body of {size} bytes is over the limit of {cap}")
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > cap:
+            raise _bad(shown, f"body is over the limit of {cap} bytes")
+    return bytes(body)
+
+
+async def _check_response(response: httpx.Response, expect: tuple[str, ...]) -> None:
+    """Raise unless ``response`` is a 2xx of an expected type, uncompressed."""
+    shown = _display(response.url)
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise _bad(shown, f"compressed body (Content-Encoding {encoding[:40]!r})")
+    status = response.status_code
+    if 200 <= status < 300:
+        media = _media_type(response)
+        if expect and status != 204 and media not in {e.lower() for e in expect}:
+            raise _bad(shown, f"content type {media[:60]!r}, expected {' or '.join(expect)}")
+        return
+    if status >= 400 and _media_type(response) == "application/json":
+        with contextlib.suppress(PeerBadResponseError):
+            body = await _read_capped(response, MAX_ERROR_BODY_BYTES, shown)
+            rejected = _rejection(response, body, shown)
+            if rejected is not None:
+                raise rejected
+    raise _bad(shown, f"HTTP {status}")
+
+
+def _rejection(response: httpx.Response, body: bytes, shown: str) -> PeerRejectedError | None:
+    """A Murmur error ``{"error": code, "message": text}``, or None if it is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    code, message = doc.get("error"), doc.get("message", "")
+    if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
+        return None
+    if not isinstance(message, str):
+        return None
+    status = response.status_code
+    retry_after = _retry_after(response.headers.get("retry-after"))
+    log.info(
+        "peer rejected url=%s status=%d code=%s retry_after=%s", shown, status, code, retry_after
+    )
+    return PeerRejectedError(
+        f"{shown}: peer answered {status} {code}: {message[:MAX_QUOTED_CHARS]!r}",
+        remote_code=code,
+        http_status=status,
+        retry_after=retry_after,
+        url=shown,
+    )
+
+
+async def _send_following(
+    client: httpx.AsyncClient,
+    method: str,
+    url: httpx.URL,
+    *,
+    policy: OutboundPolicy,
+    content: bytes | None,
+    headers: dict[str, str],
+) -> httpx.Response:
+    """Send, following only same-origin redirects, at most ``policy.max_redirects``.
+    The returned response is open (streaming); the caller closes it."""
+    origin = _origin(url)
+    redirects = 0
+    while True:
+        request = client.build_request(method, url, content=content, headers=headers)
+        response = await client.send(request, stream=True)
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECT_STATUSES or location is None:
+            return response
+        await response.aclose()
+        shown = _display(url)
+        try:
+            target = url.join(location)
+            target_origin = _origin(target)
+        except (httpx.InvalidURL, ValueError):
+            raise _bad(shown, f"redirect to a bad location {location[:80]!r}") from None
+        if target_origin != origin:
+            raise _bad(shown, f"redirect to another origin ({target_origin})")
+        if redirects >= policy.max_redirects:
+            raise _bad(shown, f"too many redirects (more than {policy.max_redirects})")
+        redirects += 1
+        # As browsers and httpx do: 303 (and 301/302 after a POST) turn into a GET.
+        status = response.status_code
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, content = "GET", None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        url = target
+
+
+def _request_headers(headers: Mapping[str, str] | None, expect: tuple[str, ...]) -> dict[str, str]:
+    out = dict(headers or {})
+    if expect and not any(k.lower() == "accept" for k in out):
+        out["Accept"] = ", ".join(expect)
+    return out
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: OutboundPolicy,
+    expect: tuple[str, ...] = ("application/json",),
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_bytes: int | None = None,
+) -> tuple[httpx.Response, bytes]:
+    """One request to a peer, body read in full: ``(response, body)``.
+
+    The response is closed when this returns; its body is the returned bytes (not
+    ``response.content``). Bounded by ``policy.total_timeout_s`` as a whole, redirects
+    and body included. A 2xx must have a media type in ``expect`` (any, if empty; a
+    204 needs none). ``max_bytes`` overrides ``policy.max_response_bytes``.
+
+    ValueError if ``url`` is not an absolute http(s) URL without userinfo; otherwise
+    every failure is a :class:`~node.federation.errors.PeerError`.
+    """
+    target = _checked(url)
+    cap = policy.max_response_bytes if max_bytes is None else max_bytes
+    request_headers = _request_headers(headers, expect)
+    with map_transport_errors(target):
+        async with asyncio.timeout(policy.total_timeout_s):
+            response = await _send_following(
+                client, method, target, policy=policy, content=content, headers=request_headers
+            )
+            try:
+                await _check_response(response, expect)
+                body = await _read_capped(response, cap, _display(response.url))
+            finally:
+                await response.aclose()
+    return response, body
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    policy: OutboundPolicy,
+    headers: Mapping[str, str] | None = None,
+    expect: tuple[str, ...] = ("text/event-stream",),
+) -> AsyncIterator[httpx.Response]:
+    """GET a long-lived stream (the live SSE stream) and yield the open response.
+
+    Opening (connect, same-origin redirects, headers, status and type checks) is bounded
+    by ``policy.total_timeout_s`` and raises before anything is yielded; after that only
+    ``policy.read_timeout_s`` applies, per read. Iterate ``response.aiter_lines()`` or
+    ``aiter_bytes()`` inside the block: httpx errors escaping the block are turned into
+    PeerErrors, and callers that handle them inside can wrap the iteration in
+    ``with map_transport_errors(url):``. The response is closed on exit.
+    """
+    target = _checked(url)
+    shown = _display(target)
+    request_headers = _request_headers(headers, expect)
+    with map_transport_errors(target):
+        async with asyncio.timeout(policy.total_timeout_s):
+            response = await _send_following(
+                client, "GET", target, policy=policy, content=None, headers=request_headers
+            )
+            try:
+                await _check_response(response, expect)
+            except BaseException:
+                await response.aclose()
+                raise
+    try:
+        with _map_httpx_errors(shown):
+            yield response
+    finally:
+        await response.aclose()

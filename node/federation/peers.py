@@ -1,0 +1,198 @@
+"""The peer table: every peer a node knows, its state and its score (spec 0005 §peers).
+
+A peer is known by its *origin* URL (scheme, host, port; see
+:func:`node.federation.outbound.peer_origin`). It enters the table from the
+configuration (``static``: never dropped), from another peer's list or an announcement
+(``gossip``: dropped once it looks dead or misbehaves). The table is bounded by
+``max_peers``; static peers always fit.
+
+Scores run from :data:`SCORE_MIN` to :data:`SCORE_MAX`: working connections and
+successful syncs raise a peer's score a little, failures lower it, and garbage,
+forgeries and refused addresses lower it a lot. ``GET /v1/peers`` shows the table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from node.store.base import PeerRecord
+
+__all__ = [
+    "DROP_AFTER_FAILURES",
+    "DROP_SCORE",
+    "SCORE_MAX",
+    "SCORE_MIN",
+    "Peer",
+    "PeerState",
+    "PeerTable",
+    "Score",
+]
+
+SCORE_MIN: Final = -100.0
+SCORE_MAX: Final = 100.0
+#: A gossip peer at or below this score is dropped.
+DROP_SCORE: Final = -50.0
+#: A gossip peer that failed this many times in a row, with no success for the
+#: table's ``drop_silence_ms``, is dropped.
+DROP_AFTER_FAILURES: Final = 8
+
+
+class Score(float, enum.Enum):
+    """How much each outcome moves a peer's score."""
+
+    CONNECTED = 5.0
+    SYNCED = 2.0
+    UNREACHABLE = -5.0
+    REJECTED = -2.0
+    BAD_RESPONSE = -20.0
+    BAD_EVENT = -10.0
+    FORBIDDEN = -100.0
+
+
+class PeerState(enum.StrEnum):
+    """Where a peer's subscription is."""
+
+    NEW = "new"  # known, not contacted yet
+    CONNECTING = "connecting"  # probing it or opening its stream
+    LIVE = "live"  # its live stream is open
+    BACKOFF = "backoff"  # the last attempt failed; waiting to retry
+    SELF = "self"  # it is this node (same node id): never subscribed to
+    DUPLICATE = "duplicate"  # same node as another peer already subscribed to
+    REFUSED = "refused"  # its address is not allowed (private, loopback, ...)
+
+
+@dataclass(slots=True, kw_only=True)
+class Peer:
+    """One peer's runtime state; :meth:`record` is what survives a restart."""
+
+    url: str
+    source: str
+    state: PeerState = PeerState.NEW
+    node_id: str | None = None
+    cursor: int | None = None
+    score: float = 0.0
+    failures: int = 0
+    last_ok_ms: int | None = None
+    added_ms: int = 0
+    last_error: str | None = None
+    next_attempt_ms: int | None = None
+    events_received: int = 0
+    events_rejected: int = 0
+    last_sync: dict[str, Any] | None = field(default=None)
+
+    @classmethod
+    def from_record(cls, rec: PeerRecord) -> Peer:
+        return cls(
+            url=rec.url,
+            source=rec.source,
+            node_id=rec.node_id,
+            cursor=rec.cursor,
+            score=rec.score,
+            failures=rec.failures,
+            last_ok_ms=rec.last_ok_ms,
+            added_ms=rec.added_ms,
+        )
+
+    def record(self) -> PeerRecord:
+        return PeerRecord(
+            url=self.url,
+            source=self.source,
+            node_id=self.node_id,
+            cursor=self.cursor,
+            score=self.score,
+            failures=self.failures,
+            last_ok_ms=self.last_ok_ms,
+            added_ms=self.added_ms,
+        )
+
+    def adjust(self, delta: float) -> None:
+        self.score = min(SCORE_MAX, max(SCORE_MIN, self.score + delta))
+
+    def succeeded(self, now_ms: int, delta: float) -> None:
+        self.failures = 0
+        self.last_ok_ms = now_ms
+        self.last_error = None
+        self.adjust(delta)
+
+    def failed(self, error: str, delta: float) -> None:
+        self.failures += 1
+        self.last_error = error
+        self.adjust(delta)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``GET /v1/peers`` form (spec 0005 §peers)."""
+        return {
+            "url": self.url,
+            "state": self.state.value,
+            "score": round(self.score, 2),
+            "source": self.source,
+            "node_id": self.node_id,
+            "cursor": self.cursor,
+            "failures": self.failures,
+            "last_ok_ms": self.last_ok_ms,
+            "last_error": self.last_error,
+            "next_attempt_ms": self.next_attempt_ms,
+            "events_received": self.events_received,
+            "events_rejected": self.events_rejected,
+            "last_sync": self.last_sync,
+        }
+
+
+class PeerTable:
+    """The bounded set of known peers, by origin URL."""
+
+    def __init__(self, *, max_peers: int, drop_silence_ms: int) -> None:
+        self.max_peers = max_peers
+        self.drop_silence_ms = drop_silence_ms
+        self._peers: dict[str, Peer] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, url: object) -> bool:
+        return url in self._peers
+
+    def get(self, url: str) -> Peer | None:
+        return self._peers.get(url)
+
+    def all(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    def add(self, peer: Peer) -> bool:
+        """Add ``peer`` unless its URL is known or (for a non-static peer) the table is full."""
+        if peer.url in self._peers:
+            return False
+        if peer.source != "static" and len(self._peers) >= self.max_peers:
+            return False
+        self._peers[peer.url] = peer
+        return True
+
+    def remove(self, url: str) -> None:
+        self._peers.pop(url, None)
+
+    def same_node(self, peer: Peer, node_id: str) -> Peer | None:
+        """Another peer with ``node_id`` that is connected or connecting, if any."""
+        for other in self._peers.values():
+            if (
+                other is not peer
+                and other.node_id == node_id
+                and other.state in (PeerState.LIVE, PeerState.CONNECTING)
+            ):
+                return other
+        return None
+
+    def should_drop(self, peer: Peer, now_ms: int) -> bool:
+        """A gossip peer that misbehaved or stayed dead too long; never a static one."""
+        if peer.source == "static":
+            return False
+        if peer.score <= DROP_SCORE:
+            return True
+        silent_since = peer.last_ok_ms if peer.last_ok_ms is not None else peer.added_ms
+        return (
+            peer.failures >= DROP_AFTER_FAILURES and now_ms - silent_since > self.drop_silence_ms
+        )
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [p.to_json() for p in sorted(self._peers.values(), key=lambda p: p.url)]
