@@ -52,7 +52,13 @@ from node.federation.outbound import (
 )
 from node.federation.peers import Peer, PeerState, PeerTable, Score
 from node.federation.sse import SseMessage, SseParser
-from node.federation.sync import SyncOutcome, SyncSnapshot, fetch_missing, offer_missing, reconcile_with
+from node.federation.sync import (
+    SyncOutcome,
+    SyncSnapshot,
+    fetch_missing,
+    offer_missing,
+    reconcile_with,
+)
 from node.ingest import Verifier, ingest_batch
 from node.metrics import Metrics
 from node.store.base import Store
@@ -214,8 +220,8 @@ class Federation:
 
     def _backoff_ms(self, failures: int) -> float:
         fed = self.config.federation
-        base = min(fed.backoff_max_ms, fed.backoff_min_ms * 2 ** min(failures - 1, 30))
-        return base * self._rng.uniform(0.5, 1.5)
+        base = min(fed.backoff_max_ms, fed.backoff_min_ms * 2 ** min(max(failures - 1, 0), 30))
+        return float(base) * self._rng.uniform(0.5, 1.5)
 
     async def _save(self, peer: Peer) -> None:
         if self.table.get(peer.url) is peer:
@@ -252,10 +258,15 @@ class Federation:
         """The URL announced to peers: ``public_url``, else the bound listen URL when
         the node listens on a specific address (not a wildcard)."""
         adv = self.config.advertised_url
-        if adv is None and self.listen_url is not None and self.config.host not in (
-            "0.0.0.0",  # noqa: S104 - a comparison, not a bind
-            "::",
-            "",
+        if (
+            adv is None
+            and self.listen_url is not None
+            and self.config.host
+            not in (
+                "0.0.0.0",  # noqa: S104 - a comparison, not a bind
+                "::",
+                "",
+            )
         ):
             adv = self.listen_url
         return adv
@@ -320,7 +331,10 @@ class Federation:
                 delay = self._backoff_ms(peer.failures)
                 log.info(
                     "peer down url=%s error=%s retry_in_ms=%d message=%s",
-                    peer.url, exc.code, delay, exc.message,
+                    peer.url,
+                    exc.code,
+                    delay,
+                    exc.message,
                 )
             except asyncio.CancelledError:
                 raise
@@ -330,7 +344,12 @@ class Federation:
                 delay = self._backoff_ms(peer.failures)
                 log.exception("peer loop error url=%s error=%r", peer.url, exc)
             if self.table.should_drop(peer, self._now()):
-                log.info("peer dropped url=%s score=%.1f failures=%d", peer.url, peer.score, peer.failures)
+                log.info(
+                    "peer dropped url=%s score=%.1f failures=%d",
+                    peer.url,
+                    peer.score,
+                    peer.failures,
+                )
                 self.table.remove(peer.url)
                 await self.store.delete_peer(peer.url)
                 return
@@ -447,7 +466,10 @@ class Federation:
             peer.adjust(Score.BAD_EVENT)
             log.warning(
                 "peer sent invalid events url=%s path=%s count=%d codes=%s",
-                peer.url, path, bad, ",".join(sorted(codes)),
+                peer.url,
+                path,
+                bad,
+                ",".join(sorted(codes)),
             )
         return accepted
 
@@ -520,15 +542,24 @@ class Federation:
         except PeerError as exc:
             outcome.error = exc.code
             self.metrics.syncs[exc.code] += 1
-            peer.adjust(Score.BAD_RESPONSE if isinstance(exc, PeerBadResponseError) else Score.UNREACHABLE)
+            peer.adjust(
+                Score.BAD_RESPONSE if isinstance(exc, PeerBadResponseError) else Score.UNREACHABLE
+            )
             log.info("sync failed url=%s error=%s message=%s", peer.url, exc.code, exc.message)
         peer.last_sync = {**outcome.to_json(), "at_ms": self._now()}
         log.info(
             "sync url=%s rounds=%d sent=%d received=%d have=%d need=%d fetched=%d offered=%d "
             "ms=%d error=%s",
-            peer.url, outcome.rounds, outcome.bytes_sent, outcome.bytes_received,
-            len(outcome.have), len(outcome.need), outcome.fetched, outcome.offered,
-            outcome.elapsed_ms, outcome.error,
+            peer.url,
+            outcome.rounds,
+            outcome.bytes_sent,
+            outcome.bytes_received,
+            len(outcome.have),
+            len(outcome.need),
+            outcome.fetched,
+            outcome.offered,
+            outcome.elapsed_ms,
+            outcome.error,
         )
         return outcome
 
@@ -646,4 +677,3 @@ def _stream_event(message: SseMessage, url: str) -> tuple[bytes, int]:
     except (binascii.Error, ValueError):
         raise PeerBadResponseError(f"{url} stream sent bad base64") from None
     return wire, cursor
-

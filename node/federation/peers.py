@@ -190,9 +190,7 @@ class PeerTable:
         if peer.score <= DROP_SCORE:
             return True
         silent_since = peer.last_ok_ms if peer.last_ok_ms is not None else peer.added_ms
-        return (
-            peer.failures >= DROP_AFTER_FAILURES and now_ms - silent_since > self.drop_silence_ms
-        )
+        return peer.failures >= DROP_AFTER_FAILURES and now_ms - silent_since > self.drop_silence_ms
 
     def to_json(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in sorted(self._peers.values(), key=lambda p: p.url)]

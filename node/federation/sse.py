@@ -57,9 +57,7 @@ class SseParser:
                 out.append(message)
         del buf[:start]
         if len(buf) > self.max_message_bytes:
-            raise PeerBadResponseError(
-                f"stream line longer than {self.max_message_bytes} bytes"
-            )
+            raise PeerBadResponseError(f"stream line longer than {self.max_message_bytes} bytes")
         return out
 
     def _line(self, raw: bytes) -> SseMessage | None:
