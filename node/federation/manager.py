@@ -396,7 +396,7 @@ class Federation:
             await self._save(peer)
             log.info("peer live url=%s cursor=%s", peer.url, peer.cursor)
             self.want_sync(peer.url)
-            self._keep(asyncio.create_task(self._announce(peer)))
+            self._keep(asyncio.create_task(self._greet(peer)))
             parser = SseParser(max_message_bytes=_MAX_STREAM_MESSAGE)
             with map_transport_errors(url):
                 async for chunk in resp.aiter_bytes():
@@ -482,6 +482,13 @@ class Federation:
     def _was_rejected(self, eid: bytes, now: int) -> bool:
         at = self._rejected.get(eid)
         return at is not None and now - at < _REJECTED_TTL_MS
+
+    async def _greet(self, peer: Peer) -> None:
+        """On a new connection: announce this node, and ask the peer for its peers."""
+        if not self.config.federation.peer_exchange:
+            return
+        await self._announce(peer)
+        await self.gossip_with(peer)
 
     async def _announce(self, peer: Peer) -> None:
         """Tell the peer where this node is, so that it subscribes back."""
