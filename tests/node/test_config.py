@@ -91,3 +91,63 @@ def test_cli_registers_node_run() -> None:
     )
     assert args.port == 0 and args.peer == ["http://a", "http://b"] and args.data == "d"
     assert callable(args.func)
+
+
+def test_federation_table_and_flags(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[node]\nallow_private_peers = true\npublic_url = "https://n.example"\n'
+        "[federation]\npeer_exchange = false\nsync_interval_ms = 5000\nmax_peers = 4\n",
+    )
+    config = load_config(path, {"sync_interval_ms": 2500, "peer_exchange": None})
+    fed = config.federation
+    assert config.allow_private_peers and config.public_url == "https://n.example"
+    assert (fed.peer_exchange, fed.sync_interval_ms, fed.max_peers) == (False, 2500, 4)
+    assert fed.backoff_max_ms == NodeConfig().federation.backoff_max_ms
+    assert config.advertised_url == "https://n.example"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[federation]\nsync_every = 1\n", "unknown key federation.sync_every"),
+        ("[federation]\npeer_exchange = 1\n", "federation.peer_exchange"),
+        ("[federation]\nsync_interval_ms = 0\n", "federation.sync_interval_ms"),
+        ("[federation]\nbackoff_min_ms = 10\nbackoff_max_ms = 5\n", "backoff_min_ms"),
+        ("[federation]\nsync_frame_bytes = 100\n", "at least 4096"),
+        ("[federation]\nfetch_batch = 500\n", "cannot exceed 100"),
+        ('[node]\npublic_url = "ftp://x"\n', "public_url"),
+        ("[federation]\nmax_peers = true\n", "wrong type"),
+    ],
+)
+def test_bad_federation_config(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(_write(tmp_path, text))
+
+
+def test_advertised_url_needs_a_concrete_address() -> None:
+    assert NodeConfig(port=8701).advertised_url == "http://127.0.0.1:8701"
+    assert NodeConfig(host="::1", port=8701).advertised_url == "http://[::1]:8701"
+    assert NodeConfig(host="0.0.0.0", port=8701).advertised_url is None  # noqa: S104
+    assert NodeConfig(port=0).advertised_url is None
+
+
+def test_node_run_federation_flags(tmp_path: Path) -> None:
+    import argparse
+
+    from node.cli import add_node_commands
+
+    parser = argparse.ArgumentParser()
+    add_node_commands(parser.add_subparsers())
+    args = parser.parse_args(
+        ["node", "run", "--allow-private-peers", "--no-peer-exchange", "--sync-interval", "1.5"]
+    )
+    assert (args.allow_private_peers, args.peer_exchange, args.sync_interval) == (
+        True,
+        False,
+        1500,
+    )
+    defaults = parser.parse_args(["node", "run"])
+    assert (defaults.allow_private_peers, defaults.peer_exchange) == (None, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["node", "run", "--sync-interval", "0"])
