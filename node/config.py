@@ -130,8 +130,8 @@ class FederationConfig:
                 raise ConfigError(f"federation.{f.name} must be a positive integer")
         if self.backoff_min_ms > self.backoff_max_ms:
             raise ConfigError("federation.backoff_min_ms cannot exceed backoff_max_ms")
-        if self.sync_frame_bytes < 4096:
-            raise ConfigError("federation.sync_frame_bytes must be at least 4096")
+        if not 4096 <= self.sync_frame_bytes <= 16 * 1024 * 1024:
+            raise ConfigError("federation.sync_frame_bytes must be from 4096 to 16777216")
         if self.fetch_batch > 100:
             raise ConfigError("federation.fetch_batch cannot exceed 100 (GET /v1/events?ids=)")
 

@@ -79,7 +79,8 @@ async def get_events(request: web.Request) -> web.Response:
     raw = list_param(request, "ids", max_items=MAX_IDS)
     if raw is None:
         raise BadRequestError("ids is required: comma-separated 64-character hex event ids")
-    ids = [event_id_param(x, "ids") for x in raw]
+    # Dedupe after parsing: "AB.." and "ab.." are the same id.
+    ids = list(dict.fromkeys(event_id_param(x, "ids") for x in raw))
     binary = wants_msgpack(request)
     found = await request.app[STORE].get_events(ids)
     by_id = {ev.id: ev for ev in found}

@@ -64,8 +64,11 @@ def list_param(request: web.Request, name: str, *, max_items: int) -> tuple[str,
     return tuple(out)
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def event_id_param(raw: str, name: str = "id") -> bytes:
-    if len(raw) != 64:
+    if len(raw) != 64 or not _HEX.issuperset(raw):
         raise BadRequestError(f"{name} must be a 64-character hex event id")
     try:
         return bytes.fromhex(raw)

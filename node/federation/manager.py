@@ -53,6 +53,7 @@ from node.federation.outbound import (
 from node.federation.peers import Peer, PeerState, PeerTable, Score
 from node.federation.sse import SseMessage, SseParser
 from node.federation.sync import (
+    MAX_FRAME_BYTES,
     SyncOutcome,
     SyncSnapshot,
     fetch_missing,
@@ -63,6 +64,8 @@ from node.ingest import Verifier, ingest_batch
 from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub
+from protocol.errors import ProtocolError
+from protocol.events import decode_unverified
 
 __all__ = ["Federation"]
 
@@ -127,7 +130,10 @@ class Federation:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sync_wanted: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._rejected: OrderedDict[bytes, int] = OrderedDict()
+        # (peer url, event id) -> when this node rejected it from that peer. Per peer:
+        # a forged signature over a genuine header must not block the genuine event
+        # arriving from an honest peer.
+        self._rejected: OrderedDict[tuple[str, bytes], int] = OrderedDict()
         self._cursor_saved_ms: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------
@@ -344,17 +350,19 @@ class Federation:
                 delay = self._backoff_ms(peer.failures)
                 log.exception("peer loop error url=%s error=%r", peer.url, exc)
             if self.table.should_drop(peer, self._now()):
-                log.info(
-                    "peer dropped url=%s score=%.1f failures=%d",
-                    peer.url,
-                    peer.score,
-                    peer.failures,
-                )
-                self.table.remove(peer.url)
-                await self.store.delete_peer(peer.url)
+                await self._drop(peer)
                 return
             peer.next_attempt_ms = self._now() + round(delay)
             await self._save(peer)
+
+    async def _drop(self, peer: Peer) -> None:
+        """Forget a gossip peer that misbehaved or stayed dead; end its loops."""
+        log.info("peer dropped url=%s score=%.1f failures=%d", peer.url, peer.score, peer.failures)
+        self.table.remove(peer.url)
+        await self.store.delete_peer(peer.url)
+        task = self._tasks.get(peer.url)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     async def _probe(self, peer: Peer) -> None:
         """``GET /v1/info``: check the network, and whether the peer is us or a twin."""
@@ -374,9 +382,14 @@ class Federation:
         node_id = doc.get("node_id")
         if node_id is not None and (not isinstance(node_id, str) or len(node_id) > 64):
             raise PeerBadResponseError(f"{peer.url}/v1/info has a bad node_id")
+        peer.frame_bytes = _frame_bytes(doc)
         if node_id == self.node_id:
             peer.node_id, peer.state = node_id, PeerState.SELF
             return
+        if peer.node_id is not None and node_id != peer.node_id:
+            # Another store behind the same URL: its cursors mean nothing here.
+            log.info("peer changed identity url=%s old=%s new=%s", peer.url, peer.node_id, node_id)
+            peer.cursor = None
         if node_id is not None:
             twin = self.table.same_node(peer, node_id)
             if twin is not None:
@@ -450,14 +463,15 @@ class Federation:
         accepted = bad = 0
         codes: set[str] = set()
         now = self._now()
-        for result in results:
+        for wire, result in zip(wires, results, strict=True):
             self.metrics.federated[(path, result.status)] += 1
             if result.status == "accepted":
                 accepted += 1
             elif result.status == "rejected" and result.error is not None:
                 codes.add(result.error.code)
-                if result.id is not None:
-                    self._remember_rejected(result.id, now)
+                eid = result.id if result.id is not None else _unverified_id(wire)
+                if eid is not None:
+                    self._remember_rejected(peer.url, eid, now)
                 if result.error.code != "future-timestamp":  # clocks differ; not an offence
                     bad += 1
         peer.events_received += accepted
@@ -471,16 +485,19 @@ class Federation:
                 bad,
                 ",".join(sorted(codes)),
             )
+        if bad and self.table.should_drop(peer, now):
+            raise PeerBadResponseError(f"{peer.url} sent too many invalid events")
         return accepted
 
-    def _remember_rejected(self, eid: bytes, now: int) -> None:
-        self._rejected[eid] = now
-        self._rejected.move_to_end(eid)
+    def _remember_rejected(self, url: str, eid: bytes, now: int) -> None:
+        key = (url, eid)
+        self._rejected[key] = now
+        self._rejected.move_to_end(key)
         while len(self._rejected) > _REJECTED_MEMORY:
             self._rejected.popitem(last=False)
 
-    def _was_rejected(self, eid: bytes, now: int) -> bool:
-        at = self._rejected.get(eid)
+    def _was_rejected(self, url: str, eid: bytes, now: int) -> bool:
+        at = self._rejected.get((url, eid))
         return at is not None and now - at < _REJECTED_TTL_MS
 
     async def _greet(self, peer: Peer) -> None:
@@ -520,6 +537,9 @@ class Federation:
             wanted.clear()
             if peer.state is PeerState.LIVE:
                 await self.sync_once(peer)
+                if self.table.should_drop(peer, self._now()):
+                    await self._drop(peer)
+                    return
 
     async def sync_once(self, peer: Peer) -> SyncOutcome:
         """Reconcile with ``peer``, fetch what this node lacks, offer what it lacks."""
@@ -532,10 +552,12 @@ class Federation:
                 peer.url,
                 storage,
                 policy=self.policy,
-                frame_size_limit=fed.sync_frame_bytes,
+                frame_size_limit=min(
+                    fed.sync_frame_bytes, peer.frame_bytes or fed.sync_frame_bytes
+                ),
             )
             now = self._now()
-            need = [i for i in outcome.need if not self._was_rejected(i, now)]
+            need = [i for i in outcome.need if not self._was_rejected(peer.url, i, now)]
             outcome.fetched = await self._fetch(peer, need)
             outcome.offered = await self._offer(peer, outcome.have)
             peer.succeeded(self._now(), Score.SYNCED)
@@ -665,6 +687,23 @@ class Federation:
             except ValueError:
                 continue
         return added
+
+
+def _unverified_id(wire: bytes) -> bytes | None:
+    """The id a rejected wire claims (its header's hash), if it decodes at all."""
+    try:
+        return decode_unverified(wire).id
+    except ProtocolError:
+        return None
+
+
+def _frame_bytes(info: dict[str, Any]) -> int | None:
+    """A peer's declared negentropy frame size limit, if sane (4 KiB .. 16 MiB)."""
+    fed = info.get("federation")
+    value = fed.get("sync_frame_bytes") if isinstance(fed, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 4096 <= value <= MAX_FRAME_BYTES:
+        return value
+    return None
 
 
 def _stream_event(message: SseMessage, url: str) -> tuple[bytes, int]:

@@ -81,6 +81,8 @@ class Peer:
     events_received: int = 0
     events_rejected: int = 0
     last_sync: dict[str, Any] | None = field(default=None)
+    #: The peer's negentropy frame size limit, from its ``/v1/info`` (runtime only).
+    frame_bytes: int | None = None
 
     @classmethod
     def from_record(cls, rec: PeerRecord) -> Peer:

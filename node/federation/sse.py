@@ -48,6 +48,10 @@ class SseParser:
             nl = buf.find(b"\n", start)
             if nl < 0:
                 break
+            if nl - start > self.max_message_bytes:
+                raise PeerBadResponseError(
+                    f"stream line longer than {self.max_message_bytes} bytes"
+                )
             line = bytes(buf[start:nl])
             start = nl + 1
             if line.endswith(b"\r"):
@@ -74,7 +78,8 @@ class SseParser:
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "data":
-            self._size += len(value) + 1
+            # Bytes as received, not characters ("data:" and the space are ASCII).
+            self._size += len(raw) - (len(line) - len(value)) + 1
             if self._size > self.max_message_bytes:
                 raise PeerBadResponseError(
                     f"stream message larger than {self.max_message_bytes} bytes"

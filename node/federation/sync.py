@@ -29,6 +29,7 @@ from protocol.events import decode_unverified
 from protocol.negentropy import Negentropy, NegentropyStorage
 
 __all__ = [
+    "MAX_FRAME_BYTES",
     "MAX_ROUNDS",
     "SYNC_CONTENT_TYPE",
     "SyncOutcome",
@@ -43,6 +44,8 @@ log = logging.getLogger("murmur.node.sync")
 #: Negentropy messages travel as raw bytes.
 SYNC_CONTENT_TYPE = "application/octet-stream"
 _MSGPACK = "application/msgpack"
+#: The largest negentropy frame size limit a node may configure, and so answer with.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: A reconciliation that has not finished after this many rounds is abandoned.
 MAX_ROUNDS = 64
 
@@ -107,8 +110,14 @@ async def reconcile_with(
     *,
     policy: OutboundPolicy,
     frame_size_limit: int,
+    answer_limit: int | None = None,
 ) -> SyncOutcome:
-    """Run negentropy rounds against ``url``'s ``POST /v1/sync`` until done."""
+    """Run negentropy rounds against ``url``'s ``POST /v1/sync`` until done.
+
+    ``frame_size_limit`` bounds the messages this side sends; ``answer_limit`` the
+    answers it accepts: a peer answers within its *own* frame size limit, which may be
+    larger than ours, so the default is the largest any node may configure.
+    """
     out = SyncOutcome()
     start = time.monotonic()
     engine = Negentropy(storage, frame_size_limit)
@@ -126,7 +135,7 @@ async def reconcile_with(
             content=message,
             headers={"Content-Type": SYNC_CONTENT_TYPE, "Accept": SYNC_CONTENT_TYPE},
             expect=(SYNC_CONTENT_TYPE,),
-            max_bytes=frame_size_limit + 1024,
+            max_bytes=(answer_limit or MAX_FRAME_BYTES) + 1024,
         )
         out.bytes_received += len(answer)
         try:

@@ -114,7 +114,7 @@ def test_federation_table_and_flags(tmp_path: Path) -> None:
         ("[federation]\npeer_exchange = 1\n", "federation.peer_exchange"),
         ("[federation]\nsync_interval_ms = 0\n", "federation.sync_interval_ms"),
         ("[federation]\nbackoff_min_ms = 10\nbackoff_max_ms = 5\n", "backoff_min_ms"),
-        ("[federation]\nsync_frame_bytes = 100\n", "at least 4096"),
+        ("[federation]\nsync_frame_bytes = 100\n", "from 4096 to"),
         ("[federation]\nfetch_batch = 500\n", "cannot exceed 100"),
         ('[node]\npublic_url = "ftp://x"\n', "public_url"),
         ("[federation]\nmax_peers = true\n", "wrong type"),
