@@ -469,11 +469,12 @@ class Federation:
                 accepted += 1
             elif result.status == "rejected" and result.error is not None:
                 codes.add(result.error.code)
+                if result.error.code == "future-timestamp":
+                    continue  # clocks differ: not an offence, and valid again later
                 eid = result.id if result.id is not None else _unverified_id(wire)
                 if eid is not None:
                     self._remember_rejected(peer.url, eid, now)
-                if result.error.code != "future-timestamp":  # clocks differ; not an offence
-                    bad += 1
+                bad += 1
         peer.events_received += accepted
         peer.events_rejected += bad
         if bad:
