@@ -7,12 +7,15 @@
     │   ├── IdentityExistsError   identity-exists
     │   ├── IdentityNotFoundError identity-not-found
     │   └── PassphraseError       bad-passphrase
-    └── ClientError               client-error       talking to nodes (spec 0007)
-        ├── NoNodesError          no-nodes           no node configured or given
-        ├── NodeUnreachableError  node-unreachable   connection refused, DNS, reset
-        │   └── NodeTimeoutError  node-timeout       no answer within the per-node timeout
-        ├── BadResponseError      bad-response       a node answered something unparsable
-        └── PublishError          publish-failed     no node stored the event
+    ├── ClientError               client-error       talking to nodes (spec 0007)
+    │   ├── NoNodesError          no-nodes           no node configured or given
+    │   ├── NodeUnreachableError  node-unreachable   connection refused, DNS, reset
+    │   │   └── NodeTimeoutError  node-timeout       no answer within the per-node timeout
+    │   ├── BadResponseError      bad-response       a node answered something unparsable
+    │   └── PublishError          publish-failed     no node stored the event
+    └── FilterError               filter-error       moderation config (spec 0006)
+        ├── FilterNotFoundError   filter-not-found   no filter/type/labeler by that name
+        └── FilterLoadError       filter-load        a custom filter cannot be loaded
 
 A node's own refusal (an HTTP error, a rejected event) is ``protocol.errors.RemoteError``
 carrying the node's code and message.
@@ -25,6 +28,9 @@ from protocol.errors import ProtocolError
 __all__ = [
     "BadResponseError",
     "ClientError",
+    "FilterError",
+    "FilterLoadError",
+    "FilterNotFoundError",
     "IdentityExistsError",
     "IdentityNotFoundError",
     "KeystoreError",
@@ -92,3 +98,21 @@ class PublishError(ClientError):
     """No node accepted the event; the message lists what each node said."""
 
     code = "publish-failed"
+
+
+class FilterError(ProtocolError):
+    """Moderation configuration: a filter or labeler that cannot be set up (spec 0006)."""
+
+    code = "filter-error"
+
+
+class FilterNotFoundError(FilterError):
+    """No configured filter (or filter type, or labeler) by that name."""
+
+    code = "filter-not-found"
+
+
+class FilterLoadError(FilterError):
+    """A custom filter could not be imported or built from its parameters."""
+
+    code = "filter-load"

@@ -1,0 +1,212 @@
+"""The moderation pipeline: run the configured filters on each item, compose (spec 0006).
+
+Composition rules, in order:
+
+1. every enabled filter, in configured order, checks the item and each item it embeds
+   (quoted, reposted, replied-to parent); a decision on an embedded item applies to
+   the item that carries it, marked ``via``;
+2. an ``allow`` decision (the reader's explicit allow-rule) overrides every decision
+   whose source is a labeler or a list; the reader's own rules and the author's
+   self-labels still apply;
+3. the reader's own posts are never hidden: a ``hide`` on them becomes a ``badge``;
+4. the most severe remaining decision wins (``hide`` > ``warn`` > ``badge``); on a
+   tie, the earlier filter's.
+
+A filter that raises, returns something other than a decision, or exceeds its time
+budget is skipped for that item, and the item carries a warning saying so; after
+:data:`MAX_FAILURES` such failures in one run the filter is skipped for the rest of
+it. A sync filter cannot be interrupted, so its budget is checked after it returns;
+async filters are cancelled at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from client.moderation.core import Action, Decision, Env, Filter, Item, SourceKind
+
+__all__ = ["DEFAULT_BUDGET_MS", "MAX_FAILURES", "Configured", "Pipeline", "Verdict"]
+
+log = logging.getLogger("murmur.client.moderation")
+
+#: Time one filter may spend on one item (including its embedded items).
+DEFAULT_BUDGET_MS = 200.0
+#: Failures (exceptions, timeouts, bad return values) before a filter is skipped for
+#: the rest of a run.
+MAX_FAILURES = 3
+
+_OVERRIDABLE = (SourceKind.LABELER, SourceKind.LIST)
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    """A filter under its configured name, with its time budget."""
+
+    name: str
+    filter: Filter
+    budget_ms: float = DEFAULT_BUDGET_MS
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome for one item: every decision, the winner, and what went wrong."""
+
+    item: Item
+    decisions: list[Decision] = field(default_factory=list)
+    overridden: list[Decision] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    final: Decision | None = None
+
+    @property
+    def action(self) -> Action | None:
+        return None if self.final is None else self.final.action
+
+    @property
+    def hidden(self) -> bool:
+        return self.action is Action.HIDE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": None if self.final is None else self.final.action.value,
+            "final": None if self.final is None else self.final.to_json(),
+            "decisions": [d.to_json() for d in self.decisions],
+            "overridden": [d.to_json() for d in self.overridden],
+            "warnings": list(self.warnings),
+        }
+
+
+class Pipeline:
+    """Filters in order; :meth:`run` judges a list of items."""
+
+    def __init__(
+        self,
+        filters: Sequence[Configured],
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.filters = list(filters)
+        self._clock = clock
+        self._failures: dict[str, int] = {}
+        #: View-level warnings of the last run (a filter that could not be prepared).
+        self.warnings: list[str] = []
+
+    async def run(self, items: Sequence[Item], env: Env | None = None) -> list[Verdict]:
+        """One verdict per item, in order. Never raises because of a filter.
+
+        With ``env``, each filter's optional ``prepare(env)`` runs first (within its
+        budget); a filter whose ``prepare`` fails is skipped for the whole view and
+        the failure is in :attr:`warnings`.
+        """
+        self._failures = {}
+        self.warnings = []
+        if env is not None:
+            for conf in self.filters:
+                await self._prepare(conf, env)
+        return [await self.judge(item) for item in items]
+
+    async def _prepare(self, conf: Configured, env: Env) -> None:
+        prepare = getattr(conf.filter, "prepare", None)
+        if not callable(prepare):
+            return
+        try:
+            result = prepare(env)
+            if inspect.isawaitable(result):
+                async with asyncio.timeout(conf.budget_ms * 10 / 1000):
+                    await result
+        except Exception as exc:  # someone else's code: contain it
+            self._failures[conf.name] = MAX_FAILURES
+            what = "timed out" if isinstance(exc, TimeoutError) else f"raised {exc!r}"
+            message = f"filter {conf.name} skipped: preparing it {what}"[:300]
+            self.warnings.append(message)
+            log.warning("%s", message)
+
+    async def judge(self, item: Item) -> Verdict:
+        verdict = Verdict(item)
+        found: list[Decision] = []
+        for conf in self.filters:
+            if self._failures.get(conf.name, 0) >= MAX_FAILURES:
+                verdict.warnings.append(
+                    f"filter {conf.name} skipped: failed {MAX_FAILURES} times in this view"
+                )
+                continue
+            found.extend(await self._check_all(conf, item, verdict))
+        allowed = any(
+            d.action is Action.ALLOW and d.source_kind is SourceKind.USER and d.via is None
+            for d in found
+        )
+        for d in found:
+            if d.action is Action.ALLOW:
+                verdict.decisions.append(d)
+            elif allowed and d.source_kind in _OVERRIDABLE:
+                verdict.overridden.append(d)
+            elif item.mine and d.action is Action.HIDE:
+                verdict.overridden.append(d)
+                verdict.decisions.append(
+                    replace(d, action=Action.BADGE, reason=f"{d.reason} (your own post)")
+                )
+            else:
+                verdict.decisions.append(d)
+        best: Decision | None = None
+        for d in verdict.decisions:
+            if d.action is not Action.ALLOW and (
+                best is None or d.action.severity > best.action.severity
+            ):
+                best = d
+        verdict.final = best
+        return verdict
+
+    async def _check_all(self, conf: Configured, item: Item, verdict: Verdict) -> list[Decision]:
+        """``conf`` on the item and its embeds, within one budget."""
+        out: list[Decision] = []
+        start = self._clock()
+        targets: list[tuple[str | None, Item]] = [(None, item), *item.embeds.items()]
+        for via, target in targets:
+            remaining = conf.budget_ms - (self._clock() - start) * 1000
+            if remaining <= 0:
+                self._fail(conf, verdict, f"exceeded its {conf.budget_ms:g} ms budget")
+                return []
+            try:
+                decision = await self._check_one(conf, target, remaining)
+            except _Failure as exc:
+                self._fail(conf, verdict, str(exc))
+                return []
+            if decision is None:
+                continue
+            if via is not None and decision.action is Action.ALLOW:
+                continue  # allowing a quoted post does not allow the post quoting it
+            out.append(replace(decision, filter=conf.name, via=via))
+        if (self._clock() - start) * 1000 > conf.budget_ms:
+            self._fail(conf, verdict, f"exceeded its {conf.budget_ms:g} ms budget")
+            return []
+        return out
+
+    async def _check_one(self, conf: Configured, item: Item, budget_ms: float) -> Decision | None:
+        try:
+            result = conf.filter.check(item)
+            if inspect.isawaitable(result):
+                async with asyncio.timeout(budget_ms / 1000):
+                    result = await result
+        except TimeoutError:
+            raise _Failure(f"exceeded its {conf.budget_ms:g} ms budget") from None
+        except Exception as exc:  # a filter is someone else's code: contain it
+            log.debug("filter failed name=%s", conf.name, exc_info=True)
+            raise _Failure(f"raised {type(exc).__name__}: {exc}"[:300]) from None
+        if result is not None and not isinstance(result, Decision):
+            raise _Failure(f"returned {type(result).__name__}, not a Decision or None")
+        return result
+
+    def _fail(self, conf: Configured, verdict: Verdict, what: str) -> None:
+        self._failures[conf.name] = self._failures.get(conf.name, 0) + 1
+        message = f"filter {conf.name} skipped: {what}"
+        verdict.warnings.append(message)
+        log.warning("%s event=%s", message, verdict.item.event.id_hex[:12])
+
+
+class _Failure(Exception):
+    pass
