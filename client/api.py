@@ -254,12 +254,38 @@ class NodeClient:
         nxt = doc.get("next")
         return root_item, _items(doc, "replies", self.url), nxt if isinstance(nxt, str) else None
 
-    async def labels(self, *, subject: str, limit: int = 500) -> list[WireItem]:
-        doc = await self._get_json("/v1/labels", [("subject", subject), ("limit", limit)])
+    async def labels(
+        self, *, subject: str | None = None, labeler: str | None = None, limit: int = 500
+    ) -> list[WireItem]:
+        """The first page of labels on ``subject`` and/or by ``labeler``."""
+        items, _ = await self.labels_page(subject=subject, labeler=labeler, limit=limit)
+        return items
+
+    async def labels_page(
+        self,
+        *,
+        subject: str | None = None,
+        labeler: str | None = None,
+        after: str | None = None,
+        limit: int = 500,
+    ) -> tuple[list[WireItem], str | None]:
+        """``GET /v1/labels`` in storage order; returns the items and the ``next`` cursor."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if subject is not None:
+            params.append(("subject", subject))
+        if labeler is not None:
+            params.append(("labeler", labeler))
+        if after is not None:
+            params.append(("after", after))
+        doc = await self._get_json("/v1/labels", params)
         rows = doc.get("labels")
         if not isinstance(rows, list):
             raise BadResponseError(f"{self.url}: the answer has no list 'labels'", url=self.url)
-        return [_wire_item(r.get("event") if isinstance(r, dict) else None) for r in rows]
+        nxt = doc.get("next")
+        if nxt is not None and (not isinstance(nxt, str) or nxt == after):
+            raise BadResponseError(f"{self.url}: bad labels cursor {nxt!r}", url=self.url)
+        items = [_wire_item(r.get("event") if isinstance(r, dict) else None) for r in rows]
+        return items, nxt
 
     async def profiles(self, q: str, *, limit: int = 20) -> list[WireItem]:
         doc = await self._get_json("/v1/profiles", [("q", q), ("limit", limit)])

@@ -29,6 +29,7 @@ from protocol.events import DEFAULT_NETWORK, Event, decode_event
 
 __all__ = [
     "MAX_FEED_PAGES",
+    "MAX_LABELS",
     "MAX_LOG_PAGES",
     "MAX_REPAIR_ROUNDS",
     "MAX_REPAIR_SEQS",
@@ -49,6 +50,7 @@ MAX_REPAIR_ROUNDS = 2
 MAX_REPAIR_SEQS = 500
 MAX_LOOKUPS = 100
 MAX_FEED_AUTHORS = 500  # spec 0004 default max_feed_authors
+MAX_LABELS = 2000  # label events read per labeler per node
 PAGE = 500
 
 
@@ -349,6 +351,37 @@ class Reader:
 
             await self.each(one)
         return {i: self.events[i] for i in ids if i in self.events}
+
+    # -- labels -------------------------------------------------------------------
+
+    async def fetch_labels(self, labeler: str, *, max_labels: int = MAX_LABELS) -> list[str]:
+        """``labeler``'s ``label`` events from every node, verified like any event.
+
+        Reads at most ``max_labels`` per node (storage order, oldest first); returns the
+        urls of the nodes that had more.
+        """
+
+        def accept(e: Event) -> bool:
+            return e.author == labeler and e.kind == kinds.LABEL
+
+        truncated: list[str] = []
+
+        async def one(node: NodeClient) -> None:
+            after: str | None = None
+            read = 0
+            while read < max_labels:
+                items, after = await node.labels_page(
+                    labeler=labeler, after=after, limit=min(PAGE, max_labels - read)
+                )
+                for item in items:
+                    self.add(node.url, item, accept)
+                read += len(items)
+                if after is None or not items:
+                    return
+            truncated.append(node.url)
+
+        await self.each(one)
+        return truncated
 
     # -- threads and profile search -------------------------------------------------
 

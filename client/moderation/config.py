@@ -45,6 +45,7 @@ from protocol.kinds import is_label_value
 __all__ = [
     "ENTRY_POINT_GROUP",
     "FILENAME",
+    "LABEL_ACTIONS",
     "FilterSpec",
     "LabelerSub",
     "ModerationConfig",
@@ -127,6 +128,9 @@ class ModerationConfig:
             raise FilterError(f"{path}: two filters have the same name")
         for i, raw in enumerate(raw_labelers):
             out.labelers.append(_labeler_from(raw, f"{path}: labelers[{i}]"))
+        dids = [s.did for s in out.labelers]
+        if len(set(dids)) != len(dids):
+            raise FilterError(f"{path}: a labeler is listed twice in [[labelers]]")
         return out
 
     def save(self) -> None:

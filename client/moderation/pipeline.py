@@ -15,8 +15,10 @@ Composition rules, in order:
 A filter that raises, returns something other than a decision, or exceeds its time
 budget is skipped for that item, and the item carries a warning saying so; after
 :data:`MAX_FAILURES` such failures in one run the filter is skipped for the rest of
-it. A sync filter cannot be interrupted, so its budget is checked after it returns;
-async filters are cancelled at the deadline.
+it, with one view-level warning (:attr:`Pipeline.warnings`). A sync filter cannot be
+interrupted, so its budget is checked after it returns (use an async filter for
+anything slow); async filters are cancelled at the deadline. An allow-rule overrides
+labeler and list decisions on the item itself, not on what it quotes or reposts.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Pipeline:
         self.filters = list(filters)
         self._clock = clock
         self._failures: dict[str, int] = {}
+        self._disabled: set[str] = set()
         #: View-level warnings of the last run (a filter that could not be prepared).
         self.warnings: list[str] = []
 
@@ -104,7 +107,11 @@ class Pipeline:
         the failure is in :attr:`warnings`.
         """
         self._failures = {}
+        self._disabled = set()
         self.warnings = []
+        if env is None and items:
+            first = items[0]
+            env = Env(viewer=first.viewer, now_ms=first.now_ms, context=first.context)
         if env is not None:
             for conf in self.filters:
                 await self._prepare(conf, env)
@@ -119,8 +126,8 @@ class Pipeline:
             if inspect.isawaitable(result):
                 async with asyncio.timeout(conf.budget_ms * 10 / 1000):
                     await result
-        except Exception as exc:  # someone else's code: contain it
-            self._failures[conf.name] = MAX_FAILURES
+        except (Exception, SystemExit) as exc:  # someone else's code: contain it
+            self._disabled.add(conf.name)
             what = "timed out" if isinstance(exc, TimeoutError) else f"raised {exc!r}"
             message = f"filter {conf.name} skipped: preparing it {what}"[:300]
             self.warnings.append(message)
@@ -130,11 +137,8 @@ class Pipeline:
         verdict = Verdict(item)
         found: list[Decision] = []
         for conf in self.filters:
-            if self._failures.get(conf.name, 0) >= MAX_FAILURES:
-                verdict.warnings.append(
-                    f"filter {conf.name} skipped: failed {MAX_FAILURES} times in this view"
-                )
-                continue
+            if conf.name in self._disabled:
+                continue  # the view-level warning says why
             found.extend(await self._check_all(conf, item, verdict))
         allowed = any(
             d.action is Action.ALLOW and d.source_kind is SourceKind.USER and d.via is None
@@ -143,7 +147,8 @@ class Pipeline:
         for d in found:
             if d.action is Action.ALLOW:
                 verdict.decisions.append(d)
-            elif allowed and d.source_kind in _OVERRIDABLE:
+            elif allowed and d.source_kind in _OVERRIDABLE and d.via is None:
+                # Allowing an author does not allow what they quote or repost.
                 verdict.overridden.append(d)
             elif item.mine and d.action is Action.HIDE:
                 verdict.overridden.append(d)
@@ -194,7 +199,7 @@ class Pipeline:
                     result = await result
         except TimeoutError:
             raise _Failure(f"exceeded its {conf.budget_ms:g} ms budget") from None
-        except Exception as exc:  # a filter is someone else's code: contain it
+        except (Exception, SystemExit) as exc:  # a filter is someone else's code
             log.debug("filter failed name=%s", conf.name, exc_info=True)
             raise _Failure(f"raised {type(exc).__name__}: {exc}"[:300]) from None
         if result is not None and not isinstance(result, Decision):
@@ -202,10 +207,16 @@ class Pipeline:
         return result
 
     def _fail(self, conf: Configured, verdict: Verdict, what: str) -> None:
-        self._failures[conf.name] = self._failures.get(conf.name, 0) + 1
+        self._failures[conf.name] = failures = self._failures.get(conf.name, 0) + 1
         message = f"filter {conf.name} skipped: {what}"
         verdict.warnings.append(message)
         log.warning("%s event=%s", message, verdict.item.event.id_hex[:12])
+        if failures >= MAX_FAILURES:
+            self._disabled.add(conf.name)
+            self.warnings.append(
+                f"filter {conf.name} skipped for the rest of this view: "
+                f"failed {failures} times (last: {what})"[:300]
+            )
 
 
 class _Failure(Exception):

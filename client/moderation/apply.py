@@ -1,0 +1,397 @@
+"""Moderating a view: build the pipeline from ``filters.toml``, gather what filters
+need (labels, lists), run it, and split the view into shown and hidden (spec 0006).
+
+Labels come from the reader's subscribed labelers, read by labeler from every node
+(``GET /v1/labels?labeler=``) and verified like every other event; a forged label is
+dropped and the node that served it is reported. For each (labeler, subject, value)
+the latest label (highest ``seq``, then greatest id: spec 0003 §3.1, §3.9) decides: it
+applies unless it is a ``neg`` retraction or its ``exp`` has passed. A subscribed list
+is the latest verified ``list`` event of that name by its author (deleted versions do
+not count), fetched once per view.
+
+Nothing here raises because of a filter or a node: what went wrong is a warning in
+:attr:`Moderated.warnings`, or on the item's :class:`~client.moderation.pipeline.Verdict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.errors import FilterError, FilterLoadError, FilterNotFoundError
+from client.moderation.builtins import BUILTINS, Labelers, SubscribedList
+from client.moderation.config import FilterSpec, ModerationConfig, load_filter_class
+from client.moderation.core import Env, Item, Label, ViewContext
+from client.moderation.pipeline import Configured, Pipeline, Verdict
+from client.reader import MAX_FEED_PAGES, MAX_LABELS, PAGE, Reader, latest_by_seq
+from client.views import View
+from protocol import kinds
+from protocol.events import Event
+
+__all__ = [
+    "DEFAULT_FILTERS",
+    "LABELERS_FILTER",
+    "Moderated",
+    "active_labels",
+    "build_filter",
+    "build_pipeline",
+    "moderate",
+]
+
+#: The filters of a reader who has no ``filters.toml`` yet.
+DEFAULT_FILTERS: list[FilterSpec] = [FilterSpec(name="self-labels", type="self-labels")]
+#: The name of the filter built from ``[[labelers]]`` when no ``type = "labelers"``
+#: filter is configured (it then runs last).
+LABELERS_FILTER = "labelers"
+
+
+# -- building -------------------------------------------------------------------------
+
+
+def build_filter(spec: FilterSpec) -> Configured:
+    """``spec``'s filter, built as ``Class(**params)``; raises ``FilterError`` subclasses."""
+    cls = load_filter_class(spec.type, BUILTINS)
+    try:
+        instance = cls(**spec.params)
+    except FilterError as exc:
+        raise FilterLoadError(f"filter {spec.name}: {exc.message}") from None
+    except TypeError as exc:  # unknown or missing keyword parameters of a custom class
+        raise FilterLoadError(f"filter {spec.name} ({spec.type}): bad parameters: {exc}") from None
+    except Exception as exc:  # someone else's code: report, never crash
+        message = f"filter {spec.name} ({spec.type}): building it raised {exc!r}"
+        raise FilterLoadError(message[:400]) from None
+    if not callable(getattr(instance, "check", None)):
+        raise FilterLoadError(f"filter {spec.name} ({spec.type}): it has no check(item) method")
+    return Configured(name=spec.name, filter=instance, budget_ms=spec.budget_ms)
+
+
+def _specs(config: ModerationConfig) -> list[FilterSpec]:
+    if config.filters or config.path.exists():
+        return config.filters
+    return DEFAULT_FILTERS
+
+
+def _build(spec: FilterSpec, config: ModerationConfig) -> Configured:
+    """A ``type = "labelers"`` filter without ``subs`` takes the ``[[labelers]]``."""
+    if spec.type == Labelers.name and "subs" not in spec.params:
+        params = {**spec.params, "subs": list(config.labelers)}
+        spec = FilterSpec(
+            name=spec.name, type=spec.type, enabled=spec.enabled, params=params,
+            budget_ms=spec.budget_ms,
+        )  # fmt: skip
+    return build_filter(spec)
+
+
+def _auto_labelers(config: ModerationConfig, specs: list[FilterSpec]) -> str | None:
+    """The name for the appended labelers filter, or None if there is none to append."""
+    if not config.labelers or any(s.type == Labelers.name for s in specs):
+        return None
+    taken = {s.name for s in specs}
+    name, n = LABELERS_FILTER, 1
+    while name in taken:
+        n += 1
+        name = f"{LABELERS_FILTER}-{n}"
+    return name
+
+
+def build_pipeline(
+    config: ModerationConfig, *, only: str | None = None
+) -> tuple[Pipeline, list[str]]:
+    """The enabled filters in order, then the ``[[labelers]]`` filter, and warnings.
+
+    A filter that cannot be built is left out and its error is a warning. With
+    ``only``, just that filter (enabled or not) is built, and an error raises
+    (``FilterNotFoundError``, ``FilterLoadError``).
+    """
+    specs = _specs(config)
+    auto = _auto_labelers(config, specs)
+    if only is not None:
+        spec = next((s for s in specs if s.name == only), None)
+        if spec is not None:
+            return Pipeline([_build(spec, config)]), []
+        if only == auto:
+            return Pipeline([Configured(auto, Labelers(subs=config.labelers))]), []
+        known = ", ".join([s.name for s in specs] + ([auto] if auto else [])) or "none"
+        raise FilterNotFoundError(f"no filter named {only!r} ({known}; see: murmur filters list)")
+    built: list[Configured] = []
+    warnings: list[str] = []
+    for spec in specs:
+        if not spec.enabled:
+            continue
+        try:
+            built.append(_build(spec, config))
+        except FilterError as exc:
+            warnings.append(f"filter {spec.name} left out: {exc.message}")
+    if auto is not None:
+        try:
+            built.append(Configured(auto, Labelers(subs=config.labelers)))
+        except FilterError as exc:
+            warnings.append(f"filter {auto} left out: {exc.message}")
+    return Pipeline(built), warnings
+
+
+# -- labels and lists -----------------------------------------------------------------
+
+
+def active_labels(events: Iterable[Event], *, now_ms: int) -> dict[str, list[Label]]:
+    """Subject (event id hex or did) → the labels that apply at ``now_ms``.
+
+    Per (labeler, subject, value) the latest label wins (spec 0003 §3.9); it applies
+    unless it has ``neg`` or an ``exp`` at or before ``now_ms``. Header-only events
+    (their body was dropped) and other kinds do not count.
+    """
+    latest: dict[tuple[str, str, str], Event] = {}
+    for e in events:
+        if e.kind != kinds.LABEL or e.body is None:
+            continue
+        subject, val = e.body.get("subject"), e.body.get("val")
+        if isinstance(subject, bytes):
+            subject = subject.hex()
+        if not isinstance(subject, str) or not isinstance(val, str):
+            continue
+        key = (e.author, subject, val)
+        held = latest.get(key)
+        if held is None or (e.seq, e.id) > (held.seq, held.id):
+            latest[key] = e
+    out: dict[str, list[Label]] = {}
+    for (labeler, subject, val), e in latest.items():
+        body = e.body or {}
+        exp = body.get("exp")
+        label = Label(
+            labeler=labeler,
+            subject=subject,
+            val=val,
+            neg=body.get("neg") is True,
+            exp=exp if isinstance(exp, int) and not isinstance(exp, bool) else None,
+            ts=e.ts,
+            id=e.id_hex,
+        )
+        if label.active(now_ms):
+            out.setdefault(subject, []).append(label)
+    return out
+
+
+async def _fetch_labels(
+    reader: Reader, labelers: list[str], now_ms: int, warnings: list[str]
+) -> dict[str, list[Label]]:
+    before = {n.url: (n.ok, len(n.invalid)) for n in reader.report.nodes}
+    truncated = await asyncio.gather(*(reader.fetch_labels(did) for did in labelers))
+    for did, urls in zip(labelers, truncated, strict=True):
+        for url in urls:
+            warnings.append(
+                f"labels: {url} holds more than {MAX_LABELS} labels by {did}; "
+                f"only the oldest {MAX_LABELS} were read"
+            )
+    for node in reader.report.nodes:
+        was_ok, invalid = before[node.url]
+        if was_ok and node.error is not None:
+            warnings.append(f"labels: {node.url} failed: {node.error.message}")
+        if len(node.invalid) > invalid:
+            warnings.append(
+                f"labels: {node.url} served {len(node.invalid) - invalid} event(s) that "
+                "failed verification; they were ignored"
+            )
+    wanted = set(labelers)
+    deleted = reader.deleted_ids()
+    events = (
+        e
+        for e in reader.events.values()
+        if e.kind == kinds.LABEL and e.author in wanted and e.id not in deleted
+    )
+    return active_labels(events, now_ms=now_ms)
+
+
+class _Lists:
+    """``Env.latest_list`` over a reader: one feed read per list author per view."""
+
+    def __init__(self, reader: Reader, warnings: list[str]) -> None:
+        self._reader = reader
+        self._warnings = warnings
+        self._fetched: dict[str, asyncio.Task[None]] = {}
+        self._missing: set[tuple[str, str]] = set()
+
+    async def latest(self, author: str, name: str) -> Event | None:
+        task = self._fetched.get(author)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(author))
+            self._fetched[author] = task
+        await asyncio.shield(task)
+        deleted = self._reader.deleted_ids()
+        best = latest_by_seq(
+            e
+            for e in self._reader.of_author(author)
+            if e.kind == kinds.LIST
+            and e.body is not None
+            and e.body.get("name") == name
+            and e.id not in deleted
+        )
+        if best is None and (author, name) not in self._missing:
+            self._missing.add((author, name))
+            self._warnings.append(f"list {author}/{name}: no node served it")
+        return best
+
+    async def _fetch(self, author: str) -> None:
+        await self._reader.fetch_feed(
+            authors=[author],
+            kinds_=[kinds.LIST, kinds.DELETE],
+            limit=PAGE,
+            max_pages=MAX_FEED_PAGES,
+        )
+
+
+# -- items ----------------------------------------------------------------------------
+
+
+def _refs(e: Event) -> list[tuple[str, bytes]]:
+    """(role, id) of the events ``e`` carries: its quote, repost target, reply parent."""
+    body = e.body or {}
+    out: list[tuple[str, bytes]] = []
+    if e.kind == kinds.REPOST and isinstance(body.get("target"), bytes):
+        out.append(("reposted", body["target"]))
+    if e.kind == kinds.POST:
+        if isinstance(body.get("quote"), bytes):
+            out.append(("quoted", body["quote"]))
+        reply = body.get("reply")
+        if isinstance(reply, dict) and isinstance(reply.get("parent"), bytes):
+            out.append(("parent", reply["parent"]))
+    return out
+
+
+@dataclass(slots=True)
+class _Items:
+    """Builds one :class:`Item` per event, sharing embedded items.
+
+    Embedded items carry their own embeds as far as the view holds them (in a thread,
+    the chain of parents up to the root); the pipeline itself looks one level deep.
+    """
+
+    pool: dict[bytes, Event]
+    profiles: dict[str, Event]
+    labels: dict[str, list[Label]]
+    viewer: str
+    context: ViewContext
+    follows: frozenset[str]
+    now_ms: int
+    memo: dict[bytes, Item] = field(default_factory=dict)
+
+    def item(self, event: Event) -> Item:
+        stack, visiting = [event], set()
+        while stack:  # iterative post-order: reply chains can be long
+            e = stack[-1]
+            if e.id in self.memo:
+                stack.pop()
+                continue
+            todo = [t for _, t in _refs(e) if t in self.pool and t not in self.memo]
+            if todo and e.id not in visiting:
+                visiting.add(e.id)
+                stack.extend(self.pool[t] for t in todo)
+                continue
+            self.memo[e.id] = self._make(e)
+            stack.pop()
+        return self.memo[event.id]
+
+    def _make(self, e: Event) -> Item:
+        profile = self.profiles.get(e.author)
+        return Item(
+            event=e,
+            context=self.context,
+            viewer=self.viewer,
+            follows=self.follows,
+            profile=None if profile is None else profile.body,
+            labels=(*self.labels.get(e.id_hex, ()), *self.labels.get(e.author, ())),
+            embeds={role: self.memo[t] for role, t in _refs(e) if t in self.memo},
+            now_ms=self.now_ms,
+        )
+
+
+# -- the result -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Moderated:
+    """A view after moderation.
+
+    ``verdicts`` has every judged event by id: the view's items and, in a thread, its
+    root (``view.root``), which is judged too but is in neither ``shown`` nor ``hidden``.
+    """
+
+    shown: list[tuple[Event, Verdict]]
+    hidden: list[tuple[Event, Verdict]]
+    verdicts: dict[bytes, Verdict]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Hidden items, shown items that carry a decision or a warning, and warnings."""
+
+        def entry(e: Event, v: Verdict) -> dict[str, Any]:
+            return {"id": e.id_hex, "author": e.author, "kind": e.kind, **v.to_json()}
+
+        return {
+            "hidden": [entry(e, v) for e, v in self.hidden],
+            "shown": [entry(e, v) for e, v in self.shown if v.final is not None or v.warnings],
+            "warnings": list(self.warnings),
+        }
+
+
+async def moderate(
+    view: View,
+    reader: Reader,
+    *,
+    viewer: str,
+    context: ViewContext,
+    config: ModerationConfig,
+    follows: frozenset[str] = frozenset(),
+    home: Path | None = None,
+    now_ms: int | None = None,
+    only: str | None = None,
+) -> Moderated:
+    """Run the reader's filters (or just ``only``) over ``view``'s items.
+
+    Raises only what ``build_pipeline(only=...)`` raises; everything else that goes
+    wrong (a filter that cannot be built, prepared or run, a node that fails or
+    forges labels, a list nobody serves) is a warning.
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    pipeline, warnings = build_pipeline(config, only=only)
+    labels: dict[str, list[Label]] = {}
+    if config.labelers:
+        labels = await _fetch_labels(reader, [s.did for s in config.labelers], now, warnings)
+    lists = _Lists(reader, warnings)
+    wanted_lists = {
+        (c.filter.did, c.filter.list_name)
+        for c in pipeline.filters
+        if isinstance(c.filter, SubscribedList)
+    }
+    # Fetched here, outside the filters' prepare budgets; prepare then hits the cache.
+    await asyncio.gather(*(lists.latest(did, name) for did, name in sorted(wanted_lists)))
+    env = Env(
+        viewer=viewer,
+        now_ms=now,
+        context=context,
+        follows=follows,
+        home=home,
+        latest_list=lists.latest,
+    )
+    events = list(view.items)
+    if view.root is not None and all(e.id != view.root.id for e in events):
+        events.append(view.root)
+    pool = {**view.related, **{e.id: e for e in events}}
+    builder = _Items(
+        pool=pool,
+        profiles=view.profiles,
+        labels=labels,
+        viewer=viewer,
+        context=context,
+        follows=follows,
+        now_ms=now,
+    )
+    results = await pipeline.run([builder.item(e) for e in events], env)
+    warnings.extend(pipeline.warnings)
+    verdicts = {e.id: v for e, v in zip(events, results, strict=True)}
+    shown = [(e, verdicts[e.id]) for e in view.items if not verdicts[e.id].hidden]
+    hidden = [(e, verdicts[e.id]) for e in view.items if verdicts[e.id].hidden]
+    return Moderated(shown=shown, hidden=hidden, verdicts=verdicts, warnings=warnings)
