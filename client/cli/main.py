@@ -21,6 +21,7 @@ import protocol
 from client.cli import (
     dev_cmds,
     id_cmds,
+    mod_cmds,
     nodes_cmds,
     post_cmds,
     read_cmds,
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     post_cmds.register(sub, common)
     social_cmds.register(sub, common)
     read_cmds.register(sub, common)
+    mod_cmds.register(sub, common)
     dev_cmds.register(sub)
     try:
         from node.cli import add_node_commands

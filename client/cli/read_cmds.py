@@ -1,71 +1,206 @@
-"""``murmur timeline|author|thread``: verified reads merged from every node.
+"""``murmur timeline|author|thread``: verified reads merged from every node, moderated.
 
 Every read prints, after the posts, one line per problem the read found: a node that
 failed or timed out, events a node withheld that another node served, events that
 failed verification (dropped), seqs no node served, forks. ``--json`` carries the same
 as ``nodes`` (one report per node), ``gaps`` and ``forks`` (spec 0007 §report).
+
+Then the reader's filters run (spec 0006; ``--no-filters`` skips them): hidden items
+are left out, warned ones are collapsed to one line that never shows their text,
+badged ones carry a note. A filter that crashed or ran out of time is always reported
+in one line; ``--explain`` adds every decision, and ``--json`` a ``moderation`` verdict
+per post and a top-level ``moderation`` with the hidden items and the warnings.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
+from client.cli.mod_cmds import viewer
 from client.cli.output import Context, Result
-from client.cli.render import Names, event_doc, format_event, format_report
+from client.cli.render import (
+    Names,
+    event_doc,
+    format_explain,
+    format_judged,
+    format_report,
+)
 from client.cli.session import Session, limit_arg, parse_event_id, run
-from client.reader import reply_root
-from client.views import View, author_view, thread_view, timeline
+from client.moderation.apply import Moderated, moderate
+from client.moderation.config import ModerationConfig
+from client.moderation.core import ViewContext
+from client.moderation.pipeline import Verdict
+from client.reader import Reader, reply_root
+from client.views import View, author_view, follow_set, thread_view, timeline
 from protocol.chain import analyze_chain
 from protocol.events import Event
 
 __all__ = ["register"]
 
 
-def _doc(view: View, names: Names, **extra: Any) -> dict[str, Any]:
+async def _moderate(
+    args: argparse.Namespace,
+    session: Session,
+    reader: Reader,
+    view: View,
+    viewer: str,
+    context: ViewContext,
+) -> Moderated | None:
+    if args.no_filters:
+        return None
+    config = ModerationConfig.load(session.ctx.home)
+    follows = frozenset(await follow_set(reader, viewer, mark=False)) if viewer else frozenset()
+    return await moderate(
+        view,
+        reader,
+        viewer=viewer,
+        context=context,
+        config=config,
+        follows=follows,
+        home=session.ctx.home,
+    )
+
+
+def _verdict(mod: Moderated | None, e: Event) -> Verdict | None:
+    return None if mod is None else mod.verdicts.get(e.id)
+
+
+def _post_doc(
+    e: Event, names: Names, related: Mapping[bytes, Event], mod: Moderated | None
+) -> dict[str, Any]:
+    """An event's JSON form with its verdict (and its embedded events' verdicts, if judged)."""
+    doc = event_doc(e, names, related)
+    v = _verdict(mod, e)
+    doc["moderation"] = None if v is None else v.to_json()
+    for key in ("reposted", "parent", "quoted"):
+        sub = doc.get(key)
+        if isinstance(sub, dict) and mod is not None:
+            judged = mod.verdicts.get(bytes.fromhex(sub["id"]))
+            sub["moderation"] = None if judged is None else judged.to_json()
+    return doc
+
+
+def _mod_doc(
+    mod: Moderated | None,
+    names: Names,
+    related: Mapping[bytes, Event],
+    hidden: list[tuple[Event, Verdict]],
+) -> dict[str, Any]:
+    if mod is None:
+        return {"enabled": False, "hidden": [], "warnings": []}
+    return {
+        "enabled": True,
+        "hidden": [_post_doc(e, names, related, mod) for e, _ in hidden],
+        "warnings": list(mod.warnings),
+    }
+
+
+def _doc(
+    view: View,
+    names: Names,
+    mod: Moderated | None,
+    shown: list[Event],
+    hidden: list[tuple[Event, Verdict]],
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         **extra,
-        "posts": [event_doc(e, names, view.related) for e in view.items],
+        "posts": [_post_doc(e, names, view.related, mod) for e in shown],
+        "moderation": _mod_doc(mod, names, view.related, hidden),
         **view.report.to_json(),
     }
 
 
-def _text(body: str, view: View, names: Names) -> str:
+def _warnings(mod: Moderated | None) -> list[str]:
+    """View warnings and per-item filter failures, each once."""
+    if mod is None:
+        return []
+    found = list(mod.warnings)
+    for v in mod.verdicts.values():
+        found.extend(v.warnings)
+    return list(dict.fromkeys(found))
+
+
+def _footer(
+    args: argparse.Namespace,
+    mod: Moderated | None,
+    names: Names,
+    judged: list[tuple[Event, Verdict]],
+    hidden: int,
+) -> str:
+    """What moderation adds after the posts: --explain, or a short always-on summary."""
+    if mod is None:
+        return ""
+    if args.explain:
+        return format_explain(judged, _warnings(mod), names)
+    lines = [f"! moderation: {w}" for w in _warnings(mod)]
+    if hidden:
+        lines.append(f"({hidden} item(s) hidden by your filters; --explain says why)")
+    return "\n".join(lines)
+
+
+def _text(body: str, view: View, names: Names, footer: str = "") -> str:
     report = format_report(view.report, names)
-    return f"{body}\n\n{report}" if report and body else (report or body)
+    parts = [p for p in (body, footer, report) if p]
+    return "\n\n".join(parts)
 
 
 def _names(session: Session, view: View) -> Names:
     return Names(session.config, view.profiles)
 
 
+def _judged(view: View, mod: Moderated | None) -> list[tuple[Event, Verdict]]:
+    if mod is None:
+        return []
+    events = ([view.root] if view.root is not None else []) + view.items
+    return [(e, mod.verdicts[e.id]) for e in events if e.id in mod.verdicts]
+
+
+def _split(view: View, mod: Moderated | None) -> tuple[list[Event], list[tuple[Event, Verdict]]]:
+    """The items to show, in order, and the hidden ones with their verdicts."""
+    if mod is None:
+        return list(view.items), []
+    return [e for e, _ in mod.shown], list(mod.hidden)
+
+
 def cmd_timeline(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     me = session.stored_identity().did
 
-    async def go() -> View:
+    async def go() -> tuple[View, Moderated | None]:
         async with session.reader() as reader:
-            return await timeline(reader, me, limit=args.limit)
+            view = await timeline(reader, me, limit=args.limit)
+            return view, await _moderate(args, session, reader, view, me, ViewContext.TIMELINE)
 
-    view = run(go)
+    view, mod = run(go)
     names = _names(session, view)
-    body = "\n\n".join(format_event(e, names, view.related) for e in view.items)
+    shown, hidden = _split(view, mod)
+    body = "\n\n".join(format_judged(e, _verdict(mod, e), names, view.related) for e in shown)
     if not view.items:
         body = "Your timeline is empty. Follow someone: murmur follow DID --alias NAME"
-    return Result(_doc(view, names), _text(body, view, names))
+    elif not shown:
+        body = "Nothing to show: your filters hid every item."
+    footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
+    return Result(_doc(view, names, mod, shown, hidden), _text(body, view, names, footer))
 
 
 def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     did = session.resolve(args.who)
+    me = viewer(session)
 
-    async def go() -> tuple[View, list[Event]]:
+    async def go() -> tuple[View, list[Event], Moderated | None]:
         async with session.reader() as reader:
             view = await author_view(reader, did, limit=args.limit)
-            return view, reader.of_author(did)
+            log_events = reader.of_author(did)
+            mod = await _moderate(args, session, reader, view, me, ViewContext.AUTHOR)
+            return view, log_events, mod
 
-    view, log_events = run(go)
+    view, log_events, mod = run(go)
     names = _names(session, view)
+    shown, hidden = _split(view, mod)
     chain = analyze_chain(log_events)
     p = view.profiles.get(did)
     profile = {
@@ -75,6 +210,9 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     doc = _doc(
         view,
         names,
+        mod,
+        shown,
+        hidden,
         author=did,
         alias=session.config.alias_of(did),
         profile=profile,
@@ -84,8 +222,10 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     if profile["bio"]:
         header += f"\n  {profile['bio']}"
     header += f"\n  {chain.max_seq} event(s), verified chain up to seq {chain.head_seq}"
-    posts = "\n\n".join(format_event(e, names, view.related) for e in view.items)
-    return Result(doc, _text(header + ("\n\n" + posts if posts else "\n\n(no posts)"), view, names))
+    posts = "\n\n".join(format_judged(e, _verdict(mod, e), names, view.related) for e in shown)
+    footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
+    body = header + ("\n\n" + posts if posts else "\n\n(no posts)")
+    return Result(doc, _text(body, view, names, footer))
 
 
 def _tree(root: Event | None, replies: list[Event], root_id: bytes) -> list[tuple[int, Event]]:
@@ -112,34 +252,66 @@ def _tree(root: Event | None, replies: list[Event], root_id: bytes) -> list[tupl
 def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     eid = parse_event_id(args.id)
+    me = viewer(session)
 
-    async def go() -> View:
+    async def go() -> tuple[View, Moderated | None]:
         async with session.reader() as reader:
-            return await thread_view(reader, eid)
+            view = await thread_view(reader, eid)
+            return view, await _moderate(args, session, reader, view, me, ViewContext.THREAD)
 
-    view = run(go)
+    view, mod = run(go)
     names = _names(session, view)
+    shown, hidden = _split(view, mod)
     root_id = (
         view.root.id
         if view.root is not None
         else (reply_root(view.items[0]) if view.items else eid) or eid
     )
-    order = _tree(view.root, view.items, root_id)
-    doc = _doc(
-        view, names, root=None if view.root is None else event_doc(view.root, names, view.related)
+    root_verdict = None if view.root is None else _verdict(mod, view.root)
+    root_hidden = root_verdict is not None and root_verdict.hidden
+    if root_hidden:
+        assert view.root is not None and root_verdict is not None  # noqa: S101
+        hidden = [(view.root, root_verdict), *hidden]
+    order = _tree(view.root, shown, root_id)
+    root_doc = (
+        None if view.root is None or root_hidden else _post_doc(view.root, names, view.related, mod)
     )
+    doc = _doc(view, names, mod, shown, hidden, root=root_doc)
     doc["replies"] = doc.pop("posts")
     depth_of = {e.id_hex: d for d, e in order}
     for r in doc["replies"]:
         r["depth"] = depth_of.get(r["id"], 1)
-    lines = [
-        format_event(view.root, names, view.related)
-        if view.root is not None
-        else f"(root {root_id.hex()[:12]} not available)"
-    ]
+    if view.root is None:
+        lines = [f"(root {root_id.hex()[:12]} not available)"]
+    elif root_hidden:
+        lines = [f"(root {root_id.hex()[:12]} hidden by your filters)"]
+    else:
+        lines = [
+            format_judged(view.root, root_verdict, names, view.related, expand=view.root.id == eid)
+        ]
     for depth, e in order:
-        lines.append(format_event(e, names, view.related, indent="    " * depth, context=False))
-    return Result(doc, _text("\n\n".join(lines), view, names))
+        lines.append(
+            format_judged(
+                e,
+                _verdict(mod, e),
+                names,
+                view.related,
+                indent="    " * depth,
+                context=False,
+                expand=e.id == eid,  # the post asked for is shown behind its warning
+            )
+        )
+    footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
+    return Result(doc, _text("\n\n".join(lines), view, names, footer))
+
+
+def _moderation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="after the posts, say what your filters hid, warned or badged, and why",
+    )
+    p.add_argument("--no-filters", action="store_true", help="show everything, unmoderated")
 
 
 def register(
@@ -149,13 +321,16 @@ def register(
         "timeline", parents=[common], help="posts, replies and reposts of the people you follow"
     )
     tl.add_argument("--limit", type=limit_arg, default=30, help="at most N items (default 30)")
+    _moderation_args(tl)
     tl.set_defaults(handler=cmd_timeline)
     author = sub.add_parser(
         "author", parents=[common], help="one author's posts, from their verified log"
     )
     author.add_argument("who", metavar="DID|ALIAS")
     author.add_argument("--limit", type=limit_arg, default=30, help="at most N items (default 30)")
+    _moderation_args(author)
     author.set_defaults(handler=cmd_author)
     thread = sub.add_parser("thread", parents=[common], help="a post with all its replies")
     thread.add_argument("id", help="event id of the root or any reply (64 hex)")
+    _moderation_args(thread)
     thread.set_defaults(handler=cmd_thread)

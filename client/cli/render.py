@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from client.config import ClientConfig
+from client.moderation.core import Action, Decision
+from client.moderation.pipeline import Verdict
 from client.publish import PublishResult
 from client.reader import ReadReport
 from protocol import kinds
@@ -22,6 +24,9 @@ __all__ = [
     "Names",
     "event_doc",
     "format_event",
+    "format_explain",
+    "format_judged",
+    "format_source",
     "format_publish",
     "format_report",
     "relative_time",
@@ -150,8 +155,14 @@ def format_event(
     indent: str = "",
     now_ms: int | None = None,
     context: bool = True,
+    masked: Mapping[str, str] | None = None,
 ) -> str:
-    """A post, reply or repost as a few readable lines."""
+    """A post, reply or repost as a few readable lines.
+
+    ``masked`` maps an embed role (``parent``, ``quoted``) to a warning shown instead
+    of that embedded post's text.
+    """
+    masked = masked or {}
     related = related or {}
     body = e.body or {}
     head = f"{names.display(e.author)} · {relative_time(e.ts, now_ms)} · {short_id(e.id)}"
@@ -171,7 +182,8 @@ def format_event(
     if isinstance(reply, dict) and context:
         parent = related.get(reply["parent"])
         who = names.display(parent.author) if parent is not None else short_id(reply["parent"])
-        lines.append(f"{indent}  ↳ replying to {who}: {_snippet(parent)}")
+        shown = f"⚠ {masked['parent']}" if "parent" in masked else _snippet(parent)
+        lines.append(f"{indent}  ↳ replying to {who}: {shown}")
     if body.get("warn"):
         lines.append(f"{indent}  [content warning: {', '.join(body['warn'])}]")
     text = body.get("text") if e.body is not None else "(deleted or withheld body)"
@@ -180,7 +192,8 @@ def format_event(
     if isinstance(body.get("quote"), bytes):
         quoted = related.get(body["quote"])
         who = names.display(quoted.author) if quoted is not None else short_id(body["quote"])
-        lines.append(f"{indent}  ❝ {who}: {_snippet(quoted)}")
+        shown = f"⚠ {masked['quoted']}" if "quoted" in masked else _snippet(quoted)
+        lines.append(f"{indent}  ❝ {who}: {shown}")
     return "\n".join(lines)
 
 
@@ -221,4 +234,106 @@ def format_publish(result: PublishResult, what: str) -> str:
         if not o.stored:
             lines.append(f"! {o.url}: {o.status}: {o.code}: {o.message}")
     lines.append(f"id: {e.id_hex}")
+    return "\n".join(lines)
+
+
+# -- moderation (spec 0006 §explain) ---------------------------------------------------
+
+
+def format_source(source: str, names: Names) -> str:
+    """A decision's source for people: petnames for dids, ``list @alice/name`` for lists."""
+    if source.startswith("did:"):
+        return names.display(source)
+    if source.startswith("list:"):
+        did, _, name = source.removeprefix("list:").partition("/")
+        return f"list {names.display(did)}/{name}"
+    return source
+
+
+def _decision_text(d: Decision, names: Names) -> str:
+    via = f", on the {d.via} post" if d.via else ""
+    return f"{d.reason} ({format_source(d.source, names)}{via})"
+
+
+def format_judged(
+    e: Event,
+    verdict: Verdict | None,
+    names: Names,
+    related: Mapping[bytes, Event] | None = None,
+    *,
+    indent: str = "",
+    now_ms: int | None = None,
+    context: bool = True,
+    expand: bool = False,
+) -> str:
+    """An event as its verdict says (hidden ones are never passed here).
+
+    A warned item is collapsed to one line that never shows its text, unless
+    ``expand`` (then the warning heads it). When the warning is only about what it
+    replies to or quotes, the item is shown and just that embedded text is replaced by
+    the warning. A badged item gets a ``[badge: …]`` note.
+    """
+    final = None if verdict is None else verdict.final
+    masked: dict[str, str] = {}
+    if verdict is not None and final is not None and final.action is Action.WARN:
+        warns = [d for d in verdict.decisions if d.action is Action.WARN]
+        if all(d.via in ("parent", "quoted") for d in warns) and not expand:
+            masked = {str(d.via): _warned(d, names) for d in reversed(warns)}
+            final = None
+    if final is not None and final.action is Action.WARN and not expand:
+        return (
+            f"{indent}⚠ {names.display(e.author)} · {relative_time(e.ts, now_ms)} · "
+            f"{short_id(e.id)} — hidden behind a warning: {_decision_text(final, names)}"
+            f" — murmur thread {e.id_hex} to see it"
+        )
+    text = format_event(
+        e, names, related, indent=indent, now_ms=now_ms, context=context, masked=masked
+    )
+    if final is not None and final.action is Action.WARN:
+        return f"{indent}⚠ warning: {_decision_text(final, names)}\n{text}"
+    if final is not None and final.action is Action.BADGE:
+        via = f" · on the {final.via} post" if final.via else ""
+        note = f"{final.reason} · {format_source(final.source, names)}{via}"
+        return f"{text}\n{indent}  [badge: {note}]"
+    return text
+
+
+def _warned(d: Decision, names: Names) -> str:
+    return f"hidden behind a warning: {d.reason} ({format_source(d.source, names)})"
+
+
+def format_explain(judged: list[tuple[Event, Verdict]], warnings: list[str], names: Names) -> str:
+    """The ``--explain`` section: hidden items, then every decided item's decisions,
+    overridden decisions and failures, then the view's warnings."""
+    lines = ["Moderation (--explain):"]
+    hidden = [(e, v) for e, v in judged if v.final is not None and v.final.action is Action.HIDE]
+    lines.append(f"  hidden: {len(hidden)} item(s)")
+    for e, v in hidden:
+        assert v.final is not None  # noqa: S101 - filtered above
+        lines.append(
+            f"    {e.id_hex}  by {names.display(e.author)}  filter {v.final.filter}  "
+            f"source {format_source(v.final.source, names)}: {v.final.reason}"
+            + (f" (on the {v.final.via} post)" if v.final.via else "")
+        )
+    decided = [(e, v) for e, v in judged if v.decisions or v.overridden or v.warnings]
+    if decided:
+        lines.append("  decisions:")
+    for e, v in decided:
+        action = "shown" if v.final is None else v.final.action.value
+        lines.append(f"    {short_id(e.id)} by {names.display(e.author)}: {action}")
+        for d in v.decisions:
+            mark = "→" if d is v.final else " "
+            lines.append(
+                f"      {mark} {d.action.value} by filter {d.filter}: {_decision_text(d, names)}"
+            )
+        for d in v.overridden:
+            lines.append(
+                f"      ✗ overridden {d.action.value} by filter {d.filter}: "
+                f"{_decision_text(d, names)}"
+            )
+        for w in v.warnings:
+            lines.append(f"      ! {w}")
+    if warnings:
+        lines.append("  warnings:")
+        lines.extend(f"    ! {w}" for w in warnings)
     return "\n".join(lines)

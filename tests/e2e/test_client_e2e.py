@@ -223,7 +223,10 @@ def test_posting_social_and_reading_commands(nodes: tuple[RealNode, RealNode], c
     unf = cli.json("unfollow", "bob")
     assert unf["kind"] == "unfollow"
     assert cli.json("following")["following"] == []
+    # The post carries a self-label (--warn spoiler): the default filter collapses it.
     code, out, _ = cli.run("timeline")
+    assert code == 0 and "hello murmur" not in out and "spoiler" in out
+    code, out, _ = cli.run("timeline", "--no-filters")
     assert code == 0 and "hello murmur" in out and "hi alice" not in out
 
 
