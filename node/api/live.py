@@ -14,6 +14,11 @@ from node.stream import PAGE, parse_start_cursor, sse_frame
 __all__ = ["stream"]
 
 
+#: While idle, check this often whether the subscriber is still connected, so a
+#: vanished one frees its slot without waiting for the next heartbeat write.
+_LIVENESS_S = 2.0
+
+
 class _SlowConsumer(Exception):
     pass
 
@@ -39,6 +44,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     write_timeout = config.limits.stream_write_timeout_ms / 1000
     heartbeat = config.limits.heartbeat_ms / 1000
 
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
     hub.join()
     resp = web.StreamResponse(
         headers={
@@ -61,9 +68,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if len(page) == PAGE:
                 continue
             cursor = max(cursor, seen)  # the query saw every commit up to `seen`
-            if not await hub.wait(cursor, heartbeat):
+            if await hub.wait(cursor, min(heartbeat, _LIVENESS_S)):
+                continue
+            if request.transport is None or request.transport.is_closing():
+                reason = "reset"  # the subscriber is gone: free its slot now
+                break
+            now = loop.time()
+            if now - last_write >= heartbeat:
                 await _write(resp, b": heartbeat\n\n", write_timeout)
-        reason = "shutdown"
+                last_write = now
+        else:
+            reason = "shutdown"
     except _SlowConsumer:
         reason = "slow"
         if request.transport is not None:

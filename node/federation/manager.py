@@ -330,8 +330,25 @@ class Federation:
                 peer.failed(exc.code, Score.FORBIDDEN)
                 log.warning("peer refused url=%s error=%s", peer.url, exc.message)
                 delay = fed.backoff_max_ms
+            except PeerRejectedError as exc:
+                # The peer answered, with an error (e.g. its stream slots are full or it
+                # sheds load): it is reachable, so anti-entropy with it goes on, and its
+                # Retry-After is honoured before the stream is tried again.
+                peer.state = PeerState.BACKOFF
+                peer.failed(exc.remote_code, Score.REJECTED)
+                delay = max(self._backoff_ms(peer.failures), (exc.retry_after or 0) * 1000)
+                if peer.reachable:
+                    self.want_sync(peer.url)
+                log.info(
+                    "peer refused us url=%s error=%s status=%d retry_in_ms=%d",
+                    peer.url,
+                    exc.remote_code,
+                    exc.http_status,
+                    delay,
+                )
             except PeerError as exc:
                 peer.state = PeerState.BACKOFF
+                peer.reachable = False
                 bad = isinstance(exc, PeerBadResponseError)
                 peer.failed(exc.code, Score.BAD_RESPONSE if bad else Score.UNREACHABLE)
                 delay = self._backoff_ms(peer.failures)
@@ -397,6 +414,7 @@ class Federation:
                 log.info("peer is a duplicate url=%s same_as=%s", peer.url, twin.url)
                 return
         peer.node_id = node_id
+        peer.reachable = True
 
     async def _follow(self, peer: Peer) -> None:
         """Follow the peer's live stream until it ends (returns) or fails (raises)."""
@@ -536,7 +554,11 @@ class Federation:
                 async with asyncio.timeout(interval * self._rng.uniform(0.8, 1.2) / 1000):
                     await wanted.wait()
             wanted.clear()
-            if peer.state is PeerState.LIVE:
+            # Live, or answering but refusing its stream (shed): reconcile either way,
+            # so that shedding never causes permanent divergence (spec 0005).
+            if peer.state is PeerState.LIVE or (
+                peer.state is PeerState.BACKOFF and peer.reachable
+            ):
                 await self.sync_once(peer)
                 if self.table.should_drop(peer, self._now()):
                     await self._drop(peer)

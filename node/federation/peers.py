@@ -83,6 +83,8 @@ class Peer:
     last_sync: dict[str, Any] | None = field(default=None)
     #: The peer's negentropy frame size limit, from its ``/v1/info`` (runtime only).
     frame_bytes: int | None = None
+    #: Its last probe (``/v1/info``) succeeded, and nothing since says it is down.
+    reachable: bool = False
 
     @classmethod
     def from_record(cls, rec: PeerRecord) -> Peer:
