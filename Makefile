@@ -23,8 +23,10 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev]'
+# The example filter package is installed too: a test loads it by its entry point.
+EXAMPLE_FILTER := examples/filters/murmur-filter-example
+$(VENV)/.installed-dev: pyproject.toml $(EXAMPLE_FILTER)/pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]' ./$(EXAMPLE_FILTER)
 	@touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

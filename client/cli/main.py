@@ -20,6 +20,7 @@ from pathlib import Path
 import protocol
 from client.cli import (
     dev_cmds,
+    devnet_cmds,
     id_cmds,
     mod_cmds,
     nodes_cmds,
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     social_cmds.register(sub, common)
     read_cmds.register(sub, common)
     mod_cmds.register(sub, common)
+    devnet_cmds.register(sub, common)
     dev_cmds.register(sub)
     try:
         from node.cli import add_node_commands

@@ -166,7 +166,12 @@ class Federation:
             else:
                 known.source = "static"
         for peer in self.table.all():
-            if peer.source == "static" and peer.url not in configured:
+            if peer.source != "static" and not self.config.federation.peer_exchange:
+                # Learnt by gossip in an earlier run; without peer exchange, a node
+                # contacts only its configured peers.
+                self.table.remove(peer.url)
+                await self.store.delete_peer(peer.url)
+            elif peer.source == "static" and peer.url not in configured:
                 # Removed from the configuration: forget it unless gossip may keep it.
                 if self.config.federation.peer_exchange:
                     peer.source = "gossip"

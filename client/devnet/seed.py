@@ -1,0 +1,249 @@
+"""``--seed-demo``: a small, believable conversation on a fresh devnet.
+
+The demo is a script of ``murmur`` commands run in-process against the client home
+``DIR/client``, each through the real argument parser and command handler — the very
+commands the user is told to try next, so the demo shows what they do and nothing is
+published by a second code path. (That is why this module imports the CLI, lazily:
+it is a script of the CLI, not a library the CLI builds on.)
+
+Alice, bob and carol publish profiles, follow each other, post and reply, each on a
+different node (alice on node 1, bob on node 2, carol on the last); alice likes a post;
+carol self-labels a spoiler; the labeler identity ``mod`` labels carol's joke
+``satire`` and alice subscribes to it (satire shows as a badge). Before a reply or a
+like is signed, the post it points to must have reached the node it is sent to; at the
+end every event must be on every node (deadline loops on ``GET /v1/events?ids=``).
+
+Running it again in the same directory reuses the identities; when the events it
+recorded in ``DIR/client/devnet-demo.json`` are still on the nodes it publishes
+nothing new.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from client.cli.output import Context, Result
+from client.config import ClientConfig
+from client.devnet.plan import DevnetError
+from client.files import atomic_write
+from client.keystore import Keystore
+
+__all__ = ["DEMO_PEOPLE", "FEDERATION_DEADLINE_S", "MARKER", "SeedReport", "seed_demo"]
+
+log = logging.getLogger("murmur.devnet.seed")
+
+#: (identity name, display name, bio). Alice comes first: she is the home's default.
+DEMO_PEOPLE: tuple[tuple[str, str, str], ...] = (
+    ("alice", "Alice", "Curious about everything"),
+    ("bob", "Bob", "Runs a node on a Raspberry Pi"),
+    ("carol", "Carol", "Writes jokes, mostly"),
+    ("mod", "Satire Watch", "A labeler: I label satire so that you can choose"),
+)
+#: Written in the client home once the demo is on every node.
+MARKER = "devnet-demo.json"
+#: How long an event may take to reach a node (live replication is sub-second).
+FEDERATION_DEADLINE_S = 30.0
+_POLL_S = 0.1
+_IDS_PER_REQUEST = 100  # GET /v1/events?ids= takes at most 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedReport:
+    """What the seeding did, and alice's timeline as ``murmur timeline`` prints it."""
+
+    home: Path
+    created: tuple[str, ...]
+    reused: tuple[str, ...]
+    events: dict[str, str]  # what -> event id (hex)
+    already_seeded: bool
+    timeline: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "home": str(self.home),
+            "created": list(self.created),
+            "reused": list(self.reused),
+            "events": dict(self.events),
+            "already_seeded": self.already_seeded,
+        }
+
+
+class _Cli:
+    """``murmur --home HOME [--as NAME] [--node URL] ...`` in-process; returns the Result."""
+
+    def __init__(self, home: Path) -> None:
+        from client.cli.main import build_parser  # the CLI imports this package
+
+        self.home = home
+        self.parser = build_parser()
+
+    def __call__(self, *argv: str, node: str | None = None, as_name: str | None = None) -> Result:
+        pre = ["--home", str(self.home)]
+        pre += ["--as", as_name] if as_name else []
+        pre += ["--node", node] if node else []
+        args = self.parser.parse_args([*pre, *argv])
+        ctx = Context(
+            home=self.home,
+            as_name=args.as_name,
+            nodes=tuple(args.nodes),
+            json=False,
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+        )
+        result = args.handler(args, ctx)
+        if not isinstance(result, Result):  # pragma: no cover - every leaf command returns one
+            raise TypeError(f"murmur {' '.join(argv)} returned {type(result).__name__}")
+        log.info("seed: murmur %s", " ".join(argv))
+        return result
+
+
+class _Waiter:
+    """Deadline loops until nodes hold events; gives up early when ``cancelled`` is set."""
+
+    def __init__(self, cancelled: threading.Event | None, deadline_s: float) -> None:
+        self.cancelled = cancelled or threading.Event()
+        self.deadline_s = deadline_s
+
+    @staticmethod
+    def missing(http: httpx.Client, url: str, ids: Sequence[str]) -> list[str]:
+        """The ``ids`` that ``url`` does not hold (all of them when it does not answer)."""
+        out: list[str] = []
+        for i in range(0, len(ids), _IDS_PER_REQUEST):
+            chunk = list(ids[i : i + _IDS_PER_REQUEST])
+            try:
+                response = http.get(url + "/v1/events", params={"ids": ",".join(chunk)})
+                doc = response.json() if response.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                doc = {}
+            got = doc.get("missing") if isinstance(doc, dict) else None
+            out += [str(x) for x in got] if isinstance(got, list) else chunk
+        return out
+
+    def held(self, urls: Sequence[str], ids: Sequence[str], why: str) -> None:
+        end = time.monotonic() + self.deadline_s
+        with httpx.Client(timeout=2.0, follow_redirects=False) as http:
+            while True:
+                lacking = {u: m for u in urls if (m := self.missing(http, u, ids))}
+                if not lacking:
+                    return
+                if self.cancelled.is_set():
+                    raise DevnetError("demo seeding stopped: the devnet is shutting down")
+                if time.monotonic() >= end:
+                    detail = "; ".join(f"{u} lacks {len(m)}" for u, m in lacking.items())
+                    raise DevnetError(
+                        f"{why}: events did not reach every node within {self.deadline_s:g} s "
+                        f"({detail}); see murmur devnet status and the node logs"
+                    )
+                self.cancelled.wait(_POLL_S)  # poll interval of a deadline loop
+
+
+def _configure_nodes(cli: _Cli, home: Path, urls: Sequence[str]) -> None:
+    """The home's node set becomes exactly the devnet's nodes."""
+    for url in urls:
+        cli("nodes", "add", url)
+    for stale in [u for u in ClientConfig.load(home).nodes if u not in urls]:
+        cli("nodes", "remove", stale)
+
+
+def _recorded(home: Path) -> dict[str, str]:
+    try:
+        doc = json.loads((home / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    events = doc.get("events") if isinstance(doc, dict) else None
+    if not isinstance(events, dict) or not all(isinstance(v, str) for v in events.values()):
+        return {}
+    return {str(k): v for k, v in events.items()}
+
+
+def _publish(cli: _Cli, wait: _Waiter, urls: Sequence[str]) -> dict[str, str]:
+    n1, n2, last = urls[0], urls[min(1, len(urls) - 1)], urls[-1]
+    home_of = {"alice": n1, "bob": n2, "carol": last, "mod": n2}
+    ev: dict[str, str] = {}
+
+    def pub(key: str, who: str, *argv: str) -> str:
+        ev[key] = str(cli(*argv, node=home_of[who], as_name=who).data["id"])
+        return ev[key]
+
+    for name, display, bio in DEMO_PEOPLE:
+        pub(f"profile:{name}", name, "profile", "set", "--name", display, "--bio", bio)
+    for who, whom in (("alice", "bob"), ("alice", "carol"), ("bob", "alice"), ("carol", "alice")):
+        pub(f"follow:{who}->{whom}", who, "follow", whom, "--alias", whom)
+
+    hello = pub("post:alice", "alice", "post", "Hello from node 1! Is anyone out there?")
+    bob_post = pub(
+        "post:bob", "bob", "post", "Bob here, writing to node 2. Signed, so you can check."
+    )
+    joke = pub(
+        "post:carol-satire", "carol", "post", "BREAKING: local node reaches consensus with itself"
+    )
+    pub("post:carol-spoiler", "carol", "post", "The butler did it.", "--warn", "spoiler")
+
+    wait.held([n2], [hello], "before bob replies to alice")
+    pub("reply:bob", "bob", "post", "Hi Alice! Your post reached node 2.", "--reply-to", hello)
+    wait.held([last], [hello], "before carol replies to alice")
+    pub("reply:carol", "carol", "post", "And the last node, too.", "--reply-to", hello)
+    wait.held([n1], [bob_post], "before alice likes bob's post")
+    pub("like:alice", "alice", "like", bob_post)
+    pub("label:mod", "mod", "label", joke, "satire")
+    return ev
+
+
+def seed_demo(
+    home: Path,
+    urls: Sequence[str],
+    *,
+    cancelled: threading.Event | None = None,
+    deadline_s: float = FEDERATION_DEADLINE_S,
+) -> SeedReport:
+    """Seed the demo into the devnet at ``urls`` as the identities of ``home``."""
+    if not urls:
+        raise DevnetError("no node to seed")
+    home = home.expanduser().absolute()
+    cli = _Cli(home)
+    wait = _Waiter(cancelled, deadline_s)
+    _configure_nodes(cli, home, urls)
+
+    keystore = Keystore(home)
+    created: list[str] = []
+    reused: list[str] = []
+    for name, _, _ in DEMO_PEOPLE:
+        if keystore.exists(name):
+            reused.append(name)
+        else:
+            cli("id", "new", name)
+            created.append(name)
+
+    config = ClientConfig.load(home)
+    if config.petnames.get("mod") is None:  # so labels read "@mod", not a did
+        config.set_petname("mod", keystore.get("mod").did)
+        config.save()
+
+    events = _recorded(home)
+    with httpx.Client(timeout=2.0, follow_redirects=False) as http:
+        already = bool(events) and not _Waiter.missing(http, urls[0], list(events.values()))
+    if not already:
+        events = _publish(cli, wait, urls)
+    cli("labelers", "subscribe", "mod", "--set", "satire=badge", as_name="alice")
+    wait.held(urls, list(events.values()), "the demo")
+    doc = {"events": events, "nodes": list(urls), "seeded_ms": time.time_ns() // 1_000_000}
+    atomic_write(home / MARKER, json.dumps(doc, indent=2).encode() + b"\n", mode=0o600)
+    timeline = cli("timeline", as_name="alice").text
+    return SeedReport(
+        home=home,
+        created=tuple(created),
+        reused=tuple(reused),
+        events=events,
+        already_seeded=already,
+        timeline=timeline,
+    )

@@ -1,0 +1,292 @@
+"""End-to-end: ``murmur devnet`` with real node processes (issue #7).
+
+The devnet runs as ``python -m client.cli.main devnet up ...`` in a subprocess, its
+output going to a file the test polls (deadline loops, never sleeps). Covered: a line
+of three nodes carries a post from node 1 to node 3 through node 2; a node killed with
+SIGKILL is restarted by the supervisor and federation resumes through it; ``devnet
+down`` leaves no process behind. ``--seed-demo`` on two nodes, seeding again (nothing
+new is published), and Ctrl-C (SIGINT) stopping everything. A node that cannot start
+fails ``up`` with its name and the tail of its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from client.cli import main
+from client.devnet import DevnetError, make_plan, run_devnet
+from client.devnet.state import pid_alive
+from tests.e2e.nodeproc import ROOT
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+POLL_S = 0.1  # poll interval of the deadline loops
+
+
+def wait_until(
+    what: str, probe: Callable[[], T | None], deadline_s: float = 30.0, log: Path | None = None
+) -> T:
+    end = time.monotonic() + deadline_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"timed out waiting for {what}\n{tail}")
+        time.sleep(POLL_S)
+
+
+def free_ports(count: int) -> int:
+    """A base port such that ``count`` consecutive ports are free (outside ephemeral range)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(12_000, low - count)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise AssertionError("no free port range found")
+
+
+class Devnet:
+    """``murmur devnet up`` in a subprocess; its stdout and stderr in files."""
+
+    def __init__(self, dir: Path, *args: str) -> None:
+        self.dir = dir
+        dir.mkdir(parents=True, exist_ok=True)
+        self.out = dir.parent / f"{dir.name}.out"
+        self.err = dir.parent / f"{dir.name}.err"
+        self.seen_pids: set[int] = set()
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "client.cli.main", "devnet", "up", "--dir", str(dir), *args],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+
+    def output(self) -> str:
+        return self.out.read_text() + self.err.read_text()
+
+    def wait_for(self, text: str, deadline_s: float = 30.0) -> None:
+        def probe() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"devnet up exited {self.proc.returncode}:\n{self.output()}")
+            return text in self.out.read_text()
+
+        wait_until(repr(text), probe, deadline_s, log=self.err)
+
+    def state(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads((self.dir / "devnet.json").read_text())
+        self.seen_pids.update(n["pid"] for n in doc["nodes"] if n["pid"])
+        return doc
+
+    def murmur(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "client.cli.main", *argv],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def cleanup(self) -> None:
+        """Whatever happened: no supervisor, no node left running."""
+        if (self.dir / "devnet.json").exists():
+            self.state()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for pid in self.seen_pids:
+            if pid_alive(pid) and str(self.dir) in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def devnets(tmp_path: Path) -> Iterator[Callable[..., Devnet]]:
+    started: list[Devnet] = []
+
+    def start(name: str, *args: str) -> Devnet:
+        started.append(Devnet(tmp_path / name, *args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for d in started:
+            d.cleanup()
+
+
+class Cli:
+    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.home = home
+        self.capsys = capsys
+
+    def json(self, *argv: str) -> Any:
+        code = main(["--home", str(self.home), *argv, "--json"])
+        out, err = self.capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_line_devnet_multi_hop_restart_and_down(
+    tmp_path: Path, devnets: Callable[..., Devnet], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = free_ports(3)
+    dn = devnets("line", "--nodes", "3", "--topology", "line", "--base-port", str(base))
+    dn.wait_for("Devnet up: 3 node(s), line topology")
+    state = dn.state()
+    urls = [n["url"] for n in state["nodes"]]
+    assert urls == [f"http://127.0.0.1:{base + k}" for k in range(3)]
+    assert state["supervisor_pid"] == dn.proc.pid
+    for k in (1, 2, 3):
+        assert (dn.dir / f"node{k}" / "node.log").exists()
+
+    # The line stays a line: node 3 never peers with node 1 (no peer exchange).
+    def live_peers() -> dict[str, Any] | None:
+        run = dn.murmur("devnet", "status", "--dir", str(dn.dir), "--json")
+        assert run.returncode == 0, run.stderr
+        doc: dict[str, Any] = json.loads(run.stdout)
+        ok = all(
+            n["healthy"] and all(p["state"] == "live" for p in n["peers"]) for n in doc["nodes"]
+        )
+        return doc if ok and all(n["peers"] for n in doc["nodes"]) else None
+
+    status = wait_until("every peer link live", live_peers, log=dn.err)
+    peers = {n["name"]: sorted(p["url"] for p in n["peers"]) for n in status["nodes"]}
+    assert peers == {"node1": [urls[1]], "node2": [urls[0], urls[2]], "node3": [urls[1]]}
+    assert status["supervisor"] == {"pid": dn.proc.pid, "running": True}
+    assert [n["pid"] for n in status["nodes"]] == [n["pid"] for n in state["nodes"]]
+
+    cli = Cli(tmp_path / "home", capsys)
+    cli.json("id", "new", "x")
+
+    def post_on_1_read_on_3(text: str) -> None:
+        eid = cli.json("--node", urls[0], "post", text)["id"]
+
+        def on_node3() -> bool:
+            code = main(["--home", str(cli.home), "--node", urls[2], "author", "x", "--json"])
+            out, _ = capsys.readouterr()
+            return code == 0 and eid in [p["id"] for p in json.loads(out)["posts"]]
+
+        wait_until(f"post {eid[:12]} on node 3", on_node3, log=dn.err)
+
+    post_on_1_read_on_3("hello from node 1, two hops away")
+
+    # SIGKILL node 2: the supervisor restarts it on the same port and data.
+    old = dn.state()["nodes"][1]["pid"]
+    os.kill(old, signal.SIGKILL)
+    dn.wait_for("node2 exited (code -9); restarting")
+    dn.wait_for(f"node2 is back at {urls[1]}")
+    new = dn.state()["nodes"][1]["pid"]
+    assert new != old and pid_alive(new) and not pid_alive(old)
+    assert healthy(urls[1])
+    # ...and the line carries posts again (nodes 1 and 3 reconnected to it).
+    post_on_1_read_on_3("after node 2 came back")
+
+    pids = dn.seen_pids | {dn.proc.pid}
+    down = dn.murmur("devnet", "down", "--dir", str(dn.dir), "--json")
+    assert down.returncode == 0, down.stderr
+    doc = json.loads(down.stdout)
+    assert doc["found"] and doc["supervisor_was_running"] and doc["killed"] == []
+    assert dn.proc.wait(timeout=10) == 0
+    assert not [p for p in pids if pid_alive(p)]
+    assert not (dn.dir / "devnet.json").exists()
+    assert "Devnet stopped (3 node(s))." in dn.out.read_text()
+    assert not any(healthy(u) for u in urls)
+
+
+def test_seed_demo_reseed_and_ctrl_c(
+    devnets: Callable[..., Devnet], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = free_ports(2)
+    dn = devnets("demo", "--nodes", "2", "--base-port", str(base), "--seed-demo")
+    dn.wait_for("Try next", deadline_s=45)
+    out = dn.out.read_text()
+    assert "Demo seeded: identities alice, bob, carol, mod" in out
+    timeline = out.split("Alice's timeline (murmur timeline):", 1)[1].split("Try next", 1)[0]
+    assert "Hi Alice! Your post reached node 2." in timeline  # bob, on node 2
+    assert "BREAKING: local node reaches consensus with itself" in timeline
+    assert '[badge: labeled "satire"' in timeline  # mod's label, alice subscribed
+    assert 'author marked it "spoiler"' in timeline
+    assert "The butler did it." not in timeline  # behind its warning
+    home = dn.dir / "client"
+    assert f"export MURMUR_HOME={home}" in out
+
+    # Every node holds every demo event; alice is the default identity of the home.
+    state = dn.state()
+    counts = [httpx.get(n["url"] + "/v1/info", timeout=5).json()["counts"] for n in state["nodes"]]
+    assert counts[0]["events"] == counts[1]["events"] >= 16
+    assert Cli(home, capsys).json("id", "show")["name"] == "alice"
+
+    # Seeding again reuses everything and publishes nothing.
+    again = Cli(home, capsys).json("devnet", "seed", "--dir", str(dn.dir))
+    assert again["already_seeded"] is True
+    assert again["created"] == [] and again["reused"] == ["alice", "bob", "carol", "mod"]
+    after = [httpx.get(n["url"] + "/v1/info", timeout=5).json()["counts"] for n in state["nodes"]]
+    assert after == counts
+
+    # Ctrl-C: SIGINT to the supervisor stops every node and removes the state file.
+    pids = dn.seen_pids
+    dn.proc.send_signal(signal.SIGINT)
+    assert dn.proc.wait(timeout=30) == 0
+    assert not [p for p in pids if pid_alive(p)]
+    assert not (dn.dir / "devnet.json").exists()
+
+
+def test_a_node_that_cannot_start_fails_up_with_its_log(tmp_path: Path) -> None:
+    base = free_ports(2)
+    plan = make_plan(nodes=2, base_port=base, dir=tmp_path / "dn")
+    messages: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.bind(("127.0.0.1", base + 1))  # node2's port, taken after the checks
+        blocker.listen()
+        with pytest.raises(DevnetError) as exc:
+            run_devnet(plan, notify=messages.append, on_ready=lambda state: None)
+    message = exc.value.message
+    assert message.startswith(f"node2 exited with code 1 while starting on port {base + 1}")
+    assert str(plan.nodes[1].log_path) in message
+    assert "cannot start node" in message  # the tail of node2's log
+    assert not (plan.dir / "devnet.json").exists()
+    assert not healthy(plan.urls[0])  # node1 started, and was stopped
