@@ -16,18 +16,23 @@ A filter that raises, returns something other than a decision, or exceeds its ti
 budget is skipped for that item, and the item carries a warning saying so; after
 :data:`MAX_FAILURES` such failures in one run the filter is skipped for the rest of
 it, with one view-level warning (:attr:`Pipeline.warnings`). A sync filter cannot be
-interrupted, so its budget is checked after it returns (use an async filter for
-anything slow); async filters are cancelled at the deadline. An allow-rule overrides
+interrupted portably: on the main thread of a Unix process it is interrupted at the
+deadline by a one-shot ``SIGALRM`` timer; elsewhere its budget is checked after it
+returns (use an async filter for anything slow). Async filters are cancelled at the
+deadline. An allow-rule overrides
 labeler and list decisions on the item itself, not on what it quotes or reposts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -112,10 +117,11 @@ class Pipeline:
         if env is None and items:
             first = items[0]
             env = Env(viewer=first.viewer, now_ms=first.now_ms, context=first.context)
-        if env is not None:
-            for conf in self.filters:
-                await self._prepare(conf, env)
-        return [await self.judge(item) for item in items]
+        with _alarm_handler():
+            if env is not None:
+                for conf in self.filters:
+                    await self._prepare(conf, env)
+            return [await self.judge(item) for item in items]
 
     async def _prepare(self, conf: Configured, env: Env) -> None:
         prepare = getattr(conf.filter, "prepare", None)
@@ -193,11 +199,12 @@ class Pipeline:
 
     async def _check_one(self, conf: Configured, item: Item, budget_ms: float) -> Decision | None:
         try:
-            result = conf.filter.check(item)
+            with _interrupt_after(budget_ms / 1000):
+                result = conf.filter.check(item)
             if inspect.isawaitable(result):
                 async with asyncio.timeout(budget_ms / 1000):
                     result = await result
-        except TimeoutError:
+        except (TimeoutError, _Interrupted):
             raise _Failure(f"exceeded its {conf.budget_ms:g} ms budget") from None
         except (Exception, SystemExit) as exc:  # a filter is someone else's code
             log.debug("filter failed name=%s", conf.name, exc_info=True)
@@ -221,3 +228,57 @@ class Pipeline:
 
 class _Failure(Exception):
     pass
+
+
+class _Interrupted(BaseException):
+    """Raised inside a sync filter that overran its budget (a BaseException, so that a
+    filter's own ``except Exception`` cannot swallow it)."""
+
+
+class _Alarm:
+    installed = False
+    armed = False
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    if _Alarm.armed:
+        _Alarm.armed = False
+        raise _Interrupted
+
+
+@contextlib.contextmanager
+def _alarm_handler() -> Iterator[None]:
+    """Install the ``SIGALRM`` handler for one run (main thread of a Unix process only)
+    and restore the previous one afterwards."""
+    if (
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    _Alarm.installed = True
+    try:
+        yield
+    finally:
+        _Alarm.installed = False
+        _Alarm.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _interrupt_after(seconds: float) -> Iterator[None]:
+    """Interrupt the code in the block after ``seconds`` (a sync filter stuck in a loop
+    or a blocking call) with a one-shot ``SIGALRM`` timer, when :func:`_alarm_handler`
+    is active; otherwise the block runs uninterrupted."""
+    if not _Alarm.installed or seconds <= 0:
+        yield
+        return
+    _Alarm.armed = True
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        _Alarm.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)

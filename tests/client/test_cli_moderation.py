@@ -310,3 +310,31 @@ def test_filters_test(cli: Cli, world: dict[str, str]) -> None:
     assert "no decision" in cli.ok("filters", "test", "mute-words", "--event", miss)
     assert cli.error("filters", "test", "nope", "--event", hit)[0] == "filter-not-found"
     assert cli.error("filters", "test", "mute-words", "--event", "00" * 32)[0] == "not-found"
+
+
+def test_filter_from_an_installed_entry_point(cli: Cli, world: dict[str, str]) -> None:
+    """The example package is installed in the test venv by `make test` (Makefile:
+    EXAMPLE_FILTER); `entry:no-links` loads it by its entry point, no path involved."""
+    linked = cli.post("bob", "read https://elsewhere.test/article")
+    cli.post("bob", "plain words")
+    added = cli.json("filters", "add", "entry:no-links", "--param", "action=hide")
+    assert "entry:no-links" in json.dumps(added)
+    doc = cli.json("timeline")
+    (hidden,) = doc["moderation"]["hidden"]
+    assert hidden["id"] == linked
+    assert hidden["moderation"]["final"]["reason"] == "links to elsewhere.test"
+    assert hidden["moderation"]["final"]["filter"] == "no-links"
+
+
+def test_hanging_custom_filter_does_not_stall_the_timeline(
+    cli: Cli, world: dict[str, str], tmp_path: Path
+) -> None:
+    cli.post("bob", "still readable")
+    (tmp_path / "hang.py").write_text(
+        "import time\n\n\nclass Hang:\n    name = 'hang'\n\n"
+        "    def check(self, item):\n        time.sleep(60)\n"
+    )
+    cli.json("filters", "add", f"{tmp_path / 'hang.py'}:Hang", "--budget-ms", "200")
+    code, out, _ = cli.run("timeline")
+    assert code == 0 and "still readable" in out
+    assert "filter hang skipped" in out

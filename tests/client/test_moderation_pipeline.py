@@ -242,3 +242,35 @@ async def test_prepare_failures_skip_the_filter_for_the_view() -> None:
         "filter bad skipped: preparing it raised ValueError('no list')",
         "filter slow skipped: preparing it timed out",
     ]
+
+
+async def test_hanging_sync_filter_is_interrupted_at_its_budget() -> None:
+    import time as _time
+
+    class Hangs:
+        name = "hangs"
+
+        def check(self, it: Item) -> Decision | None:
+            try:
+                _time.sleep(30)  # a blocking call, well past the budget
+            except Exception:  # a filter swallowing errors must not swallow the deadline
+                return None
+            return None
+
+    class Spins:
+        name = "spins"
+
+        def check(self, it: Item) -> Decision | None:
+            while True:  # pure-Python busy loop
+                pass
+
+    start = _time.monotonic()
+    pipeline = Pipeline(
+        [conf(Hangs(), "hangs", budget_ms=100), conf(Spins(), "spins", budget_ms=100)]
+    )
+    [v] = await pipeline.run([item(ALICE.post("x"))])
+    assert _time.monotonic() - start < 5
+    assert v.warnings == [
+        "filter hangs skipped: exceeded its 100 ms budget",
+        "filter spins skipped: exceeded its 100 ms budget",
+    ]
