@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 .PHONY: help install dev lint test test-fast run clean
 
 help:
-	@echo "make run    create .venv, install Murmur, start a local node on port 8701"
+	@echo "make run    create .venv, install Murmur, start a 3-node local devnet with a demo"
 	@echo "make test   create .venv if needed, install dev deps, run lint + the whole test suite"
 	@echo "make lint   ruff + mypy --strict on protocol/, node/, client/"
 
@@ -47,13 +47,11 @@ test: lint $(if $(wildcard tests/interop/package-lock.json),tests/interop/node_m
 test-fast: dev
 	$(PY) -m pytest -x -q -m "not e2e"
 
-# Until `murmur devnet up` exists (multi-node devnet), this runs one real node.
-RUN_PORT ?= 8701
-RUN_DATA ?= .murmur-dev/node1
+# A local devnet: 3 real nodes on ports 8701-8703 (data in .murmur-dev/), a seeded
+# demo (people, posts, replies, a labeler) and a supervisor; Ctrl-C stops everything.
+RUN_NODES ?= 3
 run: install
-	@echo "Starting a Murmur node on http://127.0.0.1:$(RUN_PORT) (data in $(RUN_DATA)); Ctrl-C stops it."
-	@echo "In another terminal:  curl http://127.0.0.1:$(RUN_PORT)/v1/info"
-	$(BIN)/murmur node run --port $(RUN_PORT) --data $(RUN_DATA)
+	$(BIN)/murmur devnet up --nodes $(RUN_NODES) --seed-demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/interop/node_modules
