@@ -23,8 +23,6 @@ Every outbound call goes through the one client made by
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -51,7 +49,7 @@ from node.federation.outbound import (
     peer_origin,
 )
 from node.federation.peers import Peer, PeerState, PeerTable, Score
-from node.federation.sse import SseMessage, SseParser
+from node.federation.sse import SseMessage, SseParser, stream_event
 from node.federation.sync import (
     MAX_FRAME_BYTES,
     SyncOutcome,
@@ -462,7 +460,7 @@ class Federation:
         for message in messages:
             if message.event != "event":
                 continue
-            wire, cursor = _stream_event(message, peer.url)
+            wire, cursor = stream_event(message)
             wires.append(wire)
             last = cursor
         if wires:
@@ -561,9 +559,7 @@ class Federation:
             wanted.clear()
             # Live, or answering but refusing its stream (shed): reconcile either way,
             # so that shedding never causes permanent divergence (spec 0005).
-            if peer.state is PeerState.LIVE or (
-                peer.state is PeerState.BACKOFF and peer.reachable
-            ):
+            if peer.state is PeerState.LIVE or (peer.state is PeerState.BACKOFF and peer.reachable):
                 await self.sync_once(peer)
                 if self.table.should_drop(peer, self._now()):
                     await self._drop(peer)
@@ -732,22 +728,3 @@ def _frame_bytes(info: dict[str, Any]) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 4096 <= value <= MAX_FRAME_BYTES:
         return value
     return None
-
-
-def _stream_event(message: SseMessage, url: str) -> tuple[bytes, int]:
-    """The wire bytes and cursor of one ``event`` message of a peer's stream."""
-    try:
-        doc = json.loads(message.data)
-        cursor = doc["cursor"]
-        wire_b64 = doc["event"]["wire"]
-    except (ValueError, KeyError, TypeError):
-        raise PeerBadResponseError(f"{url} stream sent a malformed event message") from None
-    if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
-        raise PeerBadResponseError(f"{url} stream sent a bad cursor")
-    if not isinstance(wire_b64, str):
-        raise PeerBadResponseError(f"{url} stream sent an event without wire bytes")
-    try:
-        wire = base64.b64decode(wire_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise PeerBadResponseError(f"{url} stream sent bad base64") from None
-    return wire, cursor
