@@ -19,10 +19,8 @@ else labels nothing for that event and is logged; the labeler keeps running.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 from client.errors import FilterLoadError, KeystoreError
 from client.files import read_toml
+from client.moderation.config import load_user_module
 from protocol import kinds
 from protocol.events import Event
 from protocol.identity import public_bytes_from_did
@@ -150,17 +149,7 @@ def _rule_from(raw: object, where: str) -> Rule:
 
 
 def _load_python(path: Path) -> Callable[[Event], Any]:
-    name = f"murmur_labeler_rules_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise FilterLoadError(f"cannot load {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # someone else's code: report, never crash
-        sys.modules.pop(name, None)
-        raise FilterLoadError(f"importing {path} raised {exc!r}"[:400]) from None
+    module = load_user_module(path, prefix="murmur_labeler_rules")
     fn = getattr(module, "label", None)
     if not callable(fn):
         raise FilterLoadError(f"{path} defines no function label(event)")

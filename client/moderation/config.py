@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import tomli_w
@@ -50,6 +51,7 @@ __all__ = [
     "LabelerSub",
     "ModerationConfig",
     "load_filter_class",
+    "load_user_module",
 ]
 
 FILENAME = "filters.toml"
@@ -228,6 +230,26 @@ def _labeler_from(raw: object, where: str) -> LabelerSub:
 # -- loading filter classes -----------------------------------------------------------
 
 
+def load_user_module(path: Path, *, prefix: str) -> ModuleType:
+    """Import someone's Python file (a custom filter, labeler rules) as a module.
+
+    Any failure, including an exception raised while the file runs, becomes a
+    :class:`FilterLoadError` naming the file: never a crash.
+    """
+    module_name = f"{prefix}_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise FilterLoadError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # someone else's code: report, never crash
+        sys.modules.pop(module_name, None)
+        raise FilterLoadError(f"importing {path} raised {exc!r}"[:400]) from None
+    return module
+
+
 def _from_file(spec: str) -> Callable[..., Any]:
     path_text, _, class_name = spec.rpartition(":")
     path = Path(path_text)
@@ -235,17 +257,10 @@ def _from_file(spec: str) -> Callable[..., Any]:
         raise FilterLoadError(f"{spec!r}: a custom filter is PATH.py:ClassName")
     if not path.is_file():
         raise FilterLoadError(f"{spec!r}: no such file {path}")
-    module_name = f"murmur_user_filter_{abs(hash(str(path.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise FilterLoadError(f"{spec!r}: cannot load {path} as a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
     try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:  # someone else's code: report, never crash
-        sys.modules.pop(module_name, None)
-        raise FilterLoadError(f"{spec!r}: importing {path} raised {exc!r}"[:400]) from None
+        module = load_user_module(path, prefix="murmur_user_filter")
+    except FilterLoadError as exc:
+        raise FilterLoadError(f"{spec!r}: {exc.message}") from None
     cls = getattr(module, class_name, None)
     if not callable(cls):
         raise FilterLoadError(f"{spec!r}: {path} has no class {class_name}")
