@@ -42,6 +42,8 @@ class View:
     related: dict[bytes, Event] = field(default_factory=dict)
     profiles: dict[str, Event] = field(default_factory=dict)
     root: Event | None = None
+    #: The reader's follow set, when building the view needed it (the timeline).
+    follows: frozenset[str] | None = None
 
 
 def references(e: Event) -> list[bytes]:
@@ -150,10 +152,13 @@ async def timeline(reader: Reader, me: str, *, limit: int) -> View:
             lows[e.author] = min(lows.get(e.author, e.seq), e.seq)
     await asyncio.gather(*(reader.repair(did, low=low) for did, low in lows.items()))
     reader.check_chains(lows, low=lows)
-    pool = [e for e in reader.events.values() if e.author in set(authors)]
+    wanted = set(authors)
+    pool = [e for e in reader.events.values() if e.author in wanted]
     items = _newest_first(_visible(reader, pool, TIMELINE_KINDS))[:limit]
     reader.mark_withheld(items, lambda url, e: _vouched(horizon, url, e))
-    return await _finish(reader, items)
+    view = await _finish(reader, items)
+    view.follows = frozenset(follows)
+    return view
 
 
 async def author_view(reader: Reader, did: str, *, limit: int) -> View:

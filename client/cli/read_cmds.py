@@ -51,7 +51,9 @@ async def _moderate(
     if args.no_filters:
         return None
     config = ModerationConfig.load(session.ctx.home)
-    follows = frozenset(await follow_set(reader, viewer, mark=False)) if viewer else frozenset()
+    follows = view.follows  # the timeline already fetched it
+    if follows is None:
+        follows = frozenset(await follow_set(reader, viewer, mark=False)) if viewer else frozenset()
     return await moderate(
         view,
         reader,

@@ -54,7 +54,7 @@ from node.federation.sync import (
     MAX_FRAME_BYTES,
     SyncOutcome,
     SyncSnapshot,
-    fetch_missing,
+    fetch_events,
     offer_missing,
     reconcile_with,
 )
@@ -632,21 +632,16 @@ class Federation:
             part = ids[i : i + batch]
             for attempt in range(_FETCH_RETRIES + 1):
                 try:
-                    stored += await fetch_missing(
-                        self.client,
-                        peer.url,
-                        part,
-                        policy=self.policy,
-                        batch=batch,
-                        ingest=lambda wires: self._ingest(peer, wires, "sync"),
-                    )
-                    break
+                    wires = await fetch_events(self.client, peer.url, part, policy=self.policy)
                 except PeerRejectedError as exc:
                     if exc.http_status != 429 or attempt == _FETCH_RETRIES:
                         raise
                     await self._pause(min(max(exc.retry_after or 1.0, 0.1), 30.0) * 1000)
                     if self._stopping.is_set():
                         return stored
+                    continue
+                stored += await self._ingest(peer, wires, "sync")
+                break
         return stored
 
     async def _offer(self, peer: Peer, ids: Sequence[bytes]) -> int:

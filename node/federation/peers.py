@@ -14,7 +14,7 @@ forgeries and refused addresses lower it a lot. ``GET /v1/peers`` shows the tabl
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from node.store.base import PeerRecord
@@ -88,28 +88,10 @@ class Peer:
 
     @classmethod
     def from_record(cls, rec: PeerRecord) -> Peer:
-        return cls(
-            url=rec.url,
-            source=rec.source,
-            node_id=rec.node_id,
-            cursor=rec.cursor,
-            score=rec.score,
-            failures=rec.failures,
-            last_ok_ms=rec.last_ok_ms,
-            added_ms=rec.added_ms,
-        )
+        return cls(**{f.name: getattr(rec, f.name) for f in fields(PeerRecord)})
 
     def record(self) -> PeerRecord:
-        return PeerRecord(
-            url=self.url,
-            source=self.source,
-            node_id=self.node_id,
-            cursor=self.cursor,
-            score=self.score,
-            failures=self.failures,
-            last_ok_ms=self.last_ok_ms,
-            added_ms=self.added_ms,
-        )
+        return PeerRecord(**{f.name: getattr(self, f.name) for f in fields(PeerRecord)})
 
     def adjust(self, delta: float) -> None:
         self.score = min(SCORE_MAX, max(SCORE_MIN, self.score + delta))

@@ -3,7 +3,7 @@
 Spec 0005 §anti-entropy. The server side answers ``POST /v1/sync`` from a cached,
 sealed snapshot of the node's items (:class:`SyncSnapshot`); the client side
 (:func:`reconcile_with`) drives the rounds against a peer, and
-:func:`fetch_missing` / :func:`offer_missing` move the events. Everything received is
+:func:`fetch_events` / :func:`offer_missing` move the events. Everything received is
 verified exactly like any ingest, and an event the peer sends that was not asked for
 is refused and counted against the peer.
 """
@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ __all__ = [
     "SYNC_CONTENT_TYPE",
     "SyncOutcome",
     "SyncSnapshot",
-    "fetch_missing",
+    "fetch_events",
     "offer_missing",
     "reconcile_with",
 ]
@@ -173,45 +173,37 @@ def _events_of(body: bytes, url: str, max_events: int) -> list[bytes]:
     return wires
 
 
-IngestFn = Callable[[Sequence[bytes]], Awaitable[int]]
-
-
-async def fetch_missing(
+async def fetch_events(
     client: httpx.AsyncClient,
     url: str,
     ids: Sequence[bytes],
     *,
     policy: OutboundPolicy,
-    batch: int,
-    ingest: IngestFn,
-) -> int:
-    """Fetch ``ids`` from ``url`` in batches and ingest them; return how many were stored.
+) -> list[bytes]:
+    """Fetch one batch of ``ids`` (at most 100) from ``url``; the wire events it sent.
 
-    Every returned event's id is checked against the request before ingest: an event
-    that was not asked for raises :class:`PeerBadResponseError` (and nothing of that
-    answer is stored).
+    Every returned event's id is checked against the request: an answer holding an
+    event that was not asked for raises :class:`PeerBadResponseError`, so nothing of it
+    reaches ingest.
     """
-    stored = 0
-    for i in range(0, len(ids), batch):
-        wanted = {bytes(x) for x in ids[i : i + batch]}
-        query = ",".join(x.hex() for x in ids[i : i + batch])
-        _, body = await fetch(
-            client,
-            "GET",
-            f"{url}/v1/events?ids={query}&format=msgpack",
-            policy=policy,
-            expect=(_MSGPACK,),
-        )
-        wires = _events_of(body, url, len(wanted))
-        for wire in wires:
-            try:
-                eid = decode_unverified(wire).id
-            except ProtocolError:
-                raise PeerBadResponseError(f"{url} sent a malformed event") from None
-            if eid not in wanted:
-                raise PeerBadResponseError(f"{url} sent event {eid.hex()} that was not asked for")
-        stored += await ingest(wires)
-    return stored
+    wanted = {bytes(x) for x in ids}
+    query = ",".join(x.hex() for x in ids)
+    _, body = await fetch(
+        client,
+        "GET",
+        f"{url}/v1/events?ids={query}&format=msgpack",
+        policy=policy,
+        expect=(_MSGPACK,),
+    )
+    wires = _events_of(body, url, len(wanted))
+    for wire in wires:
+        try:
+            eid = decode_unverified(wire).id
+        except ProtocolError:
+            raise PeerBadResponseError(f"{url} sent a malformed event") from None
+        if eid not in wanted:
+            raise PeerBadResponseError(f"{url} sent event {eid.hex()} that was not asked for")
+    return wires
 
 
 async def offer_missing(
