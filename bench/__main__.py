@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import moderation
+from bench import ingest, memory, moderation
 
-BENCHMARKS = {"moderation": moderation.main}
+BENCHMARKS = {"ingest": ingest.main, "memory": memory.main, "moderation": moderation.main}
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ from protocol.errors import (
     TooLargeError,
 )
 
-__all__ = ["DEFAULT_LIMITS", "DecodeLimits", "Value", "decode", "encode"]
+__all__ = ["DEFAULT_LIMITS", "DecodeLimits", "Value", "decode", "encode", "encode_bins"]
 
 #: A value that canonical MessagePack can carry.
 Value: TypeAlias = (
@@ -64,12 +64,23 @@ class _Dup(Exception):
 
 
 def _pairs_to_dict(pairs: Sequence[tuple[Any, Any]]) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Dup(key)
-        out[key] = value
-    return out
+    """Build a decoded map, insisting on str keys in strictly increasing order.
+
+    Python orders ``str`` by code point, which is the order of their UTF-8 bytes, so
+    strictly increasing keys are exactly the canonical order without duplicates. With
+    maps checked here, re-encoding the decoded value as it is reproduces canonical
+    bytes, and ``decode`` need not rebuild it to compare.
+    """
+    prev: str | None = None
+    for key, _ in pairs:
+        if not isinstance(key, str):
+            raise NonCanonicalError(f"map key of type {type(key).__name__}; keys must be str")
+        if prev is not None and key <= prev:
+            if key == prev:
+                raise _Dup(key)
+            raise NonCanonicalError("map keys are not in canonical (bytewise) order")
+        prev = key
+    return dict(pairs)
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -117,26 +128,49 @@ def encode(value: object, *, max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes
     return msgpack.packb(canonical, use_bin_type=True)
 
 
+#: The scalar types msgpack decodes that canonical MessagePack allows.
+_SCALARS = frozenset({type(None), bool, int, str, bytes})
+
+
 def _check_types(root: Any, limits: DecodeLimits) -> None:
-    """Walk a decoded value iteratively: allowed types, str keys, depth bound."""
+    """Walk a decoded value iteratively: allowed types and the depth bound.
+
+    Only containers go on the stack; a container at depth ``d`` holds values at depth
+    ``d + 1``, which must not exceed ``max_depth``. (Map keys were checked while the
+    maps were built.)
+    """
+    if type(root) in _SCALARS:
+        return
+    max_depth = limits.max_depth
     stack: list[tuple[Any, int]] = [(root, 0)]
     while stack:
         value, depth = stack.pop()
-        if depth > limits.max_depth:
-            raise TooDeepError(f"nesting deeper than {limits.max_depth}")
-        if value is None or isinstance(value, bool | int | str | bytes):
-            continue
-        if isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    raise NonCanonicalError("map keys must be str")
-                stack.append((v, depth + 1))
-        elif isinstance(value, float):
+        kind = type(value)
+        if kind is dict:
+            children = value.values()
+        elif kind is list:
+            children = value
+        elif kind is float:
             raise NonCanonicalError("floats are not allowed")
         else:
-            raise NonCanonicalError(f"type {type(value).__name__} is not allowed")
+            raise NonCanonicalError(f"type {kind.__name__} is not allowed")
+        if depth >= max_depth and children:
+            raise TooDeepError(f"nesting deeper than {max_depth}")
+        for child in children:
+            if type(child) not in _SCALARS:
+                stack.append((child, depth + 1))
+
+
+def encode_bins(items: Sequence[bytes | None]) -> bytes:
+    """The canonical array of ``bin``/``nil`` items: a wire event, or a batch of them.
+
+    The fast path of :func:`encode` for the one shape the hot paths build: nothing in
+    it needs sorting or range checks.
+    """
+    for item in items:
+        if item is not None and type(item) is not bytes:
+            raise NonCanonicalError("encode_bins takes bytes or None items only")
+    return msgpack.packb(list(items), use_bin_type=True)
 
 
 def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
@@ -193,6 +227,8 @@ def decode(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
     except (msgpack.UnpackException, RecursionError) as exc:
         raise MalformedError(f"not MessagePack: {exc}") from None
     _check_types(value, limits)
-    if encode(value, max_depth=limits.max_depth) != data:
+    # Types, depth and key order are checked, so packing the value as decoded gives
+    # its canonical bytes; any other difference (a longer int or length form) shows.
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise NonCanonicalError("bytes differ from the canonical encoding of the same value")
     return value

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from protocol import kinds
-from protocol.encoding import DecodeLimits, decode, encode
+from protocol.encoding import DecodeLimits, decode, encode, encode_bins
 from protocol.errors import (
     BadFieldError,
     BadPrevError,
@@ -231,7 +231,9 @@ class Event:
         if (self.body_bytes is None) != (self.body is None):
             raise BadFieldError("body and body_bytes must both be present or both absent")
         # Frozen: set the derived field once, here. Events are read far more than built.
-        object.__setattr__(self, "wire", encode([self.header_bytes, self.sig, self.body_bytes]))
+        object.__setattr__(
+            self, "wire", encode_bins([self.header_bytes, self.sig, self.body_bytes])
+        )
 
     # Header shortcuts: events are read far more than they are built.
     @property

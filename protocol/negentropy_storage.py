@@ -182,6 +182,42 @@ class NegentropyStorage:
         storage.seal()
         return storage
 
+    @classmethod
+    def from_sorted(cls, items: Iterable[tuple[int, bytes]]) -> NegentropyStorage:
+        """A sealed storage from items already in order (timestamp, then id), streamed.
+
+        No Python object is kept per item, so building costs about the 44 bytes an item
+        of the result (a node's database hands its items over in index order). Raises
+        :class:`NegentropyError` if an item is out of range, out of order or repeated.
+        """
+        stamps: array[int] = array("Q")
+        ids = bytearray()
+        prefix = [0]
+        total = count = 0
+        last_ts, last_id = -1, b""
+        for timestamp, item_id in items:
+            if not isinstance(timestamp, int) or not 0 <= timestamp < INFINITY_TIMESTAMP:
+                raise NegentropyError(f"timestamp out of range: {timestamp!r}")
+            if len(item_id) != ID_SIZE:
+                raise NegentropyError("ids must be 32 bytes")
+            if timestamp < last_ts or (timestamp == last_ts and item_id <= last_id):
+                raise NegentropyError("items are not in strictly increasing order")
+            last_ts, last_id = timestamp, item_id
+            stamps.append(timestamp)
+            ids += item_id
+            total += int.from_bytes(item_id, "little")
+            count += 1
+            if count % _STRIDE == 0:
+                prefix.append(total)
+        storage = cls()
+        storage._pending = None
+        storage._timestamps = stamps
+        storage._ids = bytes(ids)
+        storage._count = count
+        storage._prefix = prefix
+        storage._sealed = True
+        return storage
+
     def insert(self, timestamp: int, item_id: bytes) -> None:
         """Add one item; ``timestamp`` in ``[0, 2**64 - 2]``, ``item_id`` 32 bytes."""
         if self._pending is None:

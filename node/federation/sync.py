@@ -53,7 +53,8 @@ MAX_ROUNDS = 64
 class SyncSnapshot:
     """A sealed :class:`NegentropyStorage` of the store, rebuilt when the store changed.
 
-    Building one reads every ``(ts, id)`` (about 0.1 s per 100k events): it is reused
+    Building one streams every ``(ts, id)`` from the store's index into compact
+    arrays (about 0.1 s and 4.4 MB per 100k events): it is reused
     for as long as the store's cursor has not moved, and concurrent callers share one
     rebuild. A reconciliation whose set moves under it still terminates; the next run
     finds what moved.
@@ -69,8 +70,8 @@ class SyncSnapshot:
         async with self._lock:
             cursor = self._store.counts().cursor
             if self._storage is None or cursor != self._cursor:
-                items = await self._store.sync_items()
-                self._storage = await asyncio.to_thread(NegentropyStorage.from_items, items)
+                self._storage = None  # never hold two snapshots at once
+                self._storage = await self._store.sync_storage()
                 self._cursor = cursor
             return self._storage
 

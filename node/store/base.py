@@ -18,6 +18,7 @@ from typing import Literal
 from protocol.encoding import encode
 from protocol.errors import ProtocolError
 from protocol.events import Event
+from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = [
     "ChainRow",
@@ -203,6 +204,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def sync_items(self) -> list[tuple[int, bytes]]:
         """Every stored event as a negentropy item ``(ts, id)``, sorted (spec 0005)."""
+
+    @abc.abstractmethod
+    async def sync_storage(self) -> NegentropyStorage:
+        """The sealed negentropy storage of every stored event, built without holding
+        a Python object per event (about 44 bytes an event)."""
 
     @abc.abstractmethod
     async def node_id(self) -> str:

@@ -14,7 +14,7 @@ import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from node.store.base import (
 from node.store.migrations import migrate
 from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event
+from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = ["DB_FILENAME", "SqliteStore"]
 
@@ -353,6 +354,18 @@ class SqliteStore(Store):
                 "SELECT ts, id FROM events ORDER BY ts, id"
             ).fetchall()
             return rows
+
+        return await self._read(q)
+
+    async def sync_storage(self) -> NegentropyStorage:
+        def q(c: sqlite3.Connection) -> NegentropyStorage:
+            cursor = c.execute("SELECT ts, id FROM events ORDER BY ts, id")
+
+            def rows() -> Iterator[tuple[int, bytes]]:
+                while batch := cursor.fetchmany(4096):
+                    yield from batch
+
+            return NegentropyStorage.from_sorted(rows())
 
         return await self._read(q)
 

@@ -124,40 +124,54 @@ def _reply_of(ev: Event) -> tuple[bytes | None, bytes | None]:
     return reply["root"], reply["parent"]
 
 
+#: Everything the write path must know about an event before inserting it, in one
+#: statement (four index lookups): already stored? tombstoned by its author? does
+#: the author already have an event at this seq (a fork)? any event at all?
+_PROBE = (
+    "SELECT EXISTS(SELECT 1 FROM events WHERE id = ?1), "
+    "EXISTS(SELECT 1 FROM tombstones WHERE target = ?1 AND author = ?2), "
+    "EXISTS(SELECT 1 FROM events WHERE author = ?2 AND seq = ?3), "
+    "EXISTS(SELECT 1 FROM events WHERE author = ?2)"
+)
+
+_INSERT = (
+    "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
+    "reply_root, reply_parent, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
 def _apply_one(
     conn: sqlite3.Connection, ev: Event, now_ms: int, stats: BatchStats
 ) -> WriteResult:
-    if conn.execute("SELECT 1 FROM events WHERE id = ?", (ev.id,)).fetchone():
+    author = ev.author
+    duplicate, tombstoned, same_seq, known_author = conn.execute(
+        _PROBE, (ev.id, author, ev.seq)
+    ).fetchone()
+    if duplicate:
         return WriteResult(status="duplicate")
-    if ev.kind == kinds.DELETE and ev.body is not None:
+    kind = ev.kind
+    if kind == kinds.DELETE and ev.body is not None:
         target_author = conn.execute(
             "SELECT author FROM events WHERE id = ?", (ev.body["target"],)
         ).fetchone()
-        if target_author is not None and target_author[0] != ev.author:
+        if target_author is not None and target_author[0] != author:
             return WriteResult(
                 status="rejected",
                 error=NotAuthorError("only the author of an event may delete it"),
             )
-    tombstoned = (
-        conn.execute(
-            "SELECT 1 FROM tombstones WHERE target = ? AND author = ?", (ev.id, ev.author)
-        ).fetchone()
-        is not None
-    )
     body_bytes = None if tombstoned else ev.body_bytes
     root, parent = (None, None) if tombstoned else _reply_of(ev)
-    if not conn.execute("SELECT 1 FROM events WHERE author = ? LIMIT 1", (ev.author,)).fetchone():
+    if not known_author:
         stats.new_authors += 1
-    cur = conn.execute(
-        "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
-        "reply_root, reply_parent, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    cursor = conn.execute(
+        _INSERT,
         (
             ev.id,
-            ev.author,
+            author,
             ev.seq,
             ev.prev,
             ev.ts,
-            ev.kind,
+            kind,
             ev.header_bytes,
             ev.sig,
             body_bytes,
@@ -166,26 +180,23 @@ def _apply_one(
             parent,
             now_ms,
         ),
-    )
-    cursor = cur.lastrowid
+    ).lastrowid
     assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
     stats.events += 1
     if tombstoned:
         stats.deleted += 1
-    fork = conn.execute(
-        "SELECT 1 FROM events WHERE author = ? AND seq = ? AND id != ? LIMIT 1",
-        (ev.author, ev.seq, ev.id),
-    ).fetchone()
-    if fork is not None:
-        already = conn.execute(
-            "SELECT 1 FROM forks WHERE author = ? LIMIT 1", (ev.author,)
-        ).fetchone()
-        conn.execute("INSERT OR IGNORE INTO forks (author, seq) VALUES (?,?)", (ev.author, ev.seq))
+    if same_seq:
+        already = conn.execute("SELECT 1 FROM forks WHERE author = ? LIMIT 1", (author,)).fetchone()
+        conn.execute("INSERT OR IGNORE INTO forks (author, seq) VALUES (?,?)", (author, ev.seq))
         if already is None:
             stats.forked_authors += 1
-    if body_bytes is not None and ev.body is not None:
+    if body_bytes is not None and ev.body is not None and kind in _BODY_EFFECTS:
         _apply_body(conn, ev, cursor, ev.body, stats)
     return WriteResult(status="accepted", cursor=cursor)
+
+
+#: Kinds whose body changes more than the events table.
+_BODY_EFFECTS = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE})
 
 
 def apply_batch_sync(

@@ -557,3 +557,22 @@ def test_spec_worked_example() -> None:
     )
     assert message.endswith(bytes.fromhex("000001f988bc8c383f0e79b33754d7509b4c11"))
     assert Negentropy(NegentropyStorage.from_items([])).reconcile(bytes.fromhex("62aabb")) == b"a"
+
+
+def test_from_sorted_matches_from_items_and_refuses_disorder() -> None:
+    import random
+
+    rng = random.Random(7)
+    items = sorted({(rng.randrange(5), rng.randbytes(32)) for _ in range(3000)})
+    streamed = NegentropyStorage.from_sorted(iter(items))
+    sorted_copy = NegentropyStorage.from_items(reversed(items))
+    assert len(streamed) == len(sorted_copy) == len(items)
+    for lo, hi in [(0, len(items)), (0, 1), (17, 2900), (1024, 2048), (5, 5)]:
+        assert streamed.fingerprint(lo, hi) == sorted_copy.fingerprint(lo, hi)
+    assert streamed.ids(0, len(items)) == sorted_copy.ids(0, len(items))
+    with pytest.raises(NegentropyError):
+        NegentropyStorage.from_sorted([items[1], items[0]])
+    with pytest.raises(NegentropyError):
+        NegentropyStorage.from_sorted([items[0], items[0]])
+    with pytest.raises(NegentropyError):
+        NegentropyStorage.from_sorted([(0, b"short")])

@@ -1,0 +1,281 @@
+"""What every benchmark shares: node processes, timing helpers, tables and JSON results.
+
+A benchmark is a module with ``main(argv) -> int``. It measures, prints one table
+(``print_table``) and writes one JSON document (``write_result``) to
+``bench/results/<name>.json`` unless ``--out`` says otherwise. Nothing here asserts a
+timing: the figures are reported, and compared as ratios taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "RESULTS",
+    "ROOT",
+    "NodeProcess",
+    "add_common_args",
+    "cpu_count",
+    "machine",
+    "percentile",
+    "print_table",
+    "scratch_dir",
+    "write_config",
+    "write_result",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+_URL_RE = re.compile(r"murmur node listening url=(http://\S+)")
+
+#: Limits that keep a benchmark from measuring the rate limiter instead of the node.
+BENCH_LIMITS = {"rate_per_ip": 1_000_000, "rate_burst": 1_000_000}
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (affinity-aware, unlike ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to compare a result with another machine's."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": cpu_count(),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(terse=True),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) by the nearest-rank method."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def add_common_args(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run (about a minute at most)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / f"{name}.json",
+        help=f"where to write the JSON result (default bench/results/{name}.json)",
+    )
+
+
+def write_result(path: Path, name: str, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` (with the benchmark name and the machine) as JSON; return the path."""
+    full = {"benchmark": name, "machine": machine(), **doc}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(full, indent=2) + "\n")
+    print(f"  written to {path}")
+    return path
+
+
+def print_table(title: str, rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    """Print ``rows`` as an aligned text table under ``title``."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
+        for i, h in enumerate(header)
+    ]
+    print(title)
+    print("  " + "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  " + "  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  " + "  ".join(_align(c, w) for c, w in zip(r, widths, strict=True)))
+
+
+def _align(cell: str, width: int) -> str:
+    numeric = cell[:1].isdigit() or cell[:1] in "-." or cell.endswith("x")
+    return cell.rjust(width) if numeric else cell.ljust(width)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def progress(text: str) -> None:
+    """One progress line on stderr (tables go to stdout)."""
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory removed afterwards (the node's data lives there)."""
+    path = Path(tempfile.mkdtemp(prefix=f"murmur-bench-{prefix}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_config(
+    path: Path, *, node: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
+    federation: dict[str, Any] | None = None,
+) -> Path:
+    """A node TOML config with the rate limiter opened up (see ``BENCH_LIMITS``)."""
+    tables = {
+        "node": node or {},
+        "limits": {**BENCH_LIMITS, **(limits or {})},
+        "federation": federation or {},
+    }
+    lines: list[str] = []
+    for table, values in tables.items():
+        if not values:
+            continue
+        lines.append(f"[{table}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+class NodeProcess:
+    """A ``python -m node run`` subprocess on 127.0.0.1, optionally pinned to CPUs."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        port: int = 0,
+        cpus: set[int] | None = None,
+        deadline_s: float = 30.0,
+    ) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "node", "run", "--port", str(port), "--data", str(data_dir)]
+        cmd += ["--log-level", "info", *args]
+        if cpus:
+            cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.data_dir = data_dir
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.url = self._wait_for_url(deadline_s)
+        self._wait_healthy(deadline_s)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._lines.put(line)
+
+    def _wait_for_url(self, deadline_s: float) -> str:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                line = self._lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.log.append(line)
+            if m := _URL_RE.search(line):
+                return m.group(1)
+        self.stop()
+        raise RuntimeError("node did not start:\n" + "".join(self.log))
+
+    def _wait_healthy(self, deadline_s: float) -> None:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # the poll interval of a deadline loop
+        self.stop()
+        raise RuntimeError("node never became healthy")
+
+    def rss_bytes(self) -> tuple[int, int]:
+        """(current RSS, peak RSS) of the node process, in bytes, from /proc."""
+        found: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) * 1024
+        return found.get("VmRSS", 0), found.get("VmHWM", 0)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the node process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> NodeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds ``fn()`` took."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

@@ -1,0 +1,238 @@
+"""Ingest: events/s a node accepts, verifies and durably stores over HTTP.
+
+``murmur bench ingest [--events N] [--batch B] [--concurrency C] [--quick]``
+
+A separate client process (this one) posts pre-signed, realistic events (see
+:mod:`bench.dataset`) to a fresh node as msgpack batches, ``C`` requests in flight,
+and times from the first request to the last acknowledgement; every event must come
+back ``accepted``. Two node set-ups are measured:
+
+* **one core**: the node pinned to one CPU with one verification worker, the client
+  on another CPU;
+* **all cores**: the node free on every CPU, verification spread over a thread pool
+  (``cryptography`` releases the GIL while it verifies).
+
+Next to them, in the same run, the physical limits: the raw Ed25519 verify rate of
+``cryptography`` on one core (keys already loaded, nothing but ``verify``) and the
+raw rate of inserting the same rows into SQLite with the node's schema and durability
+settings (WAL, ``synchronous=FULL``, one transaction per batch). The ratios are the
+result; the absolute rates depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    NodeProcess,
+    add_common_args,
+    cpu_count,
+    print_table,
+    progress,
+    scratch_dir,
+    write_config,
+    write_result,
+)
+from bench.dataset import Dataset, generate
+from node.store.migrations import migrate
+from protocol.encoding import encode_bins
+from protocol.events import decode_unverified, signing_message
+from protocol.identity import PublicKey
+
+__all__ = ["main", "raw_sqlite_rate", "raw_verify_rate"]
+
+MSGPACK = "application/msgpack"
+#: A batch shed (429/503) is retried after its Retry-After this many times at most.
+_MAX_TRIES = 20
+
+
+def raw_verify_rate(data: Dataset, limit: int) -> float:
+    """Ed25519 verifications per second on one core: keys loaded, only ``verify``."""
+    events = [decode_unverified(w) for w in data.wires[:limit]]
+    keys = {did: PublicKey.from_did(did) for did in {e.author for e in events}}
+    jobs = [(keys[e.author]._key, e.sig, signing_message(e.id)) for e in events]
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for key, sig, msg in jobs:
+            key.verify(sig, msg)
+        best = max(best, len(jobs) / (time.perf_counter() - start))
+    return best
+
+
+def raw_sqlite_rate(data: Dataset, limit: int, batch: int, where: Path) -> float:
+    """Rows per second into the node's ``events`` table: WAL, FULL sync, batched."""
+    events = [decode_unverified(w) for w in data.wires[:limit]]
+    rows = [
+        (e.id, e.author, e.seq, e.prev, e.ts, e.kind, e.header_bytes, e.sig, e.body_bytes, 0, 0)
+        for e in events
+    ]
+    path = where / "raw.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    migrate(conn)
+    start = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
+            "received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows[i : i + batch],
+        )
+        conn.execute("COMMIT")
+    rate = len(rows) / (time.perf_counter() - start)
+    conn.close()
+    return rate
+
+
+async def post_all(
+    url: str, bodies: list[bytes], concurrency: int, *, expect: int
+) -> tuple[float, int]:
+    """POST every batch body with ``concurrency`` in flight; (seconds, accepted)."""
+    accepted = 0
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal accepted
+            while not queue.empty():
+                body = queue.get_nowait()
+                for _ in range(_MAX_TRIES):
+                    resp = await client.post(
+                        url + "/v1/events",
+                        content=body,
+                        headers={"content-type": MSGPACK, "accept": "application/json"},
+                    )
+                    if resp.status_code in (429, 503):  # shed: honour Retry-After
+                        await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+                        continue
+                    resp.raise_for_status()
+                    accepted += resp.json()["accepted"]
+                    break
+                else:
+                    raise RuntimeError(f"batch still refused after {_MAX_TRIES} tries")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    if accepted != expect:
+        raise RuntimeError(f"node accepted {accepted} of {expect} events")
+    return elapsed, accepted
+
+
+def _batches(data: Dataset, size: int) -> list[bytes]:
+    return [encode_bins(data.wires[i : i + size]) for i in range(0, len(data.wires), size)]
+
+
+def measure_node(
+    data: Dataset, batch: int, concurrency: int, *, node_cpus: set[int] | None,
+    client_cpus: set[int] | None, workers: int, where: Path,
+) -> dict[str, Any]:
+    """Start a fresh node, post everything, report its rate, CPU and memory."""
+    import os
+
+    config = write_config(where / "node.toml", node={"verify_workers": workers})
+    bodies = _batches(data, batch)
+    with NodeProcess(where / "data", "--config", str(config), cpus=node_cpus) as node:
+        before = node.cpu_seconds()
+        old = os.sched_getaffinity(0) if client_cpus else None
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)
+        try:
+            elapsed, accepted = asyncio.run(
+                post_all(node.url, bodies, concurrency, expect=len(data.wires))
+            )
+        finally:
+            if old is not None:
+                os.sched_setaffinity(0, old)
+        cpu = node.cpu_seconds() - before
+        rss, peak = node.rss_bytes()
+    return {
+        "events": accepted,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(accepted / elapsed, 1),
+        "node_cpu_s": round(cpu, 2),
+        "node_cpu_us_per_event": round(cpu / accepted * 1e6, 1),
+        "node_rss_mb": round(rss / 2**20, 1),
+        "node_peak_rss_mb": round(peak / 2**20, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="murmur bench ingest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, help="events to ingest (default 200000; quick 20000)")
+    parser.add_argument("--batch", type=int, default=500, help="events per request (default 500)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
+    parser.add_argument("--authors", type=int, default=2000, help="distinct authors (2000)")
+    add_common_args(parser, "ingest")
+    args = parser.parse_args(argv)
+    n = args.events or (20_000 if args.quick else 200_000)
+    cpus = cpu_count()
+    progress(f"signing {n:,} realistic events")
+    data = generate(n, authors=args.authors, ts_start=int(time.time() * 1000) - n - 60_000)
+    sample = min(n, 20_000)
+    progress("measuring raw Ed25519 verify and raw SQLite insert")
+    verify = raw_verify_rate(data, sample)
+    results: dict[str, Any] = {}
+    with scratch_dir("ingest") as where:
+        sqlite_rate = raw_sqlite_rate(data, sample, args.batch, where)
+        if cpus >= 2:
+            progress("node on one core")
+            (where / "one").mkdir()
+            results["one_core"] = measure_node(
+                data, args.batch, args.concurrency, node_cpus={0}, client_cpus={1},
+                workers=1, where=where / "one",
+            )
+        progress(f"node on all {cpus} cores")
+        (where / "all").mkdir()
+        results["all_cores"] = measure_node(
+            data, args.batch, args.concurrency, node_cpus=None, client_cpus=None,
+            workers=0, where=where / "all",
+        )
+    rows: list[list[Any]] = [
+        ["raw Ed25519 verify, 1 core", verify, 1.0, "-"],
+        ["raw SQLite insert (same rows)", sqlite_rate, sqlite_rate / verify, "-"],
+    ]
+    setups = (
+        ("one_core", "node over HTTP, 1 core"),
+        ("all_cores", f"node over HTTP, {cpus} cores"),
+    )
+    for key, label in setups:
+        if key in results:
+            r = results[key]
+            r["vs_raw_verify"] = round(r["events_per_s"] / verify, 3)
+            rows.append([label, r["events_per_s"], r["vs_raw_verify"], r["node_cpu_us_per_event"]])
+    print_table(
+        f"ingest: {n:,} events ({data.total_bytes / n:.0f} B avg), batches of {args.batch}, "
+        f"{args.concurrency} in flight",
+        rows,
+        ["what", "events/s", "x raw verify", "node CPU us/event"],
+    )
+    target = "one_core" if "one_core" in results else "all_cores"
+    met = results[target]["vs_raw_verify"] >= 0.7
+    print(f"  target: 1-core ingest >= 0.70x raw verify: {'met' if met else 'NOT met'} "
+          f"({results[target]['vs_raw_verify']:.2f}x)")
+    write_result(args.out, "ingest", {
+        "events": n,
+        "avg_event_bytes": round(data.total_bytes / n, 1),
+        "batch": args.batch,
+        "concurrency": args.concurrency,
+        "raw_verify_per_s": round(verify, 1),
+        "raw_sqlite_insert_per_s": round(sqlite_rate, 1),
+        **results,
+        "target_one_core_ratio": 0.7,
+        "target_met": met,
+    })
+    return 0
