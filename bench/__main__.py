@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingest, memory, moderation
+from bench import ingest, memory, moderation, timeline
 
-BENCHMARKS = {"ingest": ingest.main, "memory": memory.main, "moderation": moderation.main}
+BENCHMARKS = {"ingest": ingest.main, "memory": memory.main, "moderation": moderation.main,
+              "timeline": timeline.main}
 
 
 def main() -> int:

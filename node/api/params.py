@@ -51,12 +51,12 @@ def list_param(request: web.Request, name: str, *, max_items: int) -> tuple[str,
     raw = request.query.getall(name, [])
     if not raw:
         return None
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered and deduplicated in O(1) an item
     for chunk in raw:
         for item in chunk.split(","):
             item = item.strip()
             if item and item not in out:
-                out.append(item)
+                out[item] = None
                 if len(out) > max_items:
                     raise BadRequestError(f"{name} has more than {max_items} values")
     if not out:

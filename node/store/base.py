@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from protocol.encoding import encode
+from protocol.encoding import encode_bins
 from protocol.errors import ProtocolError
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
@@ -57,7 +57,7 @@ class StoredEvent:
     @property
     def wire(self) -> bytes:
         """The wire form ``[header, sig, body | nil]``: what clients verify."""
-        return encode([self.header, self.sig, self.body])
+        return encode_bins([self.header, self.sig, self.body])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -92,3 +92,55 @@ class _StuckResponse:
 async def test_slow_consumer_write_times_out() -> None:
     with pytest.raises(live._SlowConsumer):
         await live._write(_StuckResponse(), b"data", 0.05)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("windows", [(2, 5), (4_096, 65_536)])
+async def test_many_author_feed_matches_a_full_sort(
+    tmp_path: Path, clock: Clock, windows: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The windowed plan of a many-author feed returns exactly what sorting all would,
+    page after page, whether the followed authors are busy or nearly silent."""
+    import random
+
+    from node.store import sqlite as sqlite_store
+    from node.store.base import FeedQuery
+
+    monkeypatch.setattr(sqlite_store, "_FEED_WINDOWS", windows)
+    rng = random.Random(3)
+    authors = [new_author(clock) for _ in range(12)]
+    events: list[Event] = []
+    for i in range(160):
+        who = authors[0] if i % 40 == 0 else rng.choice(authors[1:])  # authors[0]: rare
+        ts = T0 - rng.randrange(50) * 1000
+        if i % 7 == 0:
+            ev = who.sign("like", {"target": b"\x07" * 32}, ts=ts)
+        else:
+            ev = who.sign("post", {"text": f"p{i}"}, ts=ts)
+        events.append(_verified(ev))
+    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
+    await store.open()
+    try:
+        await store.apply_batch(events)
+        every = await store.feed(
+            FeedQuery(authors=None, kinds=None, before=None, limit=1000)
+        )
+        for followed in ([authors[0], authors[1]], [a.did for a in authors[:6]], [authors[0]]):
+            dids = tuple(a if isinstance(a, str) else a.did for a in followed)
+            for kinds_ in (None, ("post",)):
+                expected = [
+                    r.id for r in every
+                    if r.author in dids and (kinds_ is None or r.kind in kinds_)
+                ]
+                got: list[bytes] = []
+                before: tuple[int, int] | None = None
+                while True:
+                    page = await store.feed(
+                        FeedQuery(authors=dids, kinds=kinds_, before=before, limit=7)
+                    )
+                    got += [r.id for r in page]
+                    if len(page) < 7:
+                        break
+                    before = (page[-1].ts, page[-1].cursor)
+                assert got == expected
+    finally:
+        await store.close()
