@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from client.errors import BadResponseError, NodeTimeoutError, NodeUnreachableError
+from protocol import jsontext
 from protocol.encoding import encode
 from protocol.errors import RemoteError
 
@@ -151,8 +151,8 @@ class NodeClient:
     def _remote_error(self, response: httpx.Response) -> RemoteError:
         code, message = f"http-{response.status_code}", response.reason_phrase
         try:
-            doc = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = jsontext.loads(response.content)
+        except ValueError:  # bad JSON, bad UTF-8, hostile nesting
             doc = None
         if isinstance(doc, dict) and isinstance(doc.get("error"), str):
             code = doc["error"]
@@ -168,8 +168,8 @@ class NodeClient:
     ) -> dict[str, Any]:
         response = await self._request("GET", path, params=params)
         try:
-            doc = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            doc = jsontext.loads(response.content)
+        except ValueError as exc:  # bad JSON, bad UTF-8, hostile nesting
             raise BadResponseError(
                 f"{self.url}{path}: the answer is not JSON", url=self.url
             ) from exc
@@ -303,7 +303,7 @@ class NodeClient:
             headers={"Content-Type": _MSGPACK, "Accept": "application/json"},
         )
         try:
-            doc = response.json()
+            doc = jsontext.loads(response.content)
             rows = doc["results"]
             if not isinstance(rows, list) or len(rows) != len(wires):
                 raise TypeError("results do not match the batch")
@@ -316,7 +316,7 @@ class NodeClient:
                 )
                 for r in rows
             ]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise BadResponseError(
                 f"{self.url}: the ingest answer is malformed: {exc}", url=self.url
             ) from exc

@@ -19,10 +19,10 @@ from node.api import events, federation, live, meta, views
 from node.config import NodeConfig
 from node.federation.manager import Federation
 from node.ingest import Verifier
-from node.limits import RateLimiter
+from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.middleware import murmur_middleware
-from node.state import CONFIG, FEDERATION, HUB, LIMITER, METRICS, STORE, VERIFIER
+from node.state import CONFIG, FEDERATION, GATE, HUB, LIMITER, METRICS, STORE, VERIFIER
 from node.store.base import Store
 from node.store.sqlite import SqliteStore
 from node.stream import StreamHub
@@ -53,6 +53,10 @@ def _routes(app: web.Application) -> None:
     r.add_get("/openapi.json", meta.openapi)
 
 
+#: Longest request line accepted (spec 0004 §limits).
+MAX_REQUEST_LINE = 64 * 1024
+
+
 def create_app(
     config: NodeConfig,
     *,
@@ -66,7 +70,9 @@ def create_app(
         client_max_size=config.limits.max_request_bytes,
         # Never inflate request bodies: the middleware refuses Content-Encoding (415)
         # instead of letting a small compressed body expand past the limits.
-        handler_args={"auto_decompress": False},
+        # The request line carries list parameters: a feed of max_feed_authors (500)
+        # percent-encoded dids is about 31 KiB, over aiohttp's 8 KiB default.
+        handler_args={"auto_decompress": False, "max_line_size": MAX_REQUEST_LINE},
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
@@ -76,6 +82,16 @@ def create_app(
         burst=config.limits.rate_burst,
         max_keys=config.limits.rate_max_ips,
         now_ms=config.now_ms,
+    )
+    gate = app[GATE] = AdmissionGate(
+        max_requests=config.limits.max_inflight_ingest,
+        max_bytes=config.limits.max_inflight_bytes,
+    )
+    app[METRICS].gauge(
+        "murmur_inflight_requests", "Requests with a body in flight.", lambda: gate.requests
+    )
+    app[METRICS].gauge(
+        "murmur_inflight_bytes", "Body bytes reserved in flight.", lambda: gate.bytes
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from node.app import create_app
 from node.config import DEFAULT_PORT, ConfigError, NodeConfig, load_config
@@ -26,6 +27,10 @@ from node.store.migrations import SchemaError
 __all__ = ["add_node_commands", "add_run_command", "run_node"]
 
 log = logging.getLogger("murmur.node")
+
+#: Seconds an unread request body is drained after the answer, before closing (aiohttp
+#: defaults to 10 s, which a client dripping refused bodies could use to hold sockets).
+LINGER_S = 1.0
 
 #: Seconds granted to in-flight requests once a shutdown signal arrives.
 SHUTDOWN_GRACE_S = 10.0
@@ -118,6 +123,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_node(config)
 
 
+class _QuietHttpErrors(logging.Filter):
+    """Malformed HTTP from a client is answered 400 by aiohttp, which then logs an
+    error with a traceback: anyone could fill the log that way. Such records are kept
+    only at debug level, as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not log.isEnabledFor(logging.DEBUG):
+            return False
+        record.msg = f"{record.msg} ({type(exc).__name__})"
+        record.exc_info = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def _setup_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -130,12 +152,24 @@ def _setup_logging(level: str) -> None:
         root.setLevel(level.upper())
     # httpx logs every request at INFO; the federation logs what matters itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietHttpErrors) for f in server_log.filters):
+        server_log.addFilter(_QuietHttpErrors())
 
 
 async def _serve(config: NodeConfig) -> None:
     app = create_app(config)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+        # aiohttp's keep-alive timer starts when a connection opens and is only reset
+        # by a response, so it also bounds the time to send a request head.
+        keepalive_timeout=config.limits.idle_timeout_ms / 1000,
+        # After answering a request whose body was not read to its end (refused,
+        # too slow), aiohttp keeps reading that body this long before closing.
+        lingering_time=LINGER_S,
     )
     await runner.setup()
     try:

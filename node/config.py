@@ -69,6 +69,10 @@ class NodeLimits:
     request_timeout_ms: int = 30_000
     #: Deadline for receiving a request body.
     body_timeout_ms: int = 15_000
+    #: A connection is closed when it has not delivered a complete request head this
+    #: long after it opened or after its last response (slow-drip headers, idle
+    #: keep-alive connections).
+    idle_timeout_ms: int = 15_000
     #: Largest page of any list endpoint; ``limit`` above it is clamped.
     max_page: int = 500
     #: Most authors in one feed request.
@@ -81,6 +85,11 @@ class NodeLimits:
     stream_write_timeout_ms: int = 30_000
     #: Most events the head endpoint analyses for one author.
     max_chain_scan: int = 100_000
+    #: Global admission gate over all clients: most requests with a body (ingest,
+    #: sync, announcements) processed at once, and most body bytes they may hold;
+    #: beyond either, 503 with Retry-After (spec 0004 §limits).
+    max_inflight_ingest: int = 32
+    max_inflight_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.store.base import Store, WriteResult
+from protocol import jsontext
 from protocol.encoding import DecodeLimits, decode
 from protocol.errors import (
     BadRequestError,
@@ -99,8 +99,8 @@ def _parse_msgpack(body: bytes, max_batch: int, max_bytes: int) -> list[Wire]:
 
 def _parse_json(body: bytes, max_batch: int) -> list[Wire]:
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        doc = jsontext.loads(body)
+    except ValueError as exc:  # bad UTF-8 and hostile nesting are ValueErrors too
         raise BadRequestError(f"body is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
         raise BadRequestError('JSON batch must be {"events": [base64 wire event, ...]}')

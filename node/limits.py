@@ -1,9 +1,18 @@
-"""Request limits: per-IP token bucket, bounded body reading, encoding refusal.
+"""Request limits: per-IP token bucket, global admission gate, bounded body reading,
+encoding refusal.
 
 The rate limiter keys on the transport's peer address (``request.remote``); it does
 not trust ``X-Forwarded-For`` (spec 0004 §limits). It tracks at most ``max_ips``
 addresses, evicting the least recently seen, so a scan of many addresses cannot grow
 memory. Time comes from the injected clock, so tests control it.
+
+The per-IP bucket cannot bound the node's memory on its own: many addresses (or one
+generous limit) can still have any number of bodies in flight at once. The
+:class:`AdmissionGate` is the global bound: at most ``max_requests`` requests with a
+body are processed at once, holding at most ``max_bytes`` of declared body, with a
+fair share per client address; a request that does not fit is refused at once with
+503 and ``Retry-After`` (never queued, so waiting costs nothing either), before a
+byte of its body is read.
 
 :func:`read_body` enforces ``max_request_bytes`` on the declared ``Content-Length``
 *before* reading anything and again while reading chunked bodies, never buffering more
@@ -23,12 +32,28 @@ from protocol.errors import (
     BadRequestError,
     PayloadTooLargeError,
     RateLimitedError,
+    UnavailableError,
     UnsupportedMediaTypeError,
 )
 
-__all__ = ["RateLimiter", "check_content_length", "read_body", "refuse_encodings"]
+__all__ = [
+    "ADMISSION_BYTE_SHARE",
+    "ADMISSION_REQUEST_SHARE",
+    "ADMISSION_RETRY_AFTER_S",
+    "AdmissionGate",
+    "RateLimiter",
+    "check_content_length",
+    "read_body",
+    "refuse_encodings",
+]
 
 _READ_CHUNK = 64 * 1024
+#: The ``Retry-After`` (seconds) of every 503, the admission gate's included: work
+#: in flight is bounded by the request deadline, and usually done within a second.
+ADMISSION_RETRY_AFTER_S = 1
+#: The most of the gate's request slots, and of its bytes, one client address may hold.
+ADMISSION_REQUEST_SHARE = 0.25
+ADMISSION_BYTE_SHARE = 0.5
 
 
 class RateLimiter:
@@ -64,11 +89,93 @@ class RateLimiter:
             self._buckets.popitem(last=False)
 
 
+class AdmissionGate:
+    """Global bound on the requests with a body being processed, and on their bytes.
+
+    :meth:`admit` reserves one slot and ``size`` bytes (the declared body length; the
+    caller passes the largest acceptable body when none is declared) for the client
+    address ``key``, or raises ``UnavailableError`` (503) when a bound would be
+    passed; :meth:`release` gives them back when the response is ready.
+
+    One address may hold at most :data:`ADMISSION_REQUEST_SHARE` of the slots and
+    :data:`ADMISSION_BYTE_SHARE` of the bytes: otherwise a single client dripping a
+    few bodies (each held up to the body deadline) could keep everyone else's ingest
+    shed. A request larger than a byte bound on its own is admitted when its address
+    (for the share) or the node (for the total) has nothing else in flight, so every
+    acceptable request can eventually get through. Only addresses with something in
+    flight are tracked, so the table is never larger than ``max_requests``.
+    """
+
+    def __init__(self, *, max_requests: int, max_bytes: int) -> None:
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.max_requests_per_address = max(1, math.floor(max_requests * ADMISSION_REQUEST_SHARE))
+        self.max_bytes_per_address = max(1, math.floor(max_bytes * ADMISSION_BYTE_SHARE))
+        #: Requests and reserved bytes in flight now, in all and by address.
+        self.requests = 0
+        self.bytes = 0
+        self._by_address: dict[str, tuple[int, int]] = {}
+        #: Requests refused since start.
+        self.shed = 0
+
+    def __len__(self) -> int:
+        """Addresses with something in flight."""
+        return len(self._by_address)
+
+    def admit(self, size: int, key: str) -> None:
+        """Reserve a slot and ``size`` bytes for ``key``, or raise ``UnavailableError``."""
+        size = max(0, size)
+        mine, my_bytes = self._by_address.get(key, (0, 0))
+        reason = None
+        if self.requests >= self.max_requests:
+            reason = f"{self.requests} requests with a body in flight"
+        elif self.requests and self.bytes + size > self.max_bytes:
+            reason = f"{self.bytes} body bytes in flight, {size} more would pass {self.max_bytes}"
+        elif mine >= self.max_requests_per_address:
+            reason = f"{mine} requests with a body in flight from this address"
+        elif mine and my_bytes + size > self.max_bytes_per_address:
+            reason = f"{my_bytes} body bytes in flight from this address"
+        if reason is not None:
+            self.shed += 1
+            raise UnavailableError(f"node busy: {reason}; retry later")
+        self.requests += 1
+        self.bytes += size
+        self._by_address[key] = (mine + 1, my_bytes + size)
+
+    def release(self, size: int, key: str) -> None:
+        """Give back what :meth:`admit` reserved for a finished request of ``key``."""
+        size = max(0, size)
+        self.requests -= 1
+        self.bytes -= size
+        mine, my_bytes = self._by_address.pop(key, (1, size))
+        if mine > 1:
+            self._by_address[key] = (mine - 1, my_bytes - size)
+
+
+class BodyTimeoutError(BadRequestError):
+    """The body did not arrive in time; the connection is closed with the answer."""
+
+
+class TransferCodingError(UnsupportedMediaTypeError):
+    """A transfer coding other than ``chunked``; the connection is closed with the answer."""
+
+
 def refuse_encodings(request: web.Request) -> None:
-    """Compressed request bodies are refused: their decompressed size is unbounded."""
+    """Compressed request bodies are refused: their decompressed size is unbounded.
+
+    So is any transfer coding but ``chunked`` alone (``gzip, chunked``...): the HTTP
+    layer would read such a body as plain chunks, while an intermediary that applies
+    the coding would see another body (RFC 9112 §6.1); the two must never disagree.
+    """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedMediaTypeError(f"Content-Encoding {encoding!r} is not accepted")
+    transfer = request.headers.getall("Transfer-Encoding", [])
+    codings = [c.strip().lower() for value in transfer for c in value.split(",")]
+    if codings and codings != ["chunked"]:
+        raise TransferCodingError(
+            f"Transfer-Encoding {', '.join(codings)!r} is not accepted; only chunked"
+        )
 
 
 def check_content_length(request: web.Request, max_bytes: int) -> None:
@@ -98,5 +205,5 @@ async def read_body(request: web.Request, *, max_bytes: int, timeout_s: float) -
                     )
                 parts.append(chunk)
     except TimeoutError:
-        raise BadRequestError(f"request body not received within {timeout_s:g} s") from None
+        raise BodyTimeoutError(f"request body not received within {timeout_s:g} s") from None
     return b"".join(parts)

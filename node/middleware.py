@@ -1,10 +1,14 @@
-"""The node's middleware: errors as JSON, request metrics, rate limit, deadlines.
+"""The node's middleware: errors as JSON, request metrics, rate limit, admission, deadlines.
 
 Every response that is an error is ``{"error": code, "message": ...}`` with the 4xx
 status of its ``ProtocolError`` (spec 0004 §errors). Router misses become
 ``not-found`` (404) and ``method-not-allowed`` (405); anything unexpected is logged
 with its traceback and answered with a bare 500 ``internal`` — never a stack trace in
 a body. Client mistakes never reach that branch: handlers translate them first.
+
+Order of the checks (spec 0004 §limits): the per-IP token bucket (429), refused
+encodings (415), then, for a request with a body, the global admission gate (503 when
+full), then the deadline around the handler. Every 503 carries ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from node.limits import refuse_encodings
-from node.state import CONFIG, LIMITER, METRICS
+from node.limits import (
+    ADMISSION_RETRY_AFTER_S,
+    BodyTimeoutError,
+    TransferCodingError,
+    refuse_encodings,
+)
+from node.state import CONFIG, GATE, LIMITER, METRICS
 from protocol.errors import ProtocolError, RateLimitedError, UnavailableError
 
 __all__ = ["error_body", "murmur_middleware"]
@@ -28,6 +37,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Routes that are neither rate limited nor put under the request deadline.
 _UNLIMITED = frozenset({"/health", "/metrics"})
 _NO_DEADLINE = frozenset({"/v1/stream"})
+#: Requests with these methods carry a body and pass the admission gate.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 _HTTP_CODES = {
     400: "bad-request",
@@ -51,8 +62,12 @@ def _from_protocol(exc: ProtocolError) -> web.Response:
     resp = error_body(exc.code, exc.message, exc.status)
     if isinstance(exc, RateLimitedError):
         resp.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    if exc.status == 413:
-        resp.force_close()  # the rest of an oversized body is not worth reading
+    elif isinstance(exc, UnavailableError):
+        resp.headers["Retry-After"] = str(ADMISSION_RETRY_AFTER_S)
+    if exc.status == 413 or isinstance(exc, BodyTimeoutError | TransferCodingError):
+        # The rest of an oversized or dripping body is not worth reading, and a body
+        # in an unknown transfer coding has no trustworthy end: close the connection.
+        resp.force_close()
     return resp
 
 
@@ -65,11 +80,27 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         except RateLimitedError:
             app[METRICS].rate_limited += 1
             raise
-    if request.method in ("POST", "PUT", "PATCH"):
-        refuse_encodings(request)
+    if request.method not in _BODY_METHODS:
+        return await _within_deadline(request, handler, route)
+    refuse_encodings(request)
+    gate = app[GATE]
+    # What the body may occupy: its declared length, else the most any body may be.
+    declared = request.content_length
+    size = declared if declared is not None else app[CONFIG].limits.max_request_bytes
+    address = request.remote or "unknown"
+    gate.admit(size, address)  # 503 before a byte of the body is read
+    try:
+        return await _within_deadline(request, handler, route)
+    finally:
+        gate.release(size, address)
+
+
+async def _within_deadline(
+    request: web.Request, handler: Handler, route: str
+) -> web.StreamResponse:
     if route in _NO_DEADLINE:
         return await handler(request)
-    timeout_s = app[CONFIG].limits.request_timeout_ms / 1000
+    timeout_s = request.app[CONFIG].limits.request_timeout_ms / 1000
     try:
         async with asyncio.timeout(timeout_s):
             return await handler(request)
@@ -85,6 +116,8 @@ async def murmur_middleware(request: web.Request, handler: Handler) -> web.Strea
         resp = await _guarded(request, handler)
     except ProtocolError as exc:
         resp = _from_protocol(exc)
+        if exc.status == 503 and request.can_read_body:
+            resp.force_close()  # shed: do not keep the connection for the unread rest
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

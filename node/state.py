@@ -11,7 +11,7 @@ from aiohttp import web
 from node.config import NodeConfig
 from node.federation.manager import Federation
 from node.ingest import Verifier
-from node.limits import RateLimiter
+from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub
@@ -19,6 +19,7 @@ from node.stream import StreamHub
 __all__ = [
     "CONFIG",
     "FEDERATION",
+    "GATE",
     "HUB",
     "LIMITER",
     "METRICS",
@@ -36,4 +37,5 @@ VERIFIER = web.AppKey("verifier", Verifier)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", StreamHub)
 LIMITER = web.AppKey("limiter", RateLimiter)
+GATE = web.AppKey("gate", AdmissionGate)
 FEDERATION = web.AppKey("federation", Federation)

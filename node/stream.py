@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from node.api.params import MAX_CURSOR
 from protocol.errors import BadRequestError, UnavailableError
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def parse_start_cursor(request: web.Request, live: int) -> int:
     if raw is None or raw == "":
         return live
     raw = raw.strip()
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_CURSOR:
         raise BadRequestError(f"{name} must be a non-negative integer cursor")
     return int(raw)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from protocol import jsontext
 from protocol.errors import MalformedError
 
 __all__ = ["SseMessage", "SseParser", "stream_event"]
@@ -115,7 +115,7 @@ def stream_event(
     """The wire bytes and cursor of one ``event`` message of a node's live stream
     (spec 0004 §stream: ``data: {"cursor": N, "event": {..., "wire": base64}}``)."""
     try:
-        doc = json.loads(message.data)
+        doc = jsontext.loads(message.data)
         cursor, wire_b64 = doc["cursor"], doc["event"]["wire"]
     except (ValueError, KeyError, TypeError):
         raise error("the stream sent a malformed event message") from None

@@ -43,7 +43,7 @@ from client.moderation.apply import active_labels
 from client.publish import Publisher
 from client.reader import Reader
 from client.state import Head
-from protocol import kinds
+from protocol import jsontext, kinds
 from protocol.errors import ProtocolError, RemoteError
 from protocol.events import Event, decode_event, sign_event
 
@@ -355,7 +355,7 @@ async def _stream_error(resp: httpx.Response, url: str) -> ProtocolError:
             break
     code, message = f"http-{resp.status_code}", resp.reason_phrase
     with contextlib.suppress(ValueError, UnicodeDecodeError):
-        doc = json.loads(body)
+        doc = jsontext.loads(body)
         if isinstance(doc, dict) and isinstance(doc.get("error"), str):
             code, message = doc["error"], str(doc.get("message") or code)
     return RemoteError(

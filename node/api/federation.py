@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from node.api.render import respond
 from node.federation.sync import SYNC_CONTENT_TYPE
 from node.limits import read_body
 from node.state import CONFIG, FEDERATION
+from protocol import jsontext
 from protocol.errors import BadRequestError, NegentropyError, UnsupportedMediaTypeError
 from protocol.negentropy import Negentropy
 
@@ -39,7 +39,7 @@ async def sync(request: web.Request) -> web.Response:
     as_json = request.content_type == "application/json"
     if as_json:
         try:
-            doc = json.loads(body)
+            doc = jsontext.loads(body)
             message = bytes.fromhex(doc["message"])
         except (ValueError, KeyError, TypeError):
             raise BadRequestError('JSON sync body must be {"message": "<hex>"}') from None
@@ -82,7 +82,7 @@ async def announce(request: web.Request) -> web.Response:
         request, max_bytes=_MAX_ANNOUNCE_BYTES, timeout_s=config.limits.body_timeout_ms / 1000
     )
     try:
-        doc = json.loads(body)
+        doc = jsontext.loads(body)
     except ValueError:
         raise BadRequestError('announcement must be {"url": "http(s)://host[:port]"}') from None
     url = doc.get("url") if isinstance(doc, dict) else None

@@ -93,6 +93,10 @@ def kind_list(request: web.Request) -> tuple[str, ...] | None:
     return kinds
 
 
+#: Largest cursor or timestamp a query can carry: SQLite's signed 64-bit integer.
+MAX_CURSOR = 2**63 - 1
+
+
 def pair_cursor(ts: int, cursor: int) -> str:
     """An opaque page cursor for lists ordered by ``(ts, cursor)``."""
     return f"{ts}.{cursor}"
@@ -108,4 +112,7 @@ def parse_pair_cursor(raw: str | None, name: str) -> tuple[int, int] | None:
         or not cur.isascii() or not cur.isdigit() or len(cur) > 19
     ):
         raise BadRequestError(f"{name} is not a cursor returned by this node")
-    return int(ts), int(cur)
+    ts_value, cursor = int(ts), int(cur)
+    if ts_value > MAX_CURSOR or cursor > MAX_CURSOR:  # SQLite integers are 64-bit
+        raise BadRequestError(f"{name} is not a cursor returned by this node")
+    return ts_value, cursor

@@ -62,6 +62,7 @@ from node.ingest import Verifier, ingest_batch
 from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub
+from protocol import jsontext
 from protocol.errors import ProtocolError
 from protocol.events import decode_unverified
 
@@ -390,7 +391,7 @@ class Federation:
             self.client, "GET", f"{peer.url}/v1/info", policy=self.policy, max_bytes=64 * 1024
         )
         try:
-            doc = json.loads(body)
+            doc = jsontext.loads(body)
         except ValueError:
             raise PeerBadResponseError(f"{peer.url}/v1/info is not JSON") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("network"), str):
@@ -432,9 +433,15 @@ class Federation:
             self.want_sync(peer.url)
             self._keep(asyncio.create_task(self._greet(peer)))
             parser = SseParser(max_message_bytes=_MAX_STREAM_MESSAGE)
+            proven = False
             with map_transport_errors(url):
                 async for chunk in resp.aiter_bytes():
                     messages = parser.feed(chunk)
+                    if not proven and (messages or parser.comments):
+                        # A stream that opens and then breaks the spec must not reset
+                        # the backoff; one that speaks SSE has proven itself.
+                        proven = True
+                        peer.recovered()
                     if parser.comments:
                         self._start_cursor(peer, parser.comments)
                         parser.comments.clear()
@@ -669,11 +676,11 @@ class Federation:
         interval = self.config.federation.gossip_interval_ms
         while not self._stopping.is_set():
             await self._pause(interval * self._rng.uniform(0.8, 1.2))
-            for peer in self.table.all():
-                if self._stopping.is_set():
-                    return
-                if peer.state is PeerState.LIVE:
-                    await self.gossip_with(peer)
+            if self._stopping.is_set():
+                return
+            live = [p for p in self.table.all() if p.state is PeerState.LIVE]
+            # Side by side: a peer that trickles its answer holds only its own gossip.
+            await asyncio.gather(*(self.gossip_with(p) for p in live))
 
     async def gossip_with(self, peer: Peer) -> int:
         """Ask ``peer`` for its peers; consider the live ones. Returns how many were added."""
@@ -681,8 +688,11 @@ class Federation:
             _, body = await fetch(
                 self.client, "GET", f"{peer.url}/v1/peers", policy=self.policy, max_bytes=256 * 1024
             )
-            doc = json.loads(body)
+            doc = jsontext.loads(body)
         except PeerError as exc:
+            # Spec 0005 §peers: a broken answer costs like any other, an outage less.
+            bad = isinstance(exc, PeerBadResponseError | ForbiddenAddressError)
+            peer.adjust(Score.BAD_RESPONSE if bad else Score.UNREACHABLE)
             log.info("gossip failed url=%s error=%s", peer.url, exc.code)
             return 0
         except ValueError:

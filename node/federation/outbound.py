@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import math
 import re
@@ -54,6 +53,7 @@ from node.federation.errors import (
     PeerTimeoutError,
     PeerUnreachableError,
 )
+from protocol import jsontext
 
 __all__ = [
     # policy and client
@@ -420,7 +420,7 @@ async def _check_response(response: httpx.Response, expect: tuple[str, ...]) -> 
 def _rejection(response: httpx.Response, body: bytes, shown: str) -> PeerRejectedError | None:
     """A Murmur error ``{"error": code, "message": text}``, or None if it is not one."""
     try:
-        doc = json.loads(body)
+        doc = jsontext.loads(body)
     except ValueError:
         return None
     if not isinstance(doc, dict):

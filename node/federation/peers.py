@@ -97,10 +97,16 @@ class Peer:
         self.score = min(SCORE_MAX, max(SCORE_MIN, self.score + delta))
 
     def succeeded(self, now_ms: int, delta: float) -> None:
-        self.failures = 0
+        """Credit a working exchange (a stream opened, a sync ran). The failure count
+        is left alone: it drives the stream's reconnect backoff, which only
+        :meth:`recovered` (the stream proved itself) starts over."""
         self.last_ok_ms = now_ms
-        self.last_error = None
         self.adjust(delta)
+
+    def recovered(self) -> None:
+        """Its stream delivered well-formed data: the reconnect backoff starts over."""
+        self.failures = 0
+        self.last_error = None
 
     def failed(self, error: str, delta: float) -> None:
         self.failures += 1

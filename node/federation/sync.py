@@ -11,7 +11,6 @@ is refused and counted against the peer.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import httpx
 from node.federation.errors import PeerBadResponseError
 from node.federation.outbound import OutboundPolicy, fetch
 from node.store.base import Store
+from protocol import jsontext
 from protocol.encoding import DecodeLimits, decode, encode
 from protocol.errors import NegentropyError, ProtocolError
 from protocol.events import decode_unverified
@@ -228,7 +228,7 @@ async def offer_missing(
         headers={"Content-Type": _MSGPACK, "Accept": "application/json"},
     )
     try:
-        doc = json.loads(body)
+        doc = jsontext.loads(body)
     except ValueError:
         raise PeerBadResponseError(f"{url} answered an offer with invalid JSON") from None
     accepted = doc.get("accepted") if isinstance(doc, dict) else None

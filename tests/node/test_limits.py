@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from node import SqliteStore, create_app
-from node.limits import RateLimiter
+from node.limits import AdmissionGate, RateLimiter
 from node.store.base import StoredEvent
-from protocol.errors import RateLimitedError
+from protocol.errors import RateLimitedError, UnavailableError
 from tests.node.conftest import MSGPACK, Author, Clock, Node, b64, batch, make_config
+from tests.node.fed_fixtures import wait_for
 
 
 async def test_413_from_content_length(start_node: Callable[..., Any]) -> None:
@@ -156,3 +158,129 @@ async def test_body_deadline(start_node: Callable[..., Any]) -> None:
 
     r = await node.http.post("/v1/events", content=trickle(), headers={"Content-Type": MSGPACK})
     assert r.status_code == 400 and r.json()["error"] == "bad-request"
+
+
+# -- global admission gate (spec 0004 §limits, "Admission") ---------------------------
+
+
+def test_admission_gate_bounds_requests_and_bytes() -> None:
+    gate = AdmissionGate(max_requests=2, max_bytes=100)
+    gate.admit(60, "a")
+    with pytest.raises(UnavailableError):
+        gate.admit(41, "b")  # 101 bytes in flight would pass max_bytes
+    gate.admit(40, "b")
+    with pytest.raises(UnavailableError):
+        gate.admit(0, "c")  # a third request, however small
+    assert (gate.requests, gate.bytes, gate.shed, len(gate)) == (2, 100, 2, 2)
+    gate.release(60, "a")
+    gate.release(40, "b")
+    assert (gate.requests, gate.bytes, len(gate)) == (0, 0, 0)
+    gate.admit(1_000, "a")  # larger than max_bytes on its own: admitted when alone...
+    with pytest.raises(UnavailableError):
+        gate.admit(1, "b")  # ...and then nothing else fits beside it
+    gate.release(1_000, "a")
+    gate.admit(100, "a")
+    assert gate.shed == 3
+
+
+def test_admission_gate_shares_per_address() -> None:
+    """One address holds at most a quarter of the slots and half of the bytes, so a
+    client dripping bodies cannot keep every other client's ingest shed."""
+    gate = AdmissionGate(max_requests=8, max_bytes=1_000)
+    assert (gate.max_requests_per_address, gate.max_bytes_per_address) == (2, 500)
+    gate.admit(10, "10.0.0.1")
+    gate.admit(10, "10.0.0.1")
+    with pytest.raises(UnavailableError, match="from this address"):
+        gate.admit(10, "10.0.0.1")
+    gate.admit(480, "10.0.0.2")
+    with pytest.raises(UnavailableError, match="from this address"):
+        gate.admit(30, "10.0.0.2")  # 510 bytes from one address
+    gate.admit(400, "10.0.0.3")  # others are still served
+    gate.release(10, "10.0.0.1")
+    gate.admit(10, "10.0.0.1")
+    assert (gate.requests, gate.bytes, len(gate)) == (4, 900, 3)
+    for size, key in [(10, "10.0.0.1"), (10, "10.0.0.1"), (480, "10.0.0.2"), (400, "10.0.0.3")]:
+        gate.release(size, key)
+    assert (gate.requests, gate.bytes, len(gate)) == (0, 0, 0)
+    gate.admit(700, "10.0.0.4")  # over the address share alone: admitted
+
+
+async def _inflight(node: Node) -> int:
+    text = (await node.http.get("/metrics")).text
+    match = re.search(r"^murmur_inflight_requests (\d+)$", text, re.MULTILINE)
+    assert match is not None, text
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("bound", "limits", "held_from", "then_from", "expect"),
+    [
+        # Two held bodies fill two slots; a third client is shed.
+        ("requests", {"max_inflight_ingest": 2}, ["127.0.0.2", "127.0.0.3"], "127.0.0.4", 503),
+        # One held body plus another would pass the byte bound (1.5 bodies, set below).
+        ("bytes", {}, ["127.0.0.2"], "127.0.0.3", 503),
+        # 8 slots, 2 per address: a third body from the same address is shed...
+        ("share", {"max_inflight_ingest": 8}, ["127.0.0.2"] * 2, "127.0.0.2", 503),
+        # ...while another address is served.
+        ("share-other", {"max_inflight_ingest": 8}, ["127.0.0.2"] * 2, "127.0.0.3", 200),
+    ],
+    ids=["requests", "bytes", "share", "share-other"],
+)
+async def test_admission_gate_sheds_with_503_and_retry_after(
+    start_node: Callable[..., Any],
+    make_author: Callable[[], Author],
+    bound: str,
+    limits: dict[str, int],
+    held_from: list[str],
+    then_from: str,
+    expect: int,
+) -> None:
+    """Bodies held open by slow clients fill the gate; the next ingest is refused at
+    once with 503 + Retry-After (not queued, not 429: the per-IP limit is far away),
+    reads are still served, and once the held requests finish the node accepts again."""
+    bodies = [batch(make_author().post("gate")) for _ in range(len(held_from) + 1)]
+    if bound == "bytes":
+        limits = {"max_inflight_bytes": len(bodies[0]) * 3 // 2}
+    node: Node = await start_node(rate_per_ip=10_000, rate_burst=10_000, **limits)
+    release = asyncio.Event()
+
+    async def slow(data: bytes) -> AsyncIterator[bytes]:
+        yield data[:1]
+        await release.wait()
+        yield data[1:]
+
+    async def post(source: str, body: bytes, *, held: bool) -> httpx.Response:
+        transport = httpx.AsyncHTTPTransport(local_address=source)
+        async with httpx.AsyncClient(base_url=node.url, transport=transport) as http:
+            return await http.post(
+                "/v1/events",
+                content=slow(body) if held else body,
+                headers={"Content-Type": MSGPACK, "Content-Length": str(len(body))},
+            )
+
+    held = [
+        asyncio.create_task(post(source, body, held=True))
+        for source, body in zip(held_from, bodies, strict=False)
+    ]
+    try:
+
+        async def all_admitted() -> bool:
+            return await _inflight(node) == len(held)
+
+        await wait_for(all_admitted, f"{len(held)} held request(s) admitted")
+        r = await post(then_from, bodies[-1], held=False)
+        assert r.status_code == expect, r.text
+        if expect == 503:
+            assert r.json()["error"] == "unavailable"
+            assert r.headers["Retry-After"] == "1"
+        assert (await node.http.get("/v1/info")).status_code == 200  # reads are not gated
+        assert await _inflight(node) == len(held)
+    finally:
+        release.set()
+    for task in held:
+        done = await task
+        assert done.status_code == 200 and done.json()["accepted"] == 1, done.text
+    assert await _inflight(node) == 0
+    if expect == 503:  # what was shed is accepted on retry
+        r = await post(then_from, bodies[-1], held=False)
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text

@@ -297,8 +297,11 @@ def test_score_is_clamped_and_outcomes_move_it() -> None:
     p.failed("peer-unreachable", Score.UNREACHABLE)
     p.failed("peer-bad-response", Score.BAD_RESPONSE)
     assert (p.failures, p.last_error, p.score) == (2, "peer-bad-response", -25.0)
-    p.succeeded(1234, Score.CONNECTED)
-    assert (p.failures, p.last_error, p.last_ok_ms, p.score) == (0, None, 1234, -20.0)
+    p.succeeded(1234, Score.CONNECTED)  # credit, but the stream has not proven itself
+    assert (p.failures, p.last_error, p.last_ok_ms) == (2, "peer-bad-response", 1234)
+    assert p.score == -20.0
+    p.recovered()
+    assert (p.failures, p.last_error) == (0, None)
     assert [s.value for s in Score] == [5.0, 2.0, -5.0, -2.0, -20.0, -10.0, -100.0]
 
 
