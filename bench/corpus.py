@@ -37,13 +37,13 @@ class Corpus:
     info: dict[str, Any]
 
 
-def corpus_dir(events: int, authors: int) -> Path:
-    return CACHE / f"corpus-{events}-{authors}"
+def corpus_dir(events: int, authors: int, cache: Path = CACHE) -> Path:
+    return cache / f"corpus-{events}-{authors}"
 
 
-def cached_corpus(events: int, authors: int) -> Corpus | None:
+def cached_corpus(events: int, authors: int, cache: Path = CACHE) -> Corpus | None:
     """The finished corpus of this size, if one was built before."""
-    root = corpus_dir(events, authors)
+    root = corpus_dir(events, authors, cache)
     meta = root / "corpus.json"
     if not meta.is_file():
         return None
@@ -66,13 +66,14 @@ def build_corpus(
     batch: int = 500,
     concurrency: int = 4,
     on_node: Callable[[NodeProcess, Dataset], dict[str, Any]] | None = None,
+    cache: Path = CACHE,
 ) -> Corpus:
     """Ingest ``events`` over HTTP into a fresh node; keep its data dir as the corpus.
 
     ``on_node`` runs against the still-running node once everything is stored, and
     what it returns is added to the corpus info (the memory benchmark's readings).
     """
-    root = corpus_dir(events, authors)
+    root = corpus_dir(events, authors, cache)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     # Spread over the last 30 days, the way a timeline's posts are.

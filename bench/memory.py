@@ -13,12 +13,13 @@ is kept as the corpus ``bench timeline`` reads (``bench/results/cache/``).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.common import NodeProcess, add_common_args, print_table, write_result
-from bench.corpus import build_corpus
+from bench.corpus import CACHE, build_corpus
 from bench.dataset import Dataset
 from node.federation.sync import SYNC_CONTENT_TYPE
 from protocol.negentropy import Negentropy
@@ -58,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, help="events (default 1000000; quick 50000)")
     parser.add_argument("--authors", type=int, default=10_000, help="authors (10000)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where corpora are kept")
     add_common_args(parser, "memory")
     args = parser.parse_args(argv)
     n = args.events or (50_000 if args.quick else 1_000_000)
-    corpus = build_corpus(n, args.authors, on_node=_readings)
+    corpus = build_corpus(n, args.authors, on_node=_readings, cache=args.cache)
     info = corpus.info
     disk = sum(p.stat().st_size for p in corpus.data_dir.rglob("*") if p.is_file())
     info["disk_bytes"] = disk

@@ -24,6 +24,7 @@ import base64
 import random
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,7 +39,7 @@ from bench.common import (
     write_config,
     write_result,
 )
-from bench.corpus import build_corpus, cached_corpus
+from bench.corpus import CACHE, build_corpus, cached_corpus
 from bench.moderation import _filters
 from client.moderation.core import Item, ViewContext
 from client.moderation.pipeline import Pipeline
@@ -70,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authors", type=int, default=10_000, help="authors in the corpus")
     parser.add_argument("--follows", type=int, default=500, help="authors the reader follows")
     parser.add_argument("--repeat", type=int, help="pages timed (default 200; quick 40)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where corpora are kept")
     add_common_args(parser, "timeline")
     args = parser.parse_args(argv)
     n = args.events or (50_000 if args.quick else 1_000_000)
     repeat = args.repeat or (40 if args.quick else 200)
-    corpus = cached_corpus(n, args.authors)
+    corpus = cached_corpus(n, args.authors, args.cache)
     if corpus is None:
         progress(f"no corpus of {n:,} events yet: building it (bench memory does too)")
-        corpus = build_corpus(n, args.authors)
+        corpus = build_corpus(n, args.authors, cache=args.cache)
     rng = random.Random(5)
     follows = min(args.follows, len(corpus.authors))
     pipeline = Pipeline(_filters(rng, corpus.authors[:2]))

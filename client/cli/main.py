@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
             raise
     else:
         add_node_commands(sub)
+    try:
+        from bench.cli import add_bench_command
+    except ModuleNotFoundError as exc:  # installed without the benchmarks
+        if exc.name not in ("bench", "bench.cli"):
+            raise
+    else:
+        add_bench_command(sub)
     return parser
 
 
