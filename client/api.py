@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ DEFAULT_TIMEOUT_S = 5.0
 #: Largest response body the client reads from a node (a full page of big events).
 MAX_RESPONSE_BYTES = 48 * 1024 * 1024
 _MSGPACK = "application/msgpack"
+#: Feeds of more authors than this are asked for with POST /v1/feed (a JSON body).
+_FEED_GET_AUTHORS = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,7 +169,18 @@ class NodeClient:
     async def _get_json(
         self, path: str, params: Sequence[tuple[str, str | int]] | None = None
     ) -> dict[str, Any]:
-        response = await self._request("GET", path, params=params)
+        return self._json_object(path, await self._request("GET", path, params=params))
+
+    async def _post_json(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        response = await self._request(
+            "POST",
+            path,
+            content=json.dumps(doc, separators=(",", ":")).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return self._json_object(path, response)
+
+    def _json_object(self, path: str, response: httpx.Response) -> dict[str, Any]:
         try:
             doc = jsontext.loads(response.content)
         except ValueError as exc:  # bad JSON, bad UTF-8, hostile nesting
@@ -226,14 +240,24 @@ class NodeClient:
         before: str | None = None,
     ) -> tuple[list[WireItem], str | None]:
         """Newest first; returns the items and the ``next`` cursor."""
-        params: list[tuple[str, str | int]] = [("limit", limit)]
-        if authors:
-            params.append(("authors", ",".join(authors)))
-        if kinds:
-            params.append(("kinds", ",".join(kinds)))
-        if before is not None:
-            params.append(("before", before))
-        doc = await self._get_json("/v1/feed", params)
+        if authors and len(authors) > _FEED_GET_AUTHORS:
+            # A long author list goes in a body (spec 0004 §feed-post): as a query string
+            # it would be tens of KiB, slow to build and refused by some intermediaries.
+            query: dict[str, Any] = {"authors": list(authors), "limit": limit}
+            if kinds:
+                query["kinds"] = list(kinds)
+            if before is not None:
+                query["before"] = before
+            doc = await self._post_json("/v1/feed", query)
+        else:
+            params: list[tuple[str, str | int]] = [("limit", limit)]
+            if authors:
+                params.append(("authors", ",".join(authors)))
+            if kinds:
+                params.append(("kinds", ",".join(kinds)))
+            if before is not None:
+                params.append(("before", before))
+            doc = await self._get_json("/v1/feed", params)
         nxt = doc.get("next")
         return _items(doc, "events", self.url), nxt if isinstance(nxt, str) else None
 

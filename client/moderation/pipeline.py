@@ -236,14 +236,34 @@ class _Interrupted(BaseException):
 
 
 class _Alarm:
+    """The state the ``SIGALRM`` handler reads.
+
+    Arming and disarming a timer around every check costs two system calls per filter
+    per item, more than a typical filter itself. So the timer is armed only when none
+    is pending, and each check just sets ``deadline``: when the timer fires, the
+    handler interrupts the running check if its deadline has passed, re-arms for the
+    rest if it has not, and does nothing between checks (``deadline`` is None).
+    """
+
     installed = False
-    armed = False
+    #: A timer is pending.
+    pending = False
+    #: ``time.monotonic()`` by which the running check must end; None between checks.
+    deadline: float | None = None
 
 
 def _on_alarm(signum: int, frame: object) -> None:
-    if _Alarm.armed:
-        _Alarm.armed = False
-        raise _Interrupted
+    _Alarm.pending = False
+    deadline = _Alarm.deadline
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if left > 0:
+        _Alarm.pending = True
+        signal.setitimer(signal.ITIMER_REAL, left)
+        return
+    _Alarm.deadline = None
+    raise _Interrupted
 
 
 @contextlib.contextmanager
@@ -262,7 +282,8 @@ def _alarm_handler() -> Iterator[None]:
         yield
     finally:
         _Alarm.installed = False
-        _Alarm.armed = False
+        _Alarm.pending = False
+        _Alarm.deadline = None
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
@@ -275,10 +296,11 @@ def _interrupt_after(seconds: float) -> Iterator[None]:
     if not _Alarm.installed or seconds <= 0:
         yield
         return
-    _Alarm.armed = True
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _Alarm.deadline = time.monotonic() + seconds
+    if not _Alarm.pending:
+        _Alarm.pending = True
+        signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
-        _Alarm.armed = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _Alarm.deadline = None

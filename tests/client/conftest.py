@@ -129,6 +129,11 @@ class FakeNode:
                 200, json={"author": parts[2], "max_seq": max(e.seq for e in evs)}
             )
         if path == "/v1/feed":
+            if request.method == "POST":  # long author lists come in a JSON body
+                query = json.loads(request.content)
+                q = httpx.QueryParams(
+                    {k: ",".join(v) if isinstance(v, list) else v for k, v in query.items()}
+                )
             authors = set(q.get("authors", "").split(",")) - {""}
             kinds = set(q.get("kinds", "").split(",")) - {""}
             evs = [

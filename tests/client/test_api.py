@@ -35,6 +35,20 @@ async def test_round_trip_against_a_fake_node() -> None:
         assert await api.author_head(Author.new().did) is None
 
 
+async def test_long_author_lists_are_asked_for_in_a_body() -> None:
+    node = FakeNode("http://n.test")
+    authors = [Author.new() for _ in range(30)]
+    posts = [a.post(f"by {i}") for i, a in enumerate(authors)]
+    node.add(*posts)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(node.handle)) as http:
+        api = NodeClient(node.url, http)
+        few, _ = await api.feed(authors=[a.did for a in authors[:3]], limit=50)
+        many, _ = await api.feed(authors=[a.did for a in authors[:25]], kinds=["post"], limit=50)
+    assert node.requests == ["GET /v1/feed", "POST /v1/feed"]
+    assert {i.wire for i in few} == {p.wire for p in posts[:3]}
+    assert {i.wire for i in many} == {p.wire for p in posts[:25]}
+
+
 @pytest.mark.parametrize(
     ("response", "error", "code"),
     [

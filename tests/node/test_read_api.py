@@ -227,3 +227,31 @@ async def test_openapi_served_verbatim_and_matches_specs(node: Node) -> None:
         r.resource.canonical for r in node.app.router.routes() if r.resource is not None
     }
     assert served == routes
+
+
+async def test_feed_by_post_matches_get_and_checks_its_body(
+    node: Node, make_author: Any
+) -> None:
+    """POST /v1/feed (long author lists in a JSON body) answers exactly as GET does."""
+    authors = [make_author() for _ in range(3)]
+    events = [a.post(f"p{i}") for i, a in enumerate(authors) for _ in range(2)]
+    await node.ingest(*events)
+    dids = [a.did for a in authors[:2]]
+    got = await node.http.get("/v1/feed", params={"authors": ",".join(dids), "limit": 3})
+    posted = await node.http.post("/v1/feed", json={"authors": dids, "limit": 3})
+    assert posted.status_code == 200 and posted.json() == got.json()
+    nxt = posted.json()["next"]
+    page2 = await node.http.post("/v1/feed", json={"authors": dids, "before": nxt})
+    assert len(page2.json()["events"]) == 1
+    bad: Any
+    for bad in ({"authors": "x"}, {"authors": ["not-a-did"]}, {"limit": 0}, {"extra": 1},
+                {"before": "9999999999999999999.1"}, [], {"kinds": [1]}):
+        r = await node.http.post("/v1/feed", json=bad)
+        assert r.status_code == 400 and r.json()["error"] in ("bad-request", "invalid-did"), bad
+    r = await node.http.post(
+        "/v1/feed", content=b"{}", headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 415
+    r = await node.http.post("/v1/feed", content=b"[" * 5000,
+                               headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
