@@ -9,7 +9,8 @@ by default; quick: 50,000, built if missing). Each repetition takes another read
 1. **fetch**: ``POST /v1/feed`` with 500 dids, kinds post and repost, limit 50, over
    HTTP (keep-alive): the node's indexed query and its JSON answer, as the reference
    client asks for a long author list;
-2. **verify**: decoding and verifying the 50 events' signatures, as the client does;
+2. **verify**: decoding and verifying the 50 events' signatures, as the client does
+   (spread over the CPUs, :mod:`client.verify`);
 3. **filter**: the moderation pipeline with 10 filters active (eight built-ins and
    two of the example custom filters, as in ``bench moderation``).
 
@@ -43,7 +44,8 @@ from bench.corpus import CACHE, build_corpus, cached_corpus
 from bench.moderation import _filters
 from client.moderation.core import Item, ViewContext
 from client.moderation.pipeline import Pipeline
-from protocol.events import Event, decode_event
+from client.verify import verify_many
+from protocol.events import Event
 
 __all__ = ["main"]
 
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.perf_counter()
                     wires = _page(client, node.url, authors)
                     t1 = time.perf_counter()
-                    events: list[Event] = [decode_event(w) for w in wires]
+                    checked = asyncio.run(verify_many(wires))
+                    events = [e for e in checked if isinstance(e, Event)]
                     t2 = time.perf_counter()
                     follow_set = frozenset(authors)
                     items = [

@@ -22,6 +22,7 @@ from typing import Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodesError
+from client.verify import verify_many
 from protocol import kinds
 from protocol.chain import analyze_chain
 from protocol.errors import ProtocolError
@@ -136,6 +137,16 @@ class Reader:
 
     # -- merging ------------------------------------------------------------------
 
+    async def preverify(self, items: Sequence[WireItem]) -> None:
+        """Verify a page's new events together, over the CPUs, before :meth:`add`
+        merges them one by one (which then finds them verified)."""
+        fresh = list(
+            {i.wire for i in items if i.wire is not None and i.wire not in self._verified}
+        )
+        if len(fresh) > 1:
+            for wire, result in zip(fresh, await verify_many(fresh, net=self.net), strict=True):
+                self._verified[wire] = result
+
     def add(
         self, url: str, item: WireItem, accept: Callable[[Event], bool] | None = None
     ) -> Event | None:
@@ -236,6 +247,7 @@ class Reader:
                 items, start = await node.author_events(
                     did, from_seq=start, to_seq=to_seq, limit=PAGE
                 )
+                await self.preverify(items)
                 for item in items:
                     self.add(node.url, item, accept)
                 if start is None or (to_seq is not None and start > to_seq):
@@ -321,6 +333,7 @@ class Reader:
                 items, before = await node.feed(
                     authors=authors, kinds=kinds_, limit=limit, before=before
                 )
+                await self.preverify(items)
                 for item in items:
                     e = self.add(node.url, item, accept)
                     if e is not None:
@@ -373,6 +386,7 @@ class Reader:
                 items, after = await node.labels_page(
                     labeler=labeler, after=after, limit=min(PAGE, max_labels - read)
                 )
+                await self.preverify(items)
                 for item in items:
                     self.add(node.url, item, accept)
                 read += len(items)

@@ -168,3 +168,22 @@ async def test_thread_from_any_reply(net: tuple[Net, Clients]) -> None:
 def test_no_nodes() -> None:
     with pytest.raises(NoNodesError):
         Reader([])
+
+
+async def test_verify_many_keeps_order_and_reports_each_failure() -> None:
+    from client.verify import verify_many
+    from protocol.errors import ProtocolError
+
+    author = Author.new()
+    events = [author.post(f"n{i}") for i in range(20)]
+    wires = [e.wire for e in events]
+    wires[3] = broken_signature(events[3])
+    wires[11] = b"\x93garbage"
+    checked = await verify_many(wires)
+    assert len(checked) == 20
+    for i, (ev, result) in enumerate(zip(events, checked, strict=True)):
+        if i in (3, 11):
+            assert isinstance(result, ProtocolError)
+        else:
+            assert not isinstance(result, ProtocolError) and result.id == ev.id
+    assert isinstance(checked[3], ProtocolError) and checked[3].code == "invalid-signature"
