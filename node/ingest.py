@@ -36,7 +36,7 @@ from protocol.errors import (
     TooLargeError,
     UnsupportedMediaTypeError,
 )
-from protocol.events import Event, decode_event
+from protocol.events import Event, claimed_id, decode_event
 
 __all__ = [
     "JSON_TYPE",
@@ -195,7 +195,18 @@ async def ingest_batch(
     ``on_commit`` is called with the highest new cursor after a commit that stored
     something (the stream hub's ``publish``).
     """
-    checked = await verifier.verify(wires, now_ms())
+    # Events already held are answered `duplicate` before anything is verified: peers
+    # offer, replay and re-send what a node has (after restarts, from every side), and
+    # a signature check costs far more than an index lookup. Holding the id means
+    # holding these exact header bytes, so nothing a copy carries could be new.
+    claimed = [None if isinstance(w, ProtocolError) else claimed_id(w) for w in wires]
+    held = await store.known_ids([i for i in claimed if i is not None])
+    fresh = [w for w, i in zip(wires, claimed, strict=True) if i is None or i not in held]
+    verified = iter(await verifier.verify(fresh, now_ms()) if fresh else [])
+    checked: list[Event | ProtocolError | bytes] = [
+        i if i is not None and i in held else next(verified)
+        for i in claimed
+    ]
     valid = [item for item in checked if isinstance(item, Event)]
 
     async def commit() -> list[WriteResult]:
@@ -214,6 +225,9 @@ async def ingest_batch(
     for item in checked:
         if isinstance(item, ProtocolError):
             results.append(IngestResult(id=None, status="rejected", error=item))
+            continue
+        if isinstance(item, bytes):  # held already: not verified again
+            results.append(IngestResult(id=item, status="duplicate"))
             continue
         w = next(stored)
         results.append(IngestResult(id=item.id, status=w.status, error=w.error, cursor=w.cursor))

@@ -36,6 +36,7 @@ from protocol.errors import (
     BodyMismatchError,
     FutureTimestampError,
     MalformedError,
+    ProtocolError,
     TooLargeError,
     UnsupportedVersionError,
     WrongNetworkError,
@@ -64,6 +65,7 @@ __all__ = [
     "Event",
     "Header",
     "decode_event",
+    "claimed_id",
     "decode_unverified",
     "event_id",
     "signing_message",
@@ -382,6 +384,22 @@ def decode_event(
     _check_body_hash(event)
     event.verify_signature()
     return event
+
+
+def claimed_id(wire: bytes) -> bytes | None:
+    """The id a wire event names (the hash of its header bytes), or None if its outer
+    form does not even decode. Nothing is checked: this only lets a node see that it
+    already holds an event before paying for its verification. Holding the id means
+    holding exactly these header bytes; a different signature or body could add
+    nothing to the stored event, so answering ``duplicate`` stays true.
+    """
+    try:
+        outer = decode(bytes(wire), limits=_WIRE_LIMITS)
+    except ProtocolError:
+        return None
+    if isinstance(outer, list) and len(outer) == 3 and isinstance(outer[0], bytes):
+        return event_id(outer[0])
+    return None
 
 
 def decode_unverified(wire: bytes) -> Event:

@@ -202,6 +202,10 @@ class Store(abc.ABC):
         """The stored events among ``ids`` (any order; unknown ids are left out)."""
 
     @abc.abstractmethod
+    async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` are stored (deleted ones included: their ids stay)."""
+
+    @abc.abstractmethod
     async def sync_items(self) -> list[tuple[int, bytes]]:
         """Every stored event as a negentropy item ``(ts, id)``, sorted (spec 0005)."""
 

@@ -407,6 +407,19 @@ class SqliteStore(Store):
 
         return await self._read(q)
 
+    async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        unique = list(dict.fromkeys(ids))
+
+        def q(c: sqlite3.Connection) -> set[bytes]:
+            out: set[bytes] = set()
+            for i in range(0, len(unique), _IDS_PER_QUERY):
+                chunk = unique[i : i + _IDS_PER_QUERY]
+                sql = f"SELECT id FROM events WHERE id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
+                out.update(r[0] for r in c.execute(sql, chunk))
+            return out
+
+        return await self._read(q) if unique else set()
+
     async def sync_storage(self) -> NegentropyStorage:
         def q(c: sqlite3.Connection) -> NegentropyStorage:
             cursor = c.execute("SELECT ts, id FROM events ORDER BY ts, id")

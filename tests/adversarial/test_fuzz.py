@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from protocol import kinds
 from protocol.encoding import DecodeLimits, decode, encode
 from protocol.errors import NegentropyError, ProtocolError
-from protocol.events import Event, decode_event, sign_event
+from protocol.events import Event, claimed_id, decode_event, sign_event
 from protocol.identity import Identity
 from protocol.negentropy import Negentropy, NegentropyStorage
 from tests.adversarial.conftest import MSGPACK, Probe, Tally, now_ms
@@ -348,6 +348,12 @@ def test_ingest_endpoint_mutated_batches(
             assert result["id"] is None
             if result["error"] != "not-author":
                 assert local is None, f"node rejected a valid event: {result}"
+        elif result["status"] == "duplicate" and local is None:
+            # Spec 0004 #dup-first: a copy of a held id is a duplicate unchecked; it
+            # must name an event the node really holds, which stays unchanged.
+            held = claimed_id(wire)
+            assert held is not None and result["id"] == held.hex(), result
+            assert fuzz_node.stored(held), f"duplicate of an id not held: {wire.hex()}"
         else:
             assert result["status"] in ("accepted", "duplicate"), result
             assert local is not None, f"node stored an invalid event: {wire.hex()}"

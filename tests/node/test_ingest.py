@@ -206,3 +206,24 @@ async def test_unsupported_media_type_is_415(node: Node, author: Author) -> None
 async def test_empty_batch_is_fine(node: Node) -> None:
     doc = await node.ingest()
     assert doc == {"results": [], "accepted": 0, "duplicate": 0, "rejected": 0}
+
+
+async def test_copies_of_held_events_are_duplicates_before_any_check(
+    node: Node, author: Author
+) -> None:
+    """Spec 0004 #dup-first: a held id is answered `duplicate` unverified, and the
+    stored event is untouched; an unheld id with the same defect is still rejected."""
+    held = author.post("kept")
+    await node.ingest(held)
+    sig_forged = encode([held.header_bytes, b"\x00" * 64, held.body_bytes])
+    body_swapped = encode([held.header_bytes, held.sig, encode({"text": "other"})])
+    doc = await node.ingest(sig_forged, body_swapped)
+    assert [r["status"] for r in doc["results"]] == ["duplicate", "duplicate"]
+    assert {r["id"] for r in doc["results"]} == {held.id.hex()}
+    r = await node.http.get(f"/v1/events/{held.id.hex()}")
+    assert base64.b64decode(r.json()["event"]["wire"]) == held.wire
+    fresh = author.post("new")
+    doc = await node.ingest(encode([fresh.header_bytes, b"\x00" * 64, fresh.body_bytes]))
+    assert (doc["results"][0]["status"], doc["results"][0]["error"]) == (
+        "rejected", "invalid-signature"
+    )
