@@ -61,10 +61,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
         while not hub.closing:
             seen = hub.cursor  # read BEFORE the query: everything <= seen is committed
             page = await store.events_after(cursor, limit=PAGE, kinds=kinds, authors=authors)
-            for ev in page:
-                obj = event_json(ev, net=config.network)
-                await _write(resp, sse_frame(ev, obj), write_timeout)
-                cursor = ev.cursor
+            if page:
+                # One write (one HTTP chunk) per page: a follower reads what arrived
+                # together as one batch, and so stores it in one transaction.
+                frames = b"".join(sse_frame(ev, event_json(ev, net=config.network)) for ev in page)
+                await _write(resp, frames, write_timeout)
+                cursor = page[-1].cursor
             if len(page) == PAGE:
                 continue
             cursor = max(cursor, seen)  # the query saw every commit up to `seen`

@@ -76,6 +76,10 @@ _MAX_STREAM_MESSAGE = 512 * 1024
 #: Save a peer's stream cursor at most this often while events flow (and always when
 #: the stream ends): a crash re-receives at most this much, which ingest ignores.
 _CURSOR_SAVE_MS = 2_000
+#: Stream messages queued between the reader and the store (each chunk read is one
+#: entry), and the most events stored in one batch from a stream.
+_STREAM_QUEUE = 64
+_STREAM_BATCH = 1_000
 #: Ids remembered as rejected by this node, so anti-entropy stops fetching them.
 _REJECTED_MEMORY = 100_000
 _REJECTED_TTL_MS = 3_600_000
@@ -433,21 +437,62 @@ class Federation:
             self.want_sync(peer.url)
             self._keep(asyncio.create_task(self._greet(peer)))
             parser = SseParser(max_message_bytes=_MAX_STREAM_MESSAGE)
-            proven = False
-            with map_transport_errors(url):
-                async for chunk in resp.aiter_bytes():
-                    messages = parser.feed(chunk)
-                    if not proven and (messages or parser.comments):
-                        # A stream that opens and then breaks the spec must not reset
-                        # the backoff; one that speaks SSE has proven itself.
-                        proven = True
-                        peer.recovered()
-                    if parser.comments:
-                        self._start_cursor(peer, parser.comments)
-                        parser.comments.clear()
-                    if messages:
-                        await self._take(peer, messages)
+            # Reading and storing run side by side: while one batch commits, what
+            # arrives meanwhile queues up and is stored as the next batch, so under
+            # load a follower commits many events at once, not one transaction each.
+            queue: asyncio.Queue[list[SseMessage] | None] = asyncio.Queue(_STREAM_QUEUE)
+
+            async def read() -> None:
+                proven = False
+                with map_transport_errors(url):
+                    async for chunk in resp.aiter_bytes():
+                        messages = parser.feed(chunk)
+                        if not proven and (messages or parser.comments):
+                            # A stream that opens and then breaks the spec must not
+                            # reset the backoff; one that speaks SSE has proven itself.
+                            proven = True
+                            peer.recovered()
+                        if parser.comments:
+                            self._start_cursor(peer, parser.comments)
+                            parser.comments.clear()
+                        if messages:
+                            await queue.put(messages)
+                await queue.put(None)
+
+            reader = asyncio.create_task(read())
+            taker = asyncio.create_task(self._take_stream(peer, queue))
+            try:
+                await asyncio.wait({reader, taker}, return_when=asyncio.FIRST_EXCEPTION)
+                for task in (taker, reader):  # a bad event explains a reader cut off
+                    if task.done() and not task.cancelled():
+                        if (exc := task.exception()) is not None:
+                            raise exc
+            finally:
+                for task in (reader, taker):
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         await self._save(peer)
+
+    async def _take_stream(
+        self, peer: Peer, queue: asyncio.Queue[list[SseMessage] | None]
+    ) -> None:
+        """Store what the stream reader queued, everything queued at once, in order,
+        until ``None``."""
+        end = False
+        while not end:
+            part = await queue.get()
+            if part is None:
+                return
+            messages = list(part)
+            while len(messages) < _STREAM_BATCH and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    end = True
+                    break
+                messages.extend(more)
+            await self._take(peer, messages)
 
     @staticmethod
     def _start_cursor(peer: Peer, comments: list[str]) -> None:

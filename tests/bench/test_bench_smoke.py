@@ -60,3 +60,41 @@ def test_bench_cli_lists_every_benchmark(capsys: pytest.CaptureFixture[str]) -> 
     assert main([]) == 2
     err = capsys.readouterr().err
     assert all(name in err for name in BENCHMARKS)
+
+
+@pytest.mark.e2e
+def test_propagation_benchmark_runs(tmp_path: Path) -> None:
+    from bench import propagation
+
+    out = tmp_path / "propagation.json"
+    argv = ["--light-events", "10", "--light-rate", "50", "--heavy-events", "100", "--batch", "50"]
+    assert propagation.main([*argv, "--out", str(out)]) == 0
+    doc = _doc(out, "propagation")
+    assert doc["nodes"] == 5 and isinstance(doc["target_met"], bool)
+    for phase, events in (("light", 10), ("heavy", 100)):
+        assert doc[phase]["events"] == events and doc[phase]["events_per_s"] > 0
+        nodes = doc[phase]["nodes"]
+        assert [n["hops"] for n in nodes] == [0, 1, 2, 3, 4]
+        assert all(n["received"] == events and n["missing"] == 0 for n in nodes)
+        assert all(n["p99_ms"] >= n["p95_ms"] >= n["p50_ms"] for n in nodes)
+
+
+@pytest.mark.e2e
+def test_reconcile_benchmark_runs(tmp_path: Path) -> None:
+    from bench import reconcile
+
+    out = tmp_path / "reconcile.json"
+    assert reconcile.main(["--sizes", "2000", "--diffs", "1,10", "--out", str(out)]) == 0
+    doc = _doc(out, "reconcile")
+    assert doc["sizes"] == [2000] and doc["target_met"] is None  # the target needs 100k
+    rows = {(r["spread"], r["diff_pct"]): r for r in doc["results"]}
+    assert set(rows) == {(s, d) for s in ("random", "recent") for d in (1.0, 10.0)}
+    for (_, diff), r in rows.items():
+        assert r["differ"] == r["a_lacks"] + r["b_lacks"] == round(2000 * diff / 100)
+        assert r["rounds"] >= 1 and r["bytes_sent"] > 0 and r["bytes_received"] > 0
+        assert r["id_list_bytes"] == 2000 * 32
+    for spread in ("random", "recent"):
+        conv = rows[(spread, 1.0)]["convergence"]
+        assert conv["converge_s"] > 0
+        assert conv["node_sync"]["fetched"] == conv["node_sync"]["need"] == 10
+        assert conv["node_sync"]["offered"] == conv["node_sync"]["have"] == 10
