@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 help:
 	@echo "make run    create .venv, install Murmur, start a 3-node local devnet with a demo"
 	@echo "make test   create .venv if needed, install dev deps, run lint + the whole test suite"
-	@echo "make lint   ruff + mypy --strict on protocol/, node/, client/"
+	@echo "make lint   ruff + mypy --strict on protocol/, node/, client/, bench/"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ tests/interop/node_modules/.installed: tests/interop/package.json tests/interop/
 
 lint: dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict protocol node client
+	$(BIN)/mypy --strict protocol node client bench
 
 test: lint $(if $(wildcard tests/interop/package-lock.json),tests/interop/node_modules/.installed)
 	$(PY) -m pytest
