@@ -15,9 +15,11 @@ import math
 import os
 import platform
 import queue
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,8 @@ __all__ = [
     "NodeProcess",
     "add_common_args",
     "cpu_count",
+    "free_port",
+    "free_ports",
     "machine",
     "percentile",
     "print_table",
@@ -50,6 +54,49 @@ _URL_RE = re.compile(r"murmur node listening url=(http://\S+)")
 
 #: Limits that keep a benchmark from measuring the rate limiter instead of the node.
 BENCH_LIMITS = {"rate_per_ip": 1_000_000, "rate_burst": 1_000_000}
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for ``bind(0)`` and outgoing connections' local ports."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # the Linux default
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now and stays free until a node binds it.
+
+    A node's port is chosen before it starts (its peers are configured with it), and
+    meanwhile the other nodes connect out a lot (to it, through proxies): a port from
+    the kernel's ephemeral range could be taken as the local port of one of those
+    connections. So the port comes from outside that range, checked by binding it,
+    and is never handed out twice by this process. (Shared with tests/e2e.)
+    """
+    low, high = _ephemeral_range()
+    candidates = range(10_000, low) if low > 12_000 else range(high + 1, 65_536)
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {candidates}")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports as :func:`free_port` picks them."""
+    return [free_port() for _ in range(count)]
 
 
 def cpu_count() -> int:

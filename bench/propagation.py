@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
-import socket
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -45,6 +43,7 @@ import httpx
 from bench.common import (
     NodeProcess,
     add_common_args,
+    free_ports,
     percentile,
     print_table,
     progress,
@@ -72,37 +71,6 @@ POLL_S = 0.05
 #: for this long (a saturated line drains slowly but steadily).
 STALL_S = 10.0
 _STREAM_MESSAGE_BYTES = 1 << 20
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # the Linux default
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free now, outside the ephemeral range (as tests/e2e/fedproc.py explains:
-    a node's port is fixed before it starts, while the others connect out a lot, and
-    an ephemeral port could meanwhile become the local port of one of those connections)."""
-    low, high = _ephemeral_range()
-    candidates = range(10_000, low) if low > 12_000 else range(high + 1, 65_536)
-    rng = random.Random()
-    ports: list[int] = []
-    for _ in range(500 * count):
-        port = rng.choice(candidates)
-        if port in ports:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError(f"no {count} free ports found in {candidates}")
 
 
 def start_line(stack: ExitStack, where: Path, count: int) -> list[NodeProcess]:

@@ -53,6 +53,7 @@ import httpx
 from bench.common import (
     NodeProcess,
     add_common_args,
+    free_ports,
     print_table,
     progress,
     scratch_dir,
@@ -61,7 +62,6 @@ from bench.common import (
 )
 from bench.dataset import generate
 from bench.ingest import post_all
-from bench.propagation import free_ports
 from node.config import FederationConfig
 from node.federation.sync import MAX_ROUNDS, SYNC_CONTENT_TYPE
 from protocol.encoding import encode_bins

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import random
 import re
 import socket
 import sqlite3
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 import httpx
 import tomli_w
 
+from bench.common import free_port
 from node.store.sqlite import DB_FILENAME
 from protocol.events import Event, sign_event
 from protocol.identity import Identity
@@ -80,43 +80,6 @@ POLL_S = 0.05
 LOG_TAIL = 60
 
 T = TypeVar("T")
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for ``bind(0)`` and outgoing connections' local ports."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # the Linux default
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now and stays free until a node binds it.
-
-    A node's port is chosen before it starts (its peers are configured with it), and
-    meanwhile the other nodes connect out a lot (to it, through proxies): a port from
-    the kernel's ephemeral range could be taken as the local port of one of those
-    connections. So the port comes from outside that range, checked by binding it.
-    """
-    low, high = _ephemeral_range()
-    candidates = range(10_000, low) if low > 12_000 else range(high + 1, 65_536)
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.choice(candidates)
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise AssertionError(f"no free port found in {candidates}")
 
 
 def write_config(
