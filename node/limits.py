@@ -25,9 +25,11 @@ import asyncio
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
+from protocol import jsontext
 from protocol.errors import (
     BadRequestError,
     PayloadTooLargeError,
@@ -44,6 +46,7 @@ __all__ = [
     "RateLimiter",
     "check_content_length",
     "read_body",
+    "read_json",
     "refuse_encodings",
 ]
 
@@ -207,3 +210,15 @@ async def read_body(request: web.Request, *, max_bytes: int, timeout_s: float) -
     except TimeoutError:
         raise BodyTimeoutError(f"request body not received within {timeout_s:g} s") from None
     return b"".join(parts)
+
+
+async def read_json(request: web.Request, *, max_bytes: int, timeout_s: float, shape: str) -> Any:
+    """An ``application/json`` body, bounded as :func:`read_body`; ``shape`` (what the
+    body should look like) goes into the errors."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaTypeError(f"this request takes application/json: {shape}")
+    body = await read_body(request, max_bytes=max_bytes, timeout_s=timeout_s)
+    try:
+        return jsontext.loads(body)
+    except ValueError:
+        raise BadRequestError(f"body is not valid JSON; expected {shape}") from None

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.api.render import respond
 from node.federation.sync import SYNC_CONTENT_TYPE
-from node.limits import read_body
+from node.limits import read_body, read_json
 from node.state import CONFIG, FEDERATION
 from protocol import jsontext
 from protocol.errors import BadRequestError, NegentropyError, UnsupportedMediaTypeError
@@ -17,8 +17,9 @@ from protocol.negentropy import Negentropy
 
 __all__ = ["announce", "list_peers", "sync"]
 
-#: Largest announcement body.
+#: Largest announcement body, and its shape.
 _MAX_ANNOUNCE_BYTES = 4096
+_ANNOUNCEMENT = '{"url": "http(s)://host[:port]"}'
 
 
 async def sync(request: web.Request) -> web.Response:
@@ -76,18 +77,15 @@ async def list_peers(request: web.Request) -> web.Response:
 async def announce(request: web.Request) -> web.Response:
     """``POST /v1/peers`` ``{"url": ...}``: a node tells this one where it is."""
     config = request.app[CONFIG]
-    if request.content_type != "application/json":
-        raise UnsupportedMediaTypeError("an announcement is application/json")
-    body = await read_body(
-        request, max_bytes=_MAX_ANNOUNCE_BYTES, timeout_s=config.limits.body_timeout_ms / 1000
+    doc = await read_json(
+        request,
+        max_bytes=_MAX_ANNOUNCE_BYTES,
+        timeout_s=config.limits.body_timeout_ms / 1000,
+        shape=_ANNOUNCEMENT,
     )
-    try:
-        doc = jsontext.loads(body)
-    except ValueError:
-        raise BadRequestError('announcement must be {"url": "http(s)://host[:port]"}') from None
     url = doc.get("url") if isinstance(doc, dict) else None
     if not isinstance(url, str):
-        raise BadRequestError('announcement must be {"url": "http(s)://host[:port]"}')
+        raise BadRequestError(f"announcement must be {_ANNOUNCEMENT}")
     try:
         status = request.app[FEDERATION].consider(url, via="announcement")
     except ValueError as exc:

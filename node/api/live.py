@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from node.api.params import did_param, kind_list, list_param
+from node.api.params import did_list, kind_list, list_param
 from node.api.render import event_json
 from node.state import CONFIG, HUB, METRICS, STORE
 from node.stream import PAGE, parse_start_cursor, sse_frame
@@ -38,9 +38,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     store, hub, metrics = app[STORE], app[HUB], app[METRICS]
     cursor = parse_start_cursor(request, live=store.counts().cursor)
     kinds = kind_list(request)
-    authors = list_param(request, "authors", max_items=config.limits.max_feed_authors)
-    if authors is not None:
-        authors = tuple(did_param(a, "authors") for a in authors)
+    authors = did_list(list_param(request, "authors", max_items=config.limits.max_feed_authors))
     write_timeout = config.limits.stream_write_timeout_ms / 1000
     heartbeat = config.limits.heartbeat_ms / 1000
 

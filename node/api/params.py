@@ -6,6 +6,8 @@ Every client mistake in a URL becomes a 400 with a message naming the parameter
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from protocol import limits as plimits
@@ -84,13 +86,40 @@ def did_param(raw: str, name: str = "did") -> str:
     return raw
 
 
-def kind_list(request: web.Request) -> tuple[str, ...] | None:
-    kinds = list_param(request, "kinds", max_items=32)
-    if kinds is not None:
-        for kind in kinds:
-            if len(kind.encode()) > plimits.MAX_KIND_BYTES:
-                raise BadRequestError("kinds: a kind is at most 64 bytes")
+def did_list(values: tuple[str, ...] | None, name: str = "authors") -> tuple[str, ...] | None:
+    """Each value checked as a did (:func:`did_param`); None stays None."""
+    return None if values is None else tuple(did_param(v, name) for v in values)
+
+
+#: Most kinds in one query.
+MAX_KINDS = 32
+
+
+def check_kinds(kinds: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Kind names within the protocol's length bound; None stays None."""
+    if kinds is not None and any(len(k.encode()) > plimits.MAX_KIND_BYTES for k in kinds):
+        raise BadRequestError("kinds: a kind is at most 64 bytes")
     return kinds
+
+
+def kind_list(request: web.Request) -> tuple[str, ...] | None:
+    return check_kinds(list_param(request, "kinds", max_items=MAX_KINDS))
+
+
+def json_list(doc: dict[str, Any], name: str, *, max_items: int) -> tuple[str, ...] | None:
+    """A JSON body's list of strings, deduplicated in order (the body form of
+    :func:`list_param`); None if absent."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequestError(f"{name} must be a list of strings")
+    unique = tuple(dict.fromkeys(value))
+    if not unique:
+        raise BadRequestError(f"{name} is empty")
+    if len(unique) > max_items:
+        raise BadRequestError(f"{name} has more than {max_items} values")
+    return unique
 
 
 #: Largest cursor or timestamp a query can carry: SQLite's signed 64-bit integer.

@@ -7,14 +7,16 @@ the author's log, header only).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from node.api.params import (
+    MAX_KINDS,
+    check_kinds,
+    did_list,
     did_param,
     event_id_param,
     int_param,
+    json_list,
     kind_list,
     limit_param,
     list_param,
@@ -22,12 +24,11 @@ from node.api.params import (
     parse_pair_cursor,
 )
 from node.api.render import event_json, respond, wants_msgpack
-from node.limits import read_body
+from node.limits import read_json
 from node.state import CONFIG, STORE
 from node.store.base import FeedQuery
-from protocol import jsontext
-from protocol.errors import BadRequestError, NotFoundError, UnsupportedMediaTypeError
-from protocol.limits import MAX_KIND_BYTES, MAX_NAME_BYTES
+from protocol.errors import BadRequestError, NotFoundError
+from protocol.limits import MAX_NAME_BYTES
 
 __all__ = ["feed", "feed_post", "labels", "profiles", "thread"]
 
@@ -37,9 +38,10 @@ _DEFAULT_PAGE = 50
 async def feed(request: web.Request) -> web.Response:
     """``GET /v1/feed?authors=&kinds=&limit=&before=``: newest first."""
     config = request.app[CONFIG]
-    authors = list_param(request, "authors", max_items=config.limits.max_feed_authors)
     query = FeedQuery(
-        authors=None if authors is None else tuple(did_param(a, "authors") for a in authors),
+        authors=did_list(
+            list_param(request, "authors", max_items=config.limits.max_feed_authors)
+        ),
         kinds=kind_list(request),
         before=parse_pair_cursor(request.query.get("before"), "before"),
         limit=limit_param(request, _DEFAULT_PAGE, config.limits.max_page),
@@ -49,30 +51,25 @@ async def feed(request: web.Request) -> web.Response:
 
 #: Largest ``POST /v1/feed`` body: 500 dids of 56 bytes with JSON quoting fit in 32 KiB.
 MAX_FEED_BODY = 64 * 1024
+_FEED_BODY = '{"authors": [did], "kinds": [kind], "limit": n, "before": cursor}'
 
 
 async def feed_post(request: web.Request) -> web.Response:
-    """``POST /v1/feed`` with ``{"authors": [...], "kinds": [...], "limit": n, "before": c}``.
+    """``POST /v1/feed`` with the query in a JSON body (every key optional).
 
-    The same query as the ``GET`` form, for long author lists: a 500-did query string
-    is ~31 KiB, which HTTP clients (and intermediaries) handle poorly.
+    The same query as the ``GET`` form, checked the same way, for long author lists:
+    a 500-did query string is ~31 KiB, which HTTP clients (and intermediaries) handle
+    poorly.
     """
     config = request.app[CONFIG]
-    if request.content_type != "application/json":
-        raise UnsupportedMediaTypeError("POST /v1/feed takes application/json")
-    body = await read_body(
-        request, max_bytes=MAX_FEED_BODY, timeout_s=config.limits.body_timeout_ms / 1000
+    doc = await read_json(
+        request,
+        max_bytes=MAX_FEED_BODY,
+        timeout_s=config.limits.body_timeout_ms / 1000,
+        shape=_FEED_BODY,
     )
-    try:
-        doc = jsontext.loads(body)
-    except ValueError:
-        raise BadRequestError("body is not valid JSON") from None
     if not isinstance(doc, dict) or set(doc) - {"authors", "kinds", "limit", "before"}:
-        raise BadRequestError('feed body is {"authors", "kinds", "limit", "before"} only')
-    authors = _str_list(doc, "authors", config.limits.max_feed_authors)
-    kinds = _str_list(doc, "kinds", 32)
-    if kinds is not None and any(len(k.encode()) > MAX_KIND_BYTES for k in kinds):
-        raise BadRequestError("kinds: a kind is at most 64 bytes")
+        raise BadRequestError(f"feed body is {_FEED_BODY}, no other keys")
     limit = doc.get("limit", _DEFAULT_PAGE)
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise BadRequestError("limit must be a positive integer")
@@ -80,26 +77,12 @@ async def feed_post(request: web.Request) -> web.Response:
     if before is not None and not isinstance(before, str):
         raise BadRequestError("before must be a cursor string")
     query = FeedQuery(
-        authors=None if authors is None else tuple(did_param(a, "authors") for a in authors),
-        kinds=kinds,
+        authors=did_list(json_list(doc, "authors", max_items=config.limits.max_feed_authors)),
+        kinds=check_kinds(json_list(doc, "kinds", max_items=MAX_KINDS)),
         before=parse_pair_cursor(before, "before"),
         limit=min(limit, config.limits.max_page),
     )
     return await _feed_page(request, query)
-
-
-def _str_list(doc: dict[str, Any], name: str, max_items: int) -> tuple[str, ...] | None:
-    value = doc.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequestError(f"{name} must be a list of strings")
-    unique = tuple(dict.fromkeys(value))
-    if not unique:
-        raise BadRequestError(f"{name} is empty")
-    if len(unique) > max_items:
-        raise BadRequestError(f"{name} has more than {max_items} values")
-    return unique
 
 
 async def _feed_page(request: web.Request, query: FeedQuery) -> web.Response:
