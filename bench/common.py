@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from client.verify import usable_cpus as cpu_count
+
 __all__ = [
     "RESULTS",
     "ROOT",
@@ -97,14 +99,6 @@ def free_port() -> int:
 def free_ports(count: int) -> list[int]:
     """``count`` distinct ports as :func:`free_port` picks them."""
     return [free_port() for _ in range(count)]
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (affinity-aware, unlike ``os.cpu_count``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def machine() -> dict[str, Any]:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from protocol.errors import ProtocolError
-from protocol.events import DEFAULT_NETWORK, Event, decode_event
+from protocol.events import DEFAULT_NETWORK, Event, try_decode_event
 
-__all__ = ["verify_many"]
+__all__ = ["usable_cpus", "verify_many"]
 
 #: Below this many events a thread hop costs more than it saves.
 _MIN_PARALLEL = 8
@@ -24,7 +24,8 @@ _MIN_PARALLEL = 8
 _pool: ThreadPoolExecutor | None = None
 
 
-def _workers() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity-aware, unlike ``os.cpu_count``)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
@@ -34,25 +35,19 @@ def _workers() -> int:
 def _executor() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="murmur-verify")
+        _pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="murmur-verify")
     return _pool
 
 
 def _verify(wires: Sequence[bytes], net: str) -> list[Event | ProtocolError]:
-    out: list[Event | ProtocolError] = []
-    for wire in wires:
-        try:
-            out.append(decode_event(wire, net=net))
-        except ProtocolError as exc:
-            out.append(exc)
-    return out
+    return [try_decode_event(wire, net=net) for wire in wires]
 
 
 async def verify_many(
     wires: Sequence[bytes], *, net: str = DEFAULT_NETWORK
 ) -> list[Event | ProtocolError]:
     """Decode and verify ``wires`` (in threads when there are enough of them)."""
-    workers = _workers()
+    workers = usable_cpus()
     if len(wires) < _MIN_PARALLEL or workers == 1:
         return _verify(wires, net)
     size = -(-len(wires) // workers)

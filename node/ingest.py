@@ -36,7 +36,7 @@ from protocol.errors import (
     TooLargeError,
     UnsupportedMediaTypeError,
 )
-from protocol.events import Event, claimed_id, decode_event
+from protocol.events import Event, claimed_id, try_decode_event
 
 __all__ = [
     "JSON_TYPE",
@@ -135,18 +135,14 @@ def parse_batch(
 def _verify_chunk(
     wires: Sequence[Wire], net: str, now_ms: int, max_event_bytes: int
 ) -> list[Event | ProtocolError]:
-    out: list[Event | ProtocolError] = []
-    for wire in wires:
-        if isinstance(wire, ProtocolError):
-            out.append(wire)
-        elif len(wire) > max_event_bytes:
-            out.append(TooLargeError(f"event is {len(wire)} bytes; limit {max_event_bytes}"))
-        else:
-            try:
-                out.append(decode_event(wire, net=net, now_ms=now_ms))
-            except ProtocolError as exc:
-                out.append(exc)
-    return out
+    return [
+        wire
+        if isinstance(wire, ProtocolError)
+        else TooLargeError(f"event is {len(wire)} bytes; limit {max_event_bytes}")
+        if len(wire) > max_event_bytes
+        else try_decode_event(wire, net=net, now_ms=now_ms)
+        for wire in wires
+    ]
 
 
 class Verifier:
@@ -157,7 +153,9 @@ class Verifier:
     """
 
     def __init__(self, *, workers: int, net: str, max_event_bytes: int) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        # 0: one per CPU this process may use (it may be pinned to fewer than exist).
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.workers = workers or (len(usable) if usable else os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="murmur-verify"
         )

@@ -65,6 +65,7 @@ __all__ = [
     "Event",
     "Header",
     "decode_event",
+    "try_decode_event",
     "claimed_id",
     "decode_unverified",
     "event_id",
@@ -384,6 +385,17 @@ def decode_event(
     _check_body_hash(event)
     event.verify_signature()
     return event
+
+
+def try_decode_event(
+    wire: bytes, *, net: str = DEFAULT_NETWORK, now_ms: int | None = None
+) -> Event | ProtocolError:
+    """:func:`decode_event`, with the error returned instead of raised: for checking
+    many events where each failure belongs in place of its event."""
+    try:
+        return decode_event(wire, net=net, now_ms=now_ms)
+    except ProtocolError as exc:
+        return exc
 
 
 def claimed_id(wire: bytes) -> bytes | None:
