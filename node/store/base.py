@@ -206,13 +206,9 @@ class Store(abc.ABC):
         """Which of ``ids`` are stored (deleted ones included: their ids stay)."""
 
     @abc.abstractmethod
-    async def sync_items(self) -> list[tuple[int, bytes]]:
-        """Every stored event as a negentropy item ``(ts, id)``, sorted (spec 0005)."""
-
-    @abc.abstractmethod
     async def sync_storage(self) -> NegentropyStorage:
-        """The sealed negentropy storage of every stored event, built without holding
-        a Python object per event (about 44 bytes an event)."""
+        """Every stored event as a negentropy item ``(ts, id)`` (spec 0005), sealed,
+        built without holding a Python object per event (about 44 bytes an event)."""
 
     @abc.abstractmethod
     async def node_id(self) -> str:

@@ -112,6 +112,18 @@ def _many_authors_feed(
     return [_row(r) for r in rows]
 
 
+def _rows_by_id(c: sqlite3.Connection, cols: str, ids: Sequence[bytes]) -> list[Any]:
+    """``cols`` of the stored events among ``ids``, in chunks that fit SQLite's
+    parameter limit."""
+    unique = list(dict.fromkeys(ids))
+    out: list[Any] = []
+    for i in range(0, len(unique), _IDS_PER_QUERY):
+        chunk = unique[i : i + _IDS_PER_QUERY]
+        sql = f"SELECT {cols} FROM events WHERE id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
+        out.extend(c.execute(sql, chunk).fetchall())
+    return out
+
+
 def _in(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
@@ -391,39 +403,13 @@ class SqliteStore(Store):
 
 
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
-        unique = list(dict.fromkeys(ids))
-
-        def q(c: sqlite3.Connection) -> list[StoredEvent]:
-            out: list[StoredEvent] = []
-            for i in range(0, len(unique), _IDS_PER_QUERY):
-                chunk = unique[i : i + _IDS_PER_QUERY]
-                sql = f"SELECT {_COLS} FROM events WHERE id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
-                out.extend(_row(r) for r in c.execute(sql, chunk).fetchall())
-            return out
-
-        return await self._read(q)
-
-    async def sync_items(self) -> list[tuple[int, bytes]]:
-        def q(c: sqlite3.Connection) -> list[tuple[int, bytes]]:
-            rows: list[tuple[int, bytes]] = c.execute(
-                "SELECT ts, id FROM events ORDER BY ts, id"
-            ).fetchall()
-            return rows
-
-        return await self._read(q)
+        rows = await self._read(lambda c: _rows_by_id(c, _COLS, ids))
+        return [_row(r) for r in rows]
 
     async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
-        unique = list(dict.fromkeys(ids))
-
-        def q(c: sqlite3.Connection) -> set[bytes]:
-            out: set[bytes] = set()
-            for i in range(0, len(unique), _IDS_PER_QUERY):
-                chunk = unique[i : i + _IDS_PER_QUERY]
-                sql = f"SELECT id FROM events WHERE id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
-                out.update(r[0] for r in c.execute(sql, chunk))
-            return out
-
-        return await self._read(q) if unique else set()
+        if not ids:
+            return set()
+        return {r[0] for r in await self._read(lambda c: _rows_by_id(c, "id", ids))}
 
     async def sync_storage(self) -> NegentropyStorage:
         def q(c: sqlite3.Connection) -> NegentropyStorage:

@@ -166,8 +166,13 @@ class FedNode:
         assert all(x["status"] == "accepted" for x in doc["results"]), doc
         return doc
 
+    async def items(self) -> list[tuple[int, bytes]]:
+        """Every stored event as a negentropy item, in order (from the sync storage)."""
+        storage = await self.store.sync_storage()
+        return [(storage.timestamp(i), storage.id(i)) for i in range(len(storage))]
+
     async def ids(self) -> set[bytes]:
-        return {eid for _, eid in await self.store.sync_items()}
+        return {eid for _, eid in await self.items()}
 
     async def has_all(self, events: Sequence[Event]) -> bool:
         return {e.id for e in events} <= await self.ids()

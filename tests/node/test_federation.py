@@ -227,7 +227,7 @@ async def test_sync_endpoint_finds_the_true_difference(
     node = await cluster.start("n")
     events = [e for _ in range(3) for e in posts(clock, 60)]
     await node.ingest(*events)
-    items = await node.store.sync_items()
+    items = await node.items()
     kept = rng.sample(items, rng.randrange(0, len(items) + 1))
     # Items only the client has: real-looking timestamps, random ids.
     extra = [(ts + rng.randrange(-5, 5), rng.randbytes(32)) for ts, _ in rng.sample(items, 25)]
