@@ -66,6 +66,9 @@ def _row(r: Sequence[Any]) -> StoredEvent:
     )
 
 
+#: A feed page's upper bound, ``(ts, cursor) < (?, ?)``: ts, ts, cursor.
+_BEFORE = "(ts < ? OR (ts = ? AND cursor < ?))"
+
 #: A feed of several authors first looks for its page among the newest events, in
 #: windows of this many rows of the time index, before the per-author index is asked
 #: for the rest (see ``_many_authors_feed``).
@@ -86,7 +89,7 @@ def _many_authors_feed(
     events (``ts`` below the last window) taken through the author index; that is
     cheap precisely then, since the authors posted little.
     """
-    since = "WHERE (ts < ? OR (ts = ? AND cursor < ?))" if before else ""
+    since = f"WHERE {_BEFORE}" if before else ""
     floor: int | None = None
     rows: list[Any] = []
     for window in _FEED_WINDOWS:
@@ -306,7 +309,7 @@ class SqliteStore(Store):
             args.extend(query.kinds)
         before: list[Any] = []
         if query.before is not None:
-            where.append("(ts < ? OR (ts = ? AND cursor < ?))")
+            where.append(_BEFORE)
             before = [query.before[0], query.before[0], query.before[1]]
         cond = " AND ".join(where)
         args += before
