@@ -218,7 +218,14 @@ def write_config(
 
 
 class NodeProcess:
-    """A ``python -m node run`` subprocess on 127.0.0.1, optionally pinned to CPUs."""
+    """A ``python -m node run`` subprocess on 127.0.0.1, optionally pinned to CPUs.
+
+    It starts on ``port`` (0: any), reads its URL from the startup line and waits for
+    ``/health`` in a deadline loop (never a fixed sleep); a thread drains stderr into
+    ``lines``, so the process never blocks on a full pipe and its log can be read.
+    ``stop()`` asks it to shut down (SIGTERM). The end-to-end tests' launcher is this
+    class too (``tests/e2e/nodeproc.py``).
+    """
 
     def __init__(
         self,
@@ -227,10 +234,11 @@ class NodeProcess:
         port: int = 0,
         cpus: set[int] | None = None,
         deadline_s: float = 30.0,
+        env: dict[str, str] | None = None,
     ) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         cmd = [sys.executable, "-m", "node", "run", "--port", str(port), "--data", str(data_dir)]
-        cmd += ["--log-level", "info", *args]
+        cmd += args
         if cpus:
             cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
         self.proc = subprocess.Popen(
@@ -242,7 +250,7 @@ class NodeProcess:
             text=True,
         )
         self.data_dir = data_dir
-        self._lines: queue.Queue[str] = queue.Queue()
+        self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
         self.url = self._wait_for_url(deadline_s)
@@ -255,13 +263,13 @@ class NodeProcess:
     def _drain(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            self._lines.put(line)
+            self.lines.put(line)
 
     def _wait_for_url(self, deadline_s: float) -> str:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             try:
-                line = self._lines.get(timeout=0.2)
+                line = self.lines.get(timeout=0.2)
             except queue.Empty:
                 if self.proc.poll() is not None:
                     break
