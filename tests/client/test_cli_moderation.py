@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from client.cli import main
 from client.cli.label_cmds import parse_when
 from protocol.errors import BadRequestError
+from tests.e2e.client_fixtures import Cli
 from tests.e2e.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.e2e
@@ -30,39 +30,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         yield proc
     finally:
         proc.stop()
-
-
-class Cli:
-    """``murmur --home HOME [--as NAME] ...`` in-process; ``json`` parses ``--json``."""
-
-    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.home = home
-        self.capsys = capsys
-
-    def run(self, *argv: str, as_name: str | None = None) -> tuple[int, str, str]:
-        pre = ["--home", str(self.home)] + (["--as", as_name] if as_name else [])
-        code = main([*pre, *argv])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def ok(self, *argv: str, as_name: str | None = None) -> str:
-        code, out, err = self.run(*argv, as_name=as_name)
-        assert code == 0, f"exit {code}: {err}"
-        return out
-
-    def json(self, *argv: str, as_name: str | None = None) -> Any:
-        return json.loads(self.ok(*argv, "--json", as_name=as_name))
-
-    def error(self, *argv: str) -> tuple[str, str]:
-        """The error code (from --json) and the stderr message of a failing command."""
-        code, out, err = self.run(*argv, "--json")
-        assert code == 1, f"exit {code}: {out} {err}"
-        assert "Traceback" not in err
-        return json.loads(out)["error"], err
-
-    def post(self, who: str, text: str) -> str:
-        eid: str = self.json("post", text, as_name=who)["id"]
-        return eid
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""Fixtures for the client's end-to-end tests: real node processes and a tiny fake node.
+"""Fixtures for the client's end-to-end tests: real node processes, a tiny fake node,
+and the ``murmur`` command line run in-process.
 
 :class:`RealNode` is :class:`tests.e2e.nodeproc.NodeProcess` (a real node on port 0).
+:class:`Cli` runs ``murmur --home HOME ...`` in this process and reads its output.
 :class:`ForgingNode` is a stdlib HTTP server in a thread that serves whatever wire
 events the test gives it — including ones with broken signatures — for the author-log
 and feed endpoints, and 404 for everything else.
@@ -11,13 +13,53 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from client.cli import main
 from tests.e2e.nodeproc import NodeProcess
 from tests.node_json import event_json
 
 RealNode = NodeProcess  # the shared real-node helper, under the name these tests use
+
+
+class Cli:
+    """``murmur --home HOME [--as NAME] ...`` in-process; ``json`` parses ``--json``."""
+
+    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.home = home
+        self.capsys = capsys
+
+    def run(self, *argv: str, as_name: str | None = None) -> tuple[int, str, str]:
+        pre = ["--home", str(self.home)] + (["--as", as_name] if as_name else [])
+        code = main([*pre, *argv])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def ok(self, *argv: str, as_name: str | None = None) -> str:
+        code, out, err = self.run(*argv, as_name=as_name)
+        assert code == 0, f"exit {code}: {err}"
+        return out
+
+    def json(self, *argv: str, as_name: str | None = None, ok: bool = True) -> Any:
+        """The ``--json`` document; the command must succeed, or fail when not ``ok``."""
+        code, out, err = self.run(*argv, "--json", as_name=as_name)
+        assert (code == 0) is ok, f"exit {code}: {err}"
+        return json.loads(out)
+
+    def error(self, *argv: str) -> tuple[str, str]:
+        """The error code (from --json) and the stderr message of a failing command."""
+        code, out, err = self.run(*argv, "--json")
+        assert code == 1, f"exit {code}: {out} {err}"
+        assert "Traceback" not in err
+        return json.loads(out)["error"], err
+
+    def post(self, who: str, text: str) -> str:
+        eid: str = self.json("post", text, as_name=who)["id"]
+        return eid
 
 
 class ForgingNode:

@@ -20,15 +20,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from client.cli import main
 from protocol.encoding import encode
 from protocol.events import Event, sign_event
 from protocol.identity import Identity
-from tests.e2e.client_fixtures import ForgingNode, RealNode
+from tests.e2e.client_fixtures import Cli, ForgingNode, RealNode
 from tests.e2e.nodeproc import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -47,25 +45,6 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealNode, 
     finally:
         for n in started:
             n.stop()
-
-
-class Cli:
-    """Runs ``murmur --home HOME ...`` in-process and parses ``--json`` output."""
-
-    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.home = home
-        self.capsys = capsys
-
-    def run(self, *argv: str, as_name: str | None = None) -> tuple[int, str, str]:
-        pre = ["--home", str(self.home)] + (["--as", as_name] if as_name else [])
-        code = main([*pre, *argv])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *argv: str, as_name: str | None = None, ok: bool = True) -> Any:
-        code, out, err = self.run(*argv, "--json", as_name=as_name)
-        assert (code == 0) is ok, f"exit {code}: {err}"
-        return json.loads(out)
 
 
 @pytest.fixture
