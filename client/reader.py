@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
-from client.errors import NodeTimeoutError, NoNodesError
+from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
 from client.verify import verify_many
 from protocol import kinds
 from protocol.chain import analyze_chain
@@ -61,7 +61,11 @@ class NodeReport:
 
     url: str
     error: ProtocolError | None = None
+    #: True once the node completed at least one request of the read (spec 0007 #no-answer).
+    answered: bool = False
     served: set[bytes] = field(default_factory=set)
+    #: Ids of the served events that came without their body (spec 0007 #withheld-body).
+    bodyless: set[bytes] = field(default_factory=set)
     withheld: list[Event] = field(default_factory=list)
     invalid: list[dict[str, str | None]] = field(default_factory=list)
 
@@ -92,6 +96,22 @@ class ReadReport:
     nodes: list[NodeReport]
     gaps: list[dict[str, Any]] = field(default_factory=list)
     forks: list[dict[str, Any]] = field(default_factory=list)
+
+    def require_answer(self) -> None:
+        """Raise ``NoNodeAnsweredError`` if nodes were asked and none answered any request.
+
+        Spec 0007 #no-answer: an empty view from nodes that all failed would read as "there
+        is nothing", so the read fails instead; one answering node is enough to go on (the
+        others are reported).
+        """
+        failed = [n for n in self.nodes if n.error is not None]
+        if not failed or any(n.answered for n in self.nodes):
+            return
+        reasons = "; ".join(f"{n.error.code}: {n.error.message}" for n in failed if n.error)
+        raise NoNodeAnsweredError(
+            f"no node answered the read ({len(failed)} tried): {reasons}. Check the node "
+            "URLs and that the nodes are up"
+        )
 
     def node(self, url: str) -> NodeReport:
         for n in self.nodes:
@@ -184,6 +204,8 @@ class Reader:
             )
             return None
         report.served.add(event.id)
+        if event.body is None:
+            report.bodyless.add(event.id)
         held = self.events.get(event.id)
         if held is None or (held.body is None and event.body is not None):
             self.events[event.id] = event
@@ -214,6 +236,7 @@ class Reader:
             report = self.report.node(node.url)
             try:
                 await asyncio.wait_for(fn(node), timeout=self.timeout)
+                report.answered = True
             except TimeoutError:
                 report.error = NodeTimeoutError(
                     f"{node.url} did not answer within {self.timeout:g} s", url=node.url
@@ -293,14 +316,30 @@ class Reader:
                     )
 
     def mark_withheld(self, shown: Iterable[Event], expected: Callable[[str, Event], bool]) -> None:
-        """For each healthy node: the ``shown`` events it should have served but did not."""
+        """For each healthy node: the ``shown`` events it should have served but did not.
+
+        Serving an event without its body counts as withholding it unless a held,
+        verified delete by its author explains the missing body (spec 0007
+        #withheld-body): anyone can strip a body, so nothing else does.
+        """
         shown = list(shown)
+        deleted = self.deleted_ids()
         for report in self.report.nodes:
             if not report.ok:
                 continue
+            already = {e.id for e in report.withheld}
             for e in shown:
-                if e.id not in report.served and expected(report.url, e):
+                if e.id in already or not expected(report.url, e):
+                    continue
+                stripped = e.id in report.bodyless and e.id not in deleted
+                if e.id not in report.served or stripped:
                     report.withheld.append(e)
+                    already.add(e.id)
+
+    def stripped(self, events: Iterable[Event]) -> list[Event]:
+        """Of ``events``, those held without a body that no held deletion explains."""
+        deleted = self.deleted_ids()
+        return [e for e in events if e.body is None and e.id not in deleted]
 
     # -- feeds --------------------------------------------------------------------
 

@@ -195,10 +195,12 @@ async def ingest_batch(
     """
     # Events already held are answered `duplicate` before anything is verified: peers
     # offer, replay and re-send what a node has (after restarts, from every side), and
-    # a signature check costs far more than an index lookup. Holding the id means
-    # holding these exact header bytes, so nothing a copy carries could be new.
+    # a signature check costs far more than an index lookup. Holding the id with its
+    # body (or deleted) means nothing a copy carries could be new; a held event that
+    # lacks its body is verified again, since a full copy completes it (spec 0004
+    # #body-fill) -- otherwise a stripped copy, sent first, would suppress the body.
     claimed = [None if isinstance(w, ProtocolError) else claimed_id(w) for w in wires]
-    held = await store.known_ids([i for i in claimed if i is not None])
+    held = await store.settled_ids([i for i in claimed if i is not None])
     fresh = [w for w, i in zip(wires, claimed, strict=True) if i is None or i not in held]
     verified = iter(await verifier.verify(fresh, now_ms()) if fresh else [])
     checked: list[Event | ProtocolError | bytes] = [

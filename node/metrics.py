@@ -39,6 +39,8 @@ class Metrics:
         #: Anti-entropy runs by outcome ("ok" or an error code), and events offered.
         self.syncs: Counter[str] = Counter()
         self.offered = 0
+        #: Held body-less events completed by the repair step (spec 0005 #body-repair).
+        self.bodies_repaired = 0
         self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
 
     def gauge(self, name: str, help_text: str, read: Callable[[], int]) -> None:
@@ -95,6 +97,9 @@ class Metrics:
             "# HELP murmur_sync_offered_total Events offered to peers that lacked them.",
             "# TYPE murmur_sync_offered_total counter",
             f"murmur_sync_offered_total {self.offered}",
+            "# HELP murmur_bodies_repaired_total Missing bodies completed from peers' copies.",
+            "# TYPE murmur_bodies_repaired_total counter",
+            f"murmur_bodies_repaired_total {self.bodies_repaired}",
         ]
         for name, (help_text, read) in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]

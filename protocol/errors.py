@@ -23,7 +23,8 @@ The tree::
     │   ├── BadPrevError                bad-prev             400
     │   ├── BodyMismatchError           body-mismatch        400
     │   ├── InvalidSignatureError       invalid-signature    400
-    │   └── NotAuthorError              not-author           403
+    │   ├── NotAuthorError              not-author           403
+    │   └── BodyRequiredError           body-required        409  (retryable)
     ├── RequestError                    (a request a node refuses as a whole)
     │   ├── BadRequestError             bad-request          400
     │   ├── NotFoundError               not-found            404
@@ -36,6 +37,10 @@ The tree::
 
 ``RemoteError`` carries the code and message a node sent, so a client can show the
 node's own words; it is the "remote" branch, everything else is "local".
+
+``retryable`` marks the codes that say "not yet" rather than "never": the same bytes
+may be accepted later (a clock caught up, a deletion arrived), so a peer that sent
+them is not at fault and a node does not remember the id as bad.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ __all__ = [
     "BadPrevError",
     "BadRequestError",
     "BodyMismatchError",
+    "BodyRequiredError",
     "EncodingError",
     "EventError",
     "FutureTimestampError",
@@ -75,6 +81,8 @@ class ProtocolError(Exception):
 
     code: str = "protocol-error"
     status: int = 400
+    #: True when the same input may be accepted later (see the module docstring).
+    retryable: bool = False
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or self.code)
@@ -156,6 +164,7 @@ class FutureTimestampError(EventError):
     """``ts`` is further in the future than the allowed clock skew."""
 
     code = "future-timestamp"
+    retryable = True
 
 
 class BadPrevError(EventError):
@@ -181,6 +190,19 @@ class NotAuthorError(EventError):
 
     code = "not-author"
     status = 403
+
+
+class BodyRequiredError(EventError):
+    """A body-less copy of an event that no deletion explains (spec 0004 #bodyless).
+
+    Anyone can strip a body from a public event; a node stores an event without its
+    body only when the author's own ``delete`` of it is held. Retryable: the delete
+    may simply not have arrived yet.
+    """
+
+    code = "body-required"
+    status = 409
+    retryable = True
 
 
 # -- requests (nodes) -----------------------------------------------------------------

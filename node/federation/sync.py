@@ -87,6 +87,8 @@ class SyncOutcome:
     need: list[bytes] = field(default_factory=list)
     fetched: int = 0
     offered: int = 0
+    #: Held body-less events completed from the peer's copies (spec 0005 #body-repair).
+    repaired: int = 0
     elapsed_ms: int = 0
     error: str | None = None
 
@@ -99,6 +101,7 @@ class SyncOutcome:
             "need": len(self.need),
             "fetched": self.fetched,
             "offered": self.offered,
+            "repaired": self.repaired,
             "elapsed_ms": self.elapsed_ms,
             "error": self.error,
         }

@@ -202,8 +202,15 @@ class Store(abc.ABC):
         """The stored events among ``ids`` (any order; unknown ids are left out)."""
 
     @abc.abstractmethod
-    async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
-        """Which of ``ids`` are stored (deleted ones included: their ids stay)."""
+    async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` are stored in a form no copy can change: with their body,
+        or deleted. A held body-less event that no deletion explains is not settled:
+        a full copy may still complete it (spec 0004 #body-fill)."""
+
+    @abc.abstractmethod
+    async def missing_bodies(self, *, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(cursor, id)`` of held events without a body that no deletion explains,
+        cursor above ``after``, in cursor order: what the repair step asks peers for."""
 
     @abc.abstractmethod
     async def sync_storage(self) -> NegentropyStorage:

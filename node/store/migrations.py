@@ -97,8 +97,19 @@ _V2: Final = [
     ) WITHOUT ROWID""",
 ]
 
+_V3: Final = [
+    # Held events whose body is missing and that no deletion explains: the ones a full
+    # copy may complete and the repair step asks peers for (spec 0004 #body-fill).
+    "CREATE INDEX events_missing_body ON events (cursor) WHERE body IS NULL AND deleted = 0",
+    # Earlier nodes let a delete of a delete drop the first delete's body (spec 0003
+    # #delete-of-delete says it has no effect): such deletes become body-less but not
+    # deleted, so a peer's copy restores them and their own effect is applied then.
+    "UPDATE events SET deleted = 0 WHERE kind = 'delete' AND deleted = 1",
+    "DELETE FROM tombstones WHERE target IN (SELECT id FROM events WHERE kind = 'delete')",
+]
+
 #: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[str]]] = [_V1, _V2]
+MIGRATIONS: Final[list[list[str]]] = [_V1, _V2, _V3]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -409,10 +409,24 @@ class SqliteStore(Store):
         rows = await self._read(lambda c: _rows_by_id(c, _COLS, ids))
         return [_row(r) for r in rows]
 
-    async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+    async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         if not ids:
             return set()
-        return {r[0] for r in await self._read(lambda c: _rows_by_id(c, "id", ids))}
+        rows = await self._read(
+            lambda c: _rows_by_id(c, "id, body IS NOT NULL OR deleted = 1", ids)
+        )
+        return {r[0] for r in rows if r[1]}
+
+    async def missing_bodies(self, *, after: int, limit: int) -> list[tuple[int, bytes]]:
+        def q(c: sqlite3.Connection) -> list[tuple[int, bytes]]:
+            rows = c.execute(
+                "SELECT cursor, id FROM events INDEXED BY events_missing_body "
+                "WHERE body IS NULL AND deleted = 0 AND cursor > ? ORDER BY cursor LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            return [(int(r[0]), bytes(r[1])) for r in rows]
+
+        return await self._read(q)
 
     async def sync_storage(self) -> NegentropyStorage:
         def q(c: sqlite3.Connection) -> NegentropyStorage:

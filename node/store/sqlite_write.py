@@ -1,12 +1,19 @@
 """The SQLite write path: apply one verified batch in one transaction.
 
-Runs on the store's single writer thread. Per event, in batch order: skip duplicates
-(by id), refuse a ``delete`` whose known target belongs to someone else
+Runs on the store's single writer thread. Per event: skip duplicates (by id), fill in
+the body of a held body-less event that no deletion explains (spec 0004 #body-fill),
+refuse a body-less copy that no deletion explains (``body-required``, spec 0004
+#bodyless), refuse a ``delete`` whose known target belongs to someone else
 (``not-author``), insert the row (without its body if the author already deleted it:
 a tombstone), flag forks, then apply the body's effects — reply index, label index,
 latest profile, and for a ``delete`` the tombstone plus dropping the target's body.
 Deletions are final: a later re-delivery of the target is a duplicate or is stored
-header-only, never with its body (spec 0004 §deletion).
+header-only, never with its body (spec 0004 §deletion); and a ``delete`` is never
+deleted (spec 0003 #delete-of-delete), whatever the order of arrival.
+
+Events with a body are applied before the body-less ones of the same batch, so that a
+deleted target and its delete that travel together (a peer's stream page, a
+reconciliation fetch) are both stored, whichever comes first in the batch.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 from node.store.base import WriteResult
 from protocol import kinds
 from protocol.encoding import decode
-from protocol.errors import NotAuthorError
+from protocol.errors import BodyRequiredError, NotAuthorError
 from protocol.events import Event
 
 __all__ = ["BatchStats", "apply_batch_sync"]
@@ -27,10 +34,12 @@ __all__ = ["BatchStats", "apply_batch_sync"]
 class BatchStats:
     """What a committed batch changed, for the in-memory counters."""
 
-    __slots__ = ("deleted", "events", "forked_authors", "new_authors")
+    __slots__ = ("deleted", "events", "filled", "forked_authors", "new_authors")
 
     def __init__(self) -> None:
         self.events = 0
+        #: Held body-less events completed from a full copy (spec 0004 #body-fill).
+        self.filled = 0
         self.deleted = 0
         self.new_authors = 0
         self.forked_authors = 0
@@ -108,6 +117,9 @@ def _apply_body(
         _set_profile(conn, ev.author, ev.id, ev.seq, body)
     elif ev.kind == kinds.DELETE:
         target: bytes = body["target"]
+        held = conn.execute("SELECT kind FROM events WHERE id = ?", (target,)).fetchone()
+        if held is not None and held[0] == kinds.DELETE:
+            return  # a delete of a delete has no effect (spec 0003 #delete-of-delete)
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (target, author, delete_id) VALUES (?,?,?)",
             (target, ev.author, ev.id),
@@ -125,10 +137,13 @@ def _reply_of(ev: Event) -> tuple[bytes | None, bytes | None]:
 
 
 #: Everything the write path must know about an event before inserting it, in one
-#: statement (four index lookups): already stored? tombstoned by its author? does
-#: the author already have an event at this seq (a fork)? any event at all?
+#: statement (four index lookups): already stored (0: no, 1: yes, 2: yes but without a
+#: body that a full copy may fill in)? tombstoned by its author? does the author
+#: already have an event at this seq (a fork)? any event at all?
+_HELD, _FILLABLE = 1, 2
 _PROBE = (
-    "SELECT EXISTS(SELECT 1 FROM events WHERE id = ?1), "
+    "SELECT coalesce((SELECT CASE WHEN body IS NULL AND deleted = 0 THEN 2 ELSE 1 END "
+    "FROM events WHERE id = ?1), 0), "
     "EXISTS(SELECT 1 FROM tombstones WHERE target = ?1 AND author = ?2), "
     "EXISTS(SELECT 1 FROM events WHERE author = ?2 AND seq = ?3), "
     "EXISTS(SELECT 1 FROM events WHERE author = ?2)"
@@ -144,12 +159,27 @@ def _apply_one(
     conn: sqlite3.Connection, ev: Event, now_ms: int, stats: BatchStats
 ) -> WriteResult:
     author = ev.author
-    duplicate, tombstoned, same_seq, known_author = conn.execute(
+    kind = ev.kind
+    held, tombstoned, same_seq, known_author = conn.execute(
         _PROBE, (ev.id, author, ev.seq)
     ).fetchone()
-    if duplicate:
+    if kind == kinds.DELETE:
+        # A delete is never deleted (spec 0003 #delete-of-delete): a tombstone naming
+        # it, recorded before it arrived, has no effect on it.
+        tombstoned = 0
+    if held:
+        if held == _FILLABLE and ev.body_bytes is not None and not tombstoned:
+            return _fill_body(conn, ev, stats)
         return WriteResult(status="duplicate")
-    kind = ev.kind
+    if ev.body_bytes is None and not tombstoned:
+        # Anyone can strip the body from a public event; storing such a copy would let
+        # a stranger erase a post or cancel a delete (spec 0004 #bodyless).
+        return WriteResult(
+            status="rejected",
+            error=BodyRequiredError(
+                "a body-less copy is stored only after the author's delete of it"
+            ),
+        )
     if kind == kinds.DELETE and ev.body is not None:
         target_author = conn.execute(
             "SELECT author FROM events WHERE id = ?", (ev.body["target"],)
@@ -195,6 +225,32 @@ def _apply_one(
     return WriteResult(status="accepted", cursor=cursor)
 
 
+def _fill_body(conn: sqlite3.Connection, ev: Event, stats: BatchStats) -> WriteResult:
+    """Complete a held body-less event from a verified full copy (spec 0004 #body-fill).
+
+    The row moves to a new cursor, so that the live stream carries the completed event
+    to every subscriber (peers fill their copies in the same way); its id, header and
+    chain position are unchanged.
+    """
+    (received_ms,) = conn.execute(
+        "SELECT received_ms FROM events WHERE id = ?", (ev.id,)
+    ).fetchone()
+    conn.execute("DELETE FROM events WHERE id = ?", (ev.id,))
+    root, parent = _reply_of(ev)
+    cursor = conn.execute(
+        _INSERT,
+        (
+            ev.id, ev.author, ev.seq, ev.prev, ev.ts, ev.kind, ev.header_bytes, ev.sig,
+            ev.body_bytes, 0, root, parent, received_ms,
+        ),
+    ).lastrowid
+    assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
+    stats.filled += 1
+    if ev.body is not None and ev.kind in _BODY_EFFECTS:
+        _apply_body(conn, ev, cursor, ev.body, stats)
+    return WriteResult(status="accepted", cursor=cursor)
+
+
 #: Kinds whose body changes more than the events table.
 _BODY_EFFECTS = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE})
 
@@ -208,13 +264,16 @@ def apply_batch_sync(
     and nothing may be acknowledged.
     """
     stats = BatchStats()
-    results: list[WriteResult] = []
+    results: list[WriteResult | None] = [None] * len(events)
+    # Bodies first: a body-less event is judged once the batch's deletes are applied.
+    order = [i for i, ev in enumerate(events) if ev.body_bytes is not None]
+    order += [i for i, ev in enumerate(events) if ev.body_bytes is None]
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for ev in events:
-            results.append(_apply_one(conn, ev, now_ms, stats))
+        for i in order:
+            results[i] = _apply_one(conn, events[i], now_ms, stats)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return results, stats
+    return [r for r in results if r is not None], stats

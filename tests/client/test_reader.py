@@ -86,9 +86,12 @@ async def test_node_down_is_reported_not_blocking(net: tuple[Net, Clients]) -> N
     assert [e.id for e in view.items] == [ev.id]
     assert reader.report.node(down.url).to_json()["error"]["code"] == "node-unreachable"
     assert reader.report.node(slow.url).to_json()["error"]["code"] == "node-timeout"
-    # The slow node costs one timeout for the whole read, not one per phase.
-    assert elapsed < 2.0
+    # The slow node costs one timeout for the whole read, not one per phase: it was
+    # asked once. The seconds are only a hang guard (a busy machine stretches them,
+    # issue #14 finding 9): 10 s is ~30x the timeout, yet a third of the slow node's
+    # delay, so a reader that waited for it fails.
     assert len(slow.requests) == 1
+    assert elapsed < 10.0
 
 
 async def test_event_of_another_author_in_a_log_is_rejected(net: tuple[Net, Clients]) -> None:
@@ -187,3 +190,47 @@ async def test_verify_many_keeps_order_and_reports_each_failure() -> None:
         else:
             assert not isinstance(result, ProtocolError) and result.id == ev.id
     assert isinstance(checked[3], ProtocolError) and checked[3].code == "invalid-signature"
+
+
+async def test_a_body_stripped_without_a_deletion_is_withheld(net: tuple[Net, Clients]) -> None:
+    """0007 #withheld-body: serving seq 2 body-less with no delete of it is withholding."""
+    fake, clients = net
+    good, evil = fake.node("good"), fake.node("evil")
+    carol = Author.new()
+    e1, e2 = carol.post("one"), carol.post("two")
+    good.add(e1, e2)
+    evil.add(e1, e2.without_body())
+    reader = Reader(clients(evil, good))
+    view = await author_view(reader, carol.did, limit=10)
+    assert [e.body for e in sorted(view.items, key=lambda e: e.seq)] == [e1.body, e2.body]
+    assert [w["seq"] for w in reader.report.node(evil.url).to_json()["withheld"]] == [2]
+    assert reader.report.node(good.url).withheld == []
+
+
+async def test_a_body_stripped_everywhere_is_not_shown_and_is_withheld(
+    net: tuple[Net, Clients],
+) -> None:
+    fake, clients = net
+    evil = fake.node("evil")
+    carol = Author.new()
+    e1, e2 = carol.post("one"), carol.post("two")
+    evil.add(e1, e2.without_body())
+    reader = Reader(clients(evil))
+    view = await author_view(reader, carol.did, limit=10)
+    assert [e.id for e in view.items] == [e1.id]  # never shown as an empty post
+    assert [w["seq"] for w in reader.report.node(evil.url).to_json()["withheld"]] == [2]
+
+
+async def test_a_body_dropped_by_its_authors_delete_is_not_withheld(
+    net: tuple[Net, Clients],
+) -> None:
+    fake, clients = net
+    node = fake.node("honest")
+    carol = Author.new()
+    e1 = carol.post("regret")
+    d2 = carol.sign("delete", {"target": e1.id})
+    node.add(e1.without_body(), d2)
+    reader = Reader(clients(node))
+    view = await author_view(reader, carol.did, limit=10)
+    assert view.items == []
+    assert reader.report.node(node.url).withheld == []
