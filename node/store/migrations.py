@@ -100,7 +100,8 @@ _V2: Final = [
 _V3: Final = [
     # Held events whose body is missing and that no deletion explains: the ones a full
     # copy may complete and the repair step asks peers for (spec 0004 #body-fill).
-    "CREATE INDEX events_missing_body ON events (cursor) WHERE body IS NULL AND deleted = 0",
+    # By id, so that the dup-first lookup stays index-only; its rowid is the cursor.
+    "CREATE INDEX events_missing_body ON events (id) WHERE body IS NULL AND deleted = 0",
     # Earlier nodes let a delete of a delete drop the first delete's body (spec 0003
     # #delete-of-delete says it has no effect): such deletes become body-less but not
     # deleted, so a peer's copy restores them and their own effect is applied then.

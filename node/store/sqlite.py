@@ -115,14 +115,22 @@ def _many_authors_feed(
     return [_row(r) for r in rows]
 
 
-def _rows_by_id(c: sqlite3.Connection, cols: str, ids: Sequence[bytes]) -> list[Any]:
-    """``cols`` of the stored events among ``ids``, in chunks that fit SQLite's
-    parameter limit."""
+def _rows_by_id(
+    c: sqlite3.Connection, cols: str, ids: Sequence[bytes], *, missing_body: bool = False
+) -> list[Any]:
+    """``cols`` of the stored events among ``ids`` (only those without a body that no
+    deletion explains, with ``missing_body``), in chunks that fit SQLite's parameter
+    limit."""
     unique = list(dict.fromkeys(ids))
     out: list[Any] = []
+    source = (
+        "events INDEXED BY events_missing_body WHERE body IS NULL AND deleted = 0 AND"
+        if missing_body
+        else "events WHERE"
+    )
     for i in range(0, len(unique), _IDS_PER_QUERY):
         chunk = unique[i : i + _IDS_PER_QUERY]
-        sql = f"SELECT {cols} FROM events WHERE id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
+        sql = f"SELECT {cols} FROM {source} id IN ({_in(chunk)})"  # noqa: S608 - constant SQL + placeholders
         out.extend(c.execute(sql, chunk).fetchall())
     return out
 
@@ -412,14 +420,22 @@ class SqliteStore(Store):
     async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         if not ids:
             return set()
-        rows = await self._read(
-            lambda c: _rows_by_id(c, "id, body IS NOT NULL OR deleted = 1", ids)
-        )
-        return {r[0] for r in rows if r[1]}
+
+        def q(c: sqlite3.Connection) -> set[bytes]:
+            # Two index-only lookups: the id index, and the (normally empty) index of
+            # events missing their body.
+            held = {r[0] for r in _rows_by_id(c, "id", ids)}
+            if not held:
+                return held
+            return held - {r[0] for r in _rows_by_id(c, "id", list(held), missing_body=True)}
+
+        return await self._read(q)
 
     async def missing_bodies(self, *, after: int, limit: int) -> list[tuple[int, bytes]]:
         def q(c: sqlite3.Connection) -> list[tuple[int, bytes]]:
             rows = c.execute(
+                # The index is by id and its rowid is the cursor: normally empty, at
+                # worst one index scan per repair step.
                 "SELECT cursor, id FROM events INDEXED BY events_missing_body "
                 "WHERE body IS NULL AND deleted = 0 AND cursor > ? ORDER BY cursor LIMIT ?",
                 (after, limit),
