@@ -5,8 +5,11 @@
 labels from two subscribed labelers), runs the moderation pipeline with ten filters
 (eight built-ins and two of the example custom filters) and reports the median wall
 time per run, per item and per 50-item timeline page, next to the cost of verifying
-the same events' signatures (what the client does anyway before filtering). Writes
-``bench/results/moderation.json``.
+the same events' signatures (what the client does anyway before filtering). The two
+custom filters run twice: in-process (objects given to the pipeline directly) and as a
+reader's ``filters.toml`` gets them, each in its worker process (spec 0006
+#filter-deadline): that run includes starting the workers, also measured alone (a run
+over no items). Writes ``bench/results/moderation.json``.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from client.moderation.apply import build_filter
 from client.moderation.builtins import BUILTINS
-from client.moderation.config import LabelerSub, load_filter_class
+from client.moderation.config import FilterSpec, LabelerSub, load_filter_class
 from client.moderation.core import Item, Label, ViewContext
 from client.moderation.pipeline import Configured, Pipeline
 from protocol.events import Event, decode_event, sign_event
@@ -79,7 +83,9 @@ def _items(count: int, rng: random.Random) -> tuple[list[Item], list[Event]]:
     return items, events
 
 
-def _filters(rng: random.Random, labelers: list[str]) -> list[Configured]:
+def _filters(
+    rng: random.Random, labelers: list[str], *, isolated: bool = False
+) -> list[Configured]:
     muted = [Identity.from_seed(rng.randbytes(32)).did for _ in range(50)]
     specs: list[tuple[str, dict[str, Any]]] = [
         (
@@ -102,6 +108,13 @@ def _filters(rng: random.Random, labelers: list[str]) -> list[Configured]:
         ("allow", {"dids": muted[:2]}),
     ]
     out = [Configured(name, BUILTINS[name](**params)) for name, params in specs]
+    if isolated:  # as built from filters.toml: each in its worker process
+        for name, type_ in [
+            ("shouting", f"{ROOT}/examples/filters/keyword.py:ShoutingFilter"),
+            ("label-pile-up", f"{ROOT}/examples/filters/labels.py:LabelPileUp"),
+        ]:
+            out.append(build_filter(FilterSpec(name=name, type=type_)))
+        return out
     keyword = load_filter_class(f"{ROOT}/examples/filters/keyword.py:ShoutingFilter", {})
     labels = load_filter_class(f"{ROOT}/examples/filters/labels.py:LabelPileUp", {})
     out.append(Configured("shouting", keyword()))
@@ -128,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     labelers = sorted({lab.labeler for it in items for lab in it.labels})
     pipeline = Pipeline(_filters(rng, labelers))
     times = [asyncio.run(_run(pipeline, items)) for _ in range(repeat)]
+    isolated = Pipeline(_filters(random.Random(1), labelers, isolated=True))
+    iso_times = [asyncio.run(_run(isolated, items)) for _ in range(repeat)]
+    iso_start = [asyncio.run(_run(isolated, [])) for _ in range(repeat)]
     start = time.perf_counter()
     for ev in events:
         decode_event(ev.wire, net=ev.net, now_ms=1_800_000_000_000)
@@ -144,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "per_50_item_page_ms": round(median / len(items) * 50 * 1000, 2),
         "verify_ms_same_events": round(verify_s * 1000, 2),
         "filtering_vs_verification": round(median / verify_s, 2),
+        "isolated_run_ms_median": round(statistics.median(iso_times) * 1000, 2),
+        "isolated_per_item_us": round(statistics.median(iso_times) / len(items) * 1e6, 1),
+        "isolated_start_ms_median": round(statistics.median(iso_start) * 1000, 2),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
     }
@@ -153,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'per 50-item timeline page':<28}{result['per_50_item_page_ms']:>10.2f} ms")
     print(f"  {'verifying the same events':<28}{result['verify_ms_same_events']:>10.2f} ms")
     print(f"  {'filtering / verification':<28}{result['filtering_vs_verification']:>10.2f} x")
+    print(f"  {'custom filters isolated:':<28}")
+    print(f"  {'  run (median)':<28}{result['isolated_run_ms_median']:>10.2f} ms")
+    print(f"  {'  per item':<28}{result['isolated_per_item_us']:>10.1f} us")
+    print(f"  {'  starting the workers':<28}{result['isolated_start_ms_median']:>10.2f} ms")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -27,9 +27,9 @@ from client.moderation.apply import (
     DEFAULT_FILTERS,
     LABELERS_FILTER,
     Moderated,
-    build_filter,
     build_pipeline,
     moderate,
+    try_filter,
 )
 from client.moderation.builtins import BUILTINS, Labelers
 from client.moderation.config import LABEL_ACTIONS, FilterSpec, ModerationConfig
@@ -190,7 +190,9 @@ def cmd_filters_add(args: argparse.Namespace, ctx: Context) -> Result:
         params=dict(_param(p) for p in args.param or ()),
         budget_ms=DEFAULT_BUDGET_MS if args.budget_ms is None else args.budget_ms,
     )
-    build_filter(spec)  # raises filter-not-found / filter-load before anything is saved
+    # Built as a view builds it (a custom filter in its worker): filter-not-found /
+    # filter-load before anything is saved.
+    run(lambda: try_filter(spec))
     config.add(spec, position=None if args.position is None else args.position - 1)
     config.save()
     position = config.filters.index(spec) + 1

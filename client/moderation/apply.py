@@ -22,10 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client.errors import FilterError, FilterLoadError, FilterNotFoundError
+from client.errors import FilterError, FilterNotFoundError
 from client.moderation.builtins import BUILTINS, Labelers, SubscribedList
-from client.moderation.config import FilterSpec, ModerationConfig, load_filter_class
+from client.moderation.config import (
+    FilterSpec,
+    ModerationConfig,
+    check_filter_type,
+    instantiate,
+    is_custom,
+)
 from client.moderation.core import Env, Item, Label, ViewContext
+from client.moderation.isolation import IsolatedFilter
 from client.moderation.pipeline import Configured, Pipeline, Verdict
 from client.reader import MAX_FEED_PAGES, MAX_LABELS, PAGE, Reader, latest_by_seq
 from client.views import View
@@ -40,6 +47,7 @@ __all__ = [
     "build_filter",
     "build_pipeline",
     "moderate",
+    "try_filter",
 ]
 
 #: The filters of a reader who has no ``filters.toml`` yet.
@@ -53,20 +61,31 @@ LABELERS_FILTER = "labelers"
 
 
 def build_filter(spec: FilterSpec) -> Configured:
-    """``spec``'s filter, built as ``Class(**params)``; raises ``FilterError`` subclasses."""
-    cls = load_filter_class(spec.type, BUILTINS)
-    try:
-        instance = cls(**spec.params)
-    except FilterError as exc:
-        raise FilterLoadError(f"filter {spec.name}: {exc.message}") from None
-    except TypeError as exc:  # unknown or missing keyword parameters of a custom class
-        raise FilterLoadError(f"filter {spec.name} ({spec.type}): bad parameters: {exc}") from None
-    except Exception as exc:  # someone else's code: report, never crash
-        message = f"filter {spec.name} ({spec.type}): building it raised {exc!r}"
-        raise FilterLoadError(message[:400]) from None
-    if not callable(getattr(instance, "check", None)):
-        raise FilterLoadError(f"filter {spec.name} ({spec.type}): it has no check(item) method")
+    """``spec``'s filter; raises ``FilterError`` subclasses.
+
+    A built-in is built here as ``Class(**params)``. A custom filter (a file or an
+    entry point) runs none of its code here: it becomes an
+    :class:`~client.moderation.isolation.IsolatedFilter`, loaded and built in its worker
+    process when the pipeline starts it (spec 0006 #filter-deadline). Only what can be
+    checked without its code (the type exists) raises here; :func:`try_filter` builds it.
+    """
+    check_filter_type(spec.type, BUILTINS)
+    if is_custom(spec.type, BUILTINS):
+        isolated = IsolatedFilter(spec.type, spec.params, label=spec.name, budget_ms=spec.budget_ms)
+        return Configured(name=spec.name, filter=isolated, budget_ms=spec.budget_ms)
+    instance = instantiate(spec, BUILTINS)
     return Configured(name=spec.name, filter=instance, budget_ms=spec.budget_ms)
+
+
+async def try_filter(spec: FilterSpec) -> None:
+    """Build ``spec``'s filter as a view would (a custom one in its worker, within
+    its start deadline) and stop it; raises ``filter-not-found`` / ``filter-load``."""
+    conf = build_filter(spec)
+    if isinstance(conf.filter, IsolatedFilter):
+        try:
+            await conf.filter.start()
+        finally:
+            await conf.filter.close()
 
 
 def _specs(config: ModerationConfig) -> list[FilterSpec]:

@@ -50,6 +50,9 @@ __all__ = [
     "FilterSpec",
     "LabelerSub",
     "ModerationConfig",
+    "check_filter_type",
+    "instantiate",
+    "is_custom",
     "load_filter_class",
     "load_user_module",
 ]
@@ -281,8 +284,59 @@ def _from_entry_point(name: str) -> Callable[..., Any]:
         raise FilterLoadError(f"entry point {name!r} failed to load: {exc!r}"[:400]) from None
 
 
+def is_custom(type_: str, builtins: Mapping[str, Callable[..., Any]]) -> bool:
+    """Whether ``type_`` names someone else's code (a file or an entry point), which
+    the client runs in a worker process (spec 0006 #filter-deadline)."""
+    return type_ not in builtins and (type_.startswith("entry:") or ".py:" in type_)
+
+
+def check_filter_type(type_: str, builtins: Mapping[str, Callable[..., Any]]) -> None:
+    """Raise what :func:`load_filter_class` would raise for a type that does not exist
+    (unknown type, no such file, no such entry point), without running any of its code."""
+    if type_ in builtins:
+        return
+    if type_.startswith("entry:"):
+        name = type_.removeprefix("entry:")
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if not any(ep.name == name for ep in eps):
+            known = ", ".join(sorted(ep.name for ep in eps)) or "none installed"
+            raise FilterNotFoundError(
+                f"no filter {name!r} in entry points {ENTRY_POINT_GROUP} ({known})"
+            )
+        return
+    if ".py:" in type_:
+        path_text, _, class_name = type_.rpartition(":")
+        if not path_text or not class_name.isidentifier():
+            raise FilterLoadError(f"{type_!r}: a custom filter is PATH.py:ClassName")
+        if not Path(path_text).is_file():
+            raise FilterLoadError(f"{type_!r}: no such file {path_text}")
+        return
+    known = ", ".join(sorted(builtins))
+    raise FilterNotFoundError(
+        f"unknown filter type {type_!r}: a built-in ({known}), PATH.py:Class or entry:NAME"
+    )
+
+
+def instantiate(spec: FilterSpec, builtins: Mapping[str, Callable[..., Any]]) -> Any:
+    """``spec``'s filter object, built as ``Class(**params)``; raises ``FilterError``
+    subclasses (``filter-load`` for anything its own code raises)."""
+    cls = load_filter_class(spec.type, builtins)
+    try:
+        instance = cls(**spec.params)
+    except FilterError as exc:
+        raise FilterLoadError(f"filter {spec.name}: {exc.message}") from None
+    except TypeError as exc:  # unknown or missing keyword parameters of a custom class
+        raise FilterLoadError(f"filter {spec.name} ({spec.type}): bad parameters: {exc}") from None
+    except Exception as exc:  # someone else's code: report, never crash
+        message = f"filter {spec.name} ({spec.type}): building it raised {exc!r}"
+        raise FilterLoadError(message[:400]) from None
+    if not callable(getattr(instance, "check", None)):
+        raise FilterLoadError(f"filter {spec.name} ({spec.type}): it has no check(item) method")
+    return instance
+
+
 def load_filter_class(type_: str, builtins: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
-    """The class (or factory) for a filter ``type``."""
+    """The class (or factory) for a filter ``type`` (importing a custom one runs its code)."""
     if type_ in builtins:
         return builtins[type_]
     if type_.startswith("entry:"):

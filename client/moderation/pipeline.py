@@ -15,11 +15,15 @@ Composition rules, in order:
 A filter that raises, returns something other than a decision, or exceeds its time
 budget is skipped for that item, and the item carries a warning saying so; after
 :data:`MAX_FAILURES` such failures in one run the filter is skipped for the rest of
-it, with one view-level warning (:attr:`Pipeline.warnings`). A sync filter cannot be
-interrupted portably: on the main thread of a Unix process it is interrupted at the
-deadline by a one-shot ``SIGALRM`` timer; elsewhere its budget is checked after it
-returns (use an async filter for anything slow). Async filters are cancelled at the
-deadline. An allow-rule overrides
+it, with one view-level warning (:attr:`Pipeline.warnings`). A custom filter
+(:class:`~client.moderation.isolation.IsolatedFilter`) runs in a worker process that
+is killed at its deadline (spec 0006 #filter-deadline), so nothing it does can stall
+the view; it is started (in parallel with the others) before any ``prepare``, and a
+filter that cannot be started is left out with a view-level warning. In-process
+filters (the built-ins, or objects given directly): a sync call cannot be interrupted
+portably, so on the main thread of a Unix process it is interrupted at the deadline
+by a one-shot ``SIGALRM`` timer, elsewhere its budget is checked after it returns;
+async calls are cancelled at the deadline. An allow-rule overrides
 labeler and list decisions on the item itself, not on what it quotes or reposts.
 """
 
@@ -36,9 +40,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from client.errors import FilterError
 from client.moderation.core import Action, Decision, Env, Filter, Item, SourceKind
+from client.moderation.isolation import IsolatedFailure, IsolatedFilter
 
-__all__ = ["DEFAULT_BUDGET_MS", "MAX_FAILURES", "Configured", "Pipeline", "Verdict"]
+__all__ = [
+    "DEFAULT_BUDGET_MS",
+    "MAX_FAILURES",
+    "PREPARE_BUDGETS",
+    "Configured",
+    "Pipeline",
+    "Verdict",
+]
 
 log = logging.getLogger("murmur.client.moderation")
 
@@ -47,6 +60,8 @@ DEFAULT_BUDGET_MS = 200.0
 #: Failures (exceptions, timeouts, bad return values) before a filter is skipped for
 #: the rest of a run.
 MAX_FAILURES = 3
+#: A ``prepare`` may take this many times the filter's per-item budget.
+PREPARE_BUDGETS = 10
 
 _OVERRIDABLE = (SourceKind.LABELER, SourceKind.LIST)
 
@@ -117,24 +132,60 @@ class Pipeline:
         if env is None and items:
             first = items[0]
             env = Env(viewer=first.viewer, now_ms=first.now_ms, context=first.context)
-        with _alarm_handler():
-            if env is not None:
-                for conf in self.filters:
-                    await self._prepare(conf, env)
-            return [await self.judge(item) for item in items]
+        try:
+            with _alarm_handler():
+                await self._start_isolated()
+                if env is not None:
+                    for conf in self.filters:
+                        if conf.name not in self._disabled:
+                            await self._prepare(conf, env)
+                return [await self.judge(item) for item in items]
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the worker processes of isolated filters (:meth:`run` does it at its end)."""
+        for conf in self.filters:
+            if isinstance(conf.filter, IsolatedFilter):
+                await conf.filter.close()
+
+    async def _start_isolated(self) -> None:
+        """Start every isolated filter's worker, concurrently; one that cannot be loaded
+        or built is left out of the run with a view-level warning."""
+        isolated = [c for c in self.filters if isinstance(c.filter, IsolatedFilter)]
+        starts = [c.filter.start() for c in isolated if isinstance(c.filter, IsolatedFilter)]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        for conf, result in zip(isolated, results, strict=True):
+            if isinstance(result, FilterError):
+                self._disabled.add(conf.name)
+                message = f"filter {conf.name} left out: {result.message}"[:400]
+                self.warnings.append(message)
+                log.warning("%s", message)
+            elif isinstance(result, BaseException):
+                raise result
 
     async def _prepare(self, conf: Configured, env: Env) -> None:
-        prepare = getattr(conf.filter, "prepare", None)
-        if not callable(prepare):
-            return
+        seconds = conf.budget_ms * PREPARE_BUDGETS / 1000
         try:
-            result = prepare(env)
+            if isinstance(conf.filter, IsolatedFilter):
+                await conf.filter.prepare_within(env, seconds)
+                return
+            prepare = getattr(conf.filter, "prepare", None)
+            if not callable(prepare):
+                return
+            with _interrupt_after(seconds):
+                result = prepare(env)
             if inspect.isawaitable(result):
-                async with asyncio.timeout(conf.budget_ms * 10 / 1000):
+                async with asyncio.timeout(seconds):
                     await result
-        except (Exception, SystemExit) as exc:  # someone else's code: contain it
+        except (Exception, SystemExit, _Interrupted) as exc:  # someone else's code
             self._disabled.add(conf.name)
-            what = "timed out" if isinstance(exc, TimeoutError) else f"raised {exc!r}"
+            if isinstance(exc, TimeoutError | _Interrupted):
+                what = "timed out"
+            elif isinstance(exc, IsolatedFailure):
+                what = str(exc)
+            else:
+                what = f"raised {exc!r}"
             message = f"filter {conf.name} skipped: preparing it {what}"[:300]
             self.warnings.append(message)
             log.warning("%s", message)
@@ -175,6 +226,12 @@ class Pipeline:
     async def _check_all(self, conf: Configured, item: Item, verdict: Verdict) -> list[Decision]:
         """``conf`` on the item and its embeds, within one budget."""
         out: list[Decision] = []
+        if isinstance(conf.filter, IsolatedFilter):
+            try:  # a worker killed at an earlier deadline is replaced outside this budget
+                await conf.filter.ensure_running()
+            except (FilterError, IsolatedFailure) as exc:
+                self._fail(conf, verdict, exc.message if isinstance(exc, FilterError) else str(exc))
+                return []
         start = self._clock()
         targets: list[tuple[str | None, Item]] = [(None, item), *item.embeds.items()]
         for via, target in targets:
@@ -198,6 +255,13 @@ class Pipeline:
         return out
 
     async def _check_one(self, conf: Configured, item: Item, budget_ms: float) -> Decision | None:
+        if isinstance(conf.filter, IsolatedFilter):
+            try:
+                return await conf.filter.check_within(item, budget_ms / 1000)
+            except TimeoutError:
+                raise _Failure(f"exceeded its {conf.budget_ms:g} ms budget") from None
+            except IsolatedFailure as exc:
+                raise _Failure(str(exc)) from None
         try:
             with _interrupt_after(budget_ms / 1000):
                 result = conf.filter.check(item)

@@ -26,9 +26,12 @@ from client.moderation.apply import (
     build_filter,
     build_pipeline,
     moderate,
+    try_filter,
 )
 from client.moderation.config import FilterSpec, LabelerSub, ModerationConfig
-from client.moderation.core import Action, SourceKind, ViewContext
+from client.moderation.core import Action, Item, SourceKind, ViewContext
+from client.moderation.isolation import IsolatedFilter
+from client.moderation.pipeline import Pipeline
 from client.reader import Reader
 from client.views import thread_view, timeline
 from node import NodeConfig, NodeLimits, create_app
@@ -342,28 +345,46 @@ def test_build_pipeline_only(tmp_path: Path) -> None:
         build_pipeline(config, only="missing")
 
 
-def test_build_filter_custom_classes(tmp_path: Path) -> None:
+async def test_build_filter_custom_classes(tmp_path: Path) -> None:
+    """A custom filter runs none of its code in the reader (spec 0006 #filter-deadline):
+    ``build_filter`` only checks that it exists; ``try_filter`` builds it in a worker."""
     path = tmp_path / "custom.py"
+    marker = tmp_path / "imported"
     path.write_text(
+        f"open({str(marker)!r}, 'a').write('x')\n"
+        "from client.moderation.core import Action, Decision\n"
         "class Good:\n"
         "    name = 'good'\n"
         "    def __init__(self, level=1):\n"
         "        self.level = level\n"
         "    def check(self, item):\n"
-        "        return None\n"
+        "        return Decision(Action.BADGE, f'level {self.level}', self.name)\n"
         "class Crashes:\n"
         "    def __init__(self):\n"
         "        raise ZeroDivisionError('x')\n"
         "class NoCheck:\n"
         "    pass\n"
     )
-    built = build_filter(FilterSpec(name="g", type=f"{path}:Good", params={"level": 2}))
-    assert built.name == "g" and built.filter.level == 2  # type: ignore[attr-defined]
+    good = FilterSpec(name="g", type=f"{path}:Good", params={"level": 2})
+    built = build_filter(good)
+    assert built.name == "g" and isinstance(built.filter, IsolatedFilter)
+    assert not marker.exists()  # nothing of the file ran in this process
+    await try_filter(good)
+    ev = Author.new().post("x")
+    [verdict] = await Pipeline([built]).run(
+        [Item(event=ev, context=ViewContext.TIMELINE, viewer="")]
+    )
+    assert verdict.final is not None and verdict.final.reason == "level 2"  # params reached it
+    assert verdict.final.source == "good" and verdict.final.filter == "g"
     with pytest.raises(FilterLoadError, match="bad parameters"):
-        build_filter(FilterSpec(name="g", type=f"{path}:Good", params={"nope": 1}))
+        await try_filter(FilterSpec(name="g", type=f"{path}:Good", params={"nope": 1}))
     with pytest.raises(FilterLoadError, match="ZeroDivisionError"):
-        build_filter(FilterSpec(name="c", type=f"{path}:Crashes"))
+        await try_filter(FilterSpec(name="c", type=f"{path}:Crashes"))
     with pytest.raises(FilterLoadError, match="no check"):
-        build_filter(FilterSpec(name="n", type=f"{path}:NoCheck"))
+        await try_filter(FilterSpec(name="n", type=f"{path}:NoCheck"))
+    with pytest.raises(FilterLoadError, match="no class Missing"):
+        await try_filter(FilterSpec(name="m", type=f"{path}:Missing"))
+    with pytest.raises(FilterLoadError, match="no such file"):
+        build_filter(FilterSpec(name="f", type=f"{tmp_path / 'gone.py'}:Good"))
     with pytest.raises(FilterNotFoundError):
         build_filter(FilterSpec(name="x", type="entry:not-installed"))
