@@ -12,6 +12,7 @@
     │   ├── NodeUnreachableError  node-unreachable   connection refused, DNS, reset
     │   │   └── NodeTimeoutError  node-timeout       no answer within the per-node timeout
     │   ├── BadResponseError      bad-response       a node answered something unparsable
+    │   ├── NoNodeAnsweredError   no-node-answered   a read that no node answered
     │   └── PublishError          publish-failed     no node stored the event
     └── FilterError               filter-error       moderation config (spec 0006)
         ├── FilterNotFoundError   filter-not-found   no filter/type/labeler by that name
@@ -34,6 +35,7 @@ __all__ = [
     "IdentityExistsError",
     "IdentityNotFoundError",
     "KeystoreError",
+    "NoNodeAnsweredError",
     "NoNodesError",
     "NodeTimeoutError",
     "NodeUnreachableError",
@@ -92,6 +94,13 @@ class BadResponseError(ClientError):
     """The node answered, but not with what spec 0004 promises."""
 
     code = "bad-response"
+
+
+class NoNodeAnsweredError(ClientError):
+    """A read that every configured node failed: there is nothing to show, and an empty
+    view would be a lie (spec 0007 #no-answer)."""
+
+    code = "no-node-answered"
 
 
 class PublishError(ClientError):

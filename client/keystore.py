@@ -1,14 +1,19 @@
 """The client's keystore under ``$MURMUR_HOME`` (default ``~/.murmur``).
 
-Layout (spec 0001 §keystore)::
+Layout (spec 0007 #keys-at-rest)::
 
-    $MURMUR_HOME/                 mode 0700
-        identities/NAME.toml      mode 0600: name, did, created, [key]
+    $MURMUR_HOME/
+        identities/               mode 0700 (tightened to it when created into)
+            NAME.toml             mode 0600: name, did, created, [key]
 
-``[key]`` holds the 32-byte seed either as ``format = "raw-hex"`` or, with a
-passphrase, as ``format = "scrypt-aes256gcm"``: scrypt (n=2**15, r=8, p=1, 16-byte
-salt) derives a 256-bit key that seals the seed with AES-GCM (12-byte nonce; the did is
-the associated data, so a sealed key cannot be swapped into another identity file).
+``[key]`` holds the 32-byte seed either sealed with a passphrase,
+``format = "scrypt-aes256gcm"``: scrypt (n=2**15, r=8, p=1, 16-byte salt) derives a
+256-bit key that seals the seed with AES-GCM (12-byte nonce; the did is the associated
+data, so a sealed key cannot be swapped into another identity file) — the CLI's default
+— or, only when the caller says so (``passphrase=None``), as ``format = "raw-hex"``,
+protected by nothing but the file modes. :func:`loose_permissions` names a key file or
+directory that others may read, so callers can warn (keys are not refused: some file
+systems cannot express modes).
 
 Identity names are local handles (``[a-z0-9][a-z0-9_-]{0,31}``), never protocol
 identifiers: the did is. Files are written atomically (temp file, fsync, rename) with
@@ -21,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +54,7 @@ __all__ = [
     "PassphraseError",
     "StoredIdentity",
     "default_home",
+    "loose_permissions",
 ]
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
@@ -84,8 +91,8 @@ def open_seed(key: dict[str, Any], did: str, passphrase: str | None) -> bytes:
         raise KeystoreError(f"unknown key format {fmt!r}")
     if passphrase is None:
         raise PassphraseError(
-            "this identity is protected by a passphrase: set MURMUR_PASSPHRASE or run "
-            "interactively to be asked for it"
+            "this identity is protected by a passphrase: set MURMUR_PASSPHRASE, pass "
+            "--passphrase-file PATH, or run on a terminal to be asked for it"
         )
     salt, nonce = bytes.fromhex(str(key["salt"])), bytes.fromhex(str(key["nonce"]))
     try:
@@ -94,6 +101,27 @@ def open_seed(key: dict[str, Any], did: str, passphrase: str | None) -> bytes:
         )
     except InvalidTag:
         raise PassphraseError("wrong passphrase") from None
+
+
+def loose_permissions(path: Path) -> list[str]:
+    """What lets others than the owner at the key file ``path`` or its directory.
+
+    One sentence per problem (empty when the file is 0600 or stricter in a 0700 or
+    stricter directory). Always empty where modes mean nothing (not POSIX).
+    """
+    if os.name != "posix":
+        return []
+    out = []
+    for target, limit in ((path.parent, 0o700), (path, 0o600)):
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except OSError:
+            continue
+        if mode & ~limit & 0o777:
+            out.append(
+                f"{target} is mode {mode:04o}, open to other users: run chmod {limit:o} {target}"
+            )
+    return out
 
 
 def default_home() -> Path:
@@ -137,6 +165,8 @@ class Keystore:
         with translate_os_errors(f"create the Murmur home {self.home}"):
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.identities_dir.mkdir(mode=0o700, exist_ok=True)
+            if os.name == "posix" and stat.S_IMODE(self.identities_dir.stat().st_mode) & 0o077:
+                self.identities_dir.chmod(0o700)  # keys go here: never readable by others
             if not os.access(self.identities_dir, os.W_OK):
                 raise PermissionError(13, "Permission denied", str(self.identities_dir))
 
@@ -157,12 +187,13 @@ class Keystore:
         name: str,
         *,
         seed: bytes | None = None,
-        passphrase: str | None = None,
+        passphrase: str | None,
         now: dt.datetime | None = None,
     ) -> StoredIdentity:
         """Create identity ``name`` (from ``seed`` if given, else fresh randomness).
 
-        With ``passphrase``, the seed is sealed (see the module docstring).
+        The seed is sealed with ``passphrase`` (see the module docstring); the caller must
+        say ``passphrase=None`` to store it unencrypted.
         """
         path = self._path(name)
         self._ensure_dirs()

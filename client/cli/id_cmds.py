@@ -1,29 +1,57 @@
-"""``murmur id new|list|show``: identities in the local keystore."""
+"""``murmur id new|list|show``: identities in the local keystore.
+
+``id new`` seals the key with a passphrase unless told ``--no-encrypt``, and takes a
+given seed from a file or standard input (``--seed-file``); ``--seed HEX`` still works
+but warns, since argv is visible to other users and kept in shell history
+(spec 0007 #keys-at-rest).
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from client.cli.output import Context, Result
-from client.cli.passphrase import ask_new_passphrase
-from client.keystore import Keystore, StoredIdentity
+from client.cli.output import Context, Result, warn
+from client.cli.passphrase import STDIN, ask_new_passphrase, read_secret
+from client.keystore import IdentityExistsError, Keystore, StoredIdentity, loose_permissions
 from protocol.errors import BadRequestError
 
 __all__ = ["register"]
 
 
-def _parse_seed(text: str) -> bytes:
+SEED_IN_ARGV = (
+    "--seed puts the secret key on the command line, where other users can see it in "
+    "the process list and where your shell history keeps it; use --seed-file PATH, or "
+    "--seed-file - to read it from standard input"
+)
+
+
+def _parse_seed(text: str, option: str) -> bytes:
     cleaned = text.strip().lower().removeprefix("0x")
     try:
         seed = bytes.fromhex(cleaned)
     except ValueError:
-        raise BadRequestError(
-            f"--seed must be 64 hex characters (32 bytes), got {text!r}"
-        ) from None
+        # Never echo a seed-file's content: it is meant to be a secret.
+        shown = f"got {text!r}" if option == "--seed" else "the file holds something else"
+        raise BadRequestError(f"{option} must be 64 hex characters (32 bytes), {shown}") from None
     if len(seed) != 32:
-        raise BadRequestError(f"--seed must be 32 bytes (64 hex characters), got {len(seed)} bytes")
+        raise BadRequestError(
+            f"{option} must be 32 bytes (64 hex characters), got {len(seed)} bytes"
+        )
     return seed
+
+
+def _seed(args: argparse.Namespace, ctx: Context) -> bytes | None:
+    if args.seed is not None:
+        warn(ctx, SEED_IN_ARGV)
+        return _parse_seed(args.seed, "--seed")
+    if args.seed_file is not None:
+        if args.seed_file == STDIN and ctx.passphrase_file == STDIN:
+            raise BadRequestError(
+                "--seed-file - and --passphrase-file - cannot both read standard input"
+            )
+        return _parse_seed(read_secret(args.seed_file, "seed"), "--seed-file")
+    return None
 
 
 def _describe(identity: StoredIdentity, default: bool) -> dict[str, Any]:
@@ -31,10 +59,11 @@ def _describe(identity: StoredIdentity, default: bool) -> dict[str, Any]:
 
 
 def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
-    seed = _parse_seed(args.seed) if args.seed is not None else None
     store = Keystore(ctx.home)
-    Keystore.check_name(args.name)
-    passphrase = ask_new_passphrase() if args.encrypt else None
+    if store.exists(Keystore.check_name(args.name)):  # before asking for any secret
+        raise IdentityExistsError(f"an identity named {args.name!r} already exists")
+    seed = _seed(args, ctx)
+    passphrase = ask_new_passphrase(args.name, file=ctx.passphrase_file) if args.encrypt else None
     created = store.create(args.name, seed=seed, passphrase=passphrase)
     default = store.default()
     is_default = default is not None and default.name == created.name
@@ -45,6 +74,14 @@ def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
     )
     if args.encrypt:
         text += "\n  The key is sealed with your passphrase; you will need it to sign."
+    else:
+        text += "\n  The key is NOT encrypted: file permissions are all that protect it."
+        warn(
+            ctx,
+            f"the key of {created.name} is stored unencrypted in {created.path}: anyone "
+            f"who can read that file (a backup, a synced folder, another account) can sign "
+            f"as {created.did}",
+        )
     if is_default:
         text += "\n  This is your default identity."
     return Result(_describe(created, is_default), text)
@@ -72,13 +109,16 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> Result:
             raise BadRequestError(f"no identities in {ctx.home}; create one: murmur id new NAME")
         name = default.name
     identity = store.get(name)
+    for problem in loose_permissions(identity.path):
+        warn(ctx, f"the key of {identity.name}: {problem}")
     default = store.default()
     is_default = default is not None and default.name == identity.name
     text = (
         f"{identity.name}{' (default)' if is_default else ''}\n"
         f"  did:      {identity.did}\n"
         f"  created:  {identity.created}\n"
-        f"  key file: {identity.path}" + (" (passphrase-protected)" if identity.sealed else "")
+        f"  key file: {identity.path}"
+        + (" (passphrase-protected)" if identity.sealed else " (NOT encrypted)")
     )
     return Result(_describe(identity, is_default), text)
 
@@ -97,15 +137,27 @@ def register(
         "its did:key is how everyone else knows it.",
     )
     new.add_argument("name", help="local name, e.g. alice (a-z, 0-9, '-', '_')")
-    new.add_argument(
+    given = new.add_mutually_exclusive_group()
+    given.add_argument(
+        "--seed-file",
+        metavar="PATH",
+        help="restore a key: read the 32-byte private key as 64 hex chars from PATH, or "
+        "from standard input with '-' (default: a fresh random key)",
+    )
+    given.add_argument(
         "--seed",
         metavar="HEX",
-        help="32-byte private key as 64 hex chars (for tests and recovery; default: random)",
+        help="the private key on the command line (warns: other users can see it in the "
+        "process list, and it stays in shell history; prefer --seed-file)",
     )
     new.add_argument(
         "--encrypt",
-        action="store_true",
-        help="seal the key with a passphrase (asked on the terminal, or $MURMUR_PASSPHRASE)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="seal the key with a passphrase (default), read from 'murmur "
+        "--passphrase-file PATH id new ...', else $MURMUR_PASSPHRASE, else typed twice "
+        "on the terminal. --no-encrypt stores it in plain hex, protected only by the "
+        "file's mode 0600 (throwaway and dev keys)",
     )
     new.set_defaults(handler=cmd_new)
 

@@ -4,7 +4,8 @@ Global options come before the command (``murmur --home DIR id list``); ``--json
 comes after it and makes the command print exactly one JSON document on stdout.
 Every failure a person can cause ends with a one-line message, a stable code (in the
 JSON document) and a non-zero exit status — never a traceback. Set
-``MURMUR_DEBUG=1`` to see tracebacks of internal errors.
+``MURMUR_DEBUG=1`` to see tracebacks of internal errors. Exit statuses (spec 0007
+#exit-status) are in :data:`EXIT_STATUS_HELP`, printed by ``murmur --help``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from client.cli import (
 )
 from client.cli.output import Context, Result, emit, emit_error
 from client.keystore import default_home
-from client.textsafety import safe_text
 from protocol.errors import ProtocolError
 
 __all__ = ["build_parser", "main"]
@@ -38,14 +38,26 @@ __all__ = ["build_parser", "main"]
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+EXIT_STATUS_HELP = f"""exit status:
+  0    success; a read that at least one node answered (problems with the other
+       nodes are printed after the items, with '!')
+  {EXIT_ERROR}    error: one line on stderr, and with --json the document
+       {{"error": CODE, "message": ...}}; e.g. no-node-answered when no configured
+       node answered a read, node-unreachable when none took a post
+  {EXIT_USAGE}    usage error (unknown command or option)
+  {EXIT_INTERNAL}   internal error (a bug; MURMUR_DEBUG=1 shows the traceback)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="murmur",
         description="Murmur: signed posts, federating nodes, and moderation you choose.",
-        epilog="Run 'murmur COMMAND --help' for a command's options. "
-        "Docs: README.md and specs/ in the source tree.",
+        epilog="Run 'murmur COMMAND --help' for a command's options.\n"
+        "Docs: README.md and specs/ in the source tree.\n\n" + EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"murmur {protocol.__version__}")
     parser.add_argument(
@@ -62,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="node to use for this call (repeatable; overrides the configured set)",
+    )
+    parser.add_argument(
+        "--passphrase-file",
+        metavar="PATH",
+        help="read the passphrase of a sealed key (or of a new one) from PATH, '-' for "
+        "standard input (default: $MURMUR_PASSPHRASE, else a prompt on the terminal)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
@@ -99,19 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _TerminalSafeFormatter(logging.Formatter):
-    """Log lines quote nodes' messages and URLs: escape them like any text shown
-    (spec 0007 #terminal-safety)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return safe_text(super().format(record))
-
-
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler()
-    handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])  # no-op if logging is set up
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         as_name=args.as_name,
         nodes=tuple(args.nodes),
         json=bool(getattr(args, "json", False)),
+        passphrase_file=args.passphrase_file,
     )
     try:
         result = handler(args, ctx)
@@ -137,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit_error(ctx, exc.code, exc.message)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # an internal bug: say so plainly, keep the traceback opt-in
         if os.environ.get("MURMUR_DEBUG"):
             traceback.print_exc()

@@ -19,15 +19,15 @@ from typing import TypeVar
 import httpx
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient
-from client.cli.output import Context
+from client.cli.output import Context, warn
 from client.cli.passphrase import ask_passphrase
 from client.config import ClientConfig, normalize_node_url
 from client.errors import IdentityNotFoundError, KeystoreError, NoNodesError
-from client.keystore import Keystore, StoredIdentity
+from client.keystore import Keystore, StoredIdentity, loose_permissions
 from client.publish import Publisher
 from client.reader import Reader
 from client.state import HeadStore
-from protocol.errors import BadRequestError, InvalidDidError
+from protocol.errors import BadRequestError, InvalidDidError, ProtocolError
 from protocol.events import DEFAULT_NETWORK
 from protocol.identity import Identity
 
@@ -110,8 +110,17 @@ class Session:
         return default
 
     def identity(self) -> Identity:
-        name = self.stored_identity().name
-        return self.keystore.load(name, ask=lambda: ask_passphrase(f"Passphrase for {name}: "))
+        """The private identity, unsealed (spec 0007 #keys-at-rest); warns on stderr if
+        its key file or directory is open to other users."""
+        stored = self.stored_identity()
+        for problem in loose_permissions(stored.path):
+            warn(self.ctx, f"the key of {stored.name}: {problem}")
+        return self.keystore.load(
+            stored.name,
+            ask=lambda: ask_passphrase(
+                f"Passphrase for {stored.name}: ", file=self.ctx.passphrase_file
+            ),
+        )
 
     def resolve(self, who: str) -> str:
         """A did from a did, a petname, or the name of a local identity."""
@@ -131,8 +140,20 @@ class Session:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Reader]:
+        """A read over the node set; fails with ``no-node-answered`` if no node answered.
+
+        The one check for every read command (spec 0007 #no-answer): it runs when the read
+        ends, and also when it ends in an error (a "not found" from nodes that all failed
+        is really "no node answered").
+        """
         async with self.nodes() as nodes:
-            yield Reader(nodes, net=self.net, timeout=self.timeout)
+            reader = Reader(nodes, net=self.net, timeout=self.timeout)
+            try:
+                yield reader
+            except ProtocolError:
+                reader.report.require_answer()
+                raise
+            reader.report.require_answer()
 
     @asynccontextmanager
     async def publisher(self) -> AsyncIterator[Publisher]:

@@ -13,7 +13,9 @@ carol self-labels a spoiler; the labeler identity ``mod`` labels carol's joke
 like is signed, the post it points to must have reached the node it is sent to; at the
 end every event must be on every node (deadline loops on ``GET /v1/events?ids=``).
 
-Running it again in the same directory reuses the identities; when the events it
+The demo identities' keys are stored unencrypted (``--no-encrypt``), as throwaway dev
+keys, and the seeding report says so. Running it again in the same directory reuses the
+identities; when the events it
 recorded in ``DIR/client/devnet-demo.json`` are still on the nodes it publishes
 nothing new.
 """
@@ -221,7 +223,9 @@ def seed_demo(
         if keystore.exists(name):
             reused.append(name)
         else:
-            cli("id", "new", name)
+            # Demo identities on a local devnet: unencrypted on purpose, so the demo and
+            # the commands it suggests run without a passphrase (spec 0007 #keys-at-rest).
+            cli("id", "new", name, "--no-encrypt")
             created.append(name)
 
     config = ClientConfig.load(home)

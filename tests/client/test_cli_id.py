@@ -1,7 +1,14 @@
-"""``murmur --version`` and ``murmur id new|list|show`` (issue: protocol core, CLI start)."""
+"""``murmur --version`` and ``murmur id new|list|show`` (issue: protocol core, CLI start).
+
+Keys at rest (spec 0007 #keys-at-rest, issue #14 finding 7): sealed by default, a
+failure rather than plaintext when no passphrase can be had, ``--no-encrypt`` explicit
+and warned about, ``--seed`` warned about, ``--seed-file PATH|-`` as the alternative,
+modes 0600/0700 enforced or warned about.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -12,10 +19,20 @@ from pathlib import Path
 import pytest
 
 from client.cli import main
-from client.keystore import Keystore
+from client.cli.output import Context
+from client.cli.session import Session
+from client.keystore import Keystore, loose_permissions
 
 ZERO_SEED = "00" * 32
 ZERO_DID = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+PLAIN = "--no-encrypt"
+
+
+@pytest.fixture(autouse=True)
+def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script's situation: no passphrase in the environment, no terminal to ask on."""
+    monkeypatch.delenv("MURMUR_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
 
 
 def run(capsys: pytest.CaptureFixture[str], home: Path, *argv: str) -> tuple[int, str, str]:
@@ -27,14 +44,16 @@ def run(capsys: pytest.CaptureFixture[str], home: Path, *argv: str) -> tuple[int
 def test_new_with_seed_prints_the_w3c_did(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, "--json")
+    code, out, err = run(
+        capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, PLAIN, "--json"
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["name"] == "alice" and doc["did"] == ZERO_DID and doc["default"] is True
 
 
 def test_key_file_is_private(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, tmp_path, "id", "new", "alice")
+    run(capsys, tmp_path, "id", "new", "alice", PLAIN)
     key = tmp_path / "identities" / "alice.toml"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "identities").stat().st_mode) == 0o700
@@ -42,8 +61,8 @@ def test_key_file_is_private(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED)
-    run(capsys, tmp_path, "id", "new", "bob")
+    run(capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, PLAIN)
+    run(capsys, tmp_path, "id", "new", "bob", PLAIN)
     code, out, _ = run(capsys, tmp_path, "id", "list", "--json")
     listed = json.loads(out)
     assert code == 0 and [i["name"] for i in listed] == ["alice", "bob"]
@@ -67,8 +86,8 @@ def test_empty_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "code", "needle"),
     [
         (["id", "new", "alice"], "identity-exists", "already exists"),
-        (["id", "new", "x", "--seed", "zz"], "bad-request", "64 hex"),
-        (["id", "new", "x", "--seed", "00" * 31], "bad-request", "32 bytes"),
+        (["id", "new", "x", "--seed", "zz", PLAIN], "bad-request", "64 hex"),
+        (["id", "new", "x", "--seed", "00" * 31, PLAIN], "bad-request", "32 bytes"),
         (["id", "new", "Bad Name"], "keystore-error", "invalid identity name"),
         (["id", "show", "carol"], "identity-not-found", "murmur id new carol"),
     ],
@@ -76,7 +95,7 @@ def test_empty_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_errors_are_clear_and_stable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: str, needle: str
 ) -> None:
-    run(capsys, tmp_path, "id", "new", "alice")
+    run(capsys, tmp_path, "id", "new", "alice", PLAIN)
     status, out, err = run(capsys, tmp_path, *argv, "--json")
     assert status == 1
     assert json.loads(out)["error"] == code
@@ -86,7 +105,7 @@ def test_errors_are_clear_and_stable(
 def test_unwritable_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    status, out, err = run(capsys, blocker / "home", "id", "new", "alice", "--json")
+    status, out, err = run(capsys, blocker / "home", "id", "new", "alice", PLAIN, "--json")
     assert status == 1 and json.loads(out)["error"] == "keystore-error"
     assert "cannot create the Murmur home" in err
 
@@ -103,7 +122,8 @@ def test_installed_script_end_to_end(tmp_path: Path) -> None:
     version = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("murmur ")
     done = subprocess.run(
-        [script, "id", "new", "alice", "--seed", ZERO_SEED, "--json"],
+        [script, "id", "new", "alice", "--seed", ZERO_SEED, PLAIN, "--json"],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         env=env,
@@ -111,7 +131,12 @@ def test_installed_script_end_to_end(tmp_path: Path) -> None:
     )
     assert json.loads(done.stdout)["did"] == ZERO_DID
     again = subprocess.run(
-        [script, "id", "new", "alice"], capture_output=True, text=True, env=env, check=False
+        [script, "id", "new", "alice", PLAIN],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert again.returncode == 1 and "already exists" in again.stderr
     assert "Traceback" not in again.stderr
@@ -123,9 +148,7 @@ def test_encrypted_identity(
     from client.keystore import PassphraseError
 
     monkeypatch.setenv("MURMUR_PASSPHRASE", "correct horse")
-    code, out, err = run(
-        capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, "--encrypt", "--json"
-    )
+    code, out, err = run(capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, "--json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["did"] == ZERO_DID and doc["encrypted"] is True
@@ -139,11 +162,133 @@ def test_encrypted_identity(
         store.load("alice")
 
 
-def test_encrypt_without_terminal_or_env_fails_cleanly(
+def test_encrypted_identity_with_the_explicit_flag_still_works(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("MURMUR_PASSPHRASE", raising=False)
-    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
-    code, out, _ = run(capsys, tmp_path, "id", "new", "alice", "--encrypt", "--json")
+    monkeypatch.setenv("MURMUR_PASSPHRASE", "correct horse")
+    code, _, err = run(capsys, tmp_path, "id", "new", "alice", "--encrypt", "--json")
+    assert code == 0, err
+    assert Keystore(tmp_path).get("alice").sealed
+
+
+def test_new_without_any_passphrase_fails_instead_of_storing_plaintext(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #keys-at-rest: no terminal, no $MURMUR_PASSPHRASE, no file -> no key."""
+    code, out, err = run(capsys, tmp_path, "id", "new", "alice", "--json")
     assert code == 1 and json.loads(out)["error"] == "bad-passphrase"
+    for way_out in ("$MURMUR_PASSPHRASE", "--passphrase-file", "--no-encrypt"):
+        assert way_out in err
     assert not (tmp_path / "identities" / "alice.toml").exists()
+
+
+def test_new_seals_the_key_by_default_with_a_passphrase_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #keys-at-rest: sealed without asking for it, file 0600 in a 0700 dir."""
+    secret = tmp_path / "pass"
+    secret.write_text("correct horse\n")  # one final line break is not part of it
+    home = tmp_path / "home"
+    code, out, err = run(
+        capsys, home, "--passphrase-file", str(secret), "id", "new", "alice", "--seed",
+        ZERO_SEED, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["encrypted"] is True
+    key = home / "identities" / "alice.toml"
+    text = key.read_text()
+    assert ZERO_SEED not in text and 'format = "scrypt-aes256gcm"' in text
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert Keystore(home).load("alice", passphrase="correct horse").did == ZERO_DID
+    # Signing reads the same file: the identity opens without a prompt or an env var.
+    ctx = Context(home=home, as_name=None, nodes=(), json=False, passphrase_file=str(secret))
+    assert Session.open(ctx).identity().did == ZERO_DID
+
+
+def test_no_encrypt_stores_plain_hex_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, PLAIN)
+    assert code == 0, err
+    assert "NOT encrypted" in out
+    assert "murmur: warning:" in err and "unencrypted" in err and ZERO_DID in err
+    assert ZERO_SEED in (tmp_path / "identities" / "alice.toml").read_text()
+    code, out, _ = run(capsys, tmp_path, "id", "show", "alice")
+    assert "NOT encrypted" in out
+
+
+def test_seed_on_the_command_line_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, tmp_path, "id", "new", "alice", "--seed", ZERO_SEED, PLAIN, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["did"] == ZERO_DID  # stdout stays one JSON document
+    assert "murmur: warning: --seed" in err
+    assert "process list" in err and "--seed-file" in err
+
+
+def test_seed_file_reads_a_file_or_standard_input_without_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_file = tmp_path / "seed"
+    seed_file.write_text(ZERO_SEED + "\n")
+    code, out, err = run(
+        capsys, tmp_path / "a", "id", "new", "alice", "--seed-file", str(seed_file), PLAIN,
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["did"] == ZERO_DID and "--seed puts" not in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(ZERO_SEED + "\n"))
+    code, out, err = run(
+        capsys, tmp_path / "b", "id", "new", "bob", "--seed-file", "-", PLAIN, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["did"] == ZERO_DID and "--seed puts" not in err
+
+
+def test_a_bad_seed_file_is_refused_without_echoing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_file = tmp_path / "seed"
+    seed_file.write_text("secret-but-not-hex")
+    code, out, err = run(
+        capsys, tmp_path, "id", "new", "alice", "--seed-file", str(seed_file), PLAIN, "--json"
+    )
+    assert code == 1 and json.loads(out)["error"] == "bad-request"
+    assert "secret-but-not-hex" not in err + out
+
+
+def test_seed_and_passphrase_cannot_both_come_from_standard_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, tmp_path, "--passphrase-file", "-", "id", "new", "alice", "--seed-file", "-",
+        "--json",
+    )  # fmt: skip
+    assert code == 1 and json.loads(out)["error"] == "bad-request"
+    assert "standard input" in err
+
+
+def test_loose_permissions_are_tightened_or_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #keys-at-rest: the identities dir is tightened to 0700 when a key is
+    created in it; a key file opened up later is named in a warning."""
+    ids = tmp_path / "identities"
+    ids.mkdir(mode=0o755)
+    ids.chmod(0o755)
+    code, _, err = run(capsys, tmp_path, "id", "new", "alice", PLAIN)
+    assert code == 0, err
+    assert stat.S_IMODE(ids.stat().st_mode) == 0o700
+    key = ids / "alice.toml"
+    assert loose_permissions(key) == []
+    key.chmod(0o644)
+    [problem] = loose_permissions(key)
+    assert "0644" in problem and "chmod 600" in problem
+    code, _, err = run(capsys, tmp_path, "id", "show", "alice")
+    assert code == 0 and "murmur: warning:" in err and "chmod 600" in err
+    warnings = io.StringIO()
+    ctx = Context(home=tmp_path, as_name=None, nodes=(), json=False, stderr=warnings)
+    Session.open(ctx).identity()  # signing warns too
+    assert "chmod 600" in warnings.getvalue()

@@ -41,7 +41,10 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
 def world(cli: Cli, node: NodeProcess) -> dict[str, str]:
     """Identities amy (the default: first by creation time, then name), bob, lab and
     curator; amy follows bob."""
-    dids = {name: cli.json("id", "new", name)["did"] for name in ("amy", "bob", "lab", "curator")}
+    dids = {
+        name: cli.json("id", "new", name, "--no-encrypt")["did"]
+        for name in ("amy", "bob", "lab", "curator")
+    }
     cli.json("nodes", "add", node.url)
     cli.json("follow", dids["bob"], "--alias", "bob")
     return dids

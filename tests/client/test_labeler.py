@@ -177,7 +177,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], node: NodeProcess) -> Cli:
     cli = Cli(tmp_path / "home", capsys)
     for name in ("amy", "bob", "lab"):
-        cli.json("id", "new", name)
+        cli.json("id", "new", name, "--no-encrypt")
     cli.json("nodes", "add", node.url)
     return cli
 

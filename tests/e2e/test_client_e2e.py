@@ -53,7 +53,7 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
 
 
 def new_identity(cli: Cli, name: str) -> str:
-    did: str = cli.json("id", "new", name)["did"]
+    did: str = cli.json("id", "new", name, "--no-encrypt")["did"]
     return did
 
 
@@ -217,7 +217,7 @@ def test_new_machine_same_key_continues_the_chain(
     first, second = Cli(tmp_path / "laptop", capsys), Cli(tmp_path / "phone", capsys)
     for c in (first, second):
         c.json("nodes", "add", a.url)
-        c.json("id", "new", "me", "--seed", seed)
+        c.json("id", "new", "me", "--seed", seed, "--no-encrypt")
     assert first.json("post", "from the laptop")["seq"] == 1
     doc = second.json("post", "from the phone")
     assert doc["seq"] == 2 and doc["head_source"] == "nodes"
@@ -283,7 +283,7 @@ def test_console_script(nodes: tuple[RealNode, RealNode], tmp_path: Path) -> Non
         )
 
     assert run("nodes", "add", a.url).returncode == 0
-    assert run("id", "new", "zed").returncode == 0
+    assert run("id", "new", "zed", "--no-encrypt").returncode == 0
     posted = run("post", "from a real process")
     assert posted.returncode == 0 and "stored on 1 of 1 node(s)" in posted.stdout
     tl = run("timeline", "--json")

@@ -200,7 +200,7 @@ def test_line_devnet_multi_hop_restart_and_down(
     assert [n["pid"] for n in status["nodes"]] == [n["pid"] for n in state["nodes"]]
 
     cli = Cli(tmp_path / "home", capsys)
-    cli.json("id", "new", "x")
+    cli.json("id", "new", "x", "--no-encrypt")
 
     def post_on_1_read_on_3(text: str) -> None:
         eid = cli.json("--node", urls[0], "post", text)["id"]
