@@ -32,6 +32,7 @@ from client.devnet import (
     stop_devnet,
 )
 from client.devnet.seed import SeedReport, seed_demo
+from client.textsafety import safe_line, safe_text
 from protocol.errors import ProtocolError
 
 __all__ = ["register"]
@@ -40,8 +41,9 @@ _write_lock = threading.Lock()  # the supervisor loop and the seeding thread bot
 
 
 def _say(out: TextIO, text: str) -> None:
+    """One message, terminal-safe: node log tails and peers' URLs are quoted in them."""
     with _write_lock:
-        out.write(text.rstrip("\n") + "\n")
+        out.write(safe_text(text.rstrip("\n")) + "\n")
         out.flush()
 
 
@@ -66,10 +68,11 @@ def _port_arg(text: str) -> int:
 
 
 def _table(rows: list[list[str]], indent: str = "  ") -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    cells = [[safe_line(c) for c in r] for r in rows]  # peers' URLs and errors among them
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     return "\n".join(
         indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in rows
+        for r in cells
     )
 
 

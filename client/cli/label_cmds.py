@@ -30,6 +30,7 @@ from client.labeler import Labeler, LabelerState, Rules, Stats, Subject, subject
 from client.publish import Publisher, PublishResult
 from client.reader import MAX_FEED_PAGES, PAGE, latest_by_seq
 from client.state import HeadStore
+from client.textsafety import safe_line, safe_name
 from client.views import profiles_of
 from protocol import kinds
 from protocol.errors import BadRequestError, NotFoundError
@@ -167,7 +168,10 @@ def cmd_list_show(args: argparse.Namespace, ctx: Context) -> Result:
         "seq": latest.seq,
         "ts": latest.ts,
     }
-    lines = [f"{names.display(did)}/{args.name} ({doc['purpose']}, version seq {latest.seq}):"]
+    lines = [
+        f"{names.display(did)}/{safe_name(args.name)} ({safe_line(doc['purpose'])}, "
+        f"version seq {latest.seq}):"
+    ]
     lines += [f"  {names.display(m)}  {m}" for m in members] or ["  (empty)"]
     return Result(doc, "\n".join(lines))
 
@@ -194,7 +198,8 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
 
     def on_label(label: Event, subject: Subject, val: str) -> None:
         log_to.write(
-            f"labeled {subject_key(subject)} {val} (label {short_id(label.id)}, seq {label.seq})\n"
+            f"labeled {safe_line(subject_key(subject))} {safe_line(val)} "
+            f"(label {short_id(label.id)}, seq {label.seq})\n"
         )
         log_to.flush()
 

@@ -31,6 +31,7 @@ from client.cli import (
 )
 from client.cli.output import Context, Result, emit, emit_error
 from client.keystore import default_home
+from client.textsafety import safe_text
 from protocol.errors import ProtocolError
 
 __all__ = ["build_parser", "main"]
@@ -117,9 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _TerminalSafeFormatter(logging.Formatter):
+    """Log lines quote nodes' messages and URLs: escape them like any text shown
+    (spec 0007 #terminal-safety)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(super().format(record))
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])  # no-op if logging is set up
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from client.moderation.builtins import BUILTINS, Labelers
 from client.moderation.config import LABEL_ACTIONS, FilterSpec, ModerationConfig
 from client.moderation.core import ViewContext
 from client.moderation.pipeline import DEFAULT_BUDGET_MS
+from client.textsafety import safe_line
 from client.views import View, follow_set, profiles_of, resolve
 from protocol.errors import BadRequestError, NotFoundError
 
@@ -271,12 +272,12 @@ def cmd_filters_test(args: argparse.Namespace, ctx: Context) -> Result:
     if final is None:
         text = head + "no decision"
     else:
-        via = f" (via {final.via})" if final.via else ""
+        via = f" (via {safe_line(final.via)})" if final.via else ""
         source = format_source(final.source, names)
-        text = head + f"{final.action.value} — {final.reason} ({source}){via}"
+        text = head + f"{final.action.value} — {safe_line(final.reason)} ({source}){via}"
     if not doc["enabled"]:
         text += "\n(this filter is disabled: it does not run in your views)"
-    text += "".join(f"\n! {w}" for w in doc["warnings"])
+    text += "".join(f"\n! {safe_line(w)}" for w in doc["warnings"])
     return Result(doc, text)
 
 

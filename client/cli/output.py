@@ -1,4 +1,10 @@
-"""What a command returns and how it is shown: one JSON document, or text for people."""
+"""What a command returns and how it is shown: one JSON document, or text for people.
+
+Both are safe for a terminal (spec 0007 #terminal-safety): JSON is written with
+``ensure_ascii`` (every non-ASCII or control character is a ``\\uXXXX`` escape, the
+values stay exact), and text goes through :func:`client.textsafety.safe_text` as a
+last pass, behind the per-field escaping of :mod:`client.cli.render`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from client.textsafety import safe_text
 
 __all__ = ["Context", "Handler", "Result", "emit", "emit_error", "warn"]
 
@@ -42,16 +50,17 @@ Handler = Callable[[argparse.Namespace, Context], Result]
 
 def emit(ctx: Context, result: Result) -> None:
     if ctx.json:
-        ctx.stdout.write(json.dumps(result.data, indent=2, sort_keys=False) + "\n")
+        ctx.stdout.write(json.dumps(result.data, indent=2, ensure_ascii=True) + "\n")
     elif result.text:
-        ctx.stdout.write(result.text.rstrip("\n") + "\n")
+        ctx.stdout.write(safe_text(result.text.rstrip("\n")) + "\n")
 
 
 def emit_error(ctx: Context, code: str, message: str) -> None:
     """Errors go to stderr for people; with ``--json`` the one document is the error."""
     if ctx.json:
-        ctx.stdout.write(json.dumps({"error": code, "message": message}, indent=2) + "\n")
-    ctx.stderr.write(f"murmur: error: {message}\n")
+        doc = {"error": code, "message": message}
+        ctx.stdout.write(json.dumps(doc, indent=2, ensure_ascii=True) + "\n")
+    ctx.stderr.write(f"murmur: error: {safe_text(message)}\n")
 
 
 def warn(ctx: Context, message: str) -> None:

@@ -26,6 +26,7 @@ from client.cli.render import (
     format_explain,
     format_judged,
     format_report,
+    indented,
 )
 from client.cli.session import Session, limit_arg, parse_event_id, run
 from client.moderation.apply import Moderated, moderate
@@ -33,6 +34,7 @@ from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
 from client.moderation.pipeline import Verdict
 from client.reader import Reader, reply_root
+from client.textsafety import safe_line
 from client.views import View, author_view, follow_set, thread_view, timeline
 from protocol.chain import analyze_chain
 from protocol.events import Event
@@ -137,7 +139,7 @@ def _footer(
         return ""
     if args.explain:
         return format_explain(judged, _warnings(mod), names)
-    lines = [f"! moderation: {w}" for w in _warnings(mod)]
+    lines = [f"! moderation: {safe_line(w)}" for w in _warnings(mod)]
     if hidden:
         lines.append(f"({hidden} item(s) hidden by your filters; --explain says why)")
     return "\n".join(lines)
@@ -222,7 +224,7 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     )
     header = f"{names.display(did)}  {did}"
     if profile["bio"]:
-        header += f"\n  {profile['bio']}"
+        header += "\n" + indented(str(profile["bio"]), "  ")
     header += f"\n  {chain.max_seq} event(s), verified chain up to seq {chain.head_seq}"
     posts = "\n\n".join(format_judged(e, _verdict(mod, e), names, view.related) for e in shown)
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))

@@ -4,6 +4,12 @@ Names follow one rule everywhere: the reader's petname for the did, else the lat
 profile name (marked with ``~`` — anyone can claim any display name), else a short did.
 Times are relative ("3m ago"), ids are shortened to 12 hex characters (commands take
 the full id, which ``--json`` prints).
+
+Text for people never carries another person's characters raw (spec 0007
+#terminal-safety): names go through :func:`client.textsafety.display_name` (one line,
+invisible characters escaped, a ``⚠mixed-script``/``⚠confusable`` marker), post text
+and bios through ``safe_text``, every other peer-supplied field (reasons, warnings,
+node messages, URLs) through ``safe_line``. ``--json`` documents carry the exact text.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from client.moderation.core import Action, Decision
 from client.moderation.pipeline import Verdict
 from client.publish import PublishResult
 from client.reader import ReadReport
+from client.textsafety import display_name, safe_line, safe_name, safe_text
 from protocol import kinds
 from protocol.events import Event
 
@@ -29,6 +36,7 @@ __all__ = [
     "format_source",
     "format_publish",
     "format_report",
+    "indented",
     "relative_time",
     "short_did",
     "short_id",
@@ -67,8 +75,17 @@ def relative_time(ts_ms: int, now_ms: int | None = None) -> str:
     return "just now"  # pragma: no cover - delta >= 10 always matches "s"
 
 
+def indented(text: str, indent: str) -> str:
+    """Multi-line free text (a post, a bio), terminal-safe, each line after ``indent``."""
+    return "\n".join(indent + line for line in safe_text(text).splitlines() or [""])
+
+
 class Names:
-    """Display names: petname > ~profile name > short did."""
+    """Display names: petname > ~profile name > short did.
+
+    :meth:`display` is for a terminal (spec 0007 #terminal-safety), :meth:`display_raw`
+    the exact form for ``--json``.
+    """
 
     def __init__(self, config: ClientConfig, profiles: Mapping[str, Event] | None = None) -> None:
         self.config = config
@@ -80,6 +97,14 @@ class Names:
         return name if isinstance(name, str) and name.strip() else None
 
     def display(self, did: str) -> str:
+        alias = self.config.alias_of(did)
+        if alias is not None:
+            return f"@{safe_name(alias)}"
+        name = self.profile_name(did)
+        return f"~{display_name(name.strip())}" if name is not None else short_did(did)
+
+    def display_raw(self, did: str) -> str:
+        """As :meth:`display`, with the exact characters and no marker (for ``--json``)."""
         alias = self.config.alias_of(did)
         if alias is not None:
             return f"@{alias}"
@@ -99,7 +124,7 @@ def event_doc(
     doc: dict[str, Any] = {
         "id": e.id_hex,
         "author": e.author,
-        "author_name": names.display(e.author),
+        "author_name": names.display_raw(e.author),
         "alias": names.config.alias_of(e.author),
         "seq": e.seq,
         "ts": e.ts,
@@ -144,7 +169,7 @@ def _snippet(e: Event | None, limit: int = 60) -> str:
     if e.body is None:
         return "(deleted)"
     text = " ".join(str(e.body.get("text", "")).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return safe_line(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def format_event(
@@ -185,10 +210,10 @@ def format_event(
         shown = f"⚠ {masked['parent']}" if "parent" in masked else _snippet(parent)
         lines.append(f"{indent}  ↳ replying to {who}: {shown}")
     if body.get("warn"):
-        lines.append(f"{indent}  [content warning: {', '.join(body['warn'])}]")
+        warn = ", ".join(safe_line(str(w)) for w in body["warn"])
+        lines.append(f"{indent}  [content warning: {warn}]")
     text = body.get("text") if e.body is not None else "(deleted or withheld body)"
-    for line in str(text).splitlines() or [""]:
-        lines.append(f"{indent}  {line}")
+    lines.append(indented(str(text), indent + "  "))
     if isinstance(body.get("quote"), bytes):
         quoted = related.get(body["quote"])
         who = names.display(quoted.author) if quoted is not None else short_id(body["quote"])
@@ -201,17 +226,18 @@ def format_report(report: ReadReport, names: Names) -> str:
     """One line per problem: failed nodes, withheld and invalid events, gaps, forks."""
     lines: list[str] = []
     for n in report.nodes:
+        url = safe_line(n.url)
         if n.error is not None:
-            lines.append(f"! {n.url}: {n.error.code}: {n.error.message}")
+            lines.append(f"! {url}: {safe_line(n.error.code)}: {safe_line(n.error.message)}")
         if n.withheld:
             what = ", ".join(f"{names.display(e.author)} seq {e.seq}" for e in n.withheld[:5]) + (
                 f" and {len(n.withheld) - 5} more" if len(n.withheld) > 5 else ""
             )
-            lines.append(f"! {n.url} withheld {len(n.withheld)} event(s): {what}")
+            lines.append(f"! {url} withheld {len(n.withheld)} event(s): {what}")
         if n.invalid:
-            codes = sorted({str(i["code"]) for i in n.invalid})
+            codes = sorted({safe_line(str(i["code"])) for i in n.invalid})
             lines.append(
-                f"! {n.url} served {len(n.invalid)} invalid event(s), dropped: " + ", ".join(codes)
+                f"! {url} served {len(n.invalid)} invalid event(s), dropped: " + ", ".join(codes)
             )
     for g in report.gaps:
         lines.append(
@@ -232,7 +258,9 @@ def format_publish(result: PublishResult, what: str) -> str:
     ]
     for o in result.outcomes:
         if not o.stored:
-            lines.append(f"! {o.url}: {o.status}: {o.code}: {o.message}")
+            lines.append(
+                "! " + ": ".join(safe_line(str(x)) for x in (o.url, o.status, o.code, o.message))
+            )
     lines.append(f"id: {e.id_hex}")
     return "\n".join(lines)
 
@@ -246,13 +274,13 @@ def format_source(source: str, names: Names) -> str:
         return names.display(source)
     if source.startswith("list:"):
         did, _, name = source.removeprefix("list:").partition("/")
-        return f"list {names.display(did)}/{name}"
-    return source
+        return f"list {names.display(did)}/{safe_name(name)}"
+    return safe_line(source)
 
 
 def _decision_text(d: Decision, names: Names) -> str:
-    via = f", on the {d.via} post" if d.via else ""
-    return f"{d.reason} ({format_source(d.source, names)}{via})"
+    via = f", on the {safe_line(d.via)} post" if d.via else ""
+    return f"{safe_line(d.reason)} ({format_source(d.source, names)}{via})"
 
 
 def format_judged(
@@ -292,14 +320,14 @@ def format_judged(
     if final is not None and final.action is Action.WARN:
         return f"{indent}⚠ warning: {_decision_text(final, names)}\n{text}"
     if final is not None and final.action is Action.BADGE:
-        via = f" · on the {final.via} post" if final.via else ""
-        note = f"{final.reason} · {format_source(final.source, names)}{via}"
+        via = f" · on the {safe_line(final.via)} post" if final.via else ""
+        note = f"{safe_line(final.reason)} · {format_source(final.source, names)}{via}"
         return f"{text}\n{indent}  [badge: {note}]"
     return text
 
 
 def _warned(d: Decision, names: Names) -> str:
-    return f"hidden behind a warning: {d.reason} ({format_source(d.source, names)})"
+    return f"hidden behind a warning: {safe_line(d.reason)} ({format_source(d.source, names)})"
 
 
 def format_explain(judged: list[tuple[Event, Verdict]], warnings: list[str], names: Names) -> str:
@@ -311,9 +339,9 @@ def format_explain(judged: list[tuple[Event, Verdict]], warnings: list[str], nam
     for e, v in hidden:
         assert v.final is not None  # noqa: S101 - filtered above
         lines.append(
-            f"    {e.id_hex}  by {names.display(e.author)}  filter {v.final.filter}  "
-            f"source {format_source(v.final.source, names)}: {v.final.reason}"
-            + (f" (on the {v.final.via} post)" if v.final.via else "")
+            f"    {e.id_hex}  by {names.display(e.author)}  filter {safe_line(v.final.filter)}  "
+            f"source {format_source(v.final.source, names)}: {safe_line(v.final.reason)}"
+            + (f" (on the {safe_line(v.final.via)} post)" if v.final.via else "")
         )
     decided = [(e, v) for e, v in judged if v.decisions or v.overridden or v.warnings]
     if decided:
@@ -324,16 +352,17 @@ def format_explain(judged: list[tuple[Event, Verdict]], warnings: list[str], nam
         for d in v.decisions:
             mark = "→" if d is v.final else " "
             lines.append(
-                f"      {mark} {d.action.value} by filter {d.filter}: {_decision_text(d, names)}"
+                f"      {mark} {d.action.value} by filter {safe_line(d.filter)}: "
+                f"{_decision_text(d, names)}"
             )
         for d in v.overridden:
             lines.append(
-                f"      ✗ overridden {d.action.value} by filter {d.filter}: "
+                f"      ✗ overridden {d.action.value} by filter {safe_line(d.filter)}: "
                 f"{_decision_text(d, names)}"
             )
         for w in v.warnings:
-            lines.append(f"      ! {w}")
+            lines.append(f"      ! {safe_line(w)}")
     if warnings:
         lines.append("  warnings:")
-        lines.extend(f"    ! {w}" for w in warnings)
+        lines.extend(f"    ! {safe_line(w)}" for w in warnings)
     return "\n".join(lines)

@@ -7,10 +7,11 @@ from typing import Any
 
 from client.cli.output import Context, Result
 from client.cli.post_cmds import publish_result
-from client.cli.render import Names, format_report, relative_time
+from client.cli.render import Names, format_report, indented, relative_time
 from client.cli.session import Session, limit_arg, run
 from client.publish import PublishResult
 from client.reader import Reader
+from client.textsafety import display_name, safe_name
 from client.views import View, follow_set, profile_view, profiles_of, search_view
 from protocol import kinds
 from protocol.errors import BadRequestError
@@ -136,9 +137,9 @@ def cmd_profile_show(args: argparse.Namespace, ctx: Context) -> Result:
     if doc["id"] is None:
         text = f"{names.display(did)}  {did}\n  (no profile published)"
     else:
-        text = (
-            f"{names.display(did)}  {did}\n  name: {doc['name'] or ''}\n  bio:  {doc['bio'] or ''}"
-        )
+        name = display_name(doc["name"]) if isinstance(doc["name"], str) else ""
+        bio = indented(doc["bio"], "        ").lstrip() if isinstance(doc["bio"], str) else ""
+        text = f"{names.display(did)}  {did}\n  name: {name}\n  bio:  {bio}"
     return Result({"profile": doc, **_nodes_doc(view)}, _with_report(text, view, names))
 
 
@@ -154,9 +155,9 @@ def cmd_search(args: argparse.Namespace, ctx: Context) -> Result:
     rows = [_profile_doc(e.author, view, names) for e in view.items]
     if rows:
         text = "\n".join(
-            f"{r['name']}  {r['did']}"
-            + (f"  (@{r['alias']})" if r["alias"] else "")
-            + (f"\n  {r['bio']}" if r["bio"] else "")
+            f"{display_name(str(r['name']))}  {r['did']}"
+            + (f"  (@{safe_name(r['alias'])})" if r["alias"] else "")
+            + ("\n" + indented(str(r["bio"]), "  ") if r["bio"] else "")
             for r in rows
         )
     else:

@@ -169,11 +169,14 @@ async def test_raising_filter_is_skipped_with_a_warning() -> None:
 
 
 async def test_async_filter_over_budget_is_cancelled() -> None:
-    slow = AsyncFixed(Action.HIDE, delay=5)
+    slow = AsyncFixed(Action.HIDE, delay=60)
     loop = asyncio.get_running_loop()
     start = loop.time()
     v = await judge([conf(slow, "slow", budget_ms=20)], item(ALICE.post("x")))
-    assert loop.time() - start < 2
+    # The warning says the budget cut it; the seconds are only a hang guard (a busy
+    # machine stretches them, issue #14 finding 9): 10 s is 500x the budget, yet a
+    # sixth of the filter's delay, so a pipeline that waited for it fails.
+    assert loop.time() - start < 10
     assert not v.hidden and v.warnings == ["filter slow skipped: exceeded its 20 ms budget"]
 
 
@@ -269,8 +272,34 @@ async def test_hanging_sync_filter_is_interrupted_at_its_budget() -> None:
         [conf(Hangs(), "hangs", budget_ms=100), conf(Spins(), "spins", budget_ms=100)]
     )
     [v] = await pipeline.run([item(ALICE.post("x"))])
-    assert _time.monotonic() - start < 5
+    # A hang guard, not a measure (issue #14, finding 9): 15 s is 75x the two budgets,
+    # yet half the blocking call's 30 s (Spins never ends), so only a cut passes.
+    assert _time.monotonic() - start < 15
     assert v.warnings == [
         "filter hangs skipped: exceeded its 100 ms budget",
         "filter spins skipped: exceeded its 100 ms budget",
     ]
+
+
+async def test_sync_prepare_is_interrupted_at_its_deadline() -> None:
+    """spec 0006 #prepare: a synchronous ``prepare`` of an in-process filter is timed too
+    (10 x the budget), not only its awaitable part."""
+    import time as _time
+
+    class SlowPrepare:
+        name = "slow-prepare"
+
+        def prepare(self, env: Env) -> None:
+            try:
+                _time.sleep(30)  # bounded, so the test ends even where it is not cut
+            except Exception:  # must not swallow the deadline
+                return
+
+        def check(self, it: Item) -> Decision | None:
+            return Decision(Action.HIDE, "never prepared", "test")
+
+    pipeline = Pipeline([conf(SlowPrepare(), budget_ms=20), conf(Fixed(Action.BADGE), "ok")])
+    env = Env(viewer=ME.did, now_ms=NOW, context=ViewContext.TIMELINE)
+    [v] = await pipeline.run([item(ALICE.post("x"))], env)
+    assert pipeline.warnings == ["filter slow-prepare skipped: preparing it timed out"]
+    assert v.action is Action.BADGE and [d.filter for d in v.decisions] == ["ok"]
