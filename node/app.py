@@ -22,7 +22,17 @@ from node.ingest import Verifier
 from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.middleware import murmur_middleware
-from node.state import CONFIG, FEDERATION, GATE, HUB, LIMITER, METRICS, STORE, VERIFIER
+from node.state import (
+    ANNOUNCE_LIMITER,
+    CONFIG,
+    FEDERATION,
+    GATE,
+    HUB,
+    LIMITER,
+    METRICS,
+    STORE,
+    VERIFIER,
+)
 from node.store.base import Store
 from node.store.sqlite import SqliteStore
 from node.stream import StreamHub
@@ -77,12 +87,23 @@ def create_app(
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
-    app[HUB] = StreamHub(max_subscribers=config.limits.max_subscribers)
+    app[HUB] = StreamHub(
+        max_subscribers=config.limits.max_subscribers,
+        max_per_address=config.limits.max_streams_per_address,
+        peer_reserve=config.limits.peer_stream_reserve,
+    )
     app[LIMITER] = RateLimiter(
         rate=config.limits.rate_per_ip,
         burst=config.limits.rate_burst,
         max_keys=config.limits.rate_max_ips,
         now_ms=config.now_ms,
+    )
+    app[ANNOUNCE_LIMITER] = RateLimiter(
+        rate=config.limits.announce_per_minute / 60,
+        burst=config.limits.announce_burst,
+        max_keys=config.limits.rate_max_ips,
+        now_ms=config.now_ms,
+        what=f"{config.limits.announce_per_minute} peer announcements a minute",
     )
     gate = app[GATE] = AdmissionGate(
         max_requests=config.limits.max_inflight_ingest,

@@ -77,8 +77,18 @@ class NodeLimits:
     max_page: int = 500
     #: Most authors in one feed request.
     max_feed_authors: int = 500
-    #: Most concurrent stream subscribers; more get 503.
+    #: Most concurrent stream subscribers; more get 503 (spec 0004 §stream-slots).
     max_subscribers: int = 256
+    #: Most streams one client address may hold at once; more get 429. An address
+    #: where this node reaches working peers may hold one more per such peer.
+    max_streams_per_address: int = 8
+    #: Of ``max_subscribers``, slots only streams from a working peer's address may
+    #: take (at most half of ``max_subscribers``), so a crowd of readers, or one
+    #: address holding many streams, never locks federation out.
+    peer_stream_reserve: int = 64
+    #: A stream is closed cleanly after at most this long (at least three quarters of
+    #: it, at random); its subscriber resumes by cursor. No slot is held forever.
+    stream_max_lifetime_ms: int = 600_000
     #: Seconds between stream heartbeats (comments) when nothing happens.
     heartbeat_ms: int = 15_000
     #: A stream write that takes longer than this disconnects the subscriber.
@@ -90,6 +100,11 @@ class NodeLimits:
     #: beyond either, 503 with Retry-After (spec 0004 §limits).
     max_inflight_ingest: int = 32
     max_inflight_bytes: int = 16 * 1024 * 1024
+    #: Per-address token bucket of peer announcements (``POST /v1/peers``), apart from
+    #: ``rate_per_ip``: sustained announcements per minute and burst size; more get
+    #: 429 (spec 0005 §announce-limits).
+    announce_per_minute: int = 12
+    announce_burst: int = 8
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -60,12 +60,22 @@ ADMISSION_BYTE_SHARE = 0.5
 
 
 class RateLimiter:
-    """Token buckets per key: ``rate`` tokens per second, at most ``burst`` stored."""
+    """Token buckets per key: ``rate`` tokens per second, at most ``burst`` stored.
+
+    ``what`` describes the limit in the 429 message (default: "``rate`` requests/s").
+    """
 
     def __init__(
-        self, *, rate: int, burst: int, max_keys: int, now_ms: Callable[[], int]
+        self,
+        *,
+        rate: float,
+        burst: int,
+        max_keys: int,
+        now_ms: Callable[[], int],
+        what: str | None = None,
     ) -> None:
         self._rate = rate
+        self._what = what or f"{rate:g} requests/s"
         self._burst = burst
         self._max_keys = max_keys
         self._now_ms = now_ms
@@ -84,7 +94,7 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             wait_s = (1.0 - tokens) / self._rate
             raise RateLimitedError(
-                f"more than {self._rate} requests/s from this address",
+                f"more than {self._what} from this address",
                 retry_after=max(1, math.ceil(wait_s)),
             )
         self._buckets[key] = (tokens - 1.0, now)

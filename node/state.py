@@ -17,6 +17,7 @@ from node.store.base import Store
 from node.stream import StreamHub
 
 __all__ = [
+    "ANNOUNCE_LIMITER",
     "CONFIG",
     "FEDERATION",
     "GATE",
@@ -37,5 +38,7 @@ VERIFIER = web.AppKey("verifier", Verifier)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", StreamHub)
 LIMITER = web.AppKey("limiter", RateLimiter)
+#: The per-address bucket of peer announcements (``POST /v1/peers``), apart from LIMITER.
+ANNOUNCE_LIMITER = web.AppKey("announce_limiter", RateLimiter)
 GATE = web.AppKey("gate", AdmissionGate)
 FEDERATION = web.AppKey("federation", Federation)

@@ -9,24 +9,40 @@ commits cursors in order and the hub is told only after commit.
 Backpressure without unbounded memory: a subscriber does not get a queue. Its handler
 reads pages of events from the store at the pace its socket drains; a write that
 blocks longer than ``stream_write_timeout_ms`` disconnects it and it resumes by cursor.
+
+Slots without starvation (spec 0004 §stream-slots): the hub bounds streams per client
+address, keeps a reserve of slots for the addresses of this node's working peers,
+evicts the oldest stream of the heaviest address when a newcomer finds no slot, and
+every stream is closed cleanly after at most ``stream_max_lifetime_ms``, so no idle
+slot is held forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from node.api.params import MAX_CURSOR
-from protocol.errors import BadRequestError, UnavailableError
+from protocol.errors import BadRequestError, RateLimitedError, UnavailableError
 
 if TYPE_CHECKING:
     from node.store.base import StoredEvent
 
-__all__ = ["PAGE", "StreamHub", "parse_start_cursor", "sse_frame"]
+__all__ = [
+    "PAGE",
+    "STREAM_RETRY_AFTER_S",
+    "StreamHub",
+    "Subscription",
+    "client_address",
+    "parse_start_cursor",
+    "sse_frame",
+]
 
 log = logging.getLogger("murmur.node.stream")
 
@@ -34,15 +50,55 @@ log = logging.getLogger("murmur.node.stream")
 PAGE = 256
 
 
-class StreamHub:
-    """Tells waiting subscribers that the store's cursor moved; holds no events."""
+#: ``Retry-After`` (seconds) of a stream refused because its address holds its share.
+STREAM_RETRY_AFTER_S = 5
 
-    def __init__(self, *, max_subscribers: int) -> None:
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class Subscription:
+    """One open stream: its client address, its pool, and how it may be told to end."""
+
+    address: str
+    #: It holds one of the slots reserved for peers (spec 0004 §stream-slots).
+    reserved: bool
+    #: Order of joining; the oldest stream of an address is evicted first.
+    serial: int
+    #: Set by the hub: another address needed the slot (the handler ends the stream).
+    evicted: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class StreamHub:
+    """Tells waiting subscribers that the store's cursor moved; holds no events.
+
+    It also hands out the stream slots (spec 0004 §stream-slots): ``max_subscribers``
+    in all, of which ``peer_reserve`` only streams from a working peer's address may
+    take; at most ``max_per_address`` from one address (plus one per working peer
+    there). When the general slots are all taken, a newcomer evicts the oldest stream
+    of the address holding the most of them, if that address holds at least two more
+    than the newcomer does; otherwise it is refused.
+    """
+
+    def __init__(
+        self, *, max_subscribers: int, max_per_address: int = 8, peer_reserve: int = 0
+    ) -> None:
         self.max_subscribers = max_subscribers
+        self.max_per_address = max_per_address
+        self.peer_reserve = min(peer_reserve, max_subscribers // 2)
+        self.general_slots = max_subscribers - self.peer_reserve
         self.cursor = 0
-        self.subscribers = 0
         self.closing = False
-        self._wake = asyncio.Event()
+        #: Streams open now, in each pool.
+        self.general = 0
+        self.reserved = 0
+        #: Streams evicted since start.
+        self.evictions = 0
+        self._by_address: dict[str, list[Subscription]] = {}
+        self._serial = 0
+
+    @property
+    def subscribers(self) -> int:
+        return self.general + self.reserved
 
     def publish(self, cursor: int) -> None:
         """Called after a commit with the highest cursor it stored."""
@@ -56,29 +112,89 @@ class StreamHub:
         self._wake_all()
 
     def _wake_all(self) -> None:
-        wake, self._wake = self._wake, asyncio.Event()
-        wake.set()
+        for subs in self._by_address.values():
+            for sub in subs:
+                sub.wake.set()
 
-    async def wait(self, after: int, timeout_s: float) -> bool:
-        """Wait until the cursor passes ``after`` or the hub closes; False on timeout."""
-        if self.cursor > after or self.closing:
+    async def wait(self, sub: Subscription, after: int, timeout_s: float) -> bool:
+        """Wait until the cursor passes ``after``, the hub closes or ``sub`` is evicted;
+        False on timeout."""
+        if self.cursor > after or self.closing or sub.evicted:
             return True
+        sub.wake.clear()  # no await since the check: no wake-up can be lost
         try:
             async with asyncio.timeout(timeout_s):
-                await self._wake.wait()
+                await sub.wake.wait()
         except TimeoutError:
             return False
         return True
 
-    def join(self) -> None:
+    def join(self, address: str, *, peers: int = 0) -> Subscription:
+        """A slot for a stream from ``address``, where ``peers`` working peers of this
+        node are; ``RateLimitedError`` (429) past the address's share,
+        ``UnavailableError`` (503) when no slot is left."""
         if self.closing:
             raise UnavailableError("node is shutting down")
-        if self.subscribers >= self.max_subscribers:
-            raise UnavailableError("too many stream subscribers; retry later")
-        self.subscribers += 1
+        mine = self._by_address.get(address, [])
+        share = self.max_per_address + peers
+        if len(mine) >= share:
+            raise RateLimitedError(
+                f"{len(mine)} streams open from this address (at most {share})",
+                retry_after=STREAM_RETRY_AFTER_S,
+            )
+        if peers and self.reserved < self.peer_reserve:
+            reserved = True
+        elif self.general < self.general_slots:
+            reserved = False
+        else:
+            victim = self._heaviest_oldest(len(mine))
+            if victim is None:
+                raise UnavailableError("too many stream subscribers; retry later")
+            self._evict(victim)
+            reserved = False
+        self._serial += 1
+        sub = Subscription(address=address, reserved=reserved, serial=self._serial)
+        self._by_address.setdefault(address, []).append(sub)
+        if reserved:
+            self.reserved += 1
+        else:
+            self.general += 1
+        return sub
 
-    def leave(self) -> None:
-        self.subscribers -= 1
+    def leave(self, sub: Subscription) -> None:
+        """Give back ``sub``'s slot (a no-op when it was evicted: already given back)."""
+        if sub.evicted:
+            return
+        subs = self._by_address.get(sub.address, [])
+        if sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._by_address[sub.address]
+            if sub.reserved:
+                self.reserved -= 1
+            else:
+                self.general -= 1
+
+    def _heaviest_oldest(self, newcomer_holds: int) -> Subscription | None:
+        """The oldest general-pool stream of the address holding the most of them (the
+        oldest such stream on a tie), if it holds at least two more than the newcomer."""
+        best: list[Subscription] = []
+        for subs in self._by_address.values():
+            general = [s for s in subs if not s.reserved]
+            if len(general) > len(best) or (
+                general and len(general) == len(best) and general[0].serial < best[0].serial
+            ):
+                best = general
+        if len(best) < newcomer_holds + 2:
+            return None
+        return best[0]
+
+    def _evict(self, sub: Subscription) -> None:
+        self.leave(sub)
+        sub.evicted = True
+        sub.wake.set()
+        self.evictions += 1
+        log.info("stream evicted address=%s", sub.address)
 
 
 def parse_start_cursor(request: web.Request, live: int) -> int:
@@ -99,3 +215,17 @@ def sse_frame(ev: StoredEvent, event_obj: dict[str, object]) -> bytes:
     """One SSE message: ``id`` is the cursor, ``data`` the event's JSON form."""
     data = json.dumps({"cursor": ev.cursor, "event": event_obj}, separators=(",", ":"))
     return f"id: {ev.cursor}\nevent: event\ndata: {data}\n\n".encode()
+
+
+def client_address(remote: str | None) -> str:
+    """The client's address as the stream slots count it: an IPv4-mapped IPv6 address
+    (a dual-stack socket) is its IPv4 address, so one client is one key."""
+    if remote is None:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

@@ -10,9 +10,15 @@ from aiohttp import web
 from node.api.render import respond
 from node.federation.sync import SYNC_CONTENT_TYPE
 from node.limits import read_body, read_json
-from node.state import CONFIG, FEDERATION
+from node.state import ANNOUNCE_LIMITER, CONFIG, FEDERATION, METRICS
+from node.stream import client_address
 from protocol import jsontext
-from protocol.errors import BadRequestError, NegentropyError, UnsupportedMediaTypeError
+from protocol.errors import (
+    BadRequestError,
+    NegentropyError,
+    RateLimitedError,
+    UnsupportedMediaTypeError,
+)
 from protocol.negentropy import Negentropy
 
 __all__ = ["announce", "list_peers", "sync"]
@@ -75,8 +81,18 @@ async def list_peers(request: web.Request) -> web.Response:
 
 
 async def announce(request: web.Request) -> web.Response:
-    """``POST /v1/peers`` ``{"url": ...}``: a node tells this one where it is."""
+    """``POST /v1/peers`` ``{"url": ...}``: a node tells this one where it is.
+
+    Anyone may announce any URL, and each new one costs a probe, so announcements
+    have their own small bucket per address (429 + Retry-After, spec 0005
+    #announce-limits), taken before the body is read.
+    """
     config = request.app[CONFIG]
+    try:
+        request.app[ANNOUNCE_LIMITER].take(client_address(request.remote))
+    except RateLimitedError:
+        request.app[METRICS].rate_limited += 1
+        raise
     doc = await read_json(
         request,
         max_bytes=_MAX_ANNOUNCE_BYTES,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 from aiohttp import web
 
 from node.api.params import did_list, kind_list, list_param
 from node.api.render import event_json
-from node.state import CONFIG, HUB, METRICS, STORE
-from node.stream import PAGE, parse_start_cursor, sse_frame
+from node.state import CONFIG, FEDERATION, HUB, METRICS, STORE
+from node.stream import PAGE, client_address, parse_start_cursor, sse_frame
+from protocol.errors import RateLimitedError
 
 __all__ = ["stream"]
 
@@ -32,7 +34,8 @@ async def _write(resp: web.StreamResponse, data: bytes, timeout_s: float) -> Non
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    """Replay from the cursor, then follow new commits; heartbeat while idle."""
+    """Replay from the cursor, then follow new commits; heartbeat while idle; end
+    cleanly at the stream's lifetime or when evicted (spec 0004 §stream-slots)."""
     app = request.app
     config = app[CONFIG]
     store, hub, metrics = app[STORE], app[HUB], app[METRICS]
@@ -42,9 +45,19 @@ async def stream(request: web.Request) -> web.StreamResponse:
     write_timeout = config.limits.stream_write_timeout_ms / 1000
     heartbeat = config.limits.heartbeat_ms / 1000
 
+    address = client_address(request.remote)
+    fed = app.get(FEDERATION)
+    try:
+        sub = hub.join(address, peers=fed.table.working_at(address) if fed is not None else 0)
+    except RateLimitedError:
+        metrics.rate_limited += 1
+        raise
     loop = asyncio.get_running_loop()
     last_write = loop.time()
-    hub.join()
+    # Spread over the last quarter of the lifetime: streams opened together (a node's
+    # restart) do not all end together.
+    lifetime = config.limits.stream_max_lifetime_ms / 1000
+    ends_at = last_write + lifetime * random.uniform(0.75, 1.0)  # noqa: S311 - not crypto
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -57,6 +70,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         await _write(resp, f"retry: 1000\n: cursor={cursor}\n\n".encode(), write_timeout)
         while not hub.closing:
+            if sub.evicted or loop.time() >= ends_at:
+                # A clean end (the subscriber resumes by cursor), with the reason.
+                reason = "evicted" if sub.evicted else "lifetime"
+                await _write(resp, f": closing reason={reason}\n\n".encode(), write_timeout)
+                break
             seen = hub.cursor  # read BEFORE the query: everything <= seen is committed
             page = await store.events_after(cursor, limit=PAGE, kinds=kinds, authors=authors)
             if page:
@@ -68,7 +86,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if len(page) == PAGE:
                 continue
             cursor = max(cursor, seen)  # the query saw every commit up to `seen`
-            if await hub.wait(cursor, min(heartbeat, _LIVENESS_S)):
+            idle_s = min(heartbeat, _LIVENESS_S, max(0.0, ends_at - loop.time()))
+            if await hub.wait(sub, cursor, idle_s):
                 continue
             if request.transport is None or request.transport.is_closing():
                 reason = "reset"  # the subscriber is gone: free its slot now
@@ -86,6 +105,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, ConnectionError):
         reason = "reset"
     finally:
-        hub.leave()
+        hub.leave(sub)
         metrics.stream_disconnects[reason] += 1
     return resp

@@ -48,7 +48,7 @@ from node.federation.outbound import (
     open_stream,
     peer_origin,
 )
-from node.federation.peers import Peer, PeerState, PeerTable, Score
+from node.federation.peers import UNTRIED_PROBES, Peer, PeerState, PeerTable, Score
 from node.federation.sse import SseMessage, SseParser, stream_event
 from node.federation.sync import (
     MAX_FRAME_BYTES,
@@ -61,7 +61,7 @@ from node.federation.sync import (
 from node.ingest import Verifier, ingest_batch
 from node.metrics import Metrics
 from node.store.base import Store
-from node.stream import StreamHub
+from node.stream import StreamHub, client_address
 from protocol import jsontext
 from protocol.errors import ProtocolError
 from protocol.events import decode_unverified
@@ -89,6 +89,8 @@ _OFFER_BYTES = 4 * 1024 * 1024
 _GOSSIP_TAKE = 64
 #: A 429 during a fetch is waited out this many times before the run gives up.
 _FETCH_RETRIES = 3
+#: An announcement answered 429 is retried after its Retry-After this many times.
+_ANNOUNCE_RETRIES = 3
 
 
 class Federation:
@@ -138,6 +140,9 @@ class Federation:
         # arriving from an honest peer.
         self._rejected: OrderedDict[tuple[str, bytes], int] = OrderedDict()
         self._cursor_saved_ms: dict[str, int] = {}
+        #: Probes of peers that never worked (URLs anyone may name) run at most this
+        #: many at once (spec 0005 #peer-eviction).
+        self._untried_probes = asyncio.Semaphore(UNTRIED_PROBES)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -261,7 +266,14 @@ class Federation:
             return "known"
         peer = Peer(url=url, source="gossip", added_ms=self._now())
         if not self.table.add(peer):
-            return "full"
+            # Full: the oldest peer that never worked makes room (spec 0005
+            # #peer-eviction), so dead URLs named by anyone cannot keep working
+            # peers out; a table of peers that all worked once stays as it is.
+            victim = self.table.untried_victim()
+            if victim is None or len(self.table) - 1 >= self.table.max_peers:
+                return "full"
+            self._replace(victim, by=url)
+            self.table.add(peer)
         log.info("peer learnt url=%s via=%s", url, via)
         self._keep(asyncio.create_task(self._save(peer)))
         self._spawn(peer)
@@ -380,6 +392,17 @@ class Federation:
             peer.next_attempt_ms = self._now() + round(delay)
             await self._save(peer)
 
+    def _replace(self, peer: Peer, *, by: str) -> None:
+        """Forget a gossip peer that never worked, to make room for ``by``."""
+        log.info("peer replaced url=%s by=%s", peer.url, by)
+        self.table.remove(peer.url)
+        # Its loops end now; a later re-announcement of its URL starts new ones.
+        task = self._tasks.pop(peer.url, None)
+        self._sync_wanted.pop(peer.url, None)
+        if task is not None:
+            task.cancel()
+        self._keep(asyncio.create_task(self.store.delete_peer(peer.url)))
+
     async def _drop(self, peer: Peer) -> None:
         """Forget a gossip peer that misbehaved or stayed dead; end its loops."""
         log.info("peer dropped url=%s score=%.1f failures=%d", peer.url, peer.score, peer.failures)
@@ -391,9 +414,12 @@ class Federation:
 
     async def _probe(self, peer: Peer) -> None:
         """``GET /v1/info``: check the network, and whether the peer is us or a twin."""
-        _, body = await fetch(
-            self.client, "GET", f"{peer.url}/v1/info", policy=self.policy, max_bytes=64 * 1024
-        )
+        untried = peer.source != "static" and peer.last_ok_ms is None
+        async with self._untried_probes if untried else contextlib.nullcontext():
+            response, body = await fetch(
+                self.client, "GET", f"{peer.url}/v1/info", policy=self.policy, max_bytes=64 * 1024
+            )
+        address = _server_address(response)
         try:
             doc = jsontext.loads(body)
         except ValueError:
@@ -422,6 +448,7 @@ class Federation:
                 log.info("peer is a duplicate url=%s same_as=%s", peer.url, twin.url)
                 return
         peer.node_id = node_id
+        peer.address = address
         peer.reachable = True
 
     async def _follow(self, peer: Peer) -> None:
@@ -586,18 +613,30 @@ class Federation:
         url = self.advertised_url
         if url is None or not self.config.federation.peer_exchange:
             return
-        try:
-            await fetch(
-                self.client,
-                "POST",
-                f"{peer.url}/v1/peers",
-                policy=self.policy,
-                content=json.dumps({"url": url}).encode(),
-                headers={"Content-Type": "application/json"},
-                max_bytes=16 * 1024,
-            )
-        except PeerError as exc:
-            log.debug("announce failed url=%s error=%s", peer.url, exc.code)
+        for attempt in range(_ANNOUNCE_RETRIES + 1):
+            try:
+                await fetch(
+                    self.client,
+                    "POST",
+                    f"{peer.url}/v1/peers",
+                    policy=self.policy,
+                    content=json.dumps({"url": url}).encode(),
+                    headers={"Content-Type": "application/json"},
+                    max_bytes=16 * 1024,
+                )
+                return
+            except PeerRejectedError as exc:
+                # Announcements are rate limited per address (spec 0005
+                # #announce-limits), and nodes may share one: wait, then try again.
+                if exc.http_status != 429 or attempt == _ANNOUNCE_RETRIES:
+                    log.debug("announce failed url=%s error=%s", peer.url, exc.remote_code)
+                    return
+                await self._pause(min(max(exc.retry_after or 1.0, 1.0), 60.0) * 1000)
+                if self._stopping.is_set():
+                    return
+            except PeerError as exc:
+                log.debug("announce failed url=%s error=%s", peer.url, exc.code)
+                return
 
     # -- anti-entropy -----------------------------------------------------------------
 
@@ -761,6 +800,19 @@ class Federation:
             except ValueError:
                 continue
         return added
+
+
+def _server_address(response: httpx.Response) -> str | None:
+    """The IP address ``response`` came from: its connection is still open (kept alive
+    in the pool) right after :func:`fetch` returns. None when that is unknown."""
+    stream = response.extensions.get("network_stream")
+    try:
+        addr = stream.get_extra_info("server_addr") if stream is not None else None
+    except OSError:  # the peer closed the connection already
+        return None
+    if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+        return client_address(addr[0])
+    return None
 
 
 def _unverified_id(wire: bytes) -> bytes | None:

@@ -4,7 +4,8 @@ A peer is known by its *origin* URL (scheme, host, port; see
 :func:`node.federation.outbound.peer_origin`). It enters the table from the
 configuration (``static``: never dropped), from another peer's list or an announcement
 (``gossip``: dropped once it looks dead or misbehaves). The table is bounded by
-``max_peers``; static peers always fit.
+``max_peers``; static peers always fit, and a newcomer replaces the oldest gossip
+peer that never worked, so dead announced URLs cannot keep working peers out.
 
 Scores run from :data:`SCORE_MIN` to :data:`SCORE_MAX`: working connections and
 successful syncs raise a peer's score a little, failures lower it, and garbage,
@@ -24,6 +25,7 @@ __all__ = [
     "DROP_SCORE",
     "SCORE_MAX",
     "SCORE_MIN",
+    "UNTRIED_PROBES",
     "Peer",
     "PeerState",
     "PeerTable",
@@ -37,6 +39,9 @@ DROP_SCORE: Final = -50.0
 #: A gossip peer that failed this many times in a row, with no success for the
 #: table's ``drop_silence_ms``, is dropped.
 DROP_AFTER_FAILURES: Final = 8
+#: Probes of gossip peers that never worked run at most this many at once: the URLs
+#: of announcements and gossip are named by anyone (spec 0005 #peer-eviction).
+UNTRIED_PROBES: Final = 4
 
 
 class Score(float, enum.Enum):
@@ -85,6 +90,9 @@ class Peer:
     frame_bytes: int | None = None
     #: Its last probe (``/v1/info``) succeeded, and nothing since says it is down.
     reachable: bool = False
+    #: The IP address this node's last successful probe of it connected to (runtime
+    #: only): streams from there count as this peer's (spec 0004 §stream-slots).
+    address: str | None = None
 
     @classmethod
     def from_record(cls, rec: PeerRecord) -> Peer:
@@ -160,6 +168,25 @@ class PeerTable:
             return False
         self._peers[peer.url] = peer
         return True
+
+    def untried_victim(self) -> Peer | None:
+        """The peer a newcomer may replace in a full table (spec 0005 #peer-eviction):
+        the oldest gossip peer that never worked (no stream opened, no sync completed).
+        Static peers, and peers that ever worked, are never replaced this way."""
+        untried = [p for p in self._peers.values() if p.source != "static" and p.last_ok_ms is None]
+        # On a tie, the first added (``min`` keeps the first of equal keys).
+        return min(untried, key=lambda p: p.added_ms, default=None)
+
+    def working_at(self, address: str) -> int:
+        """How many working peers this node reaches at IP ``address``: probed with
+        success, and not this node itself, a twin or a refused address."""
+        return sum(
+            1
+            for p in self._peers.values()
+            if p.address == address
+            and p.reachable
+            and p.state not in (PeerState.SELF, PeerState.DUPLICATE, PeerState.REFUSED)
+        )
 
     def remove(self, url: str) -> None:
         self._peers.pop(url, None)

@@ -15,10 +15,12 @@ import base64
 import json
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from node.config import NodeLimits
 from node.federation.outbound import peer_origin
 from node.federation.peers import Peer, PeerState, Score
 from node.federation.sync import reconcile_with
@@ -28,7 +30,14 @@ from protocol.encoding import decode, encode
 from protocol.events import Event
 from protocol.negentropy import Negentropy, NegentropyStorage
 from tests.node.conftest import MSGPACK, Clock, b64, new_author
-from tests.node.fed_fixtures import Cluster, FedNode, closed_port, sse_event, wait_for
+from tests.node.fed_fixtures import (
+    Cluster,
+    FedNode,
+    closed_port,
+    fed_config,
+    sse_event,
+    wait_for,
+)
 
 FRAME = 1_000_000
 
@@ -590,7 +599,9 @@ async def test_dead_gossip_peer_is_dropped(cluster: Cluster, clock: Clock, rule:
 
 
 async def test_announce_and_peer_list(cluster: Cluster) -> None:
-    a = await cluster.start("a", max_peers=2)
+    # The test clock stands still, so the announcement bucket never refills: raise it.
+    config = fed_config(cluster.root / "a", cluster.clock, max_peers=2)
+    a = await cluster.start("a", config=replace(config, limits=NodeLimits(announce_burst=64)))
     dead = f"http://127.0.0.1:{closed_port()}"
 
     r = await a.http.post("/v1/peers", json={"url": dead + "/some/path/"})
@@ -600,8 +611,10 @@ async def test_announce_and_peer_list(cluster: Cluster) -> None:
     other = f"http://127.0.0.1:{closed_port()}"
     r = await a.http.post("/v1/peers", json={"url": other})
     assert (r.status_code, r.json()) == (202, {"status": "added"})
-    r = await a.http.post("/v1/peers", json={"url": "http://third.invalid:1"})
-    assert (r.status_code, r.json()) == (200, {"status": "full"})
+    # Full of peers that never worked: the oldest makes room (spec 0005 #peer-eviction).
+    third = "http://third.invalid:1"
+    r = await a.http.post("/v1/peers", json={"url": third})
+    assert (r.status_code, r.json()) == (202, {"status": "added"})
 
     for body in (
         {"url": "ftp://example.com"},
@@ -627,7 +640,7 @@ async def test_announce_and_peer_list(cluster: Cluster) -> None:
     assert len(doc["node_id"]) == 32 and int(doc["node_id"], 16) >= 0
     assert doc["url"] is None  # port 0: nothing to announce
     assert doc["peer_exchange"] is True
-    assert [p["url"] for p in doc["peers"]] == sorted([peer_origin(dead), peer_origin(other)])
+    assert [p["url"] for p in doc["peers"]] == sorted([peer_origin(other), peer_origin(third)])
     for entry in doc["peers"]:
         assert entry["source"] == "gossip"
         assert entry["state"] in ("new", "connecting", "backoff")
