@@ -63,7 +63,7 @@ from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub, client_address
 from protocol import jsontext
-from protocol.errors import ProtocolError
+from protocol.errors import BodyRequiredError, ProtocolError
 from protocol.events import decode_unverified
 
 __all__ = ["Federation"]
@@ -91,6 +91,8 @@ _GOSSIP_TAKE = 64
 _FETCH_RETRIES = 3
 #: An announcement answered 429 is retried after its Retry-After this many times.
 _ANNOUNCE_RETRIES = 3
+#: Held body-less events asked of a peer per reconciliation (spec 0005 #body-repair).
+_REPAIR_IDS = 500
 
 
 class Federation:
@@ -143,6 +145,9 @@ class Federation:
         #: Probes of peers that never worked (URLs anyone may name) run at most this
         #: many at once (spec 0005 #peer-eviction).
         self._untried_probes = asyncio.Semaphore(UNTRIED_PROBES)
+        #: Per peer, the cursor after which the body repair step looks next (it walks
+        #: the node's missing bodies a bounded slice per sync, then starts over).
+        self._repair_after: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -551,8 +556,22 @@ class Federation:
                 self._cursor_saved_ms[peer.url] = now
                 await self._save(peer)
 
-    async def _ingest(self, peer: Peer, wires: Sequence[bytes], path: str) -> int:
-        """Verify and store events from ``peer``; score it by what it sent."""
+    async def _ingest(
+        self,
+        peer: Peer,
+        wires: Sequence[bytes],
+        path: str,
+        *,
+        later: list[bytes] | None = None,
+    ) -> int:
+        """Verify and store events from ``peer``; score it by what it sent.
+
+        Events refused with a retryable code are no offence; those refused as
+        ``body-required`` (a deleted target that came before its delete) are appended
+        to ``later`` when given; otherwise the next reconciliation fetches them again
+        (not an earlier one: a peer must not be able to make this node sync back to
+        back by sending them).
+        """
         results = await ingest_batch(
             wires,
             verifier=self.verifier,
@@ -569,8 +588,12 @@ class Federation:
                 accepted += 1
             elif result.status == "rejected" and result.error is not None:
                 codes.add(result.error.code)
-                if result.error.code == "future-timestamp":
-                    continue  # clocks differ: not an offence, and valid again later
+                if result.error.retryable:
+                    # Clocks differ, or a delete is still on its way: not an offence,
+                    # and valid again later (spec 0005 #retryable).
+                    if later is not None and result.error.code == BodyRequiredError.code:
+                        later.append(wire)
+                    continue
                 eid = result.id if result.id is not None else _unverified_id(wire)
                 if eid is not None:
                     self._remember_rejected(peer.url, eid, now)
@@ -675,6 +698,7 @@ class Federation:
             need = [i for i in outcome.need if not self._was_rejected(peer.url, i, now)]
             outcome.fetched = await self._fetch(peer, need)
             outcome.offered = await self._offer(peer, outcome.have)
+            outcome.repaired = await self._repair_bodies(peer)
             peer.succeeded(self._now(), Score.SYNCED)
             self.metrics.syncs["ok"] += 1
         except PeerRejectedError as exc:
@@ -719,6 +743,9 @@ class Federation:
     async def _fetch(self, peer: Peer, ids: Sequence[bytes]) -> int:
         batch = self.config.federation.fetch_batch
         stored = 0
+        # Deleted targets fetched in an earlier batch than their delete are refused
+        # (`body-required`) and stored once the whole fetch is in.
+        later: list[bytes] = []
         for i in range(0, len(ids), batch):
             part = ids[i : i + batch]
             for attempt in range(_FETCH_RETRIES + 1):
@@ -731,9 +758,41 @@ class Federation:
                     if self._stopping.is_set():
                         return stored
                     continue
-                stored += await self._ingest(peer, wires, "sync")
+                stored += await self._ingest(peer, wires, "sync", later=later)
                 break
+        if later:
+            stored += await self._ingest(peer, later, "sync")
         return stored
+
+    async def _repair_bodies(self, peer: Peer) -> int:
+        """Ask ``peer`` for the bodies this node lacks (spec 0005 #body-repair).
+
+        Reconciliation compares ids only, so a held event without its body that no
+        deletion explains (left by an older node, or a body restored to a delete) is
+        invisible to it. Each sync asks the peer for one bounded slice of them, in
+        cursor order, and ingests the full copies it returns: ingest verifies them and
+        fills the bodies in. Returns how many were completed.
+        """
+        after = self._repair_after.get(peer.url, 0)
+        rows = await self.store.missing_bodies(after=after, limit=_REPAIR_IDS)
+        if not rows:
+            self._repair_after[peer.url] = 0
+            return 0
+        # The next sync continues after this slice, or starts over when it was the last.
+        self._repair_after[peer.url] = rows[-1][0] if len(rows) == _REPAIR_IDS else 0
+        ids = [eid for _, eid in rows]
+        batch = self.config.federation.fetch_batch
+        repaired = 0
+        for i in range(0, len(ids), batch):
+            part = ids[i : i + batch]
+            wires = await fetch_events(self.client, peer.url, part, policy=self.policy)
+            full = [w for w in wires if _has_body(w)]
+            if full:
+                repaired += await self._ingest(peer, full, "repair")
+        if repaired:
+            self.metrics.bodies_repaired += repaired
+            log.info("bodies repaired url=%s count=%d", peer.url, repaired)
+        return repaired
 
     async def _offer(self, peer: Peer, ids: Sequence[bytes]) -> int:
         fed = self.config.federation
@@ -800,6 +859,15 @@ class Federation:
             except ValueError:
                 continue
         return added
+
+
+def _has_body(wire: bytes) -> bool:
+    """Does ``wire`` carry a body (checked for real by ingest; this only skips the
+    copies that cannot complete anything)?"""
+    try:
+        return decode_unverified(wire).body_bytes is not None
+    except ProtocolError:
+        return True  # let ingest reject it and score the peer
 
 
 def _server_address(response: httpx.Response) -> str | None:
