@@ -23,6 +23,10 @@ from protocol.errors import MalformedError
 __all__ = ["SseMessage", "SseParser", "stream_event"]
 
 
+#: Comment lines kept between two reads of :attr:`SseParser.comments`.
+_MAX_COMMENTS = 16
+
+
 @dataclass(frozen=True, slots=True)
 class SseMessage:
     """One dispatched message; ``comments`` are the ``:`` lines seen before it."""
@@ -83,8 +87,11 @@ class SseParser:
         if line == "":
             return self._dispatch()
         if line.startswith(":"):
-            if len(self.comments) < 16:
-                self.comments.append(line[1:].strip())
+            # Bounded, keeping the newest: a stream's last words (": closing
+            # reason=...") must not be lost behind a run of heartbeats.
+            self.comments.append(line[1:].strip())
+            if len(self.comments) > _MAX_COMMENTS:
+                del self.comments[0]
             return None
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")

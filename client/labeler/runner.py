@@ -161,6 +161,8 @@ class Labeler:
         self._done = 0
         self._saved_at = time.monotonic()
         self._dirty = False
+        #: The node ended the last stream itself (its lifetime, or an eviction).
+        self._closed_by_node = False
 
     async def run(self, *, once: bool = False, from_start: bool = False) -> Stats:
         """Follow the stream until cancelled (or, with ``once``, up to the current head).
@@ -190,7 +192,9 @@ class Labeler:
                 else:
                     if once and not progressed:
                         break  # idle before the head: the node has nothing more to send
-                    if progressed:
+                    if progressed or self._closed_by_node:
+                        # A node ends every stream after its lifetime (spec 0004
+                        # #stream-lifetime): resume at once, by cursor.
                         delay = BACKOFF_MIN_S
                 if head is not None and self._done >= head:
                     break
@@ -216,6 +220,7 @@ class Labeler:
     async def _follow(self, head: int | None) -> bool:
         """One connection: read until it ends, goes idle (``once``) or reaches ``head``."""
         self._cursor, self._batch = self._done, []
+        self._closed_by_node = False
         idle = ONCE_IDLE_S if head is not None else STREAM_IDLE_S
         timeout = httpx.Timeout(self.pub.timeout, read=idle)
         progressed = False
@@ -235,6 +240,11 @@ class Labeler:
                         if message.event == "event":
                             self._handle(*stream_event(message))
                             progressed = True
+                    if parser.comments:  # heartbeats, and a node's ": closing reason=..."
+                        self._closed_by_node |= any(
+                            c.startswith("closing reason=") for c in parser.comments
+                        )
+                        parser.comments.clear()
                     await self._flush()
                     if head is not None and self._done >= head:
                         return progressed
@@ -287,6 +297,8 @@ class Labeler:
         self.state.save()
         self._saved_at = time.monotonic()
         self._dirty = False
+        #: The node ended the last stream itself (its lifetime, or an eviction).
+        self._closed_by_node = False
 
     async def _publish(self, chunk: list[tuple[Event, Subject, str]]) -> None:
         head, _ = await self.pub.sync_head()

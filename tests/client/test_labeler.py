@@ -330,3 +330,45 @@ def decode_event_body(wire: bytes) -> tuple[object, object, int]:
     ev = decode_event(wire)
     assert ev.body is not None and ev.kind == "label"
     return ev.body["subject"], ev.body["val"], ev.seq
+
+
+class _Stop(Exception):
+    """Ends a never-ending labeler loop in a test."""
+
+
+async def test_a_stream_the_node_ends_itself_is_resumed_without_backing_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec 0004 #stream-lifetime: a node ends every stream after its lifetime with
+    ``: closing reason=lifetime``; an idle labeler resumes at once, every time, instead
+    of doubling its delay as after a failure. A stream that just ends (no reason) still
+    backs off."""
+    me = Identity.from_seed(b"\x05" * 32)
+    node = ScriptedNode(head=0, streams=[])
+    endings = [b": closing reason=lifetime\n\n"] * 3 + [b""] * 2
+    sleeps: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/stream":
+            return node.handle(request)
+        if not endings:
+            raise _Stop
+        body = b"retry: 1000\n: cursor=0\n\n" + b": hb\n\n" * 20 + endings.pop(0)
+        return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=body)
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(runner_mod.asyncio, "sleep", fake_sleep)
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nlabel = "spam"\nkeywords = ["buy now"]\n')
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
+        pub = Publisher(me, [NodeClient("http://n.test", http)], HeadStore(tmp_path))
+        state = LabelerState.load(tmp_path, "me", me.did)
+        labeler = Labeler(
+            pub, http, stream_url="http://n.test", rules=Rules.load(rules), state=state
+        )
+        with pytest.raises(_Stop):
+            await labeler.run(once=False, from_start=True)
+    low = runner_mod.BACKOFF_MIN_S
+    assert sleeps == [low, low, low, 2 * low, 4 * low]

@@ -145,11 +145,11 @@ def test_message_without_data_is_not_dispatched() -> None:
     assert messages(b"data\n\n") == [SseMessage("message", "", None)]
 
 
-def test_comments_are_collected_up_to_16() -> None:
+def test_comments_are_collected_up_to_16_keeping_the_newest() -> None:
     stream = b"".join(f": c{i} \n".encode() for i in range(20)) + b"data: x\n\n"
     parser = SseParser(max_message_bytes=LIMIT)
     assert parser.feed(stream) == [SseMessage("message", "x", None)]
-    assert parser.comments == [f"c{i}" for i in range(16)]
+    assert parser.comments == [f"c{i}" for i in range(4, 20)]
     parser.comments.clear()  # what the manager does after reading them
     parser.feed(b": cursor=3\n")
     assert parser.comments == ["cursor=3"]
