@@ -22,6 +22,7 @@ from typing import Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
+from client.textsafety import safe_line
 from client.verify import verify_many
 from protocol import kinds
 from protocol.chain import analyze_chain
@@ -107,7 +108,10 @@ class ReadReport:
         failed = [n for n in self.nodes if n.error is not None]
         if not failed or any(n.answered for n in self.nodes):
             return
-        reasons = "; ".join(f"{n.error.code}: {n.error.message}" for n in failed if n.error)
+        # Each node's words on one line: a node's message is not the client's to print.
+        reasons = "; ".join(
+            f"{n.error.code}: {safe_line(n.error.message)}" for n in failed if n.error
+        )
         raise NoNodeAnsweredError(
             f"no node answered the read ({len(failed)} tried): {reasons}. Check the node "
             "URLs and that the nodes are up"

@@ -65,4 +65,4 @@ def emit_error(ctx: Context, code: str, message: str) -> None:
 
 def warn(ctx: Context, message: str) -> None:
     """A warning on stderr (never on stdout, so ``--json`` stays one document)."""
-    ctx.stderr.write(f"murmur: warning: {message}\n")
+    ctx.stderr.write(f"murmur: warning: {safe_text(message)}\n")

@@ -17,8 +17,9 @@ from bench.common import free_port
 from client.api import NodeClient
 from client.cli import main
 from client.errors import NoNodeAnsweredError
-from client.reader import Reader
+from client.reader import NodeReport, Reader, ReadReport
 from client.views import author_view, timeline
+from protocol.errors import RemoteError
 from tests.client.conftest import Author, Net
 
 Clients = Callable[..., list[NodeClient]]
@@ -111,3 +112,14 @@ def test_exit_statuses_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> No
         main(["--help"])
     out = capsys.readouterr().out
     assert "exit status:" in out and "no-node-answered" in out
+
+
+def test_node_messages_in_the_no_answer_error_are_one_escaped_line() -> None:
+    """spec 0007 #terminal-safety: a node's message cannot add lines or escapes."""
+    hostile = RemoteError("unavailable", "busy\n\x1b[2Jmurmur: all good\r")
+    report = ReadReport(nodes=[NodeReport(url="http://n.test", error=hostile)])
+    with pytest.raises(NoNodeAnsweredError) as info:
+        report.require_answer()
+    message = info.value.message
+    assert "\n" not in message and "\x1b" not in message and "\r" not in message
+    assert "\\x1b[2J" in message
