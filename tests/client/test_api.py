@@ -134,13 +134,22 @@ async def test_oversized_answers_are_refused_without_buffering_them(
 
 
 def test_public_api_is_exactly_all() -> None:
+    """The package's names load on first use (PEP 562): each name in ``__all__``
+    resolves, ``dir()`` lists exactly them, and nothing else public is offered."""
     import types
 
     import client
 
+    assert set(client._LOCATIONS) == set(client.__all__)
+    for name in client.__all__:
+        assert getattr(client, name).__name__ == name
     public = {
         n
-        for n, v in vars(client).items()
-        if not n.startswith("_") and not isinstance(v, types.ModuleType) and n != "annotations"
+        for n in dir(client)
+        if not n.startswith("_")
+        and not isinstance(getattr(client, n), types.ModuleType)
+        and n != "annotations"
     }
     assert public == set(client.__all__)
+    with pytest.raises(AttributeError):
+        _ = client.NotAName  # type: ignore[attr-defined]
