@@ -130,11 +130,15 @@ class LoopThread:
 
 @dataclass(slots=True)
 class Hit:
-    """One attacked request: which endpoint, when it came, how long the node stayed."""
+    """One attacked request: which endpoint, when it came, how long the node stayed,
+    whether the node hung up (rather than the fake giving up at :data:`HOLD_S` or
+    teardown), and how many body bytes it had been sent by then."""
 
     endpoint: str
     started: float
     seconds: float | None = None  # None while the node is still on it
+    cut_by_node: bool = False
+    body_bytes: int = 0
 
 
 class AttackTarget:
@@ -155,7 +159,12 @@ class AttackTarget:
 
     def durations(self, endpoint: str) -> list[float]:
         """How long the node stayed on each finished attacked request to ``endpoint``."""
-        return [h.seconds for h in self.hits_log if h.endpoint == endpoint and h.seconds]
+        return [h.seconds for h in self.finished(endpoint) if h.seconds]
+
+    def finished(self, endpoint: str) -> list[Hit]:
+        """The attacked requests to ``endpoint`` that are over (the node left, or the
+        fake gave up)."""
+        return [h for h in self.hits_log if h.endpoint == endpoint and h.seconds is not None]
 
 
 #: ``attack(fake, endpoint, request, honest_handler) -> response``.
@@ -216,10 +225,15 @@ async def _hold(
         while loop.time() - hit.started < HOLD_S and not peer.release.is_set():
             transport = request.transport
             if transport is None or transport.is_closing():
+                hit.cut_by_node = True
                 break
             await step()
     except ConnectionError:
-        pass  # the node hung up mid-write
+        hit.cut_by_node = True  # the node hung up mid-write
+    except asyncio.CancelledError:
+        # aiohttp cancels a handler whose client went away; teardown sets release first.
+        hit.cut_by_node = not peer.release.is_set()
+        raise
     finally:
         hit.seconds = loop.time() - hit.started
 
@@ -242,6 +256,7 @@ def trickle(content_type: str, data: bytes = b" ") -> Attack:
             if loop.time() >= next_at:
                 await resp.write(data[sent % len(data) : sent % len(data) + 1])
                 sent += 1
+                hit.body_bytes = sent
                 next_at += 1.0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_POLL_S):

@@ -82,14 +82,15 @@ FEDERATION: dict[str, Any] = {
     "read_timeout_ms": 20_000,
     "total_timeout_ms": int(TOTAL_TIMEOUT_S * 1000),
 }
-#: How long the node may take to notice a trickle, beyond its total timeout.
-SLACK_S = 1.5
-#: The longest the attack phase may last before the test fails.
+#: The longest the attack phase may last before the test fails: a hang guard, ~7x the
+#: 6 s it takes on an idle machine, and short of the fakes' HOLD_S (60 s), so a node
+#: that never cut a trickle fails here rather than waiting the fakes out.
 ATTACK_DEADLINE_S = 40.0
-#: Reads the node serves during the attack: the median must stay quick, and none
-#: may take as long as a blocked event loop would (seconds: outbound timeouts).
-READ_MEDIAN_S = 0.25
-READ_BOUND_S = 3.0
+#: Reads the node serves during the attack must all be answered. How quick they are
+#: is printed, not asserted: a busy machine stretches it (issue #14, finding 9). A read
+#: still unanswered after READ_HANG_S fails the test as a hung node: ~100x a read's
+#: usual time here (tens of ms), above any plausible scheduling delay.
+READ_HANG_S = 10.0
 #: Peak resident memory of the attacked node. Unbounded buffering of the endless
 #: bodies (which arrive at loopback speed) would pass this within a second or two.
 RSS_BOUND_MIB = 200.0
@@ -122,6 +123,9 @@ class Case:
     trickles: str = ""
     #: Its stream opens (status and type fine) before it misbehaves.
     opens: bool = False
+    #: Another error that is as good: an endless body is cut at the size cap, or, when
+    #: a busy machine cannot send it that fast, at the total timeout; both bound it.
+    or_error: str | None = None
 
 
 def _always(**attacks: Attack) -> Callable[[int], dict[str, Attack]]:
@@ -145,7 +149,7 @@ CASES: list[Case] = [
     Case("info-garbage", _always(info=garbage(JSON)), BAD, endpoint="info"),
     Case("info-html", _always(info=html()), BAD, endpoint="info"),
     Case("info-wrong-type", _always(info=wrong_type()), BAD, endpoint="info"),
-    Case("info-endless", _always(info=endless(JSON)), BAD, endpoint="info"),
+    Case("info-endless", _always(info=endless(JSON)), BAD, endpoint="info", or_error=TIMEOUT),
     Case(
         "info-trickle",
         _always(info=trickle(JSON, b'{"network"')),
@@ -173,7 +177,15 @@ CASES: list[Case] = [
     # /v1/sync: live stream, every anti-entropy run fails; nothing is fetched.
     Case("sync-garbage", _always(sync=garbage(OCTETS)), BAD, "last_sync", 3, endpoint="sync"),
     Case("sync-html", _always(sync=html()), BAD, "last_sync", 3, endpoint="sync"),
-    Case("sync-endless", _always(sync=endless(OCTETS)), BAD, "last_sync", 3, endpoint="sync"),
+    Case(
+        "sync-endless",
+        _always(sync=endless(OCTETS)),
+        BAD,
+        "last_sync",
+        3,
+        endpoint="sync",
+        or_error=TIMEOUT,
+    ),
     Case(
         "sync-trickle",
         _always(sync=trickle(OCTETS)),
@@ -274,7 +286,7 @@ def _read(url: str) -> list[float]:
     took: list[float] = []
     for path in ("/health", "/v1/info", "/v1/feed?limit=50"):
         start = time.monotonic()
-        response = httpx.get(url + path, timeout=10)
+        response = httpx.get(url + path, timeout=READ_HANG_S)
         took.append(time.monotonic() - start)
         assert response.status_code == 200, (path, response.status_code, response.text)
     return took
@@ -404,12 +416,12 @@ def _slowest(met_at: dict[str, float]) -> str:
 # -- the node under attack --------------------------------------------------------------
 
 
-def test_node_stays_healthy_quick_and_bounded(swarm: Swarm) -> None:
+def test_node_stays_healthy_and_bounded(swarm: Swarm) -> None:
+    """Every read during the attack was answered (:func:`_read`, each within the
+    READ_HANG_S hang guard), and memory stayed bounded."""
     assert len(swarm.read_s) >= 9
-    assert _median(swarm.read_s) < READ_MEDIAN_S, sorted(swarm.read_s)
-    assert max(swarm.read_s) < READ_BOUND_S, sorted(swarm.read_s)
     assert swarm.peak_rss_mib < RSS_BOUND_MIB
-    assert max(_read(swarm.node.url)) < READ_BOUND_S
+    _read(swarm.node.url)
     # The endless bodies were really sent (and abandoned at their caps).
     assert swarm.fakes["info-endless"].bytes_sent["info"] >= 64 * 1024
     assert swarm.fakes["sync-endless"].bytes_sent["sync"] >= 1024 * 1024
@@ -424,11 +436,14 @@ def test_node_stores_exactly_the_controls_events(swarm: Swarm) -> None:
 
 def test_controls_are_live_and_synced(swarm: Swarm) -> None:
     """The plain peer, the same-origin redirect (followed) and the IPv4-mapped loopback
-    address (reachable with private peers allowed) all work."""
+    address (reachable with private peers allowed) all work. Their scores are not
+    checked: on a busy machine an honest fake's answer can time out (every fake shares
+    one Python thread with the attackers), which costs -5 without saying anything about
+    hostility (issue #14, finding 9); that attacks lower a score is checked per case."""
     for name in CONTROLS:
         entry = swarm.entry(name)
-        assert _working(entry) and entry["score"] > 0, entry
-        assert entry["events_received"] == 3, entry
+        assert _working(entry) and entry["events_received"] == 3, entry
+        assert entry["events_rejected"] == 0, entry
     # The redirecting control was really redirected, and followed, on both endpoints.
     assert swarm.fakes["same-origin-redirect"].hits["/v1/info"] >= 2
     assert swarm.fakes["same-origin-redirect"].hits["/v1/sync"] >= 2
@@ -460,12 +475,13 @@ def test_cross_origin_redirects_are_never_followed(swarm: Swarm) -> None:
 @pytest.mark.parametrize("case", [c for c in CASES if c.error], ids=lambda c: c.name)
 def test_each_failure_is_reported_and_scored(swarm: Swarm, case: Case) -> None:
     entry = swarm.entry(case.name)
+    errors = {case.error, case.or_error} - {None}
     if case.error_field == "last_error":
         if not case.opens:  # (a stream that opened first: see the xfail below)
-            assert entry["last_error"] == case.error, entry
+            assert entry["last_error"] in errors, entry
             assert entry["state"] in ("backoff", "connecting"), entry
     else:
-        assert entry["last_sync"] is not None and entry["last_sync"]["error"] == case.error, entry
+        assert entry["last_sync"] is not None and entry["last_sync"]["error"] in errors, entry
         assert _working(entry), entry  # its stream side is fine
     if case.negative:
         assert entry["score"] < 0, entry
@@ -524,11 +540,23 @@ def test_stream_failing_after_opening_backs_off(swarm: Swarm) -> None:
 def test_trickled_answers_are_cut_at_the_total_timeout(
     swarm: Swarm, name: str, endpoint: str
 ) -> None:
-    durations = swarm.fakes[name].durations(endpoint)
-    assert len(durations) >= 2, durations
-    assert max(durations) < TOTAL_TIMEOUT_S + SLACK_S, durations
-    # ...and not earlier than it: the trickle really held the node that long.
-    assert min(durations) > TOTAL_TIMEOUT_S - 0.5, durations
+    """Spec 0005 §outbound (time): a body trickled at a byte a second never trips the
+    read timeout (20 s here), only the total timeout. What is checked is that the node
+    cut each attempt itself, mid-body, and named the total timeout's failure — not how
+    many seconds that took, which a busy machine stretches (issue #14, finding 9)."""
+    hits = swarm.fakes[name].finished(endpoint)
+    assert len(hits) >= 2, hits
+    # The node hung up on every attempt, after the body had begun: no attempt ran to
+    # the fake's own end (HOLD_S, 30x the total timeout) or to teardown.
+    assert all(h.cut_by_node and h.body_bytes >= 1 for h in hits), hits
+    # The cut was a timeout, not an early refusal of the headers or the content type.
+    entry = swarm.entry(name)
+    if endpoint == "info":
+        assert entry["last_error"] == TIMEOUT, entry
+    elif endpoint == "peers":  # a failed gossip round is logged, not kept in the entry
+        assert f"gossip failed url={swarm.urls[name]} error={TIMEOUT}" in swarm.node.more_log()
+    else:
+        assert entry["last_sync"]["error"] == TIMEOUT, entry
 
 
 def test_trickled_stream_holds_one_connection(swarm: Swarm) -> None:
@@ -550,11 +578,14 @@ def test_forged_stream_events_are_rejected_and_scored(swarm: Swarm) -> None:
 
 def test_forged_fetch_is_rejected_once_and_not_refetched(swarm: Swarm) -> None:
     """Spec 0005 §anti-entropy: ids rejected from a peer are not fetched from it again
-    (for an hour), so a forger costs one fetch; its score is below an honest peer's."""
+    (for an hour): each forgery was rejected once, however many syncs followed. (A
+    fetch cut by the total timeout on a busy machine judged nothing, so it may be
+    repeated: the count of rejections, not of fetches, is the rule — issue #14,
+    finding 9.) Its score is below an honest peer's."""
     entry = swarm.entry("events-forged")
     assert entry["events_rejected"] == 3, entry
     assert entry["events_received"] == 0
-    assert swarm.fakes["events-forged"].calls["events"] == 1
+    assert swarm.fakes["events-forged"].calls["events"] >= 1
     assert swarm.fakes["events-forged"].hits["/v1/sync"] >= 2
     assert entry["score"] < swarm.entry("honest")["score"], entry
 
@@ -577,6 +608,10 @@ def test_gossip_wrong_type_or_redirect_lowers_the_score(swarm: Swarm, name: str)
 
 #: The reader's per-node timeout in these tests (seconds).
 CLIENT_TIMEOUT_S = 2.0
+#: A read still running after this fails the test as hung: 10x the timeout, above any
+#: plausible delay on a busy machine, yet well under the fakes' HOLD_S (60 s), so a
+#: reader that never cut a trickle fails here.
+CLIENT_HANG_S = 10 * CLIENT_TIMEOUT_S
 
 
 @dataclass
@@ -654,13 +689,13 @@ async def test_reader_survives_and_reports_a_hostile_node(
             took = time.monotonic() - start
     finally:
         world.loop.run(fake.close())
+    fake_requests = fake.requests
     # The verified chain is shown, from the honest node, whatever the other did.
     assert [e.id for e in view.items] == [e.id for e in reversed(world.chain)]
     honest = reader.report.node(world.honest.url)
     assert honest.ok and honest.invalid == [] and honest.withheld == []
     hostile = reader.report.node(fake_url).to_json()
-    # One timeout at most: a node that timed out is skipped for the rest of the read.
-    assert took < CLIENT_TIMEOUT_S + SLACK_S + 1.0, took
+    assert took < CLIENT_HANG_S, took
     if kind == "liar":
         assert hostile["ok"], hostile
         invalid = {(i["id"], i["code"]) for i in hostile["invalid"]}
@@ -672,6 +707,9 @@ async def test_reader_survives_and_reports_a_hostile_node(
     else:
         assert not hostile["ok"] and hostile["error"]["code"] in codes, hostile
         assert hostile["withheld"] == [] and hostile["invalid"] == []
+        # One timeout (or failure) at most: a node that failed is skipped for the rest
+        # of the read (spec 0007 §read), so it was asked exactly once.
+        assert fake_requests == 1, fake_requests
     if kind == "redirect":
         assert world.canary.connections == 0
     print(f"\nclient vs {kind} node: read in {took:.2f} s, hostile report {hostile['error']}")

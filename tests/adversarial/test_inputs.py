@@ -427,15 +427,18 @@ def test_huge_json_numbers_are_refused_quickly(
     adv_probe: Probe, adv_tally: Tally, path: str, content: bytes
 ) -> None:
     before = adv_probe.stored_total()
-    start = time.monotonic()
     r = adv_probe.http.post(path, content=content, headers={"Content-Type": "application/json"})
-    elapsed = time.monotonic() - start
     assert 400 <= r.status_code < 500 or (
         r.status_code == 200 and r.json()["results"][0]["error"] == "malformed"
     ), r.text
     if r.status_code != 200:
         assert r.json()["error"] in ("bad-request", "payload-too-large")
-    assert elapsed < 5.0, f"{elapsed:.2f} s for a huge number"  # int() of it: seconds
+    if path == "/v1/events" and b"[1e" not in content:
+        # CVE-2020-10735: the interpreter's digit cap refused the number inside the
+        # JSON parser, before any quadratic int(). Uncapped, this body would parse
+        # (after seconds) and be refused later, for its shape, with another message.
+        # The reason is asserted, not the seconds (issue #14, finding 9).
+        assert r.json()["message"] == "body is not valid JSON: ValueError", r.text
     assert adv_probe.stored_total() == before
     adv_tally.add("huge-int")
 
@@ -692,15 +695,15 @@ def _oversized_post(probe: Probe, head: bytes, chunk: Callable[[], bytes]) -> tu
         sender = threading.Thread(
             target=lambda: sent.append(_send_until_refused(sock, chunk, HUNDRED_MB)), daemon=True
         )
-        start = time.monotonic()
         sender.start()
+        # A hang guard, not a measure: the node answers as soon as the declared or
+        # counted length passes its limit (well under a second), so 20 s is far above
+        # any delay a busy machine adds (issue #14, finding 9).
         status, _, payload = read_response(sock, deadline_s=20)
-        elapsed = time.monotonic() - start
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)  # unblocks the sender if the node still reads
         sender.join(timeout=20)
     assert not sender.is_alive()
-    assert elapsed < 10, f"answer took {elapsed:.1f} s"
     assert sent and sent[0] < HUNDRED_MB, "the node read the whole 100 MB"
     # Not buffered: the peak RSS never rose anywhere near the body's size.
     hwm_after = proc_status_kb(pid, "VmHWM")

@@ -4,10 +4,12 @@ A slowloris client opens a connection and sends its request a few bytes at a tim
 so that each connection costs the node a socket and a handler for as long as the
 client likes. The node's defence is its deadlines: ``request_timeout_ms`` for the
 whole request and ``body_timeout_ms`` for the body. These tests drip bytes over raw
-sockets to a node configured with short deadlines, measure when the node answers
-and when it drops the connection, and check that it keeps serving everyone else in
-the meantime. Waiting is always on the socket (``recv`` with a timeout equal to the
-drip interval), never a fixed sleep.
+sockets to a node configured with short deadlines, check that the node answers or
+drops the connection long before the client would have finished (and, for a body,
+says which deadline it was), and that it keeps serving everyone else in the
+meantime. They assert what was cut, not after how many seconds: a busy machine
+stretches those (issue #14, finding 9). Waiting is always on the socket (``recv``
+with a timeout equal to the drip interval), never a fixed sleep.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from protocol.encoding import encode
 from tests.adversarial.conftest import (
     MSGPACK,
     SLOW_BODY_TIMEOUT_MS,
-    SLOW_IDLE_TIMEOUT_MS,
-    SLOW_REQUEST_TIMEOUT_MS,
     Tally,
     new_identity,
     signed,
@@ -37,10 +37,13 @@ from tests.e2e.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.e2e
 
-#: Scheduling slack on a loaded 2-core machine, on top of a configured deadline.
-GRACE_S = 2.5
-#: One byte every this many seconds: far slower than any deadline allows for.
+#: One byte every this many seconds: far slower than any deadline allows for (a
+#: 4000-byte drip would take 400 s).
 DRIP_S = 0.1
+#: How long a dripping client waits for the node to cut it before the test fails as
+#: "never cut": a hang guard, 20x the longest deadline (1 s) so that no load makes the
+#: node miss it, and 20x shorter than the drips, which the node therefore cut.
+HANG_S = 20.0
 
 HEADER_START = b"GET /v1/info HTTP/1.1\r\nHost: adv\r\n"
 HEADER_DRIP = b"X-Drip: " + b"a" * 4000
@@ -110,14 +113,13 @@ def test_slow_drip_body_is_answered_at_the_body_deadline(
     adv_slow_node: NodeProcess, adv_tally: Tally
 ) -> None:
     deadline = SLOW_BODY_TIMEOUT_MS / 1000
-    out = _drip(
-        adv_slow_node, BODY_START, BODY_DRIP, window_s=deadline + GRACE_S, until_answer=True
-    )
+    out = _drip(adv_slow_node, BODY_START, BODY_DRIP, window_s=HANG_S, until_answer=True)
     print(f"slow body: answered after {out.answered_after} s, {out.sent} bytes dripped")
-    assert out.answered_after is not None, "no answer within the body deadline"
-    assert out.answered_after <= deadline + GRACE_S
+    assert out.answered_after is not None, f"no answer within {HANG_S} s"
     assert out.response.startswith(b"HTTP/1.1 400 ")
     assert b'"error": "bad-request"' in out.response or b'"error":"bad-request"' in out.response
+    # The body deadline fired (not the request deadline, nor the end of the body).
+    assert f"request body not received within {deadline:g} s".encode() in out.response
     assert out.sent < len(BODY_DRIP)
     adv_tally.add("slow-clients")
 
@@ -125,16 +127,15 @@ def test_slow_drip_body_is_answered_at_the_body_deadline(
 def test_slow_drip_body_connection_is_dropped_at_the_body_deadline(
     adv_slow_node: NodeProcess, adv_tally: Tally
 ) -> None:
-    deadline = SLOW_BODY_TIMEOUT_MS / 1000
     adv_tally.add("slow-clients")
-    out = _drip(adv_slow_node, BODY_START, BODY_DRIP, window_s=deadline + GRACE_S)
-    assert out.closed_after is not None and out.closed_after <= deadline + GRACE_S, out
+    out = _drip(adv_slow_node, BODY_START, BODY_DRIP, window_s=HANG_S)
+    # Cut within HANG_S, while the drip had 380 s to go: only a deadline does that.
+    assert out.closed_after is not None, out
 
 
 def test_slow_or_idle_request_head_is_dropped_at_the_idle_deadline(
     adv_slow_node: NodeProcess, adv_tally: Tally
 ) -> None:
-    deadline = SLOW_IDLE_TIMEOUT_MS / 1000
     drips = {
         "headers": (HEADER_START, HEADER_DRIP),
         "request-line": (b"", b"GET /v1/info?" + b"a" * 4000),
@@ -144,14 +145,14 @@ def test_slow_or_idle_request_head_is_dropped_at_the_idle_deadline(
 
     def run(name: str) -> None:
         start, payload = drips[name]
-        outcomes[name] = _drip(adv_slow_node, start, payload, window_s=deadline + GRACE_S)
+        outcomes[name] = _drip(adv_slow_node, start, payload, window_s=HANG_S)
 
     # The three variants side by side: one deadline's worth of waiting, not three.
     threads = [threading.Thread(target=run, args=(name,)) for name in drips]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=deadline + GRACE_S + 10)
+        thread.join(timeout=HANG_S + 10)
     adv_tally.add("slow-clients", len(drips))
     held = {
         name: out.sent
@@ -159,7 +160,7 @@ def test_slow_or_idle_request_head_is_dropped_at_the_idle_deadline(
         if out.closed_after is None and out.answered_after is None
     }
     assert len(outcomes) == len(drips) and not held, (
-        f"still connected after {deadline + GRACE_S} s (bytes dripped): {held}"
+        f"still connected after {HANG_S} s (bytes dripped): {held}"
     )
 
 
@@ -241,13 +242,22 @@ def test_other_clients_are_served_during_slow_drips(
 ) -> None:
     ident = new_identity()
     latencies: list[float] = []
+    # Each request has the client's 10 s timeout as its hang guard: ~100x a request's
+    # usual time here, above any delay a busy machine adds. How quick the rounds were
+    # is printed, not asserted (issue #14, finding 9).
     with httpx.Client(base_url=adv_slow_node.url, timeout=10) as http:
         prev: bytes | None = None
-        # At least 10 rounds, and on for longer than both deadlines, so that dripping
-        # bodies get cut off (and replaced) while the normal client works.
-        until = time.monotonic() + 2 * SLOW_REQUEST_TIMEOUT_MS / 1000
+        # At least 10 rounds, and on until the node has cut as many dripping
+        # connections as were opened at first (they are replaced as they are cut), so
+        # that the normal client works while the deadlines fire, however long that takes.
+        first = drippers.opened
+        hang_at = time.monotonic() + HANG_S
         seq = 0
-        while seq < 10 or time.monotonic() < until:
+        while seq < 10 or drippers.dropped < first:
+            assert time.monotonic() < hang_at, (
+                f"the node cut {drippers.dropped} of {first} dripping connections "
+                f"in {HANG_S} s"
+            )
             seq += 1
             start = time.monotonic()
             assert http.get("/health").status_code == 200
@@ -266,6 +276,5 @@ def test_other_clients_are_served_during_slow_drips(
         f"normal client round max {max(latencies):.3f} s"
     )
     assert drippers.dripped > 0 and len(drippers.socks) == 45
-    # Served at all, and promptly (a slowloris that held the loop would stall these).
-    assert max(latencies) < 5.0, latencies
+    assert drippers.dropped >= first
     adv_tally.add("slow-clients", drippers.opened)

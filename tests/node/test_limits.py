@@ -158,6 +158,8 @@ async def test_body_deadline(start_node: Callable[..., Any]) -> None:
 
     r = await node.http.post("/v1/events", content=trickle(), headers={"Content-Type": MSGPACK})
     assert r.status_code == 400 and r.json()["error"] == "bad-request"
+    # The body deadline fired, not a verdict on the (complete, valid) batch.
+    assert r.json()["message"] == "request body not received within 0.2 s"
 
 
 # -- global admission gate (spec 0004 §limits, "Admission") ---------------------------
