@@ -36,7 +36,7 @@ from protocol.chain import analyze_chain  # noqa: E402
 from protocol.encoding import encode  # noqa: E402
 from protocol.events import Event, event_id, sign_event, signing_message  # noqa: E402
 from protocol.identity import Identity  # noqa: E402
-from protocol.limits import FUTURE_SKEW_MS, MAX_TEXT_BYTES, MAX_WIRE_BYTES  # noqa: E402
+from protocol.limits import FUTURE_SKEW_MS, MAX_TEXT_BYTES, MAX_TS, MAX_WIRE_BYTES  # noqa: E402
 
 VECTORS = ROOT / "specs" / "vectors"
 
@@ -357,6 +357,22 @@ def valid_events() -> list[dict[str, Any]]:
             original_body=dropped_body,
         )
     )
+    # label exp at both ends of its range (spec 0003 #label-exp): appended last, so the
+    # events above keep their bytes.
+    add(
+        "label exp = 0: the least expiry (already lapsed, still valid)",
+        b,
+        "label",
+        {"subject": ALICE.did, "val": "bot", "exp": 0},
+        T0 + 18_000,
+    )
+    add(
+        "label exp = 2^63 - 1: the greatest expiry, the same bound as ts",
+        b,
+        "label",
+        {"subject": ALICE.did, "val": "bot", "exp": MAX_TS},
+        T0 + 19_000,
+    )
     return cases
 
 
@@ -655,6 +671,17 @@ def invalid_events() -> list[dict[str, Any]]:
     body_case(
         "label neg = 1 (must be bool)", "label", {"subject": BOB.did, "val": "spam", "neg": 1}
     )
+    for comment, exp in (
+        ("label exp = 2^63: one past the bound shared with ts", MAX_TS + 1),
+        ("label exp = -1: negative", -1),
+        ("label exp = true (bool is not an int)", True),
+    ):
+        add(
+            comment,
+            craft(encode({"subject": BOB.did, "val": "spam", "exp": exp}), kind="label"),
+            "bad-field",
+            "0003-kinds.md#label-exp",
+        )
     body_case("list purpose 'ban'", "list", {"name": "x", "purpose": "ban", "members": []})
     body_case(
         "list purpose that is an array, not a str",

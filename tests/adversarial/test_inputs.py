@@ -406,6 +406,27 @@ def test_extreme_integers_in_a_body_are_kept_exactly(adv_probe: Probe, adv_tally
     adv_tally.add("huge-int")
 
 
+@pytest.mark.parametrize(
+    ("exp", "code"),
+    [(0, None), (2**63 - 1, None), (2**63, "bad-field"), (U64_MAX, "bad-field"), (-1, "bad-field")],
+    ids=["zero", "int64-max", "int64-max-plus-1", "u64-max", "negative"],
+)
+def test_label_exp_at_the_edges_of_its_range(
+    adv_probe: Probe, adv_tally: Tally, exp: int, code: str | None
+) -> None:
+    """Spec 0003 #label-exp: a label's ``exp`` is 0 … 2^63 − 1, the range of ``ts``;
+    past it (though MessagePack's uint64 holds it) the node refuses it, bad-field, as
+    the spec says, so a writer following the spec alone signs nothing it refuses."""
+    ident = new_identity()
+    wire, eid = signed(ident, {"subject": ident.did, "val": "bot", "exp": exp}, kind="label")
+    if code is None:
+        assert adv_probe.ingest(wire)[0]["status"] == "accepted"
+        assert adv_probe.event(eid)["body"]["exp"] == exp
+    else:
+        adv_probe.assert_rejected(wire, code, event_id=eid, author=ident.did)
+    adv_tally.add("huge-int")
+
+
 HUGE_DIGITS = "9" * 1_000_000  # CVE-2020-10735: int() of this is quadratic without a cap
 
 
