@@ -109,16 +109,35 @@ def test_a_flood_of_dead_announcements_is_rate_limited_and_cannot_keep_a_peer_ou
 
 class Tarpits:
     """``count`` listeners on 127.0.0.1 that accept and never answer; they record how
-    many connections were open at once, at most, and which listeners were reached."""
+    many connections were open at once, at most, and which listeners were reached.
+
+    Connections are counted when one is accepted, after dropping those the node has
+    already closed (read to their end without blocking): a thread woken late on a
+    loaded machine must not make a closed connection look open.
+    """
 
     def __init__(self, count: int) -> None:
         self._lock = threading.Lock()
-        self.open = self.max_open = 0
+        self._conns: list[socket.socket] = []
+        self.max_open = 0
         self.reached: set[int] = set()
         self._listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
         self.urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in self._listeners]
         for index, listener in enumerate(self._listeners):
             threading.Thread(target=self._accept, args=(index, listener), daemon=True).start()
+
+    @staticmethod
+    def _alive(conn: socket.socket) -> bool:
+        """Drain what the node sent; False once it has hung up."""
+        try:
+            while conn.recv(4096):
+                pass
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+        conn.close()
+        return False
 
     def _accept(self, index: int, listener: socket.socket) -> None:
         while True:
@@ -126,24 +145,17 @@ class Tarpits:
                 conn, _ = listener.accept()
             except OSError:
                 return  # closed
+            conn.setblocking(False)
             with self._lock:
-                self.open += 1
-                self.max_open = max(self.max_open, self.open)
+                self._conns = [c for c in self._conns if self._alive(c)]
+                self._conns.append(conn)
+                self.max_open = max(self.max_open, len(self._conns))
                 self.reached.add(index)
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    def _hold(self, conn: socket.socket) -> None:
-        """Read (and drop) whatever comes until the node hangs up."""
-        with contextlib.suppress(OSError), conn:
-            while conn.recv(4096):
-                pass
-        with self._lock:
-            self.open -= 1
 
     def close(self) -> None:
-        for listener in self._listeners:
+        for sock in [*self._listeners, *self._conns]:
             with contextlib.suppress(OSError):
-                listener.close()
+                sock.close()
 
 
 def test_announced_urls_are_probed_a_few_at_a_time(cluster: Cluster) -> None:

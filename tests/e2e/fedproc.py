@@ -70,9 +70,15 @@ FAST_FEDERATION: dict[str, Any] = {
     "connect_timeout_ms": 2000,
     "total_timeout_ms": 10_000,
 }
-#: Every node and the test itself share 127.0.0.1, so the per-IP limiter would see
-#: them as one client; only the load-shedding test wants it tight.
-GENEROUS_LIMITS: dict[str, Any] = {"rate_per_ip": 100_000, "rate_burst": 100_000}
+#: Every node and the test itself share 127.0.0.1, so the per-IP limiters (requests,
+#: peer announcements) would see them as one client; only the tests of those limits
+#: want them tight.
+GENEROUS_LIMITS: dict[str, Any] = {
+    "rate_per_ip": 100_000,
+    "rate_burst": 100_000,
+    "announce_per_minute": 100_000,
+    "announce_burst": 100_000,
+}
 
 #: Poll interval of deadline loops (not synchronisation: the loop waits on a condition).
 POLL_S = 0.05
