@@ -14,7 +14,6 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,15 +205,6 @@ def _stream_until(url: str, cursor: int, event_id: bytes, deadline_s: float) -> 
             if time.monotonic() > end:
                 break
     raise AssertionError(f"{event_id.hex()} never came on the stream from {cursor}")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_a_full_copy_completes_a_held_body_less_event(cluster: Cluster, adv_tally: Tally) -> None:

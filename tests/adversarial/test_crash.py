@@ -17,9 +17,8 @@ acknowledgement before commit, recovery of a torn WAL), not ``fsync`` under powe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -59,15 +58,6 @@ PLANS = [pytest.param(DEFAULT, id="default"), soak_param(SOAK)]
 DEADLINE_S = 30
 #: Convergence deadline after the federation loop (tens of thousands of events).
 CONVERGE_S = 90
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _schedule(delay_s: float) -> None:

@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -72,15 +70,6 @@ RSS_BOUND_MIB = 200.0
 #: deadline is a hang guard: the gate drains as soon as the flood's last requests are
 #: answered (a second or two), so 20 s is far above it even on a loaded machine.
 RECOVERY_DEADLINE_S = 20.0
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _batches(seed: int, count: int, size: int, text_bytes: int = 40) -> list[bytes]:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -68,15 +66,6 @@ SOAK = JepsenPlan(
 
 #: Deadline for the mesh to come up before the run.
 STARTUP_S = 30
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @pytest.mark.parametrize("plan", [pytest.param(DEFAULT, id="default"), soak_param(SOAK)])

@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,15 +34,6 @@ ANNOUNCE_LIMITS: dict[str, Any] = {"announce_burst": 3, "announce_per_minute": 1
 #: Dead peers must stay in the table for the whole test: a long backoff keeps them
 #: from being dropped by the failure rule (spec 0005 §peers) meanwhile.
 SLOW_DROP: dict[str, Any] = {"max_peers": MAX_PEERS, "backoff_max_ms": 300_000}
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _dead() -> str:

@@ -22,7 +22,6 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,15 +41,6 @@ SLOTS: dict[str, Any] = {
 GENERAL_SLOTS = 8
 #: A short stream lifetime (it ends after 0.75 to 1 times this).
 LIFETIME_MS = 1500
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 class Stream:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,15 +33,6 @@ pytestmark = pytest.mark.e2e
 
 #: Deadline of every convergence wait; a healthy cluster needs a few seconds at most.
 DEADLINE_S = 30
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _live(url: str, *peer_urls: str) -> bool:
