@@ -24,7 +24,10 @@ The tree::
     │   ├── BodyMismatchError           body-mismatch        400
     │   ├── InvalidSignatureError       invalid-signature    400
     │   ├── NotAuthorError              not-author           403
-    │   └── BodyRequiredError           body-required        409  (retryable)
+    │   ├── BodyRequiredError           body-required        409  (retryable)
+    │   ├── UnauthorizedKeyError        unauthorized-key     403  (spec 0008)
+    │   ├── UnknownKeyEventError        unknown-key-event    409  (spec 0008, retryable)
+    │   └── BadKevError                 bad-kev              400  (spec 0008)
     ├── RequestError                    (a request a node refuses as a whole)
     │   ├── BadRequestError             bad-request          400
     │   ├── NotFoundError               not-found            404
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadFieldError",
+    "BadKevError",
     "BadPrevError",
     "BadRequestError",
     "BodyMismatchError",
@@ -68,7 +72,9 @@ __all__ = [
     "RequestError",
     "TooDeepError",
     "TooLargeError",
+    "UnauthorizedKeyError",
     "UnavailableError",
+    "UnknownKeyEventError",
     "UnsupportedMediaTypeError",
     "UnsupportedVersionError",
     "WrongNetworkError",
@@ -203,6 +209,41 @@ class BodyRequiredError(EventError):
     code = "body-required"
     status = 409
     retryable = True
+
+
+class UnauthorizedKeyError(EventError):
+    """The header's ``key`` was not entitled to sign this event at its ``kev``.
+
+    Spec 0008 §8.4: a ``rotate`` not signed by the key committed as ``next``, a
+    ``recover`` by a key not in the recovery list at ``kev``, an ordinary event not
+    signed by the ``signing`` key at ``kev``. Never retryable: the state at ``kev`` is
+    fixed by the key event's id.
+    """
+
+    code = "unauthorized-key"
+    status = 403
+
+
+class UnknownKeyEventError(EventError):
+    """``kev`` names a key event that is not held yet (spec 0008 §8.5 step 2).
+
+    Retryable: the same bytes become valid when the key event arrives, so the sender is
+    not at fault and the id is never remembered as rejected.
+    """
+
+    code = "unknown-key-event"
+    status = 409
+    retryable = True
+
+
+class BadKevError(EventError):
+    """``kev`` is not a key event of the author, or not below the event's ``seq``.
+
+    Spec 0008 §8.5 step 3. Also the reason recorded for an event that breaks kev
+    continuity with its ``prev`` (§8.5 step 5), which is a status, not a rejection.
+    """
+
+    code = "bad-kev"
 
 
 # -- requests (nodes) -----------------------------------------------------------------
