@@ -401,6 +401,7 @@ class Federation:
         """Forget a gossip peer that never worked, to make room for ``by``."""
         log.info("peer replaced url=%s by=%s", peer.url, by)
         self.table.remove(peer.url)
+        self._repair_after.pop(peer.url, None)
         # Its loops end now; a later re-announcement of its URL starts new ones.
         task = self._tasks.pop(peer.url, None)
         self._sync_wanted.pop(peer.url, None)
@@ -412,6 +413,7 @@ class Federation:
         """Forget a gossip peer that misbehaved or stayed dead; end its loops."""
         log.info("peer dropped url=%s score=%.1f failures=%d", peer.url, peer.score, peer.failures)
         self.table.remove(peer.url)
+        self._repair_after.pop(peer.url, None)
         await self.store.delete_peer(peer.url)
         task = self._tasks.get(peer.url)
         if task is not None and task is not asyncio.current_task():
@@ -698,7 +700,11 @@ class Federation:
             need = [i for i in outcome.need if not self._was_rejected(peer.url, i, now)]
             outcome.fetched = await self._fetch(peer, need)
             outcome.offered = await self._offer(peer, outcome.have)
-            outcome.repaired = await self._repair_bodies(peer)
+            try:
+                outcome.repaired = await self._repair_bodies(peer)
+            except PeerError as exc:
+                # The reconciliation itself succeeded; the repair runs again next time.
+                log.info("body repair failed url=%s error=%s", peer.url, exc.code)
             peer.succeeded(self._now(), Score.SYNCED)
             self.metrics.syncs["ok"] += 1
         except PeerRejectedError as exc:
@@ -761,7 +767,17 @@ class Federation:
                 stored += await self._ingest(peer, wires, "sync", later=later)
                 break
         if later:
-            stored += await self._ingest(peer, later, "sync")
+            still: list[bytes] = []
+            stored += await self._ingest(peer, later, "sync", later=still)
+            # Still refused with the whole run in: this peer holds stripped copies that
+            # no delete it offered explains. Not fetched from it again for a while (no
+            # penalty: an honest peer may hold what an older node left), so that no
+            # peer can make this node verify the same copies at every sync.
+            now = self._now()
+            for wire in still:
+                eid = _unverified_id(wire)
+                if eid is not None:
+                    self._remember_rejected(peer.url, eid, now)
         return stored
 
     async def _repair_bodies(self, peer: Peer) -> int:

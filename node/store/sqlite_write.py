@@ -117,9 +117,13 @@ def _apply_body(
         _set_profile(conn, ev.author, ev.id, ev.seq, body)
     elif ev.kind == kinds.DELETE:
         target: bytes = body["target"]
-        held = conn.execute("SELECT kind FROM events WHERE id = ?", (target,)).fetchone()
+        held = conn.execute("SELECT kind, author FROM events WHERE id = ?", (target,)).fetchone()
         if held is not None and held[0] == kinds.DELETE:
             return  # a delete of a delete has no effect (spec 0003 #delete-of-delete)
+        if held is not None and held[1] != ev.author:
+            # Another author's event: no effect (spec 0003 #delete). Ingest refuses such
+            # a delete (`not-author`); this is a held one completed by a full copy.
+            return
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (target, author, delete_id) VALUES (?,?,?)",
             (target, ev.author, ev.id),
@@ -272,8 +276,11 @@ def apply_batch_sync(
     try:
         for i in order:
             results[i] = _apply_one(conn, events[i], now_ms, stats)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A failed COMMIT (SQLITE_BUSY, disk full) leaves the transaction open: end it,
+        # or every later BEGIN would fail.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return [r for r in results if r is not None], stats

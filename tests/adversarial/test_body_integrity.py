@@ -346,3 +346,28 @@ def test_three_nodes_converge_despite_pre_seeded_stripped_copies(
     elapsed = time.monotonic() - start
     print(f"\nconverged in {elapsed * 1000:.0f} ms (sync interval {_SYNC_MS} ms)")
     adv_tally.add("stripped-copy", len(events))
+
+
+def test_completing_a_strangers_delete_has_no_effect_on_the_target(
+    cluster: Cluster, adv_tally: Tally
+) -> None:
+    """spec 0004 #body-fill with spec 0003 #delete: a stranger's delete left body-less
+    by an older node and completed later never acts on another author's event (here:
+    never removes alice's label from the label index)."""
+    node = cluster.start("a")
+    alice, mallory = Chain(), Chain()
+    label = alice.sign("label", {"subject": new_identity().did, "val": "spam"})
+    delete = mallory.sign("delete", {"target": label.id})
+    with Probe(node) as probe:
+        # The delete first: its target is not held yet, so it is stored (no effect).
+        assert [r["status"] for r in probe.ingest(delete.wire, label.wire)] == ["accepted"] * 2
+    cluster.kill("a")
+    _sql(cluster.data_dir("a"), ("UPDATE events SET body = NULL WHERE id = ?", (delete.id,)))
+    node = cluster.restart("a")
+    with Probe(node) as probe:
+        assert probe.ingest(delete.wire)[0]["status"] == "accepted"  # completed
+        assert probe.event(delete.id)["body"] is not None
+        assert probe.event(label.id)["body"] is not None
+        labels = probe.http.get("/v1/labels", params={"labeler": alice.did}).json()["labels"]
+        assert [entry["event"]["id"] for entry in labels] == [label.id.hex()]
+    adv_tally.add("stripped-copy")

@@ -508,6 +508,26 @@ async def test_sync_does_not_refetch_a_rejected_event(cluster: Cluster, clock: C
     assert fake.hits["/v1/events"] == 1
 
 
+async def test_stripped_copies_are_not_refetched_at_every_sync(
+    cluster: Cluster, clock: Clock
+) -> None:
+    """Spec 0005 #body-repair: a peer serving body-less copies no delete explains
+    (`body-required`, retryable) is not held at fault, but the ids are not fetched from
+    it again at the next run: no peer can make this node verify them at every sync."""
+    evs = posts(clock, 20)
+    fake = await cluster.fake(wires=[ev.without_body().wire for ev in evs])
+    a = await cluster.start("a")
+    peer = Peer(url=peer_origin(fake.url), source="gossip")
+    first = await a.fed.sync_once(peer)
+    assert len(first.need) == 20 and first.fetched == 0 and first.error is None
+    assert peer.events_rejected == 0 and peer.score > 0
+    fetches = fake.hits["/v1/events"]
+    for _ in range(2):
+        again = await a.fed.sync_once(peer)
+        assert again.fetched == 0 and again.error is None
+    assert fake.hits["/v1/events"] == fetches
+
+
 async def test_peer_that_is_this_node_is_never_subscribed(
     cluster: Cluster, clock: Clock, tmp_path: Path
 ) -> None:
