@@ -1,6 +1,7 @@
 """Murmur protocol core: pure and sans-IO.
 
-Bytes and objects in, bytes and objects out: identities (``did:key``), the one
+Bytes and objects in, bytes and objects out: identities (``did:key``, and the
+``did:murmur`` of rotatable identities with their v2 headers, spec 0008), the one
 canonical MessagePack codec, signed events and their validation, the v1 kinds, chain
 analysis, negentropy v1 set reconciliation, and the error tree. Nothing here touches
 the network, the disk or an event loop (a test checks that importing it pulls in no
@@ -44,19 +45,30 @@ from protocol.errors import (
 from protocol.events import (
     DEFAULT_NETWORK,
     EVENT_VERSION,
+    EVENT_VERSION_V2,
     SIGNING_DOMAIN,
+    SIGNING_DOMAIN_V2,
     Event,
     Header,
+    HeaderV2,
     decode_event,
     decode_unverified,
     event_id,
     sign_event,
+    sign_event_v2,
+    sign_genesis,
     signing_message,
+    signing_message_v2,
 )
 from protocol.identity import (
+    DidMethod,
     Identity,
     PublicKey,
     did_from_public_bytes,
+    did_method,
+    did_murmur_from_genesis_body,
+    did_murmur_hash,
+    next_key_commitment,
     public_bytes_from_did,
 )
 from protocol.negentropy import Negentropy, NegentropyStorage
@@ -69,6 +81,12 @@ __all__ = [
     "PublicKey",
     "did_from_public_bytes",
     "public_bytes_from_did",
+    # did:murmur (spec 0008)
+    "DidMethod",
+    "did_method",
+    "did_murmur_from_genesis_body",
+    "did_murmur_hash",
+    "next_key_commitment",
     # canonical encoding (spec 0002)
     "DEFAULT_LIMITS",
     "DecodeLimits",
@@ -85,6 +103,13 @@ __all__ = [
     "event_id",
     "sign_event",
     "signing_message",
+    # v2 events of did:murmur authors (spec 0008)
+    "EVENT_VERSION_V2",
+    "HeaderV2",
+    "SIGNING_DOMAIN_V2",
+    "sign_event_v2",
+    "sign_genesis",
+    "signing_message_v2",
     # kinds and limits (spec 0003)
     "kinds",
     "limits",

@@ -17,6 +17,14 @@ size → strict decode → canonical → field types and limits → network → 
 body hash → signature. :func:`sign_event` builds events and refuses to sign anything
 :func:`decode_event` would reject. :func:`decode_unverified` skips the signature and
 the clock, and is for tooling only.
+
+Version 2 headers (spec 0008 #header-v2) belong to ``did:murmur`` authors: two more
+keys, ``key`` (the public key that signed) and ``kev`` (the id of the latest key event
+in the event's ancestry, nil only for a ``genesis``), and the signature is by ``key``
+over ``b"murmur-event-v2:" + id``. Whether ``key`` was entitled to sign is decided
+against the author's key state (``protocol/keystate.py``), not here. Until nodes and
+clients check key states, decoding v2 is off: :func:`decode_event` answers
+``unsupported-version`` for ``v: 2`` unless the caller passes ``allow_v2=True``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,14 +42,24 @@ from protocol.errors import (
     BadFieldError,
     BadPrevError,
     BodyMismatchError,
+    BodyRequiredError,
     FutureTimestampError,
+    InvalidDidError,
     MalformedError,
     ProtocolError,
     TooLargeError,
     UnsupportedVersionError,
     WrongNetworkError,
 )
-from protocol.identity import Identity, PublicKey, public_bytes_from_did
+from protocol.identity import (
+    Identity,
+    PublicKey,
+    did_method,
+    did_murmur_from_genesis_body,
+    next_key_commitment,
+    public_bytes_from_did,
+    verify_with_key,
+)
 from protocol.limits import (
     FUTURE_SKEW_MS,
     MAX_BODY_BYTES,
@@ -60,24 +78,36 @@ from protocol.limits import (
 __all__ = [
     "DEFAULT_NETWORK",
     "EVENT_VERSION",
+    "EVENT_VERSION_V2",
     "HEADER_KEYS",
+    "HEADER_KEYS_V2",
     "SIGNING_DOMAIN",
+    "SIGNING_DOMAIN_V2",
     "Event",
     "Header",
+    "HeaderV2",
     "decode_event",
     "try_decode_event",
     "claimed_id",
     "decode_unverified",
     "event_id",
     "signing_message",
+    "signing_message_v2",
     "sign_event",
+    "sign_event_v2",
+    "sign_genesis",
 ]
 
 EVENT_VERSION = 1
+#: Headers of did:murmur authors (spec 0008 #header-v2).
+EVENT_VERSION_V2 = 2
 DEFAULT_NETWORK = "murmur"
 #: Domain separation: a Murmur signature can never be replayed as anything else.
 SIGNING_DOMAIN = b"murmur-event-v1:"
+#: The v2 domain (spec 0008 #signature-v2): a v1 signature never verifies as v2.
+SIGNING_DOMAIN_V2 = b"murmur-event-v2:"
 HEADER_KEYS = frozenset({"v", "net", "author", "seq", "prev", "ts", "kind", "body"})
+HEADER_KEYS_V2 = HEADER_KEYS | {"key", "kev"}
 
 # kind and net names: lowercase, digits, '-', '.', starting with a letter or digit.
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9.\-]*\Z")
@@ -114,8 +144,13 @@ def event_id(header_bytes: bytes) -> bytes:
 
 
 def signing_message(eid: bytes) -> bytes:
-    """The bytes an author signs for event ``eid`` (spec 0002 §signature)."""
+    """The bytes an author signs for v1 event ``eid`` (spec 0002 §signature)."""
     return SIGNING_DOMAIN + eid
+
+
+def signing_message_v2(eid: bytes) -> bytes:
+    """The bytes ``key`` signs for v2 event ``eid`` (spec 0008 #signature-v2)."""
+    return SIGNING_DOMAIN_V2 + eid
 
 
 def _check_name(what: str, value: object, max_bytes: int) -> str:
@@ -139,7 +174,12 @@ def _check_uint(what: str, value: object, minimum: int, maximum: int) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Header:
-    """The signed header of an event. Validates its fields on construction."""
+    """The signed header of a v1 event. Validates its fields on construction.
+
+    v2 headers (did:murmur authors) are :class:`HeaderV2`, a subclass with ``key``
+    and ``kev``: kept apart so that the v1 path, the ingest hot path, pays nothing
+    for them.
+    """
 
     v: int
     net: str
@@ -158,6 +198,7 @@ class Header:
         _check_name("net", self.net, MAX_NET_BYTES)
         if not isinstance(self.author, str):
             raise BadFieldError("author must be a did:key string")
+        # A did:murmur author fails here too: v1 is did:key only (0008 #header-v2).
         public_bytes_from_did(self.author)  # raises InvalidDidError
         _check_uint("seq", self.seq, 1, MAX_SEQ)
         if self.prev is not None and (not isinstance(self.prev, bytes) or len(self.prev) != 32):
@@ -184,14 +225,18 @@ class Header:
         }
 
     @classmethod
-    def from_map(cls, m: object) -> Header:
+    def from_map(cls, m: object, *, allow_v2: bool = False) -> Header:
+        """The header of a decoded header map: a :class:`HeaderV2` for ``v: 2`` if
+        ``allow_v2``, else ``unsupported-version`` as for any other version."""
         if not isinstance(m, dict):
             raise BadFieldError("header must be a map")
         # The version comes first: a future version may add or drop header keys, and
         # must be reported as unsupported-version, not as a bad field.
         v = m.get("v")
         if isinstance(v, int) and not isinstance(v, bool) and v != EVENT_VERSION:
-            raise UnsupportedVersionError(f"event version {v} is not supported")
+            if v != EVENT_VERSION_V2 or not allow_v2:
+                raise UnsupportedVersionError(f"event version {v} is not supported")
+            return HeaderV2.from_v2_map(m)
         keys = set(m)
         if keys != HEADER_KEYS:
             missing = sorted(HEADER_KEYS - keys)
@@ -206,6 +251,73 @@ class Header:
             ts=m["ts"],
             kind=m["kind"],
             body_hash=m["body"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeaderV2(Header):
+    """The header of a v2 event (spec 0008 #header-v2): a did:murmur ``author``, the
+    ``key`` that signed, and ``kev``, the latest key event in the event's ancestry
+    (nil iff ``kind`` is ``genesis``). Constructing one is always possible (signing
+    needs it); *decoding* one is opt-in (:func:`decode_event`).
+    """
+
+    key: bytes
+    kev: bytes | None
+
+    def __post_init__(self) -> None:
+        # The rows of 0002 §2.4 in order (as Header, whose __post_init__ is not called:
+        # it insists on v 1), then key and kev (0008 #header-v2).
+        if not isinstance(self.v, int) or isinstance(self.v, bool):
+            raise BadFieldError("v must be an integer")
+        if self.v != EVENT_VERSION_V2:
+            raise UnsupportedVersionError(f"a v2 header has v 2, not {self.v}")
+        _check_name("net", self.net, MAX_NET_BYTES)
+        if not isinstance(self.author, str):
+            raise BadFieldError("author must be a did:murmur string")
+        if did_method(self.author) != "murmur":  # raises InvalidDidError
+            raise InvalidDidError("a v2 header's author is a did:murmur, not a did:key")
+        _check_uint("seq", self.seq, 1, MAX_SEQ)
+        if self.prev is not None and (not isinstance(self.prev, bytes) or len(self.prev) != 32):
+            raise BadFieldError("prev must be 32 bytes or nil")
+        if (self.seq == 1) != (self.prev is None):
+            raise BadPrevError("prev must be nil iff seq is 1")
+        _check_uint("ts", self.ts, 0, MAX_TS)
+        _check_name("kind", self.kind, MAX_KIND_BYTES)
+        if not isinstance(self.body_hash, bytes) or len(self.body_hash) != 32:
+            raise BadFieldError("body must be the 32-byte sha256 of the body bytes")
+        if not isinstance(self.key, bytes) or len(self.key) != 32:
+            raise BadFieldError("key must be the 32-byte public key that signed")
+        if self.kev is not None and (not isinstance(self.kev, bytes) or len(self.kev) != 32):
+            raise BadFieldError("kev must be a 32-byte event id or nil")
+        if (self.kev is None) != (self.kind == kinds.GENESIS):
+            raise BadFieldError("kev must be nil for a genesis and only for a genesis")
+
+    def to_map(self) -> dict[str, Any]:
+        m = Header.to_map(self)
+        m["key"] = self.key
+        m["kev"] = self.kev
+        return m
+
+    @classmethod
+    def from_v2_map(cls, m: dict[Any, Any]) -> HeaderV2:
+        """A v2 header from a decoded map whose ``v`` is 2 (spec 0008 #header-v2)."""
+        keys = set(m)
+        if keys != HEADER_KEYS_V2:
+            missing = sorted(HEADER_KEYS_V2 - keys)
+            extra = sorted(str(k) for k in keys - HEADER_KEYS_V2)
+            raise BadFieldError(f"v2 header keys: missing {missing}, unexpected {extra}")
+        return cls(
+            v=m["v"],
+            net=m["net"],
+            author=m["author"],
+            seq=m["seq"],
+            prev=m["prev"],
+            ts=m["ts"],
+            kind=m["kind"],
+            body_hash=m["body"],
+            key=m["key"],
+            kev=m["kev"],
         )
 
 
@@ -264,6 +376,18 @@ class Event:
         return self.header.net
 
     @property
+    def key(self) -> bytes | None:
+        """The public key that signed a v2 event; ``None`` for v1 (the author's did is it)."""
+        header = self.header
+        return header.key if isinstance(header, HeaderV2) else None
+
+    @property
+    def kev(self) -> bytes | None:
+        """The key event a v2 event relies on (nil for a genesis, ``None`` for v1)."""
+        header = self.header
+        return header.kev if isinstance(header, HeaderV2) else None
+
+    @property
     def id_hex(self) -> str:
         return self.id.hex()
 
@@ -272,8 +396,45 @@ class Event:
         return replace(self, body_bytes=None, body=None)
 
     def verify_signature(self) -> None:
-        """Return nothing if ``sig`` is the author's signature of ``id``; else raise."""
-        PublicKey.from_did(self.header.author).verify(self.sig, signing_message(self.id))
+        """Return nothing if ``sig`` is the author's signature of ``id``; else raise.
+
+        v1: by the key the author's did:key names. v2: by the header's ``key``, over
+        the v2 domain; whether that key was the author's is the key state's question.
+        """
+        header = self.header
+        if isinstance(header, HeaderV2):
+            verify_with_key(header.key, self.sig, signing_message_v2(self.id))
+        else:
+            PublicKey.from_did(header.author).verify(self.sig, signing_message(self.id))
+
+
+def _check_v2_binding(event: Event) -> None:
+    """The checks of a v2 event that tie its header to its body (spec 0008), after the
+    signature: a genesis names its own did and is signed by its own ``signing`` key
+    (#validity step 1); a rotate or recover hands over to keys other than the one
+    that signed it (#key-events). None needs a key state.
+    """
+    header = event.header
+    if not isinstance(header, HeaderV2) or header.kind not in kinds.KEY_EVENT_KINDS:
+        return
+    body = event.body
+    if body is None or event.body_bytes is None:
+        raise BodyRequiredError(
+            f"a {header.kind} is never body-less: its body holds the keys (0008 #key-event-body)"
+        )
+    key = header.key
+    if header.kind == kinds.GENESIS:
+        if header.seq != 1:
+            raise InvalidDidError("a genesis is the first event of its identity: seq 1")
+        if key != body["signing"]:
+            raise InvalidDidError("a genesis is signed by the signing key of its own body")
+        if did_murmur_from_genesis_body(event.body_bytes) != header.author:
+            raise InvalidDidError("author is not the did:murmur of this genesis body")
+        return
+    if body["signing"] == key:
+        raise BadFieldError(f"a {header.kind} cannot make the key that signed it the signing key")
+    if body["next"] == next_key_commitment(key):
+        raise BadFieldError(f"a {header.kind} cannot commit to the key that signed it as next")
 
 
 def sign_event(
@@ -286,14 +447,8 @@ def sign_event(
     ts: int | None = None,
     net: str = DEFAULT_NETWORK,
 ) -> Event:
-    """Build and sign an event. Raises the same errors :func:`decode_event` would."""
-    if not isinstance(body, Mapping):
-        raise BadFieldError("body must be a map")
-    body_bytes = encode(body, max_depth=MAX_DEPTH)
-    if len(body_bytes) > MAX_BODY_BYTES:
-        raise TooLargeError(f"body is {len(body_bytes)} bytes; the limit is {MAX_BODY_BYTES}")
-    body_value: dict[str, Any] = decode(body_bytes, limits=_BODY_LIMITS)
-    kinds.validate_body(kind, body_value)
+    """Build and sign a v1 event. Raises the same errors :func:`decode_event` would."""
+    body_bytes, body_value = _body_of(kind, body)
     header = Header(
         v=EVENT_VERSION,
         net=net,
@@ -316,8 +471,104 @@ def sign_event(
     )
 
 
-def _parse(wire: bytes) -> Event:
-    """Steps 1–4 of validation: size, strict decode, canonical, fields (no crypto)."""
+def _body_of(kind: str, body: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """Canonical bytes and decoded value of a body to sign, checked as a receiver would."""
+    if not isinstance(body, Mapping):
+        raise BadFieldError("body must be a map")
+    body_bytes = encode(body, max_depth=MAX_DEPTH)
+    if len(body_bytes) > MAX_BODY_BYTES:
+        raise TooLargeError(f"body is {len(body_bytes)} bytes; the limit is {MAX_BODY_BYTES}")
+    body_value: dict[str, Any] = decode(body_bytes, limits=_BODY_LIMITS)
+    kinds.validate_body(kind, body_value)
+    return body_bytes, body_value
+
+
+def sign_event_v2(
+    signer: Identity,
+    *,
+    author: str,
+    kind: str,
+    body: Mapping[str, Any],
+    seq: int,
+    prev: bytes | None,
+    kev: bytes | None,
+    ts: int | None = None,
+    net: str = DEFAULT_NETWORK,
+) -> Event:
+    """Build and sign a v2 event of the did:murmur ``author`` with ``signer``'s key.
+
+    ``kev`` is the id of the latest key event in the event's ancestry (spec 0008
+    #header-v2), nil only for a genesis (:func:`sign_genesis` is the easy way to make
+    one). Raises what :func:`decode_event` with ``allow_v2=True`` would; it does not
+    (cannot) check that ``signer`` is entitled to sign at ``kev``.
+    """
+    body_bytes, body_value = _body_of(kind, body)
+    header = HeaderV2(
+        v=EVENT_VERSION_V2,
+        net=net,
+        author=author,
+        seq=seq,
+        prev=prev,
+        ts=int(time.time() * 1000) if ts is None else ts,
+        kind=kind,
+        body_hash=hashlib.sha256(body_bytes).digest(),
+        key=signer.public.raw,
+        kev=kev,
+    )
+    header_bytes = encode(header.to_map())
+    eid = event_id(header_bytes)
+    event = Event(
+        header=header,
+        header_bytes=header_bytes,
+        id=eid,
+        sig=signer.sign(signing_message_v2(eid)),
+        body_bytes=body_bytes,
+        body=body_value,
+    )
+    _check_v2_binding(event)
+    return event
+
+
+def sign_genesis(
+    signing: Identity,
+    *,
+    next_key: bytes,
+    recovery: Sequence[bytes],
+    from_did: str | None = None,
+    ts: int | None = None,
+    net: str = DEFAULT_NETWORK,
+) -> Event:
+    """The genesis of a new did:murmur (spec 0008 #genesis); its ``author`` is the did.
+
+    ``next_key`` and ``recovery`` are *public* keys (32 bytes each, recovery highest
+    priority first): the genesis commits to the next key by its hash, and neither the
+    next key's nor the recovery keys' seeds are needed here, so a client can keep them
+    away from the signing key from the start. ``from_did`` names the did:key this
+    identity moves from (#move).
+    """
+    body: dict[str, Any] = {
+        "signing": signing.public.raw,
+        "next": next_key_commitment(next_key),
+        "recovery": list(recovery),
+    }
+    if from_did is not None:
+        body["from"] = from_did
+    body_bytes, _ = _body_of(kinds.GENESIS, body)
+    return sign_event_v2(
+        signing,
+        author=did_murmur_from_genesis_body(body_bytes),
+        kind=kinds.GENESIS,
+        body=body,
+        seq=1,
+        prev=None,
+        kev=None,
+        ts=ts,
+        net=net,
+    )
+
+
+def _parse(wire: bytes, allow_v2: bool = False) -> Event:
+    """Steps 1–7 of validation: size, strict decode, canonical, fields (no crypto)."""
     if not isinstance(wire, bytes | bytearray | memoryview):
         raise MalformedError("an event is bytes")
     if len(wire) > MAX_WIRE_BYTES:
@@ -343,7 +594,7 @@ def _parse(wire: bytes) -> Event:
         if not isinstance(decoded, dict):
             raise BadFieldError("body must be a map")
         body = decoded
-    header = Header.from_map(header_map)
+    header = Header.from_map(header_map, allow_v2=allow_v2)
     if body is not None:
         kinds.validate_body(header.kind, body)
     return Event(
@@ -368,13 +619,19 @@ def decode_event(
     net: str = DEFAULT_NETWORK,
     now_ms: int | None = None,
     max_skew_ms: int = FUTURE_SKEW_MS,
+    allow_v2: bool = False,
 ) -> Event:
     """Decode, validate and verify one wire event; raise a ``ProtocolError`` if invalid.
 
     ``now_ms`` is the checker's clock (milliseconds since the epoch; the system clock
     when omitted). An event more than ``max_skew_ms`` ahead of it is rejected.
+
+    ``allow_v2`` opts in to v2 headers (spec 0008). Off by default: a v2 event is only
+    as good as the key-state check that follows it, and a caller that does not run one
+    must keep answering ``unsupported-version``. Even with it, a valid v2 event proves
+    that ``key`` signed it, not that ``key`` was the author's (0008 #validity).
     """
-    event = _parse(wire)
+    event = _parse(wire, allow_v2)
     if event.header.net != net:
         raise WrongNetworkError(f"event is for network {event.header.net!r}, not {net!r}")
     now = int(time.time() * 1000) if now_ms is None else now_ms
@@ -384,16 +641,22 @@ def decode_event(
         )
     _check_body_hash(event)
     event.verify_signature()
+    if event.header.v != EVENT_VERSION:
+        _check_v2_binding(event)
     return event
 
 
 def try_decode_event(
-    wire: bytes, *, net: str = DEFAULT_NETWORK, now_ms: int | None = None
+    wire: bytes,
+    *,
+    net: str = DEFAULT_NETWORK,
+    now_ms: int | None = None,
+    allow_v2: bool = False,
 ) -> Event | ProtocolError:
     """:func:`decode_event`, with the error returned instead of raised: for checking
     many events where each failure belongs in place of its event."""
     try:
-        return decode_event(wire, net=net, now_ms=now_ms)
+        return decode_event(wire, net=net, now_ms=now_ms, allow_v2=allow_v2)
     except ProtocolError as exc:
         return exc
 
@@ -414,12 +677,14 @@ def claimed_id(wire: bytes) -> bytes | None:
     return None
 
 
-def decode_unverified(wire: bytes) -> Event:
+def decode_unverified(wire: bytes, *, allow_v2: bool = False) -> Event:
     """Decode and check structure and body hash only: NO signature, network or clock.
 
     For tooling (inspection, vector generation, debugging). Never store or show what
     this returns as if it were authentic.
     """
-    event = _parse(wire)
+    event = _parse(wire, allow_v2)
     _check_body_hash(event)
+    if event.header.v != EVENT_VERSION:
+        _check_v2_binding(event)
     return event

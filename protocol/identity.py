@@ -1,21 +1,31 @@
-"""Identities: Ed25519 key pairs named by their ``did:key`` (spec 0001).
+"""Identities: Ed25519 key pairs and the two kinds of did that name authors.
 
-A did is ``"did:key:z"`` followed by base58btc of the multicodec header ``0xed 0x01``
-(unsigned-varint of 0xed, the ed25519-pub code) and the 32 raw public-key bytes. The
-``z`` is the multibase prefix for base58btc. Nothing else names an identity: display
-names are profile data.
+A ``did:key`` (spec 0001) *is* its key: ``"did:key:z"`` followed by base58btc of the
+multicodec header ``0xed 0x01`` (unsigned-varint of 0xed, the ed25519-pub code) and the
+32 raw public-key bytes; ``z`` is the multibase prefix for base58btc.
 
-Signing and verification go through ``cryptography``; this module only adds the
-naming, strict parsing of dids (one canonical spelling per key) and the
-domain-separated signing of event ids.
+A ``did:murmur`` (spec 0008 #did-murmur) is a rotatable identity: ``"did:murmur:"``
+followed by the lowercase, unpadded RFC 4648 base32 of
+``sha256(b"murmur-did-v1:" + genesis_body_bytes)``, 52 characters. It names the hash of
+the identity's first key event, not a key: which key signs for it is decided by the
+author's key events (``protocol/keystate.py``), never by the name.
+
+Nothing else names an identity: display names are profile data. Both kinds are parsed
+strictly (one spelling per name); :func:`did_method` tells them apart. Signing and
+verification go through ``cryptography``; this module adds the naming, the parsing and
+the pre-rotation commitment of spec 0008 #genesis.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final, Literal, TypeAlias
 
 import base58
 from cryptography.exceptions import InvalidSignature
@@ -29,12 +39,21 @@ from protocol.errors import InvalidDidError, InvalidSignatureError
 from protocol.limits import MAX_DID_BYTES
 
 __all__ = [
+    "DID_MURMUR_DOMAIN",
+    "DID_MURMUR_PREFIX",
     "DID_PREFIX",
     "ED25519_MULTICODEC",
+    "NEXT_KEY_DOMAIN",
+    "DidMethod",
     "Identity",
     "PublicKey",
     "did_from_public_bytes",
+    "did_method",
+    "did_murmur_from_genesis_body",
+    "did_murmur_hash",
+    "next_key_commitment",
     "public_bytes_from_did",
+    "verify_with_key",
 ]
 
 #: multicodec ed25519-pub (0xed) as an unsigned varint: 0xed 0x01.
@@ -82,6 +101,101 @@ def _public_bytes(did: str) -> bytes:
     if did_from_public_bytes(public) != did:
         raise InvalidDidError("did:key is not in canonical form")
     return public
+
+
+# -- did:murmur (spec 0008 #did-murmur) ------------------------------------------------
+
+DID_MURMUR_PREFIX: Final = "did:murmur:"
+#: Domain of the did hash: a did:murmur can never be confused with another Murmur hash.
+DID_MURMUR_DOMAIN: Final = b"murmur-did-v1:"
+#: Domain of the pre-rotation commitment of a next key (spec 0008 #genesis).
+NEXT_KEY_DOMAIN: Final = b"murmur-next-v1:"
+#: 32 hash bytes are 256 bits; base32 writes 5 bits a character, so 52 characters
+#: whose last one carries 4 padding bits, which MUST be zero.
+_MURMUR_B32_LEN = 52
+_MURMUR_B32_RE = re.compile(r"[a-z2-7]{52}")
+
+#: The did methods an author may have: ``"key"`` or ``"murmur"``.
+DidMethod: TypeAlias = Literal["key", "murmur"]
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def did_murmur_from_genesis_body(body_bytes: bytes) -> str:
+    """The ``did:murmur`` of a genesis, from its canonical body bytes (never truncated)."""
+    return DID_MURMUR_PREFIX + _b32(hashlib.sha256(DID_MURMUR_DOMAIN + body_bytes).digest())
+
+
+def did_murmur_hash(did: str) -> bytes:
+    """The 32-byte genesis hash a ``did:murmur`` names; raises ``InvalidDidError``.
+
+    Strict (spec 0008 #did-murmur): the exact prefix, then exactly 52 characters of
+    ``[a-z2-7]`` whose last 4 padding bits are zero, so each hash has one spelling and a
+    did compares as a string. No uppercase, no ``=`` padding, no whitespace.
+    """
+    if not isinstance(did, str) or len(did) > MAX_DID_BYTES:
+        raise InvalidDidError("not a did:murmur string")
+    return _murmur_hash(did)
+
+
+@functools.lru_cache(maxsize=4096)
+def _murmur_hash(did: str) -> bytes:
+    # Cached like did:key (authors repeat); only valid dids are cached, errors are not.
+    rest = did[len(DID_MURMUR_PREFIX) :]
+    if not did.startswith(DID_MURMUR_PREFIX) or not _MURMUR_B32_RE.fullmatch(rest):
+        raise InvalidDidError(f"{did[:24]!r} is not a did:murmur of 52 base32 characters")
+    # 52 characters + 4 "=" make whole 40-bit groups; b32decode wants uppercase.
+    raw = base64.b32decode(rest.upper() + "====")
+    if _b32(raw) != rest:  # nonzero padding bits: a second spelling of the same hash
+        raise InvalidDidError("did:murmur is not in canonical form (padding bits set)")
+    return raw
+
+
+def did_method(did: object) -> DidMethod:
+    """``"key"`` or ``"murmur"`` for a did that parses strictly; else ``InvalidDidError``.
+
+    A ``did:key`` is parsed exactly as :func:`public_bytes_from_did` does (spec 0001
+    §1.3); a ``did:murmur`` as :func:`did_murmur_hash` does.
+    """
+    if not isinstance(did, str) or len(did) > MAX_DID_BYTES:
+        raise InvalidDidError("a did is a string of at most 128 characters")
+    if did.startswith(DID_MURMUR_PREFIX):
+        _murmur_hash(did)
+        return "murmur"
+    _public_bytes(did)
+    return "key"
+
+
+def next_key_commitment(public: bytes) -> bytes:
+    """``sha256(b"murmur-next-v1:" + public)``: the ``next`` that pre-commits a key."""
+    return hashlib.sha256(NEXT_KEY_DOMAIN + public).digest()
+
+
+def verify_with_key(public: bytes, signature: bytes, message: bytes) -> None:
+    """Verify ``signature`` over ``message`` by the raw 32-byte Ed25519 key ``public``.
+
+    For v2 events, whose header carries the signing key itself (spec 0008
+    #signature-v2). Raises ``InvalidSignatureError``, also for 32 bytes that are not a
+    curve point (such a key can sign nothing).
+    """
+    try:
+        key = _ed25519_key(public)
+    except ValueError:
+        raise InvalidSignatureError("the key is not an Ed25519 public key") from None
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        raise InvalidSignatureError("signature does not verify") from None
+
+
+@functools.lru_cache(maxsize=_DID_CACHE)
+def _ed25519_key(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
+
+
+# -- keys -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The v1 event kinds and their body schemas (spec 0003).
+"""The event kinds and their body schemas (spec 0003; key events and moves, spec 0008).
 
 Bodies are canonical maps. For a known kind, :func:`validate_body` checks the fields
 spec 0003 defines: presence, type and limits. Keys a kind does not define are allowed
@@ -6,16 +6,26 @@ and ignored — that is how a kind grows without breaking old readers — but th
 still covered by the canonical-encoding rules and the body size limit. Unknown kinds
 are valid events with opaque bodies: nodes store and forward them, clients ignore what
 they do not understand (DESIGN.md, "Events").
+
+The key events of spec 0008 (``genesis``, ``rotate``, ``recover``) and ``move`` are
+checked here for structure only: field types, counts and the keys of one body being
+distinct. Whether a key was entitled to sign one, against the author's key state, is
+``protocol/keystate.py``'s business; checks that compare a body with its header's
+``key`` are in ``protocol/events.py``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from protocol.errors import BadFieldError, InvalidDidError
-from protocol.identity import public_bytes_from_did
+from protocol.identity import (
+    DidMethod,
+    did_method,
+    next_key_commitment,
+)
 from protocol.limits import (
     MAX_BIO_BYTES,
     MAX_LABEL_BYTES,
@@ -23,6 +33,7 @@ from protocol.limits import (
     MAX_LIST_MEMBERS,
     MAX_LIST_NAME_BYTES,
     MAX_NAME_BYTES,
+    MAX_RECOVERY_KEYS,
     MAX_TAG_BYTES,
     MAX_TAGS,
     MAX_TEXT_BYTES,
@@ -33,15 +44,21 @@ from protocol.limits import (
 __all__ = [
     "DELETE",
     "FOLLOW",
+    "GENESIS",
+    "KEY_EVENT_KINDS",
     "LABEL",
     "LIST",
     "LIKE",
     "LIST_PURPOSES",
+    "MOVE",
     "POST",
     "PROFILE",
+    "RECOVER",
     "REPOST",
+    "ROTATE",
     "UNFOLLOW",
     "V1_KINDS",
+    "is_key_event_kind",
     "is_known_kind",
     "is_label_value",
     "validate_body",
@@ -56,6 +73,10 @@ UNFOLLOW: Final = "unfollow"
 DELETE: Final = "delete"
 LABEL: Final = "label"
 LIST: Final = "list"
+GENESIS: Final = "genesis"
+ROTATE: Final = "rotate"
+RECOVER: Final = "recover"
+MOVE: Final = "move"
 
 LIST_PURPOSES: Final = frozenset({"mute", "block", "curate"})
 
@@ -98,16 +119,20 @@ def _event_id(body: dict[str, Any], key: str, *, required: bool, where: str = "b
         raise BadFieldError(f"{where}.{key} must be a 32-byte event id")
 
 
-def _did(body: dict[str, Any], key: str) -> None:
+def _did(body: dict[str, Any], key: str, *, only: DidMethod | None = None) -> None:
+    """A did naming a person: a did:key or a did:murmur (spec 0008 #did-murmur), or
+    only the method ``only``."""
     if key not in body:
         raise BadFieldError(f"body.{key} is required")
     value = body[key]
     if not isinstance(value, str):
-        raise BadFieldError(f"body.{key} must be a did:key string")
+        raise BadFieldError(f"body.{key} must be a did string")
     try:
-        public_bytes_from_did(value)
+        method = did_method(value)
     except InvalidDidError as exc:
         raise BadFieldError(f"body.{key}: {exc.message}") from None
+    if only is not None and method != only:
+        raise BadFieldError(f"body.{key} must be a did:{only}, not a did:{method}")
 
 
 def _str_list(
@@ -198,11 +223,73 @@ def _list(body: dict[str, Any]) -> None:
         if not isinstance(member, str):
             raise BadFieldError("body.members must be a list of dids")
         try:
-            public_bytes_from_did(member)
+            did_method(member)
         except InvalidDidError as exc:
             raise BadFieldError(f"body.members: {exc.message}") from None
     if len(set(members)) != len(members):
         raise BadFieldError("body.members has duplicates")
+
+
+# -- key events and moves (spec 0008) ----------------------------------------------------
+
+
+def _key(body: dict[str, Any], key: str) -> bytes:
+    """A required Ed25519 public key (or key commitment): a 32-byte bin."""
+    if key not in body:
+        raise BadFieldError(f"body.{key} is required")
+    value = body[key]
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise BadFieldError(f"body.{key} must be 32 bytes of bin")
+    return value
+
+
+def _key_state(
+    body: dict[str, Any], *, recovery: Literal["required", "optional", "absent"]
+) -> None:
+    """``signing``, ``next`` and ``recovery`` of a key event (spec 0008 #genesis,
+    #key-events); every key distinct (#distinct-keys).
+
+    ``next`` is a commitment, not a key, so "distinct" means: it commits to none of the
+    keys the body names. A next key equal to the signing key would hand a thief of S
+    the rotation too; one equal to a recovery key would spend it on a rotation.
+    """
+    signing = _key(body, "signing")
+    next_ = _key(body, "next")
+    keys = [signing]
+    if "recovery" in body:
+        if recovery == "absent":
+            raise BadFieldError("body.recovery: a rotate cannot change the recovery keys")
+        value = body["recovery"]
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_RECOVERY_KEYS:
+            raise BadFieldError(f"body.recovery must be a list of 1 to {MAX_RECOVERY_KEYS} keys")
+        for item in value:
+            if not isinstance(item, bytes) or len(item) != 32:
+                raise BadFieldError("body.recovery items must be 32 bytes of bin")
+        keys.extend(value)
+    elif recovery == "required":
+        raise BadFieldError("body.recovery is required")
+    if len(set(keys)) != len(keys):
+        raise BadFieldError("body.signing and body.recovery keys must all be distinct")
+    if any(next_key_commitment(k) == next_ for k in keys):
+        raise BadFieldError("body.next must not commit to the signing key or a recovery key")
+
+
+def _genesis(body: dict[str, Any]) -> None:
+    _key_state(body, recovery="required")
+    if "from" in body:
+        _did(body, "from", only="key")
+
+
+def _rotate(body: dict[str, Any]) -> None:
+    _key_state(body, recovery="absent")
+
+
+def _recover(body: dict[str, Any]) -> None:
+    _key_state(body, recovery="optional")
+
+
+def _move(body: dict[str, Any]) -> None:
+    _did(body, "to", only="murmur")
 
 
 _VALIDATORS: Final[dict[str, Callable[[dict[str, Any]], None]]] = {
@@ -215,14 +302,24 @@ _VALIDATORS: Final[dict[str, Callable[[dict[str, Any]], None]]] = {
     DELETE: _target,
     LABEL: _label,
     LIST: _list,
+    GENESIS: _genesis,
+    ROTATE: _rotate,
+    RECOVER: _recover,
+    MOVE: _move,
 }
 
 #: The kinds defined by spec 0003, in the order the spec lists them.
-V1_KINDS: Final = tuple(_VALIDATORS)
+V1_KINDS: Final = (PROFILE, POST, REPOST, LIKE, FOLLOW, UNFOLLOW, DELETE, LABEL, LIST)
+#: The key events of spec 0008 #key-events: they change the author's key state.
+KEY_EVENT_KINDS: Final = frozenset({GENESIS, ROTATE, RECOVER})
 
 
 def is_known_kind(kind: str) -> bool:
     return kind in _VALIDATORS
+
+
+def is_key_event_kind(kind: str) -> bool:
+    return kind in KEY_EVENT_KINDS
 
 
 def validate_body(kind: str, body: object) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_LIST_NAME_BYTES",
     "MAX_NAME_BYTES",
     "MAX_NET_BYTES",
+    "MAX_RECOVERY_KEYS",
     "MAX_SEQ",
     "MAX_SHAPE_DEPTH",
     "MAX_SHAPE_ITEMS",
@@ -68,3 +69,5 @@ MAX_BIO_BYTES = 2000
 MAX_LABEL_BYTES = 128
 MAX_LIST_NAME_BYTES = 128
 MAX_LIST_MEMBERS = 1000
+#: Recovery keys in a genesis or recover body (spec 0008 #genesis): 1 to this many.
+MAX_RECOVERY_KEYS = 3

@@ -20,6 +20,7 @@ fields, wire, ids); inside free-form values (bodies, encoding cases) bytes are
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -34,8 +35,20 @@ if str(ROOT) not in sys.path:  # run as `python scripts/gen_vectors.py` from any
 
 from protocol.chain import analyze_chain  # noqa: E402
 from protocol.encoding import encode  # noqa: E402
-from protocol.events import Event, event_id, sign_event, signing_message  # noqa: E402
-from protocol.identity import Identity  # noqa: E402
+from protocol.events import (  # noqa: E402
+    Event,
+    event_id,
+    sign_event,
+    sign_event_v2,
+    sign_genesis,
+    signing_message,
+    signing_message_v2,
+)
+from protocol.identity import (  # noqa: E402
+    Identity,
+    did_murmur_from_genesis_body,
+    next_key_commitment,
+)
 from protocol.limits import FUTURE_SKEW_MS, MAX_TEXT_BYTES, MAX_TS, MAX_WIRE_BYTES  # noqa: E402
 
 VECTORS = ROOT / "specs" / "vectors"
@@ -77,7 +90,7 @@ def to_json(value: Any) -> Any:
 
 def header_json(event: Event) -> dict[str, Any]:
     h = event.header
-    return {
+    out: dict[str, Any] = {
         "v": h.v,
         "net": h.net,
         "author": h.author,
@@ -87,6 +100,10 @@ def header_json(event: Event) -> dict[str, Any]:
         "kind": h.kind,
         "body": h.body_hash.hex(),
     }
+    if h.v == 2:  # spec 0008 #header-v2; v1 cases keep their exact JSON
+        out["key"] = None if h.key is None else h.key.hex()
+        out["kev"] = None if h.kev is None else h.kev.hex()
+    return out
 
 
 # -- hand-built MessagePack (for non-canonical forms only) ----------------------------
@@ -982,6 +999,495 @@ def chain_vectors() -> list[dict[str, Any]]:
     return cases
 
 
+# -- v2 events: did:murmur authors (spec 0008) ------------------------------------------
+
+
+def _seeded(n: int) -> Identity:
+    return Identity.from_seed(bytes(31) + bytes([n]))
+
+
+#: dana is a did:murmur: S are signing keys, N next keys, R recovery keys (spec 0008 §8.1).
+D_S1, D_N1, D_R0, D_R1, D_S2, D_N2, D_S3, D_N3, D_R2, D_S4, D_N4 = (
+    _seeded(0x10 + i) for i in range(11)
+)
+#: erin and frank: two more genesis shapes; alice's did:murmur (she moves to it).
+E_S, E_N, E_R0, E_R1, E_R2, F_S, F_N, F_R = (_seeded(0x30 + i) for i in range(8))
+AM_S, AM_N, AM_R = (_seeded(0x20 + i) for i in range(3))
+
+
+def _pub(identity: Identity) -> bytes:
+    return identity.public.raw
+
+
+def _genesis_body(
+    signing: Identity, next_key: Identity, recovery: list[Identity]
+) -> dict[str, Any]:
+    return {
+        "signing": _pub(signing),
+        "next": next_key_commitment(_pub(next_key)),
+        "recovery": [_pub(r) for r in recovery],
+    }
+
+
+DANA_GENESIS_BODY = _genesis_body(D_S1, D_N1, [D_R0, D_R1])
+DANA = did_murmur_from_genesis_body(encode(DANA_GENESIS_BODY))
+
+
+@dataclass
+class _Chain2:
+    """Signs consecutive v2 events of one did:murmur, linking seq/prev and kev."""
+
+    author: str
+    seq: int
+    prev: bytes
+    kev: bytes
+
+    def sign(self, signer: Identity, kind: str, body: Mapping[str, Any], ts: int) -> Event:
+        event = sign_event_v2(
+            signer,
+            author=self.author,
+            kind=kind,
+            body=body,
+            seq=self.seq + 1,
+            prev=self.prev,
+            kev=self.kev,
+            ts=ts,
+        )
+        self.seq, self.prev = event.seq, event.id
+        if kind in ("rotate", "recover"):
+            self.kev = event.id
+        return event
+
+
+def valid_v2_events() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def add(comment: str, event: Event, signer: Identity, **kw: Any) -> Event:
+        cases.append(_valid_case(comment, event, signer.seed, **kw))
+        return event
+
+    genesis = add(
+        "genesis of dana: signed by S1, next commits to N1, recovery [R0, R1]; the author "
+        "is the did:murmur of the body bytes (spec 0008 #genesis, #did-murmur)",
+        sign_genesis(D_S1, next_key=_pub(D_N1), recovery=[_pub(D_R0), _pub(D_R1)], ts=T0),
+        D_S1,
+    )
+    d = _Chain2(genesis.author, genesis.seq, genesis.id, genesis.id)
+    add(
+        "v2 post signed by S1; kev = the genesis",
+        d.sign(D_S1, "post", {"text": "hi"}, T0 + 1000),
+        D_S1,
+    )
+    add(
+        "v2 follow of a did:key by a did:murmur author",
+        d.sign(D_S1, "follow", {"subject": BOB.did}, T0 + 2000),
+        D_S1,
+    )
+    add(
+        "rotate signed by N1 (the key the genesis next commits to) to a fresh S2 and a "
+        "next committing to N2; it carries no recovery (spec 0008 #key-events)",
+        d.sign(
+            D_N1,
+            "rotate",
+            {"signing": _pub(D_S2), "next": next_key_commitment(_pub(D_N2))},
+            T0 + 3000,
+        ),
+        D_N1,
+    )
+    add(
+        "v2 post signed by S2; kev = the rotate",
+        d.sign(D_S2, "post", {"text": "new key"}, T0 + 4000),
+        D_S2,
+    )
+    dropped_body = {"text": "soon deleted"}
+    add(
+        "v2 post with its body dropped (nil): an ordinary event may travel without its "
+        "body, a key event never (spec 0008 #key-event-body)",
+        d.sign(D_S2, "post", dropped_body, T0 + 5000).without_body(),
+        D_S2,
+        original_body=dropped_body,
+    )
+    add(
+        "recover signed by R1 (position 1): new S3 and N3, and a recovery list [R1, R2] "
+        "that drops R0 (spec 0008 #key-events)",
+        d.sign(
+            D_R1,
+            "recover",
+            {
+                "signing": _pub(D_S3),
+                "next": next_key_commitment(_pub(D_N3)),
+                "recovery": [_pub(D_R1), _pub(D_R2)],
+            },
+            T0 + 6000,
+        ),
+        D_R1,
+    )
+    add(
+        "recover signed by R2 without recovery: the list at kev is kept",
+        d.sign(
+            D_R2,
+            "recover",
+            {"signing": _pub(D_S4), "next": next_key_commitment(_pub(D_N4))},
+            T0 + 7000,
+        ),
+        D_R2,
+    )
+    add(
+        "genesis with three recovery keys, the most (spec 0008 #genesis)",
+        sign_genesis(E_S, next_key=_pub(E_N), recovery=[_pub(E_R0), _pub(E_R1), _pub(E_R2)], ts=T0),
+        E_S,
+    )
+    add(
+        "genesis with one recovery key, the least",
+        sign_genesis(F_S, next_key=_pub(F_N), recovery=[_pub(F_R)], ts=T0),
+        F_S,
+    )
+    moved = add(
+        "genesis naming the did:key it moves from in `from` (spec 0008 #move)",
+        sign_genesis(AM_S, next_key=_pub(AM_N), recovery=[_pub(AM_R)], from_did=ALICE.did, ts=T0),
+        AM_S,
+    )
+    add(
+        "move: a v1 event of alice (did:key) naming her did:murmur in `to` (spec 0008 #move)",
+        sign_event(
+            ALICE, kind="move", body={"to": moved.author}, seq=10, prev=_id("alice 9"), ts=T0
+        ),
+        ALICE,
+    )
+    b = _Chain(BOB)
+    add(
+        "v1 follow of a did:murmur: bodies that name people accept either did",
+        b.sign("follow", {"subject": DANA}, T0),
+        BOB,
+    )
+    add(
+        "v1 list whose members are a did:key and a did:murmur",
+        b.sign(
+            "list",
+            {"name": "friends", "purpose": "curate", "members": [CAROL.did, DANA]},
+            T0 + 1000,
+        ),
+        BOB,
+    )
+    add(
+        "v1 label on a did:murmur",
+        b.sign("label", {"subject": DANA, "val": "bot"}, T0 + 2000),
+        BOB,
+    )
+    return cases
+
+
+def craft_v2(
+    body_bytes: bytes,
+    *,
+    signer: Identity,
+    author: str = DANA,
+    key: bytes | None = None,
+    kev: bytes | None = None,
+    sign_domain: Callable[[bytes], bytes] = signing_message_v2,
+    mutate_header: Callable[[dict[str, Any]], None] | None = None,
+    wire_body: bool = True,
+    **fields: Any,
+) -> bytes:
+    """A signed v2 wire event from a (possibly invalid) header and raw body bytes:
+    ``key`` defaults to the signer's, the signature is by the signer over ``sign_domain``."""
+    defaults: dict[str, Any] = {"seq": 2, "prev": _id("dana 1"), "ts": T0, "kind": "post", "v": 2}
+    defaults.update(fields)
+    h = header_map(author, body_bytes=body_bytes, **defaults)
+    h["key"] = _pub(signer) if key is None else key
+    h["kev"] = kev
+    if mutate_header is not None:
+        mutate_header(h)
+    header_bytes = encode(h)
+    sig = signer.sign(sign_domain(event_id(header_bytes)))
+    return wire_of(header_bytes, sig, body_bytes if wire_body else None)
+
+
+def invalid_v2_events() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+
+    def add(comment: str, wire: bytes, error: str, anchor: str) -> None:
+        doc = anchor if anchor.startswith("0") else f"0008-key-rotation.md#{anchor}"
+        cases.append(
+            {
+                "comment": comment,
+                "net": "murmur",
+                "now_ms": NOW,
+                "error": error,
+                "spec": doc,
+                "wire": wire.hex(),
+            }
+        )
+
+    kev = _id("dana key event")
+    post = encode({"text": "hi"})
+    gbody = encode(DANA_GENESIS_BODY)
+
+    def genesis(body: Mapping[str, Any] | bytes, **kw: Any) -> bytes:
+        raw = body if isinstance(body, bytes) else encode(body)
+        kw.setdefault("author", did_murmur_from_genesis_body(raw))
+        kw.setdefault("signer", D_S1)
+        kw.setdefault("kev", None)
+        return craft_v2(raw, kind="genesis", seq=1, prev=None, **kw)
+
+    def rotate(body: Mapping[str, Any], **kw: Any) -> bytes:
+        kw.setdefault("signer", D_N1)
+        return craft_v2(encode(body), kind="rotate", kev=kev, **kw)
+
+    def recover(body: Mapping[str, Any], **kw: Any) -> bytes:
+        kw.setdefault("signer", D_R0)
+        return craft_v2(encode(body), kind="recover", kev=kev, **kw)
+
+    s1, n1, r0, r1 = _pub(D_S1), next_key_commitment(_pub(D_N1)), _pub(D_R0), _pub(D_R1)
+    s2, n2 = _pub(D_S2), next_key_commitment(_pub(D_N2))
+
+    # -- the did of a genesis (#did-murmur, #validity step 1)
+    other = did_murmur_from_genesis_body(encode(_genesis_body(D_S1, D_N1, [D_R1, D_R0])))
+    add(
+        "genesis whose author is a well-formed did:murmur of another body (recovery keys "
+        "in the other order)",
+        genesis(gbody, author=other),
+        "invalid-did",
+        "did-murmur",
+    )
+    undomained = (
+        "did:murmur:"
+        + base64.b32encode(hashlib.sha256(gbody).digest()).decode().rstrip("=").lower()
+    )
+    add(
+        "genesis whose author hashes the body without the b'murmur-did-v1:' domain",
+        genesis(gbody, author=undomained),
+        "invalid-did",
+        "did-murmur",
+    )
+    add(
+        "genesis signed (key and signature) by N1, not by the signing key of its body",
+        genesis(gbody, author=DANA, signer=D_N1),
+        "invalid-did",
+        "validity",
+    )
+    add(
+        "genesis at seq 2 (prev set, kev nil): a genesis is the first event",
+        craft_v2(gbody, signer=D_S1, kind="genesis", seq=2, prev=_id("x"), kev=None),
+        "invalid-did",
+        "validity",
+    )
+    add(
+        "order: genesis of the wrong did and a bad signature -> the signature is checked "
+        "first (0008 checks follow those of 0002 §2.8)",
+        genesis(gbody, author=other, signer=D_S1, sign_domain=signing_message),
+        "invalid-signature",
+        "validity",
+    )
+
+    # -- the v2 header (#header-v2)
+    add("genesis with kev set", genesis(gbody, author=DANA, kev=kev), "bad-field", "header-v2")
+    add("v2 post with kev nil", craft_v2(post, signer=D_S1, kev=None), "bad-field", "header-v2")
+    add(
+        "v2 post with kev of 31 bytes",
+        craft_v2(post, signer=D_S1, kev=kev[:31]),
+        "bad-field",
+        "header-v2",
+    )
+    add(
+        "v2 header without key",
+        craft_v2(post, signer=D_S1, kev=kev, mutate_header=lambda h: h.pop("key")),
+        "bad-field",
+        "header-v2",
+    )
+    add(
+        "v2 header with key of 33 bytes",
+        craft_v2(post, signer=D_S1, kev=kev, key=s1 + b"\x00"),
+        "bad-field",
+        "header-v2",
+    )
+    add(
+        "v2 header with an extra key 'x'",
+        craft_v2(post, signer=D_S1, kev=kev, mutate_header=lambda h: h.update(x=1)),
+        "bad-field",
+        "header-v2",
+    )
+    add(
+        "v2 header whose author is a did:key (signed by that key over the v2 domain)",
+        craft_v2(post, signer=ALICE, author=ALICE.did, kev=kev),
+        "invalid-did",
+        "header-v2",
+    )
+    add(
+        "v1 header whose author is a did:murmur (signed by S1 over the v1 domain)",
+        craft(post, signer=D_S1, author=DANA),
+        "invalid-did",
+        "header-v2",
+    )
+
+    # -- strict did:murmur parsing (#did-murmur)
+    rest = DANA[len("did:murmur:") :]
+    padded = (
+        rest[:-1]
+        + "abcdefghijklmnopqrstuvwxyz234567"["abcdefghijklmnopqrstuvwxyz234567".index(rest[-1]) ^ 1]
+    )
+    for comment, did in (
+        ("author did:murmur in uppercase base32", "did:murmur:" + rest.upper()),
+        ("author did:murmur with 51 base32 characters", DANA[:-1]),
+        ("author did:murmur with 53 base32 characters", DANA + "a"),
+        ("author did:murmur whose last character sets a padding bit", "did:murmur:" + padded),
+        ("author did:murmur with '=' padding", DANA + "===="),
+        ("author did:murmur with '1', not in the base32 alphabet", DANA[:-1] + "1"),
+        ("author 'DID:MURMUR:' prefix in uppercase", "DID:MURMUR:" + rest),
+    ):
+        add(comment, craft_v2(post, signer=D_S1, author=did, kev=kev), "invalid-did", "did-murmur")
+    for comment, kind, body in (
+        (
+            "follow subject: a did:murmur whose last character sets a padding bit",
+            "follow",
+            {"subject": "did:murmur:" + padded},
+        ),
+        (
+            "list member: a did:murmur of 51 base32 characters",
+            "list",
+            {"name": "x", "purpose": "mute", "members": [DANA[:-1]]},
+        ),
+        (
+            "label subject: a did:murmur with a trailing newline",
+            "label",
+            {"subject": DANA + "\n", "val": "bot"},
+        ),
+    ):
+        add(comment, craft(encode(body), signer=BOB, kind=kind), "bad-field", "did-murmur")
+
+    # -- genesis bodies (#genesis, #distinct-keys)
+    for comment, body, anchor in (
+        ("genesis without recovery", {"signing": s1, "next": n1}, "genesis"),
+        ("genesis with 0 recovery keys", {"signing": s1, "next": n1, "recovery": []}, "genesis"),
+        (
+            "genesis with 4 recovery keys",
+            {"signing": s1, "next": n1, "recovery": [r0, r1, _pub(D_R2), _pub(D_S3)]},
+            "genesis",
+        ),
+        (
+            "genesis with a recovery key of 31 bytes",
+            {"signing": s1, "next": n1, "recovery": [r0[:31]]},
+            "genesis",
+        ),
+        (
+            "genesis with signing of 31 bytes",
+            {"signing": s1[:31], "next": n1, "recovery": [r0]},
+            "genesis",
+        ),
+        ("genesis without next", {"signing": s1, "recovery": [r0]}, "genesis"),
+        (
+            "genesis whose signing key is also a recovery key",
+            {"signing": s1, "next": n1, "recovery": [r0, s1]},
+            "distinct-keys",
+        ),
+        (
+            "genesis with the same recovery key twice",
+            {"signing": s1, "next": n1, "recovery": [r0, r0]},
+            "distinct-keys",
+        ),
+        (
+            "genesis whose next commits to its own signing key (N = S)",
+            {"signing": s1, "next": next_key_commitment(s1), "recovery": [r0]},
+            "distinct-keys",
+        ),
+        (
+            "genesis whose next commits to one of its recovery keys",
+            {"signing": s1, "next": next_key_commitment(r1), "recovery": [r0, r1]},
+            "distinct-keys",
+        ),
+        (
+            "genesis whose `from` is a did:murmur, not a did:key",
+            {"signing": s1, "next": n1, "recovery": [r0], "from": DANA},
+            "move",
+        ),
+    ):
+        add(comment, genesis(body), "bad-field", anchor)
+
+    # -- rotate and recover bodies (#key-events)
+    add(
+        "rotate carrying recovery: a rotate cannot change who may recover",
+        rotate({"signing": s2, "next": n2, "recovery": [r0]}),
+        "bad-field",
+        "key-events",
+    )
+    add("rotate without next", rotate({"signing": s2}), "bad-field", "key-events")
+    add(
+        "rotate whose new signing key is N1, the key that signed it (N signs one rotate "
+        "and is destroyed)",
+        rotate({"signing": _pub(D_N1), "next": n2}),
+        "bad-field",
+        "key-events",
+    )
+    add(
+        "rotate whose new next commits to N1, the key that signed it",
+        rotate({"signing": s2, "next": n1}),
+        "bad-field",
+        "key-events",
+    )
+    add(
+        "recover with an empty recovery list",
+        recover({"signing": s2, "next": n2, "recovery": []}),
+        "bad-field",
+        "key-events",
+    )
+    add(
+        "recover whose new signing key is R0, the recovery key that signed it",
+        recover({"signing": r0, "next": n2}),
+        "bad-field",
+        "key-events",
+    )
+    add(
+        "recover whose new signing key is also in its new recovery list",
+        recover({"signing": s2, "next": n2, "recovery": [r1, s2]}),
+        "bad-field",
+        "distinct-keys",
+    )
+
+    # -- move (#move)
+    add(
+        "move whose `to` is a did:key",
+        craft(encode({"to": BOB.did}), kind="move"),
+        "bad-field",
+        "move",
+    )
+    add("move without `to`", craft(encode({}), kind="move"), "bad-field", "move")
+
+    # -- signature (#signature-v2)
+    add(
+        "v2 signature over the v1 domain b'murmur-event-v1:' + id",
+        craft_v2(post, signer=D_S1, kev=kev, sign_domain=signing_message),
+        "invalid-signature",
+        "signature-v2",
+    )
+    add(
+        "v2 signature by S1 while the header's key is S2",
+        craft_v2(post, signer=D_S1, key=s2, kev=kev),
+        "invalid-signature",
+        "signature-v2",
+    )
+    add(
+        "v2 signature over the bare id",
+        craft_v2(post, signer=D_S1, kev=kev, sign_domain=lambda eid: eid),
+        "invalid-signature",
+        "signature-v2",
+    )
+
+    # -- key events keep their bodies (#key-event-body)
+    add(
+        "genesis without its body (nil): its did and keys cannot be checked",
+        genesis(gbody, author=DANA, wire_body=False),
+        "body-required",
+        "key-event-body",
+    )
+    add(
+        "rotate without its body (nil)",
+        rotate({"signing": s2, "next": n2}, wire_body=False),
+        "body-required",
+        "key-event-body",
+    )
+    return cases
+
+
 # -- files ------------------------------------------------------------------------------
 
 
@@ -1008,6 +1514,22 @@ def render() -> dict[str, str]:
             "decode(hex) == value. invalid: decode(hex) fails with `error` under the "
             "generic decode bounds of spec 0002 §2.3.",
             encoding_vectors(),
+        ),
+        "events-v2-valid.json": _doc(
+            "Valid events of spec 0008 (v2 headers of did:murmur authors, key events, "
+            "moves, did:murmur in bodies). decode_event(wire, net, now_ms, allow_v2=True) "
+            "accepts each; signing the header fields and body with seed (sign_event for "
+            "v: 1, sign_event_v2 for v: 2, whose author and kev come from the header) "
+            "reproduces header_bytes, id, sig and wire byte for byte. A genesis's author "
+            "is the did:murmur of its body_bytes.",
+            valid_v2_events(),
+        ),
+        "events-v2-invalid.json": _doc(
+            "Invalid events of spec 0008. decode_event(wire, net, now_ms, allow_v2=True) "
+            "rejects each with exactly the error code `error`; `spec` names the "
+            "requirement. Signatures are valid unless the case is about the signature. "
+            "None of these checks needs a key state (that is key-histories.json).",
+            invalid_v2_events(),
         ),
         "chain.json": _doc(
             "Per-author chain analysis (spec 0002 §2.9): a set of (seq, id, prev) of one "

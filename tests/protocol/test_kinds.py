@@ -1,4 +1,4 @@
-"""v1 kinds and their body schemas (spec 0003)."""
+"""Kinds and their body schemas (spec 0003; key events, move and did:murmur, spec 0008)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import pytest
 
 from protocol import kinds
 from protocol.errors import BadFieldError
-from protocol.identity import Identity
+from protocol.identity import Identity, did_murmur_from_genesis_body, next_key_commitment
 
 ID = b"\x11" * 32
 DID = Identity.from_seed(bytes(32)).did
 DID2 = Identity.from_seed(b"\x02" * 32).did
+MURMUR = did_murmur_from_genesis_body(b"\x80")
+K1, K2, K3, K4, K5 = (Identity.from_seed(bytes([n]) * 32).public.raw for n in range(0x50, 0x55))
+NEXT = next_key_commitment(K5)
 
 VALID: list[tuple[str, dict[str, Any]]] = [
     ("profile", {}),
@@ -31,6 +34,17 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("list", {"name": "trolls", "purpose": "mute", "members": [DID, DID2]}),
     ("list", {"name": "friends", "purpose": "curate", "members": []}),
     ("some.new-kind", {"whatever": b"\x00"}),
+    # spec 0008: people may be named by a did:murmur; key events and move
+    ("follow", {"subject": MURMUR}),
+    ("unfollow", {"subject": MURMUR}),
+    ("label", {"subject": MURMUR, "val": "bot"}),
+    ("list", {"name": "x", "purpose": "curate", "members": [DID, MURMUR]}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2]}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2, K3, K4], "from": DID}),
+    ("rotate", {"signing": K1, "next": NEXT}),
+    ("recover", {"signing": K1, "next": NEXT}),
+    ("recover", {"signing": K1, "next": NEXT, "recovery": [K2, K3]}),
+    ("move", {"to": MURMUR}),
 ]
 
 INVALID: list[tuple[str, dict[str, Any]]] = [
@@ -65,6 +79,29 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("list", {"name": "x", "purpose": "mute", "members": ["nobody"]}),
     ("list", {"name": "x", "purpose": "mute", "members": [DID] * 1001}),
     ("list", {"name": "x", "purpose": "mute"}),
+    # spec 0008 #did-murmur, #genesis, #distinct-keys, #key-events, #move
+    ("follow", {"subject": MURMUR.upper()}),
+    ("list", {"name": "x", "purpose": "mute", "members": [MURMUR, MURMUR]}),
+    ("genesis", {"signing": K1, "next": NEXT}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": []}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2, K3, K4, K5]}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": K2}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2[:31]]}),
+    ("genesis", {"signing": K1, "next": NEXT[:31], "recovery": [K2]}),
+    ("genesis", {"signing": "K1", "next": NEXT, "recovery": [K2]}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2, K1]}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2, K2]}),
+    ("genesis", {"signing": K1, "next": next_key_commitment(K1), "recovery": [K2]}),
+    ("genesis", {"signing": K1, "next": next_key_commitment(K2), "recovery": [K2]}),
+    ("genesis", {"signing": K1, "next": NEXT, "recovery": [K2], "from": MURMUR}),
+    ("rotate", {"signing": K1}),
+    ("rotate", {"signing": K1, "next": NEXT, "recovery": [K2]}),
+    ("rotate", {"signing": K1, "next": next_key_commitment(K1)}),
+    ("recover", {"signing": K1, "next": NEXT, "recovery": []}),
+    ("recover", {"signing": K1, "next": NEXT, "recovery": [K1]}),
+    ("move", {}),
+    ("move", {"to": DID}),
+    ("move", {"to": MURMUR + " "}),
 ]
 
 
@@ -98,6 +135,12 @@ def test_v1_kinds_are_the_spec_table() -> None:
     )
     assert all(kinds.is_known_kind(k) for k in kinds.V1_KINDS)
     assert not kinds.is_known_kind("poll")
+
+
+def test_0008_kinds_are_known_and_key_events_are_three() -> None:
+    assert all(kinds.is_known_kind(k) for k in ("genesis", "rotate", "recover", "move"))
+    assert kinds.KEY_EVENT_KINDS == {"genesis", "rotate", "recover"}
+    assert kinds.is_key_event_kind("rotate") and not kinds.is_key_event_kind("move")
 
 
 def test_body_must_be_a_map() -> None:
