@@ -3,8 +3,7 @@
 Runs on the store's single writer thread. Per event: skip duplicates (by id), fill in
 the body of a held body-less event that no deletion explains (spec 0004 #body-fill),
 refuse a body-less copy that no deletion explains (``body-required``, spec 0004
-#bodyless), refuse a ``delete`` whose known target belongs to someone else
-(``not-author``), insert the row (without its body if the author already deleted it:
+#bodyless), insert the row (without its body if the author already deleted it:
 a tombstone), flag forks, then apply the body's effects — reply index, label index,
 latest profile, and for a ``delete`` the tombstone plus dropping the target's body.
 Deletions are final: a later re-delivery of the target is a duplicate or is stored
@@ -25,7 +24,7 @@ from typing import Any
 from node.store.base import WriteResult
 from protocol import kinds
 from protocol.encoding import decode
-from protocol.errors import BodyRequiredError, NotAuthorError
+from protocol.errors import BodyRequiredError
 from protocol.events import Event
 
 __all__ = ["BatchStats", "apply_batch_sync"]
@@ -121,8 +120,7 @@ def _apply_body(
         if held is not None and held[0] == kinds.DELETE:
             return  # a delete of a delete has no effect (spec 0003 #delete-of-delete)
         if held is not None and held[1] != ev.author:
-            # Another author's event: no effect (spec 0003 #delete). Ingest refuses such
-            # a delete (`not-author`); this is a held one completed by a full copy.
+            # Another author's event: stored, with no effect (spec 0004 #not-author).
             return
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (target, author, delete_id) VALUES (?,?,?)",
@@ -184,15 +182,6 @@ def _apply_one(
                 "a body-less copy is stored only after the author's delete of it"
             ),
         )
-    if kind == kinds.DELETE and ev.body is not None:
-        target_author = conn.execute(
-            "SELECT author FROM events WHERE id = ?", (ev.body["target"],)
-        ).fetchone()
-        if target_author is not None and target_author[0] != author:
-            return WriteResult(
-                status="rejected",
-                error=NotAuthorError("only the author of an event may delete it"),
-            )
     body_bytes = None if tombstoned else ev.body_bytes
     root, parent = (None, None) if tombstoned else _reply_of(ev)
     if not known_author:

@@ -371,3 +371,26 @@ def test_completing_a_strangers_delete_has_no_effect_on_the_target(
         labels = probe.http.get("/v1/labels", params={"labeler": alice.did}).json()["labels"]
         assert [entry["event"]["id"] for entry in labels] == [label.id.hex()]
     adv_tally.add("stripped-copy")
+
+
+def test_a_strangers_delete_leaves_no_lasting_difference_between_nodes(
+    cluster: Cluster, adv_tally: Tally
+) -> None:
+    """spec 0004 #not-author: mallory's delete of alice's post reaches node a before the
+    post and node b after it. Both nodes end with the same set (the delete stored,
+    with no effect) and alice's text; before, b refused the delete forever and every
+    reconciliation fetched it again."""
+    cluster.port("a"), cluster.port("b")
+    a = cluster.start("a")
+    b = cluster.start("b")
+    alice, mallory = Chain(), Chain()
+    post = alice.sign("post", {"text": "still mine"})
+    delete = mallory.sign("delete", {"target": post.id})
+    with Probe(a) as pa, Probe(b) as pb:
+        assert [r["status"] for r in pa.ingest(delete.wire, post.wire)] == ["accepted"] * 2
+        assert [r["status"] for r in pb.ingest(post.wire)] == ["accepted"]
+        assert [r["status"] for r in pb.ingest(delete.wire)] == ["accepted"]
+        for probe in (pa, pb):
+            assert probe.stored(delete.id)
+            assert probe.event(post.id)["body"] == {"text": "still mine"}
+    adv_tally.add("delete", 2)
