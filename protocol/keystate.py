@@ -20,6 +20,10 @@ never verifies a signature (that is 0002 §2.8 / 0008 §8.3 and needs no key sta
 - :func:`resolve`: §8.6 and §8.7 — a pure function of the *set* of one author's events
   held, linear in their number (one pass to index, one continuity check each, one walk
   back per canonical epoch over the ``prev`` links it endorses).
+- :func:`key_event_of`, :func:`link_of`, :func:`input_of`: the one mapping from a
+  decoded v2 event (:class:`protocol.events.Event`) to these inputs, as nodes, clients
+  and the key-history vectors use it. They read only header fields and, for key
+  events, the body's keys; this module still imports nothing of the encoding.
 
 Errors are those of :mod:`protocol.errors`: ``unauthorized-key`` (not retryable),
 ``unknown-key-event`` (retryable), ``bad-kev``, and ``bad-field`` for the cross-state
@@ -33,14 +37,18 @@ import hashlib
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from protocol.errors import (
     BadFieldError,
     BadKevError,
+    BodyRequiredError,
     UnauthorizedKeyError,
     UnknownKeyEventError,
 )
+
+if TYPE_CHECKING:  # only for annotations: keystate stays independent of the encoding
+    from protocol.events import Event
 
 __all__ = [
     # states and the rules on them (spec 0008 §8.2, §8.4)
@@ -55,9 +63,12 @@ __all__ = [
     "entitlement",
     "next_commitment",
     "successor_state",
-    # events as the key logic sees them
+    # events as the key logic sees them, and from decoded events
     "KeyEvent",
     "Link",
+    "input_of",
+    "key_event_of",
+    "link_of",
     # validity against held state (§8.5)
     "check_continuity",
     "check_event",
@@ -305,6 +316,85 @@ class Link:
         if self.kev is None:
             raise ValueError("an ordinary event of a did:murmur author has a kev")
         _check_link_fields(self.id, self.seq, self.prev, self.kev, self.key)
+
+
+# -- from decoded events -------------------------------------------------------------------
+
+
+def _v2_fields(event: Event) -> tuple[bytes, bytes | None]:
+    key, kev = event.key, event.kev
+    if key is None:
+        # 0008 #v1-key-kinds: a v1 event (did:key author) is in no key history, whatever
+        # its kind: handing one to the key logic is the caller's mistake, not a code.
+        raise ValueError("a v1 event has no key state (spec 0008 #v1-key-kinds)")
+    return key, kev
+
+
+def link_of(event: Event) -> Link:
+    """The :class:`Link` of a decoded v2 ordinary event (its body is not needed)."""
+    key, kev = _v2_fields(event)
+    if kev is None:  # unreachable for a decoded event: only a genesis has kev nil
+        raise ValueError("an ordinary v2 event has a kev")
+    return Link(id=event.id, seq=event.seq, prev=event.prev, kev=kev, kind=event.kind, key=key)
+
+
+def key_event_of(
+    event: Event,
+    key_events: Mapping[bytes, KeyEvent],
+    *,
+    not_key_events: Container[bytes] = frozenset(),
+) -> KeyEvent:
+    """The :class:`KeyEvent` of a decoded v2 ``genesis``, ``rotate`` or ``recover``.
+
+    A genesis's state is its body. A ``rotate`` (and a ``recover`` without
+    ``recovery``) inherits the recovery list of the state at its ``kev``
+    (:func:`successor_state`, §8.4), so building one needs that key event held: when it
+    is not, this raises what :func:`check_event` would for the event, i.e.
+    :class:`UnknownKeyEventError` (retryable) or, when ``kev`` is one of
+    ``not_key_events``, :class:`BadKevError`. A body-less key event is
+    :class:`BodyRequiredError` (0008 #key-event-body; :func:`protocol.decode_event`
+    refuses it already). Does not run :func:`check_event`.
+    """
+    key, kev = _v2_fields(event)
+    body = event.body
+    if event.kind not in KEY_EVENT_KINDS:
+        raise ValueError(f"{event.kind!r} is not a key event kind")
+    if body is None:
+        raise BodyRequiredError(f"a {event.kind} is never body-less (0008 #key-event-body)")
+    recovery = body.get("recovery")
+    new_recovery = None if recovery is None else tuple(recovery)
+    if event.kind == GENESIS:
+        assert new_recovery is not None  # noqa: S101 — required by the genesis schema
+        new = KeyState(signing=body["signing"], next=body["next"], recovery=new_recovery)
+    else:
+        assert kev is not None  # noqa: S101 — HeaderV2: kev is nil iff genesis
+        base = key_events.get(kev)
+        if base is None:
+            if kev in not_key_events:
+                raise BadKevError("kev names an event that is not a key event of this author")
+            raise UnknownKeyEventError("kev names a key event not held yet")
+        new = successor_state(
+            base.state,
+            kind=event.kind,
+            signing=body["signing"],
+            next=body["next"],
+            recovery=new_recovery,
+        )
+    return KeyEvent(
+        id=event.id, seq=event.seq, prev=event.prev, kev=kev, kind=event.kind, key=key, state=new
+    )
+
+
+def input_of(
+    event: Event,
+    key_events: Mapping[bytes, KeyEvent],
+    *,
+    not_key_events: Container[bytes] = frozenset(),
+) -> KeyEvent | Link:
+    """:func:`key_event_of` for a key event, :func:`link_of` for any other v2 event."""
+    if event.kind in KEY_EVENT_KINDS:
+        return key_event_of(event, key_events, not_key_events=not_key_events)
+    return link_of(event)
 
 
 # -- validity against held state (§8.5) -----------------------------------------------------

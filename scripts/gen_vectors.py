@@ -51,6 +51,10 @@ from protocol.identity import (  # noqa: E402
 )
 from protocol.limits import FUTURE_SKEW_MS, MAX_TEXT_BYTES, MAX_TS, MAX_WIRE_BYTES  # noqa: E402
 
+if str(ROOT / "scripts") not in sys.path:  # the sibling module of the key histories
+    sys.path.insert(0, str(ROOT / "scripts"))
+from key_history_vectors import key_history_cases, keys_json  # noqa: E402
+
 VECTORS = ROOT / "specs" / "vectors"
 
 #: 2026-01-01T00:00:00Z: every event is stamped relative to this, never the wall clock.
@@ -1536,6 +1540,24 @@ def render() -> dict[str, str]:
             "author gives head_seq, head_id, max_seq, gaps, forks and broken_links.",
             chain_vectors(),
         ),
+        "key-histories.json": {
+            **_doc(
+                "Key histories of spec 0008: one did:murmur author's wire events per case "
+                "(hex). Decode each with decode_event(wire, net, now_ms, allow_v2=True); "
+                "`verdict` is §8.5 steps 1-4 against the key events the case holds "
+                "(`accepted`, or the code: unauthorized-key, unknown-key-event, bad-kev, "
+                "bad-field; `no-effect` for a v1 event, in no key history). The accepted "
+                "events give `path` (key event ids, genesis first), `dispute` (null, or "
+                "the branch point, null for the virtual root of the geneses, and the "
+                "contenders) and per event `status`, `revoked_by` (an id or null) and "
+                "`reason` (the rule's code when a rule, not a key event, revoked it). "
+                "Ingesting the events in any order of `arrival_orders` (retrying "
+                "unknown-key-event) gives the same verdicts and statuses. `keys` names "
+                "every key (seed = sha256('murmur key-histories v1:' + name)).",
+                key_history_cases(),
+            ),
+            "keys": keys_json(),
+        },
     }
     return {
         name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in docs.items()
