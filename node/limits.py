@@ -1,10 +1,12 @@
 """Request limits: per-IP token bucket, global admission gate, bounded body reading,
 encoding refusal.
 
-The rate limiter keys on the transport's peer address (``request.remote``); it does
-not trust ``X-Forwarded-For`` (spec 0004 §limits). It tracks at most ``max_ips``
-addresses, evicting the least recently seen, so a scan of many addresses cannot grow
-memory. Time comes from the injected clock, so tests control it.
+Every per-address limit (the rate limiter, the admission gate's share, the stream
+slots, the announcement bucket) keys on :func:`client_address` of the transport's peer
+address (``request.remote``); none trusts ``X-Forwarded-For`` (spec 0004
+#client-address). The rate limiter tracks at most ``max_ips`` addresses, evicting the
+least recently seen, so a scan of many addresses cannot grow memory. Time comes from
+the injected clock, so tests control it.
 
 The per-IP bucket cannot bound the node's memory on its own: many addresses (or one
 generous limit) can still have any number of bodies in flight at once. The
@@ -22,6 +24,7 @@ than the limit plus one chunk.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,6 +48,7 @@ __all__ = [
     "AdmissionGate",
     "RateLimiter",
     "check_content_length",
+    "client_address",
     "read_body",
     "read_json",
     "refuse_encodings",
@@ -57,6 +61,26 @@ ADMISSION_RETRY_AFTER_S = 1
 #: The most of the gate's request slots, and of its bytes, one client address may hold.
 ADMISSION_REQUEST_SHARE = 0.25
 ADMISSION_BYTE_SHARE = 0.5
+
+
+def client_address(remote: str | None) -> str:
+    """The key of every per-address limit for a client at IP ``remote`` (spec 0004
+    #client-address): an IPv4 address is itself, and so is an IPv4-mapped IPv6 one (a
+    dual-stack socket); any other IPv6 address is its /64 network (``2001:db8::/64``),
+    since one host or subscriber is routinely given a whole /64 and would otherwise
+    hold any number of keys. ``"unknown"`` when the transport has no address."""
+    if remote is None:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote  # not an IP (a Unix socket path): itself
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    # From the integer: a scope id (``fe80::1%eth0``) cannot get in the way.
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 class RateLimiter:

@@ -23,6 +23,7 @@ from node.limits import (
     ADMISSION_RETRY_AFTER_S,
     BodyTimeoutError,
     TransferCodingError,
+    client_address,
     refuse_encodings,
 )
 from node.state import CONFIG, GATE, LIMITER, METRICS
@@ -74,9 +75,11 @@ def _from_protocol(exc: ProtocolError) -> web.Response:
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     route = _route_name(request)
+    # One key for every per-address limit (spec 0004 #client-address): an IPv6 /64.
+    address = client_address(request.remote)
     if route not in _UNLIMITED:
         try:
-            app[LIMITER].take(request.remote or "unknown")
+            app[LIMITER].take(address)
         except RateLimitedError:
             app[METRICS].rate_limited += 1
             raise
@@ -87,7 +90,6 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     # What the body may occupy: its declared length, else the most any body may be.
     declared = request.content_length
     size = declared if declared is not None else app[CONFIG].limits.max_request_bytes
-    address = request.remote or "unknown"
     gate.admit(size, address)  # 503 before a byte of the body is read
     try:
         return await _within_deadline(request, handler, route)

@@ -20,7 +20,6 @@ slot is held forever.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from node.api.params import MAX_CURSOR
+from node.limits import client_address
 from protocol.errors import BadRequestError, RateLimitedError, UnavailableError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ __all__ = [
     "STREAM_RETRY_AFTER_S",
     "StreamHub",
     "Subscription",
-    "client_address",
+    "client_address",  # defined in node.limits: one key for every per-address limit
     "parse_start_cursor",
     "sse_frame",
 ]
@@ -73,10 +73,12 @@ class StreamHub:
 
     It also hands out the stream slots (spec 0004 §stream-slots): ``max_subscribers``
     in all, of which ``peer_reserve`` only streams from a working peer's address may
-    take; at most ``max_per_address`` from one address (plus one per working peer
-    there). When the general slots are all taken, a newcomer evicts the oldest stream
-    of the address holding the most of them, if that address holds at least two more
-    than the newcomer does; otherwise it is refused.
+    take, at most one per working peer there (a peer needs one stream); every other
+    stream of an address is a general one, at most ``max_per_address`` of them. When
+    the general slots are all taken, a newcomer evicts the oldest general stream of
+    the address holding the most of them, if that address holds at least two more
+    than the newcomer; otherwise it is refused. Addresses are :func:`client_address`
+    keys (an IPv6 /64 is one).
     """
 
     def __init__(
@@ -130,24 +132,29 @@ class StreamHub:
         return True
 
     def join(self, address: str, *, peers: int = 0) -> Subscription:
-        """A slot for a stream from ``address``, where ``peers`` working peers of this
-        node are; ``RateLimitedError`` (429) past the address's share,
-        ``UnavailableError`` (503) when no slot is left."""
+        """A slot for a stream from ``address`` (a :func:`client_address` key), where
+        ``peers`` working peers of this node are; ``RateLimitedError`` (429) past the
+        address's share, ``UnavailableError`` (503) when no slot is left."""
         if self.closing:
             raise UnavailableError("node is shutting down")
         mine = self._by_address.get(address, [])
-        share = self.max_per_address + peers
-        if len(mine) >= share:
+        reserved_here = sum(1 for s in mine if s.reserved)
+        general_here = len(mine) - reserved_here
+        # One reserved slot per working peer at most: a peer needs one stream, and
+        # reserved slots are never evicted, so an address that got into the table
+        # (a trivial fake node answers /v1/info) must not take more of them.
+        if reserved_here < peers and self.reserved < self.peer_reserve:
+            reserved = True
+        elif general_here >= self.max_per_address:
             raise RateLimitedError(
-                f"{len(mine)} streams open from this address (at most {share})",
+                f"{len(mine)} streams open from this address (at most"
+                f" {self.max_per_address} besides one per working peer there)",
                 retry_after=STREAM_RETRY_AFTER_S,
             )
-        if peers and self.reserved < self.peer_reserve:
-            reserved = True
         elif self.general < self.general_slots:
             reserved = False
         else:
-            victim = self._heaviest_oldest(len(mine))
+            victim = self._heaviest_oldest(general_here)
             if victim is None:
                 raise UnavailableError("too many stream subscribers; retry later")
             self._evict(victim)
@@ -177,7 +184,8 @@ class StreamHub:
 
     def _heaviest_oldest(self, newcomer_holds: int) -> Subscription | None:
         """The oldest general-pool stream of the address holding the most of them (the
-        oldest such stream on a tie), if it holds at least two more than the newcomer."""
+        oldest such stream on a tie), if it holds at least two more than the newcomer
+        holds general slots."""
         best: list[Subscription] = []
         for subs in self._by_address.values():
             general = [s for s in subs if not s.reserved]
@@ -215,17 +223,3 @@ def sse_frame(ev: StoredEvent, event_obj: dict[str, object]) -> bytes:
     """One SSE message: ``id`` is the cursor, ``data`` the event's JSON form."""
     data = json.dumps({"cursor": ev.cursor, "event": event_obj}, separators=(",", ":"))
     return f"id: {ev.cursor}\nevent: event\ndata: {data}\n\n".encode()
-
-
-def client_address(remote: str | None) -> str:
-    """The client's address as the stream slots count it: an IPv4-mapped IPv6 address
-    (a dual-stack socket) is its IPv4 address, so one client is one key."""
-    if remote is None:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(remote)
-    except ValueError:
-        return remote
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)

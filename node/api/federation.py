@@ -9,9 +9,8 @@ from aiohttp import web
 
 from node.api.render import respond
 from node.federation.sync import SYNC_CONTENT_TYPE
-from node.limits import read_body, read_json
+from node.limits import client_address, read_body, read_json
 from node.state import ANNOUNCE_LIMITER, CONFIG, FEDERATION, METRICS
-from node.stream import client_address
 from protocol import jsontext
 from protocol.errors import (
     BadRequestError,

@@ -9,8 +9,9 @@ from aiohttp import web
 
 from node.api.params import did_list, kind_list, list_param
 from node.api.render import event_json
+from node.limits import client_address
 from node.state import CONFIG, FEDERATION, HUB, METRICS, STORE
-from node.stream import PAGE, client_address, parse_start_cursor, sse_frame
+from node.stream import PAGE, parse_start_cursor, sse_frame
 from protocol.errors import RateLimitedError
 
 __all__ = ["stream"]

@@ -48,7 +48,14 @@ from node.federation.outbound import (
     open_stream,
     peer_origin,
 )
-from node.federation.peers import UNTRIED_PROBES, Peer, PeerState, PeerTable, Score
+from node.federation.peers import (
+    GOSSIP_NEW_PER_ROUND,
+    UNTRIED_PROBES,
+    Peer,
+    PeerState,
+    PeerTable,
+    Score,
+)
 from node.federation.sse import SseMessage, SseParser, stream_event
 from node.federation.sync import (
     MAX_FRAME_BYTES,
@@ -256,11 +263,13 @@ class Federation:
     def peers_json(self) -> list[dict[str, Any]]:
         return self.table.to_json()
 
-    def consider(self, raw_url: str, *, via: str) -> str:
+    def consider(self, raw_url: str, *, via: str, by_gossip: bool = False) -> str:
         """A peer URL learnt from ``via`` (gossip or an announcement): add it if new.
 
         Returns ``"added"``, ``"known"``, ``"full"`` or ``"ignored"`` (peer exchange off).
-        Raises ``ValueError`` for a URL that is not an http(s) origin.
+        Raises ``ValueError`` for a URL that is not an http(s) origin. A URL learnt by
+        gossip (not rate-limited like announcements) replaces only an untried peer
+        whose first probe finished or whose grace ran out (spec 0005 #peer-eviction).
         """
         url = peer_origin(raw_url)
         if not self.config.federation.peer_exchange:
@@ -274,7 +283,9 @@ class Federation:
             # Full: the oldest peer that never worked makes room (spec 0005
             # #peer-eviction), so dead URLs named by anyone cannot keep working
             # peers out; a table of peers that all worked once stays as it is.
-            victim = self.table.untried_victim()
+            victim = self.table.untried_victim(
+                by_gossip_at_ms=self._now() if by_gossip else None
+            )
             if victim is None or len(self.table) - 1 >= self.table.max_peers:
                 return "full"
             self._replace(victim, by=url)
@@ -842,7 +853,8 @@ class Federation:
             await asyncio.gather(*(self.gossip_with(p) for p in live))
 
     async def gossip_with(self, peer: Peer) -> int:
-        """Ask ``peer`` for its peers; consider the live ones. Returns how many were added."""
+        """Ask ``peer`` for its peers; consider the live ones, adding at most
+        ``GOSSIP_NEW_PER_ROUND`` (spec 0005 #peer-eviction). Returns how many were added."""
         try:
             _, body = await fetch(
                 self.client, "GET", f"{peer.url}/v1/peers", policy=self.policy, max_bytes=256 * 1024
@@ -864,13 +876,15 @@ class Federation:
             return 0
         added = 0
         for entry in entries[:_GOSSIP_TAKE]:
+            if added >= GOSSIP_NEW_PER_ROUND:
+                break  # one answer cannot flood the table; the rest, next round
             if not isinstance(entry, dict) or entry.get("state") != "live":
                 continue
             url = entry.get("url")
             if not isinstance(url, str) or len(url) > 2048:
                 continue
             try:
-                if self.consider(url, via=peer.url) == "added":
+                if self.consider(url, via=peer.url, by_gossip=True) == "added":
                     added += 1
             except ValueError:
                 continue

@@ -23,6 +23,8 @@ from node.store.base import PeerRecord
 __all__ = [
     "DROP_AFTER_FAILURES",
     "DROP_SCORE",
+    "GOSSIP_GRACE_MS",
+    "GOSSIP_NEW_PER_ROUND",
     "SCORE_MAX",
     "SCORE_MIN",
     "UNTRIED_PROBES",
@@ -42,6 +44,13 @@ DROP_AFTER_FAILURES: Final = 8
 #: Probes of gossip peers that never worked run at most this many at once: the URLs
 #: of announcements and gossip are named by anyone (spec 0005 #peer-eviction).
 UNTRIED_PROBES: Final = 4
+#: A URL learnt by gossip may replace an untried peer only once that peer's first
+#: probe has finished, or this long after it was added: a live hostile peer must not
+#: push out, by naming dead URLs, a newcomer announced a moment ago (spec 0005
+#: #peer-eviction).
+GOSSIP_GRACE_MS: Final = 300_000
+#: At most this many new URLs are added from one peer's gossip answer (one round).
+GOSSIP_NEW_PER_ROUND: Final = 2
 
 
 class Score(float, enum.Enum):
@@ -169,11 +178,23 @@ class PeerTable:
         self._peers[peer.url] = peer
         return True
 
-    def untried_victim(self) -> Peer | None:
+    def untried_victim(self, *, by_gossip_at_ms: int | None = None) -> Peer | None:
         """The peer a newcomer may replace in a full table (spec 0005 #peer-eviction):
         the oldest gossip peer that never worked (no stream opened, no sync completed).
-        Static peers, and peers that ever worked, are never replaced this way."""
-        untried = [p for p in self._peers.values() if p.source != "static" and p.last_ok_ms is None]
+        Static peers, and peers that ever worked, are never replaced this way. For a
+        URL learnt by gossip at ``by_gossip_at_ms``, only a peer whose first probe has
+        finished, or that was added ``GOSSIP_GRACE_MS`` before, may be replaced."""
+        untried = [
+            p
+            for p in self._peers.values()
+            if p.source != "static"
+            and p.last_ok_ms is None
+            and (
+                by_gossip_at_ms is None
+                or _probed(p)
+                or by_gossip_at_ms - p.added_ms >= GOSSIP_GRACE_MS
+            )
+        ]
         # On a tie, the first added (``min`` keeps the first of equal keys).
         return min(untried, key=lambda p: p.added_ms, default=None)
 
@@ -213,3 +234,13 @@ class PeerTable:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in sorted(self._peers.values(), key=lambda p: p.url)]
+
+
+def _probed(peer: Peer) -> bool:
+    """Has a probe of ``peer`` finished? Every outcome leaves a mark: a failure is
+    counted, a success makes it reachable, itself or a twin."""
+    return (
+        peer.failures > 0
+        or peer.reachable
+        or peer.state in (PeerState.SELF, PeerState.DUPLICATE, PeerState.REFUSED)
+    )

@@ -19,10 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from node.config import NodeLimits
 from node.federation.outbound import peer_origin
-from node.federation.peers import Peer, PeerState, Score
+from node.federation.peers import (
+    GOSSIP_GRACE_MS,
+    GOSSIP_NEW_PER_ROUND,
+    Peer,
+    PeerState,
+    Score,
+)
 from node.federation.sync import reconcile_with
 from node.state import HUB
 from node.store.sqlite import SqliteStore
@@ -32,6 +39,7 @@ from protocol.negentropy import Negentropy, NegentropyStorage
 from tests.node.conftest import MSGPACK, Clock, b64, new_author
 from tests.node.fed_fixtures import (
     Cluster,
+    FakePeer,
     FedNode,
     closed_port,
     fed_config,
@@ -734,3 +742,61 @@ async def test_private_peer_is_refused_without_a_request(cluster: Cluster) -> No
     assert entry is not None and entry["state"] == "refused"
     assert entry["last_error"] == "peer-forbidden-address"
     assert sum(fake.hits.values()) == 0
+
+
+#: 64 URLs where nothing listens (connections to them are refused at once).
+_DEAD = tuple(f"http://127.0.0.1:{port}" for port in range(1, 65))
+
+
+class _DeadGossip(FakePeer):
+    """A live peer whose ``GET /v1/peers`` names 64 dead URLs, all "live"."""
+
+    async def _get_peers(self, request: web.Request) -> web.Response:
+        entries = [{"url": url, "state": "live"} for url in _DEAD]
+        return web.json_response({"node_id": self.node_id, "url": None, "peers": entries})
+
+
+async def test_gossip_adds_a_few_urls_a_round(cluster: Cluster) -> None:
+    """spec 0005 #peer-eviction: one gossip answer adds at most GOSSIP_NEW_PER_ROUND."""
+    a = await cluster.start("a", max_peers=64)
+    hostile = await _DeadGossip().start()
+    try:
+        added = await a.fed.gossip_with(Peer(url=hostile.url, source="static"))
+        assert added == GOSSIP_NEW_PER_ROUND
+        assert len(a.fed.table) == GOSSIP_NEW_PER_ROUND
+    finally:
+        await hostile.close()
+
+
+async def test_gossip_cannot_evict_a_newcomer_before_its_first_probe(
+    cluster: Cluster, clock: Clock
+) -> None:
+    """spec 0005 #peer-eviction: a URL learnt by gossip replaces only an untried peer
+    whose first probe has finished or whose grace has run out, so a live hostile peer
+    naming dead URLs cannot push out a newcomer announced a moment ago."""
+    a = await cluster.start("a", max_peers=3)
+    table = a.fed.table
+    # Added directly: no probe task, so the newcomer stays unprobed (as one queued
+    # behind the untried probes would be).
+    probed_dead = Peer(url="http://dead.invalid:1", source="gossip", added_ms=clock.now - 1)
+    probed_dead.failed("unreachable", Score.UNREACHABLE)
+    newcomer = Peer(url="http://newcomer.invalid:1", source="gossip", added_ms=clock.now)
+    worked = Peer(url="http://worked.invalid:1", source="gossip", added_ms=clock.now - 2)
+    worked.last_ok_ms = clock.now - 2
+    for peer in (probed_dead, newcomer, worked):
+        assert table.add(peer)
+    hostile = await _DeadGossip().start()
+    try:
+        gossiper = Peer(url=hostile.url, source="static")
+        # Only the peer whose probe failed makes room, once.
+        assert await a.fed.gossip_with(gossiper) == 1
+        urls = {p.url for p in table.all()}
+        assert newcomer.url in urls and worked.url in urls and probed_dead.url not in urls
+        # Its grace over (still never probed), the newcomer may be replaced like any
+        # untried peer, and still no more than GOSSIP_NEW_PER_ROUND a round.
+        clock.advance(GOSSIP_GRACE_MS)
+        assert await a.fed.gossip_with(gossiper) == GOSSIP_NEW_PER_ROUND
+        urls = {p.url for p in table.all()}
+        assert newcomer.url not in urls and worked.url in urls
+    finally:
+        await hostile.close()

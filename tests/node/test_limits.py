@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node import SqliteStore, create_app
@@ -286,3 +287,91 @@ async def test_admission_gate_sheds_with_503_and_retry_after(
     if expect == 503:  # what was shed is accepted on retry
         r = await post(then_from, bodies[-1], held=False)
         assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+
+
+@web.middleware
+async def _remote_from_header(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Test only: the client address is ``X-Test-Remote`` (loopback gives one IPv6
+    address; a /64 needs many)."""
+    remote = request.headers.get("X-Test-Remote")
+    result: web.StreamResponse = await handler(request.clone(remote=remote) if remote else request)
+    return result
+
+
+async def test_every_per_address_limit_counts_an_ipv6_64_as_one_address(
+    tmp_path: Path, clock: Clock, make_author: Callable[[], Author]
+) -> None:
+    """spec 0004 #client-address: the per-IP bucket, the announcement bucket, the
+    stream share and the admission gate's share all count the addresses of one IPv6
+    /64 as one; another /64 is another address."""
+    config = make_config(
+        tmp_path / "n",
+        clock,
+        rate_per_ip=1,
+        rate_burst=3,
+        announce_burst=1,
+        max_streams_per_address=1,
+        max_inflight_ingest=4,  # a quarter: one body in flight per address
+    )
+    app = create_app(config)
+    app.middlewares.insert(0, _remote_from_header)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    release = asyncio.Event()
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+
+            def at(remote: str) -> dict[str, str]:
+                return {"X-Test-Remote": remote}
+
+            # Per-IP bucket: three tokens for the whole /64.
+            for host in ("2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"):
+                assert (await http.get("/v1/info", headers=at(host))).status_code == 200
+            r = await http.get("/v1/info", headers=at("2001:db8:1::4"))
+            assert r.status_code == 429, r.text
+            assert (await http.get("/v1/info", headers=at("2001:db8:2::1"))).status_code == 200
+
+            # Announcement bucket: one announcement for the whole /64.
+            peer = {"url": "http://192.0.2.1:1"}
+            r = await http.post("/v1/peers", json=peer, headers=at("2001:db8:3::1"))
+            assert r.status_code != 429, r.text
+            r = await http.post("/v1/peers", json=peer, headers=at("2001:db8:3::2"))
+            assert r.status_code == 429 and "announcements" in r.json()["message"], r.text
+
+            # Stream share: one stream for the whole /64.
+            async with http.stream("GET", "/v1/stream", headers=at("2001:db8:4::1")) as first:
+                assert first.status_code == 200
+                second = await http.get("/v1/stream", headers=at("2001:db8:4::2"))
+                assert second.status_code == 429, second.text
+                async with http.stream("GET", "/v1/stream", headers=at("2001:db8:5::1")) as other:
+                    assert other.status_code == 200
+
+            # Admission gate: one body in flight for the whole /64.
+            bodies = [batch(make_author().post("gate")) for _ in range(3)]
+
+            async def slow(data: bytes) -> AsyncIterator[bytes]:
+                yield data[:1]
+                await release.wait()
+                yield data[1:]
+
+            def post(host: str, body: bytes, content: Any) -> Any:
+                headers = {**at(host), "Content-Type": MSGPACK, "Content-Length": str(len(body))}
+                return http.post("/v1/events", content=content, headers=headers)
+
+            held = asyncio.create_task(post("2001:db8:6::1", bodies[0], slow(bodies[0])))
+
+            async def admitted() -> bool:
+                text = (await http.get("/metrics", headers=at("2001:db8:7::1"))).text
+                return "murmur_inflight_requests 1\n" in text
+
+            await wait_for(admitted, "the held body admitted")
+            r = await post("2001:db8:6::2", bodies[1], bodies[1])
+            assert r.status_code == 503, r.text
+            r = await post("2001:db8:8::1", bodies[2], bodies[2])
+            assert r.status_code == 200, r.text
+            release.set()
+            assert (await held).status_code == 200
+    finally:
+        release.set()
+        await server.close()

@@ -9,6 +9,10 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from node.stream import StreamHub, client_address
+from protocol.errors import RateLimitedError
 from tests.node.conftest import Author, Clock, Node, new_author, read_sse
 
 
@@ -95,3 +99,53 @@ async def test_subscriber_cap_is_503(start_node: Callable[..., Any]) -> None:
         await asyncio.sleep(0.01)
     async with node.http.stream("GET", "/v1/stream") as again:
         assert again.status_code == 200
+
+
+# -- slots (spec 0004 #stream-slots, #client-address) -------------------------------------
+
+
+def test_client_address_groups_ipv6_by_64_and_keeps_ipv4() -> None:
+    """spec 0004 #client-address: one key per IPv4 address and per IPv6 /64."""
+    assert client_address("2001:db8::1") == client_address("2001:db8::ffff:1:2:3")
+    assert client_address("2001:db8::1") != client_address("2001:db8:0:1::1")
+    assert client_address("::ffff:192.0.2.7") == client_address("192.0.2.7") == "192.0.2.7"
+    assert client_address("192.0.2.7") != client_address("192.0.2.8")
+    assert client_address(None) == "unknown"
+
+
+def test_a_working_peer_address_takes_one_reserved_slot_per_peer() -> None:
+    """spec 0004 #stream-slots: the rest of a peer address's streams are general ones,
+    under the normal share (reserved slots are never evicted)."""
+    hub = StreamHub(max_subscribers=20, max_per_address=2, peer_reserve=10)
+    subs = [hub.join("198.51.100.1", peers=1) for _ in range(3)]
+    assert [s.reserved for s in subs] == [True, False, False]
+    assert (hub.reserved, hub.general) == (1, 2)
+    with pytest.raises(RateLimitedError):
+        hub.join("198.51.100.1", peers=1)
+    # Two working peers there: two reserved slots, still not more.
+    two = [hub.join("198.51.100.2", peers=2) for _ in range(4)]
+    assert [s.reserved for s in two] == [True, True, False, False]
+    with pytest.raises(RateLimitedError):
+        hub.join("198.51.100.2", peers=2)
+
+
+def test_fake_peers_and_one_ipv6_prefix_cannot_lock_out_a_peer_or_a_reader() -> None:
+    """spec 0004 #stream-slots, #client-address (the review's scenario): eight addresses
+    each running one trivial node the table counts as working, eight streams each,
+    then single streams from 192 addresses of one IPv6 /64. The next honest peer and
+    the next reader from another address still get a slot."""
+    hub = StreamHub(max_subscribers=256, max_per_address=8, peer_reserve=64)
+    for i in range(8):
+        for _ in range(8):
+            hub.join(client_address(f"198.51.100.{i + 1}"), peers=1)
+    refused = 0
+    for i in range(192):
+        try:
+            hub.join(client_address(f"2001:db8::{i + 1:x}"))
+        except RateLimitedError:
+            refused += 1
+    assert hub.reserved == 8  # one per fake peer: the reserve is not theirs
+    assert refused == 192 - 8  # the /64 is one address holding its share
+    peer = hub.join(client_address("203.0.113.7"), peers=1)
+    reader = hub.join(client_address("192.0.2.9"))
+    assert peer.reserved and not reader.reserved
