@@ -43,7 +43,7 @@ from client.errors import (
     KeystoreError,
     PassphraseError,
 )
-from client.files import atomic_write, read_toml, translate_os_errors
+from client.files import create_new, read_toml, translate_os_errors
 from protocol.identity import Identity
 
 __all__ = [
@@ -212,7 +212,14 @@ class Keystore:
             ),
         }
         with translate_os_errors(f"write {path}"):
-            atomic_write(path, tomli_w.dumps(doc).encode("utf-8"))
+            try:
+                # Exclusive: of two creations of one name (two `murmur id new` at
+                # once), one wins and the other is told; a key is never overwritten.
+                create_new(path, tomli_w.dumps(doc).encode("utf-8"))
+            except FileExistsError:
+                raise IdentityExistsError(
+                    f"an identity named {name!r} already exists ({path})"
+                ) from None
         return StoredIdentity(
             name=name, did=identity.did, created=created, path=path, sealed=passphrase is not None
         )

@@ -9,6 +9,7 @@ but warns, since argv is visible to other users and kept in shell history
 from __future__ import annotations
 
 import argparse
+import string
 from typing import Any
 
 from client.cli.output import Context, Result, warn
@@ -27,13 +28,20 @@ SEED_IN_ARGV = (
 
 
 def _parse_seed(text: str, option: str) -> bytes:
+    # Never echo the value, not even a malformed one: it is meant to be a secret, and
+    # an error goes to logs and --json output. Say what is wrong with it instead.
     cleaned = text.strip().lower().removeprefix("0x")
     try:
         seed = bytes.fromhex(cleaned)
     except ValueError:
-        # Never echo a seed-file's content: it is meant to be a secret.
-        shown = f"got {text!r}" if option == "--seed" else "the file holds something else"
-        raise BadRequestError(f"{option} must be 64 hex characters (32 bytes), {shown}") from None
+        digits = [c for c in cleaned if not c.isspace()]
+        if all(c in string.hexdigits for c in digits):
+            wrong = f"got {len(digits)} hex digits"
+        else:
+            wrong = "got a character that is not a hex digit"
+        raise BadRequestError(
+            f"{option} must be 64 hex characters (32 bytes), {wrong} (the value is not shown)"
+        ) from None
     if len(seed) != 32:
         raise BadRequestError(
             f"{option} must be 32 bytes (64 hex characters), got {len(seed)} bytes"

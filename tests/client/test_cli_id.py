@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,72 @@ def test_loose_permissions_are_tightened_or_warned_about(
     ctx = Context(home=tmp_path, as_name=None, nodes=(), json=False, stderr=warnings)
     Session.open(ctx).identity()  # signing warns too
     assert "chmod 600" in warnings.getvalue()
+
+
+def test_two_concurrent_creations_of_one_name_never_overwrite_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec 0007 #key-create-exclusive. Two `murmur id new alice` at once: both pass the
+    "does it exist?" check before either writes; exactly one creates the key, the
+    other gets identity-exists, and the file holds the winner's key."""
+    from client import keystore as keystore_module
+    from client.errors import IdentityExistsError
+    from protocol.identity import Identity
+
+    both_checked = threading.Barrier(2, timeout=30)
+
+    class CheckedThenRaced:
+        """``Identity`` whose ``from_seed`` (called after the existence check) waits
+        for the other creation to reach the same point."""
+
+        @staticmethod
+        def from_seed(seed: bytes) -> Identity:
+            both_checked.wait()
+            return Identity.from_seed(seed)
+
+    monkeypatch.setattr(keystore_module, "Identity", CheckedThenRaced)
+    outcomes: dict[int, object] = {}
+
+    def create(which: int) -> None:
+        try:
+            outcomes[which] = Keystore(tmp_path).create(
+                "alice", seed=bytes([which]) * 32, passphrase=None
+            )
+        except IdentityExistsError as exc:
+            outcomes[which] = exc
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    monkeypatch.undo()
+    assert sorted(type(o).__name__ for o in outcomes.values()) == [
+        "IdentityExistsError",
+        "StoredIdentity",
+    ], outcomes
+    winner = next(o for o in outcomes.values() if not isinstance(o, Exception))
+    assert Keystore(tmp_path).load("alice").did == winner.did  # type: ignore[attr-defined]
+    assert stat.S_IMODE((tmp_path / "identities" / "alice.toml").stat().st_mode) == 0o600
+    leftovers = [p.name for p in (tmp_path / "identities").iterdir() if p.name != "alice.toml"]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("seed", "wrong"),
+    [
+        ("5eed" * 15 + "5eeg", "not a hex digit"),  # one typo in a real-looking seed
+        ("5eed" * 15 + "5ee", "63 hex digits"),  # one digit short
+    ],
+    ids=["non-hex", "odd-length"],
+)
+def test_a_malformed_seed_in_argv_is_refused_without_echoing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: str, wrong: str
+) -> None:
+    """spec 0007 #keys-at-rest: a near-miss seed is almost the whole secret, so the
+    error (which goes to logs and --json output) says what is wrong, never the value."""
+    code, out, err = run(capsys, tmp_path, "id", "new", "alice", "--seed", seed, PLAIN, "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["error"] == "bad-request"
+    assert wrong in doc["message"] and "64 hex" in doc["message"]
+    assert "5eed5eed" not in out + err
