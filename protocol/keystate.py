@@ -43,6 +43,7 @@ from protocol.errors import (
     BadFieldError,
     BadKevError,
     BodyRequiredError,
+    InvalidDidError,
     UnauthorizedKeyError,
     UnknownKeyEventError,
 )
@@ -413,9 +414,10 @@ def check_event(
     events, other authors' events): a ``kev`` naming one is ``bad-kev`` rather than
     ``unknown-key-event``. Raises, in the order of §8.5:
 
-    - genesis (step 1, the part that needs no encoding): ``seq`` 1 (``bad-field``),
-      signed by its own ``signing`` (``unauthorized-key``), a valid state
-      (``bad-field``); the did is the caller's check;
+    - genesis (step 1, the part that needs no encoding): ``seq`` 1 and signed by its
+      own ``signing`` (``invalid-did``, as spec 0008 §8.5 step 1 and the decoder say:
+      such a genesis does not establish its did), a valid state (``bad-field``); the
+      did itself is the decoder's check;
     - :class:`UnknownKeyEventError` (retryable): ``kev`` not held;
     - :class:`BadKevError`: ``kev`` not a key event, or ``seq`` not above its ``seq``;
     - :class:`UnauthorizedKeyError`: §8.4 against the state at ``kev``;
@@ -427,10 +429,11 @@ def check_event(
     """
     if isinstance(event, KeyEvent) and event.kind == GENESIS:
         if event.seq != 1:
-            raise BadFieldError("a genesis is at seq 1")
-        rank = entitlement(event.state, GENESIS, event.key)
+            raise InvalidDidError("a genesis is the first event of its identity: seq 1")
+        if event.key != event.state.signing:
+            raise InvalidDidError("a genesis is signed by the signing key of its own body")
         check_state(event.state)
-        return rank
+        return 0
     assert event.kev is not None  # noqa: S101 — constructor invariant of non-genesis events
     base = key_events.get(event.kev)
     if base is None:
@@ -609,7 +612,7 @@ def resolve(key_events: Iterable[KeyEvent], links: Iterable[Link]) -> Resolution
         stack.append(ke.id)
         try:
             rank[ke.id] = check_event(ke, keys)
-        except (BadFieldError, UnauthorizedKeyError) as exc:
+        except (BadFieldError, InvalidDidError, UnauthorizedKeyError) as exc:
             errors[ke.id] = exc.code
             invalid.add(ke.id)
             continue

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from protocol.errors import (
     BadFieldError,
     BadKevError,
+    InvalidDidError,
     ProtocolError,
     UnauthorizedKeyError,
     UnknownKeyEventError,
@@ -293,14 +294,14 @@ def test_genesis_checks() -> None:
     h.genesis("G", signer="S0")
     assert check_event(h.ev("G"), {}) == 0
     h.genesis("Gr", signer="R0")
-    with pytest.raises(UnauthorizedKeyError):
+    with pytest.raises(InvalidDidError):  # it does not establish its did (step 1)
         check_event(h.ev("Gr"), {})
     h.genesis("Gd", st8=state("S0", "N0", "S0"))
     with pytest.raises(BadFieldError):
         check_event(h.ev("Gd"), {})
     res = h.resolve()
     assert names(h, res.path) == ["G"]
-    assert res.errors == {eid("Gr"): "unauthorized-key", eid("Gd"): "bad-field"}
+    assert res.errors == {eid("Gr"): "invalid-did", eid("Gd"): "bad-field"}
 
 
 # -- §8.5 validity against held key events ----------------------------------------------------
