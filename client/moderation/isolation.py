@@ -19,8 +19,12 @@ dumps, in their own session, and die with the reader (Linux ``PR_SET_PDEATHSIG``
 
 Wire: each message is a 4-byte big-endian length and a payload, over the worker's
 stdin (requests) and stdout (replies; a filter's own prints go to stderr). Requests
-are pickles (the reader is trusted by the worker); replies are JSON, checked field by
-field: the reader never unpickles anything the filter's process wrote.
+are pickles ``(kind, call id, *arguments)`` (the reader is trusted by the worker);
+replies are JSON objects carrying the same ``id``, checked field by field: the reader
+never unpickles anything the filter's process wrote. While it serves a call, the
+worker may ask for ``latest_list`` (``{"id", "call", "lookup", ...}``), answered by a
+``("list", call id, lookup, event)`` frame. A reply to any other call than the one
+in progress breaks the protocol: the worker is killed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from client.errors import FilterLoadError, FilterNotFoundError
 from client.moderation.core import Action, Decision, Env, Item, SourceKind
 
 __all__ = [
+    "CLOSE_WAIT_S",
     "GRACE_S",
     "MAX_REPLY_BYTES",
     "START_TIMEOUT_S",
@@ -61,6 +66,9 @@ START_TIMEOUT_S = 10.0
 WORKER_MEMORY_BYTES = 1 << 30
 #: A reply larger than this is a protocol violation (a decision is a few hundred bytes).
 MAX_REPLY_BYTES = 1 << 20
+#: How long closing waits for a killed worker to be reaped. Never unbounded: a process
+#: the filter started and that left the worker's process group keeps running.
+CLOSE_WAIT_S = 2.0
 _HEADER = struct.Struct(">I")
 #: Only lets the worker find the same modules and distributions as the reader.
 _BOOT = (
@@ -109,6 +117,8 @@ class IsolatedFilter:
         self._budget_s = budget_ms / 1000
         self._start_timeout_s = start_timeout_s
         self._proc: asyncio.subprocess.Process | None = None
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._calls = 0
         self._env: Env | None = None
         self._prepare_s = 0.0
         #: Why the filter cannot be restarted (every later call fails with it).
@@ -128,8 +138,12 @@ class IsolatedFilter:
         self._sent.clear()
         self._follows.clear()
         self.starts += 1
+        loop = asyncio.get_running_loop()
         try:
-            self._proc = await asyncio.create_subprocess_exec(
+            # As asyncio.create_subprocess_exec, keeping the transport: close() must
+            # close the pipes itself (see there).
+            self._transport, protocol = await loop.subprocess_exec(
+                lambda: asyncio.subprocess.SubprocessStreamProtocol(limit=1 << 16, loop=loop),
                 sys.executable,
                 "-c",
                 _BOOT,
@@ -138,6 +152,7 @@ class IsolatedFilter:
                 stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, killed as one
             )
+            self._proc = asyncio.subprocess.Process(self._transport, protocol, loop)
         except OSError as exc:  # no more processes, no memory, ...
             raise FilterLoadError(
                 f"filter {self._label} ({self.type}): cannot start its worker: {exc}"
@@ -164,18 +179,28 @@ class IsolatedFilter:
         self.name = _text(reply, "name") or self._label
 
     async def close(self) -> None:
-        """Kill the worker (its whole process group) and reap it; idempotent."""
+        """Kill the worker (its whole process group) and reap it, within
+        :data:`CLOSE_WAIT_S`; idempotent.
+
+        The pipes are closed before waiting: asyncio's ``wait()`` returns only once
+        every pipe is closed at the far end too, and a process the filter forked and
+        moved out of the group (``os.setsid``) holds the worker's ends for as long as
+        it lives. The worker blocks forking (spec 0006 #custom-worker) where it can."""
         proc, self._proc = self._proc, None
-        if proc is None:
+        transport, self._transport = self._transport, None
+        if proc is None or transport is None:
             return
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             proc.kill()  # if it left its process group
-        if proc.stdin is not None:
-            proc.stdin.close()
-        await proc.wait()
+        transport.close()
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await proc.wait()
+        except TimeoutError:
+            log.warning("filter worker not reaped filter=%s pid=%d", self._label, proc.pid)
 
     async def _restart(self) -> None:
         """A fresh worker after a kill or a crash: built and prepared again."""
@@ -270,19 +295,27 @@ class IsolatedFilter:
         proc = self._proc
         if proc is None or proc.stdin is None or proc.stdout is None:
             raise _Broken("its worker is not running")
+        self._calls += 1
+        call_id = self._calls
         try:
             async with asyncio.timeout(seconds):
-                proc.stdin.write(encode_frame(pickle.dumps(request)))
+                proc.stdin.write(encode_frame(pickle.dumps((request[0], call_id, *request[1:]))))
                 await proc.stdin.drain()
                 while True:
                     reply = await self._receive(proc.stdout)
+                    if reply.get("id") != call_id:
+                        raise _Broken("a reply to another call")
                     if reply.get("call") != "latest_list":
                         return reply
+                    lookup = reply.get("lookup")
+                    if not isinstance(lookup, int):
+                        raise _Broken("a lookup without its number")
                     event = None
                     author, name = _text(reply, "author"), _text(reply, "name")
                     if env is not None and author and name:
                         event = await env.latest_list(author, name)
-                    proc.stdin.write(encode_frame(pickle.dumps(("list", event))))
+                    answer = ("list", call_id, lookup, event)
+                    proc.stdin.write(encode_frame(pickle.dumps(answer)))
                     await proc.stdin.drain()
         except (ConnectionError, asyncio.IncompleteReadError, _Broken) as exc:
             await self.close()

@@ -304,14 +304,18 @@ class _Alarm:
 
     Arming and disarming a timer around every check costs two system calls per filter
     per item, more than a typical filter itself. So the timer is armed only when none
-    is pending, and each check just sets ``deadline``: when the timer fires, the
-    handler interrupts the running check if its deadline has passed, re-arms for the
-    rest if it has not, and does nothing between checks (``deadline`` is None).
+    is pending or the pending one would fire after the new deadline (a check after a
+    ``prepare``, whose deadline is 10 budgets away, or after a filter with a larger
+    budget), and each check just sets ``deadline``: when the timer fires, the handler
+    interrupts the running check if its deadline has passed, re-arms for the rest if
+    it has not, and does nothing between checks (``deadline`` is None).
     """
 
     installed = False
     #: A timer is pending.
     pending = False
+    #: ``time.monotonic()`` at which the pending timer fires.
+    fires_at = 0.0
     #: ``time.monotonic()`` by which the running check must end; None between checks.
     deadline: float | None = None
 
@@ -324,6 +328,7 @@ def _on_alarm(signum: int, frame: object) -> None:
     left = deadline - time.monotonic()
     if left > 0:
         _Alarm.pending = True
+        _Alarm.fires_at = deadline
         signal.setitimer(signal.ITIMER_REAL, left)
         return
     _Alarm.deadline = None
@@ -360,9 +365,10 @@ def _interrupt_after(seconds: float) -> Iterator[None]:
     if not _Alarm.installed or seconds <= 0:
         yield
         return
-    _Alarm.deadline = time.monotonic() + seconds
-    if not _Alarm.pending:
+    _Alarm.deadline = deadline = time.monotonic() + seconds
+    if not _Alarm.pending or _Alarm.fires_at > deadline:
         _Alarm.pending = True
+        _Alarm.fires_at = deadline
         signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield

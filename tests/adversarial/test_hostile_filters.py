@@ -15,6 +15,9 @@ the test instead of hanging the suite. Nothing asserts how long anything took.
 from __future__ import annotations
 
 import json
+import os
+import platform
+import signal
 import subprocess
 import sys
 import textwrap
@@ -120,6 +123,18 @@ HOSTILE = textwrap.dedent(
         def check(self, item):
             ctypes.string_at(0)
 
+    class Forks:
+        name = "forks"
+        def check(self, item):
+            pid = os.fork()
+            if pid == 0:  # out of the worker's process group, holding its pipes
+                os.setsid()
+                time.sleep(3600)
+                os._exit(0)
+            with open(os.environ["FORKED_PIDS"], "a") as pids:
+                pids.write(f"{pid}\\n")
+            return None
+
     class Allocates:
         name = "allocates"
         def check(self, item):
@@ -219,6 +234,44 @@ def test_check_that_kills_its_process(tmp_path: Path, hostile_class: str) -> Non
     assert len(per_item) == 3
     assert all(w.startswith("filter hostile skipped: its worker process died") for w in per_item)
     assert doc["warnings"][0].startswith("filter hostile skipped for the rest of this view")
+
+
+@pytest.fixture
+def forked_pids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Where the ``Forks`` filter notes the processes it started; any of them still
+    alive at the end is killed (it would otherwise outlive the test by an hour)."""
+    path = tmp_path / "forked-pids"
+    monkeypatch.setenv("FORKED_PIDS", str(path))
+    yield path
+    if path.exists():
+        for line in path.read_text().split():
+            try:
+                os.kill(int(line), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_check_that_forks_a_process_out_of_its_group(tmp_path: Path, forked_pids: Path) -> None:
+    """spec 0006 #custom-worker: a filter cannot start a process (on Linux x86-64 and
+    aarch64 a seccomp filter in the worker makes ``fork`` fail with ``EAGAIN``, for
+    root too: ``RLIMIT_NPROC`` would not bind root, and would forbid threads). Where
+    it could, a child that left the worker's process group (``os.setsid``) and holds
+    its pipes would still not hold the view: closing a worker is bounded (spec 0006
+    #filter-deadline); the test's fixture then kills that child. Before: ``fork``
+    worked and the view waited for the child (an hour)."""
+    write_filters(tmp_path, "Forks")
+    doc = view(tmp_path)
+    if platform.system() == "Linux" and platform.machine() in ("x86_64", "aarch64"):
+        per_item = [w for v in doc["verdicts"] for w in v["warnings"]]
+        assert (
+            per_item
+            == [
+                "filter hostile skipped: raised BlockingIOError: [Errno 11] "
+                "Resource temporarily unavailable"
+            ]
+            * 3
+        )
+        assert not forked_pids.exists()
 
 
 def test_check_that_allocates_beyond_its_memory_limit(tmp_path: Path) -> None:

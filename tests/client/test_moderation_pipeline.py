@@ -303,3 +303,27 @@ async def test_sync_prepare_is_interrupted_at_its_deadline() -> None:
     [v] = await pipeline.run([item(ALICE.post("x"))], env)
     assert pipeline.warnings == ["filter slow-prepare skipped: preparing it timed out"]
     assert v.action is Action.BADGE and [d.filter for d in v.decisions] == ["ok"]
+
+
+async def test_first_check_after_prepare_is_interrupted_at_its_own_budget() -> None:
+    """spec 0006 #budget: the ``SIGALRM`` that interrupts a sync check is armed for the
+    check's budget even when the timer of the ``prepare`` before it (10 x the budget)
+    is still pending (it used to fire only then). The check reads the interval timer
+    itself, so nothing is timed here."""
+    import signal as _signal
+
+    class ReadsTimer:
+        name = "reads-timer"
+
+        def prepare(self, env: Env) -> None:
+            pass
+
+        def check(self, it: Item) -> Decision | None:
+            left = _signal.getitimer(_signal.ITIMER_REAL)[0]
+            return Decision(Action.BADGE, repr(left), "test")
+
+    pipeline = Pipeline([conf(ReadsTimer(), budget_ms=100)])
+    env = Env(viewer=ME.did, now_ms=NOW, context=ViewContext.TIMELINE)
+    [v] = await pipeline.run([item(ALICE.post("x"))], env)
+    assert v.final is not None
+    assert 0 < float(v.final.reason) <= 0.1
