@@ -50,6 +50,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_dir(path.parent)
 
 
 #: ``link`` failures meaning "this file system has no hard links", not "path exists".
@@ -75,6 +76,22 @@ def create_new(path: Path, data: bytes, mode: int = 0o600) -> None:
         _create_excl(path, data, mode)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(directory: Path) -> None:
+    """Flush a directory's entries: a new key file must survive a power loss once the
+    CLI said it was created (not every file system lets a directory be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _create_excl(path: Path, data: bytes, mode: int) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from protocol import limits as plimits
 from protocol.errors import BadRequestError, InvalidDidError
-from protocol.identity import public_bytes_from_did
+from protocol.identity import did_method
 
 __all__ = [
     "did_param",
@@ -79,8 +79,11 @@ def event_id_param(raw: str, name: str = "id") -> bytes:
 
 
 def did_param(raw: str, name: str = "did") -> str:
+    """A did that parses strictly: a ``did:key`` (spec 0001) or a ``did:murmur`` (spec
+    0008 #did-murmur). Bodies may name either, so readers ask about either; until v2
+    events are accepted a ``did:murmur`` simply matches nothing."""
     try:
-        public_bytes_from_did(raw)
+        did_method(raw)
     except InvalidDidError as exc:
         raise InvalidDidError(f"{name}: {exc.message}") from None
     return raw

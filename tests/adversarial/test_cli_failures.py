@@ -140,3 +140,50 @@ def test_a_seed_in_argv_warns_and_a_seed_on_stdin_does_not(tmp_path: Path) -> No
     assert json.loads(on_stdin.stdout)["did"] == SEED_DID
     assert "--seed puts" not in on_stdin.stderr
     assert "unencrypted" in on_stdin.stderr  # --no-encrypt is always said out loud
+
+
+def test_a_did_murmur_named_in_bodies_does_not_break_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_node: NodeProcess
+) -> None:
+    """spec 0008 #did-murmur, spec 0004 errors: bodies may name a did:murmur (here amy's
+    own follow, signed by another client) before nodes accept v2 events; a reader's
+    feed queries then name it, and the node must answer them (it matches nothing yet)
+    instead of refusing the whole query with invalid-did and emptying the timeline."""
+    import base64
+
+    import httpx
+
+    from protocol.events import decode_event, sign_event, sign_genesis
+    from protocol.identity import Identity
+    from tests.e2e.client_fixtures import Cli
+
+    somebody = sign_genesis(
+        Identity.from_seed(b"\x22" * 32),
+        next_key=Identity.from_seed(b"\x33" * 32).public.raw,
+        recovery=[Identity.from_seed(b"\x44" * 32).public.raw],
+    ).author
+    seed = b"\x12" * 32
+    (tmp_path / "seed").write_text(seed.hex())
+    cli = Cli(tmp_path / "home", capsys)
+    amy = cli.json("id", "new", "amy", "--no-encrypt", "--seed-file", str(tmp_path / "seed"))
+    bob = cli.json("id", "new", "bob", "--no-encrypt")["did"]
+    cli.json("nodes", "add", cli_node.url)
+    cli.json("follow", bob, "--alias", "bob")
+    cli.post("bob", "hello from bob")
+    log = httpx.get(f"{cli_node.url}/v1/authors/{amy['did']}/events", timeout=10).json()
+    head = decode_event(base64.b64decode(log["events"][-1]["wire"]))
+    follow = sign_event(
+        Identity.from_seed(seed), kind="follow", body={"subject": somebody},
+        seq=head.seq + 1, prev=head.id,
+    )
+    r = httpx.post(
+        f"{cli_node.url}/v1/events",
+        json={"events": [base64.b64encode(follow.wire).decode()]},
+        timeout=10,
+    )
+    assert r.json()["results"][0]["status"] == "accepted", r.text
+    doc = cli.json("timeline")
+    assert [p["text"] for p in doc["posts"]] == ["hello from bob"]
+    assert all(n["ok"] for n in doc["nodes"]), doc["nodes"]
+    r = httpx.get(f"{cli_node.url}/v1/feed", params={"authors": somebody}, timeout=10)
+    assert (r.status_code, r.json()["events"]) == (200, [])
