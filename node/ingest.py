@@ -140,7 +140,9 @@ def _verify_chunk(
         if isinstance(wire, ProtocolError)
         else TooLargeError(f"event is {len(wire)} bytes; limit {max_event_bytes}")
         if len(wire) > max_event_bytes
-        else try_decode_event(wire, net=net, now_ms=now_ms)
+        # v2 (spec 0008): safe only because the store runs §8.5 steps 1-4 on every
+        # v2 event in its write transaction (node.store.sqlite_keys).
+        else try_decode_event(wire, net=net, now_ms=now_ms, allow_v2=True)
         for wire in wires
     ]
 

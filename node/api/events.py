@@ -24,7 +24,14 @@ from node.state import CONFIG, HUB, METRICS, STORE, VERIFIER
 from protocol.chain import analyze_chain
 from protocol.errors import BadRequestError, NotFoundError
 
-__all__ = ["author_events", "author_head", "get_event", "get_events", "post_events"]
+__all__ = [
+    "author_events",
+    "author_head",
+    "author_keys",
+    "get_event",
+    "get_events",
+    "post_events",
+]
 
 _DEFAULT_PAGE = 100
 #: Most ids in one ``GET /v1/events?ids=`` (keeps the request line under 8 KiB).
@@ -145,3 +152,25 @@ async def author_head(request: web.Request) -> web.Response:
         "truncated": truncated,
     }
     return respond(request, doc)
+
+
+async def author_keys(request: web.Request) -> web.Response:
+    """``GET /v1/authors/{did}/keys``: every held key event of a ``did:murmur`` author,
+    on every branch, and the fork choice this node computed (spec 0008 #nodes)."""
+    author = did_param(request.match_info["did"])
+    config = request.app[CONFIG]
+    binary = wants_msgpack(request)
+    history = await request.app[STORE].key_history(author)
+    if history is None:
+        raise NotFoundError(f"no key events of {author} on this node")
+    disputed = None
+    if history.contenders:
+        point = history.path[-1].hex() if history.path else None
+        disputed = {"point": point, "contenders": [c.hex() for c in history.contenders]}
+    doc = {
+        "author": author,
+        "events": [event_json(r, net=config.network, binary=binary) for r in history.events],
+        "path": [k.hex() for k in history.path],
+        "disputed": disputed,
+    }
+    return respond(request, doc, binary=binary)

@@ -73,6 +73,8 @@ def event_json(ev: StoredEvent, *, net: str, binary: bool = False) -> dict[str, 
         "net": net,
         "body": None if ev.body is None else json_friendly(decode(ev.body)),
         "deleted": ev.deleted,
+        "status": ev.status,
+        "revoked_by": None if ev.revoked_by is None else ev.revoked_by.hex(),
         "wire": wire if binary else base64.b64encode(wire).decode("ascii"),
     }
 

@@ -70,7 +70,7 @@ from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub, client_address
 from protocol import jsontext
-from protocol.errors import BodyRequiredError, ProtocolError
+from protocol.errors import BodyRequiredError, ProtocolError, UnknownKeyEventError
 from protocol.events import decode_unverified
 
 __all__ = ["Federation"]
@@ -100,6 +100,9 @@ _FETCH_RETRIES = 3
 _ANNOUNCE_RETRIES = 3
 #: Held body-less events asked of a peer per reconciliation (spec 0005 #body-repair).
 _REPAIR_IDS = 500
+#: Retryable refusals that a fetch run's other batches may cure: retried once they are
+#: in, then remembered without penalty (spec 0005 #anti-entropy, 0008 #nodes).
+_LATER_CODES = frozenset({BodyRequiredError.code, UnknownKeyEventError.code})
 
 
 class Federation:
@@ -580,10 +583,11 @@ class Federation:
         """Verify and store events from ``peer``; score it by what it sent.
 
         Events refused with a retryable code are no offence; those refused as
-        ``body-required`` (a deleted target that came before its delete) are appended
-        to ``later`` when given; otherwise the next reconciliation fetches them again
-        (not an earlier one: a peer must not be able to make this node sync back to
-        back by sending them).
+        ``body-required`` (a deleted target that came before its delete) or
+        ``unknown-key-event`` (an event that came before the key event it names, spec
+        0008 #nodes) are appended to ``later`` when given; otherwise the next
+        reconciliation fetches them again (not an earlier one: a peer must not be able
+        to make this node sync back to back by sending them).
         """
         results = await ingest_batch(
             wires,
@@ -604,7 +608,7 @@ class Federation:
                 if result.error.retryable:
                     # Clocks differ, or a delete is still on its way: not an offence,
                     # and valid again later (spec 0005 #retryable).
-                    if later is not None and result.error.code == BodyRequiredError.code:
+                    if later is not None and result.error.code in _LATER_CODES:
                         later.append(wire)
                     continue
                 eid = result.id if result.id is not None else _unverified_id(wire)
@@ -761,7 +765,8 @@ class Federation:
         batch = self.config.federation.fetch_batch
         stored = 0
         # Deleted targets fetched in an earlier batch than their delete are refused
-        # (`body-required`) and stored once the whole fetch is in.
+        # (`body-required`), events fetched before the key event they rely on are
+        # refused (`unknown-key-event`): both are stored once the whole fetch is in.
         later: list[bytes] = []
         for i in range(0, len(ids), batch):
             part = ids[i : i + batch]
@@ -781,9 +786,11 @@ class Federation:
             still: list[bytes] = []
             stored += await self._ingest(peer, later, "sync", later=still)
             # Still refused with the whole run in: this peer holds stripped copies that
-            # no delete it offered explains. Not fetched from it again for a while (no
-            # penalty: an honest peer may hold what an older node left), so that no
-            # peer can make this node verify the same copies at every sync.
+            # no delete it offered explains, or events under a key event it does not
+            # serve (a thief's rotation every node refused). Not fetched from it again
+            # for a while (no penalty: an honest peer may hold what an older node left,
+            # or have stored them before it knew better), so that no peer can make this
+            # node verify the same events at every sync.
             now = self._now()
             for wire in still:
                 eid = _unverified_id(wire)
@@ -895,7 +902,7 @@ def _has_body(wire: bytes) -> bool:
     """Does ``wire`` carry a body (checked for real by ingest; this only skips the
     copies that cannot complete anything)?"""
     try:
-        return decode_unverified(wire).body_bytes is not None
+        return decode_unverified(wire, allow_v2=True).body_bytes is not None
     except ProtocolError:
         return True  # let ingest reject it and score the peer
 
@@ -916,7 +923,7 @@ def _server_address(response: httpx.Response) -> str | None:
 def _unverified_id(wire: bytes) -> bytes | None:
     """The id a rejected wire claims (its header's hash), if it decodes at all."""
     try:
-        return decode_unverified(wire).id
+        return decode_unverified(wire, allow_v2=True).id
     except ProtocolError:
         return None
 

@@ -24,6 +24,7 @@ __all__ = [
     "ChainRow",
     "Counts",
     "FeedQuery",
+    "KeyHistory",
     "LabelRow",
     "PeerRecord",
     "ProfileRow",
@@ -39,7 +40,10 @@ class StoredEvent:
 
     ``body`` is ``None`` when the node holds only the header (dropped by a deletion,
     or received without its body). ``deleted`` is true when a deletion by the author
-    dropped it: the body is then never stored again.
+    dropped it: the body is then never stored again (unless that deletion is revoked,
+    spec 0008 #revoked-delete). ``status`` is ``canonical`` for every v1 event; for a
+    ``did:murmur`` author's event it is what spec 0008 #status decides (``revoked``,
+    ``disputed``, ``pending``), and ``revoked_by`` the key event that revoked it.
     """
 
     cursor: int
@@ -53,6 +57,8 @@ class StoredEvent:
     sig: bytes
     body: bytes | None
     deleted: bool
+    status: str = "canonical"
+    revoked_by: bytes | None = None
 
     @property
     def wire(self) -> bytes:
@@ -68,6 +74,17 @@ class ChainRow:
     seq: int
     prev: bytes | None
     id: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyHistory:
+    """Every held key event of one ``did:murmur`` author (spec 0008 #nodes), with the
+    canonical path and, when it stops at a tie, the contenders, as last resolved."""
+
+    author: str
+    events: list[StoredEvent]
+    path: list[bytes]
+    contenders: list[bytes]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +213,11 @@ class Store(abc.ABC):
         authors: tuple[str, ...] | None = None,
     ) -> list[StoredEvent]:
         """Events stored after ``cursor``, in cursor order (the live stream)."""
+
+    @abc.abstractmethod
+    async def key_history(self, author: str) -> KeyHistory | None:
+        """Every held key event of ``author`` (by seq) and its fork choice; None when
+        the node holds none (spec 0008 #nodes)."""
 
     @abc.abstractmethod
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:

@@ -109,8 +109,43 @@ _V3: Final = [
     "DELETE FROM tombstones WHERE target IN (SELECT id FROM events WHERE kind = 'delete')",
 ]
 
+_V4: Final = [
+    # Rotatable identities (spec 0008). A v2 event's signer and the key event it names;
+    # both NULL for v1 events (a did:key is its own key). ADD COLUMN with a constant
+    # default rewrites nothing: a v1 event is canonical, as it always was.
+    "ALTER TABLE events ADD COLUMN kev BLOB",
+    "ALTER TABLE events ADD COLUMN key BLOB",
+    # canonical | revoked | disputed | pending (spec 0008 #status), and the key event
+    # that decided a revocation (#revoked-by).
+    "ALTER TABLE events ADD COLUMN status TEXT NOT NULL DEFAULT 'canonical'",
+    "ALTER TABLE events ADD COLUMN revoked_by BLOB",
+    # Every held key event that passed spec 0008 §8.5 steps 1-4, with the state it
+    # establishes: the checks of later events are lookups here, not signatures
+    # (#nodes). ``recovery`` is the concatenation of 1-3 keys of 32 bytes.
+    """CREATE TABLE key_events (
+        id BLOB PRIMARY KEY,
+        author TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        prev BLOB,
+        kev BLOB,
+        kind TEXT NOT NULL,
+        key BLOB NOT NULL,
+        signing BLOB NOT NULL,
+        next BLOB NOT NULL,
+        recovery BLOB NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX key_events_author ON key_events (author, seq)",
+    # The fork choice of each did:murmur author as last computed (spec 0008 §8.6):
+    # concatenated ids of the canonical path, and of the contenders when disputed.
+    """CREATE TABLE key_paths (
+        author TEXT PRIMARY KEY,
+        path BLOB NOT NULL,
+        contenders BLOB NOT NULL
+    ) WITHOUT ROWID""",
+]
+
 #: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[str]]] = [_V1, _V2, _V3]
+MIGRATIONS: Final[list[list[str]]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

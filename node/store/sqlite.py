@@ -23,6 +23,7 @@ from node.store.base import (
     ChainRow,
     Counts,
     FeedQuery,
+    KeyHistory,
     LabelRow,
     PeerRecord,
     ProfileRow,
@@ -31,6 +32,7 @@ from node.store.base import (
     WriteResult,
 )
 from node.store.migrations import migrate
+from node.store.sqlite_keys import key_path
 from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
@@ -41,7 +43,10 @@ log = logging.getLogger("murmur.node.store")
 
 DB_FILENAME = "murmur.sqlite3"
 _T = TypeVar("_T")
-_COLS = "cursor, id, author, seq, prev, ts, kind, header, sig, body, deleted"
+_COLS = "cursor, id, author, seq, prev, ts, kind, header, sig, body, deleted, status, revoked_by"
+#: Feeds and threads leave out the events a key event revoked or that are disputed
+#: (spec 0008 #status); pending ones (a gap hides their fate) stay, marked.
+_SHOWN = "status IN ('canonical', 'pending')"
 _READ_THREADS = 4
 #: Page cache of the writer connection, in KiB (readers keep SQLite's default).
 _WRITER_CACHE_KIB = 32 * 1024
@@ -63,6 +68,8 @@ def _row(r: Sequence[Any]) -> StoredEvent:
         sig=r[8],
         body=r[9],
         deleted=bool(r[10]),
+        status=r[11],
+        revoked_by=r[12],
     )
 
 
@@ -307,7 +314,7 @@ class SqliteStore(Store):
         return await self._read(q)
 
     async def feed(self, query: FeedQuery) -> list[StoredEvent]:
-        where = ["deleted = 0"]
+        where = ["deleted = 0", _SHOWN]
         args: list[Any] = []
         if query.authors is not None:
             where.append(f"author IN ({_in(query.authors)})")
@@ -336,7 +343,7 @@ class SqliteStore(Store):
 
         def q(c: sqlite3.Connection) -> list[StoredEvent]:
             rows = c.execute(
-                f"SELECT {_COLS} FROM events WHERE reply_root = ? "  # noqa: S608 - constant SQL + placeholders
+                f"SELECT {_COLS} FROM events WHERE reply_root = ? AND {_SHOWN} "  # noqa: S608 - constant SQL + placeholders
                 "AND (ts > ? OR (ts = ? AND cursor > ?)) ORDER BY ts, cursor LIMIT ?",
                 (root, lo_ts, lo_ts, lo_cursor, limit),
             ).fetchall()
@@ -412,6 +419,27 @@ class SqliteStore(Store):
         args.append(limit)
         return await self._read(lambda c: [_row(r) for r in c.execute(sql, args).fetchall()])
 
+
+    async def key_history(self, author: str) -> KeyHistory | None:
+        def q(c: sqlite3.Connection) -> KeyHistory | None:
+            # One read transaction: the key events and the path they gave agree.
+            c.execute("BEGIN")
+            try:
+                rows = c.execute(
+                    f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
+                    "(SELECT id FROM key_events WHERE author = ?) ORDER BY seq, id",
+                    (author,),
+                ).fetchall()
+                path = key_path(c, author)
+            finally:
+                c.execute("COMMIT")
+            if not rows or path is None:
+                return None
+            return KeyHistory(
+                author=author, events=[_row(r) for r in rows], path=path[0], contenders=path[1]
+            )
+
+        return await self._read(q)
 
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         rows = await self._read(lambda c: _rows_by_id(c, _COLS, ids))

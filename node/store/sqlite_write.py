@@ -13,120 +13,28 @@ deleted (spec 0003 #delete-of-delete), whatever the order of arrival.
 Events with a body are applied before the body-less ones of the same batch, so that a
 deleted target and its delete that travel together (a peer's stream page, a
 reconciliation fetch) are both stored, whichever comes first in the batch.
+
+Events of ``did:murmur`` authors (v2, spec 0008) are checked against the author's held
+key events before they are stored (§8.5 steps 1-4, :class:`node.store.sqlite_keys.KeyBook`);
+the key events of a batch go first, parents before children, so that the events relying
+on them are judged with them held (#nodes). A v2 event is stored ``pending`` with no
+body effect; once a phase of the batch is in, the authors it touched are resolved
+(§8.6-§8.7) and each event's effects follow its status, in the same transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from node.store.base import WriteResult
+from node.store.sqlite_effects import BODY_EFFECTS, BatchStats, apply_body
+from node.store.sqlite_keys import PENDING, KeyBook
 from protocol import kinds
-from protocol.encoding import decode
-from protocol.errors import BodyRequiredError
+from protocol.errors import BodyRequiredError, ProtocolError
 from protocol.events import Event
 
 __all__ = ["BatchStats", "apply_batch_sync"]
-
-
-class BatchStats:
-    """What a committed batch changed, for the in-memory counters."""
-
-    __slots__ = ("deleted", "events", "filled", "forked_authors", "new_authors")
-
-    def __init__(self) -> None:
-        self.events = 0
-        #: Held body-less events completed from a full copy (spec 0004 #body-fill).
-        self.filled = 0
-        self.deleted = 0
-        self.new_authors = 0
-        self.forked_authors = 0
-
-
-def _label_subject(subject: Any) -> str:
-    return subject.hex() if isinstance(subject, bytes) else str(subject)
-
-
-def _profile_fields(body: dict[str, Any]) -> tuple[str, str]:
-    name = body.get("name")
-    bio = body.get("bio")
-    return (name if isinstance(name, str) else ""), (bio if isinstance(bio, str) else "")
-
-
-def _set_profile(
-    conn: sqlite3.Connection, author: str, eid: bytes, seq: int, body: dict[str, Any]
-) -> None:
-    name, bio = _profile_fields(body)
-    conn.execute(
-        "INSERT INTO profiles (author, id, seq, name, name_lower, bio) VALUES (?,?,?,?,?,?) "
-        "ON CONFLICT (author) DO UPDATE SET id=excluded.id, seq=excluded.seq, "
-        "name=excluded.name, name_lower=excluded.name_lower, bio=excluded.bio "
-        "WHERE excluded.seq > profiles.seq "
-        "OR (excluded.seq = profiles.seq AND excluded.id > profiles.id)",
-        (author, eid, seq, name, name.lower(), bio),
-    )
-
-
-def _recompute_profile(conn: sqlite3.Connection, author: str) -> None:
-    conn.execute("DELETE FROM profiles WHERE author = ?", (author,))
-    row = conn.execute(
-        "SELECT id, seq, body FROM events WHERE author = ? AND kind = ? AND body IS NOT NULL "
-        "ORDER BY seq DESC, id DESC LIMIT 1",
-        (author, kinds.PROFILE),
-    ).fetchone()
-    if row is not None:
-        _set_profile(conn, author, row[0], row[1], decode(row[2]))
-
-
-def _drop_body(conn: sqlite3.Connection, target: bytes, author: str, stats: BatchStats) -> None:
-    """Drop the body of ``target`` (known, by ``author``) and everything derived from it."""
-    cur = conn.execute(
-        "UPDATE events SET body = NULL, deleted = 1, reply_root = NULL, reply_parent = NULL "
-        "WHERE id = ? AND author = ? AND deleted = 0",
-        (target, author),
-    )
-    if cur.rowcount:
-        stats.deleted += 1
-    conn.execute("DELETE FROM labels WHERE id = ?", (target,))
-    current = conn.execute("SELECT id FROM profiles WHERE author = ?", (author,)).fetchone()
-    if current is not None and current[0] == target:
-        _recompute_profile(conn, author)
-
-
-def _apply_body(
-    conn: sqlite3.Connection, ev: Event, cursor: int, body: dict[str, Any], stats: BatchStats
-) -> None:
-    if ev.kind == kinds.LABEL:
-        exp = body.get("exp")
-        conn.execute(
-            "INSERT OR IGNORE INTO labels (id, cursor, labeler, subject, val, neg, exp) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (
-                ev.id,
-                cursor,
-                ev.author,
-                _label_subject(body["subject"]),
-                body["val"],
-                1 if body.get("neg") is True else 0,
-                exp if isinstance(exp, int) else None,
-            ),
-        )
-    elif ev.kind == kinds.PROFILE:
-        _set_profile(conn, ev.author, ev.id, ev.seq, body)
-    elif ev.kind == kinds.DELETE:
-        target: bytes = body["target"]
-        held = conn.execute("SELECT kind, author FROM events WHERE id = ?", (target,)).fetchone()
-        if held is not None and held[0] == kinds.DELETE:
-            return  # a delete of a delete has no effect (spec 0003 #delete-of-delete)
-        if held is not None and held[1] != ev.author:
-            # Another author's event: stored, with no effect (spec 0004 #not-author).
-            return
-        conn.execute(
-            "INSERT OR IGNORE INTO tombstones (target, author, delete_id) VALUES (?,?,?)",
-            (target, ev.author, ev.id),
-        )
-        _drop_body(conn, target, ev.author, stats)
 
 
 def _reply_of(ev: Event) -> tuple[bytes | None, bytes | None]:
@@ -153,21 +61,25 @@ _PROBE = (
 
 _INSERT = (
     "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
-    "reply_root, reply_parent, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "reply_root, reply_parent, received_ms, kev, key, status, revoked_by) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_V1_KEYS = (None, None, "canonical", None)
 
 
 def _apply_one(
-    conn: sqlite3.Connection, ev: Event, now_ms: int, stats: BatchStats
+    conn: sqlite3.Connection, ev: Event, now_ms: int, stats: BatchStats, book: KeyBook
 ) -> WriteResult:
     author = ev.author
     kind = ev.kind
     held, tombstoned, same_seq, known_author = conn.execute(
         _PROBE, (ev.id, author, ev.seq)
     ).fetchone()
-    if kind == kinds.DELETE:
-        # A delete is never deleted (spec 0003 #delete-of-delete): a tombstone naming
-        # it, recorded before it arrived, has no effect on it.
+    signer = ev.key
+    if kind == kinds.DELETE or (signer is not None and kind in kinds.KEY_EVENT_KINDS):
+        # A delete is never deleted (spec 0003 #delete-of-delete), nor is a key event's
+        # body ever dropped (0008 #key-event-body): a tombstone naming one, recorded
+        # before it arrived, has no effect on it.
         tombstoned = 0
     if held:
         if held == _FILLABLE and ev.body_bytes is not None and not tombstoned:
@@ -182,6 +94,13 @@ def _apply_one(
                 "a body-less copy is stored only after the author's delete of it"
             ),
         )
+    keyed = None
+    if signer is not None:
+        # Spec 0008 §8.5 steps 1-4 against the author's held key events.
+        try:
+            keyed = book.check(ev)
+        except ProtocolError as exc:
+            return WriteResult(status="rejected", error=exc)
     body_bytes = None if tombstoned else ev.body_bytes
     root, parent = (None, None) if tombstoned else _reply_of(ev)
     if not known_author:
@@ -202,6 +121,7 @@ def _apply_one(
             root,
             parent,
             now_ms,
+            *(_V1_KEYS if keyed is None else (ev.kev, signer, PENDING, None)),
         ),
     ).lastrowid
     assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
@@ -213,8 +133,14 @@ def _apply_one(
         conn.execute("INSERT OR IGNORE INTO forks (author, seq) VALUES (?,?)", (author, ev.seq))
         if already is None:
             stats.forked_authors += 1
-    if body_bytes is not None and ev.body is not None and kind in _BODY_EFFECTS:
-        _apply_body(conn, ev, cursor, ev.body, stats)
+    if keyed is not None:
+        # Its effects wait for its status (KeyBook.settle, at the end of the phase).
+        book.add(author, keyed)
+    elif body_bytes is not None and ev.body is not None and kind in BODY_EFFECTS:
+        apply_body(
+            conn, eid=ev.id, author=author, kind=kind, seq=ev.seq, cursor=cursor,
+            body=ev.body, stats=stats,
+        )
     return WriteResult(status="accepted", cursor=cursor)
 
 
@@ -225,8 +151,8 @@ def _fill_body(conn: sqlite3.Connection, ev: Event, stats: BatchStats) -> WriteR
     to every subscriber (peers fill their copies in the same way); its id, header and
     chain position are unchanged.
     """
-    (received_ms,) = conn.execute(
-        "SELECT received_ms FROM events WHERE id = ?", (ev.id,)
+    received_ms, kev, key, status, revoked_by = conn.execute(
+        "SELECT received_ms, kev, key, status, revoked_by FROM events WHERE id = ?", (ev.id,)
     ).fetchone()
     conn.execute("DELETE FROM events WHERE id = ?", (ev.id,))
     root, parent = _reply_of(ev)
@@ -234,18 +160,18 @@ def _fill_body(conn: sqlite3.Connection, ev: Event, stats: BatchStats) -> WriteR
         _INSERT,
         (
             ev.id, ev.author, ev.seq, ev.prev, ev.ts, ev.kind, ev.header_bytes, ev.sig,
-            ev.body_bytes, 0, root, parent, received_ms,
+            ev.body_bytes, 0, root, parent, received_ms, kev, key, status, revoked_by,
         ),
     ).lastrowid
     assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
     stats.filled += 1
-    if ev.body is not None and ev.kind in _BODY_EFFECTS:
-        _apply_body(conn, ev, cursor, ev.body, stats)
+    # Only a canonical event counts (spec 0008 #status); v1 events always are.
+    if ev.body is not None and ev.kind in BODY_EFFECTS and status == "canonical":
+        apply_body(
+            conn, eid=ev.id, author=ev.author, kind=ev.kind, seq=ev.seq, cursor=cursor,
+            body=ev.body, stats=stats,
+        )
     return WriteResult(status="accepted", cursor=cursor)
-
-
-#: Kinds whose body changes more than the events table.
-_BODY_EFFECTS = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE})
 
 
 def apply_batch_sync(
@@ -258,13 +184,28 @@ def apply_batch_sync(
     """
     stats = BatchStats()
     results: list[WriteResult | None] = [None] * len(events)
-    # Bodies first: a body-less event is judged once the batch's deletes are applied.
-    order = [i for i, ev in enumerate(events) if ev.body_bytes is not None]
-    order += [i for i, ev in enumerate(events) if ev.body_bytes is None]
+    # Key events first, by seq (a key event's kev is below it): the events of the batch
+    # that rely on them are then checked with them held (spec 0008 #nodes). Then the
+    # other events with a body; a body-less event is judged once the batch's deletes
+    # are applied (and, for v2 authors, once their statuses are known).
+    keyed = [
+        i
+        for i, ev in enumerate(events)
+        if ev.kind in kinds.KEY_EVENT_KINDS and ev.key is not None
+    ]
+    keyed.sort(key=lambda i: events[i].seq)
+    first = set(keyed)
+    bodied = keyed + [
+        i for i, ev in enumerate(events) if ev.body_bytes is not None and i not in first
+    ]
+    bodiless = [i for i, ev in enumerate(events) if ev.body_bytes is None and i not in first]
+    book = KeyBook(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for i in order:
-            results[i] = _apply_one(conn, events[i], now_ms, stats)
+        for order in (bodied, bodiless):
+            for i in order:
+                results[i] = _apply_one(conn, events[i], now_ms, stats, book)
+            book.settle(stats)
         conn.execute("COMMIT")
     except BaseException:
         # A failed COMMIT (SQLITE_BUSY, disk full) leaves the transaction open: end it,

@@ -74,7 +74,7 @@ def _cases(a: Author) -> dict[str, bytes]:
         "too-deep": forge(ident, body={"text": "a", "x": deep}),
         "bad-field": forge(ident, body={"no_text": "a"}),
         "invalid-did": forge(ident, author="did:key:zNotAKey"),
-        "unsupported-version": forge(ident, v=2),
+        "unsupported-version": forge(ident, v=3),  # v2 is spec 0008: accepted
         "wrong-network": forge(ident, net="elsewhere"),
         "future-timestamp": forge(ident, ts=T0 + 11 * 60 * 1000),
         "bad-prev": forge(ident, seq=2, prev=None),

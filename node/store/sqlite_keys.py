@@ -1,0 +1,205 @@
+"""Key state in the SQLite write path: §8.5 checks on ingest, statuses after a batch.
+
+Spec 0008 on the node side (#nodes). A :class:`KeyBook` lives for one write
+transaction. For each v2 event the write path asks :meth:`KeyBook.check`, which runs
+:func:`protocol.keystate.check_event` against the author's held key events — loaded
+once per author from the ``key_events`` table, so the check is a lookup, never another
+signature — and raises the §8.5 rejection (``unknown-key-event`` retryable;
+``bad-kev``, ``unauthorized-key``, ``bad-field``, ``invalid-did`` final). A key event
+that passes is recorded (:meth:`KeyBook.add`) before the rest of the batch is checked.
+
+After the batch, :meth:`KeyBook.settle` re-runs :func:`protocol.keystate.resolve` over
+each touched author's key events and chain links (no body is read), writes the statuses
+and ``revoked_by`` that changed, and moves the body effects with them
+(:mod:`node.store.sqlite_effects`): an event counts in the label index, the profile
+and deletions exactly while it is canonical (0008 #status).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Final
+
+from node.store.sqlite_effects import (
+    BODY_EFFECTS,
+    CANONICAL,
+    BatchStats,
+    apply_body,
+    recompute_profile,
+    undo_body,
+)
+from protocol import kinds
+from protocol.encoding import decode
+from protocol.events import Event
+from protocol.keystate import (
+    KeyEvent,
+    KeyState,
+    Link,
+    check_event,
+    input_of,
+    resolve,
+)
+
+__all__ = ["PENDING", "KeyBook"]
+
+#: The status a v2 event is stored with until :meth:`KeyBook.settle` decides it: not
+#: canonical, so no body effect is applied before then.
+PENDING: Final = "pending"
+_KEY_LEN: Final = 32
+
+
+class _HeldIds:
+    """``kev in held``: is that id stored at all? A ``kev`` naming a held event that is
+    not one of the author's key events is ``bad-kev``, not ``unknown-key-event``."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __contains__(self, eid: object) -> bool:
+        row = self._conn.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone()
+        return row is not None
+
+
+def _state_of(signing: bytes, next_: bytes, recovery: bytes) -> KeyState:
+    keys = tuple(recovery[i : i + _KEY_LEN] for i in range(0, len(recovery), _KEY_LEN))
+    return KeyState(signing=signing, next=next_, recovery=keys)
+
+
+def load_key_events(conn: sqlite3.Connection, author: str) -> dict[bytes, KeyEvent]:
+    """The author's held key events (each passed §8.5 steps 1-4 when stored)."""
+    rows = conn.execute(
+        "SELECT id, seq, prev, kev, kind, key, signing, next, recovery FROM key_events "
+        "WHERE author = ?",
+        (author,),
+    ).fetchall()
+    return {
+        r[0]: KeyEvent(
+            id=r[0], seq=r[1], prev=r[2], kev=r[3], kind=r[4], key=r[5],
+            state=_state_of(r[6], r[7], r[8]),
+        )
+        for r in rows
+    }
+
+
+def key_path(conn: sqlite3.Connection, author: str) -> tuple[list[bytes], list[bytes]] | None:
+    """The stored canonical path and contenders of ``author`` (None: no key events)."""
+    row = conn.execute(
+        "SELECT path, contenders FROM key_paths WHERE author = ?", (author,)
+    ).fetchone()
+    if row is None:
+        return None
+
+    def split(blob: bytes) -> list[bytes]:
+        return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+    return split(row[0]), split(row[1])
+
+
+class KeyBook:
+    """The key events of the authors a write transaction touches (see module doc)."""
+
+    __slots__ = ("_conn", "_held", "_keys", "_touched")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._held = _HeldIds(conn)
+        self._keys: dict[str, dict[bytes, KeyEvent]] = {}
+        self._touched: set[str] = set()
+
+    def _of(self, author: str) -> dict[bytes, KeyEvent]:
+        keys = self._keys.get(author)
+        if keys is None:
+            keys = self._keys[author] = load_key_events(self._conn, author)
+        return keys
+
+    def check(self, ev: Event) -> KeyEvent | Link:
+        """§8.5 steps 1-4 for the v2 event ``ev``; raise its rejection (a
+        ``ProtocolError``). The decoder ran step 1's did check and the signature."""
+        keys = self._of(ev.author)
+        item = input_of(ev, keys, not_key_events=self._held)
+        check_event(item, keys, not_key_events=self._held)
+        return item
+
+    def add(self, author: str, item: KeyEvent | Link) -> None:
+        """``item`` was stored: remember a key event, and resolve ``author`` later."""
+        self._touched.add(author)
+        if not isinstance(item, KeyEvent):
+            return
+        state = item.state
+        self._conn.execute(
+            "INSERT OR IGNORE INTO key_events (id, author, seq, prev, kev, kind, key, "
+            "signing, next, recovery) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                item.id, author, item.seq, item.prev, item.kev, item.kind, item.key,
+                state.signing, state.next, b"".join(state.recovery),
+            ),
+        )
+        self._of(author)[item.id] = item
+
+    def settle(self, stats: BatchStats) -> None:
+        """Resolve every author touched since the last call (see module doc)."""
+        touched, self._touched = sorted(self._touched), set()
+        for author in touched:
+            self._settle(author, stats)
+
+    def _settle(self, author: str, stats: BatchStats) -> None:
+        conn = self._conn
+        keys = self._of(author)
+        rows = conn.execute(
+            "SELECT id, seq, prev, kev, key, kind, status, revoked_by FROM events "
+            "WHERE author = ?",
+            (author,),
+        ).fetchall()
+        links = [
+            Link(id=r[0], seq=r[1], prev=r[2], kev=r[3], kind=r[5], key=r[4])
+            for r in rows
+            if r[5] not in kinds.KEY_EVENT_KINDS
+        ]
+        res = resolve(keys.values(), links)
+        conn.execute(
+            "INSERT OR REPLACE INTO key_paths (author, path, contenders) VALUES (?,?,?)",
+            (author, b"".join(res.path), b"".join(res.contenders)),
+        )
+        flipped: list[tuple[int, bytes, str, bool]] = []  # seq, id, kind, now canonical
+        for eid, seq, _, _, _, kind, old, old_by in rows:
+            new = res.status[eid].value
+            by = res.revoked_by.get(eid)
+            if new == old and by == old_by:
+                continue
+            conn.execute(
+                "UPDATE events SET status = ?, revoked_by = ? WHERE id = ?", (new, by, eid)
+            )
+            if (old == CANONICAL) != (new == CANONICAL) and kind in BODY_EFFECTS:
+                flipped.append((seq, eid, kind, new == CANONICAL))
+        if not flipped:
+            return
+        flipped.sort()
+        # Undo first, then apply: a delete that lost and one that won may name one target.
+        for _, eid, kind, now in flipped:
+            if now:
+                continue
+            body = _body(conn, eid)
+            if body is not None:
+                undo_body(conn, eid=eid, author=author, kind=kind, body=body, stats=stats)
+        for seq, eid, kind, now in flipped:
+            if not now or kind == kinds.PROFILE:
+                continue
+            row = conn.execute(
+                "SELECT cursor, body FROM events WHERE id = ? AND body IS NOT NULL", (eid,)
+            ).fetchone()
+            if row is not None:
+                apply_body(
+                    conn, eid=eid, author=author, kind=kind, seq=seq, cursor=row[0],
+                    body=decode(row[1]), stats=stats,
+                )
+        recompute_profile(conn, author)
+
+
+def _body(conn: sqlite3.Connection, eid: bytes) -> dict[str, Any] | None:
+    row = conn.execute("SELECT body FROM events WHERE id = ?", (eid,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    body = decode(row[0])
+    return body if isinstance(body, dict) else None
