@@ -231,6 +231,20 @@ class NodeClient:
                 return None
             raise
 
+    async def author_keys(self, did: str) -> list[WireItem]:
+        """``GET /v1/authors/{did}/keys`` (spec 0008 #nodes): every key event of ``did``
+        the node holds, as wire items from its ``events`` list. The node's canonical
+        path and disputes are a hint the client recomputes, so they are not read. A
+        node that holds nothing of ``did`` (404) serves no key event.
+        """
+        try:
+            doc = await self._get_json(f"/v1/authors/{did}/keys")
+        except RemoteError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return _items(doc, "events", self.url)
+
     async def feed(
         self,
         *,

@@ -25,7 +25,7 @@ import tomli_w
 from client.errors import KeystoreError
 from client.files import atomic_write, read_toml, translate_os_errors
 from protocol.errors import BadRequestError, InvalidDidError
-from protocol.identity import public_bytes_from_did
+from protocol.identity import did_method
 
 __all__ = ["ClientConfig", "normalize_node_url"]
 
@@ -104,18 +104,19 @@ class ClientConfig:
     def set_petname(self, alias: str, did: str) -> None:
         if not _ALIAS_RE.match(alias) or alias.startswith("did:"):
             raise BadRequestError(f"alias {alias!r}: use 1-64 of A-Z a-z 0-9 _ . -")
-        public_bytes_from_did(did)
+        did_method(did)
         self.petnames[alias] = did
 
     def resolve(self, who: str) -> str:
         """A did from a did or a petname; raises with a hint when neither."""
         if who.startswith("did:"):
-            public_bytes_from_did(who)
+            did_method(who)
             return who
         if who in self.petnames:
             return self.petnames[who]
         raise InvalidDidError(
-            f"{who!r} is neither a did:key nor a known alias (murmur follow DID --alias {who})"
+            f"{who!r} is neither a did (did:key or did:murmur) nor a known alias "
+            f"(murmur follow DID --alias {who})"
         )
 
     def alias_of(self, did: str) -> str | None:

@@ -5,6 +5,14 @@ Layout (spec 0007 #keys-at-rest)::
     $MURMUR_HOME/
         identities/               mode 0700 (tightened to it when created into)
             NAME.toml             mode 0600: name, did, created, [key]
+            NAME.next.toml        mode 0600, rotatable identities only: [key] = N
+            NAME.pending.toml     mode 0600, while a rotation or recovery is applied
+
+A rotatable identity (``did:murmur``, spec 0008) keeps its signing seed S in
+``NAME.toml`` (``rotatable = true``, ``signing`` = S's public key in hex) and its
+pre-rotated next seed N in ``NAME.next.toml``, sealed apart (associated data
+``did + "#next"``, so neither sealed seed can stand in for the other). Its recovery
+keys are never stored here (spec 0007 #rotatable-keys).
 
 ``[key]`` holds the 32-byte seed either sealed with a passphrase,
 ``format = "scrypt-aes256gcm"``: scrypt (n=2**15, r=8, p=1, 16-byte salt) derives a
@@ -43,7 +51,7 @@ from client.errors import (
     KeystoreError,
     PassphraseError,
 )
-from client.files import create_new, read_toml, translate_os_errors
+from client.files import atomic_write, create_new, read_toml, translate_os_errors
 from protocol.identity import Identity
 
 __all__ = [
@@ -51,9 +59,11 @@ __all__ = [
     "IdentityNotFoundError",
     "KeystoreError",
     "Keystore",
+    "NEXT_AAD",
     "PassphraseError",
     "StoredIdentity",
     "default_home",
+    "key_table",
     "loose_permissions",
 ]
 
@@ -103,6 +113,23 @@ def open_seed(key: dict[str, Any], did: str, passphrase: str | None) -> bytes:
         raise PassphraseError("wrong passphrase") from None
 
 
+#: Associated data suffix of a sealed next key: it cannot pass for a signing key.
+NEXT_AAD = "#next"
+
+
+def key_table(seed: bytes, aad: str, passphrase: str | None) -> dict[str, Any]:
+    """A ``[key]`` table: ``seed`` sealed under ``aad`` with ``passphrase``, or raw
+    hex when ``passphrase`` is None."""
+    if passphrase is not None:
+        return seal_seed(seed, aad, passphrase)
+    return {"type": "ed25519", "format": "raw-hex", "seed": seed.hex()}
+
+
+def _next_doc(did: str, next_key: Identity, passphrase: str | None) -> bytes:
+    doc = {"did": did, "key": key_table(next_key.seed, did + NEXT_AAD, passphrase)}
+    return tomli_w.dumps(doc).encode("utf-8")
+
+
 def loose_permissions(path: Path) -> list[str]:
     """What lets others than the owner at the key file ``path`` or its directory.
 
@@ -140,6 +167,10 @@ class StoredIdentity:
     path: Path
     #: True when the key is sealed with a passphrase.
     sealed: bool = False
+    #: True for a did:murmur (spec 0008): S here, N in ``NAME.next.toml``.
+    rotatable: bool = False
+    #: A rotatable identity's current signing public key (hex).
+    signing: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +179,7 @@ class StoredIdentity:
             "created": self.created,
             "path": str(self.path),
             "encrypted": self.sealed,
+            "rotatable": self.rotatable,
         }
 
 
@@ -224,6 +256,107 @@ class Keystore:
             name=name, did=identity.did, created=created, path=path, sealed=passphrase is not None
         )
 
+    def next_path(self, name: str) -> Path:
+        """Where a rotatable identity's next seed N is sealed (never with S)."""
+        return self.identities_dir / f"{self.check_name(name)}.next.toml"
+
+    def pending_path(self, name: str) -> Path:
+        """A signed rotation or recovery with its new keys, while it is applied."""
+        return self.identities_dir / f"{self.check_name(name)}.pending.toml"
+
+    def create_rotatable(
+        self,
+        name: str,
+        *,
+        did: str,
+        signing: Identity,
+        next_key: Identity,
+        passphrase: str | None,
+        now: dt.datetime | None = None,
+    ) -> StoredIdentity:
+        """Store a new did:murmur: S in ``NAME.toml``, N in ``NAME.next.toml``.
+
+        Both files are created exclusively (``identity-exists`` if the name is taken);
+        if N cannot be stored, S's file is removed again.
+        """
+        path = self._path(name)
+        self._ensure_dirs()
+        created = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
+        doc = {
+            "name": name,
+            "did": did,
+            "created": created,
+            "rotatable": True,
+            "signing": signing.public.raw.hex(),
+            "key": key_table(signing.seed, did, passphrase),
+        }
+        with translate_os_errors(f"write {path}"):
+            try:
+                create_new(path, tomli_w.dumps(doc).encode("utf-8"))
+            except FileExistsError:
+                raise IdentityExistsError(
+                    f"an identity named {name!r} already exists ({path})"
+                ) from None
+        try:
+            with translate_os_errors(f"write {self.next_path(name)}"):
+                create_new(self.next_path(name), _next_doc(did, next_key, passphrase))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StoredIdentity(
+            name=name,
+            did=did,
+            created=created,
+            path=path,
+            sealed=passphrase is not None,
+            rotatable=True,
+            signing=signing.public.raw.hex(),
+        )
+
+    def replace_keys(
+        self, name: str, *, signing: bytes, key: dict[str, Any], next_key: dict[str, Any]
+    ) -> None:
+        """After a rotation or recovery: the new S (public ``signing``, sealed ``key``),
+        then the new N (``next_key``, which destroys the old N), each file replaced
+        atomically. The tables are :func:`key_table` ones, sealed once when the key
+        event was signed (see :mod:`client.keyops`)."""
+        stored, _ = self._read_named(name)
+        if not stored.rotatable:
+            raise KeystoreError(f"{name} is not a rotatable identity")
+        doc = read_toml(stored.path, "a valid identity file")
+        doc["signing"] = signing.hex()
+        doc["key"] = key
+        with translate_os_errors(f"write {stored.path}"):
+            atomic_write(stored.path, tomli_w.dumps(doc).encode("utf-8"))
+        with translate_os_errors(f"write {self.next_path(name)}"):
+            atomic_write(
+                self.next_path(name),
+                tomli_w.dumps({"did": stored.did, "key": next_key}).encode("utf-8"),
+            )
+
+    def load_next(
+        self,
+        name: str,
+        *,
+        passphrase: str | None = None,
+        ask: Callable[[], str | None] | None = None,
+    ) -> Identity:
+        """The next key N of rotatable identity ``name`` (only ``id rotate`` needs it)."""
+        stored, _ = self._read_named(name)
+        path = self.next_path(name)
+        if not stored.rotatable or not path.exists():
+            raise KeystoreError(f"{name} has no next key ({path}): it is not rotatable")
+        doc = read_toml(path, "a valid next-key file")
+        key = doc.get("key")
+        if doc.get("did") != stored.did or not isinstance(key, dict):
+            raise KeystoreError(f"{path} is not the next key of {stored.did}")
+        if key.get("format") == SEALED_FORMAT and passphrase is None and ask is not None:
+            passphrase = ask()
+        try:
+            return Identity.from_seed(open_seed(key, stored.did + NEXT_AAD, passphrase))
+        except (ValueError, KeyError) as exc:
+            raise KeystoreError(f"{path} holds a malformed key: {exc}") from exc
+
     @staticmethod
     def _read(name: str, path: Path) -> tuple[StoredIdentity, dict[str, Any]]:
         """One read of an identity file: what may be shown, and the ``[key]`` table."""
@@ -237,6 +370,8 @@ class Keystore:
             created=str(doc.get("created", "")),
             path=path,
             sealed=key.get("format") == SEALED_FORMAT,
+            rotatable=doc.get("rotatable") is True,
+            signing=str(doc["signing"]) if isinstance(doc.get("signing"), str) else None,
         )
         return stored, key
 
@@ -275,7 +410,10 @@ class Keystore:
             identity = Identity.from_seed(open_seed(key, stored.did, passphrase))
         except (ValueError, KeyError) as exc:
             raise KeystoreError(f"{stored.path} holds a malformed key: {exc}") from exc
-        if identity.did != stored.did:
+        if stored.rotatable:
+            if identity.public.raw.hex() != stored.signing:
+                raise KeystoreError(f"{stored.path}: the key is not the identity's signing key")
+        elif identity.did != stored.did:
             raise KeystoreError(f"{stored.path}: the key does not match the did {stored.did}")
         return identity
 

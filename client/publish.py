@@ -8,6 +8,12 @@ instead of forking it. The signed event goes to every node at once; publishing
 succeeds when at least one node answers ``accepted`` or ``duplicate``, and the per-node
 outcomes (rejections with the node's code and message, unreachable nodes) are reported.
 Only then does the local head advance.
+
+A rotatable identity (``did:murmur``, spec 0008) is given its :class:`OwnChain`: it
+signs v2 events after its own outbox (``prev`` the outbox's last event, ``kev`` its
+latest key event), never after a node's head, and every saved key event no node has
+stored yet is sent again, as the same bytes, in the same request before the new event
+(spec 0007 #own-chain).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient
 from client.errors import NodeTimeoutError, NodeUnreachableError, PublishError
+from client.ownchain import OwnChain
 from client.reader import Reader, latest_by_seq
 from client.state import Head, HeadStore
 from protocol.errors import ProtocolError, RemoteError
-from protocol.events import DEFAULT_NETWORK, Event, sign_event
+from protocol.events import DEFAULT_NETWORK, Event, sign_event, sign_event_v2
 from protocol.identity import Identity
 
 __all__ = ["NodeOutcome", "PublishResult", "Publisher"]
@@ -55,28 +62,49 @@ class PublishResult:
     #: Where the previous head came from: "local", "nodes" or "none" (first event).
     head_source: str
 
+    @property
+    def stored_anywhere(self) -> bool:
+        return any(o.stored for o in self.outcomes)
+
 
 class Publisher:
     """Signs as ``identity`` and publishes to ``nodes``; tracks the head in ``heads``."""
 
     def __init__(
         self,
-        identity: Identity,
+        identity: Identity | None,
         nodes: Sequence[NodeClient],
         heads: HeadStore,
         *,
         net: str = DEFAULT_NETWORK,
         timeout: float = DEFAULT_TIMEOUT_S,
+        chain: OwnChain | None = None,
     ) -> None:
+        #: The signing key; None for a publisher that only re-sends saved key events.
         self.identity = identity
         self.nodes = list(nodes)
         self.heads = heads
         self.net = net
         self.timeout = timeout
+        #: The owner's outbox when the identity is a did:murmur (spec 0008).
+        self.chain = chain
+
+    @property
+    def did(self) -> str:
+        """The author's did: the did:murmur of a rotatable identity, else its did:key."""
+        if self.chain is not None:
+            return self.chain.did
+        return self.signer().did
+
+    def signer(self) -> Identity:
+        """The signing key (``ValueError`` for a publisher that only re-sends)."""
+        if self.identity is None:
+            raise ValueError("this publisher has no signing key")
+        return self.identity
 
     async def sync_head(self) -> tuple[Head | None, str]:
         """The head to sign after: the best of the local one and the nodes' verified ones."""
-        did = self.identity.did
+        did = self.signer().did
         local = self.heads.get(did)
         reader = Reader(self.nodes, net=self.net, timeout=self.timeout)
         claims: set[int] = set()
@@ -110,33 +138,52 @@ class Publisher:
 
     async def submit(self, event: Event) -> tuple[NodeOutcome, ...]:
         """Send ``event`` to every node at once; one outcome per node, in node order."""
+        return tuple(row[0] for row in await self.submit_many([event]))
 
-        async def one(node: NodeClient) -> NodeOutcome:
+    async def submit_many(self, events: Sequence[Event]) -> list[tuple[NodeOutcome, ...]]:
+        """Send ``events`` in one request to every node at once (in this order, so a
+        key event comes before the events that name it); per node, one outcome per
+        event."""
+
+        async def one(node: NodeClient) -> tuple[NodeOutcome, ...]:
             try:
-                (result,) = await asyncio.wait_for(node.submit([event.wire]), self.timeout)
+                results = await asyncio.wait_for(
+                    node.submit([e.wire for e in events]), self.timeout
+                )
             except TimeoutError:
                 err: ProtocolError = NodeTimeoutError(
                     f"{node.url} did not answer within {self.timeout:g} s", url=node.url
                 )
-                return NodeOutcome(url=node.url, status="error", code=err.code, message=err.message)
+                return tuple(
+                    NodeOutcome(url=node.url, status="error", code=err.code, message=err.message)
+                    for _ in events
+                )
             except ProtocolError as exc:
-                return NodeOutcome(url=node.url, status="error", code=exc.code, message=exc.message)
-            if result.status in ("accepted", "duplicate"):
-                return NodeOutcome(url=node.url, status=result.status)
-            return NodeOutcome(
-                url=node.url,
-                status="rejected",
-                code=result.error or "rejected",
-                message=result.message or result.error or "rejected",
-            )
+                return tuple(
+                    NodeOutcome(url=node.url, status="error", code=exc.code, message=exc.message)
+                    for _ in events
+                )
+            if len(results) != len(events):
+                return tuple(
+                    NodeOutcome(
+                        url=node.url,
+                        status="error",
+                        code="bad-response",
+                        message=f"{len(results)} results for {len(events)} events",
+                    )
+                    for _ in events
+                )
+            return tuple(_outcome(node.url, r.status, r.error, r.message) for r in results)
 
-        return tuple(await asyncio.gather(*(one(n) for n in self.nodes)))
+        return list(await asyncio.gather(*(one(n) for n in self.nodes)))
 
     async def publish(self, kind: str, body: Mapping[str, Any]) -> PublishResult:
         """Sign the next event of ``kind`` with ``body`` and publish it; raise if none took it."""
+        if self.chain is not None:
+            return await self._publish_own_chain(kind, body)
         head, source = await self.sync_head()
         event = sign_event(
-            self.identity,
+            self.signer(),
             kind=kind,
             body=body,
             seq=1 if head is None else head.seq + 1,
@@ -145,12 +192,63 @@ class Publisher:
         )
         outcomes = await self.submit(event)
         if any(o.stored for o in outcomes):
-            self.heads.advance(self.identity.did, Head(seq=event.seq, id=event.id))
+            self.heads.advance(event.author, Head(seq=event.seq, id=event.id))
             for o in outcomes:
                 if not o.stored:
                     log.info("node did not store event url=%s code=%s", o.url, o.code)
             return PublishResult(event=event, outcomes=outcomes, head_source=source)
         raise _failure(outcomes)
+
+    async def flush(self) -> list[PublishResult]:
+        """Send the saved key events no node stored yet (the same bytes, spec 0008
+        §8.7); one result each (``stored_anywhere`` says which went through)."""
+        assert self.chain is not None  # noqa: S101 - only rotatable identities have an outbox
+        pending = self.chain.unpublished()
+        if not pending:
+            return []
+        return self._settle(pending, await self.submit_many(pending))
+
+    def _settle(
+        self, events: Sequence[Event], rows: Sequence[tuple[NodeOutcome, ...]]
+    ) -> list[PublishResult]:
+        assert self.chain is not None  # noqa: S101
+        results = [
+            PublishResult(event=e, outcomes=tuple(row[i] for row in rows), head_source="local")
+            for i, e in enumerate(events)
+        ]
+        stored = {r.event.id for r in results if any(o.stored for o in r.outcomes)}
+        self.chain.mark_published(stored)
+        return results
+
+    async def _publish_own_chain(self, kind: str, body: Mapping[str, Any]) -> PublishResult:
+        """A did:murmur's event: v2, after the owner's outbox, pending key events first."""
+        assert self.chain is not None  # noqa: S101
+        pending = self.chain.unpublished()
+        head = self.chain.head()
+        event = sign_event_v2(
+            self.signer(),
+            author=self.chain.did,
+            kind=kind,
+            body=body,
+            seq=head.seq + 1,
+            prev=head.id,
+            kev=self.chain.latest_key_event().id,
+            net=self.net,
+        )
+        rows = await self.submit_many([*pending, event])
+        result = self._settle([*pending, event], rows)[-1]
+        if any(o.stored for o in result.outcomes):
+            self.chain.record(event, published=True)
+            return result
+        raise _failure(result.outcomes)
+
+
+def _outcome(url: str, status: str, error: str | None, message: str | None) -> NodeOutcome:
+    if status in ("accepted", "duplicate"):
+        return NodeOutcome(url=url, status=status)
+    return NodeOutcome(
+        url=url, status="rejected", code=error or "rejected", message=message or error or "rejected"
+    )
 
 
 def _failure(outcomes: Sequence[NodeOutcome]) -> ProtocolError:

@@ -5,7 +5,9 @@ deadline (a node that times out is skipped for the rest of the read, so a slow n
 costs one timeout, not one per phase). Every event is checked with
 ``protocol.events.decode_event`` from its ``wire`` bytes alone; what fails is dropped
 and listed under the node that served it. Verified events are merged by id (a copy
-with a body beats a header-only one). Per author, ``protocol.chain.analyze_chain``
+with a body beats a header-only one). Events of a ``did:murmur`` author (v2) stay in
+the merged set only while their author's key state says they are canonical
+(:mod:`client.keyview`, spec 0008 §8.7). Per author, ``protocol.chain.analyze_chain``
 finds the seqs that must exist between the ones held; those gaps are asked of every
 node through the author-log endpoint (bounded rounds, bounded seqs). Finally each view
 says which merged events each node *should* have served, and what it did not serve is
@@ -22,6 +24,7 @@ from typing import Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
+from client.keyview import Excluded, KeyTracker
 from client.textsafety import safe_line
 from client.verify import verify_many
 from protocol import kinds
@@ -97,6 +100,9 @@ class ReadReport:
     nodes: list[NodeReport]
     gaps: list[dict[str, Any]] = field(default_factory=list)
     forks: list[dict[str, Any]] = field(default_factory=list)
+    #: Events of did:murmur authors not shown as theirs: revoked, disputed or pending
+    #: by their key state (spec 0008 §8.7), with why. Shared with the read's tracker.
+    excluded: dict[bytes, Excluded] = field(default_factory=dict)
 
     def require_answer(self) -> None:
         """Raise ``NoNodeAnsweredError`` if nodes were asked and none answered any request.
@@ -128,6 +134,12 @@ class ReadReport:
             "nodes": [n.to_json() for n in self.nodes],
             "gaps": self.gaps,
             "forks": self.forks,
+            "excluded": [
+                x.to_json()
+                for x in sorted(
+                    self.excluded.values(), key=lambda x: (x.event.author, x.event.seq, x.event.id)
+                )
+            ],
         }
 
 
@@ -158,6 +170,9 @@ class Reader:
         self.events: dict[bytes, Event] = {}
         self.report = ReadReport(nodes=[NodeReport(url=n.url) for n in self.nodes])
         self._verified: dict[bytes, Event | ProtocolError] = {}
+        #: Key state of the did:murmur authors read (spec 0008 #clients).
+        self.keys = KeyTracker(self)
+        self.report.excluded = self.keys.excluded
 
     # -- merging ------------------------------------------------------------------
 
@@ -188,7 +203,7 @@ class Reader:
         cached = self._verified.get(item.wire)
         if cached is None:
             try:
-                cached = decode_event(item.wire, net=self.net)
+                cached = decode_event(item.wire, net=self.net, allow_v2=True)
             except ProtocolError as exc:
                 cached = exc
             self._verified[item.wire] = cached
@@ -213,7 +228,10 @@ class Reader:
         held = self.events.get(event.id)
         if held is None or (held.body is None and event.body is not None):
             self.events[event.id] = event
-        return self.events[event.id]
+        merged = self.events[event.id]
+        if merged.key is not None:  # v2: the key state decides if it is the author's
+            self.keys.note(merged)
+        return merged
 
     def of_author(self, did: str) -> list[Event]:
         return [e for e in self.events.values() if e.author == did]
@@ -251,6 +269,9 @@ class Reader:
                 log.info("node failed url=%s code=%s", node.url, report.error.code)
 
         await asyncio.gather(*(run(n) for n in self.nodes if self.report.node(n.url).ok))
+        # Whatever came in, a did:murmur author's events count only once their key
+        # state says they are canonical (spec 0008 §8.7).
+        await self.keys.settle()
 
     # -- author logs and gap repair ------------------------------------------------
 

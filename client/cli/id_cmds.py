@@ -1,9 +1,10 @@
 """``murmur id new|list|show``: identities in the local keystore.
 
-``id new`` seals the key with a passphrase unless told ``--no-encrypt``, and takes a
-given seed from a file or standard input (``--seed-file``); ``--seed HEX`` still works
-but warns, since argv is visible to other users and kept in shell history
-(spec 0007 #keys-at-rest).
+``id new --rotatable`` makes a did:murmur instead (:mod:`client.cli.key_cmds`, with
+``id rotate``, ``id recover`` and ``id keys``). ``id new`` seals the key with a
+passphrase unless told ``--no-encrypt``, and takes a given seed from a file or
+standard input (``--seed-file``); ``--seed HEX`` still works but warns, since argv is
+visible to other users and kept in shell history (spec 0007 #keys-at-rest).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import argparse
 import string
 from typing import Any
 
+from client.cli import key_cmds
 from client.cli.output import Context, Result, warn
 from client.cli.passphrase import STDIN, ask_new_passphrase, read_secret
 from client.keystore import IdentityExistsError, Keystore, StoredIdentity, loose_permissions
 from protocol.errors import BadRequestError
+from protocol.limits import MAX_RECOVERY_KEYS
 
 __all__ = ["register"]
 
@@ -66,7 +69,21 @@ def _describe(identity: StoredIdentity, default: bool) -> dict[str, Any]:
     return {**identity.to_json(), "default": default}
 
 
+def _recovery_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= MAX_RECOVERY_KEYS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_RECOVERY_KEYS}")
+    return value
+
+
 def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
+    if args.rotatable:
+        return key_cmds.cmd_new_rotatable(args, ctx)
+    if args.recovery_out is not None or args.recovery_keys != 1:
+        raise BadRequestError("--recovery-keys and --recovery-out go with --rotatable")
     store = Keystore(ctx.home)
     if store.exists(Keystore.check_name(args.name)):  # before asking for any secret
         raise IdentityExistsError(f"an identity named {args.name!r} already exists")
@@ -167,6 +184,28 @@ def register(
         "on the terminal. --no-encrypt stores it in plain hex, protected only by the "
         "file's mode 0600 (throwaway and dev keys)",
     )
+    new.add_argument(
+        "--rotatable",
+        action="store_true",
+        help="create a did:murmur (spec 0008) whose keys can be rotated and recovered: "
+        "a signing key, a next key kept in a separate file and recovery keys shown once "
+        "to keep offline. Not yet the default: nodes accept its events only once they "
+        "implement spec 0008",
+    )
+    new.add_argument(
+        "--recovery-keys",
+        type=_recovery_count,
+        default=1,
+        metavar="N",
+        help=f"with --rotatable: how many recovery keys, 1-{MAX_RECOVERY_KEYS} (default 1), "
+        "highest priority first",
+    )
+    new.add_argument(
+        "--recovery-out",
+        metavar="DIR",
+        help="with --rotatable: write each recovery key as a file (mode 0600) in DIR; "
+        "without it they are printed once on stderr as hex phrases",
+    )
     new.set_defaults(handler=cmd_new)
 
     lst = ids_sub.add_parser("list", parents=[common], help="list identities")
@@ -175,3 +214,5 @@ def register(
     show = ids_sub.add_parser("show", parents=[common], help="show one identity")
     show.add_argument("name", nargs="?", help="identity name (default: --as or the default)")
     show.set_defaults(handler=cmd_show)
+
+    key_cmds.register(ids_sub, common)

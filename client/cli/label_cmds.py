@@ -192,6 +192,10 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
         configured = []
     stream = stream or configured[0]
     publish_to = list(dict.fromkeys([stream, *configured]))
+    if stored.rotatable:  # the labeler's own chain handling predates did:murmur
+        raise BadRequestError(
+            f"{stored.name} is a rotatable identity: a labeler runs as a did:key for now"
+        )
     identity = session.identity()
     state = LabelerState.load(ctx.home, stored.name, identity.did)
     log_to = ctx.stderr if ctx.json else ctx.stdout

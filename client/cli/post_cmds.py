@@ -70,7 +70,7 @@ def _target_cmd(kind: str, verb: str) -> Any:
                 if kind == kinds.DELETE:
                     reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
                     held = (await reader.lookup([target])).get(target)
-                    if held is not None and held.author != pub.identity.did:
+                    if held is not None and held.author != pub.did:
                         raise NotAuthorError(
                             f"event {target.hex()} was written by {held.author}; "
                             "only its author can delete it"

@@ -145,8 +145,8 @@ def _footer(
     return "\n".join(lines)
 
 
-def _text(body: str, view: View, names: Names, footer: str = "") -> str:
-    report = format_report(view.report, names)
+def _text(body: str, view: View, names: Names, footer: str = "", *, explain: bool = False) -> str:
+    report = format_report(view.report, names, explain=explain)
     parts = [p for p in (body, footer, report) if p]
     return "\n\n".join(parts)
 
@@ -187,7 +187,10 @@ def cmd_timeline(args: argparse.Namespace, ctx: Context) -> Result:
     elif not shown:
         body = "Nothing to show: your filters hid every item."
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
-    return Result(_doc(view, names, mod, shown, hidden), _text(body, view, names, footer))
+    return Result(
+        _doc(view, names, mod, shown, hidden),
+        _text(body, view, names, footer, explain=args.explain),
+    )
 
 
 def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
@@ -229,7 +232,7 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     posts = "\n\n".join(format_judged(e, _verdict(mod, e), names, view.related) for e in shown)
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
     body = header + ("\n\n" + posts if posts else "\n\n(no posts)")
-    return Result(doc, _text(body, view, names, footer))
+    return Result(doc, _text(body, view, names, footer, explain=args.explain))
 
 
 def _tree(root: Event | None, replies: list[Event], root_id: bytes) -> list[tuple[int, Event]]:
@@ -306,14 +309,16 @@ def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
             )
         )
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
-    return Result(doc, _text("\n\n".join(lines), view, names, footer))
+    return Result(doc, _text("\n\n".join(lines), view, names, footer, explain=args.explain))
 
 
 def _moderation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--explain",
         action="store_true",
-        help="after the posts, say what your filters hid, warned or badged, and why",
+        help="after the posts, say what your filters hid, warned or badged, and why, "
+        "and list every event not shown as its author's for its key state (revoked, "
+        "disputed or pending, spec 0008)",
     )
     p.add_argument("--no-filters", action="store_true", help="show everything, unmoderated")
 

@@ -50,7 +50,7 @@ def short_id(eid: bytes | str) -> str:
 
 
 def short_did(did: str) -> str:
-    key = did.removeprefix("did:key:")
+    key = did.removeprefix("did:key:").removeprefix("did:murmur:")
     return f"{key[:8]}…{key[-6:]}" if len(key) > 16 else key
 
 
@@ -222,8 +222,14 @@ def format_event(
     return "\n".join(lines)
 
 
-def format_report(report: ReadReport, names: Names) -> str:
-    """One line per problem: failed nodes, withheld and invalid events, gaps, forks."""
+#: Events not shown for their key state that the report lists without --explain.
+MAX_EXCLUDED_LINES = 10
+
+
+def format_report(report: ReadReport, names: Names, *, explain: bool = False) -> str:
+    """One line per problem: failed nodes, withheld and invalid events, gaps, forks,
+    and events of did:murmur authors not shown as theirs (spec 0008 §8.7; all of them,
+    with full ids, when ``explain``)."""
     lines: list[str] = []
     for n in report.nodes:
         url = safe_line(n.url)
@@ -246,6 +252,22 @@ def format_report(report: ReadReport, names: Names) -> str:
         )
     for f in report.forks:
         lines.append(f"! {names.display(f['author'])} signed two histories at seq {f['seq']}")
+    excluded = sorted(
+        report.excluded.values(), key=lambda x: (x.event.author, x.event.seq, x.event.id)
+    )
+    shown = excluded if explain else excluded[:MAX_EXCLUDED_LINES]
+    for x in shown:
+        e = x.event
+        eid = e.id_hex if explain else short_id(e.id)
+        lines.append(
+            f"! not shown as {names.display(e.author)}'s: {safe_line(e.kind)} seq {e.seq} "
+            f"{eid}: {safe_line(x.why())}"
+        )
+    if len(excluded) > len(shown):
+        lines.append(
+            f"! and {len(excluded) - len(shown)} more event(s) not shown for their key "
+            "state (--explain lists them)"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,9 @@ from client.cli.output import Context, warn
 from client.cli.passphrase import ask_passphrase
 from client.config import ClientConfig, normalize_node_url
 from client.errors import IdentityNotFoundError, KeystoreError, NoNodesError
+from client.keyops import apply_pending
 from client.keystore import Keystore, StoredIdentity, loose_permissions
+from client.ownchain import OwnChain
 from client.publish import Publisher
 from client.reader import Reader
 from client.state import HeadStore
@@ -157,10 +159,22 @@ class Session:
 
     @asynccontextmanager
     async def publisher(self) -> AsyncIterator[Publisher]:
+        """A publisher for the identity. A rotatable one first finishes saving a
+        rotation a crash interrupted, then signs after its own outbox (spec 0008)."""
+        stored = self.stored_identity()
+        chain = None
+        if stored.rotatable:
+            apply_pending(self.keystore, stored.name)
+            chain = OwnChain(self.ctx.home, stored.did)
         identity = self.identity()
         async with self.nodes() as nodes:
             yield Publisher(
-                identity, nodes, HeadStore(self.ctx.home), net=self.net, timeout=self.timeout
+                identity,
+                nodes,
+                HeadStore(self.ctx.home),
+                net=self.net,
+                timeout=self.timeout,
+                chain=chain,
             )
 
 

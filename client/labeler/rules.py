@@ -31,7 +31,7 @@ from client.files import read_toml
 from client.moderation.config import load_user_module
 from protocol import kinds
 from protocol.events import Event
-from protocol.identity import public_bytes_from_did
+from protocol.identity import did_method
 from protocol.kinds import is_label_value
 
 __all__ = ["MAX_RULES_BYTES", "Rule", "Rules", "Subject", "subject_key"]
@@ -167,7 +167,7 @@ def _pair(event: Event, item: object) -> tuple[Subject, str]:
     if isinstance(subject, str) and re.fullmatch(r"[0-9a-f]{64}", subject):
         subject = bytes.fromhex(subject)
     if isinstance(subject, str):
-        public_bytes_from_did(subject)  # raises InvalidDidError (a ProtocolError)
+        did_method(subject)  # raises InvalidDidError (a ProtocolError)
     elif not isinstance(subject, bytes) or len(subject) != 32:
         raise TypeError(f"a label subject is a did or a 32-byte event id, not {subject!r}")
     if not is_label_value(val):

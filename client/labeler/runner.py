@@ -154,7 +154,7 @@ class Labeler:
         self.state = state
         self.on_label = on_label
         self.stats = Stats()
-        self.did = publisher.identity.did
+        self.did = publisher.signer().did
         self._batch: list[tuple[Event, Subject, str]] = []
         #: The last cursor read, and the last one whose labels are all published.
         self._cursor = 0
@@ -305,7 +305,7 @@ class Labeler:
         signed: list[Event] = []
         for _, subject, val in chunk:
             event = sign_event(
-                self.pub.identity,
+                self.pub.signer(),
                 kind=kinds.LABEL,
                 body={"subject": subject, "val": val},
                 seq=1 if head is None else head.seq + 1,

@@ -26,7 +26,7 @@ from client.moderation.core import Action, Decision, Env, Item, Label, SourceKin
 from protocol import kinds
 from protocol.errors import InvalidDidError
 from protocol.events import Event
-from protocol.identity import public_bytes_from_did
+from protocol.identity import did_method
 
 __all__ = [
     "BUILTINS",
@@ -126,10 +126,10 @@ def _dids(type_: str, key: str, value: object) -> frozenset[str]:
     out = _strings(type_, key, value, max_items=MAX_DIDS)
     for did in out:
         try:
-            public_bytes_from_did(did)
+            did_method(did)
         except InvalidDidError as exc:
             raise FilterLoadError(
-                f"{type_}: {key}: {did!r} is not a did:key ({exc.message})"
+                f"{type_}: {key}: {did!r} is not a did ({exc.message})"
             ) from None
     return frozenset(out)
 
@@ -295,7 +295,7 @@ class MuteAuthors:
         _reject_unknown(self.name, unknown, ("dids", "expires", "action"))
         self.dids = _dids(self.name, "dids", dids)
         if not self.dids:
-            raise FilterLoadError(f"{self.name}: dids must name at least one did:key")
+            raise FilterLoadError(f"{self.name}: dids must name at least one did")
         self.expires = _expires(self.name, expires)
         self.action = _action(self.name, action, (Action.HIDE, Action.WARN))
 
@@ -315,7 +315,7 @@ class BlockAuthors:
         _reject_unknown(self.name, unknown, ("dids",))
         self.dids = _dids(self.name, "dids", dids)
         if not self.dids:
-            raise FilterLoadError(f"{self.name}: dids must name at least one did:key")
+            raise FilterLoadError(f"{self.name}: dids must name at least one did")
 
     def check(self, item: Item) -> Decision | None:
         if item.author not in self.dids:
@@ -341,10 +341,10 @@ class SubscribedList:
             raise FilterLoadError(f'{self.name}: ref must be "DID/NAME", not {ref!r}')
         did, _, list_name = ref.strip().partition("/")
         try:
-            public_bytes_from_did(did)
+            did_method(did)
         except InvalidDidError as exc:
             raise FilterLoadError(
-                f"{self.name}: ref: {did!r} is not a did:key ({exc.message})"
+                f"{self.name}: ref: {did!r} is not a did ({exc.message})"
             ) from None
         if not list_name:
             raise FilterLoadError(f'{self.name}: ref must be "DID/NAME" with a list name')
@@ -443,7 +443,7 @@ def _labeler_sub(type_: str, raw: object) -> LabelerSub:
     else:
         raise FilterLoadError(f'{type_}: each subscription is {{"did": ..., "labels": {{...}}}}')
     try:
-        public_bytes_from_did(did)
+        did_method(did)
         for val, act in labels.items():
             if not isinstance(act, str):
                 raise FilterError(f"label {val!r}: the action must be a string")

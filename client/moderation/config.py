@@ -40,7 +40,7 @@ from client.files import atomic_write, read_toml, translate_os_errors
 from client.moderation.core import Action
 from client.moderation.pipeline import DEFAULT_BUDGET_MS
 from protocol.errors import InvalidDidError
-from protocol.identity import public_bytes_from_did
+from protocol.identity import did_method
 from protocol.kinds import is_label_value
 
 __all__ = [
@@ -177,7 +177,7 @@ class ModerationConfig:
         return next((s for s in self.labelers if s.did == did), None)
 
     def subscribe(self, did: str, labels: Mapping[str, str]) -> LabelerSub:
-        public_bytes_from_did(did)
+        did_method(did)
         for val, action in labels.items():
             check_label_action(val, action)
         sub = self.labeler(did)
@@ -222,7 +222,7 @@ def _labeler_from(raw: object, where: str) -> LabelerSub:
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise FilterError(f"{where}: 'labels' must map label values to actions")
     try:
-        public_bytes_from_did(raw["did"])
+        did_method(raw["did"])
     except InvalidDidError as exc:
         raise FilterError(f"{where}: {exc.message}") from None
     for val, action in labels.items():

@@ -5,11 +5,18 @@ wire events, with knobs a hostile or broken node would turn: ``down`` (connectio
 refused), ``delay`` (slow), ``hidden`` (withhold ids everywhere), ``feed_hidden``
 (withhold from the feed only) and ``serve`` (put arbitrary wire bytes, e.g. a broken
 signature, in place of an event). :class:`Net` routes requests to nodes by host.
+
+v2 events (did:murmur, spec 0008) are held and served like any other, and
+``GET /v1/authors/{did}/keys`` serves the author's key events the node holds (minus
+``keys_hidden``); ``accept_v2 = False`` makes the node refuse v2 events as nodes did
+before spec 0008 (``unsupported-version``). The fake does no key-state check: the
+client must not rely on nodes for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +31,8 @@ from protocol.encoding import decode, encode
 from protocol.errors import ProtocolError
 from protocol.events import Event, decode_event, decode_unverified, sign_event
 from protocol.identity import Identity
-from tests.node_json import event_json
+from protocol.keystate import KEY_EVENT_KINDS
+from tests.node_json import event_json as _v1_event_json
 
 _seeds = itertools.count(100)
 
@@ -61,6 +69,21 @@ class Author:
         return self.sign("post", {"text": text, **body})
 
 
+def event_json(wire: bytes) -> dict[str, Any]:
+    """A node's JSON form of ``wire``, v1 or v2."""
+    ev = decode_unverified(wire, allow_v2=True)
+    if ev.key is None:
+        return _v1_event_json(wire)
+    return {
+        "id": ev.id_hex,
+        "author": ev.author,
+        "seq": ev.seq,
+        "ts": ev.ts,
+        "kind": ev.kind,
+        "wire": base64.b64encode(wire).decode(),
+    }
+
+
 def broken_signature(ev: Event) -> bytes:
     """``ev``'s wire form with one bit of the signature flipped."""
     sig = bytearray(ev.sig)
@@ -77,7 +100,12 @@ class FakeNode:
         self.delay = 0.0
         self.hidden: set[bytes] = set()
         self.feed_hidden: set[bytes] = set()
+        #: Key events left out of ``/keys`` answers only.
+        self.keys_hidden: set[bytes] = set()
+        self.accept_v2 = True
         self.requests: list[str] = []
+        #: Every wire submitted, in order (to compare retried bytes).
+        self.submitted: list[bytes] = []
 
     def add(self, *events: Event) -> None:
         for ev in events:
@@ -85,10 +113,14 @@ class FakeNode:
 
     def serve(self, wire: bytes) -> None:
         """Serve raw ``wire`` (valid or not) as the event with its header's id."""
-        self.wires[decode_unverified(wire).id] = wire
+        self.wires[decode_unverified(wire, allow_v2=True).id] = wire
 
     def _events(self) -> list[Event]:
-        return [decode_unverified(w) for i, w in self.wires.items() if i not in self.hidden]
+        return [
+            decode_unverified(w, allow_v2=True)
+            for i, w in self.wires.items()
+            if i not in self.hidden
+        ]
 
     def _doc(self, events: list[Event]) -> list[dict[str, Any]]:
         return [event_json(self.wires[e.id]) for e in events]
@@ -120,6 +152,17 @@ class FakeNode:
                 nxt = evs[limit].seq
             return httpx.Response(
                 200, json={"author": parts[2], "events": self._doc(page), "next_from_seq": nxt}
+            )
+        if parts[:2] == ["v1", "authors"] and parts[3] == "keys":
+            evs = [
+                e
+                for e in self._events()
+                if e.author == parts[2]
+                and e.kind in KEY_EVENT_KINDS
+                and e.id not in self.keys_hidden
+            ]
+            return httpx.Response(
+                200, json={"author": parts[2], "events": self._doc(evs), "path": []}
             )
         if parts[:2] == ["v1", "authors"] and parts[3] == "head":
             evs = [e for e in self._events() if e.author == parts[2]]
@@ -190,8 +233,9 @@ class FakeNode:
     def _ingest(self, content: bytes) -> httpx.Response:
         results = []
         for wire in decode(content):
+            self.submitted.append(wire)
             try:
-                ev = decode_event(wire, net=self.net)
+                ev = decode_event(wire, net=self.net, allow_v2=self.accept_v2)
             except ProtocolError as exc:
                 results.append(
                     {"id": None, "status": "rejected", "error": exc.code, "message": exc.message}

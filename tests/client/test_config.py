@@ -43,7 +43,7 @@ def test_petnames_round_trip(tmp_path: Path) -> None:
     again = ClientConfig.load(tmp_path)
     assert again.resolve("alice") == DID and again.resolve(DID) == DID
     assert again.alias_of(DID) == "alice"
-    with pytest.raises(InvalidDidError, match="neither a did:key nor a known alias"):
+    with pytest.raises(InvalidDidError, match=r"neither a did .* nor a known alias"):
         again.resolve("carol")
     with pytest.raises(BadRequestError):
         again.set_petname("did:evil", DID)

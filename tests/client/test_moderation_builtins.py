@@ -179,7 +179,7 @@ def test_mute_and_block_authors() -> None:
     assert check(block, item(CAROL.post("hi"))) is None
     later = item(CAROL.post("hi"), now_ms=NOW + 10)
     assert check(mute, later) is None  # expired
-    with pytest.raises(FilterLoadError, match="not a did:key"):
+    with pytest.raises(FilterLoadError, match="not a did "):
         MuteAuthors(dids=["did:key:nope"])
     with pytest.raises(FilterLoadError, match="at least one"):
         BlockAuthors(dids=[])

@@ -1,0 +1,390 @@
+"""``murmur id new --rotatable``, ``id rotate``, ``id recover``, ``id keys`` (spec 0008).
+
+A rotatable identity (``did:murmur``) keeps its signing key S in the identity file, its
+pre-rotated next key N in a separate sealed file, and its recovery keys nowhere: they
+are shown once, as files (``--recovery-out DIR``) or phrases on stderr, to be kept
+offline (spec 0007 #rotatable-keys). ``id rotate`` signs a rotation with N (after a
+lost or stolen S); ``id recover`` signs a recovery with a recovery key (after a stolen
+S *and* N). Each saves the signed event before sending it, and a retry re-sends the
+same bytes. ``id keys DID`` shows an author's key history, verified and resolved from
+every configured node.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from client.cli.output import Context, Result, warn
+from client.cli.passphrase import STDIN, ask_new_passphrase, ask_passphrase, read_secret
+from client.cli.render import Names, event_doc, short_id
+from client.cli.session import Session, run
+from client.errors import IdentityExistsError, NoNodesError
+from client.files import create_new, translate_os_errors
+from client.keyops import (
+    RecoveryKey,
+    apply_pending,
+    create_rotatable,
+    parse_recovery_key,
+    recovery_file_text,
+    recovery_phrase,
+    sign_recovery,
+    sign_rotation,
+)
+from client.keystore import Keystore, StoredIdentity
+from client.keyview import KeyHistory, is_murmur
+from client.ownchain import OwnChain
+from client.publish import Publisher, PublishResult
+from client.state import HeadStore
+from client.textsafety import safe_line
+from protocol.errors import BadRequestError, NotFoundError
+from protocol.events import Event
+from protocol.keystate import Status
+
+__all__ = ["cmd_keys", "cmd_new_rotatable", "cmd_recover", "cmd_rotate", "register"]
+
+OFFLINE_WARNING = (
+    "keep each recovery key OFFLINE (a USB stick in a drawer, a printout), never on the "
+    "device you post from: it is shown only now, it is the last way to take your "
+    "identity back if your keys are stolen, and anyone who holds it can take it too"
+)
+
+
+def _send(session: Session) -> list[PublishResult]:
+    """Send the identity's saved, unsent key events to every node (same bytes); none
+    when no node is configured (they go with the next post)."""
+    try:
+        _ = session.node_urls
+    except NoNodesError:
+        return []
+    return run(lambda: _send_async(session))
+
+
+async def _send_async(session: Session) -> list[PublishResult]:
+    stored = session.stored_identity()
+    async with session.nodes() as nodes:
+        pub = Publisher(
+            None,
+            nodes,
+            HeadStore(session.ctx.home),
+            net=session.net,
+            timeout=session.timeout,
+            chain=OwnChain(session.ctx.home, stored.did),
+        )
+        return await pub.flush()
+
+
+def _sent_doc(results: list[PublishResult]) -> list[dict[str, Any]]:
+    return [
+        {"id": r.event.id_hex, "kind": r.event.kind, "nodes": [o.to_json() for o in r.outcomes]}
+        for r in results
+    ]
+
+
+def _sent_text(results: list[PublishResult], event: Event) -> tuple[str, bool]:
+    mine = [r for r in results if r.event.id == event.id]
+    if not mine:
+        return (
+            "  Not published yet (no node configured): it is sent with your next post.",
+            False,
+        )
+    r = mine[0]
+    stored = [o for o in r.outcomes if o.stored]
+    lines = [f"  Stored on {len(stored)} of {len(r.outcomes)} node(s)."]
+    for o in r.outcomes:
+        if not o.stored:
+            lines.append("  ! " + ": ".join(safe_line(str(x)) for x in (o.url, o.code, o.message)))
+    if not stored:
+        lines.append(
+            "  It is saved: 'murmur id rotate' (or your next post) re-sends the same bytes."
+        )
+    return "\n".join(lines), bool(stored)
+
+
+def _write_recovery(
+    ctx: Context, did: str, keys: tuple[RecoveryKey, ...], out: str | None
+) -> list[str]:
+    """Show each recovery key once: a 0600 file in ``out``, else a phrase on stderr."""
+    if out is None:
+        for rk in keys:
+            ctx.stderr.write(
+                f"RECOVERY KEY {rk.position + 1} of {rk.count} (priority {rk.position}) for "
+                f"{did}:\n    {recovery_phrase(rk.key.seed)}\n"
+            )
+        warn(ctx, OFFLINE_WARNING + "; write the phrase(s) above down now")
+        return []
+    directory = Path(out).expanduser()
+    paths = []
+    with translate_os_errors(f"write the recovery keys into {directory}"):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for rk in keys:
+            path = directory / f"{did.removeprefix('did:murmur:')[:16]}-recovery-{rk.position}.key"
+            create_new(path, recovery_file_text(did, rk).encode("utf-8"))
+            paths.append(str(path))
+    warn(ctx, OFFLINE_WARNING + f"; move the file(s) in {directory} offline now")
+    return paths
+
+
+def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
+    if args.seed is not None or args.seed_file is not None:
+        raise BadRequestError("a rotatable identity's keys are always fresh: no --seed")
+    session = Session.open(ctx)
+    store = session.keystore
+    if store.exists(Keystore.check_name(args.name)):
+        raise IdentityExistsError(f"an identity named {args.name!r} already exists")
+    passphrase = ask_new_passphrase(args.name, file=ctx.passphrase_file) if args.encrypt else None
+    made = create_rotatable(
+        store,
+        args.name,
+        recovery_keys=args.recovery_keys,
+        passphrase=passphrase,
+        net=session.net,
+    )
+    did = made.stored.did
+    try:
+        files = _write_recovery(ctx, did, made.recovery, args.recovery_out)
+    except BaseException:
+        # No identity without its recovery keys shown: undo it.
+        made.stored.path.unlink(missing_ok=True)
+        store.next_path(args.name).unlink(missing_ok=True)
+        OwnChain(store.home, did).path.unlink(missing_ok=True)
+        raise
+    if not args.encrypt:
+        warn(ctx, f"the keys of {args.name} are stored unencrypted in {store.identities_dir}")
+    results = _send(session)
+    sent, _ = _sent_text(results, made.genesis)
+    default = store.default()
+    is_default = default is not None and default.name == args.name
+    text = (
+        f"Created rotatable identity {args.name}\n"
+        f"  did:      {did}\n"
+        f"  signing:  {made.stored.path}\n"
+        f"  next key: {store.next_path(args.name)} (kept apart; signs your next rotation)\n"
+        f"  recovery: {len(made.recovery)} key(s), not stored here"
+        + (f": {', '.join(files)}" if files else " (shown above on stderr)")
+        + f"\n  genesis:  {made.genesis.id_hex}\n{sent}"
+    )
+    if is_default:
+        text += "\n  This is your default identity."
+    doc = {
+        **made.stored.to_json(),
+        "default": is_default,
+        "genesis": made.genesis.id_hex,
+        "next_key_file": str(store.next_path(args.name)),
+        "recovery_files": files,
+        "published": _sent_doc(results),
+    }
+    return Result(doc, text)
+
+
+def _rotatable(session: Session, name: str | None) -> StoredIdentity:
+    stored = session.keystore.get(name) if name else session.stored_identity()
+    if not stored.rotatable:
+        raise BadRequestError(
+            f"{stored.name} is a did:key: its key is its name and cannot be rotated; "
+            "create a rotatable identity with: murmur id new NAME --rotatable"
+        )
+    return stored
+
+
+def _passphrase(ctx: Context, stored: StoredIdentity) -> str | None:
+    if not stored.sealed:
+        return None
+    return ask_passphrase(f"Passphrase for {stored.name}: ", file=ctx.passphrase_file)
+
+
+def _key_event_result(
+    session: Session, event: Event, what: str, resent: bool, extra: dict[str, Any]
+) -> Result:
+    results = _send(session)
+    sent, ok = _sent_text(results, event)
+    names = Names(session.config)
+    doc = {
+        **event_doc(event, names),
+        "resent": resent,
+        "published": _sent_doc(results),
+        **extra,
+    }
+    verb = "Re-sent the saved" if resent else "Signed a"
+    text = f"{verb} {what} {short_id(event.id)} (seq {event.seq}) of {event.author}\n{sent}"
+    return Result(doc, text, exit_code=0 if ok or not results else 1)
+
+
+def cmd_rotate(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+    stored = _rotatable(session, args.name)
+    apply_pending(session.keystore, stored.name)
+    saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "rotate"]
+    if saved:  # never sign twice with one next key (spec 0008 §8.7)
+        return _key_event_result(session, saved[-1], "rotation", True, {})
+    passphrase = _passphrase(ctx, stored)
+    next_key = session.keystore.load_next(stored.name, passphrase=passphrase)
+    event = sign_rotation(
+        session.keystore, stored.name, next_key=next_key, passphrase=passphrase, net=session.net
+    )
+    return _key_event_result(session, event, "rotation", False, {})
+
+
+def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+    stored = _rotatable(session, args.name)
+    apply_pending(session.keystore, stored.name)
+    saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "recover"]
+    if saved:
+        return _key_event_result(session, saved[-1], "recovery", True, {})
+    if args.recovery_key == STDIN and ctx.passphrase_file == STDIN:
+        raise BadRequestError("--recovery-key - and --passphrase-file - cannot both read stdin")
+    key = parse_recovery_key(read_secret(args.recovery_key, "recovery key"), stored.did)
+    passphrase = _passphrase(ctx, stored)
+    if passphrase is not None:  # new keys are sealed with it: check it opens the old ones
+        session.keystore.load(stored.name, passphrase=passphrase)
+    event, fresh = sign_recovery(
+        session.keystore,
+        stored.name,
+        recovery_key=key,
+        passphrase=passphrase,
+        net=session.net,
+        replace_recovery=args.replace_recovery,
+    )
+    files = _write_recovery(ctx, stored.did, fresh, args.recovery_out) if fresh else []
+    return _key_event_result(session, event, "recovery", False, {"recovery_files": files})
+
+
+def _history_doc(history: KeyHistory) -> dict[str, Any]:
+    res = history.resolution
+    out = []
+    for e in sorted(history.key_events.values(), key=lambda e: (e.seq, e.id)):
+        body = e.body or {}
+        st = history.status.get(e.id, Status.PENDING)
+        out.append(
+            {
+                "id": e.id_hex,
+                "seq": e.seq,
+                "kind": e.kind,
+                "ts": e.ts,
+                "prev": None if e.prev is None else e.prev.hex(),
+                "kev": None if e.kev is None else e.kev.hex(),
+                "key": None if e.key is None else e.key.hex(),
+                "signing": body["signing"].hex() if "signing" in body else None,
+                "next": body["next"].hex() if "next" in body else None,
+                "recovery": [r.hex() for r in body["recovery"]] if "recovery" in body else None,
+                "status": st.value,
+                "canonical_path": e.id in res.path,
+                "revoked_by": (None if e.id not in res.revoked_by else res.revoked_by[e.id].hex()),
+                "reason": history.errors.get(e.id),
+            }
+        )
+    return {
+        "did": history.did,
+        "key_events": out,
+        "path": [k.hex() for k in res.path],
+        "disputed": res.disputed,
+        "contenders": [c.hex() for c in res.contenders],
+    }
+
+
+def _history_text(doc: dict[str, Any], names: Names) -> str:
+    lines = [f"Key history of {names.display(doc['did'])} ({doc['did']})"]
+    for k in doc["key_events"]:
+        mark = "*" if k["canonical_path"] else " "
+        why = ""
+        if k["revoked_by"]:
+            why = f", revoked by {k['revoked_by'][:12]}"
+        elif k["reason"]:
+            why = f" ({safe_line(k['reason'])})"
+        new = f"signing {k['signing'][:12]}" if k["signing"] else ""
+        lines.append(
+            f"{mark} seq {k['seq']:<4} {k['kind']:<8} {k['id'][:12]}  {k['status']}{why}  "
+            f"signed by {(k['key'] or '')[:12]}, {new}"
+            + (f", {len(k['recovery'])} recovery key(s)" if k["recovery"] else "")
+        )
+    if doc["disputed"]:
+        lines.append(
+            "! disputed: key events of equal rank tie at "
+            + (doc["path"][-1][:12] if doc["path"] else "the genesis")
+            + f" ({', '.join(c[:12] for c in doc['contenders'])}); only a higher-ranked "
+            "recovery by the owner ends it"
+        )
+    lines.append("(* = on the canonical path)")
+    return "\n".join(lines)
+
+
+def cmd_keys(args: argparse.Namespace, ctx: Context) -> Result:
+    session = Session.open(ctx)
+    did = session.resolve(args.who)
+    if not is_murmur(did):
+        raise BadRequestError(f"{did} is a did:key: it has no key history (the did is the key)")
+
+    async def go() -> KeyHistory:
+        async with session.reader() as reader:
+            await reader.keys.settle([did])
+            history = reader.keys.histories.get(did)
+            if history is None or not history.key_events:
+                raise NotFoundError(f"no configured node serves a key event of {did}")
+            return history
+
+    history = run(go)
+    names = Names(session.config)
+    doc = _history_doc(history)
+    report = history.served  # nodes that answered /keys
+    text = _history_text(doc, names)
+    missing = [
+        (url, sorted(history.valid_key_events() - ids)) for url, ids in sorted(report.items())
+    ]
+    for url, ids in missing:
+        if ids:
+            text += f"\n! {safe_line(url)} withheld {len(ids)} key event(s): " + ", ".join(
+                short_id(i) for i in ids
+            )
+    doc["withheld"] = {url: [i.hex() for i in ids] for url, ids in missing if ids}
+    return Result(doc, text)
+
+
+def register(ids_sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Any) -> None:
+    rot = ids_sub.add_parser(
+        "rotate",
+        parents=[common],
+        help="rotate a rotatable identity's signing key (lost or stolen key)",
+        description="Sign a rotation with the pre-rotated next key: a new signing key and "
+        "a new next key; the old next key is destroyed. Events signed after your last "
+        "own event with the old key (a thief's) become revoked. If no node stored a "
+        "saved rotation yet, this re-sends it unchanged.",
+    )
+    rot.add_argument("name", nargs="?", help="identity name (default: --as or the default)")
+    rot.set_defaults(handler=cmd_rotate)
+
+    rec = ids_sub.add_parser(
+        "recover",
+        parents=[common],
+        help="take a rotatable identity back with a recovery key",
+        description="Sign a recovery with one of the identity's recovery keys: new "
+        "signing and next keys, outranking any rotation (e.g. by a thief holding both).",
+    )
+    rec.add_argument("name", help="identity name")
+    rec.add_argument(
+        "--recovery-key",
+        required=True,
+        metavar="FILE",
+        help="the recovery key file, or '-' to read the file or phrase from standard input",
+    )
+    rec.add_argument(
+        "--replace-recovery",
+        action="store_true",
+        help="also replace this recovery key and those below it with fresh ones "
+        "(shown once; the higher-priority ones stay)",
+    )
+    rec.add_argument(
+        "--recovery-out",
+        metavar="DIR",
+        help="with --replace-recovery: write the new recovery keys there (mode 0600)",
+    )
+    rec.set_defaults(handler=cmd_recover)
+
+    keys = ids_sub.add_parser(
+        "keys",
+        parents=[common],
+        help="show an author's key history, verified from every node",
+    )
+    keys.add_argument("who", metavar="DID|ALIAS", help="a did:murmur, a petname or a local name")
+    keys.set_defaults(handler=cmd_keys)

@@ -1,0 +1,295 @@
+"""Which events of a ``did:murmur`` author are really theirs (spec 0008 §8.6–§8.7, #clients).
+
+A v2 event proves only that the key in its header signed it; whether that key was the
+author's at that point of the chain is decided by the author's key events. For every
+``did:murmur`` author a read touches, :class:`KeyTracker` fetches ``/keys`` from
+every node (once per read), takes the union with whatever else the nodes served,
+runs :func:`protocol.keystate.resolve` over every verified event of the author held,
+and keeps only the **canonical** ones in the reader's merged events: revoked,
+disputed and pending events are moved to :attr:`KeyTracker.excluded` with their
+status, ``revoked_by`` and reason, so no view, profile, follow set, delete or label
+ever counts them as the author's. When an event's epoch was ended by a later key
+event and the ``prev`` walk that decides it stops at a gap, the missing seqs are
+asked of every node (bounded) and the author resolved again.
+
+A node whose ``/keys`` lacks a valid key event that another node served is reported
+as withholding it (0008 #clients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from protocol.errors import ProtocolError
+from protocol.events import Event
+from protocol.identity import did_method
+from protocol.keystate import (
+    KEY_EVENT_KINDS,
+    KeyEvent,
+    Link,
+    Resolution,
+    Status,
+    key_event_of,
+    link_of,
+    resolve,
+)
+
+if TYPE_CHECKING:
+    from client.api import NodeClient
+    from client.reader import Reader
+
+__all__ = ["Excluded", "KeyHistory", "KeyTracker", "is_murmur"]
+
+#: Seqs asked per author per read to decide statuses (prev walks across gaps).
+MAX_WALK_SEQS = 500
+
+
+def is_murmur(did: str) -> bool:
+    try:
+        return did_method(did) == "murmur"
+    except ProtocolError:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Excluded:
+    """An event of a did:murmur author that is not shown as theirs, and why."""
+
+    event: Event
+    status: Status
+    revoked_by: bytes | None
+    #: The §8.5 code behind the status, when a rule (not a key event) decided it.
+    reason: str | None
+    #: The key event ``revoked_by`` names, when it is held.
+    revoked_by_event: Event | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "author": e.author,
+            "id": e.id_hex,
+            "seq": e.seq,
+            "kind": e.kind,
+            "status": self.status.value,
+            "revoked_by": None if self.revoked_by is None else self.revoked_by.hex(),
+            "reason": self.reason,
+        }
+
+    def why(self) -> str:
+        """One sentence for people: why this event is not shown as its author's."""
+        by = self.revoked_by_event
+        if self.status is Status.REVOKED:
+            if by is not None:
+                what = {"rotate": "rotation", "recover": "recovery"}.get(by.kind, by.kind)
+                return (
+                    f"revoked by the author's {what} {by.id_hex[:12]} (seq {by.seq}): signed "
+                    f"with their key, but not on the chain that {what} names as theirs "
+                    "(a stolen key?)"
+                )
+            return {
+                "bad-kev": "revoked: it breaks the author's key chain (bad-kev)",
+                "unauthorized-key": "revoked: signed by a key that was not the author's "
+                "signing key at that point (unauthorized-key)",
+                "bad-field": "revoked: a key event that breaks the new-key rules (bad-field)",
+            }.get(self.reason or "", "revoked: it relies on a revoked key event")
+        if self.status is Status.DISPUTED:
+            return (
+                "disputed: the author's key history has two key events of equal rank; "
+                "not shown until the owner settles it with a recovery"
+            )
+        if self.reason == "unknown-key-event":
+            return "pending: it names a key event no node served (unknown-key-event)"
+        return "pending: a gap in the chain hides whether the author's later key event endorses it"
+
+
+@dataclass(slots=True)
+class KeyHistory:
+    """One author's key events as held, and the resolution over everything held."""
+
+    did: str
+    key_events: dict[bytes, Event]
+    resolution: Resolution
+    status: dict[bytes, Status]
+    errors: dict[bytes, str]
+    #: Node url → ids of key events its ``/keys`` served (nodes that answered only).
+    served: dict[str, set[bytes]] = field(default_factory=dict)
+
+    def valid_key_events(self) -> set[bytes]:
+        """Key events every node should hold: valid by §8.5 against the held set."""
+        return {
+            i
+            for i in self.key_events
+            if i not in self.errors and self.status.get(i) is not Status.PENDING
+        }
+
+
+class KeyTracker:
+    """Key state of the did:murmur authors of one read (owned by a :class:`Reader`)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        #: Every verified event of each did:murmur author, shown or not.
+        self.held: dict[str, dict[bytes, Event]] = {}
+        self.excluded: dict[bytes, Excluded] = {}
+        self.histories: dict[str, KeyHistory] = {}
+        self._dirty: set[str] = set()
+        self._asked: set[str] = set()
+        self._walked: dict[str, int] = {}
+        #: did → node url → ids of the key events its ``/keys`` served.
+        self._served: dict[str, dict[str, set[bytes]]] = {}
+        self._busy = False
+
+    def note(self, event: Event) -> None:
+        """A verified v2 event was merged (called by :meth:`Reader.add`)."""
+        self.held.setdefault(event.author, {})[event.id] = event
+        self._dirty.add(event.author)
+
+    async def settle(self, extra: Iterable[str] = ()) -> None:
+        """Resolve every author with new events (and ``extra`` did:murmur dids)."""
+        self._dirty.update(d for d in extra if is_murmur(d))
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._dirty:
+                dids = sorted(self._dirty)
+                self._dirty.clear()
+                await self._fetch_keys([d for d in dids if d not in self._asked])
+                self._dirty.difference_update(dids)  # what /keys added is resolved below
+                for did in dids:
+                    self._resolve(did)
+                for did in dids:
+                    await self._walk_gaps(did)
+        finally:
+            self._busy = False
+
+    async def _fetch_keys(self, dids: list[str]) -> None:
+        if not dids:
+            return
+        self._asked.update(dids)
+        served: dict[str, dict[str, set[bytes]]] = {d: {} for d in dids}
+
+        async def one(node: NodeClient) -> None:
+            for did in dids:
+                items = await node.author_keys(did)
+                await self.reader.preverify(items)
+                ids: set[bytes] = set()
+                for item in items:
+                    e = self.reader.add(node.url, item, _key_event_of_author(did))
+                    if e is not None:
+                        ids.add(e.id)
+                served[did][node.url] = ids
+
+        await self.reader.each(one)
+        for did, by_node in served.items():
+            self._served[did] = by_node
+
+    def _resolve(self, did: str) -> None:
+        events = self.held.get(did, {})
+        built: dict[bytes, KeyEvent] = {}
+        unbuilt = {i: e for i, e in events.items() if e.kind in KEY_EVENT_KINDS}
+        errors: dict[bytes, str] = {}
+        # A key event's state may inherit from its kev's (a rotate keeps the recovery
+        # list), so build parents first.
+        progress = True
+        while progress and unbuilt:
+            progress = False
+            for i, e in list(unbuilt.items()):
+                if e.kev is None or e.kev in built:
+                    del unbuilt[i]
+                    progress = True
+                    try:
+                        built[i] = key_event_of(e, built)
+                    except ProtocolError as exc:
+                        errors[i] = exc.code
+        links: list[Link] = [link_of(e) for e in events.values() if e.kind not in KEY_EVENT_KINDS]
+        res = resolve(built.values(), links)
+        status = dict(res.status)
+        errors.update(res.errors)
+        for i, e in unbuilt.items():  # a kev up the chain never became a built key event
+            kev = None if e.kev is None else events.get(e.kev)
+            known = kev is not None and kev.kind not in KEY_EVENT_KINDS
+            status[i] = Status.REVOKED if known else Status.PENDING
+            errors[i] = "bad-kev" if known else "unknown-key-event"
+        for i in errors:
+            if i in events and i not in status:
+                status[i] = Status.REVOKED
+        history = KeyHistory(
+            did=did,
+            key_events={i: e for i, e in events.items() if e.kind in KEY_EVENT_KINDS},
+            resolution=res,
+            status=status,
+            errors=errors,
+            served=self._served.get(did, {}),
+        )
+        self.histories[did] = history
+        self._place(events, history)
+        self._report_withheld(history)
+
+    def _place(self, events: dict[bytes, Event], history: KeyHistory) -> None:
+        shown = self.reader.events
+        for i, e in events.items():
+            st = history.status.get(i, Status.PENDING)
+            if st is Status.CANONICAL:
+                self.excluded.pop(i, None)
+                shown[i] = e
+            else:
+                shown.pop(i, None)
+                by = history.resolution.revoked_by.get(i)
+                self.excluded[i] = Excluded(
+                    event=e,
+                    status=st,
+                    revoked_by=by,
+                    reason=history.errors.get(i),
+                    revoked_by_event=None if by is None else history.key_events.get(by),
+                )
+
+    def _report_withheld(self, history: KeyHistory) -> None:
+        valid = history.valid_key_events()
+        for url, ids in history.served.items():
+            report = self.reader.report.node(url)
+            if not report.ok:
+                continue
+            already = {e.id for e in report.withheld}
+            for i in sorted(valid - ids - already, key=lambda i: history.key_events[i].seq):
+                report.withheld.append(history.key_events[i])
+
+    async def _walk_gaps(self, did: str) -> None:
+        """Ask for the seqs a pending event's epoch walk stopped at (bounded)."""
+        history = self.histories.get(did)
+        budget = MAX_WALK_SEQS - self._walked.get(did, 0)
+        if history is None or budget <= 0:
+            return
+        path = history.resolution.path
+        ends: dict[bytes, list[bytes]] = {}
+        for n, k in enumerate(path[:-1]):
+            ends[k] = [path[n + 1]]
+        if path and history.resolution.contenders:
+            ends[path[-1]] = list(history.resolution.contenders)
+        ranges: list[tuple[int, int]] = []
+        for i, st in history.status.items():
+            e = self.held[did][i]
+            if st is not Status.PENDING or i in history.errors or e.kev not in ends:
+                continue
+            for end in ends[e.kev]:
+                top = history.key_events.get(end)
+                if top is not None and e.seq < top.seq:
+                    ranges.append((e.seq, top.seq - 1))
+        if not ranges:
+            return
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        hi = min(hi, lo + budget - 1)
+        self._walked[did] = self._walked.get(did, 0) + hi - lo + 1
+        before = len(self.held.get(did, {}))
+        await self.reader.fetch_log(did, from_seq=lo, to_seq=hi, max_pages=2)
+        if len(self.held.get(did, {})) != before:
+            self._dirty.add(did)
+
+
+def _key_event_of_author(did: str) -> Callable[[Event], bool]:
+    def accept(e: Event) -> bool:
+        return e.author == did and e.kind in KEY_EVENT_KINDS
+
+    return accept

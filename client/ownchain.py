@@ -1,0 +1,219 @@
+"""The owner's outbox of a rotatable identity (spec 0007 #own-chain, 0008 #status).
+
+A ``did:murmur`` identity signs after its *own* chain, never after a node's head: a
+node may already hold a thief's events, and an event signed after one of them would
+make the thief's events its ancestors, which the owner's next rotation would then
+endorse (spec 0008 §8.7: a rotation's ``prev`` is the last event of the owner's own
+outbox). So this home keeps, in ``state/outbox/<hash>.json`` (mode 0600, rewritten
+atomically)::
+
+    {"did": "did:murmur:...",
+     "events": [{"id": "<hex>", "seq": 1, "kind": "genesis", "kev": null,
+                 "wire": "<base64>", "published": true}, ...]}
+
+- every key event (``genesis``, ``rotate``, ``recover``) this home signed, with its
+  exact wire bytes, saved *before* it is sent: a key event that no node stored yet is
+  re-sent as the same bytes, never signed again (two rotations from one next key are
+  the owner equivocating, §8.7 last bullet);
+- the ordinary events signed since the latest key event (id, seq, kind, kev; no
+  wire), which is all a next rotation needs: its ``prev`` is the last of them. Older
+  ones are dropped when a key event is recorded.
+
+The outbox is linear (one home signs one chain); the latest key event is every new
+event's ``kev``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from client.errors import KeystoreError
+from client.files import atomic_write, create_new, translate_os_errors
+from protocol.errors import ProtocolError
+from protocol.events import Event, decode_unverified
+from protocol.identity import did_murmur_hash
+from protocol.keystate import KEY_EVENT_KINDS
+
+__all__ = ["OwnChain", "OwnEvent"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnEvent:
+    """One event of the outbox: its place in the chain, and its bytes if kept."""
+
+    id: bytes
+    seq: int
+    kind: str
+    kev: bytes | None
+    wire: bytes | None
+    published: bool
+
+    @property
+    def is_key_event(self) -> bool:
+        return self.kind in KEY_EVENT_KINDS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id.hex(),
+            "seq": self.seq,
+            "kind": self.kind,
+            "kev": None if self.kev is None else self.kev.hex(),
+            "wire": None if self.wire is None else base64.b64encode(self.wire).decode(),
+            "published": self.published,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object, where: Path) -> OwnEvent:
+        try:
+            assert isinstance(doc, dict)  # noqa: S101 - turned into KeystoreError below
+            wire = doc.get("wire")
+            kev = doc.get("kev")
+            return cls(
+                id=bytes.fromhex(doc["id"]),
+                seq=int(doc["seq"]),
+                kind=str(doc["kind"]),
+                kev=None if kev is None else bytes.fromhex(kev),
+                wire=None if wire is None else base64.b64decode(wire, validate=True),
+                published=bool(doc["published"]),
+            )
+        except (AssertionError, KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise KeystoreError(f"{where} holds a malformed outbox entry: {exc}") from exc
+
+    @classmethod
+    def of(cls, event: Event, *, published: bool) -> OwnEvent:
+        keep = event.kind in KEY_EVENT_KINDS or not published
+        return cls(
+            id=event.id,
+            seq=event.seq,
+            kind=event.kind,
+            kev=event.kev,
+            wire=event.wire if keep else None,
+            published=published,
+        )
+
+
+class OwnChain:
+    """The outbox of ``did`` under ``home``. Cheap to construct; reads lazily."""
+
+    def __init__(self, home: Path, did: str) -> None:
+        self.did = did
+        name = base64.b32encode(did_murmur_hash(did)).decode().rstrip("=").lower()
+        self.path = home / "state" / "outbox" / f"{name}.json"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def events(self) -> list[OwnEvent]:
+        """The outbox in chain order (seq ascending)."""
+        if not self.path.exists():
+            raise KeystoreError(
+                f"{self.path} is missing: this home holds no chain of {self.did} "
+                "(a rotatable identity signs after its own outbox, never a node's head)"
+            )
+        with translate_os_errors(f"read {self.path}"):
+            raw = self.path.read_bytes()
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise KeystoreError(f"{self.path} is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("did") != self.did:
+            raise KeystoreError(f"{self.path} is not the outbox of {self.did}")
+        entries = doc.get("events")
+        if not isinstance(entries, list) or not entries:
+            raise KeystoreError(f"{self.path} holds no events")
+        return sorted((OwnEvent.from_json(e, self.path) for e in entries), key=lambda e: e.seq)
+
+    def _write(self, events: list[OwnEvent], *, new: bool = False) -> None:
+        data = json.dumps(
+            {"did": self.did, "events": [e.to_json() for e in events]}, indent=1
+        ).encode()
+        with translate_os_errors(f"write {self.path}"):
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if new:
+                create_new(self.path, data)
+            else:
+                atomic_write(self.path, data)
+
+    def create(self, genesis: Event) -> None:
+        """Start the outbox with the (not yet published) genesis; exclusive."""
+        if genesis.author != self.did or genesis.kind != "genesis":
+            raise ValueError("the outbox starts with the identity's genesis")
+        try:
+            self._write([OwnEvent.of(genesis, published=False)], new=True)
+        except KeystoreError:
+            if self.path.exists():
+                raise KeystoreError(f"{self.path} exists already: not overwritten") from None
+            raise
+
+    def head(self) -> OwnEvent:
+        """The last event this home signed: the next event's ``prev``."""
+        return self.events()[-1]
+
+    def key_events(self) -> list[Event]:
+        """Every key event of the outbox, decoded (structure and body hash checked)."""
+        out = []
+        for e in self.events():
+            if e.is_key_event:
+                if e.wire is None:
+                    raise KeystoreError(f"{self.path}: key event {e.id.hex()} lost its bytes")
+                try:
+                    out.append(decode_unverified(e.wire, allow_v2=True))
+                except ProtocolError as exc:
+                    raise KeystoreError(f"{self.path}: key event {e.id.hex()}: {exc}") from exc
+        return out
+
+    def latest_key_event(self) -> Event:
+        """The latest key event: every new event's ``kev``."""
+        return self.key_events()[-1]
+
+    def unpublished(self) -> list[Event]:
+        """Events saved but not stored by any node yet, in chain order (to re-send as is)."""
+        out = []
+        for e in self.events():
+            if not e.published and e.wire is not None:
+                out.append(decode_unverified(e.wire, allow_v2=True))
+        return out
+
+    def record(self, event: Event, *, published: bool) -> None:
+        """Append ``event`` (signed after :meth:`head`); a key event drops the ordinary
+        events before it, which it endorses. Recording an id already held only
+        updates ``published``."""
+        events = self.events()
+        for i, held in enumerate(events):
+            if held.id == event.id:
+                if published and not held.published:
+                    events[i] = OwnEvent.of(event, published=True)
+                    self._write(events)
+                return
+        if event.seq != events[-1].seq + 1 or event.prev != events[-1].id:
+            raise KeystoreError(
+                f"{self.path}: event seq {event.seq} does not follow the outbox head "
+                f"(seq {events[-1].seq})"
+            )
+        if event.kind in KEY_EVENT_KINDS:
+            events = [e for e in events if e.is_key_event or not e.published]
+        events.append(OwnEvent.of(event, published=published))
+        self._write(events)
+
+    def mark_published(self, ids: set[bytes]) -> None:
+        """Note that some node stored these events; an ordinary one loses its bytes."""
+        events = self.events()
+        changed = False
+        for i, e in enumerate(events):
+            if e.id in ids and not e.published:
+                events[i] = OwnEvent(
+                    id=e.id,
+                    seq=e.seq,
+                    kind=e.kind,
+                    kev=e.kev,
+                    wire=e.wire if e.is_key_event else None,
+                    published=True,
+                )
+                changed = True
+        if changed:
+            self._write(events)

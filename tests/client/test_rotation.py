@@ -1,0 +1,491 @@
+"""Rotatable identities in the client (spec 0008 #clients, spec 0007 #rotatable-keys).
+
+Keystore layout (S, N apart; recovery keys never stored, shown once), rotation and
+recovery signing checked with ``protocol.keystate``, a failed rotation re-sent as the
+same bytes (spec 0008 #status, last bullet), reading that hides a thief's events after
+the owner's rotation and says why, nodes withholding key events, ``murmur id keys``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import stat
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from client.api import NodeClient
+from client.cli import main
+from client.keyops import create_rotatable, sign_recovery, sign_rotation
+from client.keystore import NEXT_AAD, Keystore, PassphraseError, open_seed
+from client.ownchain import OwnChain
+from client.publish import Publisher
+from client.reader import Reader
+from client.state import HeadStore
+from client.views import author_view, follow_set, thread_view
+from protocol.errors import UnauthorizedKeyError
+from protocol.events import Event, decode_event, sign_event_v2
+from protocol.identity import Identity, next_key_commitment
+from protocol.keystate import KeyEvent, Status, check_event, key_event_of
+from tests.client.conftest import Net
+
+Clients = Callable[..., list[NodeClient]]
+
+
+@pytest.fixture(autouse=True)
+def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MURMUR_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+
+def cli(capsys: pytest.CaptureFixture[str], home: Path, *argv: str) -> tuple[int, str, str]:
+    code = main(["--home", str(home), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def outbox_events(home: Path, did: str) -> list[Event]:
+    chain = OwnChain(home, did)
+    return [decode_event(e.wire, allow_v2=True) for e in chain.events() if e.wire is not None]
+
+
+def states_of(events: list[Event]) -> dict[bytes, KeyEvent]:
+    states: dict[bytes, KeyEvent] = {}
+    for e in events:
+        if e.kind in ("genesis", "rotate", "recover"):
+            states[e.id] = key_event_of(e, states)
+    return states
+
+
+def seed_in(path: Path) -> str:
+    return str(tomllib.loads(path.read_text())["key"]["seed"])
+
+
+def all_text(home: Path) -> str:
+    return "\n".join(p.read_text() for p in home.rglob("*") if p.is_file())
+
+
+# -- keystore layout and id new --rotatable --------------------------------------------
+
+
+def test_new_rotatable_keeps_s_n_apart_and_recovery_keys_only_in_the_out_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #rotatable-keys, 0008 #clients: S and N in two 0600 files, recovery
+    keys never stored in the home, written once as 0600 files where the user says."""
+    home, out_dir = tmp_path / "home", tmp_path / "offline"
+    code, out, err = cli(
+        capsys, home, "id", "new", "alice", "--rotatable", "--no-encrypt",
+        "--recovery-keys", "2", "--recovery-out", str(out_dir), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    did = doc["did"]
+    assert did.startswith("did:murmur:") and doc["rotatable"] is True
+    assert "OFFLINE" in err
+    ids = home / "identities"
+    s_file, n_file = ids / "alice.toml", ids / "alice.next.toml"
+    for f in (s_file, n_file, *(Path(p) for p in doc["recovery_files"])):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE(ids.stat().st_mode) == 0o700
+    s_seed, n_seed = seed_in(s_file), seed_in(n_file)
+    assert n_seed not in s_file.read_text() and s_seed not in n_file.read_text()
+    (genesis,) = outbox_events(home, did)
+    body = genesis.body or {}
+    assert genesis.kind == "genesis" and genesis.author == did
+    assert body["signing"] == Identity.from_seed(bytes.fromhex(s_seed)).public.raw
+    assert body["next"] == next_key_commitment(Identity.from_seed(bytes.fromhex(n_seed)).public.raw)
+    assert len(doc["recovery_files"]) == 2
+    home_text = all_text(home)
+    for n, path in enumerate(doc["recovery_files"]):
+        rk = tomllib.loads(Path(path).read_text())
+        assert rk["did"] == did and rk["position"] == n
+        assert bytes.fromhex(rk["public"]) == body["recovery"][n]
+        assert Identity.from_seed(bytes.fromhex(rk["seed"])).public.raw == body["recovery"][n]
+        assert rk["seed"] not in home_text  # never stored in the client's home
+    code, out, _ = cli(capsys, home, "id", "list", "--json")
+    assert [i["name"] for i in json.loads(out)] == ["alice"]  # .next/.pending are no identities
+
+
+def test_recovery_phrase_goes_to_stderr_once_and_never_into_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(
+        capsys, tmp_path, "id", "new", "alice", "--rotatable", "--no-encrypt", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    (genesis,) = outbox_events(tmp_path, doc["did"])
+    line = next(x for x in err.splitlines() if x.startswith("    "))
+    phrase = line.strip()
+    seed = bytes.fromhex(phrase.replace(" ", ""))
+    assert Identity.from_seed(seed).public.raw == (genesis.body or {})["recovery"][0]
+    assert seed.hex() not in out and phrase not in out
+    assert seed.hex() not in all_text(tmp_path)
+    assert "OFFLINE" in err and doc["recovery_files"] == []
+
+
+def test_sealed_next_key_cannot_pass_for_the_signing_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MURMUR_PASSPHRASE", "correct horse")
+    code, out, err = cli(capsys, tmp_path, "id", "new", "alice", "--rotatable", "--json")
+    assert code == 0, err
+    did = json.loads(out)["did"]
+    ids = tmp_path / "identities"
+    s_key = tomllib.loads((ids / "alice.toml").read_text())["key"]
+    n_key = tomllib.loads((ids / "alice.next.toml").read_text())["key"]
+    assert s_key["format"] == n_key["format"] == "scrypt-aes256gcm"
+    open_seed(n_key, did + NEXT_AAD, "correct horse")
+    with pytest.raises(PassphraseError):
+        open_seed(n_key, did, "correct horse")  # swapped into S's place: refused
+    store = Keystore(tmp_path)
+    assert store.load("alice", passphrase="correct horse").public.raw.hex() == (
+        store.get("alice").signing
+    )
+
+
+# -- rotate and recover ------------------------------------------------------------------
+
+
+def test_rotate_signs_with_n_then_destroys_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0008 #key-events: a rotate signed by the key N committed as next, new S and
+    N fresh, N never stored again; checked with keystate.check_event (rank 1)."""
+    code, out, _ = cli(
+        capsys, tmp_path, "id", "new", "alice", "--rotatable", "--no-encrypt", "--json"
+    )
+    did = json.loads(out)["did"]
+    store = Keystore(tmp_path)
+    old_n = store.load_next("alice")
+    old_s = store.load("alice")
+    code, out, err = cli(capsys, tmp_path, "id", "rotate", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    events = outbox_events(tmp_path, did)
+    genesis, rotation = events
+    assert rotation.kind == "rotate" and doc["id"] == rotation.id_hex and doc["resent"] is False
+    assert rotation.key == old_n.public.raw
+    assert rotation.kev == genesis.id and rotation.prev == genesis.id and rotation.seq == 2
+    assert check_event(key_event_of(rotation, states_of([genesis])), states_of([genesis])) == 1
+    new_s, new_n = store.load("alice"), store.load_next("alice")
+    body = rotation.body or {}
+    assert body["signing"] == new_s.public.raw != old_s.public.raw
+    assert body["next"] == next_key_commitment(new_n.public.raw)
+    assert old_n.seed.hex() not in all_text(tmp_path)  # N destroyed
+    assert not store.pending_path("alice").exists()
+
+
+def test_recover_with_a_recovery_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0008 #recover-prefix: a recover by R1 keeps R0, replaces R1 (shown once)."""
+    home, offline = tmp_path / "home", tmp_path / "offline"
+    code, out, _ = cli(
+        capsys, home, "id", "new", "alice", "--rotatable", "--no-encrypt",
+        "--recovery-keys", "2", "--recovery-out", str(offline), "--json",
+    )  # fmt: skip
+    doc = json.loads(out)
+    did, r_files = doc["did"], doc["recovery_files"]
+    assert cli(capsys, home, "id", "rotate")[0] == 0
+    code, out, err = cli(
+        capsys, home, "id", "recover", "alice", "--recovery-key", r_files[1],
+        "--replace-recovery", "--recovery-out", str(offline / "new"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    genesis, rotation, recovery = outbox_events(home, did)
+    states = states_of([genesis, rotation])
+    assert recovery.kind == "recover" and recovery.kev == rotation.id
+    assert check_event(key_event_of(recovery, states), states) == 3  # position 1: rank 3
+    body = recovery.body or {}
+    old = (genesis.body or {})["recovery"]
+    assert body["recovery"][0] == old[0] and body["recovery"][1] != old[1]
+    (new_file,) = json.loads(out)["recovery_files"]
+    assert (
+        bytes.fromhex(tomllib.loads(Path(new_file).read_text())["public"]) == (body["recovery"][1])
+    )
+    # Unsent, the saved recovery is re-sent, never signed again...
+    code, out, err = cli(
+        capsys, home, "id", "recover", "alice", "--recovery-key", r_files[1], "--json"
+    )
+    assert (
+        code == 0
+        and json.loads(out)["resent"] is True
+        and json.loads(out)["id"] == (recovery.id_hex)
+    )
+    # ...and the replaced R1 is no recovery key any more.
+    old_r1 = Identity.from_seed(bytes.fromhex(tomllib.loads(Path(r_files[1]).read_text())["seed"]))
+    with pytest.raises(UnauthorizedKeyError, match="not a recovery key"):
+        sign_recovery(Keystore(home), "alice", recovery_key=old_r1, passphrase=None, net="murmur")
+
+
+def test_a_did_key_cannot_rotate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(capsys, tmp_path, "id", "new", "bob", "--no-encrypt")
+    code, _, err = cli(capsys, tmp_path, "id", "rotate")
+    assert code == 1 and "--rotatable" in err
+
+
+# -- publishing, retry --------------------------------------------------------------------
+
+
+#: Each test identity's R0, as create_rotatable handed it back (shown once).
+_R0: dict[str, Identity] = {}
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> Iterator[tuple[Keystore, str, Event]]:
+    store = Keystore(tmp_path)
+    made = create_rotatable(store, "alice", passphrase=None)
+    _R0[made.stored.did] = made.recovery[0].key  # shown once to the owner: kept by the test
+    yield store, made.stored.did, made.genesis
+
+
+def publisher(store: Keystore, did: str, nodes: list[NodeClient], signer: bool = True) -> Publisher:
+    return Publisher(
+        store.load("alice") if signer else None,
+        nodes,
+        HeadStore(store.home),
+        chain=OwnChain(store.home, did),
+    )
+
+
+async def test_posts_are_v2_after_the_own_outbox_and_send_the_genesis_first(
+    net: tuple[Net, Clients], alice: tuple[Keystore, str, Event]
+) -> None:
+    fake, clients = net
+    store, did, genesis = alice
+    a = fake.node("a")
+    result = await publisher(store, did, clients(a)).publish("post", {"text": "hello"})
+    post = decode_event(result.event.wire, allow_v2=True)
+    assert post.author == did and post.kev == genesis.id and post.prev == genesis.id
+    assert a.submitted == [genesis.wire, post.wire]  # the saved genesis went first
+    assert OwnChain(store.home, did).unpublished() == []
+
+
+async def test_a_rotation_no_node_stored_is_resent_as_the_same_bytes(
+    net: tuple[Net, Clients],
+    alice: tuple[Keystore, str, Event],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """spec 0008 #status (last bullet): never re-signed after a failed publish."""
+    fake, clients = net
+    store, did, _ = alice
+    a = fake.node("a")
+    await publisher(store, did, clients(a)).publish("post", {"text": "hello"})
+    rotation = sign_rotation(
+        store, "alice", next_key=store.load_next("alice"), passphrase=None, net="murmur"
+    )
+    a.down = True
+    (failed,) = await publisher(store, did, clients(a), signer=False).flush()
+    assert not failed.stored_anywhere
+    # `murmur id rotate` again: the saved rotation, not a new one (no nodes configured).
+    code, out, err = await asyncio.to_thread(cli, capsys, store.home, "id", "rotate", "--json")
+    assert code == 0, err
+    assert json.loads(out)["resent"] is True and json.loads(out)["id"] == rotation.id_hex
+    a.down = False
+    (sent,) = await publisher(store, did, clients(a), signer=False).flush()
+    assert sent.stored_anywhere and a.submitted[-1] == rotation.wire
+    assert [w for w in a.submitted if w == rotation.wire] == [rotation.wire]
+    assert OwnChain(store.home, did).unpublished() == []
+
+
+# -- reading: a thief's events after the owner's rotation ----------------------------------
+
+
+def forge(
+    thief: Identity, did: str, kev: bytes, after: Event, kind: str, body: dict[str, Any]
+) -> Event:
+    return sign_event_v2(
+        thief, author=did, kind=kind, body=body, seq=after.seq + 1, prev=after.id, kev=kev
+    )
+
+
+async def test_reading_hides_a_thiefs_events_once_the_owner_rotated(
+    net: tuple[Net, Clients], alice: tuple[Keystore, str, Event]
+) -> None:
+    """spec 0008 #status, #clients: events signed with the stolen S on another branch
+    are revoked by the owner's rotation, never shown as hers (author and thread views,
+    follow set), and listed with revoked_by in the read report."""
+    fake, clients = net
+    store, did, genesis = alice
+    a, b = fake.node("a"), fake.node("b")
+    mine = (await publisher(store, did, clients(a, b)).publish("post", {"text": "mine"})).event
+    thief = store.load("alice")  # the thief copies S
+    friend = Identity.generate().did
+    t1 = forge(thief, did, genesis.id, mine, "post", {"text": "forged"})
+    t2 = forge(
+        thief, did, genesis.id, t1, "post",
+        {"text": "forged reply", "reply": {"root": mine.id, "parent": mine.id}},
+    )  # fmt: skip
+    t3 = forge(thief, did, genesis.id, t2, "follow", {"subject": friend})
+    b.add(t1, t2, t3)
+    forged = {t1.id, t2.id, t3.id}
+
+    before = await author_view(Reader(clients(a, b)), did, limit=20)
+    assert t1.id in {e.id for e in before.items}  # before the rotation: indistinguishable
+
+    rotation = sign_rotation(
+        store, "alice", next_key=store.load_next("alice"), passphrase=None, net="murmur"
+    )
+    (sent,) = await publisher(store, did, clients(a), signer=False).flush()
+    assert sent.stored_anywhere and rotation.prev == mine.id
+    after = (await publisher(store, did, clients(a, b)).publish("post", {"text": "new"})).event
+
+    reader = Reader(clients(a, b))
+    view = await author_view(reader, did, limit=20)
+    assert {e.id for e in view.items} == {mine.id, after.id}
+    excluded = view.report.excluded
+    assert forged <= set(excluded)
+    for eid in forged:
+        assert excluded[eid].status is Status.REVOKED
+        assert excluded[eid].revoked_by == rotation.id
+        assert "rotation" in excluded[eid].why()
+    doc = view.report.to_json()
+    assert {x["id"] for x in doc["excluded"]} >= {i.hex() for i in forged}
+    assert all(x["revoked_by"] == rotation.id_hex for x in doc["excluded"])
+    assert not view.report.forks  # the thief's branch is no fork of hers
+
+    thread = await thread_view(Reader(clients(a, b)), mine.id)
+    assert t2.id not in {e.id for e in thread.items}
+    follows = await follow_set(Reader(clients(a, b)), did)
+    assert friend not in follows
+
+
+async def test_a_node_whose_keys_lack_a_key_event_is_reported_withholding_it(
+    net: tuple[Net, Clients], alice: tuple[Keystore, str, Event]
+) -> None:
+    fake, clients = net
+    store, did, _ = alice
+    a, b = fake.node("a"), fake.node("b")
+    await publisher(store, did, clients(a, b)).publish("post", {"text": "mine"})
+    rotation = sign_rotation(
+        store, "alice", next_key=store.load_next("alice"), passphrase=None, net="murmur"
+    )
+    await publisher(store, did, clients(a, b), signer=False).flush()
+    b.keys_hidden.add(rotation.id)
+    reader = Reader(clients(a, b))
+    await author_view(reader, did, limit=20)
+    assert rotation.id in {e.id for e in reader.report.node(b.url).withheld}
+    assert rotation.id not in {e.id for e in reader.report.node(a.url).withheld}
+
+
+async def test_a_recovery_outranks_a_thief_who_rotated_with_the_stolen_next_key(
+    net: tuple[Net, Clients], alice: tuple[Keystore, str, Event], tmp_path: Path
+) -> None:
+    """spec 0008 #fork-choice: R0's recover (rank 4) beats the thief's rotate (rank 1)."""
+    fake, clients = net
+    store, did, genesis = alice
+    a = fake.node("a")
+    mine = (await publisher(store, did, clients(a)).publish("post", {"text": "mine"})).event
+    thief_n = store.load_next("alice")
+    s_new = Identity.generate()
+    n_new = Identity.generate()
+    thief_rotation = sign_event_v2(
+        thief_n, author=did, kind="rotate",
+        body={"signing": s_new.public.raw, "next": next_key_commitment(n_new.public.raw)},
+        seq=mine.seq + 1, prev=mine.id, kev=genesis.id,
+    )  # fmt: skip
+    t_post = sign_event_v2(
+        s_new, author=did, kind="post", body={"text": "I am alice now"},
+        seq=thief_rotation.seq + 1, prev=thief_rotation.id, kev=thief_rotation.id,
+    )  # fmt: skip
+    a.add(thief_rotation, t_post)
+    reader = Reader(clients(a))
+    assert t_post.id in {e.id for e in (await author_view(reader, did, limit=9)).items}
+    # The owner recovers with R0, which only she holds (offline).
+    recover, _ = sign_recovery(store, "alice", recovery_key=_R0[did], passphrase=None, net="murmur")
+    await publisher(store, did, clients(a), signer=False).flush()
+    view = await author_view(Reader(clients(a)), did, limit=9)
+    assert {e.id for e in view.items} == {mine.id}
+    assert view.report.excluded[t_post.id].revoked_by == recover.id
+
+
+# -- the CLI over fake nodes: id keys, author --explain ------------------------------------
+
+
+@pytest.fixture
+def cli_net(monkeypatch: pytest.MonkeyPatch) -> Net:
+    """The CLI's HTTP client reaches the fake nodes (http://NAME.test)."""
+    fake = Net()
+    real = httpx.AsyncClient
+
+    def client(**_: Any) -> httpx.AsyncClient:
+        return real(transport=httpx.MockTransport(fake._handle))
+
+    monkeypatch.setattr("client.cli.session.httpx", SimpleNamespace(AsyncClient=client))
+    return fake
+
+
+def stolen_and_rotated(home: Path, fake: Net) -> tuple[str, Event, Event, Event]:
+    """alice posts to a and b, a thief posts with her S to b, she rotates on a."""
+    a, b = fake.node("a"), fake.node("b")
+    store = Keystore(home)
+    made = create_rotatable(store, "alice", passphrase=None)
+    did = made.stored.did
+
+    async def go() -> tuple[Event, Event, Event]:
+        async with fake.client() as http:
+            nodes = [NodeClient(n.url, http) for n in (a, b)]
+            mine = (await publisher(store, did, nodes).publish("post", {"text": "mine"})).event
+            forged = forge(store.load("alice"), did, made.genesis.id, mine, "post", {"text": "x"})
+            b.add(forged)
+            rotation = sign_rotation(
+                store, "alice", next_key=store.load_next("alice"), passphrase=None, net="murmur"
+            )
+            await publisher(store, did, nodes[:1], signer=False).flush()
+            return mine, forged, rotation
+
+    return did, *asyncio.run(go())
+
+
+def test_id_keys_json_shows_the_verified_history_and_withholding(
+    tmp_path: Path, cli_net: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0008 #clients: `murmur id keys DID --json`, from every node, resolved."""
+    did, _, _, rotation = stolen_and_rotated(tmp_path, cli_net)
+    nodes = ["--node", "http://a.test", "--node", "http://b.test"]
+    code, out, err = cli(capsys, tmp_path, *nodes, "id", "keys", did, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    genesis_doc, rotation_doc = doc["key_events"]
+    assert doc["did"] == did and doc["disputed"] is False
+    assert doc["path"] == [genesis_doc["id"], rotation.id_hex]
+    assert rotation_doc["kind"] == "rotate" and rotation_doc["status"] == "canonical"
+    assert rotation_doc["signing"] == (rotation.body or {})["signing"].hex()
+    assert doc["withheld"] == {"http://b.test": [rotation.id_hex]}  # b never got it
+    code, out, err = cli(capsys, tmp_path, *nodes, "id", "keys", did)
+    assert code == 0 and "rotate" in out and "withheld 1 key event" in out
+
+
+def test_author_explain_lists_the_thiefs_post_as_revoked(
+    tmp_path: Path, cli_net: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
+    did, mine, forged, rotation = stolen_and_rotated(tmp_path, cli_net)
+    nodes = ["--node", "http://a.test", "--node", "http://b.test"]
+    code, out, err = cli(capsys, tmp_path, *nodes, "author", did, "--explain", "--no-filters")
+    assert code == 0, err
+    assert "mine" in out and "\n    x\n" not in out
+    line = next(x for x in out.splitlines() if forged.id_hex in x)
+    assert "revoked by the author's rotation " + rotation.id_hex[:12] in line
+    code, out, _ = cli(capsys, tmp_path, *nodes, "author", did, "--json", "--no-filters")
+    doc = json.loads(out)
+    assert [p["id"] for p in doc["posts"]] == [mine.id_hex]
+    assert doc["excluded"] == [
+        {
+            "author": did,
+            "id": forged.id_hex,
+            "seq": forged.seq,
+            "kind": "post",
+            "status": "revoked",
+            "revoked_by": rotation.id_hex,
+            "reason": None,
+        }
+    ]
