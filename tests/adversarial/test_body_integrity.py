@@ -273,7 +273,14 @@ def test_repair_restores_bodies_an_older_node_lost(cluster: Cluster, adv_tally: 
         ("UPDATE events SET body = ?, deleted = 0 WHERE id = ?", (victim.body_bytes, victim.id)),
         ("INSERT OR IGNORE INTO tombstones VALUES (?, ?, ?)", (d1.id, alice.did, d2.id)),
         ("DELETE FROM tombstones WHERE target = ?", (victim.id,)),
+        # Back to the schema of an older node (2): what versions 3 and 4 added goes.
         ("DROP INDEX events_missing_body", ()),
+        ("DROP TABLE key_events", ()),
+        ("DROP TABLE key_paths", ()),
+        *(
+            (f"ALTER TABLE events DROP COLUMN {c}", ())
+            for c in ("kev", "key", "status", "revoked_by")
+        ),
         ("PRAGMA user_version = 2", ()),
     )
     b = cluster.restart("b")
