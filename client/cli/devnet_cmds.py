@@ -136,6 +136,7 @@ def _seed_text(report: SeedReport, dir: Path, urls: list[str]) -> str:
         f"  murmur --node {urls[-1]} author alice   # read from the last node only",
         '  murmur post "Hello, devnet"              # signed by alice, sent to every node',
         "  murmur labelers list",
+        "  murmur id keys alice                     # her key history, checked on every node",
         f"  murmur devnet status --dir {dir}",
     ]
     return "\n".join(lines)

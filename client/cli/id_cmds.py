@@ -1,10 +1,12 @@
 """``murmur id new|list|show``: identities in the local keystore.
 
-``id new --rotatable`` makes a did:murmur instead (:mod:`client.cli.key_cmds`, with
-``id rotate``, ``id recover`` and ``id keys``). ``id new`` seals the key with a
-passphrase unless told ``--no-encrypt``, and takes a given seed from a file or
-standard input (``--seed-file``); ``--seed HEX`` still works but warns, since argv is
-visible to other users and kept in shell history (spec 0007 #keys-at-rest).
+``id new`` makes a rotatable did:murmur by default (:mod:`client.cli.key_cmds`, with
+``id rotate``, ``id recover`` and ``id keys``; spec 0008 §8.11). ``--did-key`` (alias
+``--no-rotatable``) makes a did:key instead, and so does a given seed: a seed is a
+did:key's whole identity, read from a file or standard input (``--seed-file``);
+``--seed HEX`` still works but warns, since argv is visible to other users and kept
+in shell history (spec 0007 #keys-at-rest). Either kind is sealed with a passphrase
+unless told ``--no-encrypt``.
 """
 
 from __future__ import annotations
@@ -79,11 +81,27 @@ def _recovery_count(text: str) -> int:
     return value
 
 
+def _wants_did_key(args: argparse.Namespace) -> bool:
+    """A did:key when asked (``--did-key``) or when a seed is given (a seed restores a
+    did:key: its public key is the did); a rotatable did:murmur otherwise (spec 0007
+    #rotatable-keys)."""
+    seeded = args.seed is not None or args.seed_file is not None
+    if args.rotatable and seeded:
+        raise BadRequestError(
+            "a rotatable identity's keys are always fresh: --seed and --seed-file restore "
+            "a did:key (drop --rotatable)"
+        )
+    return args.did_key or seeded
+
+
 def cmd_new(args: argparse.Namespace, ctx: Context) -> Result:
-    if args.rotatable:
+    if not _wants_did_key(args):
         return key_cmds.cmd_new_rotatable(args, ctx)
     if args.recovery_out is not None or args.recovery_keys != 1:
-        raise BadRequestError("--recovery-keys and --recovery-out go with --rotatable")
+        raise BadRequestError(
+            "--recovery-keys and --recovery-out go with a rotatable identity; a did:key "
+            "(--did-key, --seed, --seed-file) has no recovery keys"
+        )
     store = Keystore(ctx.home)
     if store.exists(Keystore.check_name(args.name)):  # before asking for any secret
         raise IdentityExistsError(f"an identity named {args.name!r} already exists")
@@ -157,23 +175,28 @@ def register(
     new = ids_sub.add_parser(
         "new",
         parents=[common],
-        help="create an identity",
-        description="Create an Ed25519 identity in the keystore. Its name is local; "
-        "its did:key is how everyone else knows it.",
+        help="create an identity (rotatable did:murmur by default)",
+        description="Create an identity in the keystore. Its name is local; its did is "
+        "how everyone else knows it. By default a rotatable did:murmur (spec 0008): a "
+        "signing key, a next key kept in a separate file, and recovery keys shown once "
+        "to keep offline, so a lost or stolen key can be replaced without changing the "
+        "did. --did-key, --seed or --seed-file make a did:key instead: the did is the "
+        "Ed25519 key itself, lost or stolen with it.",
     )
     new.add_argument("name", help="local name, e.g. alice (a-z, 0-9, '-', '_')")
     given = new.add_mutually_exclusive_group()
     given.add_argument(
         "--seed-file",
         metavar="PATH",
-        help="restore a key: read the 32-byte private key as 64 hex chars from PATH, or "
-        "from standard input with '-' (default: a fresh random key)",
+        help="restore a did:key: read its 32-byte private key as 64 hex chars from PATH, "
+        "or from standard input with '-' (implies --did-key)",
     )
     given.add_argument(
         "--seed",
         metavar="HEX",
-        help="the private key on the command line (warns: other users can see it in the "
-        "process list, and it stays in shell history; prefer --seed-file)",
+        help="a did:key's private key on the command line (implies --did-key; warns: "
+        "other users can see it in the process list, and it stays in shell history; "
+        "prefer --seed-file)",
     )
     new.add_argument(
         "--encrypt",
@@ -184,26 +207,34 @@ def register(
         "on the terminal. --no-encrypt stores it in plain hex, protected only by the "
         "file's mode 0600 (throwaway and dev keys)",
     )
-    new.add_argument(
+    kind = new.add_mutually_exclusive_group()
+    kind.add_argument(
         "--rotatable",
         action="store_true",
-        help="create a did:murmur (spec 0008) whose keys can be rotated and recovered: "
-        "a signing key, a next key kept in a separate file and recovery keys shown once "
-        "to keep offline. Not yet the default: nodes accept its events only once they "
-        "implement spec 0008",
+        help="a did:murmur (spec 0008) whose keys can be rotated and recovered (the "
+        "default; the flag only makes it explicit)",
+    )
+    kind.add_argument(
+        "--did-key",
+        "--no-rotatable",
+        dest="did_key",
+        action="store_true",
+        help="a did:key instead: the did is the key, so a lost key loses the identity and "
+        "a stolen one cannot be revoked (for labelers, and for keys that must stay one "
+        "Ed25519 key)",
     )
     new.add_argument(
         "--recovery-keys",
         type=_recovery_count,
         default=1,
         metavar="N",
-        help=f"with --rotatable: how many recovery keys, 1-{MAX_RECOVERY_KEYS} (default 1), "
+        help=f"rotatable only: how many recovery keys, 1-{MAX_RECOVERY_KEYS} (default 1), "
         "highest priority first",
     )
     new.add_argument(
         "--recovery-out",
         metavar="DIR",
-        help="with --rotatable: write each recovery key as a file (mode 0600) in DIR; "
+        help="rotatable only: write each recovery key as a file (mode 0600) in DIR; "
         "without it they are printed once on stderr as hex phrases",
     )
     new.set_defaults(handler=cmd_new)

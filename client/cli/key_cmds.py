@@ -1,4 +1,4 @@
-"""``murmur id new --rotatable``, ``id rotate``, ``id recover``, ``id keys`` (spec 0008).
+"""``murmur id new`` (rotatable by default), ``id rotate|recover|keys`` (spec 0008).
 
 A rotatable identity (``did:murmur``) keeps its signing key S in the identity file, its
 pre-rotated next key N in a separate sealed file, and its recovery keys nowhere: they
@@ -183,7 +183,7 @@ def _rotatable(session: Session, name: str | None) -> StoredIdentity:
     if not stored.rotatable:
         raise BadRequestError(
             f"{stored.name} is a did:key: its key is its name and cannot be rotated; "
-            "create a rotatable identity with: murmur id new NAME --rotatable"
+            "create a rotatable identity with: murmur id new NAME"
         )
     return stored
 

@@ -194,7 +194,8 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
     publish_to = list(dict.fromkeys([stream, *configured]))
     if stored.rotatable:  # the labeler's own chain handling predates did:murmur
         raise BadRequestError(
-            f"{stored.name} is a rotatable identity: a labeler runs as a did:key for now"
+            f"{stored.name} is a rotatable identity: a labeler runs as a did:key for now "
+            "(create one with: murmur id new NAME --did-key)"
         )
     identity = session.identity()
     state = LabelerState.load(ctx.home, stored.name, identity.did)

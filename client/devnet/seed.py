@@ -14,7 +14,9 @@ like is signed, the post it points to must have reached the node it is sent to; 
 end every event must be on every node (deadline loops on ``GET /v1/events?ids=``).
 
 The demo identities' keys are stored unencrypted (``--no-encrypt``), as throwaway dev
-keys, and the seeding report says so. Running it again in the same directory reuses the
+keys, and the seeding report says so. Alice, bob and carol are rotatable (did:murmur,
+the default of ``murmur id new``), with their recovery keys in ``DIR/recovery``; the
+labeler ``mod`` is a did:key. Running it again in the same directory reuses the
 identities; when the events it
 recorded in ``DIR/client/devnet-demo.json`` are still on the nodes it publishes
 nothing new.
@@ -40,7 +42,15 @@ from client.devnet.plan import DevnetError
 from client.files import atomic_write
 from client.keystore import Keystore
 
-__all__ = ["DEMO_PEOPLE", "FEDERATION_DEADLINE_S", "MARKER", "SeedReport", "seed_demo"]
+__all__ = [
+    "DEMO_PEOPLE",
+    "DID_KEY_PEOPLE",
+    "FEDERATION_DEADLINE_S",
+    "MARKER",
+    "SeedReport",
+    "recovery_dir",
+    "seed_demo",
+]
 
 log = logging.getLogger("murmur.devnet.seed")
 
@@ -51,6 +61,8 @@ DEMO_PEOPLE: tuple[tuple[str, str, str], ...] = (
     ("carol", "Carol", "Writes jokes, mostly"),
     ("mod", "Satire Watch", "A labeler: I label satire so that you can choose"),
 )
+#: Demo identities made as a did:key: the labeler (spec 0008 #clients).
+DID_KEY_PEOPLE = frozenset({"mod"})
 #: Written in the client home once the demo is on every node.
 MARKER = "devnet-demo.json"
 #: How long an event may take to reach a node (live replication is sub-second).
@@ -201,6 +213,12 @@ def _publish(cli: _Cli, wait: _Waiter, urls: Sequence[str]) -> dict[str, str]:
     return ev
 
 
+def recovery_dir(home: Path) -> Path:
+    """Where the demo writes its people's recovery keys: beside the client home, never in
+    it (spec 0007 #rotatable-keys); a real user keeps them offline."""
+    return home.parent / "recovery"
+
+
 def seed_demo(
     home: Path,
     urls: Sequence[str],
@@ -225,7 +243,14 @@ def seed_demo(
         else:
             # Demo identities on a local devnet: unencrypted on purpose, so the demo and
             # the commands it suggests run without a passphrase (spec 0007 #keys-at-rest).
-            cli("id", "new", name, "--no-encrypt")
+            # People are rotatable (the default), their recovery keys in DIR/recovery so
+            # 'murmur id recover' can be tried; the labeler stays a did:key
+            # ('labeler run' does not run as a did:murmur yet).
+            if name in DID_KEY_PEOPLE:
+                cli("id", "new", name, "--no-encrypt", "--did-key")
+            else:
+                out = str(recovery_dir(home))
+                cli("id", "new", name, "--no-encrypt", "--recovery-out", out)
             created.append(name)
 
     config = ClientConfig.load(home)

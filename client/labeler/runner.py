@@ -266,7 +266,9 @@ class Labeler:
         if cursor <= self._cursor:
             return  # a replay of what is already done
         try:
-            event: Event | None = decode_event(wire, net=self.pub.net)
+            # v2 too (spec 0008): posts of did:murmur authors are labelled like any
+            # other; whether one is its author's (canonical) is each reader's check.
+            event: Event | None = decode_event(wire, net=self.pub.net, allow_v2=True)
         except ProtocolError as exc:
             self.stats.invalid += 1
             log.info("skipped invalid event at cursor %d: %s", cursor, exc.code)

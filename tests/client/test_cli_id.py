@@ -54,11 +54,51 @@ def test_new_with_seed_prints_the_w3c_did(
 
 
 def test_key_file_is_private(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, tmp_path, "id", "new", "alice", PLAIN)
+    run(capsys, tmp_path, "id", "new", "alice", "--did-key", PLAIN)
     key = tmp_path / "identities" / "alice.toml"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "identities").stat().st_mode) == 0o700
     assert Keystore(tmp_path).load("alice").did == Keystore(tmp_path).get("alice").did
+
+
+def test_new_makes_a_rotatable_identity_unless_told_did_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #rotatable-keys, 0008 #clients: ``id new`` makes a did:murmur by default;
+    ``--did-key`` (alias ``--no-rotatable``) and a seed make a did:key; contradictions are
+    refused before anything is stored."""
+    seed = tmp_path / "seed"
+    seed.write_text(ZERO_SEED + "\n")
+    made: dict[str, str] = {}
+    offline = ["--recovery-out", str(tmp_path / "rk")]
+    for name, flags in (
+        ("dflt", offline),
+        ("rot", ["--rotatable", *offline]),
+        ("dk", ["--did-key"]),
+        ("alias", ["--no-rotatable"]),
+        ("seeded", ["--seed-file", str(seed)]),
+    ):
+        code, out, err = run(capsys, tmp_path, "id", "new", name, *flags, PLAIN, "--json")
+        assert code == 0, err
+        made[name] = json.loads(out)["did"]
+    assert made["dflt"].startswith("did:murmur:") and made["rot"].startswith("did:murmur:")
+    assert Keystore(tmp_path).get("dflt").rotatable
+    assert (tmp_path / "identities" / "dflt.next.toml").exists()
+    assert len(list((tmp_path / "rk").iterdir())) == 2  # one recovery key each, offline
+    assert made["dk"].startswith("did:key:") and made["alias"].startswith("did:key:")
+    assert made["seeded"] == ZERO_DID
+    assert not Keystore(tmp_path).get("dk").rotatable
+    for argv, needle in (
+        (["--rotatable", "--seed-file", str(seed)], "restore a did:key"),
+        (["--did-key", "--recovery-out", str(tmp_path / "x")], "rotatable identity"),
+        (["--seed-file", str(seed), "--recovery-keys", "2"], "rotatable identity"),
+    ):
+        code, _, err = run(capsys, tmp_path, "id", "new", "bad", *argv, PLAIN)
+        assert code == 1 and needle in err, (argv, err)
+    with pytest.raises(SystemExit) as usage:
+        run(capsys, tmp_path, "id", "new", "bad", "--rotatable", "--did-key", PLAIN)
+    assert usage.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert not Keystore(tmp_path).exists("bad")
 
 
 def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,8 +176,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], node: NodeProcess) -> Cli:
     cli = Cli(tmp_path / "home", capsys)
-    for name in ("amy", "bob", "lab"):
+    for name in ("amy", "bob"):
         cli.json("id", "new", name, "--no-encrypt")
+    cli.json("id", "new", "lab", "--did-key", "--no-encrypt")  # a labeler runs as a did:key
     cli.json("nodes", "add", node.url)
     return cli
 

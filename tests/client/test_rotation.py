@@ -228,9 +228,9 @@ def test_recover_with_a_recovery_key_file(
 
 
 def test_a_did_key_cannot_rotate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cli(capsys, tmp_path, "id", "new", "bob", "--no-encrypt")
+    cli(capsys, tmp_path, "id", "new", "bob", "--did-key", "--no-encrypt")
     code, _, err = cli(capsys, tmp_path, "id", "rotate")
-    assert code == 1 and "--rotatable" in err
+    assert code == 1 and "did:key" in err and "murmur id new NAME" in err
 
 
 # -- publishing, retry --------------------------------------------------------------------

@@ -153,7 +153,8 @@ def test_posting_social_and_reading_commands(nodes: tuple[RealNode, RealNode], c
 
     post = cli.json("post", "hello murmur", "--lang", "en", "--warn", "spoiler")
     assert POST_KEYS <= set(post) and post["text"] == "hello murmur"
-    assert post["author"] == alice and post["seq"] == 3 and post["kind"] == "post"
+    # alice is a did:murmur (the default): her genesis, two profiles, then this post.
+    assert post["author"] == alice and post["seq"] == 4 and post["kind"] == "post"
     assert post["langs"] == ["en"] and post["warn"] == ["spoiler"]
     reply = cli.json("post", "hi alice", "--reply-to", post["id"], as_name="bob")
     assert reply["reply"] == {"root": post["id"], "parent": post["id"]}

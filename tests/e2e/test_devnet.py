@@ -259,6 +259,15 @@ def test_seed_demo_reseed_and_ctrl_c(
     counts = [httpx.get(n["url"] + "/v1/info", timeout=5).json()["counts"] for n in state["nodes"]]
     assert counts[0]["events"] == counts[1]["events"] >= 16
     assert Cli(home, capsys).json("id", "show")["name"] == "alice"
+    # People are rotatable (spec 0008 #clients), with their recovery keys beside the home,
+    # never in it; the labeler is a did:key. Alice's key history is on every node.
+    ids = {i["name"]: i["did"] for i in Cli(home, capsys).json("id", "list")}
+    assert all(ids[n].startswith("did:murmur:") for n in ("alice", "bob", "carol"))
+    assert ids["mod"].startswith("did:key:")
+    assert len(list((dn.dir / "recovery").glob("*-recovery-0.key"))) == 3
+    assert not list(home.rglob("*recovery*"))
+    keys = Cli(home, capsys).json("id", "keys", "alice")
+    assert [k["kind"] for k in keys["key_events"]] == ["genesis"] and keys["withheld"] == {}
 
     # Seeding again reuses everything and publishes nothing.
     again = Cli(home, capsys).json("devnet", "seed", "--dir", str(dn.dir))
