@@ -51,18 +51,18 @@ OFFLINE_WARNING = (
 )
 
 
-def _send(session: Session) -> list[PublishResult]:
-    """Send the identity's saved, unsent key events to every node (same bytes); none
-    when no node is configured (they go with the next post)."""
+def _send(session: Session, stored: StoredIdentity) -> list[PublishResult]:
+    """Send ``stored``'s saved, unsent key events to every node (same bytes); none when
+    no node is configured (they go with the next post). ``stored`` is the identity the
+    command names, which need not be ``--as`` or the default one."""
     try:
         _ = session.node_urls
     except NoNodesError:
         return []
-    return run(lambda: _send_async(session))
+    return run(lambda: _send_async(session, stored))
 
 
-async def _send_async(session: Session) -> list[PublishResult]:
-    stored = session.stored_identity()
+async def _send_async(session: Session, stored: StoredIdentity) -> list[PublishResult]:
     async with session.nodes() as nodes:
         pub = Publisher(
             None,
@@ -152,7 +152,7 @@ def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
         raise
     if not args.encrypt:
         warn(ctx, f"the keys of {args.name} are stored unencrypted in {store.identities_dir}")
-    results = _send(session)
+    results = _send(session, made.stored)
     sent, _ = _sent_text(results, made.genesis)
     default = store.default()
     is_default = default is not None and default.name == args.name
@@ -195,9 +195,14 @@ def _passphrase(ctx: Context, stored: StoredIdentity) -> str | None:
 
 
 def _key_event_result(
-    session: Session, event: Event, what: str, resent: bool, extra: dict[str, Any]
+    session: Session,
+    stored: StoredIdentity,
+    event: Event,
+    what: str,
+    resent: bool,
+    extra: dict[str, Any],
 ) -> Result:
-    results = _send(session)
+    results = _send(session, stored)
     sent, ok = _sent_text(results, event)
     names = Names(session.config)
     doc = {
@@ -217,13 +222,13 @@ def cmd_rotate(args: argparse.Namespace, ctx: Context) -> Result:
     apply_pending(session.keystore, stored.name)
     saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "rotate"]
     if saved:  # never sign twice with one next key (spec 0008 §8.7)
-        return _key_event_result(session, saved[-1], "rotation", True, {})
+        return _key_event_result(session, stored, saved[-1], "rotation", True, {})
     passphrase = _passphrase(ctx, stored)
     next_key = session.keystore.load_next(stored.name, passphrase=passphrase)
     event = sign_rotation(
         session.keystore, stored.name, next_key=next_key, passphrase=passphrase, net=session.net
     )
-    return _key_event_result(session, event, "rotation", False, {})
+    return _key_event_result(session, stored, event, "rotation", False, {})
 
 
 def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
@@ -232,7 +237,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
     apply_pending(session.keystore, stored.name)
     saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "recover"]
     if saved:
-        return _key_event_result(session, saved[-1], "recovery", True, {})
+        return _key_event_result(session, stored, saved[-1], "recovery", True, {})
     if args.recovery_key == STDIN and ctx.passphrase_file == STDIN:
         raise BadRequestError("--recovery-key - and --passphrase-file - cannot both read stdin")
     key = parse_recovery_key(read_secret(args.recovery_key, "recovery key"), stored.did)
@@ -248,7 +253,8 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
         replace_recovery=args.replace_recovery,
     )
     files = _write_recovery(ctx, stored.did, fresh, args.recovery_out) if fresh else []
-    return _key_event_result(session, event, "recovery", False, {"recovery_files": files})
+    extra = {"recovery_files": files}
+    return _key_event_result(session, stored, event, "recovery", False, extra)
 
 
 def _history_doc(history: KeyHistory) -> dict[str, Any]:

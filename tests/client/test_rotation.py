@@ -489,3 +489,40 @@ def test_author_explain_lists_the_thiefs_post_as_revoked(
             "reason": None,
         }
     ]
+
+
+def test_key_commands_publish_the_named_identity_not_the_default(
+    tmp_path: Path, cli_net: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #own-chain: ``id new bob``, ``id rotate bob`` and ``id recover bob``
+    send bob's key event at once, while alice is the default identity (they flushed the
+    default's outbox instead and said "no node configured")."""
+    node = cli_net.node("a")
+    at_a = ["--node", "http://a.test"]
+    out_dir = ["--recovery-out", str(tmp_path / "rk")]
+    made = {}
+    for name in ("alice", "bob"):
+        code, out, err = cli(
+            capsys, tmp_path, *at_a, "id", "new", name, "--no-encrypt", *out_dir, "--json"
+        )
+        assert code == 0, err
+        made[name] = json.loads(out)
+    assert made["bob"]["default"] is False
+    assert [p["id"] for p in made["bob"]["published"]] == [made["bob"]["genesis"]]
+    bob = Keystore(tmp_path).get("bob")
+    code, out, err = cli(capsys, tmp_path, *at_a, "id", "rotate", "bob", "--json")
+    assert code == 0, err
+    rotated = json.loads(out)
+    assert [p["id"] for p in rotated["published"]] == [rotated["id"]]
+    assert "no node configured" not in err
+    (key_file,) = (tmp_path / "rk").glob(bob.did.removeprefix("did:murmur:")[:16] + "*")
+    code, out, err = cli(
+        capsys, tmp_path, *at_a, "id", "recover", "bob", "--recovery-key", str(key_file),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    recovered = json.loads(out)
+    assert [p["id"] for p in recovered["published"]] == [recovered["id"]]
+    sent = {decode_event(w, allow_v2=True).id_hex for w in node.submitted}
+    assert {made["bob"]["genesis"], rotated["id"], recovered["id"]} <= sent
+    assert not OwnChain(tmp_path, bob.did).unpublished()
