@@ -7,6 +7,10 @@ them in (stream, reconciliation, with events arriving before the key event they 
 on: ``unknown-key-event``, retried once the fetch run is in), all three nodes end with
 the same statuses: the forged events revoked by her rotation, kept as evidence, out of
 feeds and profiles; her deleted post a live row again, whose body a copy completes.
+
+The issue's two done-when tests play the same through the ``murmur`` CLI: alice and the
+thief are client homes, the thief copies her key files, ``murmur id rotate`` and
+``murmur id recover`` answer, and a fresh client home reading all three nodes decides.
 """
 
 from __future__ import annotations
