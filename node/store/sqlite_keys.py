@@ -13,6 +13,16 @@ each touched author's key events and chain links (no body is read), writes the s
 and ``revoked_by`` that changed, and moves the body effects with them
 (:mod:`node.store.sqlite_effects`): an event counts in the label index, the profile
 and deletions exactly while it is canonical (0008 #status).
+
+The common case does not pay for that. An ordinary event that names the head of the
+author's stored canonical path (no dispute), continues its ``prev`` as §8.5 step 5
+says (or its ``prev`` is not held), and has no held child yet is canonical, and
+changes no other event's status: ``resolve`` would say exactly that (the head's epoch
+is canonical "as usual"; only the continuity of its children, and the epochs before
+the head, could depend on it, and stored events never name an unheld ``kev``). Such
+events are settled alone, in constant time; any other event of an author, or any key
+event, makes the whole author resolve again. Without this, each event of an author
+with a long chain would cost a pass over the whole chain, on the single writer.
 """
 
 from __future__ import annotations
@@ -100,13 +110,17 @@ def key_path(conn: sqlite3.Connection, author: str) -> tuple[list[bytes], list[b
 class KeyBook:
     """The key events of the authors a write transaction touches (see module doc)."""
 
-    __slots__ = ("_conn", "_held", "_keys", "_touched")
+    __slots__ = ("_conn", "_fast", "_held", "_keys", "_paths", "_touched")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._held = _HeldIds(conn)
         self._keys: dict[str, dict[bytes, KeyEvent]] = {}
+        #: Authors to resolve in full at the next settle.
         self._touched: set[str] = set()
+        #: Per author, head-epoch events settled alone (see the module doc).
+        self._fast: dict[str, list[Link]] = {}
+        self._paths: dict[str, tuple[list[bytes], list[bytes]] | None] = {}
 
     def _of(self, author: str) -> dict[bytes, KeyEvent]:
         keys = self._keys.get(author)
@@ -124,9 +138,14 @@ class KeyBook:
 
     def add(self, author: str, item: KeyEvent | Link) -> None:
         """``item`` was stored: remember a key event, and resolve ``author`` later."""
-        self._touched.add(author)
         if not isinstance(item, KeyEvent):
+            if author not in self._touched and self._head_epoch_only(author, item):
+                self._fast.setdefault(author, []).append(item)
+            else:
+                self._touched.add(author)
             return
+        self._touched.add(author)
+        self._paths.pop(author, None)
         state = item.state
         self._conn.execute(
             "INSERT OR IGNORE INTO key_events (id, author, seq, prev, kev, kind, key, "
@@ -138,11 +157,64 @@ class KeyBook:
         )
         self._of(author)[item.id] = item
 
+    def _head_epoch_only(self, author: str, link: Link) -> bool:
+        """Is ``link`` settled by itself: canonical, changing no other status?"""
+        if author not in self._paths:
+            self._paths[author] = key_path(self._conn, author)
+        known = self._paths[author]
+        if known is None or not known[0] or known[1] or link.kev != known[0][-1]:
+            return False
+        conn = self._conn
+        if link.prev is not None:
+            prev = conn.execute(
+                "SELECT kind, kev FROM events WHERE id = ? AND author = ?", (link.prev, author)
+            ).fetchone()
+            if prev is not None:
+                expected = link.prev if prev[0] in kinds.KEY_EVENT_KINDS else prev[1]
+                if link.kev != expected:
+                    return False
+        child = conn.execute(
+            "SELECT 1 FROM events WHERE author = ? AND seq = ? AND prev = ? LIMIT 1",
+            (author, link.seq + 1, link.id),
+        ).fetchone()
+        return child is None
+
     def settle(self, stats: BatchStats) -> None:
         """Resolve every author touched since the last call (see module doc)."""
         touched, self._touched = sorted(self._touched), set()
+        fast, self._fast = self._fast, {}
         for author in touched:
             self._settle(author, stats)
+            self._paths.pop(author, None)
+        for author, links in sorted(fast.items()):
+            if author not in touched:
+                self._settle_alone(author, links, stats)
+
+    def _settle_alone(self, author: str, links: list[Link], stats: BatchStats) -> None:
+        """Head-epoch events: canonical, with their body effects (as :meth:`_settle`
+        applies them to an event that became canonical)."""
+        conn = self._conn
+        profile = False
+        for link in sorted(links, key=lambda lk: (lk.seq, lk.id)):
+            conn.execute(
+                "UPDATE events SET status = ?, revoked_by = NULL WHERE id = ?",
+                (CANONICAL, link.id),
+            )
+            if link.kind not in BODY_EFFECTS:
+                continue
+            if link.kind == kinds.PROFILE:
+                profile = True
+                continue
+            row = conn.execute(
+                "SELECT cursor, body FROM events WHERE id = ? AND body IS NOT NULL", (link.id,)
+            ).fetchone()
+            if row is not None:
+                apply_body(
+                    conn, eid=link.id, author=author, kind=link.kind, seq=link.seq,
+                    cursor=row[0], body=decode(row[1]), stats=stats,
+                )
+        if profile:
+            recompute_profile(conn, author)
 
     def _settle(self, author: str, stats: BatchStats) -> None:
         conn = self._conn

@@ -12,7 +12,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import node.store.sqlite_keys as keys_mod
 from protocol.events import Event
+from protocol.keystate import input_of, resolve
 from tests.node.conftest import Author, Node
 from tests.rotatable import Rotatable
 
@@ -309,3 +311,49 @@ async def test_keys_endpoint_and_author_reads(node: Node, author: Author) -> Non
     # v1 events carry status canonical, revoked_by null.
     v1 = (await node.http.get(f"/v1/authors/{author.did}/events")).json()["events"][0]
     assert (v1["status"], v1["revoked_by"]) == ("canonical", None)
+
+
+# -- cost: one event of a long chain is not a pass over the chain ------------------------
+
+
+async def test_head_epoch_events_settle_alone_and_agree_with_a_full_resolve(
+    node: Node, monkeypatch: Any
+) -> None:
+    """spec 0008 #nodes: an ordinary event at the head of an author's canonical path is
+    settled without resolving the author again (a long chain posted one event a request
+    must not cost a pass over the chain per event); anything else (a fork in an older
+    epoch, a rotation) resolves in full, and the statuses are those of a full resolve."""
+    calls: list[int] = []
+    real = keys_mod.resolve
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keys_mod, "resolve", counting)
+    a = Rotatable("longchain")
+    events = [a.genesis]
+    for i in range(60):
+        events.append(a.sign("S0", "post", {"text": f"post {i}"}, after=events[-1], kev=a.genesis))
+    for ev in events:
+        assert await node.statuses(ev) == ["accepted"]
+    assert len(calls) <= 2, len(calls)  # the genesis batch (and nothing per post)
+    # A thief's event forking at seq 10, then the owner's rotation: full resolves.
+    thief = a.sign("S0", "post", {"text": "forged"}, after=events[9], kev=a.genesis)
+    rotation = a.rotate("N0", "S1", "N1", after=events[-1], kev=a.genesis)
+    later = a.sign("S1", "post", {"text": "after"}, after=rotation, kev=rotation)
+    for ev in (thief, rotation, later):
+        assert await node.statuses(ev) == ["accepted"]
+    docs = {e.id: await event_doc(node, e) for e in [*events, thief, rotation, later]}
+    # What a resolve over everything held says, event by event.
+    keys: dict[bytes, Any] = {}
+    links = []
+    for ev in [a.genesis, rotation]:
+        keys[ev.id] = input_of(ev, keys, not_key_events=())
+    for ev in [*events[1:], thief, later]:
+        links.append(input_of(ev, keys, not_key_events=()))
+    expected = resolve(keys.values(), links)
+    for eid, doc in docs.items():
+        assert doc["status"] == expected.status[eid].value, doc
+    assert docs[thief.id]["status"] == "revoked"
+    assert docs[events[-1].id]["status"] == "canonical"
