@@ -1,11 +1,15 @@
 """Creating, rotating and recovering rotatable identities (spec 0008, 0007 #rotatable-keys).
 
-- :func:`create_rotatable` generates S, N and 1–3 recovery keys apart, test-signs with
-  each, signs the genesis with S, stores S and N in two sealed files and the genesis in
-  the owner's outbox (:mod:`client.ownchain`), and hands the recovery keys back to be
-  shown once: they are never stored.
+- :func:`prepare_rotatable` generates S, N and 1–3 recovery keys apart, test-signs
+  with each and signs the genesis with S, storing nothing; the caller shows the
+  recovery keys (they are never stored) and only then :func:`store_rotatable` stores
+  S and N in two sealed files and the genesis in the owner's outbox
+  (:mod:`client.ownchain`): a crash in between leaves no genesis committing to a
+  recovery key nobody saw. :func:`create_rotatable` does both (for callers that keep
+  the keys themselves).
 - :func:`sign_rotation` signs a ``rotate`` with N (new S and N fresh), and
-  :func:`sign_recovery` a ``recover`` with a recovery key, both after the owner's own
+  :func:`sign_recovery` a ``recover`` with a recovery key (replacement recovery keys,
+  from :func:`fresh_recovery`, shown by the caller *before* it signs), both after the owner's own
   outbox (``prev`` its last event, ``kev`` its latest key event), checked against the
   owner's key state with :mod:`protocol.keystate` before anything is saved.
 - Saving is crash-safe and happens once: the signed event and its new keys (sealed)
@@ -39,16 +43,20 @@ from protocol.limits import MAX_RECOVERY_KEYS
 
 __all__ = [
     "NewRotatable",
+    "PreparedRotatable",
     "RecoveryKey",
     "apply_pending",
     "create_rotatable",
     "fresh_key",
+    "fresh_recovery",
     "own_state",
     "parse_recovery_key",
+    "prepare_rotatable",
     "recovery_file_text",
     "recovery_phrase",
     "sign_recovery",
     "sign_rotation",
+    "store_rotatable",
 ]
 
 
@@ -127,6 +135,60 @@ def parse_recovery_key(text: str, did: str) -> Identity:
         raise BadRequestError("the recovery key is not hex; the value is not shown") from None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedRotatable:
+    """A new did:murmur's keys and signed genesis, not stored anywhere yet."""
+
+    signing: Identity
+    next_key: Identity
+    genesis: Event
+    recovery: tuple[RecoveryKey, ...]
+
+    @property
+    def did(self) -> str:
+        return self.genesis.author
+
+
+def prepare_rotatable(*, recovery_keys: int = 1, net: str = DEFAULT_NETWORK) -> PreparedRotatable:
+    """Fresh S, N and recovery keys, and the genesis signed with S; nothing stored."""
+    if not 1 <= recovery_keys <= MAX_RECOVERY_KEYS:
+        raise BadRequestError(f"--recovery-keys must be 1 to {MAX_RECOVERY_KEYS}")
+    signing, nxt = fresh_key(), fresh_key()
+    recovery = [fresh_key() for _ in range(recovery_keys)]
+    genesis = sign_genesis(
+        signing, next_key=nxt.public.raw, recovery=[r.public.raw for r in recovery], net=net
+    )
+    return PreparedRotatable(
+        signing=signing,
+        next_key=nxt,
+        genesis=genesis,
+        recovery=tuple(
+            RecoveryKey(position=i, count=recovery_keys, key=r) for i, r in enumerate(recovery)
+        ),
+    )
+
+
+def store_rotatable(
+    store: Keystore, name: str, prepared: PreparedRotatable, *, passphrase: str | None
+) -> NewRotatable:
+    """Store S and N (sealed, exclusive) and start the outbox with the genesis. Call it
+    only once the recovery keys were shown (spec 0007 #rotatable-keys)."""
+    stored = store.create_rotatable(
+        name,
+        did=prepared.did,
+        signing=prepared.signing,
+        next_key=prepared.next_key,
+        passphrase=passphrase,
+    )
+    try:
+        OwnChain(store.home, prepared.did).create(prepared.genesis)
+    except BaseException:
+        stored.path.unlink(missing_ok=True)
+        store.next_path(name).unlink(missing_ok=True)
+        raise
+    return NewRotatable(stored=stored, genesis=prepared.genesis, recovery=prepared.recovery)
+
+
 def create_rotatable(
     store: Keystore,
     name: str,
@@ -135,30 +197,9 @@ def create_rotatable(
     passphrase: str | None,
     net: str = DEFAULT_NETWORK,
 ) -> NewRotatable:
-    """A new did:murmur: keys generated apart, genesis signed and saved in the outbox."""
-    if not 1 <= recovery_keys <= MAX_RECOVERY_KEYS:
-        raise BadRequestError(f"--recovery-keys must be 1 to {MAX_RECOVERY_KEYS}")
-    signing, nxt = fresh_key(), fresh_key()
-    recovery = [fresh_key() for _ in range(recovery_keys)]
-    genesis = sign_genesis(
-        signing, next_key=nxt.public.raw, recovery=[r.public.raw for r in recovery], net=net
-    )
-    stored = store.create_rotatable(
-        name, did=genesis.author, signing=signing, next_key=nxt, passphrase=passphrase
-    )
-    try:
-        OwnChain(store.home, genesis.author).create(genesis)
-    except BaseException:
-        stored.path.unlink(missing_ok=True)
-        store.next_path(name).unlink(missing_ok=True)
-        raise
-    return NewRotatable(
-        stored=stored,
-        genesis=genesis,
-        recovery=tuple(
-            RecoveryKey(position=i, count=recovery_keys, key=r) for i, r in enumerate(recovery)
-        ),
-    )
+    """A new did:murmur stored at once (the caller keeps the returned recovery keys)."""
+    prepared = prepare_rotatable(recovery_keys=recovery_keys, net=net)
+    return store_rotatable(store, name, prepared, passphrase=passphrase)
 
 
 def own_state(chain: OwnChain) -> tuple[Event, KeyEvent, dict[bytes, KeyEvent]]:
@@ -271,6 +312,32 @@ def sign_rotation(
     )
 
 
+def _recovery_position(store: Keystore, name: str, recovery_key: Identity) -> KeyState:
+    chain = OwnChain(store.home, store.get(name).did)
+    _, held, _ = own_state(chain)
+    state: KeyState = held.state
+    if recovery_key.public.raw not in state.recovery:
+        raise UnauthorizedKeyError(
+            f"this key is not a recovery key of {name} at its latest key event "
+            f"(it has {len(state.recovery)}; a recovery may have replaced it)"
+        )
+    return state
+
+
+def fresh_recovery(
+    store: Keystore, name: str, *, recovery_key: Identity
+) -> tuple[RecoveryKey, ...]:
+    """Fresh keys to replace ``recovery_key`` and every one below it (spec 0008
+    #recover-prefix), to be shown (written, fsynced) *before* :func:`sign_recovery`
+    commits to them: a recovery saved first and shown after could commit to keys
+    nobody has if showing them failed."""
+    state = _recovery_position(store, name, recovery_key)
+    position, count = state.recovery.index(recovery_key.public.raw), len(state.recovery)
+    return tuple(
+        RecoveryKey(position=p, count=count, key=fresh_key()) for p in range(position, count)
+    )
+
+
 def sign_recovery(
     store: Keystore,
     name: str,
@@ -279,30 +346,26 @@ def sign_recovery(
     passphrase: str | None,
     net: str,
     replace_recovery: bool = False,
+    new_recovery: tuple[RecoveryKey, ...] | None = None,
 ) -> tuple[Event, tuple[RecoveryKey, ...]]:
     """Sign and save a ``recover`` of ``name`` with one of its recovery keys.
 
-    With ``replace_recovery``, the recovery key used and every one below it are
-    replaced by fresh keys (returned, to be shown once); the keys above it stay
-    (spec 0008 #recover-prefix). Without, the list stays as it is.
+    ``new_recovery`` (from :func:`fresh_recovery`, already shown to the owner) replaces
+    the recovery key used and every one below it; the keys above it stay (spec 0008
+    #recover-prefix). ``replace_recovery`` without it generates them here (the caller
+    must then show them; the CLI never does this). Without either, the list stays.
+    Needs no passphrase of the old keys: ``passphrase`` seals the new S and N.
     """
-    chain = OwnChain(store.home, store.get(name).did)
-    _, held, _ = own_state(chain)
-    state: KeyState = held.state
-    raw = recovery_key.public.raw
-    if raw not in state.recovery:
-        raise UnauthorizedKeyError(
-            f"this key is not a recovery key of {name} at its latest key event "
-            f"(it has {len(state.recovery)}; a recovery may have replaced it)"
-        )
-    position = state.recovery.index(raw)
+    state = _recovery_position(store, name, recovery_key)
+    position = state.recovery.index(recovery_key.public.raw)
     fresh: tuple[RecoveryKey, ...] = ()
     extra: dict[str, Any] = {}
-    if replace_recovery:
-        count = len(state.recovery)
-        fresh = tuple(
-            RecoveryKey(position=p, count=count, key=fresh_key()) for p in range(position, count)
-        )
+    if new_recovery is None and replace_recovery:
+        new_recovery = fresh_recovery(store, name, recovery_key=recovery_key)
+    if new_recovery is not None:
+        fresh = new_recovery
+        if [r.position for r in fresh] != list(range(position, len(state.recovery))):
+            raise BadRequestError("the new recovery keys do not replace this key and those below")
         extra["recovery"] = [*state.recovery[:position], *(r.key.public.raw for r in fresh)]
     event = _sign_key_event(
         store,

@@ -15,19 +15,37 @@ atomically)::
   exact wire bytes, saved *before* it is sent: a key event that no node stored yet is
   re-sent as the same bytes, never signed again (two rotations from one next key are
   the owner equivocating, §8.7 last bullet);
-- the ordinary events signed since the latest key event (id, seq, kind, kev; no
-  wire), which is all a next rotation needs: its ``prev`` is the last of them. Older
-  ones are dropped when a key event is recorded.
+- the ordinary events signed since the latest key event (id, seq, kind, kev), which
+  is all a next rotation needs: its ``prev`` is the last of them. Each is recorded,
+  with its bytes and ``published: false``, *before* it is sent (a lost acknowledgement
+  must not make the next event fork the chain, spec 0007 #own-chain); once a node
+  stored it only its link stays here. Older ones are dropped when a key event is
+  recorded.
+- ``"restore"``: how many more times this home checks that the nodes hold its own
+  events with their bodies (set after a rotation or recovery, spec 0008
+  #revoked-delete).
 
-The outbox is linear (one home signs one chain); the latest key event is every new
-event's ``kev``.
+Beside it, ``state/outbox/<hash>.sent/`` (mode 0700, files 0600) keeps the exact wire
+bytes of every event this home signed, the latest :data:`MAX_ARCHIVED` of them, one
+file ``<seq>-<id>.wire`` each: a thief's ``delete`` that counted until the owner's
+rotation made every node drop a body, and after the rotation revokes it nodes hold the
+event without one; only these copies bring it back (:meth:`OwnChain.bodyless`). An
+event the owner deletes herself leaves the archive when she signs the delete.
+
+The outbox is linear (one home signs one chain; :meth:`OwnChain.lock` serialises
+signing and recording between processes); the latest key event is every new event's
+``kev``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +57,13 @@ from protocol.events import Event, decode_unverified
 from protocol.identity import did_murmur_hash
 from protocol.keystate import KEY_EVENT_KINDS
 
-__all__ = ["OwnChain", "OwnEvent"]
+__all__ = ["MAX_ARCHIVED", "RESTORE_PASSES", "OwnChain", "OwnEvent"]
+
+#: How many of its latest events a home keeps the bytes of (state/outbox/*.sent/).
+MAX_ARCHIVED = 10_000
+#: Body checks after a rotation or recovery: that command's, then one per later post
+#: until a check finds every node holding every kept event with its body.
+RESTORE_PASSES = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,12 +128,17 @@ class OwnChain:
         self.did = did
         name = base64.b32encode(did_murmur_hash(did)).decode().rstrip("=").lower()
         self.path = home / "state" / "outbox" / f"{name}.json"
+        self.archive_dir = home / "state" / "outbox" / f"{name}.sent"
+        self.lock_path = home / "state" / "outbox" / f"{name}.lock"
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def events(self) -> list[OwnEvent]:
         """The outbox in chain order (seq ascending)."""
+        return self._load()[0]
+
+    def _load(self) -> tuple[list[OwnEvent], int]:
         if not self.path.exists():
             raise KeystoreError(
                 f"{self.path} is missing: this home holds no chain of {self.did} "
@@ -126,12 +155,19 @@ class OwnChain:
         entries = doc.get("events")
         if not isinstance(entries, list) or not entries:
             raise KeystoreError(f"{self.path} holds no events")
-        return sorted((OwnEvent.from_json(e, self.path) for e in entries), key=lambda e: e.seq)
+        restore = doc.get("restore", 0)
+        events = sorted((OwnEvent.from_json(e, self.path) for e in entries), key=lambda e: e.seq)
+        return events, restore if isinstance(restore, int) and restore > 0 else 0
 
-    def _write(self, events: list[OwnEvent], *, new: bool = False) -> None:
-        data = json.dumps(
-            {"did": self.did, "events": [e.to_json() for e in events]}, indent=1
-        ).encode()
+    def _write(
+        self, events: list[OwnEvent], *, new: bool = False, restore: int | None = None
+    ) -> None:
+        if restore is None:
+            restore = 0 if new else self._load()[1]
+        doc: dict[str, Any] = {"did": self.did, "events": [e.to_json() for e in events]}
+        if restore:
+            doc["restore"] = restore
+        data = json.dumps(doc, indent=1).encode()
         with translate_os_errors(f"write {self.path}"):
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if new:
@@ -149,6 +185,67 @@ class OwnChain:
             if self.path.exists():
                 raise KeystoreError(f"{self.path} exists already: not overwritten") from None
             raise
+        self.archive(genesis)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this outbox's lock file (``flock``, blocking): sign-and-record happens
+        under it, so two processes of one home never sign two events at one seq."""
+        with translate_os_errors(f"lock {self.lock_path}"):
+            self.lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # -- the archive of sent bytes (spec 0008 #revoked-delete) ----------------------
+
+    def archive(self, event: Event) -> None:
+        """Keep ``event``'s exact bytes (mode 0600), then drop the oldest beyond
+        :data:`MAX_ARCHIVED`. A body-less event is not kept: it restores nothing."""
+        if event.body_bytes is None:
+            return
+        path = self.archive_dir / f"{event.seq:012d}-{event.id.hex()}.wire"
+        with translate_os_errors(f"write {path}"):
+            self.archive_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                create_new(path, event.wire)
+            except FileExistsError:
+                pass  # kept already (a re-send)
+            names = sorted(p.name for p in self.archive_dir.glob("*.wire"))
+            for name in names[: max(0, len(names) - MAX_ARCHIVED)]:
+                (self.archive_dir / name).unlink(missing_ok=True)
+
+    def unarchive(self, event_id: bytes) -> None:
+        """Forget the bytes of ``event_id`` (its owner deletes it: never restored)."""
+        with translate_os_errors(f"clean {self.archive_dir}"):
+            for path in self.archive_dir.glob(f"*-{event_id.hex()}.wire"):
+                path.unlink(missing_ok=True)
+
+    def archived(self) -> dict[bytes, Event]:
+        """The kept events by id (unreadable files are skipped: a copy, not the chain)."""
+        out: dict[bytes, Event] = {}
+        if not self.archive_dir.is_dir():
+            return out
+        with translate_os_errors(f"read {self.archive_dir}"):
+            paths = sorted(self.archive_dir.glob("*.wire"))
+            for path in paths:
+                try:
+                    event = decode_unverified(path.read_bytes(), allow_v2=True)
+                except ProtocolError:
+                    continue
+                if event.author == self.did and event.body_bytes is not None:
+                    out[event.id] = event
+        return out
+
+    def restore_passes(self) -> int:
+        """How many more body checks are due (spec 0008 #revoked-delete)."""
+        return self._load()[1] if self.path.exists() else 0
+
+    def set_restore_passes(self, n: int) -> None:
+        self._write(self.events(), restore=max(0, n))
 
     def head(self) -> OwnEvent:
         """The last event this home signed: the next event's ``prev``."""
@@ -195,10 +292,25 @@ class OwnChain:
                 f"{self.path}: event seq {event.seq} does not follow the outbox head "
                 f"(seq {events[-1].seq})"
             )
+        restore = None
         if event.kind in KEY_EVENT_KINDS:
             events = [e for e in events if e.is_key_event or not e.published]
+            restore = RESTORE_PASSES  # it may revoke a thief's delete of an own event
+        self.archive(event)
         events.append(OwnEvent.of(event, published=published))
-        self._write(events)
+        self._write(events, restore=restore)
+
+    def forget(self, event_id: bytes) -> bool:
+        """Drop the outbox's last event if it is ``event_id`` and unpublished (every node
+        that answered refused it, so none holds it); False when it is not the head any
+        more (another event was signed after it: it stays, to be re-sent)."""
+        events = self.events()
+        head = events[-1]
+        if head.id != event_id or head.published or len(events) == 1:
+            return False
+        self._write(events[:-1])
+        self.unarchive(event_id)
+        return True
 
     def mark_published(self, ids: set[bytes]) -> None:
         """Note that some node stored these events; an ordinary one loses its bytes."""

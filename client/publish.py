@@ -11,9 +11,13 @@ Only then does the local head advance.
 
 A rotatable identity (``did:murmur``, spec 0008) is given its :class:`OwnChain`: it
 signs v2 events after its own outbox (``prev`` the outbox's last event, ``kev`` its
-latest key event), never after a node's head, and every saved key event no node has
-stored yet is sent again, as the same bytes, in the same request before the new event
-(spec 0007 #own-chain).
+latest key event), never after a node's head. The signed event is recorded in the
+outbox, with its bytes, *before* it is sent (under the outbox's lock: two processes of
+one home never sign one seq twice), and every saved event no node has stored yet is
+sent again, as the same bytes, in the same request before the new event (spec 0007
+#own-chain): a lost acknowledgement never makes the next event fork the chain. After a
+rotation or recovery, :meth:`Publisher.restore_bodies` gives nodes back the bodies of
+the owner's events they hold without one (spec 0008 #revoked-delete).
 """
 
 from __future__ import annotations
@@ -29,13 +33,19 @@ from client.errors import NodeTimeoutError, NodeUnreachableError, PublishError
 from client.ownchain import OwnChain
 from client.reader import Reader, latest_by_seq
 from client.state import Head, HeadStore
+from protocol import kinds
 from protocol.errors import ProtocolError, RemoteError
-from protocol.events import DEFAULT_NETWORK, Event, sign_event, sign_event_v2
+from protocol.events import DEFAULT_NETWORK, Event, decode_unverified, sign_event, sign_event_v2
 from protocol.identity import Identity
 
 __all__ = ["NodeOutcome", "PublishResult", "Publisher"]
 
 log = logging.getLogger("murmur.client.publish")
+
+#: Events per request when giving nodes back lost bodies (nodes take 1000 by default).
+RESTORE_BATCH = 100
+#: Events per page when reading the own log back from a node.
+RESTORE_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,26 +231,94 @@ class Publisher:
         return results
 
     async def _publish_own_chain(self, kind: str, body: Mapping[str, Any]) -> PublishResult:
-        """A did:murmur's event: v2, after the owner's outbox, pending key events first."""
-        assert self.chain is not None  # noqa: S101
-        pending = self.chain.unpublished()
-        head = self.chain.head()
-        event = sign_event_v2(
-            self.signer(),
-            author=self.chain.did,
-            kind=kind,
-            body=body,
-            seq=head.seq + 1,
-            prev=head.id,
-            kev=self.chain.latest_key_event().id,
-            net=self.net,
-        )
+        """A did:murmur's event: v2, after the owner's outbox, recorded (unpublished,
+        with its bytes) before it is sent, saved unsent events first."""
+        chain = self.chain
+        assert chain is not None  # noqa: S101
+        with chain.lock():
+            pending = chain.unpublished()
+            head = chain.head()
+            event = sign_event_v2(
+                self.signer(),
+                author=chain.did,
+                kind=kind,
+                body=body,
+                seq=head.seq + 1,
+                prev=head.id,
+                kev=chain.latest_key_event().id,
+                net=self.net,
+            )
+            target = body.get("target") if kind == kinds.DELETE else None
+            if isinstance(target, bytes):
+                chain.unarchive(target)  # the owner deletes it: never given back
+            chain.record(event, published=False)
         rows = await self.submit_many([*pending, event])
         result = self._settle([*pending, event], rows)[-1]
         if any(o.stored for o in result.outcomes):
-            self.chain.record(event, published=True)
+            if chain.restore_passes():
+                await self.restore_bodies()
             return result
+        if result.outcomes and all(o.status == "rejected" for o in result.outcomes):
+            # Every node answered and refused it: none holds it, so it leaves the chain
+            # (if nothing was signed after it meanwhile) instead of blocking it.
+            with chain.lock():
+                chain.forget(event.id)
+        else:
+            log.info("event saved unsent id=%s: re-sent before the next one", event.id_hex)
         raise _failure(result.outcomes)
+
+    async def restore_bodies(self) -> dict[str, int]:
+        """Give each node back the full copies of the owner's kept events it holds
+        without a body (spec 0008 #revoked-delete, 0004 #body-fill); how many were
+        re-sent to each node. A check after which every node answered and holds every
+        kept event whole (it had them, or filled what it was sent) ends the checks;
+        otherwise one fewer remains (the outbox's
+        ``restore`` count: a node that has not yet learnt the rotation still holds
+        the revoked delete, and is looked at again after the next post)."""
+        chain = self.chain
+        assert chain is not None  # noqa: S101
+        kept = chain.archived()
+        if not kept:
+            chain.set_restore_passes(0)
+            return {}
+        lo, hi = min(e.seq for e in kept.values()), max(e.seq for e in kept.values())
+
+        async def one(node: NodeClient) -> tuple[str, int, bool]:
+            """(url, copies re-sent, whether the node is whole now: it answered, and
+            filled every copy it was sent; 0004 #body-fill reports that ``accepted``)."""
+            lacking: dict[bytes, Event] = {}
+            filled = 0
+            from_seq: int | None = lo
+            try:
+                while from_seq is not None:
+                    items, from_seq = await node.author_events(
+                        chain.did, from_seq=from_seq, to_seq=hi, limit=RESTORE_PAGE
+                    )
+                    for item in items:
+                        if item.wire is None:
+                            continue
+                        try:
+                            held = decode_unverified(item.wire, allow_v2=True)
+                        except ProtocolError:
+                            continue
+                        if held.body_bytes is None and held.id in kept:
+                            lacking[held.id] = kept[held.id]
+                whole = list(lacking.values())
+                for i in range(0, len(whole), RESTORE_BATCH):
+                    results = await node.submit([e.wire for e in whole[i : i + RESTORE_BATCH]])
+                    filled += sum(r.status == "accepted" for r in results)
+            except ProtocolError as exc:
+                log.info("body check failed url=%s code=%s", node.url, exc.code)
+                return node.url, len(lacking), False
+            return node.url, len(lacking), filled == len(lacking)
+
+        rows = await asyncio.gather(*(one(n) for n in self.nodes))
+        clean = bool(rows) and all(whole for _, _, whole in rows)
+        chain.set_restore_passes(0 if clean else chain.restore_passes() - 1)
+        for url, n, _ in rows:
+            if n:
+                log.info("gave back bodies url=%s events=%d", url, n)
+        return {url: n for url, n, _ in rows}
 
 
 def _outcome(url: str, status: str, error: str | None, message: str | None) -> NodeOutcome:

@@ -25,12 +25,14 @@ from client.files import create_new, translate_os_errors
 from client.keyops import (
     RecoveryKey,
     apply_pending,
-    create_rotatable,
+    fresh_recovery,
     parse_recovery_key,
+    prepare_rotatable,
     recovery_file_text,
     recovery_phrase,
     sign_recovery,
     sign_rotation,
+    store_rotatable,
 )
 from client.keystore import Keystore, StoredIdentity
 from client.keyview import KeyHistory, is_murmur
@@ -75,6 +77,25 @@ async def _send_async(session: Session, stored: StoredIdentity) -> list[PublishR
         return await pub.flush()
 
 
+def _restore(session: Session, stored: StoredIdentity) -> dict[str, int]:
+    """After a rotation or recovery some node stored: give back the bodies nodes lost
+    to a delete it revoked (spec 0008 #revoked-delete); re-sent copies per node."""
+
+    async def go() -> dict[str, int]:
+        async with session.nodes() as nodes:
+            pub = Publisher(
+                None,
+                nodes,
+                HeadStore(session.ctx.home),
+                net=session.net,
+                timeout=session.timeout,
+                chain=OwnChain(session.ctx.home, stored.did),
+            )
+            return await pub.restore_bodies()
+
+    return run(go)
+
+
 def _sent_doc(results: list[PublishResult]) -> list[dict[str, Any]]:
     return [
         {"id": r.event.id_hex, "kind": r.event.kind, "nodes": [o.to_json() for o in r.outcomes]}
@@ -115,15 +136,28 @@ def _write_recovery(
         warn(ctx, OFFLINE_WARNING + "; write the phrase(s) above down now")
         return []
     directory = Path(out).expanduser()
-    paths = []
-    with translate_os_errors(f"write the recovery keys into {directory}"):
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for rk in keys:
-            path = directory / f"{did.removeprefix('did:murmur:')[:16]}-recovery-{rk.position}.key"
-            create_new(path, recovery_file_text(did, rk).encode("utf-8"))
-            paths.append(str(path))
+    paths: list[Path] = []
+    try:
+        with translate_os_errors(f"write the recovery keys into {directory}"):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for rk in keys:
+                path = directory / recovery_file_name(did, rk)
+                create_new(path, recovery_file_text(did, rk).encode("utf-8"))  # fsynced
+                paths.append(path)
+    except BaseException:
+        for path in paths:  # nothing commits to them yet: a half set is no use
+            path.unlink(missing_ok=True)
+        raise
     warn(ctx, OFFLINE_WARNING + f"; move the file(s) in {directory} offline now")
-    return paths
+    return [str(p) for p in paths]
+
+
+def recovery_file_name(did: str, rk: RecoveryKey) -> str:
+    """``<did prefix>-recovery-<position>-<key id>.key``: unique per key, so a directory
+    reused from ``id new`` for a recovery's new keys never collides (spec 0007
+    #rotatable-keys)."""
+    key_id = rk.key.public.raw.hex()[:16]
+    return f"{did.removeprefix('did:murmur:')[:16]}-recovery-{rk.position}-{key_id}.key"
 
 
 def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
@@ -134,21 +168,16 @@ def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
     if store.exists(Keystore.check_name(args.name)):
         raise IdentityExistsError(f"an identity named {args.name!r} already exists")
     passphrase = ask_new_passphrase(args.name, file=ctx.passphrase_file) if args.encrypt else None
-    made = create_rotatable(
-        store,
-        args.name,
-        recovery_keys=args.recovery_keys,
-        passphrase=passphrase,
-        net=session.net,
-    )
-    did = made.stored.did
+    prepared = prepare_rotatable(recovery_keys=args.recovery_keys, net=session.net)
+    did = prepared.did
+    # The recovery keys are shown (files written and fsynced) before anything commits
+    # to them is stored: a failure or crash in between leaves no genesis to publish.
+    files = _write_recovery(ctx, did, prepared.recovery, args.recovery_out)
     try:
-        files = _write_recovery(ctx, did, made.recovery, args.recovery_out)
+        made = store_rotatable(store, args.name, prepared, passphrase=passphrase)
     except BaseException:
-        # No identity without its recovery keys shown: undo it.
-        made.stored.path.unlink(missing_ok=True)
-        store.next_path(args.name).unlink(missing_ok=True)
-        OwnChain(store.home, did).path.unlink(missing_ok=True)
+        for f in files:  # they belong to a genesis never stored
+            Path(f).unlink(missing_ok=True)
         raise
     if not args.encrypt:
         warn(ctx, f"the keys of {args.name} are stored unencrypted in {store.identities_dir}")
@@ -204,15 +233,20 @@ def _key_event_result(
 ) -> Result:
     results = _send(session, stored)
     sent, ok = _sent_text(results, event)
+    restored = _restore(session, stored) if ok else {}
     names = Names(session.config)
     doc = {
         **event_doc(event, names),
         "resent": resent,
         "published": _sent_doc(results),
+        "restored": restored,
         **extra,
     }
     verb = "Re-sent the saved" if resent else "Signed a"
     text = f"{verb} {what} {short_id(event.id)} (seq {event.seq}) of {event.author}\n{sent}"
+    for url, n in sorted(restored.items()):
+        if n:
+            text += f"\n  Gave {safe_line(url)} back {n} of your event(s) it held without a body."
     return Result(doc, text, exit_code=0 if ok or not results else 1)
 
 
@@ -241,18 +275,33 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
     if args.recovery_key == STDIN and ctx.passphrase_file == STDIN:
         raise BadRequestError("--recovery-key - and --passphrase-file - cannot both read stdin")
     key = parse_recovery_key(read_secret(args.recovery_key, "recovery key"), stored.did)
-    passphrase = _passphrase(ctx, stored)
-    if passphrase is not None:  # new keys are sealed with it: check it opens the old ones
-        session.keystore.load(stored.name, passphrase=passphrase)
-    event, fresh = sign_recovery(
-        session.keystore,
-        stored.name,
-        recovery_key=key,
-        passphrase=passphrase,
-        net=session.net,
-        replace_recovery=args.replace_recovery,
+    # A recovery needs no old key, so no old passphrase (it may be what was lost): the
+    # new S and N are sealed with a new one (prompt, $MURMUR_PASSPHRASE or file).
+    passphrase = (
+        ask_new_passphrase(stored.name, file=ctx.passphrase_file) if stored.sealed else None
     )
+    fresh = (
+        fresh_recovery(session.keystore, stored.name, recovery_key=key)
+        if args.replace_recovery
+        else None
+    )
+    # New recovery keys are shown (written, fsynced) before the recovery that commits
+    # to them is signed and saved: if they cannot be, nothing is signed.
     files = _write_recovery(ctx, stored.did, fresh, args.recovery_out) if fresh else []
+    try:
+        event, _ = sign_recovery(
+            session.keystore,
+            stored.name,
+            recovery_key=key,
+            passphrase=passphrase,
+            net=session.net,
+            new_recovery=fresh,
+        )
+    except BaseException:
+        if not session.keystore.pending_path(stored.name).exists():
+            for f in files:  # nothing was saved that commits to them
+                Path(f).unlink(missing_ok=True)
+        raise
     extra = {"recovery_files": files}
     return _key_event_result(session, stored, event, "recovery", False, extra)
 
@@ -365,7 +414,10 @@ def register(ids_sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         parents=[common],
         help="take a rotatable identity back with a recovery key",
         description="Sign a recovery with one of the identity's recovery keys: new "
-        "signing and next keys, outranking any rotation (e.g. by a thief holding both).",
+        "signing and next keys, outranking any rotation (e.g. by a thief holding both). "
+        "Needs only the recovery key and this home's outbox, not the old passphrase: "
+        "the new keys are sealed with a new one (asked, $MURMUR_PASSPHRASE or "
+        "--passphrase-file).",
     )
     rec.add_argument("name", help="identity name")
     rec.add_argument(

@@ -9,8 +9,11 @@ signature, in place of an event). :class:`Net` routes requests to nodes by host.
 v2 events (did:murmur, spec 0008) are held and served like any other, and
 ``GET /v1/authors/{did}/keys`` serves the author's key events the node holds (minus
 ``keys_hidden``); ``accept_v2 = False`` makes the node refuse v2 events as nodes did
-before spec 0008 (``unsupported-version``). The fake does no key-state check: the
-client must not rely on nodes for it.
+before spec 0008 (``unsupported-version``); ``lose_acks`` stores submitted events and
+then drops the connection before answering. A body-less copy put in with ``serve``
+is served as is, and a full copy submitted later fills it in (spec 0004 #body-fill,
+reported ``accepted``). The fake does no key-state check: the client must not rely on
+nodes for it.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ class FakeNode:
         self.requests: list[str] = []
         #: Every wire submitted, in order (to compare retried bytes).
         self.submitted: list[bytes] = []
+        #: Store submitted events, then drop the connection before answering.
+        self.lose_acks = False
 
     def add(self, *events: Event) -> None:
         for ev in events:
@@ -134,7 +139,10 @@ class FakeNode:
         path, q = request.url.path, request.url.params
         parts = path.strip("/").split("/")
         if request.method == "POST" and path == "/v1/events":
-            return self._ingest(request.content)
+            answer = self._ingest(request.content)
+            if self.lose_acks:
+                raise httpx.ReadError("connection reset before the answer", request=request)
+            return answer
         if parts[:2] == ["v1", "events"] and len(parts) == 3:
             wire = self.wires.get(bytes.fromhex(parts[2]))
             if wire is None or bytes.fromhex(parts[2]) in self.hidden:
@@ -241,7 +249,9 @@ class FakeNode:
                     {"id": None, "status": "rejected", "error": exc.code, "message": exc.message}
                 )
                 continue
-            status = "duplicate" if ev.id in self.wires else "accepted"
+            held = self.wires.get(ev.id)
+            filled = held is not None and decode_unverified(held, allow_v2=True).body is None
+            status = "duplicate" if held is not None and not filled else "accepted"
             self.wires[ev.id] = wire
             results.append({"id": ev.id_hex, "status": status})
         return httpx.Response(200, json={"results": results})

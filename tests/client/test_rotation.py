@@ -30,7 +30,7 @@ from client.publish import Publisher
 from client.reader import Reader
 from client.state import HeadStore
 from client.views import author_view, follow_set, thread_view
-from protocol.errors import UnauthorizedKeyError
+from protocol.errors import ProtocolError, UnauthorizedKeyError
 from protocol.events import Event, decode_event, sign_event_v2
 from protocol.identity import Identity, next_key_commitment
 from protocol.keystate import KeyEvent, Status, check_event, key_event_of
@@ -69,7 +69,9 @@ def seed_in(path: Path) -> str:
 
 
 def all_text(home: Path) -> str:
-    return "\n".join(p.read_text() for p in home.rglob("*") if p.is_file())
+    """Every file of the home as text (binary ones, e.g. the sent-bytes archive, as
+    latin-1: a hex seed inside would still show)."""
+    return "\n".join(p.read_bytes().decode("latin-1") for p in home.rglob("*") if p.is_file())
 
 
 # -- keystore layout and id new --rotatable --------------------------------------------
@@ -526,3 +528,246 @@ def test_key_commands_publish_the_named_identity_not_the_default(
     sent = {decode_event(w, allow_v2=True).id_hex for w in node.submitted}
     assert {made["bob"]["genesis"], rotated["id"], recovered["id"]} <= sent
     assert not OwnChain(tmp_path, bob.did).unpublished()
+
+
+# -- recovery keys shown before anything commits to them (D1) ---------------------------
+
+
+def test_new_shows_the_recovery_keys_before_it_stores_the_identity_or_genesis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #rotatable-keys: the recovery key files are written (and fsynced)
+    before S, N or the genesis are stored, so a crash in between never leaves a genesis
+    to publish that commits to a recovery key nobody saw."""
+    import client.cli.key_cmds as key_cmds
+
+    home, offline = tmp_path / "home", tmp_path / "offline"
+    seen: list[tuple[bool, bool]] = []
+    real = key_cmds.create_new
+
+    def spy(path: Path, data: bytes, mode: int = 0o600) -> None:
+        outbox = home / "state" / "outbox"
+        seen.append(((home / "identities" / "alice.toml").exists(), any(outbox.glob("*.json"))))
+        real(path, data, mode)
+
+    monkeypatch.setattr(key_cmds, "create_new", spy)
+    code, out, err = cli(
+        capsys, home, "id", "new", "alice", "--no-encrypt", "--recovery-keys", "2",
+        "--recovery-out", str(offline), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert seen == [(False, False), (False, False)]  # both keys out before anything stored
+    doc = json.loads(out)
+    (genesis,) = outbox_events(home, doc["did"])
+    publics = {
+        bytes.fromhex(tomllib.loads(Path(f).read_text())["public"]) for f in doc["recovery_files"]
+    }
+    assert publics == set((genesis.body or {})["recovery"])
+
+
+def test_recover_replacing_keys_into_the_id_new_directory_keeps_the_new_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #rotatable-keys, 0008 #recover-prefix: ``id recover --replace-recovery
+    --recovery-out DIR`` with the directory ``id new`` wrote into (a name clash with the
+    old key's file lost the new keys after the recovery committed to them)."""
+    home, offline = tmp_path / "home", tmp_path / "offline"
+    code, out, _ = cli(
+        capsys, home, "id", "new", "alice", "--no-encrypt", "--recovery-keys", "2",
+        "--recovery-out", str(offline), "--json",
+    )  # fmt: skip
+    doc = json.loads(out)
+    did, r_files = doc["did"], doc["recovery_files"]
+    code, out, err = cli(
+        capsys, home, "id", "recover", "alice", "--recovery-key", r_files[1],
+        "--replace-recovery", "--recovery-out", str(offline), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    (new_file,) = json.loads(out)["recovery_files"]
+    assert new_file not in r_files and Path(r_files[1]).exists()  # the old file untouched
+    recovery = outbox_events(home, did)[-1]
+    assert recovery.kind == "recover"
+    new_key = tomllib.loads(Path(new_file).read_text())
+    assert bytes.fromhex(new_key["public"]) == (recovery.body or {})["recovery"][1]
+    assert stat.S_IMODE(Path(new_file).stat().st_mode) == 0o600
+
+
+def test_a_recovery_whose_new_keys_cannot_be_written_signs_and_saves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new recovery keys are written before the recovery is signed: if they cannot
+    be, no recovery is saved (one that commits to keys nobody has would be worse than
+    none), the keys stay as they were, and the new keys are seen before the save."""
+    import client.cli.key_cmds as key_cmds
+
+    home, offline = tmp_path / "home", tmp_path / "offline"
+    code, out, _ = cli(
+        capsys, home, "id", "new", "alice", "--no-encrypt", "--recovery-out", str(offline),
+        "--json",
+    )  # fmt: skip
+    doc = json.loads(out)
+    did, (r_file,) = doc["did"], doc["recovery_files"]
+    store = Keystore(home)
+    signing_before = store.get("alice").signing
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    code, _, err = cli(
+        capsys, home, "id", "recover", "alice", "--recovery-key", r_file,
+        "--replace-recovery", "--recovery-out", str(blocker),
+    )  # fmt: skip
+    assert code != 0 and "recovery keys" in err
+    assert [e.kind for e in outbox_events(home, did)] == ["genesis"]
+    assert store.get("alice").signing == signing_before
+    assert not store.pending_path("alice").exists()
+
+    seen: list[list[str]] = []
+    real = key_cmds.create_new
+
+    def spy(path: Path, data: bytes, mode: int = 0o600) -> None:
+        seen.append([e.kind for e in outbox_events(home, did)])
+        real(path, data, mode)
+
+    monkeypatch.setattr(key_cmds, "create_new", spy)
+    code, _, err = cli(
+        capsys, home, "id", "recover", "alice", "--recovery-key", r_file,
+        "--replace-recovery", "--recovery-out", str(offline / "new"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert seen == [["genesis"]]  # written while nothing committed to it yet
+    assert [e.kind for e in outbox_events(home, did)] == ["genesis", "recover"]
+
+
+def test_recover_needs_no_old_passphrase_and_seals_with_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0007 #rotatable-keys: a forgotten passphrase does not block a recovery: it
+    needs only the recovery key and the outbox, and seals the new S and N with a new
+    passphrase."""
+    home, offline = tmp_path / "home", tmp_path / "offline"
+    monkeypatch.setenv("MURMUR_PASSPHRASE", "forgotten later")
+    code, out, err = cli(
+        capsys, home, "id", "new", "alice", "--recovery-out", str(offline), "--json"
+    )
+    assert code == 0, err
+    (r_file,) = json.loads(out)["recovery_files"]
+    monkeypatch.setenv("MURMUR_PASSPHRASE", "a new one")
+    code, out, err = cli(capsys, home, "id", "recover", "alice", "--recovery-key", r_file, "--json")
+    assert code == 0, err
+    store = Keystore(home)
+    recovery = outbox_events(home, store.get("alice").did)[-1]
+    new_s = store.load("alice", passphrase="a new one")
+    assert (recovery.body or {})["signing"] == new_s.public.raw
+    new_n = store.load_next("alice", passphrase="a new one")
+    assert (recovery.body or {})["next"] == next_key_commitment(new_n.public.raw)
+    with pytest.raises(PassphraseError):
+        store.load("alice", passphrase="forgotten later")
+
+
+# -- ordinary events recorded before they are sent (D4) ----------------------------------
+
+
+async def test_a_lost_acknowledgement_does_not_fork_the_own_chain(
+    net: tuple[Net, Clients], alice: tuple[Keystore, str, Event]
+) -> None:
+    """spec 0007 #own-chain: a post is recorded (bytes, unpublished) before it is sent;
+    when the node stored it but its answer was lost, the next post follows it and
+    re-sends it first (the same bytes), and a rotation endorses it, never revokes it.
+    A post every node refused leaves the chain (none holds it)."""
+    fake, clients = net
+    store, did, genesis = alice
+    a = fake.node("a")
+    a.accept_v2 = False
+    with pytest.raises(ProtocolError):
+        await publisher(store, did, clients(a)).publish("post", {"text": "refused"})
+    assert OwnChain(store.home, did).head().id == genesis.id  # refused by all: forgotten
+    a.accept_v2 = True
+    a.lose_acks = True
+    with pytest.raises(ProtocolError):
+        await publisher(store, did, clients(a)).publish("post", {"text": "ack lost"})
+    (lost,) = [decode_event(w, allow_v2=True) for w in a.wires.values() if w != genesis.wire]
+    chain = OwnChain(store.home, did)
+    assert chain.head().id == lost.id and [e.id for e in chain.unpublished()] == [
+        genesis.id,
+        lost.id,
+    ]
+    a.lose_acks = False
+    second = (await publisher(store, did, clients(a)).publish("post", {"text": "next"})).event
+    assert second.prev == lost.id and second.seq == lost.seq + 1
+    assert a.submitted[-2:] == [lost.wire, second.wire]  # the same bytes, first
+    assert chain.unpublished() == []
+    rotation = sign_rotation(
+        store, "alice", next_key=store.load_next("alice"), passphrase=None, net="murmur"
+    )
+    assert rotation.prev == second.id
+
+
+async def test_concurrent_posts_of_one_home_never_sign_one_seq_twice(
+    net: tuple[Net, Clients], alice: tuple[Keystore, str, Event]
+) -> None:
+    """spec 0007 #own-chain: signing and recording happen together (under the outbox's
+    lock), so two posts at once take consecutive seqs; before, both signed after the
+    same head while the first was being sent."""
+    fake, clients = net
+    store, did, _ = alice
+    a = fake.node("a")
+    a.delay = 0.01  # both requests are in flight together (an interleaving, not a wait)
+    one, two = await asyncio.gather(
+        publisher(store, did, clients(a)).publish("post", {"text": "one"}),
+        publisher(store, did, clients(a)).publish("post", {"text": "two"}),
+    )
+    assert sorted([one.event.seq, two.event.seq]) == [2, 3]
+    events = OwnChain(store.home, did).events()
+    assert [e.seq for e in events] == [1, 2, 3] and not any(not e.published for e in events)
+
+
+# -- bodies a revoked delete took, given back from the owner's copies (D2) ---------------
+
+
+def test_rotation_gives_nodes_back_bodies_they_lost_to_a_revoked_delete(
+    tmp_path: Path, cli_net: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spec 0008 #revoked-delete, 0007 #own-chain, 0004 #body-fill: the home keeps the
+    bytes of every event it sends (0600 files); after ``id rotate`` the nodes that hold
+    an own event without its body (a thief's delete counted, then the rotation revoked
+    it) get the full copy back; a node down then gets it after the next post. An event
+    the owner deleted herself is never given back."""
+    a, b = cli_net.node("a"), cli_net.node("b")
+    both = ["--node", "http://a.test", "--node", "http://b.test"]
+    code, out, err = cli(
+        capsys, tmp_path, *both, "id", "new", "alice", "--no-encrypt",
+        "--recovery-out", str(tmp_path / "rk"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    did = json.loads(out)["did"]
+    ids = {}
+    for text in ("keep me", "I take this back"):
+        code, out, err = cli(capsys, tmp_path, *both, "post", text, "--json")
+        assert code == 0, err
+        ids[text] = bytes.fromhex(json.loads(out)["id"])
+    kept, retracted = ids["keep me"], ids["I take this back"]
+    code, _, err = cli(capsys, tmp_path, *both, "delete", retracted.hex())
+    assert code == 0, err
+    full = {i: a.wires[i] for i in (kept, retracted)}
+    chain = OwnChain(tmp_path, did)
+    assert stat.S_IMODE(chain.archive_dir.stat().st_mode) == 0o700
+    for f in chain.archive_dir.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    # Both nodes hold both posts without their bodies: "keep me" because a thief's
+    # delete counted until the rotation below, "I take this back" by her own delete.
+    for node in (a, b):
+        for i in (kept, retracted):
+            node.serve(decode_event(full[i], allow_v2=True).without_body().wire)
+    b.down = True
+    code, out, err = cli(capsys, tmp_path, *both, "id", "rotate", "--json")
+    assert code == 0, err
+    assert json.loads(out)["restored"] == {"http://a.test": 1, "http://b.test": 0}
+    assert a.wires[kept] == full[kept]  # given back
+    assert decode_event(a.wires[retracted], allow_v2=True).body_bytes is None  # hers: gone
+    assert decode_event(b.wires[kept], allow_v2=True).body_bytes is None
+    assert chain.restore_passes() > 0  # b did not answer: look again after a post
+    b.down = False
+    code, _, err = cli(capsys, tmp_path, *both, "post", "new key, same me")
+    assert code == 0, err
+    assert b.wires[kept] == full[kept]
+    assert decode_event(b.wires[retracted], allow_v2=True).body_bytes is None
+    assert chain.restore_passes() == 0  # every node whole: no more checks
