@@ -6,11 +6,14 @@ rotates with her pre-committed next key on node 1. Whatever order each node rece
 them in (stream, reconciliation, with events arriving before the key event they rely
 on: ``unknown-key-event``, retried once the fetch run is in), all three nodes end with
 the same statuses: the forged events revoked by her rotation, kept as evidence, out of
-feeds and profiles; her deleted post a live row again, whose body a copy completes.
+feeds and profiles; her deleted post a live row again, without a body until a full
+copy completes it.
 
 The issue's two done-when tests play the same through the ``murmur`` CLI: alice and the
 thief are client homes, the thief copies her key files, ``murmur id rotate`` and
-``murmur id recover`` answer, and a fresh client home reading all three nodes decides.
+``murmur id recover`` answer, and a fresh client home reading all three nodes decides;
+the thief's delete of her post, revoked by her rotation, is undone by her client, which
+gives the nodes the post's body back from its own copy (spec 0008 #revoked-delete).
 """
 
 from __future__ import annotations
@@ -111,17 +114,12 @@ def test_forged_events_and_the_owners_rotation_converge_on_every_node(
         assert _event(url, thief_rotate.id) is None
         keys = httpx.get(f"{url}/v1/authors/{a.did}/keys", timeout=10).json()
         assert keys["path"] == [ev["G"].id.hex(), k1]
-    # Her post's body, dropped everywhere by the forged delete while it counted, comes
-    # back from her own copy (the outbox) on one node and spreads by body repair.
-    post_events(urls["n1"], [ev["p1"]])
-    cluster.wait_until(
-        lambda: all(
-            (d := _event(u, ev["p1"].id)) is not None and d["body"] == {"text": "hello from alice"}
-            for u in urls.values()
-        ),
-        "alice's post restored on every node",
-        DEADLINE_S,
-    )
+    # Her post's body, dropped everywhere by the forged delete while it counted, is not
+    # back by itself on a network of bare nodes: only the owner's copy can give it back,
+    # which her client does (test_theft_through_the_cli_..., below).
+    for url in urls.values():
+        p1 = _event(url, ev["p1"].id)
+        assert p1 is not None and p1["body"] is None
 
 
 # -- the same theft through the murmur CLI (issue #15 "Done when") ---------------------
@@ -236,7 +234,18 @@ def test_theft_through_the_cli_the_owners_rotation_revokes_the_forgeries(
         thief.post("alice", "I am selling my account, DM me"),
         thief.json("post", "bob, send me your keys", "--reply-to", bobs, as_name="alice")["id"],
         thief.json("follow", mallory, as_name="alice")["id"],
+        thief.json("delete", hello, as_name="alice")["id"],
     }
+
+    def hello_body(url: str) -> tuple[bool, Any] | None:
+        doc = _event(url, bytes.fromhex(hello))
+        return None if doc is None else (doc["deleted"], doc["body"])
+
+    cluster.wait_until(
+        lambda: all(hello_body(u) == (True, None) for u in urls),
+        "the thief's delete of alice's post counted on every node (body dropped)",
+        DEADLINE_S,
+    )
     code, _, err = thief.run("id", "rotate", "alice")
     assert code == 1 and "next key" in err  # his client has no next key to sign with
     stolen = Keystore(thief.home).load("alice")
@@ -283,6 +292,15 @@ def test_theft_through_the_cli_the_owners_rotation_revokes_the_forgeries(
         assert keys["path"] == [made["genesis"], k1] and keys["disputed"] is None
         assert _event(url, rotation_by_s.id) is None  # refused, never stored
         assert not _feed(url, did) & forged
+
+    # Her post's body, dropped by the thief's delete while it counted: no one re-posts
+    # it by hand; her client gave node 1 its copy right after the rotation, and body
+    # repair spreads it (spec 0008 #revoked-delete, 0004 #body-fill).
+    cluster.wait_until(
+        lambda: all(hello_body(u) == (False, {"text": "hello from alice"}) for u in urls),
+        "alice's post back, with its body, on every node",
+        DEADLINE_S,
+    )
 
     doc, text = _fresh_read(tmp_path, capsys, urls, did)
     _assert_fresh_reader_sees(doc, text, hers={hello, after}, forged=forged, by=k1, what="rotation")
