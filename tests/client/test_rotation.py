@@ -536,7 +536,7 @@ def test_key_commands_publish_the_named_identity_not_the_default(
 def test_new_shows_the_recovery_keys_before_it_stores_the_identity_or_genesis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """spec 0007 #rotatable-keys: the recovery key files are written (and fsynced)
+    """spec 0007 #recovery-shown-first: the recovery key files are written (and fsynced)
     before S, N or the genesis are stored, so a crash in between never leaves a genesis
     to publish that commits to a recovery key nobody saw."""
     import client.cli.key_cmds as key_cmds
@@ -568,9 +568,10 @@ def test_new_shows_the_recovery_keys_before_it_stores_the_identity_or_genesis(
 def test_recover_replacing_keys_into_the_id_new_directory_keeps_the_new_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """spec 0007 #rotatable-keys, 0008 #recover-prefix: ``id recover --replace-recovery
-    --recovery-out DIR`` with the directory ``id new`` wrote into (a name clash with the
-    old key's file lost the new keys after the recovery committed to them)."""
+    """spec 0007 #rotatable-keys, #recovery-shown-first, 0008 #recover-prefix:
+    ``id recover --replace-recovery --recovery-out DIR`` with the directory ``id new``
+    wrote into (a name clash with the old key's file lost the new keys after the
+    recovery committed to them)."""
     home, offline = tmp_path / "home", tmp_path / "offline"
     code, out, _ = cli(
         capsys, home, "id", "new", "alice", "--no-encrypt", "--recovery-keys", "2",
@@ -595,7 +596,8 @@ def test_recover_replacing_keys_into_the_id_new_directory_keeps_the_new_keys(
 def test_a_recovery_whose_new_keys_cannot_be_written_signs_and_saves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The new recovery keys are written before the recovery is signed: if they cannot
+    """spec 0007 #recovery-shown-first: the new recovery keys are written before the
+    recovery is signed: if they cannot
     be, no recovery is saved (one that commits to keys nobody has would be worse than
     none), the keys stay as they were, and the new keys are seen before the save."""
     import client.cli.key_cmds as key_cmds
@@ -726,7 +728,7 @@ async def test_concurrent_posts_of_one_home_never_sign_one_seq_twice(
 def test_rotation_gives_nodes_back_bodies_they_lost_to_a_revoked_delete(
     tmp_path: Path, cli_net: Net, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """spec 0008 #revoked-delete, 0007 #own-chain, 0004 #body-fill: the home keeps the
+    """spec 0008 #revoked-delete, 0007 #sent-archive, 0004 #body-fill: the home keeps the
     bytes of every event it sends (0600 files); after ``id rotate`` the nodes that hold
     an own event without its body (a thief's delete counted, then the rotation revoked
     it) get the full copy back; a node down then gets it after the next post. An event
