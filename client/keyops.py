@@ -229,44 +229,46 @@ def _sign_key_event(
 ) -> Event:
     stored = store.get(name)
     chain = OwnChain(store.home, stored.did)
-    latest, _, states = own_state(chain)
-    head = chain.head()
-    new_signing, new_next = fresh_key(), fresh_key()
-    body = {
-        "signing": new_signing.public.raw,
-        "next": next_key_commitment(new_next.public.raw),
-        **body_extra,
-    }
-    event = sign_event_v2(
-        signer,
-        author=stored.did,
-        kind=kind,
-        body=body,
-        seq=head.seq + 1,
-        prev=head.id,
-        kev=latest.id,
-        net=net,
-    )
-    check_event(key_event_of(event, states), states)  # §8.5 steps 2-4, before saving
-    pending = {
-        "did": stored.did,
-        "wire": event.wire.hex(),
-        "signing": new_signing.public.raw.hex(),
-        "key": key_table(new_signing.seed, stored.did, passphrase),
-        "next": key_table(new_next.seed, stored.did + NEXT_AAD, passphrase),
-    }
-    path = store.pending_path(name)
-    with translate_os_errors(f"write {path}"):
-        try:
-            create_new(path, tomli_w.dumps(pending).encode("utf-8"))
-        except FileExistsError:
-            raise KeystoreError(
-                f"a rotation or recovery of {name} is being saved by another process ({path})"
-            ) from None
-    if chain.head().id != head.id:  # another process applied one meanwhile
-        path.unlink(missing_ok=True)
-        raise KeystoreError(f"{name} was rotated by another process meanwhile; nothing saved")
-    apply_pending(store, name)
+    # Under the outbox lock, like a post: nothing is signed after the head meanwhile.
+    with chain.lock():
+        latest, _, states = own_state(chain)
+        head = chain.head()
+        new_signing, new_next = fresh_key(), fresh_key()
+        body = {
+            "signing": new_signing.public.raw,
+            "next": next_key_commitment(new_next.public.raw),
+            **body_extra,
+        }
+        event = sign_event_v2(
+            signer,
+            author=stored.did,
+            kind=kind,
+            body=body,
+            seq=head.seq + 1,
+            prev=head.id,
+            kev=latest.id,
+            net=net,
+        )
+        check_event(key_event_of(event, states), states)  # §8.5 steps 2-4, before saving
+        pending = {
+            "did": stored.did,
+            "wire": event.wire.hex(),
+            "signing": new_signing.public.raw.hex(),
+            "key": key_table(new_signing.seed, stored.did, passphrase),
+            "next": key_table(new_next.seed, stored.did + NEXT_AAD, passphrase),
+        }
+        path = store.pending_path(name)
+        with translate_os_errors(f"write {path}"):
+            try:
+                create_new(path, tomli_w.dumps(pending).encode("utf-8"))
+            except FileExistsError:
+                raise KeystoreError(
+                    f"a rotation or recovery of {name} is being saved by another process ({path})"
+                ) from None
+        if chain.head().id != head.id:  # another process applied one meanwhile
+            path.unlink(missing_ok=True)
+            raise KeystoreError(f"{name} was rotated by another process meanwhile; nothing saved")
+        apply_pending(store, name)
     return event
 
 

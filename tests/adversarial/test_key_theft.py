@@ -114,12 +114,10 @@ def test_forged_events_and_the_owners_rotation_converge_on_every_node(
         assert _event(url, thief_rotate.id) is None
         keys = httpx.get(f"{url}/v1/authors/{a.did}/keys", timeout=10).json()
         assert keys["path"] == [ev["G"].id.hex(), k1]
-    # Her post's body, dropped everywhere by the forged delete while it counted, is not
-    # back by itself on a network of bare nodes: only the owner's copy can give it back,
-    # which her client does (test_theft_through_the_cli_..., below).
-    for url in urls.values():
-        p1 = _event(url, ev["p1"].id)
-        assert p1 is not None and p1["body"] is None
+    # Her post's body: a node that applied the forged delete before it learnt K1 holds
+    # it without one (a node that learnt K1 first never dropped it, and body repair may
+    # spread that copy). Where every node dropped it, only the owner's own copy gives it
+    # back, which her client does: test_theft_through_the_cli_..., below.
 
 
 # -- the same theft through the murmur CLI (issue #15 "Done when") ---------------------
