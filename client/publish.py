@@ -263,9 +263,17 @@ class Publisher:
             # (if nothing was signed after it meanwhile) instead of blocking it.
             with chain.lock():
                 chain.forget(event.id)
-        else:
-            log.info("event saved unsent id=%s: re-sent before the next one", event.id_hex)
-        raise _failure(result.outcomes)
+            raise _failure(result.outcomes)
+        log.info("event saved unsent id=%s: re-sent before the next one", event.id_hex)
+        # It is part of the owner's chain now (spec 0007 #own-chain): say so, since it
+        # will go out with the next event.
+        raise _failure(
+            result.outcomes,
+            then=(
+                f"It is saved (seq {event.seq}) and will be sent, exactly as signed, "
+                "before your next event"
+            ),
+        )
 
     async def restore_bodies(self) -> dict[str, int]:
         """Give each node back the full copies of the owner's kept events it holds
@@ -329,9 +337,12 @@ def _outcome(url: str, status: str, error: str | None, message: str | None) -> N
     )
 
 
-def _failure(outcomes: Sequence[NodeOutcome]) -> ProtocolError:
-    """The error for a publish no node stored: a rejection's code wins (it is the node's)."""
+def _failure(outcomes: Sequence[NodeOutcome], *, then: str | None = None) -> ProtocolError:
+    """The error for a publish no node stored: a rejection's code wins (it is the node's).
+    ``then`` says what happens to the event next, after the nodes' answers."""
     detail = "; ".join(f"{o.url}: {o.code}: {o.message}" for o in outcomes)
+    if then:
+        detail += f". {then}"
     rejected = [o for o in outcomes if o.status == "rejected"]
     if rejected:
         first = rejected[0]

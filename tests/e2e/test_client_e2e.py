@@ -242,12 +242,15 @@ def test_partial_publish_and_errors(nodes: tuple[RealNode, RealNode], cli: Cli) 
     code, out, err = cli.run("--node", dead, "post", "x", "--json")
     assert code == 1 and json.loads(out)["error"] == "node-unreachable"
     assert "Traceback" not in err and "murmur: error:" in err
+    # A rotatable identity's post is part of its own chain once signed (spec 0007
+    # #own-chain): kept, said so, and sent before the next post.
+    assert "saved (seq " in json.loads(out)["message"]
 
     doc = cli.json("--node", dead, "--node", a.url, "post", "partial")
     assert [n["status"] for n in doc["nodes"]] == ["error", "accepted"]
     assert doc["nodes"][0]["code"] == "node-unreachable"
     tl = cli.json("--node", dead, "--node", a.url, "author", doc["author"])
-    assert [p["text"] for p in tl["posts"]] == ["partial"]
+    assert [p["text"] for p in tl["posts"]] == ["partial", "x"]
     assert tl["nodes"][0]["ok"] is False and tl["nodes"][0]["error"]["code"] == "node-unreachable"
 
     code, out, err = cli.run("--as", "ghost", "--node", a.url, "post", "x", "--json")
