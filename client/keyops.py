@@ -149,14 +149,21 @@ class PreparedRotatable:
         return self.genesis.author
 
 
-def prepare_rotatable(*, recovery_keys: int = 1, net: str = DEFAULT_NETWORK) -> PreparedRotatable:
-    """Fresh S, N and recovery keys, and the genesis signed with S; nothing stored."""
+def prepare_rotatable(
+    *, recovery_keys: int = 1, net: str = DEFAULT_NETWORK, from_did: str | None = None
+) -> PreparedRotatable:
+    """Fresh S, N and recovery keys, and the genesis signed with S; nothing stored.
+    ``from_did`` is the did:key this identity moves from (spec 0008 #move)."""
     if not 1 <= recovery_keys <= MAX_RECOVERY_KEYS:
         raise BadRequestError(f"--recovery-keys must be 1 to {MAX_RECOVERY_KEYS}")
     signing, nxt = fresh_key(), fresh_key()
     recovery = [fresh_key() for _ in range(recovery_keys)]
     genesis = sign_genesis(
-        signing, next_key=nxt.public.raw, recovery=[r.public.raw for r in recovery], net=net
+        signing,
+        next_key=nxt.public.raw,
+        recovery=[r.public.raw for r in recovery],
+        from_did=from_did,
+        net=net,
     )
     return PreparedRotatable(
         signing=signing,

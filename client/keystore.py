@@ -26,7 +26,8 @@ systems cannot express modes).
 Identity names are local handles (``[a-z0-9][a-z0-9_-]{0,31}``), never protocol
 identifiers: the did is. Files are written atomically (temp file, fsync, rename) with
 their final mode set before any secret is written, so a crash never leaves a torn or
-world-readable key. The first identity created is the default one.
+world-readable key. The first identity created is the default one, unless
+``identities/default`` names another (``murmur id move`` hands the default on).
 """
 
 from __future__ import annotations
@@ -428,9 +429,30 @@ class Keystore:
             if _NAME_RE.match(path.stem):
                 out.append(self._read(path.stem, path)[0])
         out.sort(key=lambda s: (s.created, s.name))
+        chosen = self._chosen_default()
+        out.sort(key=lambda s: s.name != chosen)  # stable: the chosen one first
         return out
 
     def default(self) -> StoredIdentity | None:
-        """The identity used when none is named: the only or the first created."""
+        """The identity used when none is named: the one :meth:`set_default` chose if it
+        still exists, else the only or the first created."""
         identities = self.list()
         return identities[0] if identities else None
+
+    @property
+    def default_path(self) -> Path:
+        return self.identities_dir / "default"
+
+    def _chosen_default(self) -> str | None:
+        with translate_os_errors(f"read {self.default_path}"):
+            try:
+                name = self.default_path.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                return None
+        return name if _NAME_RE.match(name) else None
+
+    def set_default(self, name: str) -> None:
+        """Make ``name`` (an existing identity) the default one."""
+        self.get(name)
+        with translate_os_errors(f"write {self.default_path}"):
+            atomic_write(self.default_path, (name + "\n").encode("utf-8"))

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
@@ -31,6 +31,9 @@ from protocol import kinds
 from protocol.chain import analyze_chain
 from protocol.errors import ProtocolError
 from protocol.events import DEFAULT_NETWORK, Event, decode_event
+
+if TYPE_CHECKING:
+    from client.moves import Move
 
 __all__ = [
     "MAX_FEED_PAGES",
@@ -103,6 +106,8 @@ class ReadReport:
     #: Events of did:murmur authors not shown as theirs: revoked, disputed or pending
     #: by their key state (spec 0008 §8.7), with why. Shared with the read's tracker.
     excluded: dict[bytes, Excluded] = field(default_factory=dict)
+    #: Moves of followed did:keys, by the did:key (spec 0008 #move, :mod:`client.moves`).
+    moves: dict[str, Move] = field(default_factory=dict)
 
     def require_answer(self) -> None:
         """Raise ``NoNodeAnsweredError`` if nodes were asked and none answered any request.
@@ -134,6 +139,7 @@ class ReadReport:
             "nodes": [n.to_json() for n in self.nodes],
             "gaps": self.gaps,
             "forks": self.forks,
+            "moves": [self.moves[d].to_json() for d in sorted(self.moves)],
             "excluded": [
                 x.to_json()
                 for x in sorted(

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from client.moves import resolve_moves
 from client.reader import MAX_FEED_PAGES, PAGE, Reader, ReadReport, latest_by_seq, reply_root
 from protocol import kinds
 from protocol.errors import NotFoundError
@@ -104,7 +105,10 @@ async def _finish(reader: Reader, items: list[Event], *extra_dids: str) -> View:
 async def follow_set(reader: Reader, did: str, *, mark: bool = True) -> dict[str, Event]:
     """``did``'s follows: subject → the ``follow`` event that is the latest for it.
 
-    With ``mark``, nodes that did not serve a follow/unfollow event are reported.
+    A followed did:key with a confirmed move brings its new did:murmur in, under the
+    same follow event, unless ``did`` follows or unfollows that did itself (spec 0008
+    #move; contested and unconfirmed moves are only reported). With ``mark``, nodes
+    that did not serve a follow/unfollow event are reported.
     """
     horizon = await reader.fetch_feed(
         authors=[did],
@@ -120,6 +124,9 @@ async def follow_set(reader: Reader, did: str, *, mark: bool = True) -> dict[str
         best = latest_by_seq(events)
         if best is not None and best.kind == kinds.FOLLOW:
             out[subject] = best
+    for source, move in (await resolve_moves(reader, out)).items():
+        if move.target is not None and move.target not in latest:
+            out[move.target] = out[source]
     if mark:
         shown = [e for evs in latest.values() for e in evs]
         reader.mark_withheld(shown, lambda url, e: _vouched(horizon, url, e))

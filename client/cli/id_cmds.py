@@ -1,7 +1,8 @@
 """``murmur id new|list|show``: identities in the local keystore.
 
 ``id new`` makes a rotatable did:murmur by default (:mod:`client.cli.key_cmds`, with
-``id rotate``, ``id recover`` and ``id keys``; spec 0008 §8.11). ``--did-key`` (alias
+``id rotate``, ``id recover`` and ``id keys``; spec 0008 §8.11); ``id move`` moves a
+did:key to a new one (:mod:`client.cli.move_cmds`, spec 0008 #move). ``--did-key`` (alias
 ``--no-rotatable``) makes a did:key instead, and so does a given seed: a seed is a
 did:key's whole identity, read from a file or standard input (``--seed-file``);
 ``--seed HEX`` still works but warns, since argv is visible to other users and kept
@@ -15,7 +16,7 @@ import argparse
 import string
 from typing import Any
 
-from client.cli import key_cmds
+from client.cli import key_cmds, move_cmds
 from client.cli.output import Context, Result, warn
 from client.cli.passphrase import STDIN, ask_new_passphrase, read_secret
 from client.keystore import IdentityExistsError, Keystore, StoredIdentity, loose_permissions
@@ -247,3 +248,4 @@ def register(
     show.set_defaults(handler=cmd_show)
 
     key_cmds.register(ids_sub, common)
+    move_cmds.register(ids_sub, common)

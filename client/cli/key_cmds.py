@@ -13,6 +13,7 @@ every configured node.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from client.cli.session import Session, run
 from client.errors import IdentityExistsError, NoNodesError
 from client.files import create_new, translate_os_errors
 from client.keyops import (
+    NewRotatable,
     RecoveryKey,
     apply_pending,
     fresh_recovery,
@@ -44,7 +46,18 @@ from protocol.errors import BadRequestError, NotFoundError
 from protocol.events import Event
 from protocol.keystate import Status
 
-__all__ = ["cmd_keys", "cmd_new_rotatable", "cmd_recover", "cmd_rotate", "register"]
+__all__ = [
+    "Created",
+    "cmd_keys",
+    "cmd_new_rotatable",
+    "cmd_recover",
+    "cmd_rotate",
+    "created_text",
+    "new_rotatable",
+    "register",
+    "send_saved",
+    "sent_text",
+]
 
 OFFLINE_WARNING = (
     "keep each recovery key OFFLINE (a USB stick in a drawer, a printout), never on the "
@@ -53,7 +66,7 @@ OFFLINE_WARNING = (
 )
 
 
-def _send(session: Session, stored: StoredIdentity) -> list[PublishResult]:
+def send_saved(session: Session, stored: StoredIdentity) -> list[PublishResult]:
     """Send ``stored``'s saved, unsent key events to every node (same bytes); none when
     no node is configured (they go with the next post). ``stored`` is the identity the
     command names, which need not be ``--as`` or the default one."""
@@ -103,7 +116,7 @@ def _sent_doc(results: list[PublishResult]) -> list[dict[str, Any]]:
     ]
 
 
-def _sent_text(results: list[PublishResult], event: Event) -> tuple[str, bool]:
+def sent_text(results: list[PublishResult], event: Event) -> tuple[str, bool]:
     mine = [r for r in results if r.event.id == event.id]
     if not mine:
         return (
@@ -160,51 +173,90 @@ def recovery_file_name(did: str, rk: RecoveryKey) -> str:
     return f"{did.removeprefix('did:murmur:')[:16]}-recovery-{rk.position}-{key_id}.key"
 
 
-def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
-    if args.seed is not None or args.seed_file is not None:
-        raise BadRequestError("a rotatable identity's keys are always fresh: no --seed")
-    session = Session.open(ctx)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Created:
+    """A rotatable identity ``id new`` (or ``id move``) made, and what was sent."""
+
+    made: NewRotatable
+    files: list[str]
+    results: list[PublishResult]
+
+
+def new_rotatable(
+    session: Session,
+    name: str,
+    *,
+    recovery_keys: int,
+    recovery_out: str | None,
+    encrypt: bool,
+    from_did: str | None = None,
+) -> Created:
+    """Make, store and send a rotatable identity ``name`` (its genesis naming
+    ``from_did`` when it moves from a did:key): S and N sealed apart, the recovery keys
+    shown first (spec 0007 #rotatable-keys, #recovery-shown-first)."""
+    ctx = session.ctx
     store = session.keystore
-    if store.exists(Keystore.check_name(args.name)):
-        raise IdentityExistsError(f"an identity named {args.name!r} already exists")
-    passphrase = ask_new_passphrase(args.name, file=ctx.passphrase_file) if args.encrypt else None
-    prepared = prepare_rotatable(recovery_keys=args.recovery_keys, net=session.net)
+    if store.exists(Keystore.check_name(name)):
+        raise IdentityExistsError(f"an identity named {name!r} already exists")
+    passphrase = ask_new_passphrase(name, file=ctx.passphrase_file) if encrypt else None
+    prepared = prepare_rotatable(recovery_keys=recovery_keys, net=session.net, from_did=from_did)
     did = prepared.did
     # The recovery keys are shown (files written and fsynced) before anything commits
     # to them is stored: a failure or crash in between leaves no genesis to publish.
-    files = _write_recovery(ctx, did, prepared.recovery, args.recovery_out)
+    files = _write_recovery(ctx, did, prepared.recovery, recovery_out)
     try:
-        made = store_rotatable(store, args.name, prepared, passphrase=passphrase)
+        made = store_rotatable(store, name, prepared, passphrase=passphrase)
     except BaseException:
         for f in files:  # they belong to a genesis never stored
             Path(f).unlink(missing_ok=True)
         raise
-    if not args.encrypt:
-        warn(ctx, f"the keys of {args.name} are stored unencrypted in {store.identities_dir}")
-    results = _send(session, made.stored)
-    sent, _ = _sent_text(results, made.genesis)
-    default = store.default()
-    is_default = default is not None and default.name == args.name
+    if not encrypt:
+        warn(ctx, f"the keys of {name} are stored unencrypted in {store.identities_dir}")
+    return Created(made=made, files=files, results=send_saved(session, made.stored))
+
+
+def created_text(session: Session, created: Created) -> tuple[str, dict[str, Any], bool]:
+    """The text and JSON of a new rotatable identity, and whether a node stored its
+    genesis."""
+    store, made, files = session.keystore, created.made, created.files
+    name, did = made.stored.name, made.stored.did
+    sent, stored = sent_text(created.results, made.genesis)
     text = (
-        f"Created rotatable identity {args.name}\n"
+        f"Created rotatable identity {name}\n"
         f"  did:      {did}\n"
         f"  signing:  {made.stored.path}\n"
-        f"  next key: {store.next_path(args.name)} (kept apart; signs your next rotation)\n"
+        f"  next key: {store.next_path(name)} (kept apart; signs your next rotation)\n"
         f"  recovery: {len(made.recovery)} key(s), not stored here"
         + (f": {', '.join(files)}" if files else " (shown above on stderr)")
         + f"\n  genesis:  {made.genesis.id_hex}\n{sent}"
     )
-    if is_default:
-        text += "\n  This is your default identity."
     doc = {
         **made.stored.to_json(),
-        "default": is_default,
         "genesis": made.genesis.id_hex,
-        "next_key_file": str(store.next_path(args.name)),
+        "next_key_file": str(store.next_path(name)),
         "recovery_files": files,
-        "published": _sent_doc(results),
+        "published": _sent_doc(created.results),
     }
-    return Result(doc, text)
+    return text, doc, stored
+
+
+def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
+    if args.seed is not None or args.seed_file is not None:
+        raise BadRequestError("a rotatable identity's keys are always fresh: no --seed")
+    session = Session.open(ctx)
+    created = new_rotatable(
+        session,
+        args.name,
+        recovery_keys=args.recovery_keys,
+        recovery_out=args.recovery_out,
+        encrypt=args.encrypt,
+    )
+    text, doc, _ = created_text(session, created)
+    default = session.keystore.default()
+    is_default = default is not None and default.name == args.name
+    if is_default:
+        text += "\n  This is your default identity."
+    return Result({**doc, "default": is_default}, text)
 
 
 def _rotatable(session: Session, name: str | None) -> StoredIdentity:
@@ -231,8 +283,8 @@ def _key_event_result(
     resent: bool,
     extra: dict[str, Any],
 ) -> Result:
-    results = _send(session, stored)
-    sent, ok = _sent_text(results, event)
+    results = send_saved(session, stored)
+    sent, ok = sent_text(results, event)
     restored = _restore(session, stored) if ok else {}
     names = Names(session.config)
     doc = {

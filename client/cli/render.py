@@ -252,6 +252,13 @@ def format_report(report: ReadReport, names: Names, *, explain: bool = False) ->
         )
     for f in report.forks:
         lines.append(f"! {names.display(f['author'])} signed two histories at seq {f['seq']}")
+    for source, move in sorted(report.moves.items()):
+        if move.status != "confirmed":
+            lines.append(
+                f"! {names.display(source)}'s move is {move.status}: {safe_line(move.reason)}"
+            )
+        elif explain:
+            lines.append(f"  {names.display(source)} moved: {safe_line(move.reason)}; followed")
     excluded = sorted(
         report.excluded.values(), key=lambda x: (x.event.author, x.event.seq, x.event.id)
     )
