@@ -15,6 +15,13 @@ by default; quick: 50,000, built if missing). Each repetition takes another read
    two of the example custom filters, as in ``bench moderation``).
 
 Reported: p50 and p95 of each step and of the whole, and the filtering share.
+
+A second figure (skip it with ``--no-keys``) prices the key histories of rotatable
+authors (spec 0008 #clients): the reader follows ``--follows`` ``did:murmur`` authors
+(each a genesis, a rotation and a v2 post, ingested into the same node before the
+timing) and, per page, fetches their key events with one ``POST /v1/keys`` (spec 0004
+#keys-batch) and verifies them; for comparison, a few pages fetch them the older way,
+one ``GET /v1/authors/{did}/keys`` per author.
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ from bench.moderation import _filters
 from client.moderation.core import Item, ViewContext
 from client.moderation.pipeline import Pipeline
 from client.verify import verify_many
-from protocol.events import Event
+from protocol.encoding import encode
+from protocol.events import Event, sign_event_v2, sign_genesis
+from protocol.identity import Identity, next_key_commitment
 
 __all__ = ["main"]
 
@@ -63,6 +72,95 @@ def _page(client: httpx.Client, url: str, authors: list[str]) -> list[bytes]:
     return [base64.b64decode(item["wire"]) for item in resp.json()["events"]]
 
 
+#: Pages timed the older way (one GET per author): 500 requests each.
+SINGLE_REPEAT = 5
+
+
+def _rotatable_events(rng: random.Random, count: int) -> tuple[list[str], list[bytes]]:
+    """``count`` did:murmur authors, each a genesis, a rotation with the pre-committed
+    next key, and a post signed with the new key (spec 0008 §8.2–§8.4)."""
+    dids: list[str] = []
+    wires: list[bytes] = []
+    now = int(time.time() * 1000) - 60_000
+    for _ in range(count):
+        s0, n0, r0, s1, n1 = (Identity.from_seed(rng.randbytes(32)) for _ in range(5))
+        g = sign_genesis(
+            s0, next_key=n0.public.raw, recovery=[r0.public.raw], ts=now
+        )
+        rot = sign_event_v2(
+            n0,
+            author=g.author,
+            kind="rotate",
+            body={"signing": s1.public.raw, "next": next_key_commitment(n1.public.raw)},
+            seq=2,
+            prev=g.id,
+            kev=g.id,
+            ts=now + 1,
+        )
+        post = sign_event_v2(
+            s1, author=g.author, kind="post", body={"text": "rotated"}, seq=3,
+            prev=rot.id, kev=rot.id, ts=now + 2,
+        )  # fmt: skip
+        dids.append(g.author)
+        wires += [g.wire, rot.wire, post.wire]
+    return dids, wires
+
+
+def _ingest(client: httpx.Client, url: str, wires: list[bytes]) -> None:
+    for i in range(0, len(wires), 300):  # genesis before rotation before post
+        resp = client.post(
+            url + "/v1/events",
+            content=encode(wires[i : i + 300]),
+            headers={"Content-Type": "application/msgpack"},
+        )
+        doc = resp.json()
+        if resp.status_code != 200 or doc["accepted"] + doc["duplicate"] != len(doc["results"]):
+            raise RuntimeError(f"ingest answered {resp.status_code}: {resp.text[:300]}")
+
+
+def _keys_batch(client: httpx.Client, url: str, dids: list[str]) -> list[bytes]:
+    resp = client.post(url + "/v1/keys", json={"authors": dids})
+    if resp.status_code != 200:
+        raise RuntimeError(f"keys answered {resp.status_code}: {resp.text[:300]}")
+    doc = resp.json()
+    if doc["deferred"]:
+        raise RuntimeError(f"keys deferred {len(doc['deferred'])} authors")
+    return [base64.b64decode(e["wire"]) for g in doc["keys"] for e in g["events"]]
+
+
+def _keys_single(client: httpx.Client, url: str, dids: list[str]) -> list[bytes]:
+    wires: list[bytes] = []
+    for did in dids:
+        resp = client.get(url + f"/v1/authors/{did}/keys")
+        if resp.status_code != 200:
+            raise RuntimeError(f"keys answered {resp.status_code}: {resp.text[:300]}")
+        wires += [base64.b64decode(e["wire"]) for e in resp.json()["events"]]
+    return wires
+
+
+def _time_keys(
+    client: httpx.Client, url: str, dids: list[str], repeat: int
+) -> dict[str, list[float]]:
+    """Per page: the key events of every followed author, fetched and verified."""
+    samples: dict[str, list[float]] = {"keys_fetch": [], "keys_verify": [], "keys_single": []}
+    _keys_batch(client, url, dids)  # warm-up
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        wires = _keys_batch(client, url, dids)
+        t1 = time.perf_counter()
+        checked = asyncio.run(verify_many(wires))
+        t2 = time.perf_counter()
+        if len(wires) != 2 * len(dids) or not all(isinstance(e, Event) for e in checked):
+            raise RuntimeError("the key events did not all come back verified")
+        samples["keys_fetch"].append((t1 - t0) * 1000)
+        samples["keys_verify"].append((t2 - t1) * 1000)
+    for _ in range(SINGLE_REPEAT):
+        t0 = time.perf_counter()
+        _keys_single(client, url, dids)
+        samples["keys_single"].append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="murmur bench timeline",
@@ -74,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follows", type=int, default=500, help="authors the reader follows")
     parser.add_argument("--repeat", type=int, help="pages timed (default 200; quick 40)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where corpora are kept")
+    parser.add_argument(
+        "--no-keys", action="store_true", help="skip the rotatable authors' key histories"
+    )
     add_common_args(parser, "timeline")
     args = parser.parse_args(argv)
     n = args.events or (50_000 if args.quick else 1_000_000)
@@ -121,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
                     verify_ms.append((t2 - t1) * 1000)
                     filter_ms.append((t3 - t2) * 1000)
                     sizes.append(len(events))
+                keys: dict[str, list[float]] = {}
+                if not args.no_keys:
+                    progress(f"ingesting {follows} rotatable authors; timing their key events")
+                    dids, wires = _rotatable_events(rng, follows)
+                    _ingest(client, node.url, wires)
+                    keys = _time_keys(client, node.url, dids, repeat)
     total = [a + b + c for a, b, c in zip(fetch_ms, verify_ms, filter_ms, strict=True)]
     share = statistics.median(filter_ms) / statistics.median(total)
     doc: dict[str, Any] = {
@@ -143,6 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         key = name.split()[0]
         doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
         rows.append([name, p50, p95])
+    key_rows = []
+    for name, key in (
+        ("POST /v1/keys (node, HTTP)", "keys_fetch"),
+        (f"verify {2 * follows} key events", "keys_verify"),
+        (f"{follows} x GET .../keys (old way)", "keys_single"),
+    ):
+        if keys.get(key):
+            p50, p95 = percentile(keys[key], 50), percentile(keys[key], 95)
+            doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
+            key_rows.append([name, p50, p95])
     doc["filtering_share"] = round(share, 3)
     doc["target_p95_ms"] = TARGET_P95_MS
     doc["target_met"] = doc["total_p95_ms"] < TARGET_P95_MS
@@ -157,5 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         f"  target: p95 < {TARGET_P95_MS:.0f} ms: {'met' if doc['target_met'] else 'NOT met'} "
         f"({doc['total_p95_ms']:.1f} ms)"
     )
+    if key_rows:
+        print_table(
+            f"key histories of {follows} followed rotatable authors (genesis + rotation "
+            f"each; {repeat} pages, old way {SINGLE_REPEAT})",
+            key_rows,
+            ["step", "p50 ms", "p95 ms"],
+        )
     write_result(args.out, "timeline", doc)
     return 0

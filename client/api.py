@@ -29,7 +29,9 @@ from protocol.errors import RemoteError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "MAX_KEYS_AUTHORS",
     "IngestResult",
+    "KeysBatch",
     "NodeClient",
     "WireItem",
 ]
@@ -43,6 +45,9 @@ MAX_RESPONSE_BYTES = 48 * 1024 * 1024
 _MSGPACK = "application/msgpack"
 #: Feeds of more authors than this are asked for with POST /v1/feed (a JSON body).
 _FEED_GET_AUTHORS = 20
+#: Most dids in one ``POST /v1/keys`` (spec 0004 #keys-batch: the default
+#: ``max_feed_authors``).
+MAX_KEYS_AUTHORS = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +66,16 @@ class IngestResult:
     id: str | None
     error: str | None = None
     message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysBatch:
+    """A node's ``POST /v1/keys`` answer (spec 0004 #keys-batch): the key events it
+    served per asked author (absent: none held) and the authors it ``deferred`` to the
+    single-author form."""
+
+    keys: dict[str, list[WireItem]]
+    deferred: list[str]
 
 
 def _wire_item(obj: object) -> WireItem:
@@ -244,6 +259,34 @@ class NodeClient:
                 return []
             raise
         return _items(doc, "events", self.url)
+
+    async def keys_batch(self, dids: Sequence[str]) -> KeysBatch | None:
+        """``POST /v1/keys`` (spec 0004 #keys-batch) for at most
+        :data:`MAX_KEYS_AUTHORS` dids; None from a node without the endpoint (404 or
+        405: an older node), which is then asked with :meth:`author_keys`. Groups for
+        dids that were not asked are ignored; the reader checks every event's author.
+        """
+        asked = set(dids)
+        try:
+            doc = await self._post_json("/v1/keys", {"authors": list(dids)})
+        except RemoteError as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        groups, deferred = doc.get("keys"), doc.get("deferred", [])
+        if not isinstance(groups, list) or not isinstance(deferred, list):
+            raise BadResponseError(
+                f"{self.url}: /v1/keys has no lists keys, deferred", url=self.url
+            )
+        keys: dict[str, list[WireItem]] = {}
+        for group in groups:
+            if not isinstance(group, dict) or not isinstance(group.get("author"), str):
+                raise BadResponseError(f"{self.url}: a /v1/keys group has no author", url=self.url)
+            if group["author"] in asked:
+                keys.setdefault(group["author"], []).extend(_items(group, "events", self.url))
+        return KeysBatch(
+            keys=keys, deferred=[d for d in deferred if isinstance(d, str) and d in asked]
+        )
 
     async def feed(
         self,

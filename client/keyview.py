@@ -3,7 +3,8 @@
 A v2 event proves only that the key in its header signed it; whether that key was the
 author's at that point of the chain is decided by the author's key events. For every
 ``did:murmur`` author a read touches, :class:`KeyTracker` fetches ``/keys`` from
-every node (once per read), takes the union with whatever else the nodes served,
+every node (once per read: all of the read's authors in one ``POST /v1/keys``, spec
+0004 #keys-batch), takes the union with whatever else the nodes served,
 runs :func:`protocol.keystate.resolve` over every verified event of the author held,
 and keeps only the **canonical** ones in the reader's merged events: revoked,
 disputed and pending events are moved to :attr:`KeyTracker.excluded` with their
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from client.api import MAX_KEYS_AUTHORS
 from protocol.errors import ProtocolError
 from protocol.events import Event
 from protocol.identity import did_method
@@ -37,7 +39,7 @@ from protocol.keystate import (
 )
 
 if TYPE_CHECKING:
-    from client.api import NodeClient
+    from client.api import NodeClient, WireItem
     from client.reader import Reader
 
 __all__ = ["Excluded", "KeyHistory", "KeyTracker", "is_murmur"]
@@ -171,16 +173,33 @@ class KeyTracker:
         self._asked.update(dids)
         served: dict[str, dict[str, set[bytes]]] = {d: {} for d in dids}
 
+        async def take(node: NodeClient, did: str, items: list[WireItem]) -> None:
+            await self.reader.preverify(items)
+            ids: set[bytes] = set()
+            for item in items:
+                e = self.reader.add(node.url, item, _key_event_of_author(did))
+                if e is not None:
+                    ids.add(e.id)
+            served[did][node.url] = ids
+
         async def one(node: NodeClient) -> None:
-            for did in dids:
-                items = await node.author_keys(did)
-                await self.reader.preverify(items)
-                ids: set[bytes] = set()
-                for item in items:
-                    e = self.reader.add(node.url, item, _key_event_of_author(did))
-                    if e is not None:
-                        ids.add(e.id)
-                served[did][node.url] = ids
+            # One POST /v1/keys per MAX_KEYS_AUTHORS dids (spec 0004 #keys-batch); the
+            # single-author GET for what it deferred, or for all on an older node.
+            single: list[str] = []
+            for at in range(0, len(dids), MAX_KEYS_AUTHORS):
+                chunk = dids[at : at + MAX_KEYS_AUTHORS]
+                batch = await node.keys_batch(chunk)
+                if batch is None:
+                    single = dids
+                    break
+                deferred = set(batch.deferred)
+                for did in chunk:
+                    if did in deferred:
+                        single.append(did)
+                    else:
+                        await take(node, did, batch.keys.get(did, []))
+            for did in single:
+                await take(node, did, await node.author_keys(did))
 
         await self.reader.each(one)
         for did, by_node in served.items():

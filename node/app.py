@@ -50,6 +50,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/authors/{did}/events", events.author_events)
     r.add_get("/v1/authors/{did}/head", events.author_head)
     r.add_get("/v1/authors/{did}/keys", events.author_keys)
+    r.add_post("/v1/keys", events.keys_batch)
     r.add_get("/v1/feed", views.feed)
     r.add_post("/v1/feed", views.feed_post)
     r.add_get("/v1/threads/{id}", views.thread)

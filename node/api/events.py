@@ -11,16 +11,19 @@ from typing import Any
 from aiohttp import web
 
 from node.api.params import (
+    did_list,
     did_param,
     event_id_param,
     int_param,
+    json_list,
     limit_param,
     list_param,
 )
 from node.api.render import event_json, respond, wants_msgpack
 from node.ingest import ingest_batch, parse_batch
-from node.limits import read_body
+from node.limits import read_body, read_json
 from node.state import CONFIG, HUB, METRICS, STORE, VERIFIER
+from node.store.base import KeyHistory
 from protocol.chain import analyze_chain
 from protocol.errors import BadRequestError, NotFoundError
 
@@ -30,12 +33,19 @@ __all__ = [
     "author_keys",
     "get_event",
     "get_events",
+    "keys_batch",
     "post_events",
 ]
 
 _DEFAULT_PAGE = 100
 #: Most ids in one ``GET /v1/events?ids=`` (keeps the request line under 8 KiB).
 MAX_IDS = 100
+#: Largest ``POST /v1/keys`` body: 500 dids of ~60 bytes with JSON quoting fit in 32 KiB.
+MAX_KEYS_BODY = 64 * 1024
+#: Most key events in one ``POST /v1/keys`` answer (spec 0004 #keys-batch): authors
+#: past it are listed in ``deferred`` for the single-author form.
+MAX_KEYS_BATCH_EVENTS = 2000
+_KEYS_BODY = '{"authors": [did]}'
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -154,6 +164,20 @@ async def author_head(request: web.Request) -> web.Response:
     return respond(request, doc)
 
 
+def _keys_doc(history: KeyHistory, *, net: str, binary: bool) -> dict[str, Any]:
+    """One author's ``/keys`` answer: its held key events, path and dispute."""
+    disputed = None
+    if history.contenders:
+        point = history.path[-1].hex() if history.path else None
+        disputed = {"point": point, "contenders": [c.hex() for c in history.contenders]}
+    return {
+        "author": history.author,
+        "events": [event_json(r, net=net, binary=binary) for r in history.events],
+        "path": [k.hex() for k in history.path],
+        "disputed": disputed,
+    }
+
+
 async def author_keys(request: web.Request) -> web.Response:
     """``GET /v1/authors/{did}/keys``: every held key event of a ``did:murmur`` author,
     on every branch, and the fork choice this node computed (spec 0008 #nodes)."""
@@ -163,14 +187,41 @@ async def author_keys(request: web.Request) -> web.Response:
     history = await request.app[STORE].key_history(author)
     if history is None:
         raise NotFoundError(f"no key events of {author} on this node")
-    disputed = None
-    if history.contenders:
-        point = history.path[-1].hex() if history.path else None
-        disputed = {"point": point, "contenders": [c.hex() for c in history.contenders]}
-    doc = {
-        "author": author,
-        "events": [event_json(r, net=config.network, binary=binary) for r in history.events],
-        "path": [k.hex() for k in history.path],
-        "disputed": disputed,
-    }
-    return respond(request, doc, binary=binary)
+    return respond(request, _keys_doc(history, net=config.network, binary=binary), binary=binary)
+
+
+async def keys_batch(request: web.Request) -> web.Response:
+    """``POST /v1/keys`` with ``{"authors": [did]}``: the ``/keys`` answer of every
+    listed author that has held key events, in one response (spec 0004 #keys-batch).
+
+    Bounded: at most ``max_feed_authors`` dids, and at most
+    :data:`MAX_KEYS_BATCH_EVENTS` key events; the authors whose histories do not fit
+    are named in ``deferred`` (ask them one by one). An author with no held key event
+    (any ``did:key``) is simply absent from ``keys``.
+    """
+    config = request.app[CONFIG]
+    binary = wants_msgpack(request)
+    doc = await read_json(
+        request,
+        max_bytes=MAX_KEYS_BODY,
+        timeout_s=config.limits.body_timeout_ms / 1000,
+        shape=_KEYS_BODY,
+    )
+    if not isinstance(doc, dict) or set(doc) != {"authors"}:
+        raise BadRequestError(f"keys body is {_KEYS_BODY}, no other keys")
+    authors = did_list(json_list(doc, "authors", max_items=config.limits.max_feed_authors))
+    assert authors is not None  # noqa: S101 - the key is present
+    histories = await request.app[STORE].key_histories(authors)
+    keys: list[dict[str, Any]] = []
+    deferred: list[str] = []
+    budget = MAX_KEYS_BATCH_EVENTS
+    for author in authors:
+        history = histories.get(author)
+        if history is None:
+            continue
+        if len(history.events) > budget:
+            deferred.append(author)
+            continue
+        budget -= len(history.events)
+        keys.append(_keys_doc(history, net=config.network, binary=binary))
+    return respond(request, {"keys": keys, "deferred": deferred}, binary=binary)

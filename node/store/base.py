@@ -220,6 +220,11 @@ class Store(abc.ABC):
         the node holds none (spec 0008 #nodes)."""
 
     @abc.abstractmethod
+    async def key_histories(self, authors: Sequence[str]) -> dict[str, KeyHistory]:
+        """:meth:`key_history` of each of ``authors`` that has held key events, read
+        together (spec 0004 #keys-batch); authors with none are left out."""
+
+    @abc.abstractmethod
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         """The stored events among ``ids`` (any order; unknown ids are left out)."""
 

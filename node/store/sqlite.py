@@ -421,23 +421,34 @@ class SqliteStore(Store):
 
 
     async def key_history(self, author: str) -> KeyHistory | None:
-        def q(c: sqlite3.Connection) -> KeyHistory | None:
-            # One read transaction: the key events and the path they gave agree.
+        return (await self.key_histories([author])).get(author)
+
+    async def key_histories(self, authors: Sequence[str]) -> dict[str, KeyHistory]:
+        def q(c: sqlite3.Connection) -> dict[str, KeyHistory]:
+            # One read transaction: the key events and the paths they gave agree.
+            out: dict[str, KeyHistory] = {}
             c.execute("BEGIN")
             try:
-                rows = c.execute(
-                    f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
-                    "(SELECT id FROM key_events WHERE author = ?) ORDER BY seq, id",
-                    (author,),
-                ).fetchall()
-                path = key_path(c, author)
+                for author in authors:
+                    rows = c.execute(
+                        f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
+                        "(SELECT id FROM key_events WHERE author = ?) ORDER BY seq, id",
+                        (author,),
+                    ).fetchall()
+                    if not rows:
+                        continue
+                    path = key_path(c, author)
+                    if path is None:
+                        continue
+                    out[author] = KeyHistory(
+                        author=author,
+                        events=[_row(r) for r in rows],
+                        path=path[0],
+                        contenders=path[1],
+                    )
             finally:
                 c.execute("COMMIT")
-            if not rows or path is None:
-                return None
-            return KeyHistory(
-                author=author, events=[_row(r) for r in rows], path=path[0], contenders=path[1]
-            )
+            return out
 
         return await self._read(q)
 

@@ -8,11 +8,14 @@ signature, in place of an event). :class:`Net` routes requests to nodes by host.
 
 v2 events (did:murmur, spec 0008) are held and served like any other, and
 ``GET /v1/authors/{did}/keys`` serves the author's key events the node holds (minus
-``keys_hidden``); ``accept_v2 = False`` makes the node refuse v2 events as nodes did
-before spec 0008 (``unsupported-version``); ``lose_acks`` stores submitted events and
-then drops the connection before answering. A body-less copy put in with ``serve``
-is served as is, and a full copy submitted later fills it in (spec 0004 #body-fill,
-reported ``accepted``). The fake does no key-state check: the client must not rely on
+``keys_hidden``), and so does ``POST /v1/keys`` for many authors at once (spec 0004
+#keys-batch; ``keys_batch = False`` answers 404 as an older node does, and
+``keys_deferred`` authors are deferred to the single-author form);
+``accept_v2 = False`` makes the node refuse v2 events as nodes did before spec 0008
+(``unsupported-version``); ``lose_acks`` stores submitted events and then drops the
+connection before answering. A body-less copy put in with ``serve`` is served as is,
+and a full copy submitted later fills it in (spec 0004 #body-fill, reported
+``accepted``). The fake does no key-state check: the client must not rely on
 nodes for it.
 """
 
@@ -105,6 +108,10 @@ class FakeNode:
         self.feed_hidden: set[bytes] = set()
         #: Key events left out of ``/keys`` answers only.
         self.keys_hidden: set[bytes] = set()
+        #: Serve ``POST /v1/keys`` (False: an older node, 404).
+        self.keys_batch = True
+        #: Authors ``POST /v1/keys`` defers to ``GET /v1/authors/{did}/keys``.
+        self.keys_deferred: set[str] = set()
         self.accept_v2 = True
         self.requests: list[str] = []
         #: Every wire submitted, in order (to compare retried bytes).
@@ -162,15 +169,20 @@ class FakeNode:
                 200, json={"author": parts[2], "events": self._doc(page), "next_from_seq": nxt}
             )
         if parts[:2] == ["v1", "authors"] and parts[3] == "keys":
-            evs = [
-                e
-                for e in self._events()
-                if e.author == parts[2]
-                and e.kind in KEY_EVENT_KINDS
-                and e.id not in self.keys_hidden
-            ]
+            return httpx.Response(200, json=self._keys(parts[2]))
+        if request.method == "POST" and path == "/v1/keys":
+            if not self.keys_batch:
+                return _error(404, "not-found")
+            authors = json.loads(request.content)["authors"]
+            if len(authors) > 500:
+                return _error(400, "bad-request")
+            groups = [self._keys(a) for a in authors if a not in self.keys_deferred]
             return httpx.Response(
-                200, json={"author": parts[2], "events": self._doc(evs), "path": []}
+                200,
+                json={
+                    "keys": [g for g in groups if g["events"]],
+                    "deferred": [a for a in authors if a in self.keys_deferred],
+                },
             )
         if parts[:2] == ["v1", "authors"] and parts[3] == "head":
             evs = [e for e in self._events() if e.author == parts[2]]
@@ -237,6 +249,14 @@ class FakeNode:
                 },
             )
         return _error(404, "not-found")
+
+    def _keys(self, author: str) -> dict[str, Any]:
+        evs = [
+            e
+            for e in self._events()
+            if e.author == author and e.kind in KEY_EVENT_KINDS and e.id not in self.keys_hidden
+        ]
+        return {"author": author, "events": self._doc(evs), "path": []}
 
     def _ingest(self, content: bytes) -> httpx.Response:
         results = []
