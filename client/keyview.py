@@ -166,6 +166,8 @@ class KeyTracker:
                     await self._walk_gaps(did)
         finally:
             self._busy = False
+            if self.reader.keycache is not None:
+                self.reader.keycache.flush()
 
     async def _fetch_keys(self, dids: list[str]) -> None:
         if not dids:

@@ -3,10 +3,12 @@
 A :class:`Reader` asks every node the same question at once, each under its own
 deadline (a node that times out is skipped for the rest of the read, so a slow node
 costs one timeout, not one per phase). Every event is checked with
-``protocol.events.decode_event`` from its ``wire`` bytes alone; what fails is dropped
-and listed under the node that served it. Verified events are merged by id (a copy
-with a body beats a header-only one). Events of a ``did:murmur`` author (v2) stay in
-the merged set only while their author's key state says they are canonical
+``protocol.events.decode_event`` from its ``wire`` bytes alone (a key event whose
+exact bytes this home verified before skips only its signature check:
+:mod:`client.keycache`); what fails is dropped and listed under the node that served
+it. Verified events are merged by id (a copy with a body beats a header-only one).
+Events of a ``did:murmur`` author (v2) stay in the merged set only while their
+author's key state says they are canonical
 (:mod:`client.keyview`, spec 0008 §8.7). Per author, ``protocol.chain.analyze_chain``
 finds the seqs that must exist between the ones held; those gaps are asked of every
 node through the author-log endpoint (bounded rounds, bounded seqs). Finally each view
@@ -24,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
+from client.keycache import KeyCache, verify_cached, verify_cached_sync
 from client.keyview import Excluded, KeyTracker
 from client.textsafety import safe_line
-from client.verify import verify_many
 from protocol import kinds
 from protocol.chain import analyze_chain
 from protocol.errors import ProtocolError
-from protocol.events import DEFAULT_NETWORK, Event, decode_event
+from protocol.events import DEFAULT_NETWORK, Event
 
 if TYPE_CHECKING:
     from client.moves import Move
@@ -167,6 +169,7 @@ class Reader:
         *,
         net: str = DEFAULT_NETWORK,
         timeout: float = DEFAULT_TIMEOUT_S,
+        keycache: KeyCache | None = None,
     ) -> None:
         if not nodes:
             raise NoNodesError("no node configured: add one with 'murmur nodes add URL'")
@@ -176,6 +179,8 @@ class Reader:
         self.events: dict[bytes, Event] = {}
         self.report = ReadReport(nodes=[NodeReport(url=n.url) for n in self.nodes])
         self._verified: dict[bytes, Event | ProtocolError] = {}
+        #: Key events verified by earlier reads of this home (spec 0007 #key-status).
+        self.keycache = keycache
         #: Key state of the did:murmur authors read (spec 0008 #clients).
         self.keys = KeyTracker(self)
         self.report.excluded = self.keys.excluded
@@ -188,8 +193,9 @@ class Reader:
         fresh = list(
             {i.wire for i in items if i.wire is not None and i.wire not in self._verified}
         )
-        if len(fresh) > 1:
-            for wire, result in zip(fresh, await verify_many(fresh, net=self.net), strict=True):
+        if len(fresh) > 1 or (fresh and self.keycache is not None):
+            checked = await verify_cached(fresh, self.keycache, net=self.net)
+            for wire, result in zip(fresh, checked, strict=True):
                 self._verified[wire] = result
 
     def add(
@@ -208,10 +214,7 @@ class Reader:
             return None
         cached = self._verified.get(item.wire)
         if cached is None:
-            try:
-                cached = decode_event(item.wire, net=self.net, allow_v2=True)
-            except ProtocolError as exc:
-                cached = exc
+            (cached,) = verify_cached_sync([item.wire], self.keycache, net=self.net)
             self._verified[item.wire] = cached
         if isinstance(cached, ProtocolError):
             report.invalid.append(

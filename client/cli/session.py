@@ -23,6 +23,7 @@ from client.cli.output import Context, warn
 from client.cli.passphrase import ask_passphrase
 from client.config import ClientConfig, normalize_node_url
 from client.errors import IdentityNotFoundError, KeystoreError, NoNodesError
+from client.keycache import KeyCache
 from client.keyops import apply_pending
 from client.keystore import Keystore, StoredIdentity, loose_permissions
 from client.ownchain import OwnChain
@@ -149,12 +150,15 @@ class Session:
         is really "no node answered").
         """
         async with self.nodes() as nodes:
-            reader = Reader(nodes, net=self.net, timeout=self.timeout)
+            keycache = KeyCache.in_home(self.ctx.home)
+            reader = Reader(nodes, net=self.net, timeout=self.timeout, keycache=keycache)
             try:
                 yield reader
             except ProtocolError:
                 reader.report.require_answer()
                 raise
+            finally:
+                keycache.flush()
             reader.report.require_answer()
 
     @asynccontextmanager

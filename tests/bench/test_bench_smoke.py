@@ -52,6 +52,7 @@ def test_memory_then_timeline_benchmarks_run(tmp_path: Path) -> None:
     doc = _doc(out, "timeline")
     assert doc["repeat"] == 3 and doc["follows"] == 20 and doc["items_per_page_min"] > 0
     assert doc["total_p95_ms"] >= doc["total_p50_ms"] > 0
+    assert doc["keys_verify_p50_ms"] > 0 and doc["keys_cached_p50_ms"] > 0  # 0007 #key-status
 
 
 def test_bench_cli_lists_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,199 @@
+"""Key events this home has verified, kept between reads (spec 0007 #key-status).
+
+A read of ``did:murmur`` authors fetches every author's key events from every node and
+would verify all their signatures again each time (``bench timeline``: ~90 ms for the
+1,000 key events of 500 authors). A key event never changes: its id is the hash of
+its header, and the same wire bytes give the same verification result forever, except
+``future-timestamp``, which a clock only moves from invalid to valid. So a home keeps
+the SHA-256 of the exact wire bytes of every key event it verified, in
+``state/keycache/verified`` (directory 0700, file 0600), and decodes a wire whose hash
+is there with :func:`protocol.events.decode_unverified`, skipping only the signature
+(structure, body hash and the v2 key binding are still checked; the network is
+compared by the caller). Any other byte string, even one differing by one byte, has
+another hash and is verified as before.
+
+File format: :data:`MAGIC`, then 32-byte digests, oldest first. New digests are
+appended; past :data:`MAX_ENTRIES` the file is rewritten atomically with the newest
+ones (oldest-first eviction). A file that does not parse (wrong magic, a length that
+is not whole digests, e.g. a torn append) or that others may write is not trusted at
+all: it is ignored and rebuilt. A cache that cannot be read or written costs only
+time; reads verify everything as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from client.files import atomic_write
+from client.verify import verify_many
+from protocol.errors import ProtocolError
+from protocol.events import DEFAULT_NETWORK, Event, decode_unverified, try_decode_event
+from protocol.keystate import KEY_EVENT_KINDS
+
+__all__ = [
+    "MAGIC",
+    "MAX_ENTRIES",
+    "KeyCache",
+    "known_key_event",
+    "verify_cached",
+    "verify_cached_sync",
+]
+
+log = logging.getLogger(__name__)
+
+#: First bytes of the cache file (a format change gets a new one).
+MAGIC = b"murmur-keycache-1\n"
+#: Digests kept (32 bytes each: 1.6 MB at most); the oldest go first.
+MAX_ENTRIES = 50_000
+_DIGEST = 32
+
+
+def wire_digest(wire: bytes) -> bytes:
+    return hashlib.sha256(wire).digest()
+
+
+class KeyCache:
+    """The verified key-event wires of one home. Loads lazily; :meth:`flush` saves."""
+
+    def __init__(self, directory: Path, *, max_entries: int = MAX_ENTRIES) -> None:
+        self.path = directory / "verified"
+        self.max_entries = max_entries
+        self._digests: dict[bytes, None] | None = None  # insertion order = age
+        self._new: list[bytes] = []
+        self._rewrite = False
+        self._missing = False
+
+    @classmethod
+    def in_home(cls, home: Path) -> KeyCache:
+        return cls(home / "state" / "keycache")
+
+    def _load(self) -> dict[bytes, None]:
+        if self._digests is not None:
+            return self._digests
+        self._digests = {}
+        try:
+            st = self.path.stat()
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            self._missing = True  # created by the first flush that has something to keep
+            return self._digests
+        except OSError as exc:
+            log.warning("event=keycache_unreadable path=%s error=%s", self.path, exc)
+            self._rewrite = True
+            return self._digests
+        body = data[len(MAGIC) :]
+        if (
+            not data.startswith(MAGIC)
+            or len(body) % _DIGEST
+            or not stat.S_ISREG(st.st_mode)
+            or st.st_mode & 0o022  # others could add entries: trust nothing in it
+        ):
+            log.warning("event=keycache_ignored path=%s reason=unparsable_or_shared", self.path)
+            self._rewrite = True
+            return self._digests
+        for at in range(0, len(body), _DIGEST):
+            self._digests[body[at : at + _DIGEST]] = None
+        if len(self._digests) > self.max_entries:
+            self._evict()
+        return self._digests
+
+    def _evict(self) -> None:
+        digests = self._load()
+        for old in list(digests)[: len(digests) - self.max_entries]:
+            del digests[old]
+        self._rewrite = True
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def holds(self, wire: bytes) -> bool:
+        """Whether these exact bytes were verified as a key event by this home."""
+        return wire_digest(wire) in self._load()
+
+    def add(self, wire: bytes) -> None:
+        """Remember ``wire``, which :func:`protocol.events.decode_event` just accepted."""
+        digests = self._load()
+        d = wire_digest(wire)
+        if d in digests:
+            return
+        digests[d] = None
+        self._new.append(d)
+        if len(digests) > self.max_entries:
+            self._evict()
+
+    def flush(self) -> None:
+        """Save what was added; an unwritable home is logged and otherwise ignored."""
+        if self._digests is None or not (self._new or self._rewrite):
+            return
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self._rewrite or self._missing:
+                atomic_write(self.path, MAGIC + b"".join(self._digests), mode=0o600)
+            else:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+                with os.fdopen(fd, "ab") as fh:
+                    fh.write(b"".join(self._new))
+        except OSError as exc:
+            log.warning("event=keycache_unwritable path=%s error=%s", self.path, exc)
+            return
+        self._new.clear()
+        self._rewrite = self._missing = False
+
+
+def known_key_event(cache: KeyCache | None, wire: bytes, net: str) -> Event | None:
+    """``wire`` decoded without its signature check if ``cache`` holds these exact bytes.
+
+    Safe because the cache only holds the hashes of wires that passed the full check
+    (:func:`protocol.events.decode_event`) here before: the same bytes give the same
+    result, and only the clock check could differ, which never turns valid into invalid.
+    Anything unexpected (other network, not a key event) is left to the full check.
+    """
+    if cache is None or not cache.holds(wire):
+        return None
+    try:
+        event = decode_unverified(wire, allow_v2=True)
+    except ProtocolError:
+        return None
+    if event.header.net != net or event.kind not in KEY_EVENT_KINDS:
+        return None
+    return event
+
+
+def _remember(cache: KeyCache | None, wire: bytes, result: Event | ProtocolError) -> None:
+    if cache is not None and isinstance(result, Event) and result.kind in KEY_EVENT_KINDS:
+        cache.add(wire)
+
+
+def verify_cached_sync(
+    wires: Sequence[bytes], cache: KeyCache | None, *, net: str = DEFAULT_NETWORK
+) -> list[Event | ProtocolError]:
+    """:func:`verify_cached` in this thread (for a few wires)."""
+    results: list[Event | ProtocolError] = []
+    for wire in wires:
+        result = known_key_event(cache, wire, net)
+        if result is None:
+            checked = try_decode_event(wire, net=net, allow_v2=True)
+            _remember(cache, wire, checked)
+            results.append(checked)
+        else:
+            results.append(result)
+    return results
+
+
+async def verify_cached(
+    wires: Sequence[bytes], cache: KeyCache | None, *, net: str = DEFAULT_NETWORK
+) -> list[Event | ProtocolError]:
+    """:func:`client.verify.verify_many`, skipping the signatures of key events ``cache``
+    holds and adding the key events verified now (call :meth:`KeyCache.flush` after)."""
+    results: list[Event | ProtocolError | None] = [known_key_event(cache, w, net) for w in wires]
+    todo = [n for n, r in enumerate(results) if r is None]
+    checked = await verify_many([wires[n] for n in todo], net=net)
+    for n, result in zip(todo, checked, strict=True):
+        results[n] = result
+        _remember(cache, wires[n], result)
+    return [r for r in results if r is not None]
