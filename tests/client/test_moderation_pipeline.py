@@ -250,6 +250,8 @@ async def test_prepare_failures_skip_the_filter_for_the_view() -> None:
 async def test_hanging_sync_filter_is_interrupted_at_its_budget() -> None:
     import time as _time
 
+    woke: list[bool] = []
+
     class Hangs:
         name = "hangs"
 
@@ -258,6 +260,7 @@ async def test_hanging_sync_filter_is_interrupted_at_its_budget() -> None:
                 _time.sleep(30)  # a blocking call, well past the budget
             except Exception:  # a filter swallowing errors must not swallow the deadline
                 return None
+            woke.append(True)  # only reached if nothing cut the sleep
             return None
 
     class Spins:
@@ -267,14 +270,13 @@ async def test_hanging_sync_filter_is_interrupted_at_its_budget() -> None:
             while True:  # pure-Python busy loop
                 pass
 
-    start = _time.monotonic()
     pipeline = Pipeline(
         [conf(Hangs(), "hangs", budget_ms=100), conf(Spins(), "spins", budget_ms=100)]
     )
     [v] = await pipeline.run([item(ALICE.post("x"))])
-    # A hang guard, not a measure (issue #14, finding 9): 15 s is 75x the two budgets,
-    # yet half the blocking call's 30 s (Spins never ends), so only a cut passes.
-    assert _time.monotonic() - start < 15
+    # What was cut, not how long it took (issue #14, finding 9): the sleep never
+    # finished, and Spins never ends by itself, so returning at all shows both cut.
+    assert woke == []
     assert v.warnings == [
         "filter hangs skipped: exceeded its 100 ms budget",
         "filter spins skipped: exceeded its 100 ms budget",

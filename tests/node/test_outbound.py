@@ -14,7 +14,6 @@ import ipaddress
 import json
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -562,7 +561,6 @@ async def test_trickling_body_hits_the_total_timeout(serve: Any) -> None:
 
     peer = await serve({"/": trickle})
     policy = OutboundPolicy(allow_private=True, read_timeout_s=5, total_timeout_s=1)
-    started = time.monotonic()
     async with create_peer_client(policy) as client:
         with pytest.raises(PeerTimeoutError, match="timed out") as caught:
             await fetch(client, "GET", peer.url(), policy=policy)
@@ -570,9 +568,6 @@ async def test_trickling_body_hits_the_total_timeout(serve: Any) -> None:
     # a byte every 0.3 s never trips.
     cause = caught.value.__cause__
     assert isinstance(cause, TimeoutError) and not isinstance(cause, httpx.TimeoutException)
-    # A hang guard, not a measure (issue #14, finding 9): 15 s is 15x the total
-    # timeout, yet half the trickle's 30 s, so an uncut fetch fails.
-    assert time.monotonic() - started < 15
 
 
 # -- unreachable ----------------------------------------------------------------------------
