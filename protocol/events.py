@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from protocol import kinds
 from protocol.encoding import DecodeLimits, decode, encode, encode_bins
@@ -172,6 +172,12 @@ def _check_uint(what: str, value: object, minimum: int, maximum: int) -> int:
     return value
 
 
+def _wrong_keys(what: str, keys: set[Any], expected: frozenset[str]) -> NoReturn:
+    missing = sorted(expected - keys)
+    extra = sorted(str(k) for k in keys - expected)
+    raise BadFieldError(f"{what} keys: missing {missing}, unexpected {extra}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Header:
     """The signed header of a v1 event. Validates its fields on construction.
@@ -200,6 +206,10 @@ class Header:
             raise BadFieldError("author must be a did:key string")
         # A did:murmur author fails here too: v1 is did:key only (0008 #header-v2).
         public_bytes_from_did(self.author)  # raises InvalidDidError
+        self._check_after_author()
+
+    def _check_after_author(self) -> None:
+        """The rows of 0002 §2.4 after ``author``, in order; shared by both versions."""
         _check_uint("seq", self.seq, 1, MAX_SEQ)
         if self.prev is not None and (not isinstance(self.prev, bytes) or len(self.prev) != 32):
             raise BadFieldError("prev must be 32 bytes or nil")
@@ -239,9 +249,7 @@ class Header:
             return HeaderV2.from_v2_map(m)
         keys = set(m)
         if keys != HEADER_KEYS:
-            missing = sorted(HEADER_KEYS - keys)
-            extra = sorted(str(k) for k in keys - HEADER_KEYS)
-            raise BadFieldError(f"header keys: missing {missing}, unexpected {extra}")
+            _wrong_keys("header", keys, HEADER_KEYS)
         return cls(
             v=m["v"],
             net=m["net"],
@@ -277,15 +285,7 @@ class HeaderV2(Header):
             raise BadFieldError("author must be a did:murmur string")
         if did_method(self.author) != "murmur":  # raises InvalidDidError
             raise InvalidDidError("a v2 header's author is a did:murmur, not a did:key")
-        _check_uint("seq", self.seq, 1, MAX_SEQ)
-        if self.prev is not None and (not isinstance(self.prev, bytes) or len(self.prev) != 32):
-            raise BadFieldError("prev must be 32 bytes or nil")
-        if (self.seq == 1) != (self.prev is None):
-            raise BadPrevError("prev must be nil iff seq is 1")
-        _check_uint("ts", self.ts, 0, MAX_TS)
-        _check_name("kind", self.kind, MAX_KIND_BYTES)
-        if not isinstance(self.body_hash, bytes) or len(self.body_hash) != 32:
-            raise BadFieldError("body must be the 32-byte sha256 of the body bytes")
+        self._check_after_author()
         if not isinstance(self.key, bytes) or len(self.key) != 32:
             raise BadFieldError("key must be the 32-byte public key that signed")
         if self.kev is not None and (not isinstance(self.kev, bytes) or len(self.kev) != 32):
@@ -304,9 +304,7 @@ class HeaderV2(Header):
         """A v2 header from a decoded map whose ``v`` is 2 (spec 0008 #header-v2)."""
         keys = set(m)
         if keys != HEADER_KEYS_V2:
-            missing = sorted(HEADER_KEYS_V2 - keys)
-            extra = sorted(str(k) for k in keys - HEADER_KEYS_V2)
-            raise BadFieldError(f"v2 header keys: missing {missing}, unexpected {extra}")
+            _wrong_keys("v2 header", keys, HEADER_KEYS_V2)
         return cls(
             v=m["v"],
             net=m["net"],
