@@ -39,8 +39,7 @@ from client.keyops import (
 from client.keystore import Keystore, StoredIdentity
 from client.keyview import KeyHistory, is_murmur
 from client.ownchain import OwnChain
-from client.publish import Publisher, PublishResult
-from client.state import HeadStore
+from client.publish import PublishResult
 from client.textsafety import safe_line
 from protocol.errors import BadRequestError, NotFoundError
 from protocol.events import Event
@@ -78,15 +77,7 @@ def send_saved(session: Session, stored: StoredIdentity) -> list[PublishResult]:
 
 
 async def _send_async(session: Session, stored: StoredIdentity) -> list[PublishResult]:
-    async with session.nodes() as nodes:
-        pub = Publisher(
-            None,
-            nodes,
-            HeadStore(session.ctx.home),
-            net=session.net,
-            timeout=session.timeout,
-            chain=OwnChain(session.ctx.home, stored.did),
-        )
+    async with session.outbox_publisher(stored.did) as pub:
         return await pub.flush()
 
 
@@ -95,15 +86,7 @@ def _restore(session: Session, stored: StoredIdentity) -> dict[str, int]:
     to a delete it revoked (spec 0008 #revoked-delete); re-sent copies per node."""
 
     async def go() -> dict[str, int]:
-        async with session.nodes() as nodes:
-            pub = Publisher(
-                None,
-                nodes,
-                HeadStore(session.ctx.home),
-                net=session.net,
-                timeout=session.timeout,
-                chain=OwnChain(session.ctx.home, stored.did),
-            )
+        async with session.outbox_publisher(stored.did) as pub:
             return await pub.restore_bodies()
 
     return run(go)

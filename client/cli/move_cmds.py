@@ -22,8 +22,7 @@ from client.cli.render import Names, event_doc
 from client.cli.session import Session, run
 from client.keystore import Keystore, StoredIdentity
 from client.ownchain import OwnChain
-from client.publish import Publisher, PublishResult
-from client.state import HeadStore
+from client.publish import PublishResult
 from protocol import kinds
 from protocol.errors import BadRequestError
 from protocol.identity import Identity
@@ -49,9 +48,7 @@ def moved_to(store: Keystore, did_key: str) -> StoredIdentity | None:
 def _publish_move(session: Session, old: Identity, to: str) -> PublishResult:
     async def go() -> PublishResult:
         async with session.nodes() as nodes:
-            pub = Publisher(
-                old, nodes, HeadStore(session.ctx.home), net=session.net, timeout=session.timeout
-            )
+            pub = session.make_publisher(old, nodes, None)
             return await pub.publish(kinds.MOVE, {"to": to})
 
     return run(go)

@@ -172,14 +172,24 @@ class Session:
             chain = OwnChain(self.ctx.home, stored.did)
         identity = self.identity()
         async with self.nodes() as nodes:
-            yield Publisher(
-                identity,
-                nodes,
-                HeadStore(self.ctx.home),
-                net=self.net,
-                timeout=self.timeout,
-                chain=chain,
-            )
+            yield self.make_publisher(identity, nodes, chain)
+
+    @asynccontextmanager
+    async def outbox_publisher(self, did: str) -> AsyncIterator[Publisher]:
+        """A publisher of ``did``'s own saved chain that signs nothing: it re-sends
+        saved events and gives back lost bodies (spec 0008 #revoked-delete), for the
+        identity a command names, which need not be ``--as`` or the default one."""
+        async with self.nodes() as nodes:
+            yield self.make_publisher(None, nodes, OwnChain(self.ctx.home, did))
+
+    def make_publisher(
+        self, identity: Identity | None, nodes: list[NodeClient], chain: OwnChain | None
+    ) -> Publisher:
+        """A publisher over ``nodes`` with this session's home, network and timeout."""
+        return Publisher(
+            identity, nodes, HeadStore(self.ctx.home), net=self.net, timeout=self.timeout,
+            chain=chain,
+        )
 
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:
