@@ -126,6 +126,19 @@ def key_table(seed: bytes, aad: str, passphrase: str | None) -> dict[str, Any]:
     return {"type": "ed25519", "format": "raw-hex", "seed": seed.hex()}
 
 
+def _create_identity_file(name: str, path: Path, doc: dict[str, Any]) -> None:
+    """Write an identity's key file exclusively: of two creations of one name (two
+    ``murmur id new`` at once) one wins and the other is told; a key is never
+    overwritten (spec 0007 #key-create-exclusive)."""
+    with translate_os_errors(f"write {path}"):
+        try:
+            create_new(path, tomli_w.dumps(doc).encode("utf-8"))
+        except FileExistsError:
+            raise IdentityExistsError(
+                f"an identity named {name!r} already exists ({path})"
+            ) from None
+
+
 def _next_doc(did: str, next_key: Identity, passphrase: str | None) -> bytes:
     doc = {"did": did, "key": key_table(next_key.seed, did + NEXT_AAD, passphrase)}
     return tomli_w.dumps(doc).encode("utf-8")
@@ -238,21 +251,9 @@ class Keystore:
             "name": name,
             "did": identity.did,
             "created": created,
-            "key": (
-                seal_seed(identity.seed, identity.did, passphrase)
-                if passphrase is not None
-                else {"type": "ed25519", "format": "raw-hex", "seed": identity.seed.hex()}
-            ),
+            "key": key_table(identity.seed, identity.did, passphrase),
         }
-        with translate_os_errors(f"write {path}"):
-            try:
-                # Exclusive: of two creations of one name (two `murmur id new` at
-                # once), one wins and the other is told; a key is never overwritten.
-                create_new(path, tomli_w.dumps(doc).encode("utf-8"))
-            except FileExistsError:
-                raise IdentityExistsError(
-                    f"an identity named {name!r} already exists ({path})"
-                ) from None
+        _create_identity_file(name, path, doc)
         return StoredIdentity(
             name=name, did=identity.did, created=created, path=path, sealed=passphrase is not None
         )
@@ -291,13 +292,7 @@ class Keystore:
             "signing": signing.public.raw.hex(),
             "key": key_table(signing.seed, did, passphrase),
         }
-        with translate_os_errors(f"write {path}"):
-            try:
-                create_new(path, tomli_w.dumps(doc).encode("utf-8"))
-            except FileExistsError:
-                raise IdentityExistsError(
-                    f"an identity named {name!r} already exists ({path})"
-                ) from None
+        _create_identity_file(name, path, doc)
         try:
             with translate_os_errors(f"write {self.next_path(name)}"):
                 create_new(self.next_path(name), _next_doc(did, next_key, passphrase))
