@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 import tomllib
@@ -13,7 +14,7 @@ from typing import Any
 
 from client.errors import KeystoreError
 
-__all__ = ["atomic_write", "create_new", "read_toml", "translate_os_errors"]
+__all__ = ["atomic_write", "create_new", "read_json", "read_toml", "translate_os_errors"]
 
 
 @contextmanager
@@ -105,6 +106,16 @@ def _create_excl(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document at ``path``; ``KeystoreError`` if it cannot be read or parsed."""
+    with translate_os_errors(f"read {path}"):
+        raw = path.read_bytes()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KeystoreError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from client.errors import KeystoreError
-from client.files import atomic_write, create_new, translate_os_errors
+from client.files import atomic_write, create_new, read_json, translate_os_errors
 from protocol.errors import ProtocolError
 from protocol.events import Event, decode_unverified
 from protocol.identity import did_murmur_hash
@@ -144,12 +144,7 @@ class OwnChain:
                 f"{self.path} is missing: this home holds no chain of {self.did} "
                 "(a rotatable identity signs after its own outbox, never a node's head)"
             )
-        with translate_os_errors(f"read {self.path}"):
-            raw = self.path.read_bytes()
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise KeystoreError(f"{self.path} is not valid JSON: {exc}") from exc
+        doc = read_json(self.path)
         if not isinstance(doc, dict) or doc.get("did") != self.did:
             raise KeystoreError(f"{self.path} is not the outbox of {self.did}")
         entries = doc.get("events")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.errors import KeystoreError
-from client.files import atomic_write, translate_os_errors
+from client.files import atomic_write, read_json, translate_os_errors
 
 __all__ = ["Head", "HeadStore"]
 
@@ -39,12 +39,7 @@ class HeadStore:
     def _load(self) -> dict[str, dict[str, object]]:
         if not self.path.exists():
             return {}
-        with translate_os_errors(f"read {self.path}"):
-            raw = self.path.read_bytes()
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise KeystoreError(f"{self.path} is not valid JSON: {exc}") from exc
+        doc = read_json(self.path)
         if not isinstance(doc, dict):
             raise KeystoreError(f"{self.path} must hold a JSON object")
         return doc
