@@ -33,7 +33,6 @@ rules on new keys (the body's own structure is checked by the kinds module).
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -47,6 +46,7 @@ from protocol.errors import (
     UnauthorizedKeyError,
     UnknownKeyEventError,
 )
+from protocol.identity import NEXT_KEY_DOMAIN, next_key_commitment
 
 if TYPE_CHECKING:  # only for annotations: keystate stays independent of the encoding
     from protocol.events import Event
@@ -81,7 +81,8 @@ __all__ = [
 ]
 
 #: Domain prefix of the next-key commitment, ``H("murmur-next-v1:" ‖ N)`` (§8.2).
-NEXT_DOMAIN: Final = b"murmur-next-v1:"
+#: The next-key commitment's domain: the one of :mod:`protocol.identity`.
+NEXT_DOMAIN: Final = NEXT_KEY_DOMAIN
 
 GENESIS: Final = "genesis"
 ROTATE: Final = "rotate"
@@ -102,8 +103,9 @@ _ID_LEN: Final = 32
 
 
 def next_commitment(pubkey: bytes) -> bytes:
-    """``H("murmur-next-v1:" ‖ pubkey)``: what a state's ``next`` holds (§8.2)."""
-    return hashlib.sha256(NEXT_DOMAIN + pubkey).digest()
+    """``H("murmur-next-v1:" ‖ pubkey)``: what a state's ``next`` holds (§8.2); the one
+    definition is :func:`protocol.identity.next_key_commitment`."""
+    return next_key_commitment(pubkey)
 
 
 def _check_bytes(name: str, value: object, length: int) -> None:
