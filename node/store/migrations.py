@@ -1,7 +1,9 @@
 """SQLite schema and its migrations, versioned with ``PRAGMA user_version``.
 
-Each migration is a list of statements applied in one transaction together with the
-version bump, so a crash mid-migration leaves the previous version intact. A database
+Each migration is a list of steps applied in one transaction together with the
+version bump, so a crash mid-migration leaves the previous version intact. A step is
+an SQL statement, or a function of the connection for what SQL alone cannot do
+(filling a new index from the bodies already held). A database
 newer than this code refuses to open rather than guess. Add a migration by appending
 to :data:`MIGRATIONS`; never edit a published one.
 """
@@ -9,7 +11,10 @@ to :data:`MIGRATIONS`; never edit a published one.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Final
+
+from node.store.sqlite_social import backfill_social
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
@@ -144,8 +149,78 @@ _V4: Final = [
     ) WITHOUT ROWID""",
 ]
 
-#: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[str]]] = [_V1, _V2, _V3, _V4]
+#: One step of a migration: a statement, or a function run inside its transaction.
+Step = str | Callable[[sqlite3.Connection], None]
+
+_V5: Final[list[Step]] = [
+    # The social indexes (spec 0004 #social, node/store/sqlite_social.py), filled from
+    # the held events at the end of this list. References of counting events to other
+    # events: reply (to the parent), root (to the thread's root, when not the parent),
+    # quote, like, repost; the target need not be held.
+    """CREATE TABLE refs (
+        target BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        src BLOB NOT NULL,
+        author TEXT NOT NULL,
+        PRIMARY KEY (target, kind, ts, cursor)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX refs_src ON refs (src)",
+    "CREATE INDEX refs_author ON refs (target, kind, author)",
+    # Per (target, kind): likes and reposts count once per author.
+    """CREATE TABLE ref_counts (
+        target BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (target, kind)
+    ) WITHOUT ROWID""",
+    # One row per (recipient, referencing event), newest first per reason.
+    """CREATE TABLE notifications (
+        recipient TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        src BLOB NOT NULL,
+        PRIMARY KEY (recipient, reason, ts, cursor)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX notifications_src ON notifications (src, recipient)",
+    # Every counting follow/unfollow, and per pair the follow that is the latest.
+    """CREATE TABLE follow_edges (
+        follower TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id BLOB NOT NULL,
+        follow INTEGER NOT NULL,
+        PRIMARY KEY (follower, subject, seq, id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX follow_edges_id ON follow_edges (id)",
+    """CREATE TABLE followers (
+        subject TEXT NOT NULL,
+        follower TEXT NOT NULL,
+        id BLOB NOT NULL,
+        ts INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        PRIMARY KEY (subject, follower)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX followers_page ON followers (subject, ts, cursor)",
+    """CREATE TABLE follow_counts (
+        did TEXT PRIMARY KEY,
+        followers INTEGER NOT NULL,
+        following INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    # When this node first stored an event of each author (spec 0004 #first-seen).
+    """CREATE TABLE authors (
+        author TEXT PRIMARY KEY,
+        first_seen_ms INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    # Last: fills the tables above from the held events (other indexes' tables are
+    # created before it, their own backfill may follow it).
+    backfill_social,
+]
+
+#: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
+MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -159,8 +234,11 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version in range(current, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
+            for step in MIGRATIONS[version]:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
             conn.execute(f"PRAGMA user_version = {version + 1}")
         except BaseException:
             conn.execute("ROLLBACK")

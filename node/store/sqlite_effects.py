@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Final
 
+from node.store.sqlite_social import SOCIAL_KINDS, add_social, remove_social
 from protocol import kinds
 from protocol.encoding import decode
 
@@ -27,8 +28,9 @@ __all__ = [
     "undo_body",
 ]
 
-#: Kinds whose body changes more than the events table.
-BODY_EFFECTS: Final = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE})
+#: Kinds whose body changes more than the events table (the social ones: references,
+#: notifications and followers, node/store/sqlite_social.py).
+BODY_EFFECTS: Final = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE}) | SOCIAL_KINDS
 
 #: The status whose events count in indexes, profiles and deletions (spec 0008 #status).
 CANONICAL: Final = "canonical"
@@ -95,6 +97,7 @@ def drop_body(conn: sqlite3.Connection, target: bytes, author: str, stats: Batch
     if cur.rowcount:
         stats.deleted += 1
     conn.execute("DELETE FROM labels WHERE id = ?", (target,))
+    remove_social(conn, target)
     current = conn.execute("SELECT id FROM profiles WHERE author = ?", (author,)).fetchone()
     if current is not None and current[0] == target:
         recompute_profile(conn, author)
@@ -129,6 +132,8 @@ def apply_body(
         )
     elif kind == kinds.PROFILE:
         set_profile(conn, author, eid, seq, body)
+    elif kind in SOCIAL_KINDS:
+        add_social(conn, eid=eid, author=author, kind=kind, seq=seq, cursor=cursor, body=body)
     elif kind == kinds.DELETE:
         target: bytes = body["target"]
         held = conn.execute("SELECT kind, author FROM events WHERE id = ?", (target,)).fetchone()
@@ -192,5 +197,7 @@ def undo_body(
     is the caller's :func:`recompute_profile` once every change is in."""
     if kind == kinds.LABEL:
         conn.execute("DELETE FROM labels WHERE id = ?", (eid,))
+    elif kind in SOCIAL_KINDS:
+        remove_social(conn, eid)
     elif kind == kinds.DELETE:
         _undo_delete(conn, eid, author, body, stats)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from node.store.base import WriteResult
 from node.store.sqlite_effects import BODY_EFFECTS, BatchStats, apply_body
 from node.store.sqlite_keys import PENDING, KeyBook
+from node.store.sqlite_social import on_insert
 from protocol import kinds
 from protocol.errors import BodyRequiredError, ProtocolError
 from protocol.events import Event
@@ -126,6 +127,7 @@ def _apply_one(
     ).lastrowid
     assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
     stats.events += 1
+    on_insert(conn, eid=ev.id, author=author, new_author=not known_author, now_ms=now_ms)
     if tombstoned:
         stats.deleted += 1
     if same_seq:
