@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from protocol.errors import BadFieldError, InvalidDidError
+from protocol.facets import validate_facets
 from protocol.identity import (
     DidMethod,
     did_method,
@@ -178,6 +179,8 @@ def _post(body: dict[str, Any]) -> None:
     _str_list(body, "tags", MAX_TAGS, _tag_ok, f"non-empty strings of <= {MAX_TAG_BYTES} bytes")
     _str_list(body, "langs", MAX_LANGS, _lang_ok, "BCP 47 language tags such as 'en' or 'pt-BR'")
     _str_list(body, "warn", MAX_WARN, is_label_value, "label values ([a-z0-9-], 1-128 bytes)")
+    if "facets" in body:  # spec 0003 #facets; text is a str by now
+        validate_facets(body["text"], body["facets"])
 
 
 def _target(body: dict[str, Any]) -> None:

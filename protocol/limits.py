@@ -13,6 +13,8 @@ __all__ = [
     "MAX_BODY_ITEMS",
     "MAX_DEPTH",
     "MAX_DID_BYTES",
+    "MAX_FACETS",
+    "MAX_FACET_TYPE_BYTES",
     "MAX_HEADER_BYTES",
     "MAX_KIND_BYTES",
     "MAX_LABEL_BYTES",
@@ -29,6 +31,7 @@ __all__ = [
     "MAX_TAG_BYTES",
     "MAX_TEXT_BYTES",
     "MAX_TS",
+    "MAX_URI_BYTES",
     "MAX_WARN",
     "MAX_WIRE_BYTES",
 ]
@@ -64,6 +67,11 @@ MAX_TAGS = 16
 MAX_TAG_BYTES = 64
 MAX_LANGS = 4
 MAX_WARN = 8
+#: Facets of one post (spec 0003 #facets), the bytes of a facet's ``type``, and of a
+#: link facet's ``uri``.
+MAX_FACETS = 32
+MAX_FACET_TYPE_BYTES = 32
+MAX_URI_BYTES = 2048
 MAX_NAME_BYTES = 128
 MAX_BIO_BYTES = 2000
 MAX_LABEL_BYTES = 128

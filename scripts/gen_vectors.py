@@ -177,6 +177,25 @@ def _id(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
 
 
+def _span(text: str, part: str, after: int = 0) -> tuple[int, int]:
+    """The UTF-8 byte range ``[start, end)`` of the first ``part`` in ``text`` at or
+    after character ``after`` (facet offsets are bytes, spec 0003 #facets)."""
+    i = text.index(part, after)
+    start = len(text[:i].encode("utf-8"))
+    return start, start + len(part.encode("utf-8"))
+
+
+def _facet(kind: str, text: str, part: str, **value: Any) -> dict[str, Any]:
+    start, end = _span(text, part)
+    return {"type": kind, "start": start, "end": end, **value}
+
+
+#: A did:murmur to mention (the hash of a stand-in genesis body).
+FACET_MURMUR_DID = did_murmur_from_genesis_body(b"\x80")
+#: The text of the facet cases: 2-, 3- and 4-byte characters before and between them.
+FACET_TEXT = "Olá @bob! 🎉 lisez https://murmur.example/spec?x=1 #Murmur"
+
+
 @dataclass
 class _Chain:
     """Signs consecutive events for one author, linking seq/prev."""
@@ -394,6 +413,42 @@ def valid_events() -> list[dict[str, Any]]:
         {"subject": ALICE.did, "val": "bot", "exp": MAX_TS},
         T0 + 19_000,
     )
+    # Facets (spec 0003 #facets): appended last, so the events above keep their bytes.
+    add(
+        "post with facets: a mention, a link and a hashtag; offsets are UTF-8 bytes of "
+        "a text with 2-, 3- and 4-byte characters",
+        a,
+        "post",
+        {
+            "text": FACET_TEXT,
+            "tags": ["Murmur"],
+            "facets": [
+                _facet("mention", FACET_TEXT, "@bob", did=BOB.did),
+                _facet("link", FACET_TEXT, "https://murmur.example/spec?x=1",
+                       uri="https://murmur.example/spec?x=1"),
+                _facet("tag", FACET_TEXT, "#Murmur", tag="Murmur"),
+            ],
+        },
+        T0 + 21_000,
+    )  # fmt: skip
+    adjacent = "@dana#x é"
+    add(
+        "post facets: a did:murmur mention, two adjacent facets (end = next start), an "
+        "unknown facet type overlapping them with its own keys (ignored), facets in "
+        "any order",
+        a,
+        "post",
+        {
+            "text": adjacent,
+            "facets": [
+                {"type": "org.example.bold", "start": 0, "end": len(adjacent.encode()),
+                 "weight": 700},
+                _facet("tag", adjacent, "#x", tag="x"),
+                _facet("mention", adjacent, "@dana", did=FACET_MURMUR_DID),
+            ],
+        },
+        T0 + 22_000,
+    )  # fmt: skip
     return cases
 
 
@@ -715,6 +770,74 @@ def invalid_events() -> list[dict[str, Any]]:
         {"name": "x", "purpose": "block", "members": [BOB.did, BOB.did]},
     )
     body_case("list with an empty name", "list", {"name": "", "purpose": "mute", "members": []})
+
+    # post facets (spec 0003 #facets): each case breaks one rule of FACET_TEXT's facets
+    def facet_case(comment: str, *facets: Any, text: str = FACET_TEXT) -> None:
+        body = {"text": text, "facets": list(facets)}
+        add(comment, craft(encode(body)), "bad-field", "0003-kinds.md#facets")
+
+    t = FACET_TEXT
+    size = len(t.encode())
+    mention = _facet("mention", t, "@bob", did=BOB.did)
+    link = _facet("link", t, "https://murmur.example/spec?x=1", uri="https://murmur.example/")
+    tag = _facet("tag", t, "#Murmur", tag="Murmur")
+    emoji_start, emoji_end = _span(t, "🎉")
+    add(
+        "post facets that is a map, not an array",
+        craft(encode({"text": t, "facets": mention})),
+        "bad-field",
+        "0003-kinds.md#facets",
+    )
+    facet_case(
+        "post with 33 facets (the limit is 32; unknown types count too)",
+        *({"type": "org.example.x", "start": 0, "end": 1} for _ in range(33)),
+    )
+    facet_case("post facet that is a string, not a map", "mention")
+    facet_case("post facet without a type", {"start": 0, "end": 1})
+    facet_case("post facet with an empty type", {"type": "", "start": 0, "end": 1})
+    facet_case("post facet type of 33 bytes", {"type": "x" * 33, "start": 0, "end": 1})
+    facet_case("post facet type as bin, not str", {"type": b"tag", "start": 0, "end": 1})
+    facet_case("post facet of an unknown type without end", {"type": "org.example.x", "start": 0})
+    facet_case("post facet start = true (bool is not an int)", {**mention, "start": True})
+    facet_case("post facet with a negative start", {**mention, "start": -1})
+    facet_case("post facet with start = end (empty range)", {**mention, "end": mention["start"]})
+    facet_case("post facet with end before start", {**mention, "start": 5, "end": 4})
+    facet_case(f"post facet end one past the text's {size} bytes", {**tag, "end": size + 1})
+    facet_case(
+        "post facet starting inside a 4-byte character (emoji)",
+        {"type": "org.example.x", "start": emoji_start + 1, "end": emoji_end},
+    )
+    facet_case(
+        "post facet ending inside a 4-byte character (emoji)",
+        {"type": "org.example.x", "start": emoji_start, "end": emoji_end - 1},
+    )
+    facet_case(
+        "post facet ending inside a 2-byte character (á)",
+        {"type": "org.example.x", "start": 0, "end": 3},
+    )
+    facet_case("post mention facet without did", {k: v for k, v in mention.items() if k != "did"})
+    facet_case("post mention facet with a did that is not one", {**mention, "did": "bob"})
+    facet_case("post mention facet naming an X25519 key", {**mention, "did": X25519_DID})
+    facet_case("post link facet with an ftp: uri", {**link, "uri": "ftp://murmur.example/"})
+    facet_case(
+        "post link facet with an uppercase scheme", {**link, "uri": "HTTPS://murmur.example/"}
+    )
+    facet_case("post link facet with a space in the uri", {**link, "uri": "https://a.example/b c"})
+    facet_case("post link facet with only a scheme", {**link, "uri": "https://"})
+    facet_case(
+        "post link facet uri of 2049 bytes",
+        {**link, "uri": "https://a.example/" + "x" * (2049 - len("https://a.example/"))},
+    )
+    facet_case("post tag facet with a leading '#'", {**tag, "tag": "#Murmur"})
+    facet_case("post tag facet with an empty tag", {**tag, "tag": ""})
+    facet_case("post tag facet of 65 bytes", {**tag, "tag": "a" * 65})
+    facet_case("post tag facet with a tag that is an int", {**tag, "tag": 7})
+    facet_case(
+        "post facets of known types that overlap (a tag inside a link)",
+        link,
+        {"type": "tag", "start": link["end"] - 4, "end": link["end"], "tag": "spec"},
+    )
+    facet_case("post with the same mention facet twice (overlap)", mention, mention)
 
     # -- step 7: network
     add(
