@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Final
 
+from node.store.sqlite_search import SCHEMA as SEARCH_SCHEMA
+from node.store.sqlite_search import backfill_search
 from node.store.sqlite_social import backfill_social
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaError", "migrate"]
@@ -214,9 +216,12 @@ _V5: Final[list[Step]] = [
         author TEXT PRIMARY KEY,
         first_seen_ms INTEGER NOT NULL
     ) WITHOUT ROWID""",
+    # Post search (spec 0004 #search, node/store/sqlite_search.py).
+    *SEARCH_SCHEMA,
     # Last: fills the tables above from the held events (other indexes' tables are
     # created before it, their own backfill may follow it).
     backfill_social,
+    backfill_search,
 ]
 
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Final
 
+from node.store.sqlite_search import index_post, unindex_post
 from node.store.sqlite_social import SOCIAL_KINDS, add_social, remove_social
 from protocol import kinds
 from protocol.encoding import decode
@@ -89,6 +90,7 @@ def recompute_profile(conn: sqlite3.Connection, author: str) -> None:
 
 def drop_body(conn: sqlite3.Connection, target: bytes, author: str, stats: BatchStats) -> None:
     """Drop the body of ``target`` (known, by ``author``) and everything derived from it."""
+    unindex_post(conn, target, author)  # needs the body: first
     cur = conn.execute(
         "UPDATE events SET body = NULL, deleted = 1, reply_root = NULL, reply_parent = NULL "
         "WHERE id = ? AND author = ? AND deleted = 0",
@@ -134,6 +136,8 @@ def apply_body(
         set_profile(conn, author, eid, seq, body)
     elif kind in SOCIAL_KINDS:
         add_social(conn, eid=eid, author=author, kind=kind, seq=seq, cursor=cursor, body=body)
+        if kind == kinds.POST:
+            index_post(conn, cursor, body)
     elif kind == kinds.DELETE:
         target: bytes = body["target"]
         held = conn.execute("SELECT kind, author FROM events WHERE id = ?", (target,)).fetchone()
@@ -199,5 +203,7 @@ def undo_body(
         conn.execute("DELETE FROM labels WHERE id = ?", (eid,))
     elif kind in SOCIAL_KINDS:
         remove_social(conn, eid)
+        if kind == kinds.POST:
+            unindex_post(conn, eid, author)
     elif kind == kinds.DELETE:
         _undo_delete(conn, eid, author, body, stats)
