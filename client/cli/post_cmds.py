@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from client.cli.output import Context, Result
+from client.cli.output import Context, Result, warn
 from client.cli.render import Names, event_doc, format_publish
 from client.cli.session import Session, parse_event_id, run
+from client.facets import fill_post
 from client.publish import Publisher, PublishResult
 from client.reader import Reader, reply_root
 from protocol import kinds
-from protocol.errors import NotAuthorError, NotFoundError
+from protocol.errors import InvalidDidError, NotAuthorError, NotFoundError
 from protocol.events import Event
 
 __all__ = ["publish_result", "register"]
@@ -38,6 +40,19 @@ def publish_result(session: Session, result: PublishResult, what: str) -> Result
     return Result(doc, format_publish(result, what))
 
 
+def _mention_resolver(session: Session) -> Callable[[str], str | None]:
+    """Who ``@name`` in a post is: a petname, else a local identity's name, as for
+    ``DID|ALIAS`` arguments (spec 0007 #facets); None for a name neither knows."""
+
+    def resolve(name: str) -> str | None:
+        try:
+            return session.resolve(name)
+        except InvalidDidError:
+            return None
+
+    return resolve
+
+
 def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     body: dict[str, Any] = {"text": args.text}
@@ -48,6 +63,8 @@ def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
     parent_id = parse_event_id(args.reply_to) if args.reply_to else None
     if args.quote:
         body["quote"] = parse_event_id(args.quote)
+    for note in fill_post(body, _mention_resolver(session)):  # mentions, links, #tags
+        warn(ctx, note)
 
     async def go() -> PublishResult:
         async with session.publisher() as pub:

@@ -19,13 +19,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from client.config import ClientConfig
+from client.facets import segments
 from client.moderation.core import Action, Decision
 from client.moderation.pipeline import Verdict
 from client.publish import PublishResult
 from client.reader import ReadReport
 from client.textsafety import display_name, safe_line, safe_name, safe_text
 from protocol import kinds
+from protocol.errors import BadFieldError
 from protocol.events import Event
+from protocol.facets import LINK, MENTION, Facet, post_facets
 
 __all__ = [
     "Names",
@@ -37,6 +40,7 @@ __all__ = [
     "format_publish",
     "format_report",
     "indented",
+    "post_text",
     "relative_time",
     "short_did",
     "short_id",
@@ -75,9 +79,11 @@ def relative_time(ts_ms: int, now_ms: int | None = None) -> str:
     return "just now"  # pragma: no cover - delta >= 10 always matches "s"
 
 
-def indented(text: str, indent: str) -> str:
-    """Multi-line free text (a post, a bio), terminal-safe, each line after ``indent``."""
-    return "\n".join(indent + line for line in safe_text(text).splitlines() or [""])
+def indented(text: str, indent: str, *, safe: bool = False) -> str:
+    """Multi-line free text (a post, a bio), terminal-safe, each line after ``indent``
+    (``safe``: the text went through :func:`safe_text` or :func:`post_text` already)."""
+    shown = text if safe else safe_text(text)
+    return "\n".join(indent + line for line in shown.splitlines() or [""])
 
 
 class Names:
@@ -116,6 +122,57 @@ def _hex(value: object) -> str | None:
     return value.hex() if isinstance(value, bytes) else None
 
 
+# -- facets (spec 0003 #facets, spec 0007 #facets) --------------------------------------
+
+
+def _facets_of(e: Event) -> list[Facet]:
+    """The known-type facets of a post, in text order; none for any other kind."""
+    if e.kind != kinds.POST or e.body is None:
+        return []
+    try:
+        return post_facets(e.body)
+    except BadFieldError:  # never for a verified event; a renderer still does not crash
+        return []
+
+
+def post_text(e: Event, names: Names) -> str:
+    """A post's text for a terminal, each facet shown as what it names (spec 0007
+    #facets): a mention as the reader's own name for its did, whatever the covered text
+    says; a link or a hashtag as written, followed by its target when the written text
+    says something else. Each piece is made safe on its own, so no character of the
+    author's (a combining mark, a joiner, a bidi control) can attach to, reorder or
+    hide a name the client prints."""
+    raw = (e.body or {}).get("text")
+    text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    out: list[str] = []
+    for seg in segments(text, _facets_of(e)):
+        f = seg.facet
+        shown = safe_text(seg.text)
+        if f is None:
+            out.append(shown)
+        elif f.type == MENTION:
+            out.append(names.display(f.value))
+        elif f.type == LINK:
+            out.append(shown if seg.text == f.value else f"{shown} [→ {safe_line(f.value)}]")
+        else:
+            out.append(shown if seg.text == "#" + f.value else f"{shown} [#{safe_line(f.value)}]")
+    return "".join(out)
+
+
+def _facet_doc(f: Facet, text: bytes, names: Names) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": f.type,
+        "start": f.start,
+        "end": f.end,
+        "text": text[f.start : f.end].decode("utf-8"),
+        f.key: f.value,
+    }
+    if f.type == MENTION:
+        doc["name"] = names.display_raw(f.value)
+        doc["alias"] = names.config.alias_of(f.value)
+    return doc
+
+
 def event_doc(
     e: Event, names: Names, related: Mapping[bytes, Event] | None = None, *, depth: int = 0
 ) -> dict[str, Any]:
@@ -142,6 +199,8 @@ def event_doc(
         doc["quote"] = _hex(body.get("quote"))
         for key in ("warn", "langs", "tags"):
             doc[key] = list(body.get(key, []))
+        data = str(body.get("text", "")).encode("utf-8")
+        doc["facets"] = [_facet_doc(f, data, names) for f in _facets_of(e)]
     elif "target" in body:
         doc["target"] = _hex(body["target"])
     elif "subject" in body:
@@ -163,12 +222,12 @@ def event_doc(
     return doc
 
 
-def _snippet(e: Event | None, limit: int = 60) -> str:
+def _snippet(e: Event | None, names: Names, limit: int = 60) -> str:
     if e is None:
         return "(not available)"
     if e.body is None:
         return "(deleted)"
-    text = " ".join(str(e.body.get("text", "")).split())
+    text = " ".join(post_text(e, names).split())
     return safe_line(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
@@ -207,17 +266,17 @@ def format_event(
     if isinstance(reply, dict) and context:
         parent = related.get(reply["parent"])
         who = names.display(parent.author) if parent is not None else short_id(reply["parent"])
-        shown = f"⚠ {masked['parent']}" if "parent" in masked else _snippet(parent)
+        shown = f"⚠ {masked['parent']}" if "parent" in masked else _snippet(parent, names)
         lines.append(f"{indent}  ↳ replying to {who}: {shown}")
     if body.get("warn"):
         warn = ", ".join(safe_line(str(w)) for w in body["warn"])
         lines.append(f"{indent}  [content warning: {warn}]")
-    text = body.get("text") if e.body is not None else "(deleted or withheld body)"
-    lines.append(indented(str(text), indent + "  "))
+    text = post_text(e, names) if e.body is not None else "(deleted or withheld body)"
+    lines.append(indented(text, indent + "  ", safe=True))
     if isinstance(body.get("quote"), bytes):
         quoted = related.get(body["quote"])
         who = names.display(quoted.author) if quoted is not None else short_id(body["quote"])
-        shown = f"⚠ {masked['quoted']}" if "quoted" in masked else _snippet(quoted)
+        shown = f"⚠ {masked['quoted']}" if "quoted" in masked else _snippet(quoted, names)
         lines.append(f"{indent}  ❝ {who}: {shown}")
     return "\n".join(lines)
 
