@@ -13,10 +13,17 @@
     │   │   └── NodeTimeoutError  node-timeout       no answer within the per-node timeout
     │   ├── BadResponseError      bad-response       a node answered something unparsable
     │   ├── NoNodeAnsweredError   no-node-answered   a read that no node answered
-    │   └── PublishError          publish-failed     no node stored the event
-    └── FilterError               filter-error       moderation config (spec 0006)
-        ├── FilterNotFoundError   filter-not-found   no filter/type/labeler by that name
-        └── FilterLoadError       filter-load        a custom filter cannot be loaded
+    │   ├── PublishError          publish-failed     no node stored the event
+    │   ├── UnknownIdError        unknown-id         no event id starts with that prefix
+    │   └── AmbiguousIdError      ambiguous-id       several event ids start with it
+    ├── FilterError               filter-error       moderation config (spec 0006)
+    │   ├── FilterNotFoundError   filter-not-found   no filter/type/labeler by that name
+    │   └── FilterLoadError       filter-load        a custom filter cannot be loaded
+    └── RecoveryPointError        recovery-point     where a recovery on a new home attaches
+        ├── RecoveryPointRequiredError  recovery-point-required   not chosen (no terminal)
+        ├── RecoveryPointAmbiguousError recovery-point-ambiguous  a prefix of several
+        ├── RecoveryPointUnknownError   recovery-point-unknown    no such point
+        └── RecoveryOutrankedError      recovery-outranked        it would be revoked
 
 A node's own refusal (an HTTP error, a rejected event) is ``protocol.errors.RemoteError``
 carrying the node's code and message.
@@ -24,9 +31,12 @@ carrying the node's code and message.
 
 from __future__ import annotations
 
+from typing import Any
+
 from protocol.errors import ProtocolError
 
 __all__ = [
+    "AmbiguousIdError",
     "BadResponseError",
     "ClientError",
     "FilterError",
@@ -41,6 +51,12 @@ __all__ = [
     "NodeUnreachableError",
     "PassphraseError",
     "PublishError",
+    "RecoveryOutrankedError",
+    "RecoveryPointAmbiguousError",
+    "RecoveryPointError",
+    "RecoveryPointRequiredError",
+    "RecoveryPointUnknownError",
+    "UnknownIdError",
 ]
 
 
@@ -109,6 +125,29 @@ class PublishError(ClientError):
     code = "publish-failed"
 
 
+class UnknownIdError(ClientError):
+    """A short event id that no configured node (nor this home) knows (spec 0007
+    #short-ids)."""
+
+    code = "unknown-id"
+
+
+class AmbiguousIdError(ClientError):
+    """A short event id that starts several event ids; ``candidates`` are their full
+    ids (spec 0007 #short-ids)."""
+
+    code = "ambiguous-id"
+
+    def __init__(self, message: str = "", *, candidates: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.candidates = list(candidates or [])
+
+    @property
+    def details(self) -> dict[str, object]:
+        """Extra fields of the CLI's ``--json`` error document."""
+        return {"candidates": self.candidates}
+
+
 class FilterError(ProtocolError):
     """Moderation configuration: a filter or labeler that cannot be set up (spec 0006)."""
 
@@ -125,3 +164,42 @@ class FilterLoadError(FilterError):
     """A custom filter could not be imported or built from its parameters."""
 
     code = "filter-load"
+
+
+class RecoveryPointError(ProtocolError):
+    """``murmur id recover`` on a home without the identity's chain: the event the
+    recovery follows is the owner's choice, and this one cannot be used (spec 0007
+    #recover-elsewhere). The message lists the choices for people; ``choices`` holds
+    them as data (:func:`client.rebuild.point_doc`) for callers of the library."""
+
+    code = "recovery-point"
+
+    def __init__(self, message: str = "", *, choices: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.choices = list(choices or [])
+
+
+class RecoveryPointRequiredError(RecoveryPointError):
+    """No ``--after`` and no terminal to ask on: never attach at a node's head."""
+
+    code = "recovery-point-required"
+
+
+class RecoveryPointAmbiguousError(RecoveryPointError):
+    """``--after`` is a prefix of more than one point."""
+
+    code = "recovery-point-ambiguous"
+
+
+class RecoveryPointUnknownError(RecoveryPointError):
+    """``--after`` names no event a recovery can follow (not served, or under a key
+    event that is not valid)."""
+
+    code = "recovery-point-unknown"
+
+
+class RecoveryOutrankedError(RecoveryPointError):
+    """A recovery there would lose the fork choice (spec 0008 §8.6) to a key event of
+    higher rank: it would be revoked, so it is not signed."""
+
+    code = "recovery-outranked"

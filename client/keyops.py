@@ -49,10 +49,13 @@ __all__ = [
     "create_rotatable",
     "fresh_key",
     "fresh_recovery",
+    "fresh_recovery_at",
     "own_state",
     "parse_recovery_key",
     "prepare_rotatable",
     "recovery_file_text",
+    "recovery_key_did",
+    "recovery_list",
     "recovery_phrase",
     "sign_recovery",
     "sign_rotation",
@@ -104,7 +107,9 @@ def recovery_file_text(did: str, rk: RecoveryKey) -> str:
         "0 = highest) for the identity below.\n"
         "# Keep it OFFLINE (a USB stick in a drawer, a printout), never on the device you\n"
         "# post from: whoever holds it can take this identity back from anyone.\n"
-        "# Use: murmur id recover NAME --recovery-key THIS_FILE\n" + tomli_w.dumps(doc)
+        "# Use: murmur id recover NAME --recovery-key THIS_FILE (on a new machine too:\n"
+        "# it reads the did below and asks which of your events was your last).\n"
+        + tomli_w.dumps(doc)
     )
 
 
@@ -133,6 +138,18 @@ def parse_recovery_key(text: str, did: str) -> Identity:
         return Identity.from_seed(bytes.fromhex(seed_hex))
     except ValueError:
         raise BadRequestError("the recovery key is not hex; the value is not shown") from None
+
+
+def recovery_key_did(text: str) -> str | None:
+    """The did a recovery key file names (None for a phrase or an unreadable file);
+    reads nothing else of it, and never shows the secret."""
+    if _HEX_PHRASE.match(text.strip()):
+        return None
+    try:
+        did = tomllib.loads(text).get("did")
+    except tomllib.TOMLDecodeError:
+        return None
+    return did if isinstance(did, str) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,11 +357,31 @@ def fresh_recovery(
     #recover-prefix), to be shown (written, fsynced) *before* :func:`sign_recovery`
     commits to them: a recovery saved first and shown after could commit to keys
     nobody has if showing them failed."""
-    state = _recovery_position(store, name, recovery_key)
+    return fresh_recovery_at(_recovery_position(store, name, recovery_key), recovery_key)
+
+
+def fresh_recovery_at(state: KeyState, recovery_key: Identity) -> tuple[RecoveryKey, ...]:
+    """:func:`fresh_recovery` against a given key state (the state at the key event a
+    recovery replaces): fresh keys for ``recovery_key``'s position and those below."""
     position, count = state.recovery.index(recovery_key.public.raw), len(state.recovery)
     return tuple(
         RecoveryKey(position=p, count=count, key=fresh_key()) for p in range(position, count)
     )
+
+
+def recovery_list(
+    state: KeyState, recovery_key: Identity, new_recovery: tuple[RecoveryKey, ...] | None
+) -> dict[str, Any]:
+    """The ``recovery`` part of a ``recover`` body signed by ``recovery_key`` at
+    ``state``: none (the list stays) without ``new_recovery``, else the keys above the
+    signer's position unchanged and the new ones from it down (spec 0008
+    #recover-prefix)."""
+    if new_recovery is None:
+        return {}
+    position = state.recovery.index(recovery_key.public.raw)
+    if [r.position for r in new_recovery] != list(range(position, len(state.recovery))):
+        raise BadRequestError("the new recovery keys do not replace this key and those below")
+    return {"recovery": [*state.recovery[:position], *(r.key.public.raw for r in new_recovery)]}
 
 
 def sign_recovery(
@@ -366,16 +403,9 @@ def sign_recovery(
     Needs no passphrase of the old keys: ``passphrase`` seals the new S and N.
     """
     state = _recovery_position(store, name, recovery_key)
-    position = state.recovery.index(recovery_key.public.raw)
-    fresh: tuple[RecoveryKey, ...] = ()
-    extra: dict[str, Any] = {}
     if new_recovery is None and replace_recovery:
-        new_recovery = fresh_recovery(store, name, recovery_key=recovery_key)
-    if new_recovery is not None:
-        fresh = new_recovery
-        if [r.position for r in fresh] != list(range(position, len(state.recovery))):
-            raise BadRequestError("the new recovery keys do not replace this key and those below")
-        extra["recovery"] = [*state.recovery[:position], *(r.key.public.raw for r in fresh)]
+        new_recovery = fresh_recovery_at(state, recovery_key)
+    extra = recovery_list(state, recovery_key, new_recovery)
     event = _sign_key_event(
         store,
         name,
@@ -385,4 +415,4 @@ def sign_recovery(
         passphrase=passphrase,
         net=net,
     )
-    return event, fresh
+    return event, new_recovery or ()

@@ -182,6 +182,36 @@ class OwnChain:
             raise
         self.archive(genesis)
 
+    def adopt(self, key_events: list[Event], head: Event | None, recovery: Event) -> None:
+        """Start the outbox of a home that never held it, from a chain the nodes served
+        (spec 0007 #recover-elsewhere): ``key_events`` (genesis first, each the ``kev``
+        of the next, published), ``head`` the owner's chosen last event when it is not
+        the last key event (its link only), and ``recovery`` signed after it, saved
+        unpublished with its bytes. Exclusive, like :meth:`create`: an outbox already
+        here is never overwritten. The body checks of #revoked-delete are due."""
+        chain = [*key_events, *([] if head is None else [head])]
+        if not key_events or key_events[0].kind != "genesis" or head in key_events:
+            raise ValueError("an adopted outbox starts with the genesis; head is no key event")
+        for before, after in zip(chain, [*chain[1:], recovery], strict=True):
+            if after.author != self.did or after.seq <= before.seq:
+                raise ValueError("the adopted events are not one chain of this did")
+        if recovery.prev != chain[-1].id or recovery.kev != key_events[-1].id:
+            raise ValueError("the recovery does not follow the adopted chain")
+        entries = [OwnEvent.of(e, published=True) for e in chain]
+        entries.append(OwnEvent.of(recovery, published=False))
+        try:
+            self._write(entries, new=True, restore=RESTORE_PASSES)
+        except KeystoreError:
+            if self.path.exists():
+                raise KeystoreError(f"{self.path} exists already: not overwritten") from None
+            raise
+        self.archive(recovery)
+
+    def remove(self) -> None:
+        """Delete the outbox file (only to undo an :meth:`adopt` nothing else saw)."""
+        with translate_os_errors(f"remove {self.path}"):
+            self.path.unlink(missing_ok=True)
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold this outbox's lock file (``flock``, blocking): sign-and-record happens

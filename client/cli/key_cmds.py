@@ -5,9 +5,11 @@ pre-rotated next key N in a separate sealed file, and its recovery keys nowhere:
 are shown once, as files (``--recovery-out DIR``) or phrases on stderr, to be kept
 offline (spec 0007 #rotatable-keys). ``id rotate`` signs a rotation with N (after a
 lost or stolen S); ``id recover`` signs a recovery with a recovery key (after a stolen
-S *and* N). Each saves the signed event before sending it, and a retry re-sends the
-same bytes. ``id keys DID`` shows an author's key history, verified and resolved from
-every configured node.
+S *and* N); on a home that does not hold the identity (a new machine), ``id recover``
+rebuilds its chain from the nodes after the event the owner names
+(:mod:`client.cli.recover_elsewhere`, spec 0007 #recover-elsewhere). Each saves the
+signed event before sending it, and a retry re-sends the same bytes. ``id keys DID``
+shows an author's key history, verified and resolved from every configured node.
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ __all__ = [
     "cmd_recover",
     "cmd_rotate",
     "created_text",
+    "key_event_result",
     "new_rotatable",
     "register",
     "send_saved",
     "sent_text",
+    "write_recovery",
 ]
 
 OFFLINE_WARNING = (
@@ -119,7 +123,7 @@ def sent_text(results: list[PublishResult], event: Event) -> tuple[str, bool]:
     return "\n".join(lines), bool(stored)
 
 
-def _write_recovery(
+def write_recovery(
     ctx: Context, did: str, keys: tuple[RecoveryKey, ...], out: str | None
 ) -> list[str]:
     """Show each recovery key once: a 0600 file in ``out``, else a phrase on stderr."""
@@ -186,7 +190,7 @@ def new_rotatable(
     did = prepared.did
     # The recovery keys are shown (files written and fsynced) before anything commits
     # to them is stored: a failure or crash in between leaves no genesis to publish.
-    files = _write_recovery(ctx, did, prepared.recovery, recovery_out)
+    files = write_recovery(ctx, did, prepared.recovery, recovery_out)
     try:
         made = store_rotatable(store, name, prepared, passphrase=passphrase)
     except BaseException:
@@ -258,7 +262,7 @@ def _passphrase(ctx: Context, stored: StoredIdentity) -> str | None:
     return ask_passphrase(f"Passphrase for {stored.name}: ", file=ctx.passphrase_file)
 
 
-def _key_event_result(
+def key_event_result(
     session: Session,
     stored: StoredIdentity,
     event: Event,
@@ -291,22 +295,45 @@ def cmd_rotate(args: argparse.Namespace, ctx: Context) -> Result:
     apply_pending(session.keystore, stored.name)
     saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "rotate"]
     if saved:  # never sign twice with one next key (spec 0008 §8.7)
-        return _key_event_result(session, stored, saved[-1], "rotation", True, {})
+        return key_event_result(session, stored, saved[-1], "rotation", True, {})
     passphrase = _passphrase(ctx, stored)
     next_key = session.keystore.load_next(stored.name, passphrase=passphrase)
     event = sign_rotation(
         session.keystore, stored.name, next_key=next_key, passphrase=passphrase, net=session.net
     )
-    return _key_event_result(session, stored, event, "rotation", False, {})
+    return key_event_result(session, stored, event, "rotation", False, {})
+
+
+def _elsewhere(args: argparse.Namespace, session: Session) -> bool:
+    """Whether ``id recover`` rebuilds the chain from the nodes (spec 0007
+    #recover-elsewhere): NAME is not an identity of this home. ``--did``, ``--after``
+    and ``--[no-]encrypt`` belong to that case only: a home's own identity recovers
+    after its own outbox, sealed as it was."""
+    if not session.keystore.exists(Keystore.check_name(args.name)):
+        return True
+    options = (("--did", args.did), ("--after", args.after), ("--encrypt", args.encrypt))
+    given = [flag for flag, value in options if value is not None]
+    if given:
+        raise BadRequestError(
+            f"{args.name} is an identity of this home: its recovery follows its own outbox "
+            f"({', '.join(given)} go with a recovery on a home that does not hold it: use "
+            "another NAME there)"
+        )
+    return False
 
 
 def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
+    if _elsewhere(args, session):
+        # Imported here: that module builds on this one's helpers.
+        from client.cli.recover_elsewhere import cmd_recover_elsewhere
+
+        return cmd_recover_elsewhere(args, ctx, session)
     stored = _rotatable(session, args.name)
     apply_pending(session.keystore, stored.name)
     saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "recover"]
     if saved:
-        return _key_event_result(session, stored, saved[-1], "recovery", True, {})
+        return key_event_result(session, stored, saved[-1], "recovery", True, {})
     if args.recovery_key == STDIN and ctx.passphrase_file == STDIN:
         raise BadRequestError("--recovery-key - and --passphrase-file - cannot both read stdin")
     key = parse_recovery_key(read_secret(args.recovery_key, "recovery key"), stored.did)
@@ -322,7 +349,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
     )
     # New recovery keys are shown (written, fsynced) before the recovery that commits
     # to them is signed and saved: if they cannot be, nothing is signed.
-    files = _write_recovery(ctx, stored.did, fresh, args.recovery_out) if fresh else []
+    files = write_recovery(ctx, stored.did, fresh, args.recovery_out) if fresh else []
     try:
         event, _ = sign_recovery(
             session.keystore,
@@ -338,7 +365,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
                 Path(f).unlink(missing_ok=True)
         raise
     extra = {"recovery_files": files}
-    return _key_event_result(session, stored, event, "recovery", False, extra)
+    return key_event_result(session, stored, event, "recovery", False, extra)
 
 
 def _history_doc(history: KeyHistory) -> dict[str, Any]:
@@ -452,9 +479,14 @@ def register(ids_sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "signing and next keys, outranking any rotation (e.g. by a thief holding both). "
         "Needs only the recovery key and this home's outbox, not the old passphrase: "
         "the new keys are sealed with a new one (asked, $MURMUR_PASSPHRASE or "
-        "--passphrase-file).",
+        "--passphrase-file). On a new machine (NAME is not an identity of this home), "
+        "it needs only the recovery key and the did (--did, or the one the key file "
+        "names): it reads the identity's chain from every configured node, verified, "
+        "and you choose your last own event with --after (or at the prompt on a "
+        "terminal): everything after it, a thief's events, becomes revoked. NAME is "
+        "then created here with the new keys.",
     )
-    rec.add_argument("name", help="identity name")
+    rec.add_argument("name", help="identity name (on a new machine: the name to create)")
     rec.add_argument(
         "--recovery-key",
         required=True,
@@ -471,6 +503,26 @@ def register(ids_sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "--recovery-out",
         metavar="DIR",
         help="with --replace-recovery: write the new recovery keys there (mode 0600)",
+    )
+    rec.add_argument(
+        "--did",
+        metavar="DID",
+        help="new machine: the did:murmur to recover (default: the did the recovery key "
+        "file names; a phrase names none)",
+    )
+    rec.add_argument(
+        "--after",
+        metavar="ID",
+        help="new machine: your last own event (an id or its first hex digits, at least "
+        "4), which the recovery follows; required without a terminal. Run without it to "
+        "see the choices",
+    )
+    rec.add_argument(
+        "--encrypt",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="new machine: seal the new keys with a new passphrase (default), or "
+        "--no-encrypt to store them in plain hex (throwaway and dev keys)",
     )
     rec.set_defaults(handler=cmd_recover)
 
