@@ -19,6 +19,7 @@ from client.reader import MAX_FEED_PAGES, PAGE, Reader, ReadReport, latest_by_se
 from protocol import kinds
 from protocol.errors import NotFoundError
 from protocol.events import Event
+from protocol.facets import mentioned_dids
 
 __all__ = [
     "View",
@@ -97,7 +98,10 @@ def _newest_first(events: Iterable[Event]) -> list[Event]:
 
 async def _finish(reader: Reader, items: list[Event], *extra_dids: str) -> View:
     related = await resolve(reader, items)
-    dids = {e.author for e in items} | {e.author for e in related.values()} | set(extra_dids)
+    shown = [*items, *related.values()]
+    dids = {e.author for e in shown} | set(extra_dids)
+    # Mentioned people too, so a mention can show their name (spec 0007 #facets).
+    dids |= {d for e in shown if e.kind == kinds.POST and e.body for d in mentioned_dids(e.body)}
     profiles = await profiles_of(reader, dids)
     return View(items=items, report=reader.report, related=related, profiles=profiles)
 
