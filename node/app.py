@@ -16,6 +16,7 @@ import httpx
 from aiohttp import web
 
 from node.api import events, federation, live, meta, views
+from node.api.search import search
 from node.config import NodeConfig
 from node.federation.manager import Federation
 from node.ingest import Verifier
@@ -56,6 +57,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/threads/{id}", views.thread)
     r.add_get("/v1/labels", views.labels)
     r.add_get("/v1/profiles", views.profiles)
+    r.add_get("/v1/search", search)
     r.add_get("/v1/stream", live.stream)
     r.add_post("/v1/sync", federation.sync)
     r.add_get("/v1/peers", federation.list_peers)

@@ -28,6 +28,8 @@ __all__ = [
     "LabelRow",
     "PeerRecord",
     "ProfileRow",
+    "SearchPage",
+    "SearchQuery",
     "Store",
     "StoredEvent",
     "WriteResult",
@@ -105,6 +107,28 @@ class FeedQuery:
     #: Exclusive upper bound ``(ts, cursor)``; None starts at the newest event.
     before: tuple[int, int] | None
     limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchQuery:
+    """Post search (spec 0004 #search): posts containing every word of ``words``
+    (from :func:`node.search_terms.query_words`), or tagged ``tag`` (normalized by
+    :func:`node.search_terms.query_tag`); exactly one of the two is set."""
+
+    words: tuple[str, ...] = ()
+    tag: str | None = None
+    #: Exclusive bound: the ``next`` of the previous page; None starts at the newest.
+    before: int | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchPage:
+    """Matching posts, newest first by ``ts``; ``next`` is the ``before`` of the next
+    page (None when this one is the last)."""
+
+    events: list[StoredEvent]
+    next: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +226,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def profiles(self, query: str, *, limit: int) -> list[ProfileRow]:
         """Latest profile per author whose name contains ``query`` (case-insensitive)."""
+
+    @abc.abstractmethod
+    async def search(self, query: SearchQuery) -> SearchPage:
+        """Canonical, undeleted posts held with their body that match ``query``
+        (spec 0004 #search), newest first by ``ts``."""
 
     @abc.abstractmethod
     async def events_after(

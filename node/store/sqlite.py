@@ -27,12 +27,15 @@ from node.store.base import (
     LabelRow,
     PeerRecord,
     ProfileRow,
+    SearchPage,
+    SearchQuery,
     Store,
     StoredEvent,
     WriteResult,
 )
 from node.store.migrations import migrate
 from node.store.sqlite_keys import key_path
+from node.store.sqlite_search import search_keys, tag_keys
 from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
@@ -396,6 +399,27 @@ class SqliteStore(Store):
                 ProfileRow(author=r[0], name=r[1], bio=r[2], event=_row(r[3:]))
                 for r in c.execute(sql, args).fetchall()
             ]
+
+        return await self._read(q)
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        def q(c: sqlite3.Connection) -> SearchPage:
+            c.execute("BEGIN")  # the keys and the events they name agree
+            try:
+                if query.tag is not None:
+                    keys = tag_keys(c, query.tag, query.before, query.limit)
+                else:
+                    keys = search_keys(c, query.words, query.before, query.limit)
+                rows = c.execute(
+                    f"SELECT search_key, {_COLS} FROM events "  # noqa: S608 - constant SQL + placeholders
+                    f"WHERE search_key IN ({_in(keys)})",
+                    keys,
+                ).fetchall()
+            finally:
+                c.execute("COMMIT")
+            rows.sort(key=lambda r: -int(r[0]))
+            nxt = keys[-1] if len(keys) == query.limit else None
+            return SearchPage(events=[_row(r[1:]) for r in rows], next=nxt)
 
         return await self._read(q)
 

@@ -220,7 +220,8 @@ async def test_openapi_served_verbatim_and_matches_specs(node: Node) -> None:
     routes = {
         "/v1/events", "/v1/events/{id}", "/v1/authors/{did}/events", "/v1/authors/{did}/head",
         "/v1/authors/{did}/keys", "/v1/keys",
-        "/v1/feed", "/v1/threads/{id}", "/v1/labels", "/v1/profiles", "/v1/stream",
+        "/v1/feed", "/v1/threads/{id}", "/v1/labels", "/v1/profiles", "/v1/search",
+        "/v1/stream",
         "/v1/info", "/health", "/metrics", "/openapi.json", "/v1/sync", "/v1/peers",
     }
     assert set(doc["paths"]) == routes
