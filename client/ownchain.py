@@ -44,6 +44,7 @@ import binascii
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,9 +209,11 @@ class OwnChain:
         self.archive(recovery)
 
     def remove(self) -> None:
-        """Delete the outbox file (only to undo an :meth:`adopt` nothing else saw)."""
+        """Delete the outbox and its archive (only to undo an :meth:`adopt` that no
+        identity uses yet)."""
         with translate_os_errors(f"remove {self.path}"):
             self.path.unlink(missing_ok=True)
+            shutil.rmtree(self.archive_dir, ignore_errors=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

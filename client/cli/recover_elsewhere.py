@@ -85,11 +85,12 @@ def _usage(args: argparse.Namespace, did: str) -> str:
     return f"murmur id recover {args.name} --did {did} --recovery-key {key}"
 
 
-def _ask(ctx: Context, chain: NodeChain, key: Identity, usage: str) -> str:
-    """The owner's choice: typed on a terminal, else ``recovery-point-required``."""
+def _ask(ctx: Context, chain: NodeChain, key: Identity, usage: str, *, stdin_used: bool) -> str:
+    """The owner's choice: typed on a terminal, else ``recovery-point-required`` (also
+    when the recovery key came from standard input: it is not a prompt any more)."""
     listing = candidates_text(chain, key, usage)
     choices = [point_doc(p, key) for p in points(chain)]
-    if not sys.stdin.isatty():
+    if stdin_used or not sys.stdin.isatty():
         raise RecoveryPointRequiredError(
             "choose the event your recovery follows with --after: the client cannot tell "
             "your events from a thief's, and never attaches at a node's head.\n" + listing,
@@ -148,7 +149,9 @@ def cmd_recover_elsewhere(args: argparse.Namespace, ctx: Context, session: Sessi
                     f"{len(chain.valid)} valid key event(s) the nodes served (the key is not "
                     "shown); nothing was signed"
                 )
-            after = args.after if args.after is not None else _ask(ctx, chain, key, usage)
+            after = args.after
+            if after is None:
+                after = _ask(ctx, chain, key, usage, stdin_used=args.recovery_key == STDIN)
             wanted = after.strip().lower()
             if len(wanted) == 64 and not any(e.id_hex == wanted for e in chain.events.values()):
                 try:

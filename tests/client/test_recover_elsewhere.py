@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +31,7 @@ from client.keystore import Keystore
 from client.ownchain import OwnChain
 from client.reader import Reader
 from client.views import author_view
+from protocol.encoding import encode
 from protocol.events import Event, decode_event, sign_event_v2, sign_genesis
 from protocol.identity import Identity, next_key_commitment
 from protocol.keystate import Status
@@ -318,3 +320,66 @@ def test_did_and_after_are_refused_for_an_identity_of_this_home(
     )  # fmt: skip
     assert code == 1 and error(out)["error"] == "keystore-error"
     assert "as alice" in error(out)["message"]
+
+
+def test_new_recovery_keys_are_shown_first_and_a_failed_save_leaves_nothing(
+    tmp_path: Path, fake: Net, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#recover-elsewhere, #recovery-shown-first: with --replace-recovery the new key is
+    written before anything commits to it; when the identity cannot be created (the
+    commit point) the outbox and the new key files go again, and a second run works."""
+    a, ev = stolen(fake)
+    rfile = key_file(tmp_path, a.did, a.k("R0"))
+    home, out_dir = tmp_path / "new", tmp_path / "offline-new"
+    argv = (
+        "id", "recover", "alice", "--recovery-key", str(rfile), "--after", ev["p2"].id_hex,
+        "--replace-recovery", "--recovery-out", str(out_dir), "--no-encrypt", "--json",
+    )  # fmt: skip
+    seen: list[list[Path]] = []
+    real = Keystore.create_rotatable
+
+    def fail(self: Keystore, name: str, **kw: Any) -> Any:
+        seen.append(sorted(out_dir.iterdir()))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Keystore, "create_rotatable", fail)
+    code, out, err = cli(capsys, home, *argv)
+    assert code != 0 and len(seen) == 1 and len(seen[0]) == 1  # written, then the save
+    assert nothing_stored(home, a.did) and list(out_dir.iterdir()) == []
+    assert not OwnChain(home, a.did).archive_dir.exists()
+    assert len(fake.nodes["http://a.test"].wires) == 3  # nothing sent
+
+    monkeypatch.setattr(Keystore, "create_rotatable", real)
+    code, out, err = cli(capsys, home, *argv)
+    assert code == 0, err
+    doc = json.loads(out)
+    (new_file,) = doc["recovery_files"]
+    new_key = tomllib.loads(Path(new_file).read_text())
+    assert new_key["did"] == a.did and new_key["position"] == 0
+    recovery = decode_event(
+        fake.nodes["http://a.test"].wires[bytes.fromhex(doc["id"])], allow_v2=True
+    )
+    assert (recovery.body or {})["recovery"] == [bytes.fromhex(new_key["public"])]
+
+
+def test_a_body_one_node_lost_to_the_thiefs_delete_is_given_back_from_another_nodes_copy(
+    tmp_path: Path, fake: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#recover-elsewhere, 0008 #revoked-delete: the new home has no copies of its own;
+    it keeps the nodes' full copies of the chain it endorses, and after the recovery
+    gives node b back the body of p1, which b dropped for the thief's delete."""
+    a, ev = stolen(fake)
+    t_del = a.sign("T1", "delete", {"target": ev["p1"].id}, after=ev["t2"], kev=ev["T"])
+    b = fake.nodes["http://b.test"]
+    b.add(t_del)
+    b.serve(encode([ev["p1"].header_bytes, ev["p1"].sig, None]))  # the body dropped
+    rfile = key_file(tmp_path, a.did, a.k("R0"))
+    code, out, err = cli(
+        capsys, tmp_path / "new", "id", "recover", "alice", "--recovery-key", str(rfile),
+        "--after", ev["p2"].id_hex, "--no-encrypt", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert t_del.id_hex in doc["revokes"]
+    assert doc["restored"] == {"http://a.test": 0, "http://b.test": 1}
+    assert b.wires[ev["p1"].id] == ev["p1"].wire
