@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import httpx
 from aiohttp import web
 
-from node.api import events, federation, live, meta, views
+from node.api import events, federation, live, meta, social, views
 from node.api.search import search
 from node.config import NodeConfig
 from node.federation.manager import Federation
@@ -58,6 +58,10 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/labels", views.labels)
     r.add_get("/v1/profiles", views.profiles)
     r.add_get("/v1/search", search)
+    r.add_get("/v1/notifications", social.notifications)
+    r.add_get("/v1/followers/{did}", social.followers)
+    r.add_get("/v1/events/{id}/reactions", social.reactions)
+    r.add_post("/v1/counts", social.counts)
     r.add_get("/v1/stream", live.stream)
     r.add_post("/v1/sync", federation.sync)
     r.add_get("/v1/peers", federation.list_peers)

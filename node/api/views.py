@@ -24,6 +24,7 @@ from node.api.params import (
     parse_pair_cursor,
 )
 from node.api.render import event_json, respond, wants_msgpack
+from node.api.social import stats_json
 from node.limits import read_json
 from node.state import CONFIG, STORE
 from node.store.base import FeedQuery
@@ -166,13 +167,16 @@ async def profiles(request: web.Request) -> web.Response:
     if len(q.encode("utf-8")) > MAX_NAME_BYTES:
         raise BadRequestError(f"q is longer than {MAX_NAME_BYTES} bytes")
     limit = limit_param(request, 20, config.limits.max_page)
-    rows = await request.app[STORE].profiles(q, limit=limit)
+    store = request.app[STORE]
+    rows = await store.profiles(q, limit=limit)
+    stats = await store.author_stats([r.author for r in rows])
     doc = {
         "profiles": [
             {
                 "author": r.author,
                 "name": r.name,
                 "bio": r.bio,
+                "stats": stats_json(stats[r.author]),
                 "event": event_json(r.event, net=config.network, binary=binary),
             }
             for r in rows

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from protocol.encoding import encode_bins
 from protocol.errors import ProtocolError
@@ -21,13 +21,18 @@ from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = [
+    "AuthorStats",
     "ChainRow",
     "Counts",
+    "EventCounts",
     "FeedQuery",
     "KeyHistory",
     "LabelRow",
+    "NOTIFICATION_REASONS",
+    "Notification",
     "PeerRecord",
     "ProfileRow",
+    "REACTION_KINDS",
     "SearchPage",
     "SearchQuery",
     "Store",
@@ -177,6 +182,46 @@ class Counts:
     cursor: int
 
 
+#: Notification reasons, strongest first: an event notifies each recipient once, with
+#: the first of these that applies (spec 0004 #notification-reasons).
+NOTIFICATION_REASONS: Final = ("reply", "quote", "mention", "like", "repost", "follow")
+#: What is counted and listed per event (spec 0004 #counts, #reactions).
+REACTION_KINDS: Final = ("like", "repost", "reply", "quote")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """A counting event that notifies a recipient, and why (spec 0004 #notifications)."""
+
+    reason: str
+    event: StoredEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventCounts:
+    """What this node holds referencing one event (spec 0004 #counts)."""
+
+    likes: int = 0
+    reposts: int = 0
+    replies: int = 0
+    quotes: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorStats:
+    """Follow counts and first-seen facts of one author (spec 0004 #author-stats).
+
+    ``first_ts`` is the smallest ``ts`` of the author's held events (signed, but the
+    author chooses it); ``first_seen_ms`` when this node stored its first event of the
+    author (the node's clock: not the author's to choose, but node-local)."""
+
+    author: str
+    followers: int
+    following: int
+    first_ts: int | None
+    first_seen_ms: int | None
+
+
 class Store(abc.ABC):
     """Durable event storage. All methods are coroutines; implementations must not
     block the event loop."""
@@ -294,3 +339,38 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def check(self) -> None:
         """Raise if the store cannot serve (used by ``/health``)."""
+
+    # -- social indexes (spec 0004 #social) --------------------------------------------
+
+    @abc.abstractmethod
+    async def notifications(
+        self,
+        recipient: str,
+        *,
+        reasons: Sequence[str],
+        before: tuple[int, int] | None,
+        limit: int,
+    ) -> list[Notification]:
+        """Counting events that notify ``recipient`` for one of ``reasons``, newest
+        first by ``(ts, cursor)`` below ``before``."""
+
+    @abc.abstractmethod
+    async def followers(
+        self, subject: str, *, before: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """The follow events of ``subject``'s current followers, newest first."""
+
+    @abc.abstractmethod
+    async def reactions(
+        self, target: bytes, kind: str, *, before: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """Counting events of ``kind`` (like, repost, reply, quote) referencing
+        ``target``, newest first."""
+
+    @abc.abstractmethod
+    async def event_counts(self, ids: Sequence[bytes]) -> dict[bytes, EventCounts]:
+        """The counts of each of ``ids`` (every id present, zeros when unreferenced)."""
+
+    @abc.abstractmethod
+    async def author_stats(self, authors: Sequence[str]) -> dict[str, AuthorStats]:
+        """Follow counts and first-seen facts of each of ``authors`` (every one present)."""

@@ -19,12 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from node.store import sqlite_social_read as social
 from node.store.base import (
+    AuthorStats,
     ChainRow,
     Counts,
+    EventCounts,
     FeedQuery,
     KeyHistory,
     LabelRow,
+    Notification,
     PeerRecord,
     ProfileRow,
     SearchPage,
@@ -559,3 +563,39 @@ class SqliteStore(Store):
 
     async def delete_peer(self, url: str) -> None:
         await self._write(lambda c: c.execute("DELETE FROM peers WHERE url = ?", (url,)))
+
+    # -- social indexes (node/store/sqlite_social_read.py) ----------------------------
+
+    async def notifications(
+        self,
+        recipient: str,
+        *,
+        reasons: Sequence[str],
+        before: tuple[int, int] | None,
+        limit: int,
+    ) -> list[Notification]:
+        return await self._read(
+            lambda c: social.notifications_page(
+                c, _COLS, _row, recipient, reasons, before, limit
+            )
+        )
+
+    async def followers(
+        self, subject: str, *, before: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        return await self._read(
+            lambda c: social.followers_page(c, _COLS, _row, subject, before, limit)
+        )
+
+    async def reactions(
+        self, target: bytes, kind: str, *, before: tuple[int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        return await self._read(
+            lambda c: social.reactions_page(c, _COLS, _row, target, kind, before, limit)
+        )
+
+    async def event_counts(self, ids: Sequence[bytes]) -> dict[bytes, EventCounts]:
+        return await self._read(lambda c: social.event_counts(c, ids))
+
+    async def author_stats(self, authors: Sequence[str]) -> dict[str, AuthorStats]:
+        return await self._read(lambda c: social.author_stats(c, authors))

@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any, Final, TypeGuard
 
+from node.store.base import NOTIFICATION_REASONS, REACTION_KINDS
 from protocol import kinds
 from protocol.encoding import decode
 from protocol.errors import InvalidDidError
@@ -34,7 +35,6 @@ from protocol.identity import did_method
 __all__ = [
     "COUNT_KINDS",
     "MAX_MENTIONS",
-    "REASONS",
     "SOCIAL_KINDS",
     "add_social",
     "backfill_social",
@@ -47,13 +47,10 @@ SOCIAL_KINDS: Final = frozenset(
     {kinds.POST, kinds.LIKE, kinds.REPOST, kinds.FOLLOW, kinds.UNFOLLOW}
 )
 #: Reference kinds that are counted and listed per target (#counts, #reactions).
-COUNT_KINDS: Final = ("like", "repost", "reply", "quote")
+COUNT_KINDS: Final = REACTION_KINDS
 #: Counted once per author and target (spec 0003 §3.5; a repost likewise).
 _ONCE_PER_AUTHOR: Final = frozenset({"like", "repost"})
-#: Notification reasons, strongest first: an event notifies each recipient once, with
-#: the first reason that applies (spec 0004 #notification-reasons).
-REASONS: Final = ("reply", "quote", "mention", "like", "repost", "follow")
-_RANK: Final = {reason: i for i, reason in enumerate(REASONS)}
+_RANK: Final = {reason: i for i, reason in enumerate(NOTIFICATION_REASONS)}
 #: The reason a reference notifies the target's author with.
 _REASON_OF: Final = {
     "reply": "reply", "root": "reply", "quote": "quote", "like": "like", "repost": "repost",

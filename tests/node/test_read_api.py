@@ -223,6 +223,7 @@ async def test_openapi_served_verbatim_and_matches_specs(node: Node) -> None:
         "/v1/feed", "/v1/threads/{id}", "/v1/labels", "/v1/profiles", "/v1/search",
         "/v1/stream",
         "/v1/info", "/health", "/metrics", "/openapi.json", "/v1/sync", "/v1/peers",
+        "/v1/notifications", "/v1/followers/{did}", "/v1/events/{id}/reactions", "/v1/counts",
     }
     assert set(doc["paths"]) == routes
     served = {
