@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,29 @@ def test_reconcile_benchmark_runs(tmp_path: Path) -> None:
         assert conv["converge_s"] > 0
         assert conv["node_sync"]["fetched"] == conv["node_sync"]["need"] == 10
         assert conv["node_sync"]["offered"] == conv["node_sync"]["have"] == 10
+
+
+@pytest.mark.e2e
+def test_social_benchmark_runs(tmp_path: Path) -> None:
+    """Every social query type is timed, the flooded reader's on a copy (spec 0004
+    #social-bounds): the corpus keeps its events."""
+    from bench import social
+    from bench.corpus import cached_corpus
+
+    out = tmp_path / "social.json"
+    cache = tmp_path / "cache"
+    argv = ["--events", "600", "--authors", "30", "--repeat", "3", "--flood", "60"]
+    assert social.main([*argv, "--cache", str(cache), "--out", str(out)]) == 0
+    doc = _doc(out, "social")
+    assert set(doc["queries"]) == set(social.QUERIES)
+    assert all(q["p95_ms"] >= q["p50_ms"] > 0 for q in doc["queries"].values())
+    assert doc["queries"]["counts"]["items_mean"] == 50
+    assert doc["queries"]["notifications-flooded"]["items_mean"] > 0
+    assert isinstance(doc["target_met"], bool)
+    corpus = cached_corpus(600, 30, cache)
+    assert corpus is not None
+    conn = sqlite3.connect(corpus.data_dir / "murmur.sqlite3")
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 600
+    finally:
+        conn.close()
