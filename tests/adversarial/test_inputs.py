@@ -980,6 +980,45 @@ def _read_cases() -> list[ReadCase]:
     add(thread, "not-found")
     add("/v1/nothing", "not-found")
     add("/v1/events/" + _ID + "/x", "not-found")
+    cases += _social_cases()
+    return cases
+
+
+def _social_cases() -> list[ReadCase]:
+    """The social reads (spec 0004 #social): notifications, followers, reactions."""
+    cases: list[ReadCase] = []
+
+    def add(path: str, code: str, **params: str) -> None:
+        cases.append(ReadCase(path, params, code))
+
+    notes, followers = "/v1/notifications", f"/v1/followers/{_DID}"
+    reactions = f"/v1/events/{_ID}/reactions"
+    for value in BAD_INTS:
+        add(notes, "bad-request", did=_DID, limit=value)
+        add(followers, "bad-request", limit=value)
+        add(reactions, "bad-request", kind="like", limit=value)
+    for did in BAD_DIDS:
+        add(notes, "invalid-did", did=did)
+        add(f"/v1/followers/{did}", "invalid-did")
+    for eid in BAD_IDS:
+        if eid:
+            add(f"/v1/events/{eid}/reactions", "bad-request", kind="like")
+    for cursor in BAD_CURSORS:
+        add(notes, "bad-request", did=_DID, before=cursor)
+        add(followers, "bad-request", before=cursor)
+        add(reactions, "bad-request", kind="like", before=cursor)
+    for kinds in ("a" * 65, ",".join(f"k{i}" for i in range(33)), ",,,", "é" * 33, "likes",
+                  "like,follow,x"):
+        add(notes, "bad-request", did=_DID, kinds=kinds)
+    for kind in ("", "likes", "follow", "LIKE", "\U0001F600"):
+        add(reactions, "bad-request", kind=kind)
+    add(reactions, "bad-request")  # kind missing
+    add(notes, "bad-request")  # did missing
+    add(notes, "bad-request", did="")
+    for fmt in BAD_FORMATS:
+        add(notes, "bad-request", did=_DID, format=fmt)
+        add(followers, "bad-request", format=fmt)
+        add(reactions, "bad-request", kind="like", format=fmt)
     return cases
 
 
