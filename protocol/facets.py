@@ -56,6 +56,18 @@ FACET_VALUE_KEYS: Final[Mapping[str, str]] = {MENTION: "did", LINK: "uri", TAG: 
 #: one character; no C0 or C1 control, space or DEL anywhere (RFC 3986 has no raw
 #: whitespace or control in a URI). One character class, so matching is linear.
 _URI_RE = re.compile(r"https?://[^\x00-\x20\x7f-\x9f]+")
+#: The same rule for an ASCII URI, as bytes to delete: ``bytes.translate`` is a C loop,
+#: several times faster than the regular expression over a 2 KiB URI.
+_NOT_IN_ASCII_URI = bytes(range(0x21)) + b"\x7f"
+
+
+def _uri_ok(uri: str) -> bool:
+    """``uri`` matches :data:`_URI_RE` (the ASCII common case without it)."""
+    if not uri.isascii():
+        return _URI_RE.fullmatch(uri) is not None
+    data = uri.encode("ascii")
+    scheme = 8 if data.startswith(b"https://") else 7 if data.startswith(b"http://") else 0
+    return 0 < scheme < len(data) and len(data.translate(None, _NOT_IN_ASCII_URI)) == len(data)
 
 
 def _value_problem(kind: str, value: object) -> str | None:
@@ -72,7 +84,7 @@ def _value_problem(kind: str, value: object) -> str | None:
     if kind == LINK:
         if size > MAX_URI_BYTES:
             return f"is longer than {MAX_URI_BYTES} bytes"
-        if _URI_RE.fullmatch(value) is None:
+        if not _uri_ok(value):
             return "must be an http:// or https:// URI without spaces or control characters"
         return None
     if not 0 < size <= MAX_TAG_BYTES:

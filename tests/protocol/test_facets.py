@@ -153,3 +153,21 @@ def test_facet_checks_its_value_on_construction_and_maps_back() -> None:
     ):
         with pytest.raises(BadFieldError):
             Facet(**kw)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.builds(
+            lambda scheme, rest: scheme + rest,
+            st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "https:/", ""]),
+            st.text(alphabet=st.characters(max_codepoint=0xA0), max_size=20),
+        ),
+    )
+)
+def test_the_ascii_fast_path_of_the_uri_check_agrees_with_the_rule(uri: str) -> None:
+    """The link rule of spec 0003 #facets is one regular expression; the byte fast path
+    for ASCII URIs must give the same answer on every string."""
+    from protocol.facets import _URI_RE, _uri_ok
+
+    assert _uri_ok(uri) == (_URI_RE.fullmatch(uri) is not None)
