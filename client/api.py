@@ -30,6 +30,7 @@ from protocol.errors import RemoteError
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_KEYS_AUTHORS",
+    "MAX_KEY_PAGES",
     "IngestResult",
     "KeysBatch",
     "NodeClient",
@@ -45,9 +46,15 @@ MAX_RESPONSE_BYTES = 48 * 1024 * 1024
 _MSGPACK = "application/msgpack"
 #: Feeds of more authors than this are asked for with POST /v1/feed (a JSON body).
 _FEED_GET_AUTHORS = 20
-#: Most dids in one ``POST /v1/keys`` (spec 0004 #keys-batch: the default
-#: ``max_feed_authors``).
+#: Most dids in one ``POST /v1/keys`` when the node does not say (spec 0004
+#: #keys-batch: the default ``max_feed_authors``); a node's ``/v1/info`` limit wins.
 MAX_KEYS_AUTHORS = 500
+#: Pages of ``GET /v1/authors/{did}/keys`` read per author per read (spec 0004
+#: #author-keys: at most 1000 key events a page).
+MAX_KEY_PAGES = 50
+#: Most dids a 64 KiB ``POST /v1/keys`` body holds (66 bytes a quoted did:murmur),
+#: whatever larger ``max_feed_authors`` a node advertises.
+_KEYS_BODY_AUTHORS = 990
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +114,8 @@ class NodeClient:
         self.url = url.rstrip("/")
         self._http = http
         self.timeout = timeout
+        #: The node's ``max_feed_authors`` from ``/v1/info``, once read.
+        self._max_authors: int | None = None
 
     def __repr__(self) -> str:
         return f"NodeClient({self.url!r})"
@@ -246,23 +255,54 @@ class NodeClient:
                 return None
             raise
 
-    async def author_keys(self, did: str) -> list[WireItem]:
-        """``GET /v1/authors/{did}/keys`` (spec 0008 #nodes): every key event of ``did``
-        the node holds, as wire items from its ``events`` list. The node's canonical
-        path and disputes are a hint the client recomputes, so they are not read. A
-        node that holds nothing of ``did`` (404) serves no key event.
+    async def author_keys(self, did: str, *, max_pages: int = MAX_KEY_PAGES) -> list[WireItem]:
+        """``GET /v1/authors/{did}/keys`` (spec 0004 #author-keys): every key event of
+        ``did`` the node holds, as wire items from the ``events`` of each page,
+        following ``next`` (at most ``max_pages`` pages). The node's canonical path and
+        disputes are a hint the client recomputes, so they are not read. A node that
+        holds nothing of ``did`` (404) serves no key event.
         """
+        items: list[WireItem] = []
+        after: str | None = None
+        for _ in range(max_pages):
+            params: list[tuple[str, str | int]] = [] if after is None else [("after", after)]
+            try:
+                doc = await self._get_json(f"/v1/authors/{did}/keys", params)
+            except RemoteError as exc:
+                if exc.status == 404 and after is None:
+                    return []
+                raise
+            items += _items(doc, "events", self.url)
+            nxt = doc.get("next")
+            if nxt is None:
+                return items
+            if not isinstance(nxt, str) or not nxt or nxt == after:
+                raise BadResponseError(f"{self.url}: bad /keys next {nxt!r}", url=self.url)
+            after = nxt
+        log.warning("key history truncated url=%s author=%s pages=%d", self.url, did, max_pages)
+        return items
+
+    async def max_authors(self) -> int:
+        """The node's ``max_feed_authors`` (``/v1/info`` limits), read once per client
+        (at most what a ``POST /v1/keys`` body holds); :data:`MAX_KEYS_AUTHORS`, the
+        spec default, when the node does not say. A node that cannot be reached now
+        raises, and is asked again next time."""
+        if self._max_authors is not None:
+            return self._max_authors
         try:
-            doc = await self._get_json(f"/v1/authors/{did}/keys")
-        except RemoteError as exc:
-            if exc.status == 404:
-                return []
-            raise
-        return _items(doc, "events", self.url)
+            limits = (await self.info()).get("limits")
+        except (RemoteError, BadResponseError):
+            limits = None  # an older or stripped-down node: the spec default
+        value = limits.get("max_feed_authors") if isinstance(limits, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            self._max_authors = min(value, _KEYS_BODY_AUTHORS)
+        else:
+            self._max_authors = MAX_KEYS_AUTHORS
+        return self._max_authors
 
     async def keys_batch(self, dids: Sequence[str]) -> KeysBatch | None:
-        """``POST /v1/keys`` (spec 0004 #keys-batch) for at most
-        :data:`MAX_KEYS_AUTHORS` dids; None from a node without the endpoint (404 or
+        """``POST /v1/keys`` (spec 0004 #keys-batch) for at most :meth:`max_authors`
+        dids; None from a node without the endpoint (404 or
         405: an older node), which is then asked with :meth:`author_keys`. Groups for
         dids that were not asked are ignored; the reader checks every event's author.
         """

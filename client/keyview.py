@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from client.api import MAX_KEYS_AUTHORS
 from protocol.errors import ProtocolError
 from protocol.events import Event
 from protocol.identity import did_method
@@ -185,11 +184,13 @@ class KeyTracker:
             served[did][node.url] = ids
 
         async def one(node: NodeClient) -> None:
-            # One POST /v1/keys per MAX_KEYS_AUTHORS dids (spec 0004 #keys-batch); the
-            # single-author GET for what it deferred, or for all on an older node.
+            # One POST /v1/keys per as many dids as the node takes (its /v1/info
+            # max_feed_authors, spec 0004 #keys-batch); the single-author GET, paged,
+            # for what it deferred, or for all on an older node.
             single: list[str] = []
-            for at in range(0, len(dids), MAX_KEYS_AUTHORS):
-                chunk = dids[at : at + MAX_KEYS_AUTHORS]
+            size = await node.max_authors() if len(dids) > 1 else 1
+            for at in range(0, len(dids), size):
+                chunk = dids[at : at + size]
                 batch = await node.keys_batch(chunk)
                 if batch is None:
                     single = dids

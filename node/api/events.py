@@ -16,8 +16,10 @@ from node.api.params import (
     event_id_param,
     int_param,
     json_list,
+    key_cursor,
     limit_param,
     list_param,
+    parse_key_cursor,
 )
 from node.api.render import event_json, respond, wants_msgpack
 from node.ingest import ingest_batch, parse_batch
@@ -45,6 +47,9 @@ MAX_KEYS_BODY = 64 * 1024
 #: Most key events in one ``POST /v1/keys`` answer (spec 0004 #keys-batch): authors
 #: past it are listed in ``deferred`` for the single-author form.
 MAX_KEYS_BATCH_EVENTS = 2000
+#: Most key events in one ``GET /v1/authors/{did}/keys`` page (spec 0004
+#: #author-keys): an author with more is read page by page, following ``next``.
+MAX_KEYS_PAGE = 1000
 _KEYS_BODY = '{"authors": [did]}'
 
 
@@ -165,26 +170,34 @@ async def author_head(request: web.Request) -> web.Response:
 
 
 def _keys_doc(history: KeyHistory, *, net: str, binary: bool) -> dict[str, Any]:
-    """One author's ``/keys`` answer: its held key events, path and dispute."""
+    """One author's ``/keys`` answer (or page): its key events, path and dispute."""
     disputed = None
-    if history.contenders:
-        point = history.path[-1].hex() if history.path else None
+    if history.disputed:
+        point = None if history.point is None else history.point.hex()
         disputed = {"point": point, "contenders": [c.hex() for c in history.contenders]}
+    nxt = None
+    if history.more and history.events:
+        last = history.events[-1]
+        nxt = key_cursor(last.seq, last.id)
     return {
         "author": history.author,
         "events": [event_json(r, net=net, binary=binary) for r in history.events],
         "path": [k.hex() for k in history.path],
         "disputed": disputed,
+        "next": nxt,
     }
 
 
 async def author_keys(request: web.Request) -> web.Response:
-    """``GET /v1/authors/{did}/keys``: every held key event of a ``did:murmur`` author,
-    on every branch, and the fork choice this node computed (spec 0008 #nodes)."""
+    """``GET /v1/authors/{did}/keys?after=&limit=``: the held key events of a
+    ``did:murmur`` author, on every branch, by ``(seq, id)``, a bounded page at a time
+    (``next``), with the fork choice this node computed (spec 0004 #author-keys)."""
     author = did_param(request.match_info["did"])
     config = request.app[CONFIG]
     binary = wants_msgpack(request)
-    history = await request.app[STORE].key_history(author)
+    after = parse_key_cursor(request.query.get("after"), "after")
+    limit = limit_param(request, MAX_KEYS_PAGE, MAX_KEYS_PAGE)
+    history = await request.app[STORE].key_history(author, after=after, limit=limit)
     if history is None:
         raise NotFoundError(f"no key events of {author} on this node")
     return respond(request, _keys_doc(history, net=config.network, binary=binary), binary=binary)
@@ -211,17 +224,13 @@ async def keys_batch(request: web.Request) -> web.Response:
         raise BadRequestError(f"keys body is {_KEYS_BODY}, no other keys")
     authors = did_list(json_list(doc, "authors", max_items=config.limits.max_feed_authors))
     assert authors is not None  # noqa: S101 - the key is present
-    histories = await request.app[STORE].key_histories(authors)
-    keys: list[dict[str, Any]] = []
-    deferred: list[str] = []
-    budget = MAX_KEYS_BATCH_EVENTS
-    for author in authors:
-        history = histories.get(author)
-        if history is None:
-            continue
-        if len(history.events) > budget:
-            deferred.append(author)
-            continue
-        budget -= len(history.events)
-        keys.append(_keys_doc(history, net=config.network, binary=binary))
+    # Bounded in the store: a history that does not fit is never read in full.
+    histories, deferred = await request.app[STORE].key_histories(
+        authors, max_events=MAX_KEYS_BATCH_EVENTS
+    )
+    keys = [
+        _keys_doc(histories[a], net=config.network, binary=binary)
+        for a in authors
+        if a in histories
+    ]
     return respond(request, {"keys": keys, "deferred": deferred}, binary=binary)

@@ -21,7 +21,9 @@ __all__ = [
     "kind_list",
     "limit_param",
     "list_param",
+    "key_cursor",
     "pair_cursor",
+    "parse_key_cursor",
     "parse_pair_cursor",
 ]
 
@@ -148,3 +150,21 @@ def parse_pair_cursor(raw: str | None, name: str) -> tuple[int, int] | None:
     if ts_value > MAX_CURSOR or cursor > MAX_CURSOR:  # SQLite integers are 64-bit
         raise BadRequestError(f"{name} is not a cursor returned by this node")
     return ts_value, cursor
+
+
+def key_cursor(seq: int, eid: bytes) -> str:
+    """An opaque page cursor for key events ordered by ``(seq, id)`` (spec 0004
+    #author-keys)."""
+    return f"{seq}.{eid.hex()}"
+
+
+def parse_key_cursor(raw: str | None, name: str) -> tuple[int, bytes] | None:
+    if raw is None or raw == "":
+        return None
+    seq, sep, eid = raw.partition(".")
+    if not sep or not seq.isascii() or not seq.isdigit() or len(seq) > 19:
+        raise BadRequestError(f"{name} is not a cursor returned by this node")
+    value = int(seq)
+    if value > MAX_CURSOR:
+        raise BadRequestError(f"{name} is not a cursor returned by this node")
+    return value, event_id_param(eid, name)

@@ -92,6 +92,13 @@ class KeyHistory:
     events: list[StoredEvent]
     path: list[bytes]
     contenders: list[bytes]
+    #: The path stops at a tie (``contenders`` may then be empty on a page), at
+    #: ``point`` (the path's last key event; None for tied geneses).
+    disputed: bool = False
+    point: bytes | None = None
+    #: ``events`` is one page: more key events follow, after the last one (spec 0004
+    #: #author-keys). ``path`` and ``contenders`` then list those of this page only.
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,14 +296,22 @@ class Store(abc.ABC):
         """Events stored after ``cursor``, in cursor order (the live stream)."""
 
     @abc.abstractmethod
-    async def key_history(self, author: str) -> KeyHistory | None:
-        """Every held key event of ``author`` (by seq) and its fork choice; None when
-        the node holds none (spec 0008 #nodes)."""
+    async def key_history(
+        self, author: str, *, after: tuple[int, bytes] | None = None, limit: int
+    ) -> KeyHistory | None:
+        """One page of ``author``'s held key events: at most ``limit`` of them, by
+        ``(seq, id)`` after ``after``, with the fork choice restricted to the page
+        (``more`` when others follow); None when the node holds none (spec 0004
+        #author-keys)."""
 
     @abc.abstractmethod
-    async def key_histories(self, authors: Sequence[str]) -> dict[str, KeyHistory]:
-        """:meth:`key_history` of each of ``authors`` that has held key events, read
-        together (spec 0004 #keys-batch); authors with none are left out."""
+    async def key_histories(
+        self, authors: Sequence[str], *, max_events: int
+    ) -> tuple[dict[str, KeyHistory], list[str]]:
+        """The whole key history of each of ``authors`` that has held key events, read
+        together, in at most ``max_events`` key events in all (spec 0004 #keys-batch):
+        the histories that fit, and (in request order) the authors whose history did
+        not, which are never read in full. Authors with none are left out of both."""
 
     @abc.abstractmethod
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:

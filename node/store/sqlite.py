@@ -38,7 +38,7 @@ from node.store.base import (
     WriteResult,
 )
 from node.store.migrations import migrate
-from node.store.sqlite_keys import key_path
+from node.store.sqlite_keys import key_contenders
 from node.store.sqlite_search import search_keys, tag_keys
 from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event
@@ -60,6 +60,40 @@ _WRITER_CACHE_KIB = 32 * 1024
 _PEER_COLS = "url, source, node_id, cursor, score, failures, last_ok_ms, added_ms"
 #: Ids per ``IN (...)`` query: well under SQLite's host-parameter limit.
 _IDS_PER_QUERY = 500
+
+
+def _key_page(
+    c: sqlite3.Connection, author: str, after: tuple[int, bytes] | None, limit: int
+) -> KeyHistory | None:
+    """At most ``limit`` key events of ``author`` after ``(seq, id)`` ``after``, by
+    ``(seq, id)`` (index order of ``key_events_author``), with the path and contenders
+    among them: the canonical key events are exactly the path (spec 0008 §8.7), so no
+    page reads the whole path."""
+    contenders = key_contenders(c, author)
+    if contenders is None:
+        return None
+    seq, eid = after if after is not None else (0, b"")
+    rows = c.execute(
+        f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
+        "(SELECT id FROM key_events WHERE author = ? AND (seq, id) > (?, ?) "
+        "ORDER BY seq, id LIMIT ?) ORDER BY seq, id",
+        (author, seq, eid, limit + 1),
+    ).fetchall()
+    events = [_row(r) for r in rows[:limit]]
+    ids = {e.id for e in events}
+    point = None
+    if contenders:
+        kev = c.execute("SELECT kev FROM key_events WHERE id = ?", (contenders[0],)).fetchone()
+        point = None if kev is None else kev[0]
+    return KeyHistory(
+        author=author,
+        events=events,
+        path=[e.id for e in events if e.status == "canonical"],
+        contenders=[k for k in contenders if k in ids],
+        disputed=bool(contenders),
+        point=point,
+        more=len(rows) > limit,
+    )
 
 
 def _row(r: Sequence[Any]) -> StoredEvent:
@@ -448,35 +482,48 @@ class SqliteStore(Store):
         return await self._read(lambda c: [_row(r) for r in c.execute(sql, args).fetchall()])
 
 
-    async def key_history(self, author: str) -> KeyHistory | None:
-        return (await self.key_histories([author])).get(author)
+    async def key_history(
+        self, author: str, *, after: tuple[int, bytes] | None = None, limit: int
+    ) -> KeyHistory | None:
+        def q(c: sqlite3.Connection) -> KeyHistory | None:
+            c.execute("BEGIN")  # the page, its statuses and the contenders agree
+            try:
+                return _key_page(c, author, after, limit)
+            finally:
+                c.execute("COMMIT")
 
-    async def key_histories(self, authors: Sequence[str]) -> dict[str, KeyHistory]:
-        def q(c: sqlite3.Connection) -> dict[str, KeyHistory]:
-            # One read transaction: the key events and the paths they gave agree.
+        return await self._read(q)
+
+    async def key_histories(
+        self, authors: Sequence[str], *, max_events: int
+    ) -> tuple[dict[str, KeyHistory], list[str]]:
+        def q(c: sqlite3.Connection) -> tuple[dict[str, KeyHistory], list[str]]:
             out: dict[str, KeyHistory] = {}
+            deferred: list[str] = []
+            budget = max_events
             c.execute("BEGIN")
             try:
                 for author in authors:
-                    rows = c.execute(
-                        f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
-                        "(SELECT id FROM key_events WHERE author = ?) ORDER BY seq, id",
-                        (author,),
-                    ).fetchall()
-                    if not rows:
+                    # An index-only count of at most budget + 1 entries: an author with
+                    # a huge history is deferred without being read.
+                    (n,) = c.execute(
+                        "SELECT count(*) FROM "
+                        "(SELECT 1 FROM key_events WHERE author = ? LIMIT ?)",
+                        (author, budget + 1),
+                    ).fetchone()
+                    if n == 0:
                         continue
-                    path = key_path(c, author)
-                    if path is None:
+                    if n > budget:
+                        deferred.append(author)
                         continue
-                    out[author] = KeyHistory(
-                        author=author,
-                        events=[_row(r) for r in rows],
-                        path=path[0],
-                        contenders=path[1],
-                    )
+                    history = _key_page(c, author, None, n)
+                    if history is None:
+                        continue
+                    budget -= len(history.events)
+                    out[author] = history
             finally:
                 c.execute("COMMIT")
-            return out
+            return out, deferred
 
         return await self._read(q)
 

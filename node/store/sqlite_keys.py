@@ -50,7 +50,7 @@ from protocol.keystate import (
     resolve,
 )
 
-__all__ = ["PENDING", "KeyBook"]
+__all__ = ["PENDING", "KeyBook", "key_contenders", "key_path"]
 
 #: The status a v2 event is stored with until :meth:`KeyBook.settle` decides it: not
 #: canonical, so no body effect is applied before then.
@@ -105,6 +105,16 @@ def key_path(conn: sqlite3.Connection, author: str) -> tuple[list[bytes], list[b
         return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
     return split(row[0]), split(row[1])
+
+
+def key_contenders(conn: sqlite3.Connection, author: str) -> list[bytes] | None:
+    """The stored contenders of ``author``'s dispute (empty: none; None: no key
+    events), without splitting the whole path (spec 0004 #author-keys pages)."""
+    row = conn.execute("SELECT contenders FROM key_paths WHERE author = ?", (author,)).fetchone()
+    if row is None:
+        return None
+    blob = bytes(row[0])
+    return [blob[i : i + _KEY_LEN] for i in range(0, len(blob), _KEY_LEN)]
 
 
 class KeyBook:

@@ -10,7 +10,9 @@ v2 events (did:murmur, spec 0008) are held and served like any other, and
 ``GET /v1/authors/{did}/keys`` serves the author's key events the node holds (minus
 ``keys_hidden``), and so does ``POST /v1/keys`` for many authors at once (spec 0004
 #keys-batch; ``keys_batch = False`` answers 404 as an older node does, and
-``keys_deferred`` authors are deferred to the single-author form);
+``keys_deferred`` authors are deferred to the single-author form, which is served
+``keys_page`` key events at a time with ``next``; ``max_feed_authors`` serves
+``/v1/info`` and bounds the batch);
 ``accept_v2 = False`` makes the node refuse v2 events as nodes did before spec 0008
 (``unsupported-version``); ``lose_acks`` stores submitted events and then drops the
 connection before answering. A body-less copy put in with ``serve`` is served as is,
@@ -112,6 +114,11 @@ class FakeNode:
         self.keys_batch = True
         #: Authors ``POST /v1/keys`` defers to ``GET /v1/authors/{did}/keys``.
         self.keys_deferred: set[str] = set()
+        #: ``limits.max_feed_authors`` served by ``/v1/info`` (None: no ``/v1/info``,
+        #: 404) and enforced by ``POST /v1/keys``.
+        self.max_feed_authors: int | None = None
+        #: Key events per ``GET /v1/authors/{did}/keys`` page (then ``next``).
+        self.keys_page = 1000
         self.accept_v2 = True
         self.requests: list[str] = []
         #: Every wire submitted, in order (to compare retried bytes).
@@ -169,12 +176,21 @@ class FakeNode:
                 200, json={"author": parts[2], "events": self._doc(page), "next_from_seq": nxt}
             )
         if parts[:2] == ["v1", "authors"] and parts[3] == "keys":
-            return httpx.Response(200, json=self._keys(parts[2]))
+            doc = self._keys(parts[2])
+            start = int(q.get("after") or 0)
+            page = doc["events"][start : start + self.keys_page]
+            more = start + self.keys_page < len(doc["events"])
+            doc.update(events=page, next=str(start + self.keys_page) if more else None)
+            return httpx.Response(200, json=doc)
+        if path == "/v1/info" and self.max_feed_authors is not None:
+            return httpx.Response(
+                200, json={"cursor": 0, "limits": {"max_feed_authors": self.max_feed_authors}}
+            )
         if request.method == "POST" and path == "/v1/keys":
             if not self.keys_batch:
                 return _error(404, "not-found")
             authors = json.loads(request.content)["authors"]
-            if len(authors) > 500:
+            if len(authors) > (self.max_feed_authors or 500):
                 return _error(400, "bad-request")
             groups = [self._keys(a) for a in authors if a not in self.keys_deferred]
             return httpx.Response(

@@ -1,0 +1,91 @@
+"""Rotatable identities on a real node, the costly corners (issue #15 leftovers):
+a long key history is served a bounded page at a time (spec 0004 #author-keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from protocol.events import Event
+from tests.adversarial.conftest import Probe
+from tests.rotatable import Rotatable
+
+#: Key events a node serves in one /keys page (node.api.events.MAX_KEYS_PAGE).
+PAGE = 1000
+
+
+def _rotations(r: Rotatable, n: int) -> list[Event]:
+    """The genesis and ``n`` rotations by the owner, each with the next key it committed
+    to: a history only the owner could sign, as long as she likes."""
+    chain = [r.genesis]
+    for i in range(n):
+        chain.append(r.rotate(f"N{i}", f"S{i + 1}", f"N{i + 1}", after=chain[-1], kev=chain[-1]))
+    return chain
+
+
+def _ingest_all(probe: Probe, events: list[Event], batch: int = 250) -> None:
+    for at in range(0, len(events), batch):
+        results = probe.ingest(*(e.wire for e in events[at : at + batch]))
+        assert all(r["status"] == "accepted" for r in results), results[:3]
+
+
+def _keys(probe: Probe, did: str, **params: Any) -> dict[str, Any]:
+    r = probe.http.get(f"/v1/authors/{did}/keys", params=params)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def test_a_long_key_history_is_served_in_bounded_pages(adv_probe: Probe) -> None:
+    """spec 0004 #author-keys: 1101 key events are never one answer: pages of at most
+    1000 (or ``limit``), by (seq, id), each with the path among its events, linked by
+    ``next`` until ``null``; together they are exactly every key event and the path.
+    The batch form answers the same history whole (it fits 2000)."""
+    r = Rotatable("odds-long")
+    chain = _rotations(r, PAGE + 100)
+    _ingest_all(adv_probe, chain)
+    every = [e.id.hex() for e in chain]
+
+    first = _keys(adv_probe, r.did)
+    assert len(first["events"]) == PAGE and first["next"]
+    assert first["path"] == every[:PAGE] and first["disputed"] is None
+    second = _keys(adv_probe, r.did, after=first["next"])
+    assert [e["id"] for e in second["events"]] == every[PAGE:] and second["next"] is None
+    assert second["path"] == every[PAGE:]
+
+    seen: list[str] = []
+    path: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        doc = _keys(adv_probe, r.did, limit=300, **({} if after is None else {"after": after}))
+        pages += 1
+        assert len(doc["events"]) <= 300
+        seen += [e["id"] for e in doc["events"]]
+        path += doc["path"]
+        after = doc["next"]
+        if after is None:
+            break
+    assert (seen, path, pages) == (every, every, 4)
+
+    batch = adv_probe.http.post("/v1/keys", json={"authors": [r.did]})
+    assert batch.status_code == 200, batch.text
+    [group] = batch.json()["keys"]
+    assert [e["id"] for e in group["events"]] == every and group["next"] is None
+
+
+def test_bad_key_cursors_are_400(adv_probe: Probe) -> None:
+    """spec 0004 #author-keys: ``after`` is a cursor this node returned, else 400."""
+    r = Rotatable("odds-cursor")
+    _ingest_all(adv_probe, [r.genesis])
+    for bad in ("x", "1", "1.zz", "-1." + "00" * 32, "99999999999999999999." + "00" * 32):
+        resp = adv_probe.http.get(f"/v1/authors/{r.did}/keys", params={"after": bad})
+        assert resp.status_code == 400, (bad, resp.text)
+        assert resp.json()["error"] == "bad-request"
+    past = _keys(adv_probe, r.did, after="9." + "ff" * 32)
+    assert past["events"] == [] and past["next"] is None
+    assert httpx.codes.NOT_FOUND == adv_probe.http.get(
+        f"/v1/authors/{Rotatable('odds-nobody').did}/keys", params={"after": "1." + "00" * 32}
+    ).status_code

@@ -1,0 +1,40 @@
+"""Key histories are read in bounded pieces (spec 0004 #author-keys, #keys-batch): the
+batch form defers an author whose history does not fit without reading it, and the
+single-author form reads one page at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import node.store.sqlite as sqlite_store
+from node.state import STORE
+from tests.adversarial.test_key_odds import _rotations
+from tests.node.conftest import Node
+from tests.rotatable import Rotatable
+
+
+async def test_a_deferred_history_is_never_read_in_full(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec 0004 #keys-batch: the answer's bound holds per author in the store: a
+    history longer than what is left of it is counted on the index (at most bound + 1
+    entries) and deferred; only the histories that fit are read."""
+    big, small = Rotatable("pages-big"), Rotatable("pages-small")
+    await node.ingest(*_rotations(big, 12), small.genesis)
+    reads: list[tuple[str, int]] = []
+    real = sqlite_store._key_page
+
+    def spy(c: Any, author: str, after: Any, limit: int) -> Any:
+        reads.append((author, limit))
+        return real(c, author, after, limit)
+
+    monkeypatch.setattr(sqlite_store, "_key_page", spy)
+    store = node.app[STORE]
+    histories, deferred = await store.key_histories([big.did, small.did], max_events=5)
+    assert deferred == [big.did] and list(histories) == [small.did]
+    assert reads == [(small.did, 1)]
+    page = await store.key_history(big.did, limit=4)
+    assert page is not None and page.more and len(page.events) == 4
+    assert reads[-1] == (big.did, 4)
