@@ -136,6 +136,12 @@ def create_app(
         )
         app[STORE] = the_store
         app[VERIFIER] = verifier
+        app[METRICS].counter(
+            "murmur_events_verified_total",
+            "Events whose decoding and signature check ran (duplicates and unknown "
+            "key events are answered before it).",
+            lambda: verifier.verified,
+        )
         app[HUB].publish(the_store.counts().cursor)
         fed = Federation(
             config=config,

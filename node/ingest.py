@@ -5,7 +5,9 @@
 1. :func:`parse_batch` turns the request body (canonical msgpack array of ``bin``, or
    JSON ``{"events": [base64, ...]}``) into a list of wire byte strings, refusing the
    batch as a whole only when the container itself is wrong;
-2. :class:`Verifier` runs :func:`protocol.events.decode_event` (size, decode, fields,
+2. events already held are answered ``duplicate``, and v2 events whose ``kev`` names
+   nothing held ``unknown-key-event``, each from one index lookup, unverified;
+   :class:`Verifier` runs :func:`protocol.events.decode_event` (size, decode, fields,
    network, clock, body hash, signature) on a thread pool, in chunks, so the loop
    stays responsive; each event is either an :class:`Event` or its ``ProtocolError``;
 3. the store applies the valid events in one transaction and returns after commit;
@@ -34,9 +36,10 @@ from protocol.errors import (
     PayloadTooLargeError,
     ProtocolError,
     TooLargeError,
+    UnknownKeyEventError,
     UnsupportedMediaTypeError,
 )
-from protocol.events import Event, claimed_id, try_decode_event
+from protocol.events import Event, claimed_id, claimed_kev, try_decode_event
 
 __all__ = [
     "JSON_TYPE",
@@ -163,8 +166,12 @@ class Verifier:
         )
         self._net = net
         self._max_event_bytes = max_event_bytes
+        #: Wire events handed to :func:`decode_event` (and so, unless an earlier check
+        #: refused them, to a signature check): ``murmur_events_verified_total``.
+        self.verified = 0
 
     async def verify(self, wires: Sequence[Wire], now_ms: int) -> list[Event | ProtocolError]:
+        self.verified += sum(not isinstance(w, ProtocolError) for w in wires)
         loop = asyncio.get_running_loop()
         chunks = [wires[i : i + _CHUNK] for i in range(0, len(wires), _CHUNK)]
         jobs = [
@@ -180,6 +187,47 @@ class Verifier:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+async def _unknown_key_events(
+    wires: Sequence[Wire],
+    claimed: Sequence[bytes | None],
+    held: set[bytes],
+    store: Store,
+) -> dict[int, ProtocolError]:
+    """The batch positions of v2 events whose ``kev`` names nothing held, nor any
+    event of this batch: ``unknown-key-event`` (spec 0008 §8.5 step 2), answered from
+    one index lookup *before* their signature is checked (0004 #ingest-v2), so that a
+    stranger's flood of events under made-up key events costs no verification. The
+    answer is retryable and nothing is stored, so the held set is what the full check
+    would give; when the key event arrives, the same bytes are verified in full.
+    A ``kev`` naming a held event (of any kind or author) takes the full path, which
+    says ``bad-kev`` when it is not the author's key event.
+    """
+    claims = {
+        n: kev
+        for n, w in enumerate(wires)
+        if not isinstance(w, ProtocolError)
+        and claimed[n] not in held
+        and (kev := _kev_of(w)) is not None
+    }
+    if not claims:
+        return {}
+    in_batch = {i for i in claimed if i is not None}
+    asked = {k for k in claims.values() if k not in in_batch and k not in held}
+    known = await store.held_ids(list(asked)) if asked else set()
+    return {
+        n: UnknownKeyEventError(
+            f"kev {kev.hex()} names no key event this node holds (spec 0008 #validity)"
+        )
+        for n, kev in claims.items()
+        if kev in asked and kev not in known
+    }
+
+
+def _kev_of(wire: bytes) -> bytes | None:
+    claim = claimed_kev(wire)
+    return None if claim is None else claim[1]
 
 
 async def ingest_batch(
@@ -203,11 +251,16 @@ async def ingest_batch(
     # #body-fill) -- otherwise a stripped copy, sent first, would suppress the body.
     claimed = [None if isinstance(w, ProtocolError) else claimed_id(w) for w in wires]
     held = await store.settled_ids([i for i in claimed if i is not None])
-    fresh = [w for w, i in zip(wires, claimed, strict=True) if i is None or i not in held]
+    unknown = await _unknown_key_events(wires, claimed, held, store)
+    fresh = [
+        w
+        for n, (w, i) in enumerate(zip(wires, claimed, strict=True))
+        if (i is None or i not in held) and n not in unknown
+    ]
     verified = iter(await verifier.verify(fresh, now_ms()) if fresh else [])
     checked: list[Event | ProtocolError | bytes] = [
-        i if i is not None and i in held else next(verified)
-        for i in claimed
+        i if i is not None and i in held else unknown[n] if n in unknown else next(verified)
+        for n, i in enumerate(claimed)
     ]
     valid = [item for item in checked if isinstance(item, Event)]
 
@@ -224,9 +277,12 @@ async def ingest_batch(
     written = await asyncio.shield(commit())
     stored = iter(written)
     results: list[IngestResult] = []
-    for item in checked:
+    for n, item in enumerate(checked):
         if isinstance(item, ProtocolError):
-            results.append(IngestResult(id=None, status="rejected", error=item))
+            # An unknown kev is named, as the store names its rejections; a wire that
+            # failed its checks has no id to trust.
+            eid = claimed[n] if n in unknown else None
+            results.append(IngestResult(id=eid, status="rejected", error=item))
             continue
         if isinstance(item, bytes):  # held already: not verified again
             results.append(IngestResult(id=item, status="duplicate"))

@@ -2,8 +2,8 @@
 
 Counters: requests by route template, method and status (route templates, never raw
 paths, so cardinality stays bounded), ingested events by result and error code (codes
-are a closed set). Gauges are read at scrape time from the store's in-memory counts
-and the stream hub.
+are a closed set), events the verifier checked (read from it at scrape time). Gauges
+are read at scrape time from the store's in-memory counts and the stream hub.
 """
 
 from __future__ import annotations
@@ -42,10 +42,15 @@ class Metrics:
         #: Held body-less events completed by the repair step (spec 0005 #body-repair).
         self.bodies_repaired = 0
         self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
+        self._counters: dict[str, tuple[str, Callable[[], int]]] = {}
 
     def gauge(self, name: str, help_text: str, read: Callable[[], int]) -> None:
         """Register a gauge whose value is read when ``/metrics`` is scraped."""
         self._gauges[name] = (help_text, read)
+
+    def counter(self, name: str, help_text: str, read: Callable[[], int]) -> None:
+        """Register a counter kept elsewhere (e.g. by the verifier), read at scrape time."""
+        self._counters[name] = (help_text, read)
 
     def count_request(self, route: str, method: str, status: int) -> None:
         self.requests[(route, method, status)] += 1
@@ -101,6 +106,8 @@ class Metrics:
             "# TYPE murmur_bodies_repaired_total counter",
             f"murmur_bodies_repaired_total {self.bodies_repaired}",
         ]
+        for name, (help_text, read) in sorted(self._counters.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {read()}"]
         for name, (help_text, read) in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"

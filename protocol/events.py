@@ -89,6 +89,7 @@ __all__ = [
     "decode_event",
     "try_decode_event",
     "claimed_id",
+    "claimed_kev",
     "decode_unverified",
     "event_id",
     "signing_message",
@@ -673,6 +674,32 @@ def claimed_id(wire: bytes) -> bytes | None:
     if isinstance(outer, list) and len(outer) == 3 and isinstance(outer[0], bytes):
         return event_id(outer[0])
     return None
+
+
+def claimed_kev(wire: bytes) -> tuple[str, bytes] | None:
+    """The ``(author, kev)`` a v2 wire event names, or None (a v1 event, a genesis, or
+    anything whose outer form or header does not decode). Nothing is checked, not even
+    the signature: this only lets a node see that an event relies on a key event it
+    does not hold (spec 0008 §8.5 step 2, ``unknown-key-event``) before paying for its
+    verification (0004 #ingest-v2). A v1 header never holds the key ``kev``, so a v1
+    event costs one substring search of its header bytes.
+    """
+    try:
+        outer = decode(bytes(wire), limits=_WIRE_LIMITS)
+        if not isinstance(outer, list) or len(outer) != 3 or not isinstance(outer[0], bytes):
+            return None
+        header_bytes = outer[0]
+        if b"\xa3kev" not in header_bytes:  # the fixstr "kev": only v2 headers hold it
+            return None
+        header = decode(header_bytes, limits=_HEADER_LIMITS)
+    except ProtocolError:
+        return None
+    if not isinstance(header, dict) or header.get("v") != EVENT_VERSION_V2:
+        return None
+    author, kev = header.get("author"), header.get("kev")
+    if not isinstance(author, str) or not isinstance(kev, bytes) or len(kev) != 32:
+        return None
+    return author, kev
 
 
 def decode_unverified(wire: bytes, *, allow_v2: bool = False) -> Event:

@@ -317,6 +317,12 @@ class Store(abc.ABC):
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         """The stored events among ``ids`` (any order; unknown ids are left out)."""
 
+    async def held_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` are stored at all (any form, any status): the lookup that
+        lets ingest answer ``unknown-key-event`` before a signature check (spec 0004
+        #ingest-v2). Stores override it with an index-only query."""
+        return {e.id for e in await self.get_events(ids)}
+
     @abc.abstractmethod
     async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``ids`` are stored in a form no copy can change: with their body,

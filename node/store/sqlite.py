@@ -531,6 +531,11 @@ class SqliteStore(Store):
         rows = await self._read(lambda c: _rows_by_id(c, _COLS, ids))
         return [_row(r) for r in rows]
 
+    async def held_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        if not ids:
+            return set()
+        return await self._read(lambda c: {bytes(r[0]) for r in _rows_by_id(c, "id", ids)})
+
     async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         if not ids:
             return set()

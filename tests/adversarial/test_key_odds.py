@@ -1,13 +1,18 @@
 """Rotatable identities on a real node, the costly corners (issue #15 leftovers):
-a long key history is served a bounded page at a time (spec 0004 #author-keys).
+a long key history is served a bounded page at a time (spec 0004 #author-keys), and
+events under a key event nobody holds are refused before any signature check
+(0004 #ingest-v2).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 import httpx
 
+from protocol.encoding import encode
 from protocol.events import Event
 from tests.adversarial.conftest import Probe
 from tests.rotatable import Rotatable
@@ -89,3 +94,52 @@ def test_bad_key_cursors_are_400(adv_probe: Probe) -> None:
     assert httpx.codes.NOT_FOUND == adv_probe.http.get(
         f"/v1/authors/{Rotatable('odds-nobody').did}/keys", params={"after": "1." + "00" * 32}
     ).status_code
+
+
+def _verified(probe: Probe) -> int:
+    """``murmur_events_verified_total``: events the node's verifier checked."""
+    text = probe.http.get("/metrics").text
+    m = re.search(r"^murmur_events_verified_total (\d+)$", text, re.MULTILINE)
+    assert m is not None, "no murmur_events_verified_total"
+    return int(m.group(1))
+
+
+def test_events_under_an_unknown_key_event_cost_no_signature_check(adv_probe: Probe) -> None:
+    """spec 0004 #ingest-v2, 0008 §8.5 step 2: a stranger's flood of v2 events under
+    made-up key events is refused ``unknown-key-event`` (retryable, named by id) from a
+    lookup, without one verification; an event whose kev is in the same batch, or held
+    but not a key event (``bad-kev``), still gets the full check, and a refused event is
+    accepted once its key event arrives."""
+    r = Rotatable("odds-spam")
+    assert [x["status"] for x in adv_probe.ingest(r.genesis.wire)] == ["accepted"]
+    made_up = [hashlib.sha256(f"no such key event {i}".encode()).digest() for i in range(50)]
+    spam = [
+        r.sign("S0", "post", {"text": f"spam {i}"}, after=r.genesis, kev=kev)
+        for i, kev in enumerate(made_up)
+    ]
+    sig = bytearray(spam[0].sig)
+    sig[0] ^= 1
+    broken = encode([spam[0].header_bytes, bytes(sig), spam[0].body_bytes])
+    before = _verified(adv_probe)
+    results = adv_probe.ingest(*(e.wire for e in spam), broken)
+    assert [(x["status"], x["error"], x["id"]) for x in results[:-1]] == [
+        ("rejected", "unknown-key-event", e.id.hex()) for e in spam
+    ]
+    assert results[-1]["error"] == "unknown-key-event"  # its signature was never looked at
+    assert _verified(adv_probe) == before
+    assert not any(adv_probe.stored(e.id) for e in spam)
+
+    k1 = r.rotate("N0", "S1", "N1", after=r.genesis, kev=r.genesis)
+    p = r.sign("S1", "post", {"text": "after k1"}, after=k1, kev=k1)
+    k2 = r.rotate("N1", "S2", "N2", after=p, kev=k1)
+    q = r.sign("S2", "post", {"text": "after k2"}, after=k2, kev=k2)
+    before = _verified(adv_probe)
+    results = adv_probe.ingest(p.wire, k1.wire)  # the child first, its key event with it
+    assert [x["status"] for x in results] == ["accepted", "accepted"]
+    assert _verified(adv_probe) == before + 2
+    [early] = adv_probe.ingest(q.wire)  # k2 not sent yet
+    assert early["error"] == "unknown-key-event" and _verified(adv_probe) == before + 2
+    bad = r.sign("S1", "post", {"text": "kev names a post"}, after=p, kev=p)
+    [res] = adv_probe.ingest(bad.wire)
+    assert res["error"] == "bad-kev" and _verified(adv_probe) == before + 3
+    assert [x["status"] for x in adv_probe.ingest(k2.wire, q.wire)] == ["accepted"] * 2
