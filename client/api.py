@@ -233,6 +233,12 @@ class NodeClient:
             raise
         return _wire_item(doc.get("event"))
 
+    async def events_by_prefix(self, prefix: str) -> list[WireItem]:
+        """``GET /v1/events?id_prefix=``: the few events whose id starts with ``prefix``
+        (spec 0004 #events-by-prefix)."""
+        doc = await self._get_json("/v1/events", [("id_prefix", prefix)])
+        return _items(doc, "events", self.url)
+
     async def author_events(
         self, did: str, *, from_seq: int = 1, to_seq: int | None = None, limit: int = 500
     ) -> tuple[list[WireItem], int | None]:

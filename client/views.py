@@ -201,7 +201,8 @@ async def thread_view(reader: Reader, eid: bytes) -> View:
     )
     # Parents that no thread answer carried (withheld everywhere) are asked by id.
     await reader.lookup(e.body["reply"]["parent"] for e in replies if e.body is not None)
-    view = await _finish(reader, replies)
+    # The root's author is named too, even when the root is deleted (spec 0007 #own-name).
+    view = await _finish(reader, replies, *([root_event.author] if root_event else []))
     view.root = root_event
     return view
 

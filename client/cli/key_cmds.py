@@ -273,7 +273,7 @@ def key_event_result(
     results = send_saved(session, stored)
     sent, ok = sent_text(results, event)
     restored = _restore(session, stored) if ok else {}
-    names = Names(session.config)
+    names = session.names()
     doc = {
         **event_doc(event, names),
         "resent": resent,
@@ -442,7 +442,7 @@ def cmd_keys(args: argparse.Namespace, ctx: Context) -> Result:
             return history
 
     history = run(go)
-    names = Names(session.config)
+    names = session.names()
     doc = _history_doc(history)
     report = history.served  # nodes that answered /keys
     text = _history_text(doc, names)

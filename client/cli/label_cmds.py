@@ -28,12 +28,13 @@ from client.config import normalize_node_url
 from client.errors import NoNodesError
 from client.labeler import Labeler, LabelerState, Rules, Stats, Subject, subject_key
 from client.publish import Publisher, PublishResult
-from client.reader import MAX_FEED_PAGES, PAGE, latest_by_seq
+from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
+from client.shortids import parse_event_ref
 from client.state import HeadStore
 from client.textsafety import safe_line, safe_name
 from client.views import profiles_of
 from protocol import kinds
-from protocol.errors import BadRequestError, NotFoundError
+from protocol.errors import BadRequestError, InvalidDidError, NotFoundError
 from protocol.events import Event
 from protocol.kinds import is_label_value
 
@@ -72,9 +73,24 @@ def _acting_as(ctx: Context, name: str | None) -> Context:
     return ctx if name is None else replace(ctx, as_name=name)
 
 
-def _subject(session: Session, text: str) -> Subject:
+def _subject(session: Session, text: str) -> Subject | str:
+    """A did, or an event id; a short event id (spec 0007 #short-ids) is returned as
+    its hex prefix, to resolve on the nodes. A petname or identity name wins over a
+    short id that reads the same."""
     cleaned = text.strip().lower()
-    return bytes.fromhex(cleaned) if _HEX_ID.match(cleaned) else session.resolve(text)
+    if _HEX_ID.match(cleaned):
+        return bytes.fromhex(cleaned)
+    try:
+        return session.resolve(text)
+    except InvalidDidError:
+        try:
+            ref = parse_event_ref(text)
+        except BadRequestError:
+            raise InvalidDidError(
+                f"{text!r} is neither a did, a petname, an identity name nor an event id"
+            ) from None
+        assert isinstance(ref, str)  # noqa: S101 - a full id matched above
+        return ref
 
 
 # -- label ------------------------------------------------------------------------------
@@ -84,8 +100,8 @@ def cmd_label(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(_acting_as(ctx, args.labeler))
     if not is_label_value(args.value):
         raise BadRequestError(f"label {args.value!r}: use 1-128 of a-z 0-9 -")
-    subject = _subject(session, args.subject)
-    body: dict[str, Any] = {"subject": subject, "val": args.value}
+    given = _subject(session, args.subject)
+    body: dict[str, Any] = {"val": args.value}
     if args.neg:
         body["neg"] = True
     if args.exp is not None:
@@ -93,11 +109,17 @@ def cmd_label(args: argparse.Namespace, ctx: Context) -> Result:
 
     async def go() -> PublishResult:
         async with session.publisher() as pub:
+            if isinstance(given, str) and not given.startswith("did:"):  # a short event id
+                reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
+                body["subject"] = await session.event_id(reader, given)
+            else:
+                body["subject"] = given
             return await pub.publish(kinds.LABEL, body)
 
     result = run(go)
+    subject: Subject = body["subject"]
     shown = (
-        short_id(subject) if isinstance(subject, bytes) else Names(session.config).display(subject)
+        short_id(subject) if isinstance(subject, bytes) else session.names().display(subject)
     )
     verb = "Retracted label" if args.neg else "Labeled"
     out = publish_result(session, result, f"{verb} {shown} {args.value!r}:")
@@ -260,7 +282,9 @@ def register(
         description="Anyone can label; readers choose whose labels count "
         "(murmur labelers subscribe).",
     )
-    label.add_argument("subject", metavar="SUBJECT", help="event id (64 hex), did or alias")
+    label.add_argument(
+        "subject", metavar="SUBJECT", help="event id (as printed, or all 64 hex), did or alias"
+    )
     label.add_argument("value", metavar="VALUE", help="the label ([a-z0-9-], e.g. spam)")
     label.add_argument("--neg", action="store_true", help="retract an earlier label")
     label.add_argument("--exp", metavar="WHEN", help="lapse at WHEN: 7d, 12h, 30m or ISO 8601")

@@ -21,7 +21,7 @@ from typing import Any
 from client.cli import label_cmds
 from client.cli.output import Context, Handler, Result
 from client.cli.render import Names, format_source
-from client.cli.session import Session, parse_event_id, run
+from client.cli.session import Session, run
 from client.errors import FilterError, FilterLoadError, FilterNotFoundError
 from client.moderation.apply import (
     DEFAULT_FILTERS,
@@ -35,6 +35,7 @@ from client.moderation.builtins import BUILTINS, Labelers
 from client.moderation.config import LABEL_ACTIONS, FilterSpec, ModerationConfig
 from client.moderation.core import ViewContext
 from client.moderation.pipeline import DEFAULT_BUDGET_MS
+from client.shortids import parse_event_ref
 from client.textsafety import safe_line
 from client.views import View, follow_set, profiles_of, resolve
 from protocol.errors import BadRequestError, NotFoundError
@@ -224,11 +225,12 @@ def cmd_filters_test(args: argparse.Namespace, ctx: Context) -> Result:
     config, _ = load_config(ctx.home)
     build_pipeline(config, only=args.name)  # filter-not-found / filter-load, before any read
     spec = next((f for f in config.filters if f.name == args.name), None)
-    eid = parse_event_id(args.event)
+    ref = parse_event_ref(args.event)
     me = viewer(session)
 
-    async def go() -> tuple[View, Moderated]:
+    async def go() -> tuple[bytes, View, Moderated]:
         async with session.reader() as reader:
+            eid = await session.event_id(reader, ref)  # spec 0007 #short-ids
             event = (await reader.lookup([eid])).get(eid)
             if event is None:
                 raise NotFoundError(f"no configured node holds event {eid.hex()}")
@@ -251,9 +253,9 @@ def cmd_filters_test(args: argparse.Namespace, ctx: Context) -> Result:
                 home=ctx.home,
                 only=args.name,
             )
-            return view, moderated
+            return eid, view, moderated
 
-    view, moderated = run(go)
+    eid, view, moderated = run(go)
     verdict = moderated.verdicts.get(eid)
     names = Names(session.config, view.profiles)
     final = None if verdict is None else verdict.final
@@ -385,7 +387,9 @@ def register(
         "test", parents=[common], help="run one filter on one event and show its decision"
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--event", required=True, metavar="ID", help="full event id (64 hex)")
+    p.add_argument(
+        "--event", required=True, metavar="ID", help="event id (as printed, or all 64 hex)"
+    )
     p.add_argument(
         "--context",
         choices=[c.value for c in ViewContext],

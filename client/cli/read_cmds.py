@@ -28,12 +28,13 @@ from client.cli.render import (
     format_report,
     indented,
 )
-from client.cli.session import Session, limit_arg, parse_event_id, run
+from client.cli.session import Session, limit_arg, run
 from client.moderation.apply import Moderated, moderate
 from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
 from client.moderation.pipeline import Verdict
 from client.reader import Reader, reply_root
+from client.shortids import parse_event_ref
 from client.textsafety import safe_line
 from client.views import View, author_view, follow_set, thread_view, timeline
 from protocol.chain import analyze_chain
@@ -152,7 +153,7 @@ def _text(body: str, view: View, names: Names, footer: str = "", *, explain: boo
 
 
 def _names(session: Session, view: View) -> Names:
-    return Names(session.config, view.profiles)
+    return session.names(view.profiles)
 
 
 def _judged(view: View, mod: Moderated | None) -> list[tuple[Event, Verdict]]:
@@ -258,15 +259,17 @@ def _tree(root: Event | None, replies: list[Event], root_id: bytes) -> list[tupl
 
 def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
-    eid = parse_event_id(args.id)
+    ref = parse_event_ref(args.id)
     me = viewer(session)
 
-    async def go() -> tuple[View, Moderated | None]:
+    async def go() -> tuple[bytes, View, Moderated | None]:
         async with session.reader() as reader:
+            eid = await session.event_id(reader, ref)  # spec 0007 #short-ids
             view = await thread_view(reader, eid)
-            return view, await _moderate(args, session, reader, view, me, ViewContext.THREAD)
+            mod = await _moderate(args, session, reader, view, me, ViewContext.THREAD)
+            return eid, view, mod
 
-    view, mod = run(go)
+    eid, view, mod = run(go)
     names = _names(session, view)
     shown, hidden = _split(view, mod)
     root_id = (
@@ -340,6 +343,8 @@ def register(
     _moderation_args(author)
     author.set_defaults(handler=cmd_author)
     thread = sub.add_parser("thread", parents=[common], help="a post with all its replies")
-    thread.add_argument("id", help="event id of the root or any reply (64 hex)")
+    thread.add_argument(
+        "id", help="id of the root or any reply: as the views print it (at least 8 hex) or all 64"
+    )
     _moderation_args(thread)
     thread.set_defaults(handler=cmd_thread)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,17 +21,20 @@ import httpx
 from client.api import DEFAULT_TIMEOUT_S, NodeClient
 from client.cli.output import Context, warn
 from client.cli.passphrase import ask_passphrase
+from client.cli.render import Names
 from client.config import ClientConfig, normalize_node_url
 from client.errors import IdentityNotFoundError, KeystoreError, NoNodesError
 from client.keycache import KeyCache
 from client.keyops import apply_pending
 from client.keystore import Keystore, StoredIdentity, loose_permissions
 from client.ownchain import OwnChain
+from client.ownprofile import OwnProfiles
 from client.publish import Publisher
 from client.reader import Reader
+from client.shortids import EventRef, resolve_event_id, sent_ids
 from client.state import HeadStore
 from protocol.errors import BadRequestError, InvalidDidError, ProtocolError
-from protocol.events import DEFAULT_NETWORK
+from protocol.events import DEFAULT_NETWORK, Event
 from protocol.identity import Identity
 
 __all__ = ["Session", "limit_arg", "parse_event_id", "run"]
@@ -124,6 +127,41 @@ class Session:
                 f"Passphrase for {stored.name}: ", file=self.ctx.passphrase_file
             ),
         )
+
+    def me(self) -> str | None:
+        """The acting identity's did, or None when this home has none (reads work
+        without one)."""
+        try:
+            return self.stored_identity().did
+        except IdentityNotFoundError:
+            return None
+
+    def names(self, profiles: Mapping[str, Event] | None = None) -> Names:
+        """Names for this command: petnames, ``profiles``, and the acting identity's
+        own latest profile, kept from the last one read or published (spec 0007
+        #own-name), so the reader's own name is the same in every output."""
+        merged = dict(profiles or {})
+        me = self.me()
+        if me is not None:
+            kept = OwnProfiles(self.ctx.home)
+            if me in merged:
+                kept.keep(merged[me])
+            else:
+                own = kept.get(me)
+                if own is not None:
+                    merged[me] = own
+        return Names(self.config, merged)
+
+    async def event_id(self, reader: Reader, ref: EventRef) -> bytes:
+        """The event id ``ref`` names: a full id as it is, a short one resolved on the
+        reader's nodes and in this home's own sent events (spec 0007 #short-ids)."""
+        if isinstance(ref, bytes):
+            return ref
+        me = self.me()
+        local: set[bytes] = set()
+        if me is not None and me.startswith("did:murmur:"):  # only those have an outbox
+            local = sent_ids(self.ctx.home, me, ref)
+        return await resolve_event_id(reader, ref, local=local)
 
     def resolve(self, who: str) -> str:
         """A did from a did, a petname, or the name of a local identity."""

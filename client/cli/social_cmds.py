@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from client.cli.output import Context, Result
-from client.cli.post_cmds import publish_result
+from client.cli.post_cmds import publish_result, unchanged
 from client.cli.render import Names, format_report, indented, relative_time
 from client.cli.session import Session, limit_arg, run
+from client.ownacts import own_acts
 from client.publish import PublishResult
 from client.reader import Reader
 from client.textsafety import display_name, safe_name
@@ -30,21 +31,41 @@ def _with_report(text: str, view: View, names: Names) -> str:
 
 
 def cmd_follow(args: argparse.Namespace, ctx: Context) -> Result:
+    """``follow``/``unfollow``: signed only when it changes what the latest follow or
+    unfollow of that subject says (spec 0003 §3.6, 0007 #no-duplicates); following
+    yourself is refused."""
     session = Session.open(ctx)
     did = session.resolve(args.who)
     kind = kinds.FOLLOW if args.command == "follow" else kinds.UNFOLLOW
+    if kind == kinds.FOLLOW and did == session.me():
+        raise BadRequestError(
+            "you cannot follow yourself: your own posts are in your timeline already"
+        )
 
-    async def go() -> PublishResult:
+    async def go() -> tuple[PublishResult | None, dict[str, Event]]:
         async with session.publisher() as pub:
-            return await pub.publish(kind, {"subject": did})
+            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
+            acts = await own_acts(reader, pub.did, [kinds.FOLLOW], chain=pub.chain)
+            profiles = await profiles_of(reader, [pub.did, did])
+            if (did in acts.following) == (kind == kinds.FOLLOW):
+                return None, profiles
+            return await pub.publish(kind, {"subject": did}), profiles
 
     if getattr(args, "alias", None):
         session.config.set_petname(args.alias, did)  # validates before anything is signed
-    result = run(go)
+    result, profiles = run(go)
     if getattr(args, "alias", None):
         session.config.save()
+    who = session.names(profiles).display(did)
+    if result is None:
+        reason, said = (
+            ("already-following", f"You follow {who} already")
+            if kind == kinds.FOLLOW
+            else ("not-following", f"You do not follow {who}")
+        )
+        return unchanged(reason, f"{said}; nothing was signed.", subject=did)
     verb = "Followed" if kind == kinds.FOLLOW else "Unfollowed"
-    out = publish_result(session, result, f"{verb} {Names(session.config).display(did)}:")
+    out = publish_result(session, result, f"{verb} {who}:", profiles)
     out.data["subject"] = did
     return out
 
@@ -60,7 +81,7 @@ def cmd_following(args: argparse.Namespace, ctx: Context) -> Result:
             return follows, View(items=[], report=reader.report, profiles=profiles)
 
     follows, view = run(go)
-    names = Names(session.config, view.profiles)
+    names = session.names(view.profiles)
     rows: list[dict[str, Any]] = [
         {
             "did": did,
@@ -116,7 +137,8 @@ def cmd_profile_set(args: argparse.Namespace, ctx: Context) -> Result:
             return await pub.publish(kinds.PROFILE, body)
 
     result = run(go)
-    out = publish_result(session, result, "Profile updated:")
+    # The profile just signed is the latest: names show it from now on (#own-name).
+    out = publish_result(session, result, "Profile updated:", {result.event.author: result.event})
     assert result.event.body is not None  # noqa: S101 - we just signed it
     out.data["name"] = result.event.body.get("name")
     out.data["bio"] = result.event.body.get("bio")
@@ -132,7 +154,7 @@ def cmd_profile_show(args: argparse.Namespace, ctx: Context) -> Result:
             return await profile_view(reader, did)
 
     view = run(go)
-    names = Names(session.config, view.profiles)
+    names = session.names(view.profiles)
     doc = _profile_doc(did, view, names)
     if doc["id"] is None:
         text = f"{names.display(did)}  {did}\n  (no profile published)"
@@ -151,7 +173,7 @@ def cmd_search(args: argparse.Namespace, ctx: Context) -> Result:
             return await search_view(reader, args.name, limit=args.limit)
 
     view = run(go)
-    names = Names(session.config, view.profiles)
+    names = session.names(view.profiles)
     rows = [_profile_doc(e.author, view, names) for e in view.items]
     if rows:
         text = "\n".join(

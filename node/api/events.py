@@ -30,6 +30,8 @@ from protocol.chain import analyze_chain
 from protocol.errors import BadRequestError, NotFoundError
 
 __all__ = [
+    "MAX_PREFIX_MATCHES",
+    "MIN_ID_PREFIX",
     "author_events",
     "author_head",
     "author_keys",
@@ -51,6 +53,13 @@ MAX_KEYS_BATCH_EVENTS = 2000
 #: #author-keys): an author with more is read page by page, following ``next``.
 MAX_KEYS_PAGE = 1000
 _KEYS_BODY = '{"authors": [did]}'
+#: Shortest ``id_prefix`` (spec 0004 #events-by-prefix): 32 bits, so a prefix matches
+#: few events even in a large store, and the answer stays a lookup, not a listing.
+MIN_ID_PREFIX = 8
+#: Most events one ``id_prefix`` answer carries: two already say "ambiguous"; a few
+#: more let the client show the candidates.
+MAX_PREFIX_MATCHES = 5
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -97,7 +106,12 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 async def get_events(request: web.Request) -> web.Response:
-    """``GET /v1/events?ids=<hex>,<hex>,...``: several events by id; unknown ids listed."""
+    """``GET /v1/events?ids=<hex>,<hex>,...``: several events by id; unknown ids listed.
+    ``GET /v1/events?id_prefix=<hex>``: the few events whose id starts with it."""
+    if "id_prefix" in request.query:
+        if "ids" in request.query:
+            raise BadRequestError("give ids or id_prefix, not both")
+        return await _events_by_prefix(request)
     raw = list_param(request, "ids", max_items=MAX_IDS)
     if raw is None:
         raise BadRequestError("ids is required: comma-separated 64-character hex event ids")
@@ -111,6 +125,22 @@ async def get_events(request: web.Request) -> web.Response:
         "events": [event_json(by_id[i], net=net, binary=binary) for i in ids if i in by_id],
         "missing": [i.hex() for i in ids if i not in by_id],
     }
+    return respond(request, doc, binary=binary)
+
+
+async def _events_by_prefix(request: web.Request) -> web.Response:
+    """Spec 0004 #events-by-prefix: how a short id the client printed is resolved."""
+    prefix = request.query["id_prefix"]
+    if not MIN_ID_PREFIX <= len(prefix) <= 64 or not _HEX_DIGITS.issuperset(prefix):
+        raise BadRequestError(
+            f"id_prefix must be {MIN_ID_PREFIX} to 64 hex characters of an event id"
+        )
+    binary = wants_msgpack(request)
+    found = await request.app[STORE].events_by_id_prefix(
+        prefix.lower(), limit=MAX_PREFIX_MATCHES
+    )
+    net = request.app[CONFIG].network
+    doc = {"events": [event_json(ev, net=net, binary=binary) for ev in found]}
     return respond(request, doc, binary=binary)
 
 

@@ -317,6 +317,12 @@ class Store(abc.ABC):
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         """The stored events among ``ids`` (any order; unknown ids are left out)."""
 
+    @abc.abstractmethod
+    async def events_by_id_prefix(self, prefix: str, *, limit: int) -> list[StoredEvent]:
+        """At most ``limit`` stored events whose hex id starts with ``prefix`` (lowercase
+        hex, 1 to 64 characters), ascending by id: one range scan of the id index
+        (spec 0004 #events-by-prefix)."""
+
     async def held_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``ids`` are stored at all (any form, any status): the lookup that
         lets ingest answer ``unknown-key-event`` before a signature check (spec 0004

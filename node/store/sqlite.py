@@ -44,7 +44,7 @@ from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
-__all__ = ["DB_FILENAME", "SqliteStore"]
+__all__ = ["DB_FILENAME", "SqliteStore", "id_prefix_range"]
 
 log = logging.getLogger("murmur.node.store")
 
@@ -161,6 +161,19 @@ def _many_authors_feed(
         [*args, floor, limit - len(rows)],
     ).fetchall()
     return [_row(r) for r in rows]
+
+
+def id_prefix_range(prefix: str) -> tuple[bytes, bytes | None]:
+    """The 32-byte ids whose hex starts with ``prefix``: ``low <= id < high`` (``high``
+    None when the prefix is all ``f``). An odd-length prefix pads with ``0`` below and
+    with the next hex digit above, so ``abc`` spans ``abc000…`` up to ``abd000…``."""
+    width = 64
+    low = bytes.fromhex(prefix.ljust(width, "0"))
+    value = int(prefix, 16) + 1
+    if value >= 16 ** len(prefix):
+        return low, None
+    high = f"{value:0{len(prefix)}x}".ljust(width, "0")
+    return low, bytes.fromhex(high)
 
 
 def _rows_by_id(
@@ -529,6 +542,20 @@ class SqliteStore(Store):
 
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         rows = await self._read(lambda c: _rows_by_id(c, _COLS, ids))
+        return [_row(r) for r in rows]
+
+    async def events_by_id_prefix(self, prefix: str, *, limit: int) -> list[StoredEvent]:
+        low, high = id_prefix_range(prefix)
+        upper = "" if high is None else "AND id < ?"
+        args: list[Any] = [low, *([] if high is None else [high]), limit]
+        rows = await self._read(
+            lambda c: c.execute(
+                # A range of the UNIQUE index on id (ids are BLOBs, compared bytewise).
+                f"SELECT {_COLS} FROM events WHERE id >= ? {upper} "  # noqa: S608 - constant SQL + placeholders
+                "ORDER BY id LIMIT ?",
+                args,
+            ).fetchall()
+        )
         return [_row(r) for r in rows]
 
     async def held_ids(self, ids: Sequence[bytes]) -> set[bytes]:
