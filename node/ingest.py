@@ -268,7 +268,9 @@ async def ingest_batch(
         written = await store.apply_batch(valid)
         top = max((w.cursor for w in written if w.cursor is not None), default=0)
         if top:
-            on_commit(top)
+            # Held events whose status changed moved above the new ones (spec 0004
+            # #stream-status): the store's cursor has the highest.
+            on_commit(max(top, store.counts().cursor))
         return written
 
     # Shielded: if the request is cancelled (deadline, client gone) once the write has

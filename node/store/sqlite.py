@@ -316,7 +316,7 @@ class SqliteStore(Store):
             authors=c.authors + stats.new_authors,
             deleted=c.deleted + stats.deleted,
             forked_authors=c.forked_authors + stats.forked_authors,
-            cursor=max([c.cursor, *cursors]),
+            cursor=max([c.cursor, stats.top_cursor, *cursors]),
         )
         return results
 

@@ -40,10 +40,16 @@ CANONICAL: Final = "canonical"
 class BatchStats:
     """What a committed batch changed, for the in-memory counters."""
 
-    __slots__ = ("deleted", "events", "filled", "forked_authors", "new_authors")
+    __slots__ = (
+        "deleted", "events", "filled", "forked_authors", "moved", "new_authors", "top_cursor"
+    )
 
     def __init__(self) -> None:
         self.events = 0
+        #: Held events moved to a new cursor because their status changed (spec 0004
+        #: #stream-status), and the highest cursor such a move gave.
+        self.moved = 0
+        self.top_cursor = 0
         #: Held body-less events completed from a full copy (spec 0004 #body-fill).
         self.filled = 0
         #: Net change of deleted events (a revoked delete un-deletes its target).

@@ -10,7 +10,9 @@ that passes is recorded (:meth:`KeyBook.add`) before the rest of the batch is ch
 
 After the batch, :meth:`KeyBook.settle` re-runs :func:`protocol.keystate.resolve` over
 each touched author's key events and chain links (no body is read), writes the statuses
-and ``revoked_by`` that changed, and moves the body effects with them
+and ``revoked_by`` that changed (an event stored before this batch then moves to a new
+cursor, so that stream subscribers see it again: spec 0004 #stream-status), and moves
+the body effects with them
 (:mod:`node.store.sqlite_effects`): an event counts in the label index, the profile
 and deletions exactly while it is canonical (0008 #status).
 
@@ -120,10 +122,14 @@ def key_contenders(conn: sqlite3.Connection, author: str) -> list[bytes] | None:
 class KeyBook:
     """The key events of the authors a write transaction touches (see module doc)."""
 
-    __slots__ = ("_conn", "_fast", "_held", "_keys", "_paths", "_touched")
+    __slots__ = ("_base", "_columns", "_conn", "_fast", "_held", "_keys", "_paths", "_touched")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        #: The highest cursor before this transaction: an event at or below it whose
+        #: status changes moves to a new cursor (spec 0004 #stream-status).
+        self._base: int = conn.execute("SELECT coalesce(max(cursor), 0) FROM events").fetchone()[0]
+        self._columns: str | None = None
         self._held = _HeldIds(conn)
         self._keys: dict[str, dict[bytes, KeyEvent]] = {}
         #: Authors to resolve in full at the next settle.
@@ -226,11 +232,31 @@ class KeyBook:
         if profile:
             recompute_profile(conn, author)
 
+    def _move(self, eid: bytes, stats: BatchStats) -> None:
+        """Give the held event ``eid`` a new cursor, every column kept (search keys and
+        whatever other indexes add), so that the live stream carries it again with its
+        new status (spec 0004 #stream-status), as a completed body is (#body-fill)."""
+        conn = self._conn
+        if self._columns is None:
+            names = [r[1] for r in conn.execute("PRAGMA table_info(events)") if r[1] != "cursor"]
+            self._columns = ", ".join(names)
+        cols = self._columns
+        row = conn.execute(
+            f"SELECT {cols} FROM events WHERE id = ?", (eid,)  # noqa: S608 - column names
+        ).fetchone()
+        conn.execute("DELETE FROM events WHERE id = ?", (eid,))
+        cursor = conn.execute(
+            f"INSERT INTO events ({cols}) VALUES ({','.join('?' * len(row))})",  # noqa: S608
+            row,
+        ).lastrowid
+        stats.moved += 1
+        stats.top_cursor = max(stats.top_cursor, cursor or 0)
+
     def _settle(self, author: str, stats: BatchStats) -> None:
         conn = self._conn
         keys = self._of(author)
         rows = conn.execute(
-            "SELECT id, seq, prev, kev, key, kind, status, revoked_by FROM events "
+            "SELECT id, seq, prev, kev, key, kind, status, revoked_by, cursor FROM events "
             "WHERE author = ?",
             (author,),
         ).fetchall()
@@ -245,7 +271,7 @@ class KeyBook:
             (author, b"".join(res.path), b"".join(res.contenders)),
         )
         flipped: list[tuple[int, bytes, str, bool]] = []  # seq, id, kind, now canonical
-        for eid, seq, _, _, _, kind, old, old_by in rows:
+        for eid, seq, _, _, _, kind, old, old_by, cursor in rows:
             new = res.status[eid].value
             by = res.revoked_by.get(eid)
             if new == old and by == old_by:
@@ -253,6 +279,10 @@ class KeyBook:
             conn.execute(
                 "UPDATE events SET status = ?, revoked_by = ? WHERE id = ?", (new, by, eid)
             )
+            if cursor <= self._base:
+                # Streamed before with another status: again, before any index that
+                # keeps cursors (labels, social, search) learns the new state.
+                self._move(eid, stats)
             if (old == CANONICAL) != (new == CANONICAL) and kind in BODY_EFFECTS:
                 flipped.append((seq, eid, kind, new == CANONICAL))
         if not flipped:

@@ -1,12 +1,14 @@
 """Rotatable identities on a real node, the costly corners (issue #15 leftovers):
 a long key history is served a bounded page at a time (spec 0004 #author-keys), and
 events under a key event nobody holds are refused before any signature check
-(0004 #ingest-v2).
+(0004 #ingest-v2), and an event whose status a later event changes is streamed again
+with its new status (0004 #stream-status).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -15,6 +17,7 @@ import httpx
 from protocol.encoding import encode
 from protocol.events import Event
 from tests.adversarial.conftest import Probe
+from tests.node.test_key_rotation import FORGED, theft
 from tests.rotatable import Rotatable
 
 #: Key events a node serves in one /keys page (node.api.events.MAX_KEYS_PAGE).
@@ -143,3 +146,68 @@ def test_events_under_an_unknown_key_event_cost_no_signature_check(adv_probe: Pr
     [res] = adv_probe.ingest(bad.wire)
     assert res["error"] == "bad-kev" and _verified(adv_probe) == before + 3
     assert [x["status"] for x in adv_probe.ingest(k2.wire, q.wire)] == ["accepted"] * 2
+
+
+def _stream(probe: Probe, did: str, after: int) -> list[dict[str, Any]]:
+    """The frames ``GET /v1/stream?cursor=after&authors=did`` replays, read up to the
+    node's current cursor (what is committed is replayed at once; no waiting on time)."""
+    top = probe.http.get("/v1/info").json()["cursor"]
+    frames: list[dict[str, Any]] = []
+    params = {"cursor": str(after), "authors": did}
+    with probe.http.stream("GET", "/v1/stream", params=params) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            frame = json.loads(line.removeprefix("data: "))
+            frames.append(frame)
+            if frame["cursor"] >= top:
+                break
+    assert frames and frames[-1]["cursor"] == top, "the stream did not reach the node's cursor"
+    return frames
+
+
+def _cursor(probe: Probe) -> int:
+    cursor: int = probe.http.get("/v1/info").json()["cursor"]
+    return cursor
+
+
+def test_a_rotation_streams_the_events_it_revokes_again(adv_probe: Probe) -> None:
+    """spec 0004 #stream-status, 0008 #status: a subscriber that saw the thief's
+    events as canonical receives each of them again, after the rotation, with status
+    ``revoked`` and ``revoked_by`` the rotation; the owner's events do not come again."""
+    a, ev = theft("odds-stream")
+    first = [ev["G"], ev["p1"], ev["prof"], *(ev[k] for k in FORGED)]
+    assert all(x["status"] == "accepted" for x in adv_probe.ingest(*(e.wire for e in first)))
+    seen = _stream(adv_probe, a.did, 0)
+    assert {f["event"]["id"]: f["event"]["status"] for f in seen} == {
+        e.id.hex(): "canonical" for e in first
+    }
+    before = _cursor(adv_probe)
+    adv_probe.ingest(ev["K1"].wire, ev["p2"].wire)
+    again = _stream(adv_probe, a.did, before)
+    got = {f["event"]["id"]: (f["event"]["status"], f["event"]["revoked_by"]) for f in again}
+    k1 = ev["K1"].id.hex()
+    assert got == {
+        k1: ("canonical", None),
+        ev["p2"].id.hex(): ("canonical", None),
+        **{ev[k].id.hex(): ("revoked", k1) for k in FORGED},
+    }
+    assert len(again) == len(got)  # each once
+    assert sorted(f["cursor"] for f in again) == [f["cursor"] for f in again]
+
+
+def test_a_settled_pending_event_is_streamed_again(adv_probe: Probe) -> None:
+    """spec 0004 #stream-status, 0008 #status: an event pending because the chain back
+    from the next key event has a gap is streamed again, canonical, when the gap is
+    filled."""
+    a, ev = theft("odds-pending")
+    adv_probe.ingest(ev["G"].wire, ev["p1"].wire, ev["K1"].wire)  # K1's prev (prof) missing
+    assert adv_probe.event(ev["p1"].id)["status"] == "pending"
+    before = _cursor(adv_probe)
+    adv_probe.ingest(ev["prof"].wire)
+    again = _stream(adv_probe, a.did, before)
+    assert [(f["event"]["id"], f["event"]["status"]) for f in again] == [
+        (ev["prof"].id.hex(), "canonical"),
+        (ev["p1"].id.hex(), "canonical"),
+    ]
