@@ -14,6 +14,7 @@ slash) so the same node is never listed twice.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -27,32 +28,60 @@ from client.files import atomic_write, read_toml, translate_os_errors
 from protocol.errors import BadRequestError, InvalidDidError
 from protocol.identity import did_method
 
-__all__ = ["ClientConfig", "normalize_node_url"]
+__all__ = ["NODE_URL_FORM", "ClientConfig", "normalize_node_url"]
 
 _ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
+#: A host name: letters, digits, ``-``, ``_`` and dots (IP literals are checked apart).
+_HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?\Z")
+#: What a node URL looks like, for error messages.
+NODE_URL_FORM = "http(s)://HOST[:PORT][/PATH], or HOST:PORT for http"
+
+
 def normalize_node_url(url: str) -> str:
-    """``http(s)://host[:port][/path]`` without a trailing slash; raises ``BadRequestError``."""
+    """``http(s)://host[:port][/path]`` without a trailing slash; raises ``BadRequestError``.
+
+    Without a scheme, only ``HOST:PORT`` is taken (as ``http://HOST:PORT``): a bare
+    word such as ``notaurl`` is a mistake, not the node ``http://notaurl``.
+    """
     text = url.strip()
-    if "://" not in text:
+    schemeless = "://" not in text
+    if schemeless:
         text = "http://" + text
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ("http", "https"):
-        raise BadRequestError(f"node URL {url!r} must use http or https")
+        raise BadRequestError(f"node URL {url!r} must use http or https ({NODE_URL_FORM})")
     if not parts.hostname:
-        raise BadRequestError(f"node URL {url!r} has no host")
+        raise BadRequestError(f"node URL {url!r} has no host ({NODE_URL_FORM})")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise BadRequestError(f"node URL {url!r} must not carry credentials, query or fragment")
     try:
         port = parts.port
     except ValueError:
-        raise BadRequestError(f"node URL {url!r} has an invalid port") from None
+        port = 0
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        raise BadRequestError(f"node URL {url!r} has an invalid port (1-65535)")
     host = parts.hostname.lower()
+    if not _valid_host(host):
+        raise BadRequestError(f"node URL {url!r} has an invalid host {host!r} ({NODE_URL_FORM})")
+    if schemeless and port is None:
+        raise BadRequestError(f"{url!r} is not a node URL ({NODE_URL_FORM})")
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name (RFC 1123 characters, plus ``_`` as resolvers allow) or an IP literal."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(_HOST_RE.match(host)) and ".." not in host
 
 
 @dataclass(slots=True)

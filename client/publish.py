@@ -9,6 +9,13 @@ succeeds when at least one node answers ``accepted`` or ``duplicate``, and the p
 outcomes (rejections with the node's code and message, unreachable nodes) are reported.
 Only then does the local head advance.
 
+One slow node does not hold a publish (spec 0007 #post-quorum): the head query and
+the submission share one deadline (the per-node timeout; the head query may use half
+of it), and each returns once ``quorum`` nodes answered (the head) or stored the event
+(the submission), after giving the others :data:`QUORUM_GRACE_S` more. A node still
+silent then is left (its request is cancelled) and reported ``unconfirmed``: the event
+reaches it, if at all, through the nodes it syncs with, as for a node that was down.
+
 A rotatable identity (``did:murmur``, spec 0008) is given its :class:`OwnChain`: it
 signs v2 events after its own outbox (``prev`` the outbox's last event, ``kev`` its
 latest key event), never after a node's head. The signed event is recorded in the
@@ -24,9 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient
 from client.errors import NodeTimeoutError, NodeUnreachableError, PublishError
@@ -38,9 +45,15 @@ from protocol.errors import ProtocolError, RemoteError
 from protocol.events import DEFAULT_NETWORK, Event, decode_unverified, sign_event, sign_event_v2
 from protocol.identity import Identity
 
-__all__ = ["NodeOutcome", "PublishResult", "Publisher"]
+__all__ = ["QUORUM_GRACE_S", "NodeOutcome", "PublishResult", "Publisher"]
 
 log = logging.getLogger("murmur.client.publish")
+
+T = TypeVar("T")
+
+#: Seconds the other nodes get, once the quorum answered, before a publish goes on
+#: without them (spec 0007 #post-quorum).
+QUORUM_GRACE_S = 1.0
 
 #: Events per request when giving nodes back lost bodies (nodes take 1000 by default).
 RESTORE_BATCH = 100
@@ -53,7 +66,9 @@ class NodeOutcome:
     """What one node did with a submitted event."""
 
     url: str
-    status: str  # accepted | duplicate | rejected | error
+    #: accepted | duplicate | rejected | error | unconfirmed (no answer yet when the
+    #: quorum was met, spec 0007 #post-quorum)
+    status: str
     code: str | None = None
     message: str | None = None
 
@@ -71,10 +86,16 @@ class PublishResult:
     outcomes: tuple[NodeOutcome, ...]
     #: Where the previous head came from: "local", "nodes" or "none" (first event).
     head_source: str
+    #: How many nodes were to store it before the publish returned (spec 0007 #post-quorum).
+    quorum: int = 1
 
     @property
     def stored_anywhere(self) -> bool:
         return any(o.stored for o in self.outcomes)
+
+    @property
+    def quorum_met(self) -> bool:
+        return sum(o.stored for o in self.outcomes) >= self.quorum
 
 
 class Publisher:
@@ -89,6 +110,7 @@ class Publisher:
         net: str = DEFAULT_NETWORK,
         timeout: float = DEFAULT_TIMEOUT_S,
         chain: OwnChain | None = None,
+        quorum: int = 1,
     ) -> None:
         #: The signing key; None for a publisher that only re-sends saved key events.
         self.identity = identity
@@ -96,6 +118,8 @@ class Publisher:
         self.heads = heads
         self.net = net
         self.timeout = timeout
+        #: Nodes that must store an event before :meth:`publish` returns (at most all).
+        self.quorum = max(1, min(quorum, len(self.nodes)))
         #: The owner's outbox when the identity is a did:murmur (spec 0008).
         self.chain = chain
 
@@ -112,24 +136,45 @@ class Publisher:
             raise ValueError("this publisher has no signing key")
         return self.identity
 
-    async def sync_head(self) -> tuple[Head | None, str]:
-        """The head to sign after: the best of the local one and the nodes' verified ones."""
+    async def sync_head(self, deadline: float | None = None) -> tuple[Head | None, str]:
+        """The head to sign after: the best of the local one and the nodes' verified ones.
+
+        Asks every node until ``deadline`` (loop time; default: the timeout from now),
+        or until the quorum answered and then :data:`QUORUM_GRACE_S` more; the claims
+        are then checked with the nodes that answered.
+        """
         did = self.signer().did
         local = self.heads.get(did)
-        reader = Reader(self.nodes, net=self.net, timeout=self.timeout)
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self.timeout
         claims: set[int] = set()
 
-        async def ask(node: NodeClient) -> None:
+        async def ask(node: NodeClient) -> bool:
             head = await node.author_head(did)
             if head is not None and isinstance(head.get("max_seq"), int):
                 claims.add(int(head["max_seq"]))
+            return True
 
-        await reader.each(ask)
-        if not any(n.ok for n in reader.report.nodes) and local is None:
-            errors = "; ".join(n.error.message for n in reader.report.nodes if n.error)
+        answers, _ = await _until_quorum(
+            {n.url: ask(n) for n in self.nodes},
+            quorum=self.quorum,
+            ok=bool,
+            deadline=deadline,
+        )
+        answered = [n for n in self.nodes if answers[n.url] is True]
+        if not answered and local is None:
+            errors = "; ".join(
+                f"{url}: " + (a.message if isinstance(a, ProtocolError) else "no answer in time")
+                for url, a in answers.items()
+            )
             raise NodeUnreachableError(
                 f"cannot learn the head of {did} before signing (no node answered): {errors}"
             )
+        if not answered:
+            return local, "local"
+        left = max(0.1, deadline - loop.time())
+        reader = Reader(answered, net=self.net, timeout=min(self.timeout, left))
         floor = local.seq if local is not None else 0
         # Highest claim first; a node's claim counts only if some node serves the event.
         for seq in sorted((c for c in claims if c > floor), reverse=True)[: len(self.nodes)]:
@@ -150,24 +195,29 @@ class Publisher:
         """Send ``event`` to every node at once; one outcome per node, in node order."""
         return tuple(row[0] for row in await self.submit_many([event]))
 
-    async def submit_many(self, events: Sequence[Event]) -> list[tuple[NodeOutcome, ...]]:
+    async def submit_many(
+        self,
+        events: Sequence[Event],
+        *,
+        quorum: int | None = None,
+        deadline: float | None = None,
+    ) -> list[tuple[NodeOutcome, ...]]:
         """Send ``events`` in one request to every node at once (in this order, so a
         key event comes before the events that name it); per node, one outcome per
-        event."""
+        event.
+
+        With ``quorum``, returns once that many nodes stored the last event and the
+        others had :data:`QUORUM_GRACE_S` more; the ones still silent are
+        ``unconfirmed`` (spec 0007 #post-quorum). Without, waits for every node. No
+        node is waited for past ``deadline`` (loop time; default: the timeout from now).
+        """
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self.timeout
 
         async def one(node: NodeClient) -> tuple[NodeOutcome, ...]:
             try:
-                results = await asyncio.wait_for(
-                    node.submit([e.wire for e in events]), self.timeout
-                )
-            except TimeoutError:
-                err: ProtocolError = NodeTimeoutError(
-                    f"{node.url} did not answer within {self.timeout:g} s", url=node.url
-                )
-                return tuple(
-                    NodeOutcome(url=node.url, status="error", code=err.code, message=err.message)
-                    for _ in events
-                )
+                results = await node.submit([e.wire for e in events])
             except ProtocolError as exc:
                 return tuple(
                     NodeOutcome(url=node.url, status="error", code=exc.code, message=exc.message)
@@ -185,13 +235,43 @@ class Publisher:
                 )
             return tuple(_outcome(node.url, r.status, r.error, r.message) for r in results)
 
-        return list(await asyncio.gather(*(one(n) for n in self.nodes)))
+        rows, met = await _until_quorum(
+            {n.url: one(n) for n in self.nodes},
+            quorum=len(self.nodes) if quorum is None else quorum,
+            ok=lambda row: row[-1].stored,
+            deadline=deadline,
+        )
+        out: list[tuple[NodeOutcome, ...]] = []
+        for node in self.nodes:
+            row = rows[node.url]
+            if isinstance(row, tuple):
+                out.append(row)
+                continue
+            if isinstance(row, BaseException):
+                raise row
+            if met:
+                left = NodeOutcome(
+                    url=node.url,
+                    status="unconfirmed",
+                    message=f"no answer yet when {self.quorum} node(s) had stored it; it may "
+                    "still store it, or get it from the nodes it syncs with",
+                )
+            else:
+                err = NodeTimeoutError(
+                    f"{node.url} did not answer within {self.timeout:g} s", url=node.url
+                )
+                left = NodeOutcome(url=node.url, status="error", code=err.code, message=err.message)
+            out.append(tuple(left for _ in events))
+        return out
 
     async def publish(self, kind: str, body: Mapping[str, Any]) -> PublishResult:
         """Sign the next event of ``kind`` with ``body`` and publish it; raise if none took it."""
         if self.chain is not None:
             return await self._publish_own_chain(kind, body)
-        head, source = await self.sync_head()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        # The head may use half the deadline: the event must still have time to go out.
+        head, source = await self.sync_head(deadline=loop.time() + self.timeout / 2)
         event = sign_event(
             self.signer(),
             kind=kind,
@@ -200,13 +280,16 @@ class Publisher:
             prev=None if head is None else head.id,
             net=self.net,
         )
-        outcomes = await self.submit(event)
+        rows = await self.submit_many([event], quorum=self.quorum, deadline=deadline)
+        outcomes = tuple(row[0] for row in rows)
         if any(o.stored for o in outcomes):
             self.heads.advance(event.author, Head(seq=event.seq, id=event.id))
             for o in outcomes:
                 if not o.stored:
-                    log.info("node did not store event url=%s code=%s", o.url, o.code)
-            return PublishResult(event=event, outcomes=outcomes, head_source=source)
+                    log.info("node did not store event url=%s status=%s", o.url, o.status)
+            return PublishResult(
+                event=event, outcomes=outcomes, head_source=source, quorum=self.quorum
+            )
         raise _failure(outcomes)
 
     async def flush(self) -> list[PublishResult]:
@@ -252,7 +335,7 @@ class Publisher:
             if isinstance(target, bytes):
                 chain.unarchive(target)  # the owner deletes it: never given back
             chain.record(event, published=False)
-        rows = await self.submit_many([*pending, event])
+        rows = await self.submit_many([*pending, event], quorum=self.quorum)
         result = self._settle([*pending, event], rows)[-1]
         if any(o.stored for o in result.outcomes):
             if chain.restore_passes():
@@ -327,6 +410,55 @@ class Publisher:
             if n:
                 log.info("gave back bodies url=%s events=%d", url, n)
         return {url: n for url, n, _ in rows}
+
+
+async def _until_quorum(
+    calls: Mapping[str, Awaitable[T]],
+    *,
+    quorum: int,
+    ok: Callable[[T], bool],
+    deadline: float,
+    grace: float = QUORUM_GRACE_S,
+) -> tuple[dict[str, T | ProtocolError | None], bool]:
+    """Run ``calls`` at once until all ended, ``deadline`` (loop time) passed, or
+    ``grace`` seconds after ``quorum`` of them returned a result that is ``ok``.
+
+    Returns each call's result, its ``ProtocolError``, or None (cut: cancelled), and
+    whether the quorum was met. Any other exception is a bug and propagates.
+    """
+    loop = asyncio.get_running_loop()
+    tasks = {key: asyncio.ensure_future(call) for key, call in calls.items()}
+    pending: set[asyncio.Future[T]] = set(tasks.values())
+    stop_at, good, met = deadline, 0, False
+    try:
+        while pending:
+            left = stop_at - loop.time()
+            if left <= 0:
+                break
+            done, pending = await asyncio.wait(
+                pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                exc = task.exception()
+                if exc is not None and not isinstance(exc, ProtocolError):
+                    raise exc
+                if exc is None and ok(task.result()):
+                    good += 1
+            if not met and good >= quorum:
+                met = True
+                stop_at = min(stop_at, loop.time() + grace)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    out: dict[str, T | ProtocolError | None] = {}
+    for key, task in tasks.items():
+        if task.cancelled():
+            out[key] = None
+        else:
+            exc = task.exception()
+            out[key] = exc if isinstance(exc, ProtocolError) else task.result()
+    return out, met
 
 
 def _outcome(url: str, status: str, error: str | None, message: str | None) -> NodeOutcome:

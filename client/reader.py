@@ -335,8 +335,12 @@ class Reader:
         return [(max(a, low), b) for a, b in chain.gaps if b >= low]
 
     def check_chains(self, authors: Iterable[str], *, low: dict[str, int] | None = None) -> None:
-        """Record unrepaired gaps, forks and broken links of ``authors`` in the report."""
-        for did in sorted(set(authors)):
+        """Record unrepaired gaps, forks and broken links of ``authors`` in the report
+        (replacing what an earlier, shorter window of this read recorded for them)."""
+        checked = set(authors)
+        self.report.gaps = [g for g in self.report.gaps if g["author"] not in checked]
+        self.report.forks = [f for f in self.report.forks if f["author"] not in checked]
+        for did in sorted(checked):
             floor = (low or {}).get(did, 1)
             chain = analyze_chain(self.of_author(did))
             for first, last in self._gaps(did, floor):

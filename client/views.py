@@ -11,7 +11,7 @@ profiles are the latest ``profile`` per author (§3.2); events whose author dele
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from client.moves import resolve_moves
@@ -46,6 +46,9 @@ class View:
     root: Event | None = None
     #: The reader's follow set, when building the view needed it (the timeline).
     follows: frozenset[str] | None = None
+    #: The sources held more items than ``items``: a longer window shows more (spec
+    #: 0007 #limit-after-moderation).
+    more: bool = False
 
 
 def references(e: Event) -> list[bytes]:
@@ -145,16 +148,24 @@ def _vouched(horizon: dict[str, int | None], url: str, e: Event) -> bool:
     return h is None or e.ts > h
 
 
-async def timeline(reader: Reader, me: str, *, limit: int) -> View:
+async def timeline(
+    reader: Reader, me: str, *, limit: int, follows: Mapping[str, Event] | None = None
+) -> View:
     """Posts, replies and reposts of the accounts ``me`` follows (and ``me``), newest first.
 
-    Each node is asked for ``2 * limit + 20`` events so deletes (fetched to hide their
-    targets) do not crowd posts out of the window.
+    Each node is asked for ``2 * limit + 20`` events (in pages of at most ``PAGE``) so
+    deletes (fetched to hide their targets) do not crowd posts out of the window.
+    ``follows`` is ``me``'s follow set when an earlier window of the same read has it.
     """
-    follows = await follow_set(reader, me, mark=False)  # `following` reports those
+    if follows is None:
+        follows = await follow_set(reader, me, mark=False)  # `following` reports those
     authors = sorted(set(follows) | {me})
+    wanted_events = 2 * limit + 20
     horizon = await reader.fetch_feed(
-        authors=authors, kinds_=[*TIMELINE_KINDS, kinds.DELETE], limit=min(PAGE, 2 * limit + 20)
+        authors=authors,
+        kinds_=[*TIMELINE_KINDS, kinds.DELETE],
+        limit=min(PAGE, wanted_events),
+        max_pages=min(MAX_FEED_PAGES, -(-wanted_events // PAGE)),
     )
     # Gap repair: seqs missing between an author's oldest and newest feed events.
     lows: dict[str, int] = {}
@@ -165,24 +176,32 @@ async def timeline(reader: Reader, me: str, *, limit: int) -> View:
     reader.check_chains(lows, low=lows)
     wanted = set(authors)
     pool = [e for e in reader.events.values() if e.author in wanted]
-    items = _newest_first(_visible(reader, pool, TIMELINE_KINDS))[:limit]
+    visible = _newest_first(_visible(reader, pool, TIMELINE_KINDS))
+    items = visible[:limit]
     reader.mark_withheld(items, lambda url, e: _vouched(horizon, url, e))
     # Served without a body that no deletion explains: withheld (spec 0007 #withheld-body).
     reader.mark_withheld(reader.stripped(pool), lambda url, e: True)
     view = await _finish(reader, items)
     view.follows = frozenset(follows)
+    view.more = len(visible) > limit or any(h is not None for h in horizon.values())
     return view
 
 
-async def author_view(reader: Reader, did: str, *, limit: int) -> View:
-    """An author's posts and reposts from their whole verified, repaired log."""
-    await reader.fetch_log(did)
-    await reader.repair(did)
-    reader.check_chains([did])
+async def author_view(reader: Reader, did: str, *, limit: int, fetch: bool = True) -> View:
+    """An author's posts and reposts from their whole verified, repaired log.
+
+    ``fetch=False`` builds a longer window from the log this reader already read.
+    """
+    if fetch:
+        await reader.fetch_log(did)
+        await reader.repair(did)
+        reader.check_chains([did])
     log_events = reader.of_author(did)
     reader.mark_withheld(log_events, lambda url, e: True)  # every node was asked for all
-    items = _newest_first(_visible(reader, log_events, TIMELINE_KINDS))[:limit]
-    return await _finish(reader, items, did)
+    visible = _newest_first(_visible(reader, log_events, TIMELINE_KINDS))
+    view = await _finish(reader, visible[:limit], did)
+    view.more = len(visible) > limit
+    return view
 
 
 async def thread_view(reader: Reader, eid: bytes) -> View:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -199,8 +201,43 @@ async def _serve(config: NodeConfig) -> None:
         await runner.cleanup()
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (checked before the store and
+    federation start, so a busy port costs one line and nothing else).
+
+    ``SO_REUSEADDR`` is set as aiohttp sets it, so connections of an earlier run in
+    TIME_WAIT do not count. Port 0 is never taken; other bind errors are left to the
+    real bind, which reports them.
+    """
+    if port == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def _busy_port_message(config: NodeConfig) -> str:
+    return (
+        f"murmur node: cannot listen on {config.host}:{config.port}: the port is already in "
+        "use (is another node running?); stop it or pick another port with --port"
+    )
+
+
 def run_node(config: NodeConfig) -> int:
     """Serve ``config`` until SIGINT/SIGTERM; return a process exit code."""
+    if _port_taken(config.host, config.port):
+        print(_busy_port_message(config), file=sys.stderr)
+        return 1
     _setup_logging(config.log_level)
     try:
         asyncio.run(_serve(config))
@@ -208,6 +245,9 @@ def run_node(config: NodeConfig) -> int:
         log.error("cannot open store error=%s", exc)
         return 1
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # taken between the check and the bind
+            print(_busy_port_message(config), file=sys.stderr)
+            return 1
         log.error("cannot start node error=%s", exc)
         return 1
     return 0

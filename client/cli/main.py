@@ -30,6 +30,7 @@ from client.cli import (
     social_cmds,
 )
 from client.cli.output import Context, Result, emit, emit_error
+from client.cli.session import node_url_arg, quorum_arg
 from client.keystore import default_home
 from client.textsafety import safe_text
 from protocol.errors import ProtocolError
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         action="append",
         default=[],
+        type=node_url_arg,
         help="node to use for this call (repeatable; overrides the configured set)",
     )
     parser.add_argument(
@@ -81,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="read the passphrase of a sealed key (or of a new one) from PATH, '-' for "
         "standard input (default: $MURMUR_PASSPHRASE, else a prompt on the terminal)",
+    )
+    parser.add_argument(
+        "--quorum",
+        metavar="N",
+        type=quorum_arg,
+        help="a post (like, follow...) returns once N nodes stored it; the others get a "
+        "moment more, then are reported (default: 'quorum' in config.toml, else 1)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
@@ -150,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nodes=tuple(args.nodes),
         json=bool(getattr(args, "json", False)),
         passphrase_file=args.passphrase_file,
+        quorum=args.quorum,
     )
     try:
         result = handler(args, ctx)

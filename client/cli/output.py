@@ -31,6 +31,9 @@ class Context:
     json: bool
     #: ``--passphrase-file``: a path, or ``-`` for standard input (spec 0007 #keys-at-rest).
     passphrase_file: str | None = None
+    #: ``--quorum N``: nodes that must store an event before a post returns (spec 0007
+    #: #post-quorum); None: ``quorum`` in config.toml, else 1.
+    quorum: int | None = None
     # Resolved when the context is made, not at import, so redirections are honoured.
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)

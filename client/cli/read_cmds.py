@@ -15,7 +15,7 @@ per post and a top-level ``moderation`` with the hidden items and the warnings.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from client.cli.mod_cmds import viewer
@@ -29,7 +29,7 @@ from client.cli.render import (
     indented,
 )
 from client.cli.session import Session, limit_arg, run
-from client.moderation.apply import Moderated, moderate
+from client.moderation.apply import Moderated, Moderation, moderate_page
 from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
 from client.moderation.pipeline import Verdict
@@ -53,19 +53,43 @@ async def _moderate(
 ) -> Moderated | None:
     if args.no_filters:
         return None
-    config = ModerationConfig.load(session.ctx.home)
     follows = view.follows  # the timeline already fetched it
     if follows is None:
         follows = frozenset(await follow_set(reader, viewer, mark=False)) if viewer else frozenset()
-    return await moderate(
-        view,
+    moderation = await _moderation(session, reader, viewer, context, follows)
+    async with moderation:
+        return await moderation.judge(view)
+
+
+async def _moderation(
+    session: Session, reader: Reader, viewer: str, context: ViewContext, follows: frozenset[str]
+) -> Moderation:
+    return await Moderation.open(
         reader,
         viewer=viewer,
         context=context,
-        config=config,
+        config=ModerationConfig.load(session.ctx.home),
         follows=follows,
         home=session.ctx.home,
     )
+
+
+async def _page(
+    args: argparse.Namespace,
+    session: Session,
+    reader: Reader,
+    build: Callable[[int], Awaitable[View]],
+    viewer: str,
+    context: ViewContext,
+    follows: frozenset[str],
+) -> tuple[View, Moderated | None]:
+    """``--limit`` items after moderation: hidden ones do not eat the page (spec 0007
+    #limit-after-moderation); with ``--no-filters``, just the window."""
+    if args.no_filters:
+        return await build(args.limit), None
+    moderation = await _moderation(session, reader, viewer, context, follows)
+    async with moderation:
+        return await moderate_page(build, args.limit, moderation)
 
 
 def _verdict(mod: Moderated | None, e: Event) -> Verdict | None:
@@ -119,13 +143,11 @@ def _doc(
 
 
 def _warnings(mod: Moderated | None) -> list[str]:
-    """View warnings and per-item filter failures, each once."""
+    """The view's warnings: a filter that failed is one line, however many items it
+    failed on (spec 0006 #failure-summary); ``--explain`` shows each item's."""
     if mod is None:
         return []
-    found = list(mod.warnings)
-    for v in mod.verdicts.values():
-        found.extend(v.warnings)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(mod.warnings))
 
 
 def _footer(
@@ -176,8 +198,14 @@ def cmd_timeline(args: argparse.Namespace, ctx: Context) -> Result:
 
     async def go() -> tuple[View, Moderated | None]:
         async with session.reader() as reader:
-            view = await timeline(reader, me, limit=args.limit)
-            return view, await _moderate(args, session, reader, view, me, ViewContext.TIMELINE)
+            follows = await follow_set(reader, me, mark=False)  # `following` reports those
+
+            async def build(n: int) -> View:
+                return await timeline(reader, me, limit=n, follows=follows)
+
+            return await _page(
+                args, session, reader, build, me, ViewContext.TIMELINE, frozenset(follows)
+            )
 
     view, mod = run(go)
     names = _names(session, view)
@@ -201,10 +229,19 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
 
     async def go() -> tuple[View, list[Event], Moderated | None]:
         async with session.reader() as reader:
-            view = await author_view(reader, did, limit=args.limit)
-            log_events = reader.of_author(did)
-            mod = await _moderate(args, session, reader, view, me, ViewContext.AUTHOR)
-            return view, log_events, mod
+            fetched = False
+
+            async def build(n: int) -> View:
+                nonlocal fetched
+                view = await author_view(reader, did, limit=n, fetch=not fetched)
+                fetched = True
+                return view
+
+            follows: frozenset[str] = frozenset()
+            if me and not args.no_filters:
+                follows = frozenset(await follow_set(reader, me, mark=False))
+            view, mod = await _page(args, session, reader, build, me, ViewContext.AUTHOR, follows)
+            return view, reader.of_author(did), mod
 
     view, log_events, mod = run(go)
     names = _names(session, view)

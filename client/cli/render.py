@@ -344,11 +344,12 @@ def format_publish(result: PublishResult, what: str) -> str:
         f"{what} {short_id(e.id)} (seq {e.seq}) — stored on {len(stored)} of "
         f"{len(result.outcomes)} node(s)"
     ]
+    if not result.quorum_met:  # spec 0007 #post-quorum
+        lines.append(f"! fewer nodes stored it than the {result.quorum} asked for (--quorum)")
     for o in result.outcomes:
         if not o.stored:
-            lines.append(
-                "! " + ": ".join(safe_line(str(x)) for x in (o.url, o.status, o.code, o.message))
-            )
+            parts = (o.url, o.status, o.code, o.message)
+            lines.append("! " + ": ".join(safe_line(str(x)) for x in parts if x is not None))
     lines.append(f"id: {e.id_hex}")
     return "\n".join(lines)
 

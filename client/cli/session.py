@@ -37,7 +37,7 @@ from protocol.errors import BadRequestError, InvalidDidError, ProtocolError
 from protocol.events import DEFAULT_NETWORK, Event
 from protocol.identity import Identity
 
-__all__ = ["Session", "limit_arg", "parse_event_id", "run"]
+__all__ = ["Session", "limit_arg", "node_url_arg", "parse_event_id", "quorum_arg", "run"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,26 @@ def limit_arg(text: str) -> int:
     if not 1 <= value <= MAX_LIMIT:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIMIT}")
     return value
+
+
+def quorum_arg(text: str) -> int:
+    """argparse type for ``--quorum``: a positive number of nodes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of nodes") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def node_url_arg(text: str) -> str:
+    """argparse type for ``--node``: a node URL, normalised; anything else is a usage
+    error (``notaurl`` is not the node ``http://notaurl``)."""
+    try:
+        return normalize_node_url(text)
+    except BadRequestError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def parse_event_id(text: str) -> bytes:
@@ -100,6 +120,17 @@ class Session:
         if not 0 < value <= 300:
             raise KeystoreError("timeout must be in (0, 300] seconds")
         return value
+
+    @property
+    def quorum(self) -> int:
+        """Nodes that must store an event before a post returns (spec 0007 #post-quorum):
+        ``--quorum``, else ``quorum`` in config.toml, else 1 (at most the node count)."""
+        if self.ctx.quorum is not None:
+            return self.ctx.quorum
+        raw = self.config.extra.get("quorum", 1)
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise KeystoreError(f"quorum in config.toml must be a positive integer, got {raw!r}")
+        return raw
 
     @property
     def net(self) -> str:
@@ -227,6 +258,7 @@ class Session:
         return Publisher(
             identity, nodes, HeadStore(self.ctx.home), net=self.net, timeout=self.timeout,
             chain=chain,
+            quorum=self.quorum,
         )
 
 

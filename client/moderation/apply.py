@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,16 +42,24 @@ from protocol.events import Event
 __all__ = [
     "DEFAULT_FILTERS",
     "LABELERS_FILTER",
+    "MAX_FILL_ROUNDS",
+    "MAX_FILL_WINDOW",
     "Moderated",
+    "Moderation",
     "active_labels",
     "build_filter",
     "build_pipeline",
     "moderate",
+    "moderate_page",
     "try_filter",
 ]
 
 #: The filters of a reader who has no ``filters.toml`` yet.
 DEFAULT_FILTERS: list[FilterSpec] = [FilterSpec(name="self-labels", type="self-labels")]
+#: Bounds on filling a ``--limit`` page after hidden items (spec 0007
+#: #limit-after-moderation): rounds after the first, and the longest window read.
+MAX_FILL_ROUNDS = 3
+MAX_FILL_WINDOW = 2000
 #: The name of the filter built from ``[[labelers]]`` when no ``type = "labelers"``
 #: filter is configured (it then runs last).
 LABELERS_FILTER = "labelers"
@@ -356,6 +364,115 @@ class Moderated:
         }
 
 
+class Moderation:
+    """One view's moderation over a reader: the pipeline, labels and lists are made
+    once (:meth:`open`), then :meth:`judge` runs the filters over a view, and again
+    over a longer one (``--limit`` fills its page after hidden items, spec 0007
+    #limit-after-moderation): each event is judged once, and a filter's failures add
+    up over the whole view (spec 0006 #failure-summary). Close it with :meth:`aclose`
+    (or ``async with``)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        warnings: list[str],
+        labels: dict[str, list[Label]],
+        *,
+        viewer: str,
+        context: ViewContext,
+        follows: frozenset[str],
+        now_ms: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self._warnings = warnings
+        self._labels = labels
+        self._viewer = viewer
+        self._context = context
+        self._follows = follows
+        self._now = now_ms
+        self.verdicts: dict[bytes, Verdict] = {}
+
+    @classmethod
+    async def open(
+        cls,
+        reader: Reader,
+        *,
+        viewer: str,
+        context: ViewContext,
+        config: ModerationConfig,
+        follows: frozenset[str] = frozenset(),
+        home: Path | None = None,
+        now_ms: int | None = None,
+        only: str | None = None,
+    ) -> Moderation:
+        """Build the pipeline (raises only what ``build_pipeline(only=...)`` raises),
+        fetch labels and lists, start and prepare the filters."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        pipeline, warnings = build_pipeline(config, only=only)
+        labels: dict[str, list[Label]] = {}
+        if config.labelers:
+            labels = await _fetch_labels(reader, [s.did for s in config.labelers], now, warnings)
+        lists = _Lists(reader, warnings)
+        wanted_lists = {
+            (c.filter.did, c.filter.list_name)
+            for c in pipeline.filters
+            if isinstance(c.filter, SubscribedList)
+        }
+        # Fetched here, outside the filters' prepare budgets; prepare then hits the cache.
+        await asyncio.gather(*(lists.latest(did, name) for did, name in sorted(wanted_lists)))
+        env = Env(
+            viewer=viewer,
+            now_ms=now,
+            context=context,
+            follows=follows,
+            home=home,
+            latest_list=lists.latest,
+        )
+        try:
+            await pipeline.start(env)
+        except BaseException:
+            await pipeline.aclose()
+            raise
+        return cls(
+            pipeline, warnings, labels, viewer=viewer, context=context, follows=follows,
+            now_ms=now,
+        )  # fmt: skip
+
+    async def __aenter__(self) -> Moderation:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the custom filters' workers."""
+        await self.pipeline.aclose()
+
+    async def judge(self, view: View) -> Moderated:
+        """``view`` split into shown and hidden; events judged before are not judged again."""
+        events = list(view.items)
+        if view.root is not None and all(e.id != view.root.id for e in events):
+            events.append(view.root)
+        pool = {**view.related, **{e.id: e for e in events}}
+        builder = _Items(
+            pool=pool,
+            profiles=view.profiles,
+            labels=self._labels,
+            viewer=self._viewer,
+            context=self._context,
+            follows=self._follows,
+            now_ms=self._now,
+        )
+        fresh = list({e.id: e for e in events if e.id not in self.verdicts}.values())
+        results = await self.pipeline.judge_all([builder.item(e) for e in fresh])
+        self.verdicts.update((e.id, v) for e, v in zip(fresh, results, strict=True))
+        verdicts = {e.id: self.verdicts[e.id] for e in events}
+        shown = [(e, verdicts[e.id]) for e in view.items if not verdicts[e.id].hidden]
+        hidden = [(e, verdicts[e.id]) for e in view.items if verdicts[e.id].hidden]
+        warnings = [*self._warnings, *self.pipeline.warnings]
+        return Moderated(shown=shown, hidden=hidden, verdicts=verdicts, warnings=warnings)
+
+
 async def moderate(
     view: View,
     reader: Reader,
@@ -374,43 +491,61 @@ async def moderate(
     wrong (a filter that cannot be built, prepared or run, a node that fails or
     forges labels, a list nobody serves) is a warning.
     """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    pipeline, warnings = build_pipeline(config, only=only)
-    labels: dict[str, list[Label]] = {}
-    if config.labelers:
-        labels = await _fetch_labels(reader, [s.did for s in config.labelers], now, warnings)
-    lists = _Lists(reader, warnings)
-    wanted_lists = {
-        (c.filter.did, c.filter.list_name)
-        for c in pipeline.filters
-        if isinstance(c.filter, SubscribedList)
-    }
-    # Fetched here, outside the filters' prepare budgets; prepare then hits the cache.
-    await asyncio.gather(*(lists.latest(did, name) for did, name in sorted(wanted_lists)))
-    env = Env(
-        viewer=viewer,
-        now_ms=now,
-        context=context,
-        follows=follows,
-        home=home,
-        latest_list=lists.latest,
+    moderation = await Moderation.open(
+        reader, viewer=viewer, context=context, config=config, follows=follows, home=home,
+        now_ms=now_ms, only=only,
+    )  # fmt: skip
+    async with moderation:
+        return await moderation.judge(view)
+
+
+async def moderate_page(
+    build: Callable[[int], Awaitable[View]],
+    limit: int,
+    moderation: Moderation,
+    *,
+    max_rounds: int = MAX_FILL_ROUNDS,
+) -> tuple[View, Moderated]:
+    """A view of ``limit`` *shown* items: hidden ones do not eat the page (spec 0007
+    #limit-after-moderation).
+
+    ``build(n)`` makes the view of the ``n`` newest items (on one reader, so a
+    longer window reuses what was read); while fewer than ``limit`` items are shown
+    and the view says there is more (``View.more``), the window grows (at least
+    doubling, at most :data:`MAX_FILL_WINDOW`) for at most ``max_rounds`` more rounds.
+    The result is cut after the ``limit``-th shown item: its ``hidden`` are the items
+    hidden before that point.
+    """
+    window = limit
+    view = await build(window)
+    mod = await moderation.judge(view)
+    for _ in range(max_rounds):
+        missing = limit - len(mod.shown)
+        if missing <= 0 or not view.more or window >= MAX_FILL_WINDOW:
+            break
+        # Enough for the missing items at the hide rate seen so far, at least double.
+        rate = len(view.items) / max(1, len(mod.shown))
+        window = min(MAX_FILL_WINDOW, max(2 * window, len(view.items) + int(missing * rate) + 1))
+        view = await build(window)
+        mod = await moderation.judge(view)
+    return _cut(view, mod, limit)
+
+
+def _cut(view: View, mod: Moderated, limit: int) -> tuple[View, Moderated]:
+    """``view`` and ``mod`` up to the ``limit``-th shown item."""
+    items: list[Event] = []
+    shown = 0
+    for e in view.items:
+        if shown >= limit:
+            break
+        items.append(e)
+        if not mod.verdicts[e.id].hidden:
+            shown += 1
+    kept = {e.id for e in items}
+    view.items = items
+    return view, Moderated(
+        shown=[(e, v) for e, v in mod.shown if e.id in kept],
+        hidden=[(e, v) for e, v in mod.hidden if e.id in kept],
+        verdicts=mod.verdicts,
+        warnings=mod.warnings,
     )
-    events = list(view.items)
-    if view.root is not None and all(e.id != view.root.id for e in events):
-        events.append(view.root)
-    pool = {**view.related, **{e.id: e for e in events}}
-    builder = _Items(
-        pool=pool,
-        profiles=view.profiles,
-        labels=labels,
-        viewer=viewer,
-        context=context,
-        follows=follows,
-        now_ms=now,
-    )
-    results = await pipeline.run([builder.item(e) for e in events], env)
-    warnings.extend(pipeline.warnings)
-    verdicts = {e.id: v for e, v in zip(events, results, strict=True)}
-    shown = [(e, verdicts[e.id]) for e in view.items if not verdicts[e.id].hidden]
-    hidden = [(e, verdicts[e.id]) for e in view.items if verdicts[e.id].hidden]
-    return Moderated(shown=shown, hidden=hidden, verdicts=verdicts, warnings=warnings)

@@ -15,7 +15,9 @@ Composition rules, in order:
 A filter that raises, returns something other than a decision, or exceeds its time
 budget is skipped for that item, and the item carries a warning saying so; after
 :data:`MAX_FAILURES` such failures in one run the filter is skipped for the rest of
-it, with one view-level warning (:attr:`Pipeline.warnings`). A custom filter
+it. However often a filter fails, the view gets one warning for it
+(:attr:`Pipeline.warnings`: which filter, on how many items, the first error; spec
+0006 #failure-summary), and the log one line, not a line per item. A custom filter
 (:class:`~client.moderation.isolation.IsolatedFilter`) runs in a worker process that
 is killed at its deadline (spec 0006 #filter-deadline), so nothing it does can stall
 the view; it is started (in parallel with the others) before any ``prepare``, and a
@@ -114,10 +116,32 @@ class Pipeline:
     ) -> None:
         self.filters = list(filters)
         self._clock = clock
-        self._failures: dict[str, int] = {}
+        #: Per filter: items it failed on, and the first failure (spec 0006 #failure-summary).
+        self._failures: dict[str, tuple[int, str]] = {}
+        #: Per filter skipped after MAX_FAILURES: items it was then not run on.
+        self._skipped: dict[str, int] = {}
         self._disabled: set[str] = set()
-        #: View-level warnings of the last run (a filter that could not be prepared).
-        self.warnings: list[str] = []
+        #: Filters that could not be started or prepared, with why.
+        self._notes: list[str] = []
+
+    @property
+    def warnings(self) -> list[str]:
+        """View-level warnings of the current (or last) run: filters that could not be
+        started or prepared, then one line per filter that failed on any item."""
+        out = list(self._notes)
+        for name, (count, first) in self._failures.items():
+            if name in self._skipped:
+                rest = self._skipped[name]
+                more = f", not run on {rest} more" if rest else ""
+                out.append(
+                    f"filter {name} skipped for the rest of this view: failed on {count} "
+                    f"item(s){more} (first: {first})"[:400]
+                )
+            else:
+                out.append(
+                    f"filter {name} skipped on {count} item(s): it failed (first: {first})"[:400]
+                )
+        return out
 
     async def run(self, items: Sequence[Item], env: Env | None = None) -> list[Verdict]:
         """One verdict per item, in order. Never raises because of a filter.
@@ -126,22 +150,34 @@ class Pipeline:
         budget); a filter whose ``prepare`` fails is skipped for the whole view and
         the failure is in :attr:`warnings`.
         """
-        self._failures = {}
-        self._disabled = set()
-        self.warnings = []
         if env is None and items:
             first = items[0]
             env = Env(viewer=first.viewer, now_ms=first.now_ms, context=first.context)
         try:
-            with _alarm_handler():
-                await self._start_isolated()
-                if env is not None:
-                    for conf in self.filters:
-                        if conf.name not in self._disabled:
-                            await self._prepare(conf, env)
-                return [await self.judge(item) for item in items]
+            await self.start(env)
+            return await self.judge_all(items)
         finally:
             await self.aclose()
+
+    async def start(self, env: Env | None) -> None:
+        """Begin a run (one view): forget the last one's failures, start isolated
+        filters, run each ``prepare(env)``. Then :meth:`judge_all`, as often as the
+        view needs (its failures add up), and :meth:`aclose`."""
+        self._failures = {}
+        self._skipped = {}
+        self._disabled = set()
+        self._notes = []
+        with _alarm_handler():
+            await self._start_isolated()
+            if env is not None:
+                for conf in self.filters:
+                    if conf.name not in self._disabled:
+                        await self._prepare(conf, env)
+
+    async def judge_all(self, items: Sequence[Item]) -> list[Verdict]:
+        """One verdict per item, in order, within the run :meth:`start` began."""
+        with _alarm_handler():
+            return [await self.judge(item) for item in items]
 
     async def aclose(self) -> None:
         """Stop the worker processes of isolated filters (:meth:`run` does it at its end)."""
@@ -159,8 +195,8 @@ class Pipeline:
             if isinstance(result, FilterError):
                 self._disabled.add(conf.name)
                 message = f"filter {conf.name} left out: {result.message}"[:400]
-                self.warnings.append(message)
-                log.warning("%s", message)
+                self._notes.append(message)
+                log.info("%s", message)
             elif isinstance(result, BaseException):
                 raise result
 
@@ -187,14 +223,16 @@ class Pipeline:
             else:
                 what = f"raised {exc!r}"
             message = f"filter {conf.name} skipped: preparing it {what}"[:300]
-            self.warnings.append(message)
-            log.warning("%s", message)
+            self._notes.append(message)
+            log.info("%s", message)
 
     async def judge(self, item: Item) -> Verdict:
         verdict = Verdict(item)
         found: list[Decision] = []
         for conf in self.filters:
             if conf.name in self._disabled:
+                if conf.name in self._skipped:
+                    self._skipped[conf.name] += 1
                 continue  # the view-level warning says why
             found.extend(await self._check_all(conf, item, verdict))
         allowed = any(
@@ -278,16 +316,19 @@ class Pipeline:
         return result
 
     def _fail(self, conf: Configured, verdict: Verdict, what: str) -> None:
-        self._failures[conf.name] = failures = self._failures.get(conf.name, 0) + 1
+        """Note a failure on the item (its verdict says so) and in the view's tally;
+        only the first of a run is logged above debug (spec 0006 #failure-summary)."""
+        failures, first = self._failures.get(conf.name, (0, what))
+        failures += 1
+        self._failures[conf.name] = (failures, first)
         message = f"filter {conf.name} skipped: {what}"
         verdict.warnings.append(message)
-        log.warning("%s event=%s", message, verdict.item.event.id_hex[:12])
+        log.debug("%s event=%s", message, verdict.item.event.id_hex[:12])
+        if failures == 1:
+            log.info("filter failed name=%s first=%r", conf.name, what[:200])
         if failures >= MAX_FAILURES:
             self._disabled.add(conf.name)
-            self.warnings.append(
-                f"filter {conf.name} skipped for the rest of this view: "
-                f"failed {failures} times (last: {what})"[:300]
-            )
+            self._skipped[conf.name] = 0
 
 
 class _Failure(Exception):

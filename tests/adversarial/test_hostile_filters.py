@@ -219,8 +219,8 @@ def test_check_that_never_returns(tmp_path: Path, hostile_class: str) -> None:
     per_item = [w for v in doc["verdicts"] for w in v["warnings"]]
     assert per_item == ["filter hostile skipped: exceeded its 100 ms budget"] * 3
     assert doc["warnings"] == [
-        "filter hostile skipped for the rest of this view: failed 3 times "
-        "(last: exceeded its 100 ms budget)"
+        "filter hostile skipped for the rest of this view: failed on 3 item(s), not run on "
+        "2 more (first: exceeded its 100 ms budget)"
     ]
 
 

@@ -203,7 +203,10 @@ def test_crashing_custom_filter_is_a_visible_warning(
     cli.json("filters", "add", f"{path}:Boom")
     code, out, _ = cli.run("timeline")
     assert code == 0 and "still readable" in out
-    assert "! moderation: filter boom skipped: raised RuntimeError: kaboom" in out
+    assert (
+        "! moderation: filter boom skipped on 1 item(s): it failed (first: raised "
+        "RuntimeError: kaboom)" in out
+    )
     doc = cli.json("timeline")
     assert "kaboom" in doc["posts"][0]["moderation"]["warnings"][0]
     # A filter that cannot even be built is left out, also visibly.

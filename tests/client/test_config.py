@@ -29,7 +29,20 @@ def test_normalize(given: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["ftp://x", "http://", "http://u:p@host", "http://h/?q=1", "http://h:99999"]
+    "bad",
+    [
+        "ftp://x",
+        "http://",
+        "http://u:p@host",
+        "http://h/?q=1",
+        "http://h:99999",
+        # spec 0007 #node-url: a bare word is not a host, port 0 is not a port
+        "notaurl",
+        "node.example",
+        "http://h:0",
+        "http://no host",
+        "http://bad..dots",
+    ],
 )
 def test_bad_urls(bad: str) -> None:
     with pytest.raises(BadRequestError):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from client.moderation.builtins import BlockAuthors, Labelers, MuteWords, SelfLabels
 from client.moderation.core import Action, Decision, Env, Item, Label, SourceKind, ViewContext
@@ -216,12 +219,41 @@ async def test_filter_failing_max_times_is_skipped_for_the_rest_of_the_run() -> 
     assert raises.calls == MAX_FAILURES
     assert verdicts[-1].warnings == []  # said once for the view, not on every item
     assert pipeline.warnings == [
-        f"filter raises skipped for the rest of this view: failed {MAX_FAILURES} times "
-        "(last: raised RuntimeError: boom)"
+        f"filter raises skipped for the rest of this view: failed on {MAX_FAILURES} item(s), "
+        "not run on 2 more (first: raised RuntimeError: boom)"
     ]
     # A new run starts afresh.
     await pipeline.run(items[:1])
     assert raises.calls == MAX_FAILURES + 1
+
+
+async def test_a_failing_filter_is_one_warning_per_view_and_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """spec 0006 #failure-summary: a filter failing on some items (each with its own
+    error) is one view warning naming it, how many items and the first error; each
+    item still says so on its verdict; the log has one line for it, not one per item."""
+
+    class Picky:
+        name = "picky"
+
+        def check(self, it: Item) -> Decision | None:
+            if it.text.startswith("bad"):
+                raise ValueError(f"cannot read {it.text}")
+            return None
+
+    items = [item(ALICE.post(t)) for t in ("bad one", "fine", "bad two", "fine too")]
+    pipeline = Pipeline([conf(Picky(), "picky"), conf(Fixed(Action.BADGE), "ok")])
+    with caplog.at_level(logging.INFO, logger="murmur.client.moderation"):
+        verdicts = await pipeline.run(items)
+    assert pipeline.warnings == [
+        "filter picky skipped on 2 item(s): it failed (first: raised ValueError: cannot read "
+        "bad one)"
+    ]
+    assert [len(v.warnings) for v in verdicts] == [1, 0, 1, 0]
+    assert all(v.action is Action.BADGE for v in verdicts)  # the other filter still ran
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1 and "picky" in lines[0].getMessage()
 
 
 class PrepareRaises(Fixed):
