@@ -26,7 +26,9 @@ from client.cli.render import Names, short_id
 from client.cli.session import Session, run
 from client.config import normalize_node_url
 from client.errors import NoNodesError
+from client.keyops import apply_pending
 from client.labeler import Labeler, LabelerState, Rules, Stats, Subject, subject_key
+from client.ownchain import OwnChain
 from client.publish import Publisher, PublishResult
 from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
 from client.shortids import parse_event_ref
@@ -214,13 +216,14 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
         configured = []
     stream = stream or configured[0]
     publish_to = list(dict.fromkeys([stream, *configured]))
-    if stored.rotatable:  # the labeler's own chain handling predates did:murmur
-        raise BadRequestError(
-            f"{stored.name} is a rotatable identity: a labeler runs as a did:key for now "
-            "(create one with: murmur id new NAME --did-key)"
-        )
+    chain = None
+    if stored.rotatable:
+        # Its labels are v2 events after its own outbox, like its posts (spec 0008,
+        # 0007 #own-chain); a rotation a crash interrupted is finished first.
+        apply_pending(session.keystore, stored.name)
+        chain = OwnChain(ctx.home, stored.did)
     identity = session.identity()
-    state = LabelerState.load(ctx.home, stored.name, identity.did)
+    state = LabelerState.load(ctx.home, stored.name, stored.did)
     log_to = ctx.stderr if ctx.json else ctx.stdout
 
     def on_label(label: Event, subject: Subject, val: str) -> None:
@@ -236,7 +239,12 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
         async with httpx.AsyncClient(timeout=session.timeout, follow_redirects=False) as http:
             nodes = [NodeClient(u, http, timeout=session.timeout) for u in publish_to]
             pub = Publisher(
-                identity, nodes, HeadStore(ctx.home), net=session.net, timeout=session.timeout
+                identity,
+                nodes,
+                HeadStore(ctx.home),
+                net=session.net,
+                timeout=session.timeout,
+                chain=chain,
             )
             labeler = Labeler(
                 pub, http, stream_url=stream, rules=rules, state=state, on_label=on_label
@@ -253,7 +261,7 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
     except KeyboardInterrupt:
         stats, stopped = (started[0].stats if started else Stats()), "interrupted"
     doc = {
-        "labeler": identity.did,
+        "labeler": stored.did,
         "name": stored.name,
         "node": stream,
         "published_to": publish_to,

@@ -12,6 +12,12 @@ so a restarted labeler resumes where it left off and never skips an event
 value) pairs published, seeded at start with the labels already in effect on the
 nodes, so a replay does not label anything twice. The labeler never
 looks at its own events, so it cannot label its own labels.
+
+A rotatable labeler (a ``did:murmur``, spec 0006 #labeler-rotatable) signs its labels
+as v2 events after its own outbox (:class:`~client.ownchain.OwnChain`), each recorded
+with its bytes before the batch is sent, with unsent ones re-sent first, as
+:class:`~client.publish.Publisher` signs a post; a did:key labeler signs after the
+highest head the nodes serve.
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ from client.files import atomic_write, translate_os_errors
 from client.labeler.rules import Rules, Subject, subject_key
 from client.labeler.sse import SseParser, stream_event
 from client.moderation.apply import active_labels
-from client.publish import Publisher
+from client.publish import NodeOutcome, Publisher
 from client.reader import Reader
 from client.state import Head
 from protocol import jsontext, kinds
 from protocol.errors import ProtocolError, RemoteError
-from protocol.events import Event, decode_event, sign_event
+from protocol.events import Event, decode_event, sign_event, sign_event_v2
 
 __all__ = ["BATCH", "MAX_REMEMBERED", "Labeler", "LabelerState", "Stats"]
 
@@ -154,7 +160,9 @@ class Labeler:
         self.state = state
         self.on_label = on_label
         self.stats = Stats()
-        self.did = publisher.signer().did
+        #: The labeler's did: its did:murmur when rotatable (its labels are signed by
+        #: the current signing key, after its own outbox), else its did:key.
+        self.did = publisher.did
         self._batch: list[tuple[Event, Subject, str]] = []
         #: The last cursor read, and the last one whose labels are all published.
         self._cursor = 0
@@ -303,6 +311,73 @@ class Labeler:
         self._closed_by_node = False
 
     async def _publish(self, chunk: list[tuple[Event, Subject, str]]) -> None:
+        if self.pub.chain is not None:
+            stored = await self._publish_own_chain(chunk)
+        else:
+            stored = await self._publish_after_head(chunk)
+        for (_, subject, val), label, ok in stored:
+            if ok:
+                self.state.remember(subject, val)
+                self.stats.labels += 1
+                self._dirty = True
+                self.on_label(label, subject, val)
+        if not all(ok for _, _, ok in stored):
+            self.state.save()  # remember what went out; the cursor stays where it was
+            missing = sum(not ok for _, _, ok in stored)
+            raise PublishError(f"{missing} label(s) were stored by no node")
+
+    async def _publish_own_chain(
+        self, chunk: list[tuple[Event, Subject, str]]
+    ) -> list[tuple[tuple[Event, Subject, str], Event, bool]]:
+        """A rotatable labeler (spec 0008, 0007 #own-chain): its labels are v2 events
+        signed after its own outbox (``kev`` its latest key event), each recorded with
+        its bytes before the batch is sent, with the outbox's unsent events first, as
+        :class:`~client.publish.Publisher` signs a post."""
+        chain = self.pub.chain
+        assert chain is not None  # noqa: S101 - the caller checked
+        signer = self.pub.signer()
+        with chain.lock():
+            pending = chain.unpublished()
+            head = chain.head()
+            kev = chain.latest_key_event().id
+            seq, prev = head.seq, head.id
+            signed: list[Event] = []
+            for _, subject, val in chunk:
+                event = sign_event_v2(
+                    signer,
+                    author=chain.did,
+                    kind=kinds.LABEL,
+                    body={"subject": subject, "val": val},
+                    seq=seq + 1,
+                    prev=prev,
+                    kev=kev,
+                    net=self.pub.net,
+                )
+                chain.record(event, published=False)
+                seq, prev = event.seq, event.id
+                signed.append(event)
+        sent = [*pending, *signed]
+        rows = await self.pub.submit_many(sent)
+        outcomes = [[row[i] for row in rows] for i in range(len(sent))]
+        chain.mark_published({e.id for e, o in zip(sent, outcomes, strict=True) if _kept(o)})
+        mine = outcomes[len(pending) :]
+        # Labels every node answered and refused leave the chain from its end (none
+        # holds them); any other unsent one stays, to go out before the next event.
+        with chain.lock():
+            for event, o in reversed(list(zip(signed, mine, strict=True))):
+                if not (o and all(x.status == "rejected" for x in o)) or not chain.forget(
+                    event.id
+                ):
+                    break
+        if chain.restore_passes():
+            await self.pub.restore_bodies()
+        return [
+            (item, event, _kept(o)) for item, event, o in zip(chunk, signed, mine, strict=True)
+        ]
+
+    async def _publish_after_head(
+        self, chunk: list[tuple[Event, Subject, str]]
+    ) -> list[tuple[tuple[Event, Subject, str], Event, bool]]:
         head, _ = await self.pub.sync_head()
         signed: list[Event] = []
         for _, subject, val in chunk:
@@ -322,15 +397,11 @@ class Labeler:
         # The head moves to the last stored event: a gap is repairable, a fork is not.
         last = max(i for i, ok in enumerate(stored) if ok)
         self.pub.heads.advance(self.did, Head(seq=signed[last].seq, id=signed[last].id))
-        for (_, subject, val), label, ok in zip(chunk, signed, stored, strict=True):
-            if ok:
-                self.state.remember(subject, val)
-                self.stats.labels += 1
-                self._dirty = True
-                self.on_label(label, subject, val)
-        if not all(stored):
-            self.state.save()  # remember what went out; the cursor stays where it was
-            raise PublishError(f"{stored.count(False)} label(s) were stored by no node")
+        return list(zip(chunk, signed, stored, strict=True))
+
+
+def _kept(outcomes: Sequence[NodeOutcome]) -> bool:
+    return any(o.stored for o in outcomes)
 
 
 async def _submit(nodes: Sequence[NodeClient], wires: list[bytes], per_node_s: float) -> list[bool]:
