@@ -682,8 +682,10 @@ def claimed_kev(wire: bytes) -> tuple[str, bytes] | None:
     the signature: this only lets a node see that an event relies on a key event it
     does not hold (spec 0008 §8.5 step 2, ``unknown-key-event``) before paying for its
     verification (0004 #ingest-v2). A v1 header never holds the key ``kev``, so a v1
-    event costs one substring search of its header bytes.
+    event almost always costs one substring search of its wire bytes.
     """
+    if b"\xa3kev" not in wire:  # the fixstr "kev": only v2 headers hold it (for sure)
+        return None
     try:
         outer = decode(bytes(wire), limits=_WIRE_LIMITS)
         if not isinstance(outer, list) or len(outer) != 3 or not isinstance(outer[0], bytes):
