@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -420,6 +420,95 @@ class NodeClient:
         if not isinstance(rows, list):
             raise BadResponseError(f"{self.url}: the answer has no list 'profiles'", url=self.url)
         return [_wire_item(r.get("event") if isinstance(r, dict) else None) for r in rows]
+
+    def _next(self, doc: dict[str, Any], before: str | None) -> str | None:
+        """A page's ``next`` cursor; a node that names the page it was asked for again
+        would have a client read it forever."""
+        nxt = doc.get("next")
+        if nxt is None:
+            return None
+        if not isinstance(nxt, str) or not nxt or len(nxt) > 256 or nxt == before:
+            raise BadResponseError(f"{self.url}: bad page cursor {nxt!r}", url=self.url)
+        return nxt
+
+    async def notifications(
+        self,
+        did: str,
+        *,
+        kinds: Sequence[str] | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[tuple[str, WireItem]], str | None]:
+        """``GET /v1/notifications`` (spec 0004 #notifications): one page of the events
+        that concern ``did``, newest first, each with the reason the node gives (a
+        hint: the reader works out its own, spec 0007 #notifications)."""
+        params: list[tuple[str, str | int]] = [("did", did), ("limit", limit)]
+        if kinds:
+            params.append(("kinds", ",".join(kinds)))
+        if before is not None:
+            params.append(("before", before))
+        doc = await self._get_json("/v1/notifications", params)
+        rows = doc.get("notifications")
+        if not isinstance(rows, list):
+            raise BadResponseError(
+                f"{self.url}: the answer has no list 'notifications'", url=self.url
+            )
+        out: list[tuple[str, WireItem]] = []
+        for row in rows:
+            row = row if isinstance(row, dict) else {}
+            reason = row.get("reason")
+            out.append((reason if isinstance(reason, str) else "", _wire_item(row.get("event"))))
+        return out, self._next(doc, before)
+
+    async def followers(
+        self, did: str, *, before: str | None = None, limit: int = 100
+    ) -> tuple[list[WireItem], dict[str, int | None], str | None]:
+        """``GET /v1/followers/{did}`` (spec 0004 #followers): one page of the follow
+        events of ``did``'s current followers, the node's ``stats`` figures (the ones
+        that are a non-negative integer or null), and the ``next`` cursor."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if before is not None:
+            params.append(("before", before))
+        doc = await self._get_json(f"/v1/followers/{did}", params)
+        stats = doc.get("stats")
+        figures: dict[str, int | None] = {}
+        for key, value in (stats.items() if isinstance(stats, dict) else ()):
+            if value is None or (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            ):
+                figures[str(key)] = value
+        return _items(doc, "events", self.url), figures, self._next(doc, before)
+
+    async def stream_chunks(
+        self, params: Sequence[tuple[str, str | int]], *, idle_s: float
+    ) -> AsyncIterator[bytes]:
+        """``GET /v1/stream`` (spec 0004 #stream): the raw bytes as they come, until the
+        node ends the stream. A stream silent for ``idle_s`` (a live node heartbeats)
+        is ``node-timeout``; other failures are translated as for every request."""
+        timeout = httpx.Timeout(self.timeout, read=idle_s)
+        try:
+            async with self._http.stream(
+                "GET",
+                self.url + "/v1/stream",
+                params=list(params),
+                headers={"Accept": "text/event-stream"},
+                timeout=timeout,
+            ) as resp:
+                if resp.status_code >= 400:
+                    body = await self._read_capped(resp)
+                    raise self._remote_error(
+                        httpx.Response(resp.status_code, headers=resp.headers, content=body)
+                    )
+                async for chunk in resp.aiter_bytes():
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise NodeTimeoutError(
+                f"{self.url}: the stream was silent for {idle_s:g} s", url=self.url
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise NodeUnreachableError(
+                f"{self.url} stream failed: {type(exc).__name__}: {exc}", url=self.url
+            ) from exc
 
     async def submit(self, wires: Sequence[bytes]) -> list[IngestResult]:
         """``POST /v1/events`` as a canonical msgpack batch; one result per event."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -260,8 +260,11 @@ class Reader:
 
     # -- fan-out ------------------------------------------------------------------
 
-    async def each(self, fn: Callable[[NodeClient], Awaitable[None]]) -> None:
-        """Run ``fn`` on every healthy node at once, each within the timeout."""
+    async def each(
+        self, fn: Callable[[NodeClient], Awaitable[None]], *, only: Container[str] | None = None
+    ) -> None:
+        """Run ``fn`` on every healthy node (whose url is in ``only``, if given) at
+        once, each within the timeout."""
 
         async def run(node: NodeClient) -> None:
             report = self.report.node(node.url)
@@ -277,7 +280,13 @@ class Reader:
             if report.error is not None:
                 log.info("node failed url=%s code=%s", node.url, report.error.code)
 
-        await asyncio.gather(*(run(n) for n in self.nodes if self.report.node(n.url).ok))
+        await asyncio.gather(
+            *(
+                run(n)
+                for n in self.nodes
+                if self.report.node(n.url).ok and (only is None or n.url in only)
+            )
+        )
         # Whatever came in, a did:murmur author's events count only once their key
         # state says they are canonical (spec 0008 §8.7).
         await self.keys.settle()

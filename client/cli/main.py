@@ -25,6 +25,7 @@ from client.cli import (
     id_cmds,
     mod_cmds,
     nodes_cmds,
+    notify_cmds,
     post_cmds,
     read_cmds,
     social_cmds,
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     post_cmds.register(sub, common)
     social_cmds.register(sub, common)
     read_cmds.register(sub, common)
+    notify_cmds.register(sub, common)
     mod_cmds.register(sub, common)
     devnet_cmds.register(sub, common)
     dev_cmds.register(sub)

@@ -9,6 +9,7 @@ from client.cli.output import Context, Result
 from client.cli.post_cmds import publish_result, unchanged
 from client.cli.render import Names, format_report, indented, relative_time
 from client.cli.session import Session, limit_arg, run
+from client.followers import SocialStats, social_stats
 from client.ownacts import own_acts
 from client.publish import PublishResult
 from client.reader import Reader
@@ -149,11 +150,12 @@ def cmd_profile_show(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     did = session.resolve(args.who) if args.who else session.stored_identity().did
 
-    async def go() -> View:
+    async def go() -> tuple[View, SocialStats]:
         async with session.reader() as reader:
-            return await profile_view(reader, did)
+            view = await profile_view(reader, did)
+            return view, await social_stats(reader, did)  # spec 0007 #followers
 
-    view = run(go)
+    view, stats = run(go)
     names = session.names(view.profiles)
     doc = _profile_doc(did, view, names)
     if doc["id"] is None:
@@ -162,7 +164,11 @@ def cmd_profile_show(args: argparse.Namespace, ctx: Context) -> Result:
         name = display_name(doc["name"]) if isinstance(doc["name"], str) else ""
         bio = indented(doc["bio"], "        ").lstrip() if isinstance(doc["bio"], str) else ""
         text = f"{names.display(did)}  {did}\n  name: {name}\n  bio:  {bio}"
-    return Result({"profile": doc, **_nodes_doc(view)}, _with_report(text, view, names))
+    text += "\n  " + stats.summary()
+    return Result(
+        {"profile": doc, "stats": stats.to_json(), **_nodes_doc(view)},
+        _with_report(text, view, names),
+    )
 
 
 def cmd_search(args: argparse.Namespace, ctx: Context) -> Result:

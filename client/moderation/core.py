@@ -63,6 +63,7 @@ class ViewContext(enum.StrEnum):
     THREAD = "thread"
     AUTHOR = "author"
     PROFILE = "profile"
+    NOTIFICATIONS = "notifications"
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,8 @@ READS = [
     ["search", "bob"],
     ["list", "show", ZERO_DID, "friends"],
     ["filters", "test", "self-labels", "--event", SOME_ID],
+    ["notifications"],
+    ["followers"],
 ]
 
 
