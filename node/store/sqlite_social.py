@@ -149,16 +149,6 @@ def _author_refs(conn: sqlite3.Connection, target: bytes, kind: str, author: str
     return int(n)
 
 
-def _follow_count(conn: sqlite3.Connection, did: str, column: str, delta: int) -> None:
-    followers, following = (delta, 0) if column == "followers" else (0, delta)
-    conn.execute(
-        "INSERT INTO follow_counts (did, followers, following) VALUES (?,?,?) "
-        "ON CONFLICT (did) DO UPDATE SET followers = followers + excluded.followers, "
-        "following = following + excluded.following",
-        (did, followers, following),
-    )
-
-
 def _settle_pair(conn: sqlite3.Connection, follower: str, subject: str) -> None:
     """Make ``followers`` (and the follow notification) agree with the pair's latest
     counting event (spec 0003 §3.6: highest seq, then greatest id)."""
@@ -190,11 +180,20 @@ def _settle_pair(conn: sqlite3.Connection, follower: str, subject: str) -> None:
             (subject, follower, new, ts, cursor),
         )
         if follower != subject:
-            _notify(conn, subject, "follow", ts, cursor, new)
+            # A follow notifies for no other reason: no stronger row to look for.
+            conn.execute(
+                "INSERT OR IGNORE INTO notifications (recipient, reason, ts, cursor, src) "
+                "VALUES (?,?,?,?,?)",
+                (subject, "follow", ts, cursor, new),
+            )
     if (old is None) != (new is None):
         delta = 1 if new is not None else -1
-        _follow_count(conn, subject, "followers", delta)
-        _follow_count(conn, follower, "following", delta)
+        conn.executemany(
+            "INSERT INTO follow_counts (did, followers, following) VALUES (?,?,?) "
+            "ON CONFLICT (did) DO UPDATE SET followers = followers + excluded.followers, "
+            "following = following + excluded.following",
+            [(subject, delta, 0), (follower, 0, delta)],
+        )
 
 
 def add_social(
@@ -207,8 +206,12 @@ def add_social(
     cursor: int,
     body: dict[str, Any],
 ) -> None:
-    """Index one counting event (``kind`` in :data:`SOCIAL_KINDS`). Idempotent."""
-    (ts,) = conn.execute("SELECT ts FROM events WHERE cursor = ?", (cursor,)).fetchone()
+    """Index one counting event (``kind`` in :data:`SOCIAL_KINDS`). Idempotent.
+
+    On the single writer for every such event, so it does the least it can: a post
+    that references nothing costs nothing; the notifications of one event are decided
+    here (the strongest reason per recipient) and inserted without a lookup.
+    """
     if kind in (kinds.FOLLOW, kinds.UNFOLLOW):
         subject = body.get("subject")
         if not isinstance(subject, str):
@@ -220,25 +223,45 @@ def add_social(
         )
         _settle_pair(conn, author, subject)
         return
-    for ref, target in _refs_of(kind, body):
+    refs = _refs_of(kind, body)
+    mentions = _mentions(body) if kind == kinds.POST else []
+    if not refs and not mentions:
+        return
+    (ts,) = conn.execute("SELECT ts FROM events WHERE cursor = ?", (cursor,)).fetchone()
+    notify: dict[str, str] = {}  # recipient -> strongest reason
+    for ref, target in refs:
         added = conn.execute(
             "INSERT OR IGNORE INTO refs (target, kind, ts, cursor, src, author) "
             "VALUES (?,?,?,?,?,?)",
             (target, ref, ts, cursor, eid, author),
         ).rowcount
         if not added:
-            continue
+            continue  # applied before: its notifications are in
         if ref in COUNT_KINDS and (
             ref not in _ONCE_PER_AUTHOR or _author_refs(conn, target, ref, author) == 1
         ):
             _bump(conn, target, ref, 1)
         held = conn.execute("SELECT author FROM events WHERE id = ?", (target,)).fetchone()
         if held is not None and held[0] != author:
-            _notify(conn, held[0], _REASON_OF[ref], ts, cursor, eid)
-    if kind == kinds.POST:
-        for did in _mentions(body):
-            if did != author:
-                _notify(conn, did, "mention", ts, cursor, eid)
+            _stronger(notify, held[0], _REASON_OF[ref])
+    for did in mentions:
+        if did != author:
+            _stronger(notify, did, "mention")
+    if notify:
+        # A row for (recipient, this event) exists only if the event was applied
+        # before, with the same reasons (or a stronger one :func:`on_insert` set when
+        # a target arrived): the primary key makes the insert a no-op then.
+        conn.executemany(
+            "INSERT OR IGNORE INTO notifications (recipient, reason, ts, cursor, src) "
+            "VALUES (?,?,?,?,?)",
+            [(recipient, reason, ts, cursor, eid) for recipient, reason in notify.items()],
+        )
+
+
+def _stronger(notify: dict[str, str], recipient: str, reason: str) -> None:
+    held = notify.get(recipient)
+    if held is None or _RANK[reason] < _RANK[held]:
+        notify[recipient] = reason
 
 
 def remove_social(conn: sqlite3.Connection, eid: bytes) -> None:
@@ -267,15 +290,24 @@ def remove_social(conn: sqlite3.Connection, eid: bytes) -> None:
 
 
 def on_insert(
-    conn: sqlite3.Connection, *, eid: bytes, author: str, new_author: bool, now_ms: int
+    conn: sqlite3.Connection,
+    *,
+    eid: bytes,
+    author: str,
+    new_author: bool,
+    referenced: bool,
+    now_ms: int,
 ) -> None:
     """A new event row (any kind, with or without its body): its author's first-seen
-    time, and the notifications of references that named it before it was held."""
+    time, and the notifications of references that named it before it was held
+    (``referenced``: the write path's probe saw some)."""
     if new_author:
         conn.execute(
             "INSERT OR IGNORE INTO authors (author, first_seen_ms) VALUES (?,?)",
             (author, now_ms),
         )
+    if not referenced:
+        return
     waiting = conn.execute(
         "SELECT kind, ts, cursor, src FROM refs WHERE target = ? AND author != ?",
         (eid, author),

@@ -48,16 +48,18 @@ def _reply_of(ev: Event) -> tuple[bytes | None, bytes | None]:
 
 
 #: Everything the write path must know about an event before inserting it, in one
-#: statement (four index lookups): already stored (0: no, 1: yes, 2: yes but without a
+#: statement (five index lookups): already stored (0: no, 1: yes, 2: yes but without a
 #: body that a full copy may fill in)? tombstoned by its author? does the author
-#: already have an event at this seq (a fork)? any event at all?
+#: already have an event at this seq (a fork)? any event at all? do held events
+#: reference it (likes, replies... that notify its author once it is held)?
 _HELD, _FILLABLE = 1, 2
 _PROBE = (
     "SELECT coalesce((SELECT CASE WHEN body IS NULL AND deleted = 0 THEN 2 ELSE 1 END "
     "FROM events WHERE id = ?1), 0), "
     "EXISTS(SELECT 1 FROM tombstones WHERE target = ?1 AND author = ?2), "
     "EXISTS(SELECT 1 FROM events WHERE author = ?2 AND seq = ?3), "
-    "EXISTS(SELECT 1 FROM events WHERE author = ?2)"
+    "EXISTS(SELECT 1 FROM events WHERE author = ?2), "
+    "EXISTS(SELECT 1 FROM refs WHERE target = ?1)"
 )
 
 _INSERT = (
@@ -73,7 +75,7 @@ def _apply_one(
 ) -> WriteResult:
     author = ev.author
     kind = ev.kind
-    held, tombstoned, same_seq, known_author = conn.execute(
+    held, tombstoned, same_seq, known_author, referenced = conn.execute(
         _PROBE, (ev.id, author, ev.seq)
     ).fetchone()
     signer = ev.key
@@ -127,7 +129,11 @@ def _apply_one(
     ).lastrowid
     assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
     stats.events += 1
-    on_insert(conn, eid=ev.id, author=author, new_author=not known_author, now_ms=now_ms)
+    if referenced or not known_author:
+        on_insert(
+            conn, eid=ev.id, author=author, new_author=not known_author,
+            referenced=bool(referenced), now_ms=now_ms,
+        )
     if tombstoned:
         stats.deleted += 1
     if same_seq:
