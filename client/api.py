@@ -421,6 +421,45 @@ class NodeClient:
             raise BadResponseError(f"{self.url}: the answer has no list 'profiles'", url=self.url)
         return [_wire_item(r.get("event") if isinstance(r, dict) else None) for r in rows]
 
+    async def counts(self, ids: Sequence[str]) -> dict[str, dict[str, object]]:
+        """``POST /v1/counts`` (spec 0004 #counts) for at most 500 hex ids: the node's
+        claimed counts by id, as it sent them (the caller checks each value); ids
+        that were not asked are dropped."""
+        doc = await self._post_json("/v1/counts", {"ids": list(ids)})
+        counts = doc.get("counts")
+        if not isinstance(counts, dict):
+            raise BadResponseError(f"{self.url}: /v1/counts has no object 'counts'", url=self.url)
+        asked = set(ids)
+        return {k: v for k, v in counts.items() if k in asked and isinstance(v, dict)}
+
+    async def reactions(
+        self, eid: str, kind: str, *, before: str | None = None, limit: int = 100
+    ) -> tuple[list[WireItem], str | None]:
+        """``GET /v1/events/{id}/reactions`` (spec 0004 #reactions): one page of the
+        ``kind`` events (like, repost, reply, quote) that reference ``eid``."""
+        params: list[tuple[str, str | int]] = [("kind", kind), ("limit", limit)]
+        if before is not None:
+            params.append(("before", before))
+        doc = await self._get_json(f"/v1/events/{eid}/reactions", params)
+        return _items(doc, "events", self.url), self._next(doc, before)
+
+    async def search(
+        self,
+        *,
+        q: str | None = None,
+        tag: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[WireItem], str | None]:
+        """``GET /v1/search`` (spec 0004 #search): one page of the posts this node
+        holds matching the words ``q`` or the hashtag ``tag``, newest first."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        params.append(("q", q) if q is not None else ("tag", tag or ""))
+        if before is not None:
+            params.append(("before", before))
+        doc = await self._get_json("/v1/search", params)
+        return _items(doc, "events", self.url), self._next(doc, before)
+
     def _next(self, doc: dict[str, Any], before: str | None) -> str | None:
         """A page's ``next`` cursor; a node that names the page it was asked for again
         would have a client read it forever."""

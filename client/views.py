@@ -11,11 +11,24 @@ profiles are the latest ``profile`` per author (§3.2); events whose author dele
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from client.api import NodeClient, WireItem
+from client.counts import Counts, counts_report, fetch_counts
 from client.moves import resolve_moves
-from client.reader import MAX_FEED_PAGES, PAGE, Reader, ReadReport, latest_by_seq, reply_root
+from client.pages import Boundary, MergedCursor
+from client.paging import MergedList, passed
+from client.reader import (
+    MAX_FEED_AUTHORS,
+    MAX_FEED_PAGES,
+    PAGE,
+    Reader,
+    ReadReport,
+    latest_by_seq,
+    reply_root,
+)
 from protocol import kinds
 from protocol.errors import NotFoundError
 from protocol.events import Event
@@ -29,7 +42,10 @@ __all__ = [
     "search_view",
     "thread_view",
     "timeline",
+    "timeline_feed",
 ]
+
+log = logging.getLogger("murmur.client.views")
 
 #: Kinds a timeline shows.
 TIMELINE_KINDS = (kinds.POST, kinds.REPOST)
@@ -49,6 +65,11 @@ class View:
     #: The sources held more items than ``items``: a longer window shows more (spec
     #: 0007 #limit-after-moderation).
     more: bool = False
+    #: Likes, reposts, replies and quotes by event id, as the nodes count them (spec
+    #: 0007 #counts): the items, reposted targets and a thread's root.
+    counts: dict[bytes, Counts] = field(default_factory=dict)
+    #: Nodes that gave no counts in this read: url → error code.
+    counts_failed: dict[str, str] = field(default_factory=dict)
 
 
 def references(e: Event) -> list[bytes]:
@@ -99,14 +120,36 @@ def _newest_first(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=lambda e: (e.ts, e.seq, e.id), reverse=True)
 
 
-async def _finish(reader: Reader, items: list[Event], *extra_dids: str) -> View:
-    related = await resolve(reader, items)
+def counted_ids(items: Iterable[Event]) -> list[bytes]:
+    """The ids whose counts a view shows: each item, and a repost's target."""
+    out: list[bytes] = []
+    for e in items:
+        out.append(e.id)
+        if e.kind == kinds.REPOST and e.body is not None:
+            out.append(e.body["target"])
+    return out
+
+
+async def _finish(
+    reader: Reader, items: list[Event], *extra_dids: str, extra_ids: Iterable[bytes] = ()
+) -> View:
+    # Counts are asked at the same time as what the items refer to (spec 0007 #counts).
+    related, counts = await asyncio.gather(
+        resolve(reader, items), fetch_counts(reader, [*counted_ids(items), *extra_ids])
+    )
     shown = [*items, *related.values()]
     dids = {e.author for e in shown} | set(extra_dids)
     # Mentioned people too, so a mention can show their name (spec 0007 #facets).
     dids |= {d for e in shown if e.kind == kinds.POST and e.body for d in mentioned_dids(e.body)}
     profiles = await profiles_of(reader, dids)
-    return View(items=items, report=reader.report, related=related, profiles=profiles)
+    return View(
+        items=items,
+        report=reader.report,
+        related=related,
+        profiles=profiles,
+        counts=counts,
+        counts_failed=dict(counts_report(reader).failed),
+    )
 
 
 async def follow_set(reader: Reader, did: str, *, mark: bool = True) -> dict[str, Event]:
@@ -148,49 +191,84 @@ def _vouched(horizon: dict[str, int | None], url: str, e: Event) -> bool:
     return h is None or e.ts > h
 
 
+def timeline_feed(
+    reader: Reader, me: str, follows: Iterable[str], *, cursor: MergedCursor | None = None
+) -> MergedList:
+    """The merged feed of ``me`` and the accounts it follows (posts, reposts and the
+    deletes that hide some), from ``cursor`` (spec 0007 #paging)."""
+    authors = sorted(set(follows) | {me})
+    if len(authors) > MAX_FEED_AUTHORS:
+        log.warning("feed truncated to %d of %d authors", MAX_FEED_AUTHORS, len(authors))
+        authors = authors[:MAX_FEED_AUTHORS]
+    wanted, kinds_ = set(authors), [*TIMELINE_KINDS, kinds.DELETE]
+
+    async def fetch(
+        node: NodeClient, before: str | None, limit: int
+    ) -> tuple[list[WireItem], str | None]:
+        return await node.feed(authors=authors, kinds=kinds_, limit=limit, before=before)
+
+    return MergedList(
+        reader,
+        "timeline",
+        fetch,
+        lambda e: e.author in wanted and e.kind in kinds_,
+        cursor=cursor,
+        page=PAGE,
+        max_pages=MAX_FEED_PAGES,
+    )
+
+
 async def timeline(
-    reader: Reader, me: str, *, limit: int, follows: Mapping[str, Event] | None = None
+    reader: Reader,
+    me: str,
+    *,
+    limit: int,
+    follows: Mapping[str, Event] | None = None,
+    feed: MergedList | None = None,
 ) -> View:
     """Posts, replies and reposts of the accounts ``me`` follows (and ``me``), newest first.
 
-    Each node is asked for ``2 * limit + 20`` events (in pages of at most ``PAGE``) so
-    deletes (fetched to hide their targets) do not crowd posts out of the window.
-    ``follows`` is ``me``'s follow set when an earlier window of the same read has it.
+    The merged feed holds at least ``2 * limit + 20`` events where it can, so deletes
+    (fetched to hide their targets) do not crowd posts out of the window.
+    ``follows`` is ``me``'s follow set when an earlier window of the same read has it;
+    ``feed`` the :func:`timeline_feed` to read (from a cursor), which a longer window
+    of the same read reads further.
     """
     if follows is None:
         follows = await follow_set(reader, me, mark=False)  # `following` reports those
+    if feed is None:
+        feed = timeline_feed(reader, me, follows)
     authors = sorted(set(follows) | {me})
-    wanted_events = 2 * limit + 20
-    horizon = await reader.fetch_feed(
-        authors=authors,
-        kinds_=[*TIMELINE_KINDS, kinds.DELETE],
-        limit=min(PAGE, wanted_events),
-        max_pages=min(MAX_FEED_PAGES, -(-wanted_events // PAGE)),
-    )
+    await feed.fill(2 * limit + 20)
     # Gap repair: seqs missing between an author's oldest and newest feed events.
     lows: dict[str, int] = {}
     for e in reader.events.values():
-        if e.author in authors and e.kind in TIMELINE_KINDS:
+        if e.author in authors and e.kind in TIMELINE_KINDS and feed.complete(e):
             lows[e.author] = min(lows.get(e.author, e.seq), e.seq)
     await asyncio.gather(*(reader.repair(did, low=low) for did, low in lows.items()))
     reader.check_chains(lows, low=lows)
     wanted = set(authors)
-    pool = [e for e in reader.events.values() if e.author in wanted]
+    # Only what this page of the merged feed may show (spec 0007 #paging).
+    pool = [e for e in reader.events.values() if e.author in wanted and feed.complete(e)]
     visible = _newest_first(_visible(reader, pool, TIMELINE_KINDS))
     items = visible[:limit]
-    reader.mark_withheld(items, lambda url, e: _vouched(horizon, url, e))
+    reader.mark_withheld(items, feed.vouched)
     # Served without a body that no deletion explains: withheld (spec 0007 #withheld-body).
     reader.mark_withheld(reader.stripped(pool), lambda url, e: True)
     view = await _finish(reader, items)
     view.follows = frozenset(follows)
-    view.more = len(visible) > limit or any(h is not None for h in horizon.values())
+    view.more = len(visible) > limit or feed.more
     return view
 
 
-async def author_view(reader: Reader, did: str, *, limit: int, fetch: bool = True) -> View:
+async def author_view(
+    reader: Reader, did: str, *, limit: int, fetch: bool = True, after: Boundary | None = None
+) -> View:
     """An author's posts and reposts from their whole verified, repaired log.
 
-    ``fetch=False`` builds a longer window from the log this reader already read.
+    ``fetch=False`` builds a longer window from the log this reader already read;
+    ``after``: only items that boundary did not pass (a page after the first, spec 0007
+    #paging: the whole log is read, so no node cursor is needed).
     """
     if fetch:
         await reader.fetch_log(did)
@@ -199,6 +277,7 @@ async def author_view(reader: Reader, did: str, *, limit: int, fetch: bool = Tru
     log_events = reader.of_author(did)
     reader.mark_withheld(log_events, lambda url, e: True)  # every node was asked for all
     visible = _newest_first(_visible(reader, log_events, TIMELINE_KINDS))
+    visible = [e for e in visible if not passed(after, e)]
     view = await _finish(reader, visible[:limit], did)
     view.more = len(visible) > limit
     return view
@@ -221,7 +300,12 @@ async def thread_view(reader: Reader, eid: bytes) -> View:
     # Parents that no thread answer carried (withheld everywhere) are asked by id.
     await reader.lookup(e.body["reply"]["parent"] for e in replies if e.body is not None)
     # The root's author is named too, even when the root is deleted (spec 0007 #own-name).
-    view = await _finish(reader, replies, *([root_event.author] if root_event else []))
+    view = await _finish(
+        reader,
+        replies,
+        *([root_event.author] if root_event else []),
+        extra_ids=[root_event.id] if root_event else [],
+    )
     view.root = root_event
     return view
 

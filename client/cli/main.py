@@ -20,6 +20,7 @@ from pathlib import Path
 
 import protocol
 from client.cli import (
+    browse_cmds,
     dev_cmds,
     devnet_cmds,
     id_cmds,
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     post_cmds.register(sub, common)
     social_cmds.register(sub, common)
     read_cmds.register(sub, common)
+    browse_cmds.register(sub, common)
     notify_cmds.register(sub, common)
     mod_cmds.register(sub, common)
     devnet_cmds.register(sub, common)

@@ -18,6 +18,14 @@ import argparse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from client.cli.listing import (
+    add_paging_args,
+    counts_doc,
+    counts_failures,
+    cursor_arg,
+    more_line,
+    with_counts,
+)
 from client.cli.mod_cmds import viewer
 from client.cli.output import Context, Result
 from client.cli.render import (
@@ -29,14 +37,17 @@ from client.cli.render import (
     indented,
 )
 from client.cli.session import Session, limit_arg, run
+from client.counts import CountsReport
 from client.moderation.apply import Moderated, Moderation, moderate_page
 from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
 from client.moderation.pipeline import Verdict
+from client.pages import MergedCursor
+from client.paging import boundary_after
 from client.reader import Reader, reply_root
 from client.shortids import parse_event_ref
 from client.textsafety import safe_line
-from client.views import View, author_view, follow_set, thread_view, timeline
+from client.views import View, author_view, follow_set, thread_view, timeline, timeline_feed
 from protocol.chain import analyze_chain
 from protocol.events import Event
 
@@ -134,9 +145,12 @@ def _doc(
     hidden: list[tuple[Event, Verdict]],
     **extra: Any,
 ) -> dict[str, Any]:
+    posts = [_post_doc(e, names, view.related, mod) for e in shown]
+    for doc, e in zip(posts, shown, strict=True):
+        doc["counts"] = counts_doc(e, view.counts)  # spec 0007 #counts
     return {
         **extra,
-        "posts": [_post_doc(e, names, view.related, mod) for e in shown],
+        "posts": posts,
         "moderation": _mod_doc(mod, names, view.related, hidden),
         **view.report.to_json(),
     }
@@ -168,9 +182,19 @@ def _footer(
     return "\n".join(lines)
 
 
-def _text(body: str, view: View, names: Names, footer: str = "", *, explain: bool = False) -> str:
+def _text(
+    body: str,
+    view: View,
+    names: Names,
+    footer: str = "",
+    *,
+    explain: bool = False,
+    more: str = "",
+) -> str:
     report = format_report(view.report, names, explain=explain)
-    parts = [p for p in (body, footer, report) if p]
+    failed = "\n".join(counts_failures(CountsReport(failed=view.counts_failed)))
+    report = "\n".join(p for p in (report, failed) if p)
+    parts = [p for p in (body, footer, report, more) if p]
     return "\n\n".join(parts)
 
 
@@ -192,40 +216,61 @@ def _split(view: View, mod: Moderated | None) -> tuple[list[Event], list[tuple[E
     return [e for e, _ in mod.shown], list(mod.hidden)
 
 
-def cmd_timeline(args: argparse.Namespace, ctx: Context) -> Result:
+def cmd_timeline(args: argparse.Namespace, ctx: Context) -> Result | int:
+    """The timeline page (``--watch``: then new items live, an exit status)."""
     session = Session.open(ctx)
     me = session.stored_identity().did
+    if getattr(args, "watch", False):
+        from client.cli.browse_cmds import watch_timeline
 
-    async def go() -> tuple[View, Moderated | None]:
+        return watch_timeline(args, ctx, session, me)
+    cursor = cursor_arg(args, "timeline")  # spec 0007 #paging
+
+    async def go() -> tuple[View, Moderated | None, MergedCursor | None]:
         async with session.reader() as reader:
             follows = await follow_set(reader, me, mark=False)  # `following` reports those
+            feed = timeline_feed(reader, me, follows, cursor=cursor)
 
             async def build(n: int) -> View:
-                return await timeline(reader, me, limit=n, follows=follows)
+                return await timeline(reader, me, limit=n, follows=follows, feed=feed)
 
-            return await _page(
+            view, mod = await _page(
                 args, session, reader, build, me, ViewContext.TIMELINE, frozenset(follows)
             )
+            return view, mod, feed.next_cursor(view.items)
 
-    view, mod = run(go)
+    view, mod, nxt = run(go)
     names = _names(session, view)
     shown, hidden = _split(view, mod)
-    body = "\n\n".join(format_judged(e, _verdict(mod, e), names, view.related) for e in shown)
+    body = "\n\n".join(
+        with_counts(format_judged(e, _verdict(mod, e), names, view.related), e, view.counts)
+        for e in shown
+    )
     if not view.items:
         body = "Your timeline is empty. Follow someone: murmur follow DID --alias NAME"
     elif not shown:
         body = "Nothing to show: your filters hid every item."
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
+    more = more_line(ctx, ["timeline", *_repeat(args)], nxt)
     return Result(
-        _doc(view, names, mod, shown, hidden),
-        _text(body, view, names, footer, explain=args.explain),
+        _doc(view, names, mod, shown, hidden, cursor=None if nxt is None else nxt.encode()),
+        _text(body, view, names, footer, explain=args.explain, more=more),
     )
+
+
+def _repeat(args: argparse.Namespace) -> list[str]:
+    """The options a next page repeats."""
+    out = [] if args.limit == 30 else ["--limit", str(args.limit)]
+    return out + (["--no-filters"] if args.no_filters else [])
 
 
 def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     did = session.resolve(args.who)
     me = viewer(session)
+    # The whole log is read, so the cursor is just where the page ended (#paging).
+    cursor = cursor_arg(args, f"author:{did}")
+    after = None if cursor is None else cursor.boundary
 
     async def go() -> tuple[View, list[Event], Moderated | None]:
         async with session.reader() as reader:
@@ -233,7 +278,7 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
 
             async def build(n: int) -> View:
                 nonlocal fetched
-                view = await author_view(reader, did, limit=n, fetch=not fetched)
+                view = await author_view(reader, did, limit=n, fetch=not fetched, after=after)
                 fetched = True
                 return view
 
@@ -246,6 +291,11 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     view, log_events, mod = run(go)
     names = _names(session, view)
     shown, hidden = _split(view, mod)
+    nxt = (
+        MergedCursor(list=f"author:{did}", nodes={}, boundary=boundary_after(view.items, after))
+        if view.more and view.items
+        else None
+    )
     chain = analyze_chain(log_events)
     p = view.profiles.get(did)
     profile = {
@@ -262,15 +312,20 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
         alias=session.config.alias_of(did),
         profile=profile,
         chain={"head_seq": chain.head_seq, "max_seq": chain.max_seq, "events": len(log_events)},
+        cursor=None if nxt is None else nxt.encode(),
     )
     header = f"{names.display(did)}  {did}"
     if profile["bio"]:
         header += "\n" + indented(str(profile["bio"]), "  ")
     header += f"\n  {chain.max_seq} event(s), verified chain up to seq {chain.head_seq}"
-    posts = "\n\n".join(format_judged(e, _verdict(mod, e), names, view.related) for e in shown)
+    posts = "\n\n".join(
+        with_counts(format_judged(e, _verdict(mod, e), names, view.related), e, view.counts)
+        for e in shown
+    )
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
     body = header + ("\n\n" + posts if posts else "\n\n(no posts)")
-    return Result(doc, _text(body, view, names, footer, explain=args.explain))
+    more = more_line(ctx, ["author", args.who, *_repeat(args)], nxt)
+    return Result(doc, _text(body, view, names, footer, explain=args.explain, more=more))
 
 
 def _tree(root: Event | None, replies: list[Event], root_id: bytes) -> list[tuple[int, Event]]:
@@ -323,6 +378,8 @@ def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
     root_doc = (
         None if view.root is None or root_hidden else _post_doc(view.root, names, view.related, mod)
     )
+    if root_doc is not None and view.root is not None:
+        root_doc["counts"] = counts_doc(view.root, view.counts)
     doc = _doc(view, names, mod, shown, hidden, root=root_doc)
     doc["replies"] = doc.pop("posts")
     depth_of = {e.id_hex: d for d, e in order}
@@ -333,21 +390,21 @@ def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
     elif root_hidden:
         lines = [f"(root {root_id.hex()[:12]} hidden by your filters)"]
     else:
-        lines = [
-            format_judged(view.root, root_verdict, names, view.related, expand=view.root.id == eid)
-        ]
-    for depth, e in order:
-        lines.append(
-            format_judged(
-                e,
-                _verdict(mod, e),
-                names,
-                view.related,
-                indent="    " * depth,
-                context=False,
-                expand=e.id == eid,  # the post asked for is shown behind its warning
-            )
+        root_text = format_judged(
+            view.root, root_verdict, names, view.related, expand=view.root.id == eid
         )
+        lines = [with_counts(root_text, view.root, view.counts)]
+    for depth, e in order:
+        text = format_judged(
+            e,
+            _verdict(mod, e),
+            names,
+            view.related,
+            indent="    " * depth,
+            context=False,
+            expand=e.id == eid,  # the post asked for is shown behind its warning
+        )
+        lines.append(with_counts(text, e, view.counts, "    " * depth))
     footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
     return Result(doc, _text("\n\n".join(lines), view, names, footer, explain=args.explain))
 
@@ -371,6 +428,13 @@ def register(
     )
     tl.add_argument("--limit", type=limit_arg, default=30, help="at most N items (default 30)")
     _moderation_args(tl)
+    add_paging_args(tl)
+    tl.add_argument(
+        "--watch",
+        action="store_true",
+        help="after the page, follow your nodes live: new posts of the people you follow "
+        "appear as they come (Ctrl-C stops)",
+    )
     tl.set_defaults(handler=cmd_timeline)
     author = sub.add_parser(
         "author", parents=[common], help="one author's posts, from their verified log"
@@ -378,6 +442,7 @@ def register(
     author.add_argument("who", metavar="DID|ALIAS")
     author.add_argument("--limit", type=limit_arg, default=30, help="at most N items (default 30)")
     _moderation_args(author)
+    add_paging_args(author)
     author.set_defaults(handler=cmd_author)
     thread = sub.add_parser("thread", parents=[common], help="a post with all its replies")
     thread.add_argument(

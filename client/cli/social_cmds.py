@@ -8,7 +8,7 @@ from typing import Any
 from client.cli.output import Context, Result
 from client.cli.post_cmds import publish_result, unchanged
 from client.cli.render import Names, format_report, indented, relative_time
-from client.cli.session import Session, limit_arg, run
+from client.cli.session import Session, run
 from client.followers import SocialStats, social_stats
 from client.ownacts import own_acts
 from client.publish import PublishResult
@@ -224,9 +224,4 @@ def register(
     pshow.add_argument("who", nargs="?", metavar="DID|ALIAS")
     pshow.set_defaults(handler=cmd_profile_show)
 
-    search = sub.add_parser("search", parents=[common], help="find people by display name")
-    search.add_argument("name", help="part of a display name")
-    search.add_argument(
-        "--limit", type=limit_arg, default=20, help="at most this many (default 20)"
-    )
-    search.set_defaults(handler=cmd_search)
+    # ``search`` (people, and posts) is registered by browse_cmds, which calls cmd_search.
