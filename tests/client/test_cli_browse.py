@@ -162,5 +162,8 @@ def test_author_pages(cli: Cli, world: dict[str, str]) -> None:
     second = cli.json("author", "cat", "--limit", "3", "--cursor", first["cursor"])
     got = [p["id"] for p in first["posts"] + second["posts"]]
     assert got == ids[::-1] and second["cursor"] is None
+    # --before takes a cursor too (as notifications do), or a time.
+    assert cli.json("author", "cat", "--limit", "3", "--before", first["cursor"]) == second
+    assert cli.json("author", "cat", "--before", "2001-01-01")["posts"] == []
     code, _ = cli.error("author", "bob", "--cursor", first["cursor"])
     assert code == "bad-request"  # a cursor of cat's page is not bob's
