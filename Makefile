@@ -7,12 +7,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: help install dev lint test test-fast run clean
+.PHONY: help install dev lint test test-fast run clean browser-deps
 
 help:
 	@echo "make run    create .venv, install Murmur, start a 3-node local devnet with a demo"
 	@echo "make test   create .venv if needed, install dev deps, run lint + the whole test suite"
 	@echo "make lint   ruff + mypy --strict on protocol/, node/, client/, bench/"
+	@echo "make browser-deps  Debian's chromium for the browser tests (apt-get; sudo -n if not root)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +38,22 @@ tests/interop/node_modules/.installed: tests/interop/package.json tests/interop/
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The browser tests (tests/web) drive Debian's Chromium through Playwright's
+# executable_path (never `playwright install`). The script is a no-op when
+# /usr/bin/chromium is there; MURMUR_SKIP_BROWSER=1 skips it (developers, never CI).
+browser-deps:
+	@sh scripts/browser-deps.sh
+
+# axe-core, injected into pages by the browser tests (pinned by the lockfile).
+tests/web/node_modules/.installed: tests/web/package.json tests/web/package-lock.json
+	cd tests/web && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	@touch $@
+
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict protocol node client bench
 
-test: lint $(if $(wildcard tests/interop/package-lock.json),tests/interop/node_modules/.installed)
+test: lint browser-deps tests/web/node_modules/.installed $(if $(wildcard tests/interop/package-lock.json),tests/interop/node_modules/.installed)
 	$(PY) -m pytest
 
 test-fast: dev
@@ -54,4 +66,5 @@ run: install
 	$(BIN)/murmur devnet up --nodes $(RUN_NODES) --seed-demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/interop/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/interop/node_modules \
+		tests/web/node_modules tests/web/output
