@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.api import NodeClient
 from client.errors import FilterError, FilterNotFoundError
 from client.moderation.builtins import BUILTINS, Labelers, SubscribedList
 from client.moderation.config import (
@@ -37,11 +38,13 @@ from client.moderation.pipeline import Configured, Pipeline, Verdict
 from client.reader import MAX_FEED_PAGES, MAX_LABELS, PAGE, Reader, latest_by_seq
 from client.views import View
 from protocol import kinds
+from protocol.errors import ProtocolError
 from protocol.events import Event
 
 __all__ = [
     "DEFAULT_FILTERS",
     "LABELERS_FILTER",
+    "MAX_AGE_AUTHORS",
     "MAX_FILL_ROUNDS",
     "MAX_FILL_WINDOW",
     "Moderated",
@@ -60,6 +63,8 @@ DEFAULT_FILTERS: list[FilterSpec] = [FilterSpec(name="self-labels", type="self-l
 #: #limit-after-moderation): rounds after the first, and the longest window read.
 MAX_FILL_ROUNDS = 3
 MAX_FILL_WINDOW = 2000
+#: Authors whose account age is asked of the nodes in one view (spec 0006 #account-age).
+MAX_AGE_AUTHORS = 200
 #: The name of the filter built from ``[[labelers]]`` when no ``type = "labelers"``
 #: filter is configured (it then runs last).
 LABELERS_FILTER = "labelers"
@@ -270,6 +275,71 @@ class _Lists:
         )
 
 
+# -- account age ------------------------------------------------------------------------
+
+#: (earliest ``first_seen_ms``, earliest ``first_ts``) of an author over the nodes.
+Age = tuple[int | None, int | None]
+
+
+def wants_account_age(pipeline: Pipeline) -> bool:
+    """Whether a filter of ``pipeline`` may read the account age: a custom filter (its
+    code is not looked at here), or one that says so with ``uses_account_age = True``."""
+    return any(
+        isinstance(c.filter, IsolatedFilter) or getattr(c.filter, "uses_account_age", False)
+        for c in pipeline.filters
+    )
+
+
+class _Ages:
+    """Authors' account ages from every node of a read (spec 0004 #author-stats, the
+    ``stats`` of ``GET /v1/followers/{did}?limit=1``), each author asked once a view.
+
+    A node that fails or does not serve the figures is left out of the ages (one
+    warning); it is not marked failed in the read's report, so the view's reads go on.
+    """
+
+    def __init__(self, reader: Reader, warnings: list[str]) -> None:
+        self._reader = reader
+        self._warnings = warnings
+        self.ages: dict[str, Age] = {}
+        self._silent: set[str] = set()
+
+    async def fetch(self, authors: Iterable[str]) -> None:
+        wanted = [a for a in dict.fromkeys(authors) if a not in self.ages]
+        room = MAX_AGE_AUTHORS - len(self.ages)
+        if len(wanted) > room:
+            self._warn_once("", f"account age: asked for the first {MAX_AGE_AUTHORS} authors only")
+            wanted = wanted[: max(0, room)]
+        if not wanted:
+            return
+        nodes = [n for n in self._reader.nodes if self._reader.report.node(n.url).ok]
+        answers = await asyncio.gather(*(self._node(n, wanted) for n in nodes))
+        for did in wanted:
+            seen = [s for a in answers if did in a and (s := a[did][0]) is not None]
+            claimed = [t for a in answers if did in a and (t := a[did][1]) is not None]
+            self.ages[did] = (min(seen, default=None), min(claimed, default=None))
+
+    async def _node(self, node: NodeClient, dids: list[str]) -> dict[str, Age]:
+        async def one(did: str) -> tuple[str, Age] | None:
+            try:
+                _, figures, _ = await asyncio.wait_for(
+                    node.followers(did, limit=1), self._reader.timeout
+                )
+            except (ProtocolError, TimeoutError) as exc:
+                code = exc.code if isinstance(exc, ProtocolError) else "node-timeout"
+                self._warn_once(node.url, f"account age: {node.url} did not say ({code})")
+                return None
+            return did, (figures.get("first_seen_ms"), figures.get("first_ts"))
+
+        found = await asyncio.gather(*(one(d) for d in dids))
+        return dict(f for f in found if f is not None)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._silent:
+            self._silent.add(key)
+            self._warnings.append(message)
+
+
 # -- items ----------------------------------------------------------------------------
 
 
@@ -303,6 +373,7 @@ class _Items:
     context: ViewContext
     follows: frozenset[str]
     now_ms: int
+    ages: dict[str, Age] = field(default_factory=dict)
     memo: dict[bytes, Item] = field(default_factory=dict)
 
     def item(self, event: Event) -> Item:
@@ -323,6 +394,7 @@ class _Items:
 
     def _make(self, e: Event) -> Item:
         profile = self.profiles.get(e.author)
+        first_seen, first_ts = self.ages.get(e.author, (None, None))
         return Item(
             event=e,
             context=self.context,
@@ -332,6 +404,8 @@ class _Items:
             labels=(*self.labels.get(e.id_hex, ()), *self.labels.get(e.author, ())),
             embeds={role: self.memo[t] for role, t in _refs(e) if t in self.memo},
             now_ms=self.now_ms,
+            author_first_seen_ms=first_seen,
+            author_first_ts=first_ts,
         )
 
 
@@ -391,6 +465,8 @@ class Moderation:
         self._follows = follows
         self._now = now_ms
         self.verdicts: dict[bytes, Verdict] = {}
+        #: Account ages, fetched only when a filter may read them (spec 0006 #account-age).
+        self.ages: _Ages | None = None
 
     @classmethod
     async def open(
@@ -433,10 +509,13 @@ class Moderation:
         except BaseException:
             await pipeline.aclose()
             raise
-        return cls(
+        moderation = cls(
             pipeline, warnings, labels, viewer=viewer, context=context, follows=follows,
             now_ms=now,
         )  # fmt: skip
+        if wants_account_age(pipeline):
+            moderation.ages = _Ages(reader, warnings)
+        return moderation
 
     async def __aenter__(self) -> Moderation:
         return self
@@ -454,6 +533,8 @@ class Moderation:
         if view.root is not None and all(e.id != view.root.id for e in events):
             events.append(view.root)
         pool = {**view.related, **{e.id: e for e in events}}
+        if self.ages is not None:
+            await self.ages.fetch(e.author for e in pool.values())
         builder = _Items(
             pool=pool,
             profiles=view.profiles,
@@ -462,6 +543,7 @@ class Moderation:
             context=self._context,
             follows=self._follows,
             now_ms=self._now,
+            ages={} if self.ages is None else self.ages.ages,
         )
         fresh = list({e.id: e for e in events if e.id not in self.verdicts}.values())
         results = await self.pipeline.judge_all([builder.item(e) for e in fresh])

@@ -132,6 +132,14 @@ class Item:
     embeds: dict[str, Item] = field(default_factory=dict)
     #: Current time in ms (the pipeline's clock).
     now_ms: int = 0
+    #: When the reader's nodes first stored an event of the author: the earliest of
+    #: their ``first_seen_ms`` (spec 0004 #author-stats), None when no node said. Not
+    #: the author's to choose, but each node's word (a node that joined late sees
+    #: everyone as new); only set when a filter may read it (spec 0006 #account-age).
+    author_first_seen_ms: int | None = None
+    #: The smallest ``ts`` of the author's events the nodes hold: signed, but chosen by
+    #: the author (a new account can claim to be old).
+    author_first_ts: int | None = None
 
     @property
     def author(self) -> str:
@@ -166,6 +174,15 @@ class Item:
     @property
     def mine(self) -> bool:
         return self.event.author == self.viewer
+
+    @property
+    def account_age_ms(self) -> int | None:
+        """How long the reader's nodes have known the author (``now_ms`` minus
+        ``author_first_seen_ms``, at least 0), or None when unknown: "hide new
+        accounts" (spec 0006 #account-age)."""
+        if self.author_first_seen_ms is None:
+            return None
+        return max(0, self.now_ms - self.author_first_seen_ms)
 
 
 async def _no_list(author: str, name: str) -> Event | None:

@@ -370,6 +370,7 @@ class IsolatedFilter:
                     it.labels,
                     {role: self._sent[id(e)][1] for role, e in it.embeds.items()},
                     it.now_ms,
+                    (it.author_first_seen_ms, it.author_first_ts),
                 )
             )
             self._sent[id(it)] = (it, index)

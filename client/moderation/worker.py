@@ -269,7 +269,8 @@ class _Session:
 
     def check(self, request: tuple[Any, ...]) -> dict[str, Any]:
         _, _, records, root, seconds = request
-        for event, context, viewer, follows_ref, profile, labels, embeds, now_ms in records:
+        for record in records:
+            event, context, viewer, follows_ref, profile, labels, embeds, now_ms, age = record
             if isinstance(follows_ref, tuple):
                 self.follows.append(follows_ref[1])
                 follows = follows_ref[1]
@@ -285,6 +286,8 @@ class _Session:
                     labels=labels,
                     embeds={role: self.items[i] for role, i in embeds.items()},
                     now_ms=now_ms,
+                    author_first_seen_ms=age[0],
+                    author_first_ts=age[1],
                 )
             )
         return _call(self.loop, self.instance.check, self.items[root], seconds, prepare=False)

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.adversarial.conftest import start_node
@@ -152,6 +153,66 @@ def test_a_failing_filter_is_one_summary_line(
     assert about[0].startswith("! moderation: filter picky") and "2 item(s)" in about[0]
     assert "cannot judge clean 2" in about[0]
     assert "picky" not in done.stderr
+
+
+# -- account age ---------------------------------------------------------------------------
+
+
+def test_filters_see_the_account_age_the_nodes_know(
+    muted_reader: tuple[Path, str], node: NodeProcess, tmp_path: Path
+) -> None:
+    """spec 0006 #account-age, 0004 #author-stats: a custom filter (in its worker
+    process) sees ``author_first_seen_ms`` and ``author_first_ts`` as the node states
+    them, and the example "hide new accounts" filter hides a stranger's posts that the
+    node first saw moments ago (before: ``Item`` had no such field, and the filter
+    failed on every item)."""
+    home, _ = muted_reader
+    carol = Author(0x16_0007_02)
+    posts = [carol.post("carol's first"), carol.post("carol's second")]
+    assert all(r["status"] == "accepted" for r in node.ingest(*(e.wire for e in posts)))
+    did = carol.identity.did
+    stats = httpx.get(f"{node.url}/v1/followers/{did}", params={"limit": 1}, timeout=10)
+    stats.raise_for_status()
+    seen, first_ts = stats.json()["stats"]["first_seen_ms"], stats.json()["stats"]["first_ts"]
+    assert isinstance(seen, int) and first_ts == posts[0].ts
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        textwrap.dedent(
+            """
+            from client.moderation import Action, Decision
+
+            class AgeProbe:
+                name = "probe"
+
+                def check(self, item):
+                    reason = f"seen={item.author_first_seen_ms} ts={item.author_first_ts}"
+                    return Decision(action=Action.BADGE, reason=reason, source="probe")
+            """
+        )
+    )
+    example = ROOT / "examples" / "filters" / "new_accounts.py"
+    filters = home / "filters.toml"
+    try:
+        filters.write_text(f'[[filters]]\nname = "probe"\ntype = "{probe}:AgeProbe"\n')
+        probed = murmur(home, "--node", node.url, "author", did, "--json")
+        filters.write_text(
+            f'[[filters]]\nname = "new"\ntype = "{example}:NewAccounts"\nparams = {{ days = 1 }}\n'
+        )
+        hidden = murmur(home, "--node", node.url, "author", did, "--json")
+    finally:
+        filters.write_text(MUTE)
+    assert probed.returncode == 0, probed.stderr
+    reasons = {p["moderation"]["final"]["reason"] for p in json.loads(probed.stdout)["posts"]}
+    assert reasons == {f"seen={seen} ts={first_ts}"}
+    assert hidden.returncode == 0, hidden.stderr
+    doc = json.loads(hidden.stdout)
+    assert doc["posts"] == []
+    assert sorted(h["text"] for h in doc["moderation"]["hidden"]) == [
+        "carol's first",
+        "carol's second",
+    ]
+    why = {h["moderation"]["final"]["reason"] for h in doc["moderation"]["hidden"]}
+    assert len(why) == 1 and why.pop().startswith("new account (known for ")
 
 
 # -- a slow node does not hold a post ------------------------------------------------------

@@ -84,8 +84,9 @@ def env(home: Path) -> Env:
         ("keyword.py", "ShoutingFilter", {}),
         ("labels.py", "LabelPileUp", {}),
         ("allowlist.py", "AllowList", {"path": "allow.txt"}),
+        ("new_accounts.py", "NewAccounts", {}),
     ],
-    ids=["keyword", "shouting", "labels", "allowlist"],
+    ids=["keyword", "shouting", "labels", "allowlist", "new-accounts"],
 )
 def test_every_example_loads_as_a_filter(file: str, cls: str, params: dict[str, Any]) -> None:
     f = load(file, cls, **params)
@@ -290,3 +291,32 @@ def test_package_loads_through_its_entry_point(
     f = cls(action="hide")
     d = f.check(item(post(BOB, "http://a.test")))
     assert d is not None and d.action is Action.HIDE
+
+
+# -- new_accounts.py ------------------------------------------------------------------
+
+
+def test_new_accounts_hides_by_the_age_the_nodes_know() -> None:
+    """spec 0006 #account-age: the age is ``now_ms - author_first_seen_ms``; people
+    followed and unknown ages are left alone unless ``unknown`` says otherwise."""
+    f = load("new_accounts.py", "NewAccounts", days="2")
+    young = item(post(BOB, "hi"))
+    young.author_first_seen_ms = NOW - 3_600_000  # an hour
+    assert young.account_age_ms == 3_600_000
+    d = f.check(young)
+    assert d is not None and d.action is Action.HIDE
+    assert d.reason == "new account (known for 1.0 hours)"
+    old = item(post(CAROL, "hi"))
+    old.author_first_seen_ms = NOW - 3 * 86_400_000
+    old.author_first_ts = NOW  # what the author claims is not used
+    assert f.check(old) is None
+    followed = item(post(BOB, "hi"), follows=frozenset({BOB.did}))
+    followed.author_first_seen_ms = NOW
+    assert f.check(followed) is None
+    unknown = item(post(BOB, "hi"))
+    assert unknown.account_age_ms is None and f.check(unknown) is None
+    strict = load("new_accounts.py", "NewAccounts", days=2, unknown="warn")
+    d = strict.check(unknown)
+    assert d is not None and (d.action, d.reason) == (Action.WARN, "account age unknown")
+    with pytest.raises(ValueError):
+        load("new_accounts.py", "NewAccounts", action="allow")
