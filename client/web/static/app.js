@@ -1,0 +1,51 @@
+/* murmur web: the page's only script (no inline script anywhere: the CSP forbids it).
+ *
+ * - Sends the page's CSRF token (from <meta name="csrf-token">) with every htmx
+ *   request, in the X-CSRF-Token header the server checks.
+ * - On the home page, follows /live/timeline (Server-Sent Events) from the stream
+ *   cursors the page was read at, and shows "N new posts — show" as they come.
+ */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    event.detail.headers["X-CSRF-Token"] = csrfToken();
+  });
+
+  function followLive() {
+    var live = document.getElementById("live");
+    if (!live || typeof window.EventSource !== "function") {
+      return;
+    }
+    var url = "/live/timeline?from=" + encodeURIComponent(live.dataset.from || "") +
+      "&seen=" + encodeURIComponent(live.dataset.seen || "");
+    var fresh = new Set();
+    var source = new EventSource(url);
+    source.addEventListener("posts", function (message) {
+      var doc;
+      try {
+        doc = JSON.parse(message.data);
+      } catch (e) {
+        return;
+      }
+      (doc.ids || []).forEach(function (id) { fresh.add(String(id)); });
+      if (fresh.size > 0) {
+        document.getElementById("live-count").textContent = String(fresh.size);
+        document.getElementById("live-noun").textContent = fresh.size === 1 ? "post" : "posts";
+        live.hidden = false;
+      }
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", followLive);
+  } else {
+    followLive();
+  }
+})();
