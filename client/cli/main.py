@@ -30,6 +30,7 @@ from client.cli import (
     post_cmds,
     read_cmds,
     social_cmds,
+    web_cmds,
 )
 from client.cli.output import Context, Result, emit, emit_error
 from client.cli.session import node_url_arg, quorum_arg
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     notify_cmds.register(sub, common)
     mod_cmds.register(sub, common)
     devnet_cmds.register(sub, common)
+    web_cmds.register(sub)
     dev_cmds.register(sub)
     try:
         from node.cli import add_node_commands
