@@ -10,13 +10,17 @@ and yields a :class:`Web` with an aiohttp ``TestClient`` that keeps cookies for
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
@@ -25,11 +29,12 @@ from client.keystore import Keystore
 from client.web.app import make_app
 from client.web.context import WEB
 from client.web.security import Guard
+from protocol.events import Event
 from protocol.identity import Identity
-from tests.client.conftest import Author, FakeNode, Net
+from tests.client.conftest import Author, FakeNode, Net, event_json
 
 HOST = "127.0.0.1"
-TOKEN = "test-token-" + "x" * 32  # noqa: S105 - a test's token
+TOKEN = "test-token-" + "x" * 32
 _seeds = itertools.count(9000)
 
 
@@ -60,6 +65,47 @@ class Web:
         m = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
         assert m is not None
         return m.group(1)
+
+
+class StreamingNode(FakeNode):
+    """A fake node with a live stream (spec 0004 #stream): ``publish`` stores events
+    and appends them to the log that ``GET /v1/stream?cursor=N`` serves after N, open
+    until the client leaves; ``/v1/info`` gives the current cursor."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.log: list[bytes] = []
+        self._more = asyncio.Condition()
+
+    async def publish(self, *events: Event) -> None:
+        self.add(*events)
+        async with self._more:
+            self.log.extend(e.wire for e in events)
+            self._more.notify_all()
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/info":
+            return httpx.Response(200, json={"cursor": len(self.log)})
+        if request.url.path == "/v1/stream":
+            start = int(request.url.params.get("cursor") or len(self.log))
+            return httpx.Response(
+                200, headers={"Content-Type": "text/event-stream"}, content=self._frames(start)
+            )
+        return await super().handle(request)
+
+    def _beyond(self, cursor: int) -> bool:
+        return len(self.log) > cursor
+
+    async def _frames(self, cursor: int) -> AsyncIterator[bytes]:
+        yield f": cursor={cursor}\n\n".encode()
+        while True:
+            async with self._more:
+                await self._more.wait_for(functools.partial(self._beyond, cursor))
+                fresh = self.log[cursor:]
+            for wire in fresh:
+                cursor += 1
+                doc = {"cursor": cursor, "event": event_json(wire)}
+                yield f"event: event\ndata: {json.dumps(doc)}\n\n".encode()
 
 
 def new_author() -> Author:

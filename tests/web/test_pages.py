@@ -5,13 +5,17 @@ rendered inert (spec 0007 #web-inert)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from html import unescape
 from pathlib import Path
 
+from aiohttp import StreamReader
+
 from client.web.render import safe_href
 from tests.client.conftest import Net, broken_signature
-from tests.web.inproc import new_author, serve
+from tests.web.inproc import StreamingNode, new_author, serve
 
 
 def _posts(html: str) -> list[str]:
@@ -24,9 +28,7 @@ async def test_timeline_shows_verified_posts_of_follows_with_why_hidden(tmp_path
     net = Net()
     a, b = net.node("a"), net.node("b")
     bob = new_author()
-    filters = (
-        '[[filters]]\nname = "quiet"\ntype = "mute-words"\nparams = { words = ["spoiler"] }\n'
-    )
+    filters = '[[filters]]\nname = "quiet"\ntype = "mute-words"\nparams = { words = ["spoiler"] }\n'
     async with serve(tmp_path / "home", net, [a, b], filters=filters) as w:
         follow = w.me.sign("follow", {"subject": bob.did})
         hello = bob.post("hello from bob")
@@ -107,11 +109,19 @@ async def test_xss_payloads_in_posts_names_and_links_are_inert(tmp_path: Path) -
     async with serve(tmp_path / "home", net, [a]) as w:
         a.add(
             w.me.sign("follow", {"subject": evil.did}),
-            evil.sign("profile", {"name": '<img src=x onerror=alert(4)>\u202eevil'}),
+            evil.sign("profile", {"name": "<img src=x onerror=alert(4)>\u202eevil"}),
             evil.post(payload_text),
-            evil.post("see javascript:alert(3) and " + lying, facets=[
-                {"type": "link", "start": 28, "end": 28 + len(lying), "uri": "https://evil.example/"}
-            ]),  # fmt: skip
+            evil.post(
+                "see javascript:alert(3) and " + lying,
+                facets=[
+                    {
+                        "type": "link",
+                        "start": 28,
+                        "end": 28 + len(lying),
+                        "uri": "https://evil.example/",
+                    }
+                ],
+            ),
             evil.post(
                 "good link",
                 facets=[{"type": "link", "start": 0, "end": 4, "uri": "https://example.org/x"}],
@@ -162,3 +172,43 @@ def test_only_http_links_are_live() -> None:
         "https://example.org/ x",
     ):
         assert safe_href(bad.encode().decode("unicode_escape")) is None, bad
+
+
+async def _next_event(stream: StreamReader, name: str) -> dict[str, object]:
+    """The next SSE message called ``name`` (comments and others skipped)."""
+    while True:
+        frame = (await stream.readuntil(b"\n\n")).decode()
+        lines = dict(line.split(": ", 1) for line in frame.strip().splitlines() if ": " in line)
+        if lines.get("event") == name:
+            doc: dict[str, object] = json.loads(lines["data"])
+            return doc
+
+
+async def test_new_posts_are_announced_live_after_moderation(tmp_path: Path) -> None:
+    """spec 0007 #watch: the page's live stream announces new posts of the people
+    followed, from the stream cursors read with the page, verified and filtered: a
+    post the reader's filters hide is never announced."""
+    net = Net()
+    node = StreamingNode("http://live.test")
+    net.nodes[node.url] = node
+    bob = new_author()
+    filters = '[[filters]]\nname = "quiet"\ntype = "mute-words"\nparams = { words = ["spoiler"] }\n'
+    async with serve(tmp_path / "home", net, [node], filters=filters) as w:
+        old = bob.post("an old post")
+        await node.publish(w.me.sign("follow", {"subject": bob.did}), old)
+        await w.login()
+        html = await w.page("/")
+        live = re.search(r'data-testid="live" data-from="([^"]*)" data-seen="([^"]*)"', html)
+        assert live is not None and old.id_hex in live.group(2)
+        from_, seen = unescape(live.group(1)), live.group(2)
+        assert json.loads(from_) == {node.url: 2}
+        r = await w.client.get("/live/timeline", params={"from": from_, "seen": seen})
+        assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+        async with asyncio.timeout(30):  # a hang guard: nothing here is timed
+            await _next_event(r.content, "ready")
+            hidden, fresh = bob.post("a spoiler!"), bob.post("a new post")
+            await node.publish(hidden)
+            await node.publish(fresh)
+            doc = await _next_event(r.content, "posts")
+        assert doc == {"ids": [fresh.id_hex]}
+        r.close()

@@ -65,9 +65,7 @@ async def test_a_foreign_host_is_refused(web: Web, host: str) -> None:
     """DNS rebinding: a page of evil.example re-pointed at 127.0.0.1 sends its own
     Host; only the exact host:port served is answered, the token does not help."""
     await web.login()
-    r = await web.client.get(
-        f"/?token={TOKEN}", headers={"Host": host.format(port=web.guard.port)}
-    )
+    r = await web.client.get(f"/?token={TOKEN}", headers={"Host": host.format(port=web.guard.port)})
     assert r.status == 421
     assert "Set-Cookie" not in r.headers
     _headers_ok(r.headers)
