@@ -24,7 +24,8 @@ def _posts(html: str) -> list[str]:
 
 async def test_timeline_shows_verified_posts_of_follows_with_why_hidden(tmp_path: Path) -> None:
     """Home: posts of the people followed, from every node, verified; a muted word
-    hides a post behind a row naming the filter and the word, and ``show=`` reveals it."""
+    hides a post behind a row naming the filter and the word, and ``show=`` reveals it
+    (spec 0007 #web-client, #web-why)."""
     net = Net()
     a, b = net.node("a"), net.node("b")
     bob = new_author()
@@ -185,7 +186,7 @@ async def _next_event(stream: StreamReader, name: str) -> dict[str, object]:
 
 
 async def test_new_posts_are_announced_live_after_moderation(tmp_path: Path) -> None:
-    """spec 0007 #watch: the page's live stream announces new posts of the people
+    """spec 0007 #web-live, #watch: the page's live stream announces new posts of the people
     followed, from the stream cursors read with the page, verified and filtered: a
     post the reader's filters hide is never announced."""
     net = Net()
