@@ -180,9 +180,7 @@ class ReadSession:
     ) -> tuple[View, Moderated]:
         """``limit`` items after moderation: hidden ones do not eat the page (spec 0007
         #limit-after-moderation); ``build(n)`` makes the view of the ``n`` newest."""
-        moderation = await self.moderation(
-            reader, viewer=viewer, context=context, follows=follows
-        )
+        moderation = await self.moderation(reader, viewer=viewer, context=context, follows=follows)
         async with moderation:
             return await moderate_page(build, limit, moderation)
 
@@ -196,8 +194,6 @@ class ReadSession:
         follows: frozenset[str],
     ) -> Moderated:
         """One view, moderated as it is (a thread: every reply and the root)."""
-        moderation = await self.moderation(
-            reader, viewer=viewer, context=context, follows=follows
-        )
+        moderation = await self.moderation(reader, viewer=viewer, context=context, follows=follows)
         async with moderation:
             return await moderation.judge(view)

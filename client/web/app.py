@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import webbrowser
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -48,6 +49,17 @@ async def _refuse(request: web.Request, why: str) -> web.StreamResponse:
 
 
 @web.middleware
+async def _timing(request: web.Request, handler: Any) -> web.StreamResponse:
+    """``Server-Timing: app;dur=MS`` on every answer: what the page cost the server
+    (measurements compare it with what the browser waited)."""
+    start = time.perf_counter()
+    response: web.StreamResponse = await handler(request)
+    if not response.prepared:
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+    return response
+
+
+@web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """A read that fails (no node answered, not found, a bad id) is a page saying so."""
     try:
@@ -77,7 +89,13 @@ def make_app(
     secret of the URL (default: a new random one)."""
     guard = Guard(host=host, port=port) if token is None else Guard(host, port, token)
     app = web.Application(
-        middlewares=[security_headers, host_guard(guard), auth_guard(guard, _refuse), _errors]
+        middlewares=[
+            _timing,
+            security_headers,
+            host_guard(guard),
+            auth_guard(guard, _refuse),
+            _errors,
+        ]
     )
     own_http = http is None
     client = http if http is not None else httpx.AsyncClient(follow_redirects=False)

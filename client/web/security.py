@@ -256,5 +256,3 @@ def auth_guard(guard: Guard, refuse: Refusal) -> Middleware:
         return await handler(request)
 
     return middleware
-
-

@@ -62,11 +62,7 @@ async def home(request: web.Request) -> web.Response:
     cursor = None if not raw_cursor else MergedCursor.decode(raw_cursor, "timeline")
 
     async with reads.reader() as reader:
-        starts_task = (
-            asyncio.ensure_future(start_cursors(reader.nodes))
-            if cursor is None
-            else None
-        )
+        starts_task = asyncio.ensure_future(start_cursors(reader.nodes)) if cursor is None else None
         try:
             follows = await follow_set(reader, me, mark=False)
             feed = timeline_feed(reader, me, follows, cursor=cursor)
