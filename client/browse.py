@@ -28,8 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 from client.api import NodeClient, WireItem
-from client.pages import MergedCursor
-from client.paging import MergedList
+from client.paging import MergedCursor, MergedList
 from client.reader import PAGE, Reader
 from client.views import View, _finish, _newest_first
 from protocol import kinds

@@ -9,17 +9,17 @@ about ``did`` (highest ``seq``, then greatest id: spec 0003 §3.6; deleted ones 
 count) must be that very event. A stale follow (unfollowed since, or followed again by
 a newer event), a forged one or one of someone else is not a follower, and the node
 that listed it is reported. The lists of several nodes are merged and paged with one
-cursor (:mod:`client.pages`). The nodes' ``stats`` figures are kept as they said them:
+cursor (:mod:`client.paging`). The nodes' ``stats`` figures are kept as they said them:
 what those nodes hold, not a global truth (spec 0004 #counts-local).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from client.api import NodeClient, WireItem
-from client.pages import MergedCursor, MergedPager, Outcome, Paged, node_key
+from client.paging import Judge, MergedCursor, MergedList, Outcome, node_key
 from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
 from client.views import follow_set
 from protocol import kinds
@@ -42,8 +42,6 @@ MAX_STATS_FOLLOWERS = 200
 _STATS_ROUNDS = 10
 #: Followers whose follow events are asked in one feed query.
 _FEED_CHUNK = 100
-
-Judge = Callable[[list[Event]], Awaitable[list[Outcome]]]
 
 
 def followers_list(did: str) -> str:
@@ -155,9 +153,7 @@ async def followers_page(
     def accept(e: Event) -> bool:
         return e.kind == kinds.FOLLOW
 
-    pager = MergedPager(
-        reader, followers_list(did), fetch, accept=accept, page_size=min(PAGE, max(limit, 20))
-    )
+    lst = MergedList(reader, followers_list(did), fetch, accept, cursor=cursor, page=PAGE)
     authors: set[str] = set()
 
     async def judge(batch: list[Event]) -> list[Outcome]:
@@ -165,7 +161,7 @@ async def followers_page(
         outcomes: list[Outcome] = []
         good: list[Event] = []
         for e in batch:
-            served = pager.served_by.get(e.id, set())
+            served = lst.served_by.get(e.id, set())
             if not _follows(e, did):
                 report_unexpected(reader, served, e, f"not a follow of {did}")
             elif e.id not in current:
@@ -185,11 +181,11 @@ async def followers_page(
                 outcomes.append(Outcome.HIDE if e.id in hidden else Outcome.SHOW)
         return outcomes
 
-    paged: Paged = await pager.page(limit=limit, cursor=cursor, judge=judge)
+    paged = await lst.page(limit, judge)
     return FollowersPage(
         did=did,
         shown=paged.shown,
-        hidden=[e for e, o in paged.walked if o is Outcome.HIDE],
+        hidden=paged.hidden,
         next=paged.next,
         node_stats=node_stats,
     )

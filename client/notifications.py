@@ -15,8 +15,9 @@ events are fetched by id from every node (bounded). An event that concerns the r
 for none of these is dropped and reported under the node that listed it
 (``unexpected-event``); the reader's own events never notify. The lists of all nodes
 are merged by event id (one notification per event) and paged newest first with one
-cursor (:mod:`client.pages`); then the reader's filters judge them (muted people do not
-notify), and hidden ones do not take places on the page.
+cursor, item by item (:meth:`client.paging.MergedList.page`): the reader's filters
+judge them (muted people do not notify), and hidden ones do not take places on the
+page.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from client.api import NodeClient, WireItem
 from client.followers import FollowCheck, report_unexpected
 from client.moderation.apply import Moderation
 from client.moderation.pipeline import Verdict
-from client.pages import MergedCursor, MergedPager, Outcome
+from client.paging import MergedCursor, MergedList, Outcome
 from client.reader import MAX_LOOKUPS, Reader
 from client.views import View, profiles_of, references
 from protocol import kinds
@@ -52,6 +53,8 @@ REASONS: Final = ("reply", "quote", "mention", "like", "repost", "follow")
 NOTIFY_KINDS: Final = frozenset({kinds.POST, kinds.LIKE, kinds.REPOST, kinds.FOLLOW})
 #: The cursor list name of notifications.
 NOTIFICATIONS_LIST: Final = "notifications"
+#: Most notifications asked of a node in one request.
+PAGE_SIZE: Final = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +164,7 @@ class Notifier:
         self.profiles: dict[str, Event] = {}
         self._profiled: set[str] = set()
         self.warnings: list[str] = []
-        self._pager: MergedPager | None = None
+        self._list: MergedList | None = None
 
     async def _fetch(
         self, node: NodeClient, before: str | None, size: int
@@ -179,15 +182,16 @@ class Notifier:
     ) -> NotificationPage:
         """The next ``limit`` shown notifications after ``cursor``; ``stop(e)`` true
         ends the list at ``e`` (``--unread``: everything older is read)."""
-        pager = MergedPager(
+        lst = MergedList(
             self.reader,
             NOTIFICATIONS_LIST,
             self._fetch,
-            accept=lambda e: e.kind in NOTIFY_KINDS,
-            page_size=min(100, max(limit, 20)),
+            lambda e: e.kind in NOTIFY_KINDS,
+            cursor=cursor,
+            page=PAGE_SIZE,
         )
-        self._pager = pager
-        paged = await pager.page(limit=limit, cursor=cursor, judge=self._judge, stop=stop)
+        self._list = lst
+        paged = await lst.page(limit, self._judge, stop=stop)
         shown = [self.found[e.id] for e, o in paged.walked if o is Outcome.SHOW]
         hidden = [self.found[e.id] for e, o in paged.walked if o is Outcome.HIDE]
         related: dict[bytes, Event] = {}
@@ -232,7 +236,7 @@ class Notifier:
                 found = reason_of(held, self.me, events, follow_current=e.id in current)
             if found is None or found[0] not in self.reasons:
                 if found is None and e.author != self.me and held is not None:
-                    served = self._pager.served_by.get(e.id, set()) if self._pager else set()
+                    served = self._list.served_by.get(e.id, set()) if self._list else set()
                     report_unexpected(self.reader, served, e, _why_not(e, self.me))
                 out.append(None)
                 continue

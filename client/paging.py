@@ -1,67 +1,118 @@
-"""Paging a list merged from several nodes, a view at a time (spec 0007 #paging).
+"""Lists merged from several nodes and paged with one cursor (spec 0007 #merged-pages,
+#paging): the timeline, search, tags, who reacted, notifications and followers.
 
 Each node pages its own list newest first with its own opaque cursor, and nodes hold
 different sets, so no one node's cursor says where a merged page ended. A
-:class:`MergedList` reads pages from every node, merges the verified events by id and
-orders them newest first by ``(ts, seq, id)`` (the order of every view). It only
-offers events from the **complete region**: a node not read to its end has served
-every event of its own with a ``ts`` above the ``ts`` of the last event it served, so
-at or below the highest such ``ts`` among those nodes another event could still come;
-events there wait for a later page, and the nodes holding the region back are read
-further, a page at a time, within a page budget. When that budget is spent the
-events *at* that ``ts`` are offered too (never older ones): a tie longer than the
-budget then still moves on, and the cursor's passed ids keep its other events for
-the next page.
+:class:`MergedList` reads pages from every node, verifies what each serves through
+the :class:`~client.reader.Reader` (signature, key state), merges by id and orders
+newest first by ``(ts, seq, id)`` (the order of every view). It only offers events
+from the **complete region**: a node not read to its end has served every event of
+its own with a ``ts`` above the ``ts`` of the last event it served, so at or below the
+highest such ``ts`` among those nodes another event could still come; events there
+wait, and the nodes holding the region back are read further, a page at a time,
+within a page budget. When that budget is spent the events *at* that ``ts`` are
+offered too (never older ones): a run of equal timestamps longer than the budget then
+still moves on, and the cursor's passed ids keep its other events for the next page.
 
-The cursor is the merged-list cursor of :mod:`client.pages` (one format for every
-list of the CLI): the **boundary** — the ``ts`` of the last item the page took and
-the ids taken at that ``ts`` (every item newer than it was shown, hidden by
-moderation, or is not of the list) — and, for each node, where to read again: the
-start of the first page it served that holds an event not passed (or its ``next``
-when it served none; *done* when it was read to its end). The next page asks each
-node from there and drops what the boundary passed, so no item is skipped or repeated
-whatever each node holds. A node missing from a cursor (added since) is read from its
-top. A node that fails keeps the position it was given; what only it holds above the
-new boundary is then not shown (it is reported as failed).
+Two ways to take a page, one merge and one cursor:
+
+- a **window** (:meth:`MergedList.fill`, :meth:`MergedList.events`): a view reads the
+  ``n`` newest complete events and, when the reader's filters hid some, a longer
+  window on the same list (spec 0007 #limit-after-moderation);
+- **item by item** (:meth:`MergedList.page`): a ``judge`` says of each merged item, in
+  order, whether it is shown, hidden by the filters or skipped (not of the list), and
+  the page ends after ``limit`` shown ones; hidden and skipped items take no place.
+
+The cursor (:class:`MergedCursor`, ``m1.`` + base64url JSON) holds the **boundary** —
+the ``ts`` of the last item the page took and the ids taken at that ``ts`` (every item
+newer than it was shown, hidden, or is not of the list) — and, for each node (a hash
+of its URL), where to read again: the start of the first page it served that holds an
+event not passed (or its ``next`` when it served none; *done* when it was read to its
+end). The next page asks each node from there and drops what the boundary passed, so
+no item is skipped or repeated whatever each node holds. A node cursor is only ever
+sent back to the node that made it. A node missing from a cursor (added since) is read
+from its top. A node that fails keeps the position it was given; what only it holds
+above the new boundary is then not shown (it is reported as failed).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import calendar
+import enum
 import functools
+import hashlib
+import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from client.api import NodeClient, WireItem
-from client.pages import (
-    BOUNDARY_ID_HEX,
-    DONE,
-    MAX_BOUNDARY_IDS,
-    Boundary,
-    MergedCursor,
-    node_key,
-)
 from client.reader import Reader
 from protocol.errors import BadRequestError
 from protocol.events import Event
 
 __all__ = [
+    "DONE",
+    "MAX_NODE_PAGES",
+    "Boundary",
+    "Judge",
     "Key",
+    "MergedCursor",
     "MergedList",
+    "Outcome",
+    "PageFetch",
+    "Paged",
     "boundary_after",
-    "decode_cursor",
     "key_of",
+    "node_key",
     "parse_before",
+    "passed",
 ]
 
-#: ``(ts, seq, id)``: the newest-first order of every view, descending.
+#: Node pages read per node for one page of a list (a bound against floods and liars).
+MAX_NODE_PAGES: Final = 10
+#: Hex characters of an id kept in a boundary (64 bits: ties are a handful of ids).
+BOUNDARY_ID_HEX: Final = 16
+#: Most ids one boundary remembers (ties on one millisecond beyond this repeat items).
+MAX_BOUNDARY_IDS: Final = 500
+#: Longest cursor text accepted (a few nodes' cursors and a boundary).
+MAX_CURSOR_CHARS: Final = 16_384
+_VERSION: Final = "m1"
+#: A node position meaning "read to its end".
+DONE: Final = ""
+
+#: ``(ts, seq, id)``: the newest-first order of every list, descending.
 Key = tuple[int, int, bytes]
 
 
 def key_of(e: Event) -> Key:
     return (e.ts, e.seq, e.id)
+
+
+def node_key(url: str) -> str:
+    """A node's short name in a cursor (its URL need not be spelled out)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+def _short(eid: bytes) -> str:
+    return eid.hex()[:BOUNDARY_ID_HEX]
+
+
+# -- the cursor -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """The last item a page passed: its ``ts`` and the ids at that ``ts`` passed."""
+
+    ts: int
+    ids: frozenset[str]
+
+    def passed(self, e: Event) -> bool:
+        return e.ts > self.ts or (e.ts == self.ts and _short(e.id) in self.ids)
 
 
 def passed(boundary: Boundary | None, e: Event) -> bool:
@@ -73,21 +124,66 @@ def boundary_after(taken: Sequence[Event], old: Boundary | None) -> Boundary | N
     if not taken:
         return old
     ts = taken[-1].ts
-    ids = {e.id.hex()[:BOUNDARY_ID_HEX] for e in taken if e.ts == ts}
+    ids = {_short(e.id) for e in taken if e.ts == ts}
     if old is not None and old.ts == ts:
         ids |= old.ids
     return Boundary(ts=ts, ids=frozenset(sorted(ids)[:MAX_BOUNDARY_IDS]))
 
 
-def decode_cursor(text: str, list_name: str) -> MergedCursor:
-    """``--cursor X`` of ``list_name``; ``BadRequestError`` for anything else."""
-    try:
-        return MergedCursor.decode(text, list_name)
-    except BadRequestError:
-        raise BadRequestError(
+@dataclass(frozen=True, slots=True)
+class MergedCursor:
+    """Where the next merged page starts: per node key a node cursor (:data:`DONE`:
+    read to its end; a node not named starts from its newest), and the boundary.
+    ``list`` names the list, so a cursor of one list is refused by another."""
+
+    list: str
+    nodes: Mapping[str, str]
+    boundary: Boundary | None
+
+    def encode(self) -> str:
+        doc: dict[str, object] = {"l": self.list, "n": dict(sorted(self.nodes.items()))}
+        if self.boundary is not None:
+            doc["b"] = [self.boundary.ts, sorted(self.boundary.ids)]
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        return _VERSION + "." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, list_name: str) -> MergedCursor:
+        """The cursor ``text`` printed by an earlier page of ``list_name``; raises
+        ``BadRequestError`` for anything else."""
+        bad = BadRequestError(
             f"--cursor is not a cursor printed by this list ({list_name}): copy it from "
-            "the 'more:' line of the page before"
-        ) from None
+            "the 'more:' line (or the 'cursor' field) of the page before"
+        )
+        version, _, payload = text.strip().partition(".")
+        if version != _VERSION or not payload or len(text) > MAX_CURSOR_CHARS:
+            raise bad
+        try:
+            doc = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if not isinstance(doc, dict) or doc.get("l") != list_name:
+            raise bad
+        nodes = doc.get("n")
+        if not isinstance(nodes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= 256 for k, v in nodes.items()
+        ):
+            raise bad
+        boundary = None
+        if "b" in doc:
+            raw = doc["b"]
+            if (
+                not isinstance(raw, list)
+                or len(raw) != 2
+                or not isinstance(raw[0], int)
+                or isinstance(raw[0], bool)
+                or not isinstance(raw[1], list)
+                or len(raw[1]) > MAX_BOUNDARY_IDS
+                or not all(isinstance(i, str) and len(i) == BOUNDARY_ID_HEX for i in raw[1])
+            ):
+                raise bad
+            boundary = Boundary(ts=raw[0], ids=frozenset(raw[1]))
+        return cls(list=list_name, nodes=nodes, boundary=boundary)
 
 
 def parse_before(text: str, list_name: str) -> MergedCursor:
@@ -114,6 +210,40 @@ def parse_before(text: str, list_name: str) -> MergedCursor:
     # Passed: everything at or after ms (ts > ms - 1).
     return MergedCursor(list=list_name, nodes={}, boundary=Boundary(ts=ms - 1, ids=frozenset()))
 
+
+# -- item by item -----------------------------------------------------------------------
+
+
+class Outcome(enum.Enum):
+    """What a page does with one merged item."""
+
+    SHOW = "show"
+    HIDE = "hide"  # by the reader's filters: counted in the summary
+    SKIP = "skip"  # not part of the list (not about the reader, stale, read...)
+
+
+#: ``judge(items)``: each item's outcome, in order (called on consecutive runs).
+Judge = Callable[[list[Event]], Awaitable[list[Outcome]]]
+
+
+@dataclass(slots=True)
+class Paged:
+    """One page taken item by item: every item passed, in order, with its outcome,
+    and the cursor of the next page (None on the last)."""
+
+    walked: list[tuple[Event, Outcome]]
+    next: MergedCursor | None
+
+    @property
+    def shown(self) -> list[Event]:
+        return [e for e, o in self.walked if o is Outcome.SHOW]
+
+    @property
+    def hidden(self) -> list[Event]:
+        return [e for e, o in self.walked if o is Outcome.HIDE]
+
+
+# -- the merge --------------------------------------------------------------------------
 
 #: One node page: ``(items, next)`` read from ``before`` (None: the top), at most
 #: ``limit`` events.
@@ -150,7 +280,8 @@ class MergedList:
 
     ``fetch`` reads one node page; ``accept`` says which verified events belong to
     the list (others a node serves are reported as unexpected). At most
-    ``max_pages`` pages are read from each node for this page of the list.
+    ``max_pages`` pages of at most ``page`` events are read from each node for this
+    page of the list.
     """
 
     def __init__(
@@ -162,7 +293,7 @@ class MergedList:
         *,
         cursor: MergedCursor | None = None,
         page: int = 100,
-        max_pages: int = 10,
+        max_pages: int = MAX_NODE_PAGES,
     ) -> None:
         if cursor is not None and cursor.list != list_name:
             raise BadRequestError(f"--cursor is for {cursor.list}, not {list_name}")
@@ -180,6 +311,8 @@ class MergedList:
             state = _NodeState(start=position or None, done=position == DONE)
             self._states[node.url] = state
         self._events: dict[bytes, Event] = {}
+        #: The nodes that served each event (to report the ones a list should not hold).
+        self.served_by: dict[bytes, set[str]] = {}
         #: The nodes holding the region back are out of page budget.
         self._stuck = False
 
@@ -259,6 +392,7 @@ class MergedList:
             if e is None:
                 continue
             served.append(e)
+            self.served_by.setdefault(e.id, set()).add(node.url)
             s.last_ts = e.ts if s.last_ts is None else min(s.last_ts, e.ts)
             if self.admits(e):
                 self._events.setdefault(e.id, e)
@@ -269,6 +403,32 @@ class MergedList:
             # A page of nothing usable (all invalid or not of the list, reported): the
             # node vouches for nothing, and is not waited for.
             s.failed = True
+
+    async def page(
+        self, limit: int, judge: Judge, *, stop: Callable[[Event], bool] | None = None
+    ) -> Paged:
+        """The next ``limit`` shown items, taken item by item: ``judge`` says of each
+        merged item, in order, whether it is shown, hidden or skipped (only as many
+        are judged as could still be shown); ``stop(e)`` true ends the list before
+        ``e`` (nothing older is wanted: no cursor then)."""
+        walked: list[tuple[Event, Outcome]] = []
+        judged: set[bytes] = set()
+        shown, stopped = 0, False
+        while shown < limit and not stopped:
+            await self.fill(len(judged) + limit - shown)
+            batch = [e for e in self.events() if e.id not in judged][: limit - shown]
+            if stop is not None:
+                cut = next((i for i, e in enumerate(batch) if stop(e)), None)
+                if cut is not None:
+                    batch, stopped = batch[:cut], True
+            if not batch:
+                break  # every node read to its end, or out of page budget
+            for e, outcome in zip(batch, await judge(batch), strict=True):
+                judged.add(e.id)
+                walked.append((e, outcome))
+                shown += outcome is Outcome.SHOW
+        nxt = None if stopped else self.next_cursor([e for e, _ in walked])
+        return Paged(walked=walked, next=nxt)
 
     # -- the next page --------------------------------------------------------------
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from client.api import NodeClient, WireItem
 from client.counts import Counts, counts_report, fetch_counts
 from client.moves import resolve_moves
-from client.pages import Boundary, MergedCursor
-from client.paging import MergedList, passed
+from client.paging import Boundary, MergedCursor, MergedList, passed
 from client.reader import (
     MAX_FEED_AUTHORS,
     MAX_FEED_PAGES,

@@ -11,9 +11,10 @@ the same as ``cursor``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-from typing import Any, Final
+from typing import Any
 
 from client.browse import (
     REACTIONS,
@@ -22,29 +23,32 @@ from client.browse import (
     search_list,
     search_view_posts,
 )
-from client.cli.listing import add_paging_args, cursor_arg, more_line, with_counts
+from client.cli.listing import add_paging_args, cursor_arg, with_counts
 from client.cli.mod_cmds import viewer
-from client.cli.output import Context, Result, emit
-from client.cli.read_cmds import (
-    _doc,
-    _footer,
-    _judged,
-    _moderation,
-    _moderation_args,
-    _page,
-    _split,
-    _text,
-    _verdict,
+from client.cli.output import Context, Result
+from client.cli.pageview import (
+    DEFAULT_LIMIT,
+    list_result,
+    moderated_page,
+    moderation_args,
+    open_moderation,
+    posts_text,
+    repeat_args,
+    split,
+    verdict_of,
+    viewer_follows,
+    watch_page,
+    watch_status,
 )
-from client.cli.render import event_doc, format_judged, relative_time, short_id
+from client.cli.render import event_doc, format_judged, relative_time, short_id, snippet
 from client.cli.session import Session, limit_arg, run
 from client.cli.social_cmds import cmd_search as cmd_search_people
 from client.moderation.core import ViewContext
-from client.pages import MergedCursor
+from client.paging import MergedCursor
 from client.shortids import parse_event_ref
 from client.textsafety import safe_line, safe_text
 from client.views import View, follow_set
-from client.watch import TimelineWatch
+from client.watch import TimelineWatch, start_cursors
 from protocol import kinds
 from protocol.errors import BadRequestError
 from protocol.events import Event
@@ -52,14 +56,6 @@ from protocol.events import Event
 __all__ = ["register", "watch_timeline"]
 
 log = logging.getLogger("murmur.client.cli.browse")
-
-_DEFAULT_LIMIT: Final = 30
-
-
-def _repeat(args: argparse.Namespace) -> list[str]:
-    out = [] if args.limit == _DEFAULT_LIMIT else ["--limit", str(args.limit)]
-    return out + (["--no-filters"] if args.no_filters else [])
-
 
 # -- who reacted ------------------------------------------------------------------------
 
@@ -76,58 +72,49 @@ def cmd_reactions(args: argparse.Namespace, ctx: Context) -> Result:
             eid = await session.event_id(reader, ref)  # spec 0007 #short-ids
             cursor = cursor_arg(args, f"{kind}:{eid.hex()}")
             lst = reaction_list(reader, eid, kind, cursor=cursor)
-            follows: frozenset[str] = frozenset()
-            if me and not args.no_filters:
-                follows = frozenset(await follow_set(reader, me, mark=False))
+            follows = await viewer_follows(args, reader, me)
             build = reactions_view(reader, lst, eid, kind)
-            view, mod = await _page(args, session, reader, build, me, ViewContext.TIMELINE, follows)
+            view, mod = await moderated_page(
+                args, session, reader, build, me, ViewContext.TIMELINE, follows
+            )
             return eid, view, mod, lst.next_cursor(view.items)
 
     eid, view, mod, nxt = run(go)
     names = session.names(view.profiles)
-    shown, hidden = _split(view, mod)
+    shown, _ = split(view, mod)
     target = view.related.get(eid)
     counted = view.counts.get(eid)
     if target is None:
         head = f"{args.command} of {short_id(eid)} (the post itself is not on your nodes)"
     else:
-        text = safe_line(str((target.body or {}).get("text", "")))
-        snippet = text if len(text) <= 60 else text[:59] + "…"
         head = (
             f"{args.command} of {names.display(target.author)} · "
-            f"{relative_time(target.ts)} · {short_id(eid)}: {snippet}"
+            f"{relative_time(target.ts)} · {short_id(eid)}: {snippet(target, names)}"
         )
     if counted is not None:
         head += f"\n  your nodes count {counted.get(args.command)} (the most one claims)"
     if kind in (kinds.LIKE, kinds.REPOST):
-        lines = [_reactor_line(e, names, mod) for e in shown]
+        listed = "\n".join(_reactor_line(e, names, mod) for e in shown)
     else:
-        lines = [
-            with_counts(format_judged(e, _verdict(mod, e), names, view.related), e, view.counts)
-            for e in shown
-        ]
-    body = head + "\n\n" + ("\n".join(lines) if kind in (kinds.LIKE, kinds.REPOST) else
-                            "\n\n".join(lines))  # fmt: skip
-    if not shown:
-        body = head + f"\n\n(no {args.command} on your nodes)"
-    footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
-    more = more_line(ctx, [args.command, eid.hex()[:12], *_repeat(args)], nxt)
-    doc = _doc(
+        listed = posts_text(view, mod, names, shown)
+    body = head + "\n\n" + (listed or f"(no {args.command} on your nodes)")
+    return list_result(
+        args,
+        ctx,
         view,
         names,
         mod,
-        shown,
-        hidden,
+        body,
+        command=[args.command, eid.hex()[:12], *repeat_args(args)],
+        cursor=nxt,
         target=None if target is None else event_doc(target, names),
         kind=kind,
         target_counts=None if counted is None else counted.to_json(),
-        cursor=None if nxt is None else nxt.encode(),
     )
-    return Result(doc, _text(body, view, names, footer, explain=args.explain, more=more))
 
 
 def _reactor_line(e: Event, names: Any, mod: Any) -> str:
-    verdict = _verdict(mod, e)
+    verdict = verdict_of(mod, e)
     mark = "⚠ " if verdict is not None and verdict.final is not None else ""
     return f"{mark}{names.display(e.author)} · {relative_time(e.ts)} · {short_id(e.id)}"
 
@@ -161,38 +148,34 @@ def _posts(args: argparse.Namespace, ctx: Context, *, q: str | None, tag: str | 
         async with session.reader() as reader:
             probe = search_list(reader, q=q, tag=tag, cursor=None)  # checks the query
             lst = search_list(reader, q=q, tag=tag, cursor=cursor_arg(args, probe.list_name))
-            follows: frozenset[str] = frozenset()
-            if me and not args.no_filters:
-                follows = frozenset(await follow_set(reader, me, mark=False))
+            follows = await viewer_follows(args, reader, me)
             build = search_view_posts(reader, lst)
-            view, mod = await _page(args, session, reader, build, me, ViewContext.TIMELINE, follows)
+            view, mod = await moderated_page(
+                args, session, reader, build, me, ViewContext.TIMELINE, follows
+            )
             return view, mod, lst.next_cursor(view.items)
 
     view, mod, nxt = run(go)
     names = session.names(view.profiles)
-    shown, hidden = _split(view, mod)
+    shown, _ = split(view, mod)
     what = f"#{tag.strip().removeprefix('#')}" if tag is not None else repr(q)
-    body = "\n\n".join(
-        with_counts(format_judged(e, _verdict(mod, e), names, view.related), e, view.counts)
-        for e in shown
-    )
+    body = posts_text(view, mod, names, shown)
     if not view.items:
         body = f"No post on your nodes matches {safe_line(what)}."
     elif not shown:
         body = "Nothing to show: your filters hid every post found."
-    footer = _footer(args, mod, names, _judged(view, mod), len(hidden))
     command = ["tag", str(tag)] if tag is not None else ["search", "posts", str(q)]
-    more = more_line(ctx, [*command, *_repeat(args)], nxt)
-    doc = _doc(
+    return list_result(
+        args,
+        ctx,
         view,
         names,
         mod,
-        shown,
-        hidden,
+        body,
+        command=[*command, *repeat_args(args, 20 if tag is None else DEFAULT_LIMIT)],
+        cursor=nxt,
         query={"q": q, "tag": tag},
-        cursor=None if nxt is None else nxt.encode(),
     )
-    return Result(doc, _text(body, view, names, footer, explain=args.explain, more=more))
 
 
 # -- timeline --watch -------------------------------------------------------------------
@@ -200,13 +183,14 @@ def _posts(args: argparse.Namespace, ctx: Context, *, q: str | None, tag: str | 
 
 def watch_timeline(args: argparse.Namespace, ctx: Context, session: Session, me: str) -> int:
     """The timeline's page, then new posts of the people followed as they come, until
-    Ctrl-C (spec 0007 #watch). The page is printed as ``murmur timeline`` prints it;
-    with ``--json``, then one JSON document a line per new item."""
+    Ctrl-C or ``--exit-after N`` new items (spec 0007 #watch). The page is printed as
+    ``murmur timeline`` prints it; with ``--json``, then one JSON document a line per
+    new item. A node whose stream is down (or back) is said on stderr."""
 
     async def start() -> tuple[dict[str, int | None], frozenset[str]]:
         async with session.reader() as reader:
             follows = frozenset(await follow_set(reader, me, mark=False))
-            return await TimelineWatch.start_cursors(reader.nodes), follows
+            return await start_cursors(reader.nodes), follows
 
     # Where each node's stream starts, and whom to follow, are read before the page,
     # so a post made while the page is read is in the stream (shown once: ids are
@@ -217,19 +201,28 @@ def watch_timeline(args: argparse.Namespace, ctx: Context, session: Session, me:
 
     page = cmd_timeline(page_args, ctx)
     assert isinstance(page, Result)  # noqa: S101 - without --watch it is a page
-    emit(ctx, page)
-    ctx.stdout.flush()
+    watch_page(ctx, page, "posts")
     shown = {p["id"] for p in page.data.get("posts", [])}
 
     async def follow() -> None:
         async with session.reader() as reader:
             moderation = None
             if not args.no_filters:
-                moderation = await _moderation(session, reader, me, ViewContext.TIMELINE, follows)
-            watch = TimelineWatch(reader, me, follows, starts=starts, seen=shown)
+                moderation = await open_moderation(
+                    session, reader, me, ViewContext.TIMELINE, follows
+                )
+            watch = TimelineWatch(
+                reader, me, follows, starts=starts, seen=shown, on_status=watch_status(ctx)
+            )
+            left = args.exit_after
             try:
-                async for view in watch.views():
-                    await _print_new(ctx, session, view, moderation)
+                async with contextlib.aclosing(watch.views()) as views:
+                    async for view in views:
+                        printed = await _print_new(ctx, session, view, moderation, left)
+                        if left is not None:
+                            left -= printed
+                            if left <= 0:
+                                return
             finally:
                 if moderation is not None:
                     await moderation.aclose()
@@ -238,29 +231,34 @@ def watch_timeline(args: argparse.Namespace, ctx: Context, session: Session, me:
     return 0
 
 
-async def _print_new(ctx: Context, session: Session, view: View, moderation: Any) -> None:
+async def _print_new(
+    ctx: Context, session: Session, view: View, moderation: Any, most: int | None
+) -> int:
+    """Print the new items the filters show (at most ``most``); how many."""
     mod = None if moderation is None else await moderation.judge(view)
     names = session.names(view.profiles)
     shown = view.items if mod is None else [e for e, _ in mod.shown]
+    shown = shown if most is None else shown[:most]
     for e in shown:
         if ctx.json:
             doc = event_doc(e, names, view.related)
             doc["moderation"] = None if mod is None else mod.verdicts[e.id].to_json()
             ctx.stdout.write(json.dumps(doc, ensure_ascii=True) + "\n")
         else:
-            text = format_judged(e, _verdict(mod, e), names, view.related)
+            text = format_judged(e, verdict_of(mod, e), names, view.related)
             ctx.stdout.write(safe_text(with_counts(text, e, view.counts)) + "\n\n")
     ctx.stdout.flush()
+    return len(shown)
 
 
 # -- registration -----------------------------------------------------------------------
 
 
-def _list_args(p: argparse.ArgumentParser, default: int = _DEFAULT_LIMIT) -> None:
+def _list_args(p: argparse.ArgumentParser, default: int = DEFAULT_LIMIT) -> None:
     p.add_argument(
         "--limit", type=limit_arg, default=default, help=f"at most N items (default {default})"
     )
-    _moderation_args(p)
+    moderation_args(p)
     add_paging_args(p)
 
 
@@ -293,4 +291,3 @@ def register(
     tag.add_argument("name", metavar="TAG", help="the hashtag, with or without '#'")
     _list_args(tag)
     tag.set_defaults(handler=cmd_tag)
-

@@ -16,8 +16,7 @@ from typing import Any
 
 from client.cli.output import Context
 from client.counts import FIGURES, MAX_COUNT, Counts, CountsReport
-from client.pages import MergedCursor
-from client.paging import decode_cursor, parse_before
+from client.paging import MergedCursor, parse_before
 from client.textsafety import safe_line
 from protocol import kinds
 from protocol.events import Event
@@ -103,12 +102,12 @@ def add_paging_args(p: argparse.ArgumentParser) -> None:
 def cursor_arg(args: argparse.Namespace, list_name: str) -> MergedCursor | None:
     """The cursor ``--cursor`` or ``--before`` asks for (None: the newest page)."""
     if getattr(args, "cursor", None):
-        return decode_cursor(args.cursor, list_name)
+        return MergedCursor.decode(args.cursor, list_name)
     before = getattr(args, "before", None)
     if before:
         # A time, or (as for notifications, spec 0007 #merged-pages) a cursor.
         if before.strip().startswith("m1."):
-            return decode_cursor(before, list_name)
+            return MergedCursor.decode(before, list_name)
         return parse_before(before, list_name)
     return None
 

@@ -17,12 +17,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from client.cli.output import Context, Result, emit
-from client.cli.render import Names, event_doc, format_report, post_text, relative_time, short_id
+from client.cli.listing import add_paging_args, cursor_arg, more_line
+from client.cli.output import Context, Result
+from client.cli.pageview import cursor_doc, open_moderation, watch_args, watch_page, watch_status
+from client.cli.render import Names, event_doc, format_report, relative_time, short_id, snippet
 from client.cli.session import Session, limit_arg, run
 from client.followers import FollowersPage, followers_list, followers_page
 from client.moderation.apply import Moderation
-from client.moderation.config import ModerationConfig
 from client.moderation.core import Action, ViewContext
 from client.moderation.pipeline import Verdict
 from client.notifications import (
@@ -33,11 +34,11 @@ from client.notifications import (
     Notifier,
 )
 from client.notify_state import SeenState
-from client.notify_watch import Watcher, head_cursors
-from client.pages import MergedCursor, Outcome
+from client.paging import Outcome
 from client.reader import Reader, ReadReport
 from client.textsafety import safe_line, safe_text
-from client.views import View, follow_set, profiles_of
+from client.views import View, profiles_of
+from client.watch import NotificationWatch, start_cursors
 from protocol.events import Event
 
 __all__ = ["register"]
@@ -52,6 +53,9 @@ VERBS = {
     "follow": "followed you",
 }
 SNIPPET = 100
+#: ``--limit`` unless given.
+NOTIFICATIONS_LIMIT = 30
+FOLLOWERS_LIMIT = 50
 
 
 def kinds_arg(text: str) -> list[str]:
@@ -63,33 +67,6 @@ def kinds_arg(text: str) -> list[str]:
             f"{(unknown or [text])[0]!r} is not one of {', '.join(REASONS)}"
         )
     return asked
-
-
-def _snippet(e: Event | None, names: Names) -> str:
-    if e is None:
-        return "(not available)"
-    if e.body is None:
-        return "(deleted)"
-    text = " ".join(post_text(e, names).split())
-    return safe_line(text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…")
-
-
-async def _moderation(
-    session: Session, reader: Reader, me: str, context: ViewContext
-) -> Moderation:
-    follows = frozenset(await follow_set(reader, me, mark=False))
-    return await Moderation.open(
-        reader,
-        viewer=me,
-        context=context,
-        config=ModerationConfig.load(session.ctx.home),
-        follows=follows,
-        home=session.ctx.home,
-    )
-
-
-def _cursor(args: argparse.Namespace, list_name: str) -> MergedCursor | None:
-    return None if args.cursor is None else MergedCursor.decode(args.cursor, list_name)
 
 
 # -- notifications --------------------------------------------------------------------
@@ -124,9 +101,9 @@ def _notification_text(n: Notification, names: Names, verdict: Verdict | None, u
     if final is not None and final.action is Action.WARN:
         lines.append(f"    ⚠ hidden behind a warning: {safe_line(final.reason)}")
     elif n.reason in ("reply", "quote", "mention"):
-        lines.append(f"    {_snippet(e, names)}")
+        lines.append(f"    {snippet(e, names, SNIPPET)}")
     if n.subject is not None:
-        lines.append(f"    ↳ your post: {_snippet(n.subject, names)}")
+        lines.append(f"    ↳ your post: {snippet(n.subject, names, SNIPPET)}")
     if final is not None and final.action is Action.BADGE:
         lines.append(f"    [badge: {safe_line(final.reason)}]")
     return "\n".join(lines)
@@ -146,7 +123,7 @@ def _page_parts(
         "notifications": [
             _notification_doc(n, names, page, unread.get(n.event.id, False)) for n in page.shown
         ],
-        "next": None if page.next is None else page.next.encode(),
+        "cursor": cursor_doc(page.next),
         "unread": sum(1 for n in page.shown if unread.get(n.event.id)),
         "marked": not args.no_mark,
         "moderation": {
@@ -173,17 +150,26 @@ def _page_parts(
     tail = [f"! moderation: {safe_line(w)}" for w in page.warnings]
     if page.hidden:
         tail.append(f"({len(page.hidden)} notification(s) hidden by your filters)")
-    if page.next is not None:
-        tail.append(f"more: murmur notifications --cursor {page.next.encode()}")
     report = format_report(reader.report, names)
-    text = "\n\n".join(p for p in ("\n".join(blocks), "\n".join(tail), report) if p)
+    more = more_line(session.ctx, ["notifications", *_repeat(args)], page.next)
+    text = "\n\n".join(p for p in ("\n".join(blocks), "\n".join(tail), report, more) if p)
     return doc, text
+
+
+def _repeat(args: argparse.Namespace) -> list[str]:
+    """The options the next page of notifications repeats."""
+    out = [] if args.limit == NOTIFICATIONS_LIMIT else ["--limit", str(args.limit)]
+    for reasons in args.kinds or []:
+        out += ["--kinds", ",".join(reasons)]
+    flags = (("--unread", args.unread), ("--no-mark", args.no_mark))
+    out += [flag for flag, on in (*flags, ("--no-filters", args.no_filters)) if on]
+    return out
 
 
 def cmd_notifications(args: argparse.Namespace, ctx: Context) -> Result | int:
     session = Session.open(ctx)
     me = session.stored_identity().did
-    cursor = _cursor(args, NOTIFICATIONS_LIST)
+    cursor = cursor_arg(args, NOTIFICATIONS_LIST)
     state = SeenState.load(ctx.home, me)
     reasons = [r for chunk in (args.kinds or [list(REASONS)]) for r in chunk]
 
@@ -194,11 +180,11 @@ def cmd_notifications(args: argparse.Namespace, ctx: Context) -> Result | int:
 
     async def go() -> Result | int:
         async with session.reader() as reader:
-            cursors = await head_cursors(reader.nodes) if args.watch else {}
+            starts = await start_cursors(reader.nodes) if args.watch else {}
             moderation = (
                 None
                 if args.no_filters
-                else await _moderation(session, reader, me, ViewContext.NOTIFICATIONS)
+                else await open_moderation(session, reader, me, ViewContext.NOTIFICATIONS)
             )
             try:
                 notifier = Notifier(
@@ -218,7 +204,7 @@ def cmd_notifications(args: argparse.Namespace, ctx: Context) -> Result | int:
                     return Result(doc, text)
                 reader.report.require_answer()  # spec 0007 #no-answer, before any output
                 await _watch(
-                    args, session, reader, moderation, reasons, (doc, text), page, mark, cursors
+                    args, session, reader, moderation, reasons, (doc, text), page, mark, starts
                 )
                 return 0
             finally:
@@ -237,18 +223,13 @@ async def _watch(
     shown_first: tuple[dict[str, Any], str],
     first: NotificationPage,
     mark: Callable[[list[Event]], None],
-    cursors: dict[str, int],
+    starts: dict[str, int | None],
 ) -> None:
     """Print the first page, then new notifications as they come (spec 0007
     #notifications-watch): text blocks, or with ``--json`` one JSON object a line."""
     ctx = session.ctx
-    doc, text = shown_first
+    watch_page(ctx, Result(*shown_first), "notifications")
     me = session.stored_identity().did
-    if ctx.json:
-        ctx.stdout.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=True) + "\n")
-    else:
-        emit(ctx, Result(doc, text + "\n\nWatching for new notifications (Ctrl-C to stop)…"))
-    ctx.stdout.flush()
 
     def make(keep: Callable[[Event], bool]) -> Notifier:
         fresh = Reader(
@@ -269,10 +250,17 @@ async def _watch(
         mark([n.event for n in [*new, *page.hidden]])
 
     shown = {n.event.id for n in [*first.shown, *first.hidden]}
-    watcher = Watcher(
-        reader.nodes, me, make, on_new, net=reader.net, shown=shown, max_new=args.exit_after
+    watch = NotificationWatch(
+        reader.nodes,
+        me,
+        make,
+        on_new,
+        net=reader.net,
+        shown=shown,
+        max_new=args.exit_after,
+        on_status=watch_status(ctx),
     )
-    await watcher.run(cursors)
+    await watch.run(starts)
 
 
 # -- followers --------------------------------------------------------------------------
@@ -281,7 +269,7 @@ async def _watch(
 def cmd_followers(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     did = session.resolve(args.who) if args.who else session.stored_identity().did
-    cursor = _cursor(args, followers_list(did))
+    cursor = cursor_arg(args, followers_list(did))
     me = session.me() or ""
 
     async def go() -> tuple[FollowersPage, dict[str, Event], ReadReport]:
@@ -289,7 +277,7 @@ def cmd_followers(args: argparse.Namespace, ctx: Context) -> Result:
             moderation = (
                 None
                 if args.no_filters
-                else await _moderation(session, reader, me, ViewContext.PROFILE)
+                else await open_moderation(session, reader, me, ViewContext.PROFILE)
             )
             profiles: dict[str, Event] = {}
             try:
@@ -333,7 +321,7 @@ def cmd_followers(args: argparse.Namespace, ctx: Context) -> Result:
     doc: dict[str, Any] = {
         "did": did,
         "followers": rows,
-        "next": None if page.next is None else page.next.encode(),
+        "cursor": cursor_doc(page.next),
         "stats": {
             "nodes_followers": page.node_figure("followers"),
             "nodes_following": page.node_figure("following"),
@@ -354,12 +342,13 @@ def cmd_followers(args: argparse.Namespace, ctx: Context) -> Result:
     figure = page.node_figure("followers")
     if figure is not None:
         tail.append(f"(your nodes count {figure} follower(s); each one shown was verified)")
-    if page.next is not None:
-        who = args.who + " " if args.who else ""
-        tail.append(f"more: murmur followers {safe_line(who)}--cursor {page.next.encode()}")
-    shown = "\n\n".join(
-        p for p in ("\n".join(lines), "\n".join(tail), format_report(report, names)) if p
-    )
+    command = ["followers", *([args.who] if args.who else [])]
+    if args.limit != FOLLOWERS_LIMIT:
+        command += ["--limit", str(args.limit)]
+    command += ["--no-filters"] if args.no_filters else []
+    more = more_line(ctx, command, page.next)
+    report_text = format_report(report, names)
+    shown = "\n\n".join(p for p in ("\n".join(lines), "\n".join(tail), report_text, more) if p)
     return Result(doc, shown)
 
 
@@ -374,14 +363,13 @@ def register(
         "verified and filtered by your moderation, newest first. A page marks what it "
         "shows as seen (--no-mark does not).",
     )
-    p.add_argument("--limit", type=limit_arg, default=30, help="at most N items (default 30)")
     p.add_argument(
-        "--cursor",
-        "--before",
-        dest="cursor",
-        metavar="CURSOR",
-        help="the next page: the cursor the previous page printed",
+        "--limit",
+        type=limit_arg,
+        default=NOTIFICATIONS_LIMIT,
+        help=f"at most N items (default {NOTIFICATIONS_LIMIT})",
     )
+    add_paging_args(p)
     p.add_argument(
         "--kinds",
         type=kinds_arg,
@@ -391,13 +379,7 @@ def register(
     )
     p.add_argument("--unread", action="store_true", help="only what no view showed you yet")
     p.add_argument("--no-mark", action="store_true", help="do not mark what is shown as seen")
-    p.add_argument("--watch", action="store_true", help="then print new ones as they come")
-    p.add_argument(
-        "--exit-after",
-        type=limit_arg,
-        metavar="N",
-        help="with --watch: stop after N new notifications",
-    )
+    watch_args(p, "notifications")
     p.add_argument("--no-filters", action="store_true", help="show everything, unmoderated")
     p.set_defaults(handler=cmd_notifications)
 
@@ -407,13 +389,12 @@ def register(
         help="who follows you (or DID), each follow verified",
     )
     f.add_argument("who", nargs="?", metavar="DID|ALIAS")
-    f.add_argument("--limit", type=limit_arg, default=50, help="at most N (default 50)")
     f.add_argument(
-        "--cursor",
-        "--before",
-        dest="cursor",
-        metavar="CURSOR",
-        help="the next page: the cursor the previous page printed",
+        "--limit",
+        type=limit_arg,
+        default=FOLLOWERS_LIMIT,
+        help=f"at most N (default {FOLLOWERS_LIMIT})",
     )
+    add_paging_args(f)
     f.add_argument("--no-filters", action="store_true", help="list everyone, unmoderated")
     f.set_defaults(handler=cmd_followers)

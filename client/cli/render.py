@@ -44,6 +44,7 @@ __all__ = [
     "relative_time",
     "short_did",
     "short_id",
+    "snippet",
 ]
 
 SHORT_ID = 12
@@ -222,7 +223,8 @@ def event_doc(
     return doc
 
 
-def _snippet(e: Event | None, names: Names, limit: int = 60) -> str:
+def snippet(e: Event | None, names: Names, limit: int = 60) -> str:
+    """A post's text on one line, escaped, cut at ``limit`` characters."""
     if e is None:
         return "(not available)"
     if e.body is None:
@@ -266,7 +268,7 @@ def format_event(
     if isinstance(reply, dict) and context:
         parent = related.get(reply["parent"])
         who = names.display(parent.author) if parent is not None else short_id(reply["parent"])
-        shown = f"⚠ {masked['parent']}" if "parent" in masked else _snippet(parent, names)
+        shown = f"⚠ {masked['parent']}" if "parent" in masked else snippet(parent, names)
         lines.append(f"{indent}  ↳ replying to {who}: {shown}")
     if body.get("warn"):
         warn = ", ".join(safe_line(str(w)) for w in body["warn"])
@@ -276,7 +278,7 @@ def format_event(
     if isinstance(body.get("quote"), bytes):
         quoted = related.get(body["quote"])
         who = names.display(quoted.author) if quoted is not None else short_id(body["quote"])
-        shown = f"⚠ {masked['quoted']}" if "quoted" in masked else _snippet(quoted, names)
+        shown = f"⚠ {masked['quoted']}" if "quoted" in masked else snippet(quoted, names)
         lines.append(f"{indent}  ❝ {who}: {shown}")
     return "\n".join(lines)
 

@@ -208,22 +208,33 @@ def _wait_for(lines: queue.Queue[str], seen: list[str], needle: str, deadline_s:
     return any(needle in line for line in seen)
 
 
+def _follows_bob(cli: Cli, url: str) -> None:
+    dids = {n: cli.json("id", "new", n, "--no-encrypt")["did"] for n in ("amy", "bob")}
+    cli.json("nodes", "add", url)
+    cli.json("follow", dids["bob"], "--alias", "bob")
+
+
+def _watch(cli: Cli, *extra: str) -> tuple[subprocess.Popen[bytes], queue.Queue[str]]:
+    """A real `murmur timeline --watch` process and a queue of its stdout lines."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client.cli.main", "--home", str(cli.home), "timeline",
+         "--watch", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader_thread, args=(proc.stdout, lines), daemon=True).start()
+    return proc, lines
+
+
 def test_watch_shows_new_posts_live(cli: Cli, node: NodeProcess, tmp_path: Path) -> None:
     """spec 0007 #watch: `murmur timeline --watch` prints the page, then a post of a
     followed author made after it started (verified), not a stranger's; SIGINT ends
     it with the interrupted status and no traceback."""
-    dids = {n: cli.json("id", "new", n, "--no-encrypt")["did"] for n in ("amy", "bob")}
-    cli.json("nodes", "add", node.url)
-    cli.json("follow", dids["bob"], "--alias", "bob")
+    _follows_bob(cli, node.url)
     cli.post("bob", "before the watch")
-    proc = subprocess.Popen(  # the real CLI process
-        [sys.executable, "-m", "client.cli.main", "--home", str(cli.home), "timeline", "--watch"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc, lines = _watch(cli)
     try:
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_reader_thread, args=(proc.stdout, lines), daemon=True).start()
         seen: list[str] = []
         assert _wait_for(lines, seen, "before the watch", 30), "".join(seen)
         # A stranger's post first: streamed in order, it would show before bob's.
@@ -261,18 +272,10 @@ def test_watch_reconnects_after_the_node_restarts(
     first = NodeProcess(data)
     port = urlsplit(first.url).port
     cli = Cli(tmp_path / "home", capsys)
-    dids = {n: cli.json("id", "new", n, "--no-encrypt")["did"] for n in ("amy", "bob")}
-    cli.json("nodes", "add", first.url)
-    cli.json("follow", dids["bob"], "--alias", "bob")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "client.cli.main", "--home", str(cli.home), "timeline", "--watch"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    _follows_bob(cli, first.url)
+    proc, lines = _watch(cli)
     second: NodeProcess | None = None
     try:
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_reader_thread, args=(proc.stdout, lines), daemon=True).start()
         seen: list[str] = []
         assert _wait_for(lines, seen, "timeline is empty", 30), "".join(seen)
         first.stop()
@@ -290,3 +293,28 @@ def test_watch_reconnects_after_the_node_restarts(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_watch_exits_after_n_new_items_with_json_lines(cli: Cli, node: NodeProcess) -> None:
+    """spec 0007 #watch, #watch-reconnect: `murmur timeline --watch --exit-after 1
+    --json` prints the page as one JSON line, then one line for the first new post of
+    a followed author, and exits 0 (as `notifications --watch --exit-after` does)."""
+    _follows_bob(cli, node.url)
+    cli.post("bob", "before the watch")
+    proc, lines = _watch(cli, "--exit-after", "1", "--json")
+    try:
+        seen: list[str] = []
+        # The page is printed after the stream cursors were read: what follows is new.
+        assert _wait_for(lines, seen, "before the watch", 30), "".join(seen)
+        new = cli.post("bob", "made while watching")
+        code = proc.wait(timeout=60)
+        assert _wait_for(lines, seen, "made while watching", 5), "".join(seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, err
+    page, *items = [json.loads(line) for line in seen if line.strip()]
+    assert [p["text"] for p in page["posts"]] == ["before the watch"]
+    assert [i["id"] for i in items] == [new]

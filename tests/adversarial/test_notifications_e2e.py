@@ -23,8 +23,8 @@ import pytest
 
 from client.api import NodeClient
 from client.notifications import Notification, NotificationPage, Notifier
-from client.notify_watch import Watcher, head_cursors
 from client.reader import Reader
+from client.watch import NotificationWatch, start_cursors
 from tests.client.conftest import Author
 from tests.e2e.client_fixtures import Cli
 from tests.e2e.fedproc import Cluster, post_events
@@ -101,7 +101,7 @@ def test_five_notifications_from_three_nodes_once_each_then_muted(
         "mention": None,
         "follow": None,
     }
-    assert doc["next"] is None and doc["moderation"]["hidden"] == []
+    assert doc["cursor"] is None and doc["moderation"]["hidden"] == []
     assert all(n["ok"] and not n["invalid"] for n in doc["nodes"])
 
     # Seen: a second read shows them again, none unread; --unread shows nothing.
@@ -111,7 +111,7 @@ def test_five_notifications_from_three_nodes_once_each_then_muted(
     assert alice.json("notifications", "--unread")["notifications"] == []
     text = alice.ok("notifications", "--limit", "2")
     assert "~bob followed you" in text and "~bob quoted you" in text
-    assert "more: murmur notifications --cursor " in text
+    assert "more: murmur notifications --limit 2 --cursor " in text
     cursor = text.split("--cursor ", 1)[1].split()[0]
     rest = alice.json("notifications", "--cursor", cursor)
     assert [n["id"] for n in rest["notifications"]] == [i for _, i in got[2:]]
@@ -155,7 +155,7 @@ async def test_watch_shows_each_new_notification_once_as_it_arrives(cluster: Clu
     assert len(await asyncio.to_thread(post_events, url, [hello, before])) == 2
     async with httpx.AsyncClient() as http:
         nodes = [NodeClient(url, http, timeout=10)]
-        cursors = await head_cursors(nodes)
+        starts = await start_cursors(nodes)
         first = await Notifier(Reader(nodes), alice.did).page(limit=10)
         assert [n.event.id for n in first.shown] == [before.id]
         got: list[Notification] = []
@@ -163,7 +163,7 @@ async def test_watch_shows_each_new_notification_once_as_it_arrives(cluster: Clu
         async def on_new(new: list[Notification], page: NotificationPage) -> None:
             got.extend(new)
 
-        watcher = Watcher(
+        watcher = NotificationWatch(
             nodes,
             alice.did,
             lambda keep: Notifier(Reader(nodes), alice.did, keep=keep),
@@ -172,7 +172,7 @@ async def test_watch_shows_each_new_notification_once_as_it_arrives(cluster: Clu
             shown={before.id},
             max_new=2,
         )
-        task = asyncio.create_task(watcher.run(cursors))
+        task = asyncio.create_task(watcher.run(starts))
         await asyncio.wait_for(watcher.ready.wait(), DEADLINE_S)
         own = bob.post("bob's own thoughts")
         liked_own = alice.sign("like", {"target": own.id})

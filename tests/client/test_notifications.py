@@ -11,6 +11,7 @@ and page through the merged lists without losing or repeating an item.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from client.config import ClientConfig
 from client.followers import followers_page
 from client.notifications import Notification, Notifier
 from client.notify_state import SeenState
-from client.pages import MergedCursor
+from client.paging import MergedCursor
 from client.reader import Reader
 from client.textsafety import safe_text
 from protocol.errors import BadRequestError
@@ -101,11 +102,11 @@ def _everywhere(nodes: list[SocialNode], *events: Event) -> None:
 
 
 async def _all_pages(
-    reader_of: Callable[[], Reader], me: str, limit: int
+    reader_of: Callable[[], Reader], me: str, limit: int, *, max_pages: int = 20
 ) -> list[list[Notification]]:
     pages: list[list[Notification]] = []
     cursor: MergedCursor | None = None
-    for _ in range(20):
+    for _ in range(max_pages):
         page = await Notifier(reader_of(), me).page(limit=limit, cursor=cursor)
         pages.append(page.shown)
         if page.next is None:
@@ -274,3 +275,34 @@ def test_hostile_names_and_text_reach_no_terminal_raw() -> None:
         assert raw not in text
     assert safe_text(text) == text
     assert "\\x1b" in text and "replied to you" in text
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_long_runs_of_equal_timestamps_page_through(world: dict[str, Any], seed: int) -> None:
+    """spec 0007 #merged-pages, #paging: many notifications on a few milliseconds
+    (runs of ties longer than what a node serves within the page budget), each of
+    three nodes listing a random part; walking the pages lists every one once,
+    newest first, and the pages end."""
+    alice, hello = world["alice"], world["hello"]
+    nodes: list[SocialNode] = world["nodes"]
+    rng = random.Random(seed)
+    likers = [Author.new() for _ in range(rng.randint(25, 45))]
+    stamps = [1_700_200_000_000 + k for k in range(rng.randint(1, 3))]
+    likes = []
+    for who in likers:
+        who.ts = rng.choice(stamps) - 1000  # sign() adds 1000
+        likes.append(who.sign("like", {"target": hello.id}))
+    _everywhere(nodes, *likes)
+    for node in nodes:
+        node.page = rng.randint(1, 3)
+        node.listed = [e.id for e in likes if rng.random() < 0.5]
+    unlisted = {e.id for e in likes} - {i for n in nodes for i in n.listed}
+    for eid in unlisted:
+        rng.choice(nodes).listed.append(eid)
+    clients = world["clients"]
+    limit = rng.randint(1, 6)
+    pages = await _all_pages(lambda: Reader(clients(*nodes)), alice.did, limit, max_pages=100)
+    seen = [n.event.id for p in pages for n in p]
+    assert sorted(seen) == sorted(e.id for e in likes), "every one once"
+    ts = [n.event.ts for p in pages for n in p]
+    assert ts == sorted(ts, reverse=True)

@@ -21,8 +21,7 @@ import pytest
 from client.api import NodeClient, WireItem
 from client.browse import reaction_list, reactions_view, search_list, search_view_posts
 from client.counts import MAX_COUNT, fetch_counts
-from client.pages import Boundary, MergedCursor
-from client.paging import MergedList, decode_cursor, key_of, parse_before
+from client.paging import Boundary, MergedCursor, MergedList, key_of, parse_before
 from client.reader import Reader
 from client.views import follow_set, timeline, timeline_feed
 from protocol import kinds
@@ -141,7 +140,7 @@ async def _walk(clients: list[NodeClient], limit: int, page: int) -> list[Event]
         cursor = lst.next_cursor(taken)
         if cursor is None:
             return out
-        cursor = decode_cursor(cursor.encode(), "posts")
+        cursor = MergedCursor.decode(cursor.encode(), "posts")
     raise AssertionError("the pages did not end")
 
 
@@ -223,12 +222,12 @@ def test_cursor_text_is_checked() -> None:
     c = MergedCursor(
         list="timeline", nodes={"abc": "7", "d": ""}, boundary=Boundary(ts=5, ids=frozenset())
     )
-    assert decode_cursor(c.encode(), "timeline") == c
+    assert MergedCursor.decode(c.encode(), "timeline") == c
     for bad in ("", "x" * 20000, "bm90IGpzb24", c.encode()[:-3]):
         with pytest.raises(BadRequestError, match="--cursor"):
-            decode_cursor(bad, "timeline")
+            MergedCursor.decode(bad, "timeline")
     with pytest.raises(BadRequestError, match="this list"):
-        decode_cursor(c.encode(), "tag:cats")
+        MergedCursor.decode(c.encode(), "tag:cats")
     may = 1714521600000
     assert parse_before("2024-05-01", "t").boundary == Boundary(ts=may - 1, ids=frozenset())
     assert parse_before("1714521600", "t").boundary == Boundary(ts=may - 1, ids=frozenset())
