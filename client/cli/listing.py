@@ -105,7 +105,7 @@ def cursor_arg(args: argparse.Namespace, list_name: str) -> MergedCursor | None:
         return MergedCursor.decode(args.cursor, list_name)
     before = getattr(args, "before", None)
     if before:
-        # A time, or (as for notifications, spec 0007 #merged-pages) a cursor.
+        # A time, or a cursor (spec 0007 #paging).
         if before.strip().startswith("m1."):
             return MergedCursor.decode(before, list_name)
         return parse_before(before, list_name)
