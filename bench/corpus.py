@@ -92,7 +92,7 @@ def build_corpus(
         sampler = threading.Thread(target=_sampler, args=(node, stop, samples), daemon=True)
         sampler.start()
         try:
-            elapsed, _ = asyncio.run(post_all(node.url, bodies, concurrency, expect=events))
+            elapsed = asyncio.run(post_all(node.url, bodies, concurrency, expect=events)).seconds
         finally:
             stop.set()
             sampler.join()

@@ -6,6 +6,12 @@ them replies, some quoting, some tagged) with 5-50 words of text, likes, reposts
 follows. Events are interleaved round-robin over the authors, so a batch holds many
 authors, the way a busy node receives them. Signing is the slow part, so authors are
 split over worker processes; the same arguments always give the same bytes.
+
+With ``rotatable=True`` the same kind of corpus is written by ``did:murmur`` authors
+(spec 0008): each chain starts with the author's genesis instead of the profile's
+place, every later event is a v2 event signed by the current signing key with ``kev``
+naming the latest key event, and about :data:`ROTATE_SHARE` of the events are
+rotations (signed by the pre-committed next key, handing over to a new signing key).
 """
 
 from __future__ import annotations
@@ -16,10 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import cpu_count
-from protocol.events import sign_event
-from protocol.identity import Identity
+from protocol import kinds
+from protocol.encoding import encode
+from protocol.events import Event, sign_event, sign_event_v2, sign_genesis
+from protocol.identity import Identity, did_murmur_from_genesis_body, next_key_commitment
 
-__all__ = ["Dataset", "generate"]
+__all__ = ["ROTATE_SHARE", "Dataset", "generate"]
+
+#: The share of a rotatable author's events (after the genesis) that are rotations.
+ROTATE_SHARE = 0.01
 
 _VOCAB = (
     "the of and to in is you that it he was for on are as with his they at be this have "
@@ -48,6 +59,47 @@ class Dataset:
 
 def _seed_of(seed: int, author: int) -> bytes:
     return random.Random(f"{seed}/author/{author}").randbytes(32)
+
+
+class _Keys:
+    """A rotatable author's keys, derived from the seed: signing key ``k`` and next key
+    ``k`` (the one the state of key event ``k`` commits to), one recovery key."""
+
+    def __init__(self, seed: int, author: int) -> None:
+        self._base = f"{seed}/author/{author}"
+        self._made: dict[str, Identity] = {}
+        self.recovery = self._key("recovery")
+
+    def _key(self, name: str) -> Identity:
+        key = self._made.get(name)
+        if key is None:
+            seed = random.Random(f"{self._base}/{name}").randbytes(32)
+            key = self._made[name] = Identity.from_seed(seed)
+        return key
+
+    def signing(self, k: int) -> Identity:
+        return self._key(f"signing/{k}")
+
+    def next(self, k: int) -> Identity:
+        return self._key(f"next/{k}")
+
+    def genesis_body(self) -> dict[str, Any]:
+        return {
+            "signing": self.signing(0).public.raw,
+            "next": next_key_commitment(self.next(0).public.raw),
+            "recovery": [self.recovery.public.raw],
+        }
+
+
+def _murmur_did(seed: int, author: int) -> str:
+    """The did:murmur of an author's genesis (no signature needed: spec 0008 #did-murmur)."""
+    return did_murmur_from_genesis_body(encode(_Keys(seed, author).genesis_body()))
+
+
+def _dids(seed: int, n_authors: int, rotatable: bool) -> list[str]:
+    if rotatable:
+        return [_murmur_did(seed, a) for a in range(n_authors)]
+    return [Identity.from_seed(_seed_of(seed, a)).did for a in range(n_authors)]
 
 
 def _body(kind: str, rng: random.Random, recent: list[bytes], dids: list[str]) -> dict[str, Any]:
@@ -83,29 +135,77 @@ def _kind(rng: random.Random, mix: bool) -> str:
     return "follow"
 
 
+class _RotatableChain:
+    """Signs one did:murmur author's chain: the genesis, then v2 events and rotations."""
+
+    def __init__(self, seed: int, author: int) -> None:
+        self.keys = _Keys(seed, author)
+        self.epoch = 0  # rotations so far
+        self.kev: bytes | None = None
+        self.author = ""
+
+    def genesis(self, ts: int) -> Event:
+        g = sign_genesis(
+            self.keys.signing(0), next_key=self.keys.next(0).public.raw,
+            recovery=[self.keys.recovery.public.raw], ts=ts,
+        )  # fmt: skip
+        self.author, self.kev = g.author, g.id
+        return g
+
+    def rotate(self, seq: int, prev: bytes, ts: int) -> Event:
+        """Rotation ``epoch + 1``: signed by the pre-committed next key (spec 0008 #rotate)."""
+        k = self.epoch + 1
+        body = {
+            "signing": self.keys.signing(k).public.raw,
+            "next": next_key_commitment(self.keys.next(k).public.raw),
+        }
+        ev = sign_event_v2(
+            self.keys.next(self.epoch), author=self.author, kind=kinds.ROTATE, body=body,
+            seq=seq, prev=prev, kev=self.kev, ts=ts,
+        )  # fmt: skip
+        self.epoch, self.kev = k, ev.id
+        return ev
+
+    def sign(self, kind: str, body: dict[str, Any], seq: int, prev: bytes, ts: int) -> Event:
+        return sign_event_v2(
+            self.keys.signing(self.epoch), author=self.author, kind=kind, body=body,
+            seq=seq, prev=prev, kev=self.kev, ts=ts,
+        )  # fmt: skip
+
+
 def _author_chains(
-    job: tuple[int, list[int], int, int, int, int, bool],
+    job: tuple[int, list[int], int, int, int, int, bool, bool],
 ) -> list[tuple[int, bytes, bytes, str]]:
     """Events of some authors: (global slot, id, wire, kind) each."""
-    seed, author_ix, n_authors, n_events, ts_start, ts_step, mix = job
-    all_dids = [Identity.from_seed(_seed_of(seed, a)).did for a in range(min(n_authors, 2000))]
+    seed, author_ix, n_authors, n_events, ts_start, ts_step, mix, rotatable = job
+    all_dids = _dids(seed, min(n_authors, 2000), rotatable)
     out: list[tuple[int, bytes, bytes, str]] = []
     for a in author_ix:
-        who = Identity.from_seed(_seed_of(seed, a))
+        who = None if rotatable else Identity.from_seed(_seed_of(seed, a))
+        chain = _RotatableChain(seed, a) if rotatable else None
         rng = random.Random(f"{seed}/events/{a}")
         recent: list[bytes] = []
         prev: bytes | None = None
         count = n_events // n_authors + (1 if a < n_events % n_authors else 0)
         for k in range(count):
             slot = k * n_authors + a
-            if k == 0:
-                kind, body = "profile", {"name": f"user {a}", "bio": "benchmark author"}
+            ts = ts_start + slot * ts_step
+            if chain is not None and k == 0:
+                ev = chain.genesis(ts)
+            elif chain is not None and prev is not None and k > 1 and rng.random() < ROTATE_SHARE:
+                ev = chain.rotate(k + 1, prev, ts)
             else:
-                kind = _kind(rng, mix)
-                body = _body(kind, rng, recent, all_dids)
-            ev = sign_event(
-                who, kind=kind, body=body, seq=k + 1, prev=prev, ts=ts_start + slot * ts_step
-            )
+                if k == 0 or (chain is not None and k == 1):
+                    kind, body = "profile", {"name": f"user {a}", "bio": "benchmark author"}
+                else:
+                    kind = _kind(rng, mix)
+                    body = _body(kind, rng, recent, all_dids)
+                if chain is not None and prev is not None:
+                    ev = chain.sign(kind, body, k + 1, prev, ts)
+                else:
+                    assert who is not None  # a did:key author
+                    ev = sign_event(who, kind=kind, body=body, seq=k + 1, prev=prev, ts=ts)
+            kind = ev.kind
             prev = ev.id
             recent.append(ev.id)
             if len(recent) > 20:
@@ -123,19 +223,23 @@ def generate(
     ts_step: int = 1,
     mix: bool = True,
     workers: int | None = None,
+    rotatable: bool = False,
 ) -> Dataset:
-    """``n`` events by ``authors`` authors (fewer if ``n`` is smaller), deterministic."""
+    """``n`` events by ``authors`` authors (fewer if ``n`` is smaller), deterministic;
+    ``did:murmur`` authors with v2 events if ``rotatable`` (see the module doc)."""
     authors = max(1, min(authors, n))
     workers = max(1, workers or cpu_count())
     parts = [list(range(w, authors, workers)) for w in range(workers)]
-    jobs = [(seed, part, authors, n, ts_start, ts_step, mix) for part in parts if part]
+    jobs = [
+        (seed, part, authors, n, ts_start, ts_step, mix, rotatable) for part in parts if part
+    ]
     if len(jobs) == 1 or n < 2000:
         results = [_author_chains(job) for job in jobs]
     else:
         with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
             results = pool.map(_author_chains, jobs)
     merged = sorted((row for part in results for row in part), key=lambda r: r[0])
-    dids = [Identity.from_seed(_seed_of(seed, a)).did for a in range(authors)]
+    dids = _dids(seed, authors, rotatable)
     return Dataset(
         wires=[r[2] for r in merged],
         ids=[r[1] for r in merged],

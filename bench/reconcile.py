@@ -123,7 +123,7 @@ def plan(n: int, diffs: list[float], spread: str, seed: int = 7) -> Plan:
 def ingest(url: str, wires: list[bytes]) -> float:
     """Post ``wires`` over HTTP (all must be accepted); seconds it took."""
     bodies = [encode_bins(wires[i : i + INGEST_BATCH]) for i in range(0, len(wires), INGEST_BATCH)]
-    elapsed, _ = asyncio.run(post_all(url, bodies, INGEST_CONCURRENCY, expect=len(wires)))
+    elapsed = asyncio.run(post_all(url, bodies, INGEST_CONCURRENCY, expect=len(wires))).seconds
     return elapsed
 
 

@@ -38,7 +38,7 @@ from node.store.base import (
     WriteResult,
 )
 from node.store.migrations import migrate
-from node.store.sqlite_keys import key_contenders
+from node.store.sqlite_keys import KeyMemo, key_contenders
 from node.store.sqlite_search import search_keys, tag_keys
 from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event
@@ -218,6 +218,8 @@ class SqliteStore(Store):
             max_workers=_READ_THREADS, thread_name_prefix="murmur-read"
         )
         self._wconn: sqlite3.Connection | None = None
+        #: Recent authors' key state, kept by the writer between batches.
+        self._key_memo = KeyMemo()
         self._local = threading.local()
         self._rconns: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
@@ -308,7 +310,8 @@ class SqliteStore(Store):
         if not events:
             return []
         now = self._now_ms()
-        results, stats = await self._write(lambda c: apply_batch_sync(c, events, now))
+        memo = self._key_memo
+        results, stats = await self._write(lambda c: apply_batch_sync(c, events, now, memo))
         c = self._counts
         cursors = [r.cursor for r in results if r.cursor is not None]
         self._counts = Counts(

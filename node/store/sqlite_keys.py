@@ -25,6 +25,12 @@ the head, could depend on it, and stored events never name an unheld ``kev``). S
 events are settled alone, in constant time; any other event of an author, or any key
 event, makes the whole author resolve again. Without this, each event of an author
 with a long chain would cost a pass over the whole chain, on the single writer.
+
+Nor does it read the key tables again for every batch: a :class:`KeyMemo`, kept by the
+store's writer between transactions, holds the key events and stored path of the
+authors written lately, exactly as committed (what a transaction writes goes into it as
+it is written; a transaction that rolls back empties it). So the check of an ordinary
+event of a known author is a dictionary lookup (issue #15: no slower than did:key).
 """
 
 from __future__ import annotations
@@ -52,12 +58,14 @@ from protocol.keystate import (
     resolve,
 )
 
-__all__ = ["PENDING", "KeyBook", "key_contenders", "key_path"]
+__all__ = ["PENDING", "KeyBook", "KeyMemo", "key_contenders", "key_path"]
 
 #: The status a v2 event is stored with until :meth:`KeyBook.settle` decides it: not
 #: canonical, so no body effect is applied before then.
 PENDING: Final = "pending"
 _KEY_LEN: Final = 32
+#: Authors a :class:`KeyMemo` keeps (a few KeyEvents each: ~1 KB an author).
+MEMO_AUTHORS: Final = 4096
 
 
 class _HeldIds:
@@ -119,24 +127,55 @@ def key_contenders(conn: sqlite3.Connection, author: str) -> list[bytes] | None:
     return [blob[i : i + _KEY_LEN] for i in range(0, len(blob), _KEY_LEN)]
 
 
+_Path = tuple[list[bytes], list[bytes]] | None
+
+
+class KeyMemo:
+    """Key events and stored paths of recent authors, between write transactions.
+
+    Owned by the store's single writer. Holds what the tables hold once the current
+    transaction commits: :class:`KeyBook` loads into it and adds to it as it writes,
+    and :func:`node.store.sqlite_write.apply_batch_sync` calls :meth:`clear` when a
+    transaction rolls back and :meth:`trim` after a commit (oldest authors go first).
+    """
+
+    __slots__ = ("keys", "max_authors", "paths")
+
+    def __init__(self, max_authors: int = MEMO_AUTHORS) -> None:
+        self.max_authors = max_authors
+        self.keys: dict[str, dict[bytes, KeyEvent]] = {}
+        self.paths: dict[str, _Path] = {}
+
+    def clear(self) -> None:
+        self.keys.clear()
+        self.paths.clear()
+
+    def trim(self) -> None:
+        for table in (self.keys, self.paths):
+            for author in list(table)[: max(0, len(table) - self.max_authors)]:
+                del table[author]
+
+
 class KeyBook:
     """The key events of the authors a write transaction touches (see module doc)."""
 
     __slots__ = ("_base", "_columns", "_conn", "_fast", "_held", "_keys", "_paths", "_touched")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, memo: KeyMemo | None = None) -> None:
         self._conn = conn
         #: The highest cursor before this transaction: an event at or below it whose
         #: status changes moves to a new cursor (spec 0004 #stream-status).
         self._base: int = conn.execute("SELECT coalesce(max(cursor), 0) FROM events").fetchone()[0]
         self._columns: str | None = None
         self._held = _HeldIds(conn)
-        self._keys: dict[str, dict[bytes, KeyEvent]] = {}
+        memo = KeyMemo() if memo is None else memo
+        self._keys = memo.keys
         #: Authors to resolve in full at the next settle.
         self._touched: set[str] = set()
-        #: Per author, head-epoch events settled alone (see the module doc).
-        self._fast: dict[str, list[Link]] = {}
-        self._paths: dict[str, tuple[list[bytes], list[bytes]] | None] = {}
+        #: Per author, head-epoch events settled alone (see the module doc), each with
+        #: the cursor and body it was stored with.
+        self._fast: dict[str, list[tuple[Link, int, dict[str, Any] | None]]] = {}
+        self._paths = memo.paths
 
     def _of(self, author: str) -> dict[bytes, KeyEvent]:
         keys = self._keys.get(author)
@@ -152,11 +191,14 @@ class KeyBook:
         check_event(item, keys, not_key_events=self._held)
         return item
 
-    def add(self, author: str, item: KeyEvent | Link) -> None:
-        """``item`` was stored: remember a key event, and resolve ``author`` later."""
+    def add(
+        self, author: str, item: KeyEvent | Link, *, cursor: int, body: dict[str, Any] | None
+    ) -> None:
+        """``item`` was stored at ``cursor`` with ``body`` (None: stored without one):
+        remember a key event, and resolve ``author`` later."""
         if not isinstance(item, KeyEvent):
             if author not in self._touched and self._head_epoch_only(author, item):
-                self._fast.setdefault(author, []).append(item)
+                self._fast.setdefault(author, []).append((item, cursor, body))
             else:
                 self._touched.add(author)
             return
@@ -180,20 +222,18 @@ class KeyBook:
         known = self._paths[author]
         if known is None or not known[0] or known[1] or link.kev != known[0][-1]:
             return False
-        conn = self._conn
-        if link.prev is not None:
-            prev = conn.execute(
-                "SELECT kind, kev FROM events WHERE id = ? AND author = ?", (link.prev, author)
-            ).fetchone()
-            if prev is not None:
-                expected = link.prev if prev[0] in kinds.KEY_EVENT_KINDS else prev[1]
-                if link.kev != expected:
-                    return False
-        child = conn.execute(
-            "SELECT 1 FROM events WHERE author = ? AND seq = ? AND prev = ? LIMIT 1",
-            (author, link.seq + 1, link.id),
+        # The event at prev, if held (kind NULL if not), and whether a child is held.
+        prev_kind, prev_kev, child = self._conn.execute(
+            "SELECT p.kind, p.kev, EXISTS(SELECT 1 FROM events "
+            "WHERE author = ?2 AND seq = ?3 AND prev = ?4) "
+            "FROM (SELECT 1) LEFT JOIN events p ON p.id = ?1 AND p.author = ?2",
+            (link.prev, author, link.seq + 1, link.id),
         ).fetchone()
-        return child is None
+        if prev_kind is not None:
+            expected = link.prev if prev_kind in kinds.KEY_EVENT_KINDS else prev_kev
+            if link.kev != expected:
+                return False
+        return not child
 
     def settle(self, stats: BatchStats) -> None:
         """Resolve every author touched since the last call (see module doc)."""
@@ -201,33 +241,35 @@ class KeyBook:
         fast, self._fast = self._fast, {}
         for author in touched:
             self._settle(author, stats)
-            self._paths.pop(author, None)
         for author, links in sorted(fast.items()):
             if author not in touched:
                 self._settle_alone(author, links, stats)
 
-    def _settle_alone(self, author: str, links: list[Link], stats: BatchStats) -> None:
+    def _settle_alone(
+        self,
+        author: str,
+        links: list[tuple[Link, int, dict[str, Any] | None]],
+        stats: BatchStats,
+    ) -> None:
         """Head-epoch events: canonical, with their body effects (as :meth:`_settle`
         applies them to an event that became canonical)."""
         conn = self._conn
+        links.sort(key=lambda entry: (entry[0].seq, entry[0].id))
+        conn.executemany(
+            "UPDATE events SET status = ?, revoked_by = NULL WHERE id = ?",
+            [(CANONICAL, link.id) for link, _, _ in links],
+        )
         profile = False
-        for link in sorted(links, key=lambda lk: (lk.seq, lk.id)):
-            conn.execute(
-                "UPDATE events SET status = ?, revoked_by = NULL WHERE id = ?",
-                (CANONICAL, link.id),
-            )
+        for link, cursor, body in links:
             if link.kind not in BODY_EFFECTS:
                 continue
             if link.kind == kinds.PROFILE:
                 profile = True
                 continue
-            row = conn.execute(
-                "SELECT cursor, body FROM events WHERE id = ? AND body IS NOT NULL", (link.id,)
-            ).fetchone()
-            if row is not None:
+            if body is not None:  # as stored in this batch: no event has changed it since
                 apply_body(
                     conn, eid=link.id, author=author, kind=link.kind, seq=link.seq,
-                    cursor=row[0], body=decode(row[1]), stats=stats,
+                    cursor=cursor, body=body, stats=stats,
                 )
         if profile:
             recompute_profile(conn, author)
@@ -270,6 +312,7 @@ class KeyBook:
             "INSERT OR REPLACE INTO key_paths (author, path, contenders) VALUES (?,?,?)",
             (author, b"".join(res.path), b"".join(res.contenders)),
         )
+        self._paths[author] = (list(res.path), list(res.contenders))
         flipped: list[tuple[int, bytes, str, bool]] = []  # seq, id, kind, now canonical
         for eid, seq, _, _, _, kind, old, old_by, cursor in rows:
             new = res.status[eid].value

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from node.store.base import WriteResult
 from node.store.sqlite_effects import BODY_EFFECTS, BatchStats, apply_body
-from node.store.sqlite_keys import PENDING, KeyBook
+from node.store.sqlite_keys import PENDING, KeyBook, KeyMemo
 from node.store.sqlite_social import on_insert
 from protocol import kinds
 from protocol.errors import BodyRequiredError, ProtocolError
@@ -143,7 +143,7 @@ def _apply_one(
             stats.forked_authors += 1
     if keyed is not None:
         # Its effects wait for its status (KeyBook.settle, at the end of the phase).
-        book.add(author, keyed)
+        book.add(author, keyed, cursor=cursor, body=None if body_bytes is None else ev.body)
     elif body_bytes is not None and ev.body is not None and kind in BODY_EFFECTS:
         apply_body(
             conn, eid=ev.id, author=author, kind=kind, seq=ev.seq, cursor=cursor,
@@ -183,10 +183,15 @@ def _fill_body(conn: sqlite3.Connection, ev: Event, stats: BatchStats) -> WriteR
 
 
 def apply_batch_sync(
-    conn: sqlite3.Connection, events: Sequence[Event], now_ms: int
+    conn: sqlite3.Connection,
+    events: Sequence[Event],
+    now_ms: int,
+    memo: KeyMemo | None = None,
 ) -> tuple[list[WriteResult], BatchStats]:
     """Apply ``events`` in one ``BEGIN IMMEDIATE`` transaction; commit; return results.
 
+    ``memo`` is the writer's :class:`KeyMemo` of recent authors' key state, kept
+    between calls on this connection (none: the key tables are read as needed).
     Raises (after rolling back) if SQLite fails: then nothing of the batch is stored
     and nothing may be acknowledged.
     """
@@ -207,7 +212,7 @@ def apply_batch_sync(
         i for i, ev in enumerate(events) if ev.body_bytes is not None and i not in first
     ]
     bodiless = [i for i, ev in enumerate(events) if ev.body_bytes is None and i not in first]
-    book = KeyBook(conn)
+    book = KeyBook(conn, memo)
     conn.execute("BEGIN IMMEDIATE")
     try:
         for order in (bodied, bodiless):
@@ -220,5 +225,9 @@ def apply_batch_sync(
         # or every later BEGIN would fail.
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if memo is not None:
+            memo.clear()  # it may hold what the rollback undid
         raise
+    if memo is not None:
+        memo.trim()
     return [r for r in results if r is not None], stats

@@ -30,12 +30,20 @@ def _doc(path: Path, name: str) -> dict[str, Any]:
 @pytest.mark.e2e
 def test_ingest_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
-    assert ingest.main(["--events", "600", "--batch", "100", "--out", str(out)]) == 0
+    argv = ["--events", "600", "--authors", "60", "--batch", "100", "--out", str(out)]
+    assert ingest.main(argv) == 0
     doc = _doc(out, "ingest")
     assert doc["raw_verify_per_s"] > 0 and doc["raw_sqlite_insert_per_s"] > 0
     setups = [doc[k] for k in ("one_core", "all_cores") if k in doc]
     assert setups and all(s["events"] == 600 and s["events_per_s"] > 0 for s in setups)
     assert isinstance(doc["target_met"], bool)
+    # The same run with did:murmur authors (v2 events, genesis first, some rotations):
+    # every event stored, and its rate against the did:key corpus's (issue #15).
+    rotatable = [doc[f"{k}_v2"] for k in ("one_core", "all_cores") if k in doc]
+    assert len(rotatable) == len(setups)
+    assert all(s["events"] == 600 and s["vs_did_key"] > 0 for s in rotatable)
+    assert doc["v2_avg_event_bytes"] > doc["avg_event_bytes"] and doc["v2_rotations"] > 0
+    assert isinstance(doc["target_v2_met"], bool) and doc["target_v2_ratio"] == 0.9
 
 
 @pytest.mark.e2e
