@@ -9,18 +9,20 @@
 * ``web_app`` (session): ``murmur web`` on a free 127.0.0.1 port, its home the
   reader's; ``token_url`` is the secret URL it printed.
 * ``browser`` (session): one headless Chromium (``/usr/bin/chromium``, new empty
-  profile, the closed-network flags of :data:`tests.web.harness.CHROMIUM_ARGS`).
-  Missing, it *fails* the test with the command that installs it; only
-  ``MURMUR_SKIP_BROWSER=1`` (developers, never CI) turns that into a skip.
+  profile, the closed-network flags of :data:`tests.web.harness.CHROMIUM_ARGS`),
+  driven by Playwright's async API on the session's event loop: a browser test is
+  ``async`` and marked ``@pytest.mark.asyncio(loop_scope="session")`` (see
+  :data:`BROWSER_TEST`). Missing, it *fails* the test with the command that installs
+  it; only ``MURMUR_SKIP_BROWSER=1`` (developers, never CI) turns that into a skip.
 * ``browse`` (test): opens pages in fresh contexts (``phone`` or ``desktop``),
   logged in through the token URL unless asked not to; every page is watched by a
   :class:`~tests.web.harness.PageGuard` and the test fails if any page opened a
   dialog, logged a console error, threw, or requested another origin, unless the
   test said it expects that (``browse.guard(page).expect("dialogs")``).
-* ``screenshot`` (test): ``screenshot(page, "timeline")`` writes
+* ``screenshot`` (test): ``await screenshot(page, "timeline")`` writes
   ``tests/web/output/<test>/timeline.png`` and prints its path; the run's end lists
   every screenshot taken.
-* ``axe`` (test): ``axe(page)`` is the page's serious/critical axe-core violations.
+* ``axe`` (test): ``await axe(page)`` is the page's serious/critical axe-core violations.
 
 Every test in this folder is marked ``e2e`` and ``web``.
 """
@@ -30,13 +32,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.e2e.fedproc import Cluster
 from tests.web.harness import (
@@ -53,7 +56,7 @@ from tests.web.harness import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+    from playwright.async_api import Browser, BrowserContext, Page
 
 HERE = Path(__file__).resolve().parent
 NODES = ("n1", "n2", "n3")
@@ -62,6 +65,8 @@ DEADLINE_S = 60.0
 #: Playwright's default wait for a locator or a navigation (a hang guard).
 PAGE_TIMEOUT_MS = 15_000
 _SCREENSHOTS = pytest.StashKey[list[Path]]()
+#: The mark of a test that drives the browser: it runs on the browser's event loop.
+BROWSER_TEST = pytest.mark.asyncio(loop_scope="session")
 
 
 # -- marks and the run's summary --------------------------------------------------------
@@ -179,28 +184,24 @@ def web_http(web_app: WebProcess) -> Iterator[httpx.Client]:
 # -- the browser ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def playwright_driver() -> Iterator[Playwright]:
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Debian Chromium for the session (on the session's event loop)."""
     why = browser_missing()
     if why is not None:
         if os.environ.get(SKIP_ENV) == "1":
             pytest.skip(f"{SKIP_ENV}=1: {why}")
         pytest.fail(f"browser tests cannot run: {why} (or set {SKIP_ENV}=1 to skip them)")
-    from playwright.sync_api import sync_playwright
+    from playwright.async_api import async_playwright
 
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def browser(playwright_driver: Playwright) -> Iterator[Browser]:
-    browser = playwright_driver.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_ARGS)
-    )
-    try:
-        yield browser
-    finally:
-        browser.close()
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 class Browsing:
@@ -213,76 +214,82 @@ class Browsing:
         self.contexts: list[BrowserContext] = []
         self.guards: dict[Page, PageGuard] = {}
 
-    def open(self, viewport: str = "desktop", *, login: bool = True) -> Page:
+    async def open(self, viewport: str = "desktop", *, login: bool = True) -> Page:
         """A new page at ``viewport`` (phone or desktop), logged in by the token URL."""
-        context = self.browser.new_context(**VIEWPORTS[viewport], service_workers="block")
+        context = await self.browser.new_context(**VIEWPORTS[viewport], service_workers="block")
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         self.contexts.append(context)
         allowed = (self.app_origin,) if self.app_origin else ()
         guard = PageGuard(allowed=allowed)
         context.on("page", lambda p: self._watch(p, guard))
-        page = context.new_page()
+        page = await context.new_page()
         if page not in self.guards:  # the "page" event normally came first
             self._watch(page, guard)
         if login:
             assert self.token_url is not None, "no web app to log in to"
-            response = page.goto(self.token_url)
+            response = await page.goto(self.token_url)
             assert response is not None and response.ok, f"token URL: {response}"
         return page
 
     def _watch(self, page: Page, guard: PageGuard) -> None:
-        guard.watch(page)
-        self.guards[page] = guard
+        if page not in self.guards:
+            guard.watch(page)
+            self.guards[page] = guard
 
     def guard(self, page: Page) -> PageGuard:
         return self.guards[page]
 
-    def close(self) -> list[str]:
+    async def close(self) -> list[str]:
         """Close every context; what any guard saw that the test did not expect."""
         for context in self.contexts:
-            context.close()
+            await context.close()
         seen: list[str] = []
         for guard in {id(g): g for g in self.guards.values()}.values():
             seen += guard.problems()
         return seen
 
 
-def _browse(browser: Browser, app: WebProcess | None) -> Iterator[Browsing]:
+async def _browse(browser: Browser, app: WebProcess | None) -> AsyncIterator[Browsing]:
     browsing = Browsing(browser, app.url if app else None, app.token_url if app else None)
     yield browsing
-    problems = browsing.close()
+    problems = await browsing.close()
     if problems:  # a teardown error, beside the test's own failure if it had one
         pytest.fail("the page misbehaved:\n  " + "\n  ".join(problems))
 
 
-@pytest.fixture
-def browse(browser: Browser, web_app: WebProcess) -> Iterator[Browsing]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def browse(browser: Browser, web_app: WebProcess) -> AsyncIterator[Browsing]:
     """Guarded pages of ``murmur web`` (see :class:`Browsing`)."""
-    yield from _browse(browser, web_app)
+    async for browsing in _browse(browser, web_app):
+        yield browsing
 
 
-@pytest.fixture
-def browse_offline(browser: Browser) -> Iterator[Browsing]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def browse_offline(browser: Browser) -> AsyncIterator[Browsing]:
     """Guarded pages without the app: for pages a test builds itself (harness tests)."""
-    yield from _browse(browser, None)
+    async for browsing in _browse(browser, None):
+        yield browsing
 
 
 # -- screenshots and axe ------------------------------------------------------------------
 
+Screenshot = Callable[["Page", str], Awaitable[Path]]
+Axe = Callable[..., Awaitable[list[dict[str, Any]]]]
+
 
 @pytest.fixture
-def screenshot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
-    """``screenshot(page, name)``: a full-page PNG in tests/web/output/<test>/name.png."""
+def screenshot(request: pytest.FixtureRequest) -> Screenshot:
+    """``await screenshot(page, name)``: a full-page PNG, tests/web/output/<test>/name.png."""
     test = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{request.node.path.stem}.{request.node.name}")
     folder = OUTPUT / test
     shutil.rmtree(folder, ignore_errors=True)
     shots = request.config.stash.setdefault(_SCREENSHOTS, [])
 
-    def take(page: Page, name: str) -> Path:
+    async def take(page: Page, name: str) -> Path:
         assert re.fullmatch(r"[A-Za-z0-9_-]+", name), f"bad screenshot name {name!r}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        await page.screenshot(path=str(path), full_page=True)
         shots.append(path)
         print(f"screenshot: {path}")  # the test's captured output names it
         return path
@@ -291,6 +298,6 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
 
 
 @pytest.fixture
-def axe() -> Callable[..., list[dict[str, Any]]]:
-    """``axe(page, include=None)``: serious and critical axe-core violations."""
+def axe() -> Axe:
+    """``await axe(page, include=None)``: serious and critical axe-core violations."""
     return axe_violations

@@ -13,7 +13,9 @@
   the pinned package-lock.json) and returns its serious and critical violations.
 
 Chromium is Debian's ``/usr/bin/chromium`` (``make browser-deps``), driven by
-Playwright through ``executable_path``; :func:`browser_missing` says why a browser
+Playwright's async API through ``executable_path`` (the sync API marks the main
+thread's event loop as running between calls, which breaks every ``asyncio.run`` and
+pytest-asyncio test after it in the session); :func:`browser_missing` says why a browser
 test cannot run, and the fixtures fail with that message (skip only under
 ``MURMUR_SKIP_BROWSER=1``, which CI never sets).
 """
@@ -40,7 +42,8 @@ from bench.common import free_port
 from tests.e2e.nodeproc import ROOT
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ConsoleMessage, Dialog, Page, Request
+    from playwright.async_api import ConsoleMessage, Dialog, Page, Request
+    from playwright.async_api import Error as PlaywrightError
 
 __all__ = [
     "AXE_JS",
@@ -48,6 +51,7 @@ __all__ = [
     "CHROMIUM_ARGS",
     "OUTPUT",
     "SKIP_ENV",
+    "TOKEN_PARAM",
     "VIEWPORTS",
     "PageGuard",
     "WebProcess",
@@ -92,6 +96,8 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
 }
 #: How long ``murmur web`` may take to print its URL (a hang guard, nothing is timed).
 WEB_START_DEADLINE_S = 30.0
+#: The query parameter of the secret URL ``murmur web`` prints at start.
+TOKEN_PARAM = "token"
 _TOKEN_URL = re.compile(r"(http://[\w.\[\]:-]+)/\?token=([A-Za-z0-9_\-.~%]+)")
 
 
@@ -100,7 +106,7 @@ def browser_missing() -> str | None:
     if not CHROMIUM.exists():
         return f"{CHROMIUM} is missing: run `make browser-deps` (Debian's chromium package)"
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.async_api  # noqa: F401
     except ImportError:
         return "the playwright package is missing: run `make dev` (pip install -e '.[dev]')"
     return None
@@ -222,33 +228,37 @@ class PageGuard:
     KINDS = ("dialogs", "console_errors", "page_errors", "foreign_requests")
 
     def watch(self, page: Page) -> None:
-        # Plain functions: Playwright tags each handler with an attribute, which a
+        from playwright.async_api import Error as PlaywrightError
+
+        # Nested functions: Playwright tags each handler with an attribute, which a
         # bound method cannot take.
-        page.on("dialog", lambda dialog: self._on_dialog(dialog))
-        page.on("console", lambda msg: self._on_console(msg))
-        page.on("pageerror", lambda error: self._on_page_error(error))
-        page.on("request", lambda request: self._on_request(request))
+        async def on_dialog(dialog: Dialog) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message!r}")
+            with contextlib.suppress(PlaywrightError):  # the page may be closing
+                await dialog.dismiss()
 
-    def _on_dialog(self, dialog: Dialog) -> None:
-        self.dialogs.append(f"{dialog.type}: {dialog.message!r}")
-        with contextlib.suppress(Exception):  # the page may be closing
-            dialog.dismiss()
+        def on_console(msg: ConsoleMessage) -> None:
+            if msg.type in ("error", "assert"):
+                where = msg.location
+                self.console_errors.append(
+                    f"{msg.text} ({where.get('url')}:{where.get('lineNumber')})"
+                )
 
-    def _on_console(self, msg: ConsoleMessage) -> None:
-        if msg.type in ("error", "assert"):
-            where = msg.location
-            self.console_errors.append(f"{msg.text} ({where.get('url')}:{where.get('lineNumber')})")
+        def on_page_error(error: PlaywrightError) -> None:
+            self.page_errors.append(str(error))
 
-    def _on_page_error(self, error: Exception) -> None:
-        self.page_errors.append(str(error))
+        def on_request(request: Request) -> None:
+            url = request.url
+            if url.startswith(("data:", "blob:", "about:")):
+                return
+            parts = urlsplit(url)
+            if f"{parts.scheme}://{parts.netloc}" not in self.allowed:
+                self.foreign_requests.append(f"{request.method} {url}")
 
-    def _on_request(self, request: Request) -> None:
-        url = request.url
-        if url.startswith(("data:", "blob:", "about:")):
-            return
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" not in self.allowed:
-            self.foreign_requests.append(f"{request.method} {url}")
+        page.on("dialog", on_dialog)
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
+        page.on("request", on_request)
 
     def expect(self, *kinds: str) -> None:
         """This test provokes ``kinds`` on purpose: :meth:`problems` ignores them."""
@@ -276,7 +286,7 @@ AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practi
 SERIOUS = frozenset({"serious", "critical"})
 
 
-def axe_violations(page: Page, *, include: str | None = None) -> list[dict[str, Any]]:
+async def axe_violations(page: Page, *, include: str | None = None) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on ``page`` (or in ``include``).
 
     The script is evaluated through the DevTools protocol, which the page's
@@ -289,8 +299,8 @@ def axe_violations(page: Page, *, include: str | None = None) -> list[dict[str, 
             f"{AXE_JS} is missing: run `make tests/web/node_modules/.installed` "
             "(npm ci in tests/web)"
         )
-    if not page.evaluate("() => typeof window.axe === 'object'"):
-        page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;undefined")
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;undefined")
     script = """async ([include, tags]) => {
         const ctx = include === null ? document : {include: [include]};
         const r = await window.axe.run(ctx, {runOnly: {type: 'tag', values: tags},
@@ -298,7 +308,7 @@ def axe_violations(page: Page, *, include: str | None = None) -> list[dict[str, 
         return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
             nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));
     }"""
-    found: list[dict[str, Any]] = page.evaluate(script, [include, list(AXE_TAGS)])
+    found: list[dict[str, Any]] = await page.evaluate(script, [include, list(AXE_TAGS)])
     return [v for v in found if v.get("impact") in SERIOUS]
 
 

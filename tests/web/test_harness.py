@@ -7,14 +7,12 @@ No devnet and no ``murmur web`` here: only Debian's Chromium.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from playwright.async_api import Browser, Route
 
-from playwright.sync_api import Browser, Page
-
-from tests.web.conftest import Browsing
+from tests.web.conftest import BROWSER_TEST, Axe, Browsing, Screenshot
 from tests.web.harness import CHROMIUM, PageGuard
+
+pytestmark = BROWSER_TEST
 
 PAYLOAD_PAGE = """<!doctype html><html lang="en"><head><title>payloads</title></head><body>
 <main><p>1</p><img src="x" alt="" onerror="alert('img onerror ran')">
@@ -27,23 +25,23 @@ CLEAN_PAGE = """<!doctype html><html lang="en"><head><title>clean</title></head>
 </body></html>"""
 
 
-def test_the_browser_is_debians_chromium(browser: Browser) -> None:
+async def test_the_browser_is_debians_chromium(browser: Browser) -> None:
     """The harness drives /usr/bin/chromium (``make browser-deps``), not a downloaded one."""
     assert CHROMIUM.exists()
     assert browser.browser_type.name == "chromium"
     assert int(browser.version.split(".")[0]) >= 100, browser.version
 
 
-def test_guard_sees_a_dialog_a_console_error_a_page_error_and_a_foreign_request(
+async def test_guard_sees_a_dialog_a_console_error_a_page_error_and_a_foreign_request(
     browse_offline: Browsing,
 ) -> None:
     """Every kind a page guard watches is caught (and an alert does not hang the page)."""
-    page = browse_offline.open(login=False)
+    page = await browse_offline.open(login=False)
     guard = browse_offline.guard(page)
     guard.expect(*PageGuard.KINDS)
-    with page.expect_request("http://203.0.113.9/tracker.png"):
-        page.set_content(PAYLOAD_PAGE)
-    page.wait_for_function("() => document.readyState === 'complete'")
+    async with page.expect_request("http://203.0.113.9/tracker.png"):
+        await page.set_content(PAYLOAD_PAGE)
+    await page.wait_for_function("() => document.readyState === 'complete'")
     assert any("img onerror ran" in d for d in guard.dialogs), guard.dialogs
     assert any("a console error" in e for e in guard.console_errors), guard.console_errors
     assert any("an uncaught error" in e for e in guard.page_errors), guard.page_errors
@@ -54,57 +52,58 @@ def test_guard_sees_a_dialog_a_console_error_a_page_error_and_a_foreign_request(
     assert {p.split(":")[0] for p in fresh.problems()} == {"dialogs", "page_errors"}
 
 
-def test_guard_is_quiet_on_a_clean_page(browse_offline: Browsing) -> None:
-    page = browse_offline.open(login=False)
-    page.set_content(CLEAN_PAGE)
+async def test_guard_is_quiet_on_a_clean_page(browse_offline: Browsing) -> None:
+    page = await browse_offline.open(login=False)
+    await page.set_content(CLEAN_PAGE)
     assert browse_offline.guard(page).problems() == []
 
 
-def test_axe_finds_serious_violations_and_none_on_a_clean_page(
-    browse_offline: Browsing, axe: Callable[..., list[dict[str, Any]]]
+async def test_axe_finds_serious_violations_and_none_on_a_clean_page(
+    browse_offline: Browsing, axe: Axe
 ) -> None:
     """The vendored axe-core runs in the page and reports by impact."""
-    page: Page = browse_offline.open(login=False)
-    page.set_content(CLEAN_PAGE)
-    assert axe(page) == []
-    page.set_content(
+    page = await browse_offline.open(login=False)
+    await page.set_content(CLEAN_PAGE)
+    assert await axe(page) == []
+    await page.set_content(
         "<!doctype html><html><head><title>bad</title></head><body><main>"
         '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">'
         "<button></button></main></body></html>"
     )
-    ids = {v["id"] for v in axe(page)}
+    ids = {v["id"] for v in await axe(page)}
     assert {"image-alt", "button-name"} <= ids, ids
 
 
-def test_axe_runs_under_a_strict_content_security_policy(
-    browse_offline: Browsing, axe: Callable[..., list[dict[str, Any]]]
+async def test_axe_runs_under_a_strict_content_security_policy(
+    browse_offline: Browsing, axe: Axe
 ) -> None:
     """The app's CSP forbids inline scripts; axe is injected through DevTools anyway,
     and the CSP still blocks the page's own inline script (a console error)."""
-    page = browse_offline.open(login=False)
+    page = await browse_offline.open(login=False)
     guard = browse_offline.guard(page)
     guard.expect("console_errors")
-    page.route(
-        "http://app.test/",
-        lambda route: route.fulfill(
+
+    async def serve(route: Route) -> None:
+        await route.fulfill(
             status=200,
             content_type="text/html",
             headers={"Content-Security-Policy": "default-src 'self'; script-src 'self'"},
             body=CLEAN_PAGE.replace("</main>", "<script>alert('inline')</script></main>"),
-        ),
-    )
+        )
+
+    await page.route("http://app.test/", serve)
     guard.allowed = ("http://app.test",)
-    page.goto("http://app.test/")
-    assert axe(page) == []
+    await page.goto("http://app.test/")
+    assert await axe(page) == []
     assert guard.dialogs == []
     assert any("Content Security Policy" in e for e in guard.console_errors), guard.console_errors
 
 
-def test_screenshots_land_in_the_tests_output_folder(
-    browse_offline: Browsing, screenshot: Callable[[Page, str], Path]
+async def test_screenshots_land_in_the_tests_output_folder(
+    browse_offline: Browsing, screenshot: Screenshot
 ) -> None:
-    page = browse_offline.open("phone", login=False)
-    page.set_content(CLEAN_PAGE)
-    path = screenshot(page, "clean")
+    page = await browse_offline.open("phone", login=False)
+    await page.set_content(CLEAN_PAGE)
+    path = await screenshot(page, "clean")
     assert path.parent.name == "test_harness.test_screenshots_land_in_the_tests_output_folder"
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
