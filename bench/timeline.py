@@ -16,15 +16,27 @@ by default; quick: 50,000, built if missing). Each repetition takes another read
 
 Reported: p50 and p95 of each step and of the whole, and the filtering share.
 
-A second figure (skip it with ``--no-keys``) prices the key histories of rotatable
-authors (spec 0008 #clients): the reader follows ``--follows`` ``did:murmur`` authors
-(each a genesis, a rotation and a v2 post, ingested into the same node before the
-timing) and, per page, fetches their key events with one ``POST /v1/keys`` (spec 0004
-#keys-batch) and verifies them; for comparison, a few pages fetch them the older way,
-one ``GET /v1/authors/{did}/keys`` per author. Verification goes through the home's
-cache of verified key events (:mod:`client.keycache`), timed twice per page: by a home
-that never read these authors (every signature checked, the cache file written) and by
-one that did (the cache file loaded, no signature checked).
+Then (skip it with ``--no-keys``) the same page for a reader of rotatable authors
+(spec 0008 #clients). The store also holds ``2 x --follows`` ``did:murmur`` authors
+with as many events each as the corpus's authors (v2 events from a genesis, about 1%
+rotations; :mod:`bench.dataset`), spread over the corpus's time range: ingested once
+per corpus and kept in it (``rotatable-N.json`` beside the data records their dids).
+Per repetition, three whole reads through the client's :class:`client.reader.Reader`,
+as ``murmur`` does them (a new node client and a new home key cache each, over HTTP),
+each of another random ``--follows`` authors, then the same 10 filters:
+
+* **did:key**: 500 did:key authors (their page needs no key history);
+* **did:murmur, warm**: 500 did:murmur authors, by a home whose key cache
+  (:mod:`client.keycache`, spec 0007 #key-status) holds their key events: the feed,
+  one ``POST /v1/keys`` (spec 0004 #keys-batch), the key events decoded without their
+  signature check, the key state resolved, only canonical events shown;
+* **did:murmur, cold**: the same by a home that never read them (every key event's
+  signature checked, the cache file written).
+
+Target (issue #15): the warm did:murmur read within :data:`TARGET_MURMUR_RATIO` of the
+did:key read at p50. Last, the key-history steps alone per page (``POST /v1/keys``;
+verifying the key events first and later through the cache; 500 single-author ``GET
+/v1/authors/{did}/keys``, the way before the batch).
 """
 
 from __future__ import annotations
@@ -32,7 +44,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import random
+import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -50,20 +64,27 @@ from bench.common import (
     write_config,
     write_result,
 )
-from bench.corpus import CACHE, build_corpus, cached_corpus
+from bench.corpus import CACHE, Corpus, build_corpus, cached_corpus
+from bench.dataset import generate
+from bench.ingest import post_all
 from bench.moderation import _filters
+from client.api import NodeClient
 from client.keycache import KeyCache, verify_cached
 from client.moderation.core import Item, ViewContext
 from client.moderation.pipeline import Pipeline
+from client.reader import Reader
 from client.verify import verify_many
-from protocol.encoding import encode
-from protocol.events import Event, sign_event_v2, sign_genesis
-from protocol.identity import Identity, next_key_commitment
+from node.store.sqlite import DB_FILENAME
+from protocol.encoding import encode_bins
+from protocol.events import Event
 
-__all__ = ["main"]
+__all__ = ["TARGET_MURMUR_RATIO", "main"]
 
 TARGET_P95_MS = 20.0
+#: A did:murmur reader's whole read, key cache warm, over a did:key reader's (p50).
+TARGET_MURMUR_RATIO = 1.10
 PAGE = 50
+KINDS = ("post", "repost")
 
 
 def _page(client: httpx.Client, url: str, authors: list[str]) -> list[bytes]:
@@ -80,46 +101,88 @@ def _page(client: httpx.Client, url: str, authors: list[str]) -> list[bytes]:
 SINGLE_REPEAT = 5
 
 
-def _rotatable_events(rng: random.Random, count: int) -> tuple[list[str], list[bytes]]:
-    """``count`` did:murmur authors, each a genesis, a rotation with the pre-committed
-    next key, and a post signed with the new key (spec 0008 §8.2–§8.4)."""
-    dids: list[str] = []
-    wires: list[bytes] = []
-    now = int(time.time() * 1000) - 60_000
-    for _ in range(count):
-        s0, n0, r0, s1, n1 = (Identity.from_seed(rng.randbytes(32)) for _ in range(5))
-        g = sign_genesis(
-            s0, next_key=n0.public.raw, recovery=[r0.public.raw], ts=now
-        )
-        rot = sign_event_v2(
-            n0,
-            author=g.author,
-            kind="rotate",
-            body={"signing": s1.public.raw, "next": next_key_commitment(n1.public.raw)},
-            seq=2,
-            prev=g.id,
-            kev=g.id,
-            ts=now + 1,
-        )
-        post = sign_event_v2(
-            s1, author=g.author, kind="post", body={"text": "rotated"}, seq=3,
-            prev=rot.id, kev=rot.id, ts=now + 2,
-        )  # fmt: skip
-        dids.append(g.author)
-        wires += [g.wire, rot.wire, post.wire]
-    return dids, wires
+def _time_range(corpus: Corpus) -> tuple[int, int]:
+    """The oldest and newest ``ts`` the corpus holds (read before its node starts)."""
+    uri = f"file:{corpus.data_dir / DB_FILENAME}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        low, high = conn.execute("SELECT min(ts), max(ts) FROM events").fetchone()
+    finally:
+        conn.close()
+    return int(low), int(high)
 
 
-def _ingest(client: httpx.Client, url: str, wires: list[bytes]) -> None:
-    for i in range(0, len(wires), 300):  # genesis before rotation before post
-        resp = client.post(
-            url + "/v1/events",
-            content=encode(wires[i : i + 300]),
-            headers={"Content-Type": "application/msgpack"},
-        )
-        doc = resp.json()
-        if resp.status_code != 200 or doc["accepted"] + doc["duplicate"] != len(doc["results"]):
-            raise RuntimeError(f"ingest answered {resp.status_code}: {resp.text[:300]}")
+def _ensure_rotatable(corpus: Corpus, url: str, count: int, span: tuple[int, int]) -> list[str]:
+    """The dids of the corpus's ``count`` did:murmur authors, with as many events each
+    as its authors have, spread over its time range ``span`` like theirs; ingested into
+    its node the first time (the same corpus always gets the same events)."""
+    meta = corpus.data_dir.parent / f"rotatable-{count}.json"
+    events = count * max(2, corpus.events // max(1, len(corpus.authors)))
+    if meta.is_file():
+        dids: list[str] = json.loads(meta.read_text())["dids"]
+        return dids
+    progress(f"signing and ingesting {events:,} events of {count} did:murmur authors (once)")
+    step = max(1, (span[1] - span[0]) // events)
+    data = generate(events, authors=count, seed=7, ts_start=span[0], ts_step=step, rotatable=True)
+    bodies = [encode_bins(data.wires[i : i + 500]) for i in range(0, events, 500)]
+    posted = asyncio.run(post_all(url, bodies, 4, expect=events))
+    meta.write_text(json.dumps({
+        "dids": data.authors, "events": events, "rotations": data.kinds.count("rotate"),
+        "ingest_s": round(posted.seconds, 1),
+    }) + "\n")  # fmt: skip
+    return data.authors
+
+
+async def _read(
+    url: str, http: httpx.AsyncClient, authors: list[str], cache: KeyCache, pipeline: Pipeline
+) -> int:
+    """One whole read of a page as the client does it: a node client, the feed, key
+    histories of the did:murmur authors (through the home's key cache), the filters."""
+    reader = Reader([NodeClient(url, http)], timeout=60, keycache=cache)
+    await reader.fetch_feed(authors=authors, kinds_=KINDS, limit=PAGE)
+    cache.flush()
+    shown = sorted(
+        (e for e in reader.events.values() if e.kind in KINDS), key=lambda e: (e.ts, e.id)
+    )[-PAGE:]
+    if not reader.report.nodes[0].ok:
+        raise RuntimeError(f"the read failed: {reader.report.nodes[0].error}")
+    follows = frozenset(authors)
+    now = int(time.time() * 1000)
+    await pipeline.run([
+        Item(event=e, context=ViewContext.TIMELINE, viewer=authors[0], follows=follows,
+             now_ms=now)
+        for e in shown
+    ])  # fmt: skip
+    return len(shown)
+
+
+async def _compare_readers(
+    url: str, key_dids: list[str], murmur_dids: list[str], follows: int, repeat: int,
+    pipeline: Pipeline, where: Path,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Per repetition, a did:key read, a warm and a cold did:murmur read (in turn
+    first), each of other random authors; the whole read's ms each."""
+    rng = random.Random(11)
+    samples: dict[str, list[float]] = {"read_key": [], "read_warm": [], "read_cold": []}
+    shown: list[int] = []
+    warm = where / "warm-home"
+    async with httpx.AsyncClient(timeout=60) as http:
+        # The warm home read every rotatable author once (that is what warm means).
+        for at in range(0, len(murmur_dids), follows):
+            await _read(url, http, murmur_dids[at : at + follows], KeyCache(warm), pipeline)
+        for n in range(repeat):
+            order = ["read_key", "read_warm", "read_cold"]
+            rng.shuffle(order)
+            for what in order:
+                dids = key_dids if what == "read_key" else murmur_dids
+                cache = KeyCache(where / f"cold-{n}" if what == "read_cold" else warm)
+                authors = rng.sample(dids, follows)
+                t0 = time.perf_counter()
+                shown.append(await _read(url, http, authors, cache, pipeline))
+                samples[what].append((time.perf_counter() - t0) * 1000)
+    if min(shown) == 0:
+        raise RuntimeError("a read showed no event")
+    return samples
 
 
 def _keys_batch(client: httpx.Client, url: str, dids: list[str]) -> list[bytes]:
@@ -171,8 +234,8 @@ def _time_keys(
         t2 = time.perf_counter()
         _verify_keys(wires, KeyCache(where / "warm"))  # a new read: the file, not memory
         t3 = time.perf_counter()
-        if len(wires) != 2 * len(dids):
-            raise RuntimeError(f"the node served {len(wires)} key events, not {2 * len(dids)}")
+        if len(wires) < len(dids):  # a genesis each at least
+            raise RuntimeError(f"the node served {len(wires)} key events for {len(dids)}")
         samples["keys_fetch"].append((t1 - t0) * 1000)
         samples["keys_verify"].append((t2 - t1) * 1000)
         samples["keys_cached"].append((t3 - t2) * 1000)
@@ -195,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="pages timed (default 200; quick 40)")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where corpora are kept")
     parser.add_argument(
-        "--no-keys", action="store_true", help="skip the rotatable authors' key histories"
+        "--no-keys", action="store_true", help="skip the readers of rotatable authors"
     )
     add_common_args(parser, "timeline")
     args = parser.parse_args(argv)
@@ -212,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_ms: list[float] = []
     filter_ms: list[float] = []
     sizes: list[int] = []
+    span = _time_range(corpus)
     with scratch_dir("timeline") as where:
         config = write_config(where / "node.toml")
         with NodeProcess(corpus.data_dir, "--config", str(config)) as node:
@@ -246,12 +310,15 @@ def main(argv: list[str] | None = None) -> int:
                     sizes.append(len(events))
                 keys: dict[str, list[float]] = {}
                 if not args.no_keys:
-                    progress(f"ingesting {follows} rotatable authors; timing their key events")
-                    # New authors each run: the corpus's node is reused between runs, and
-                    # the same dids again would pile up key histories (and get deferred).
-                    dids, wires = _rotatable_events(random.Random(), follows)
-                    _ingest(client, node.url, wires)
-                    keys = _time_keys(client, node.url, dids, repeat, where / "homes")
+                    murmur = _ensure_rotatable(corpus, node.url, 2 * follows, span)
+                    progress(f"timing {repeat} x 3 whole reads: did:key, did:murmur warm, cold")
+                    keys = asyncio.run(_compare_readers(
+                        node.url, corpus.authors, murmur, follows, repeat, pipeline,
+                        where / "readers",
+                    ))  # fmt: skip
+                    progress("timing the key-history steps alone")
+                    dids = rng.sample(murmur, follows)
+                    keys |= _time_keys(client, node.url, dids, repeat, where / "homes")
     total = [a + b + c for a, b, c in zip(fetch_ms, verify_ms, filter_ms, strict=True)]
     share = statistics.median(filter_ms) / statistics.median(total)
     doc: dict[str, Any] = {
@@ -274,11 +341,28 @@ def main(argv: list[str] | None = None) -> int:
         key = name.split()[0]
         doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
         rows.append([name, p50, p95])
+    read_rows = []
+    for name, key in (
+        (f"{follows} did:key authors", "read_key"),
+        (f"{follows} did:murmur authors, key cache warm", "read_warm"),
+        (f"{follows} did:murmur authors, key cache cold", "read_cold"),
+    ):
+        if keys.get(key):
+            p50, p95 = percentile(keys[key], 50), percentile(keys[key], 95)
+            doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
+            base = doc.get("read_key_p50_ms") or p50
+            read_rows.append([name, p50, p95, p50 / base])
+    if read_rows:
+        doc["murmur_warm_ratio"] = round(doc["read_warm_p50_ms"] / doc["read_key_p50_ms"], 3)
+        doc["murmur_cold_ratio"] = round(doc["read_cold_p50_ms"] / doc["read_key_p50_ms"], 3)
+        doc["target_murmur_ratio"] = TARGET_MURMUR_RATIO
+        doc["target_murmur_met"] = doc["murmur_warm_ratio"] <= TARGET_MURMUR_RATIO
+        doc["rotatable_authors"] = 2 * follows
     key_rows = []
     for name, key in (
         ("POST /v1/keys (node, HTTP)", "keys_fetch"),
-        (f"verify {2 * follows} key events, first read", "keys_verify"),
-        (f"verify {2 * follows} key events, later reads (cache)", "keys_cached"),
+        ("verify their key events, first read", "keys_verify"),
+        ("verify their key events, later reads (cache)", "keys_cached"),
         (f"{follows} x GET .../keys (old way)", "keys_single"),
     ):
         if keys.get(key):
@@ -299,10 +383,22 @@ def main(argv: list[str] | None = None) -> int:
         f"  target: p95 < {TARGET_P95_MS:.0f} ms: {'met' if doc['target_met'] else 'NOT met'} "
         f"({doc['total_p95_ms']:.1f} ms)"
     )
+    if read_rows:
+        print_table(
+            f"whole reads, {follows} followed authors of one kind each ({repeat} reads each; "
+            f"the store also holds {2 * follows} did:murmur authors)",
+            read_rows,
+            ["reader", "p50 ms", "p95 ms", "x did:key p50"],
+        )
+        print(
+            f"  target: did:murmur read, warm key cache, <= {TARGET_MURMUR_RATIO:.2f}x the "
+            f"did:key read (p50): {'met' if doc['target_murmur_met'] else 'NOT met'} "
+            f"({doc['murmur_warm_ratio']:.2f}x)"
+        )
     if key_rows:
         print_table(
-            f"key histories of {follows} followed rotatable authors (genesis + rotation "
-            f"each; {repeat} pages, old way {SINGLE_REPEAT})",
+            f"key histories of {follows} followed rotatable authors alone ({repeat} pages, "
+            f"old way {SINGLE_REPEAT})",
             key_rows,
             ["step", "p50 ms", "p95 ms"],
         )

@@ -51,6 +51,8 @@ MAGIC = b"murmur-keycache-1\n"
 #: Digests kept (32 bytes each: 1.6 MB at most); the oldest go first.
 MAX_ENTRIES = 50_000
 _DIGEST = 32
+#: The fixstr ``kev``, a key every v2 header holds (and no v1 header).
+_KEV = b"\xa3kev"
 
 
 def wire_digest(wire: bytes) -> bytes:
@@ -152,8 +154,10 @@ def known_key_event(cache: KeyCache | None, wire: bytes, net: str) -> Event | No
     (:func:`protocol.events.decode_event`) here before: the same bytes give the same
     result, and only the clock check could differ, which never turns valid into invalid.
     Anything unexpected (other network, not a key event) is left to the full check.
+    A wire without the bytes of the header key ``kev`` cannot be a v2 event, so not a
+    key event (spec 0008 #header-v2): it costs neither a hash nor loading the cache.
     """
-    if cache is None or not cache.holds(wire):
+    if cache is None or _KEV not in wire or not cache.holds(wire):
         return None
     try:
         event = decode_unverified(wire, allow_v2=True)

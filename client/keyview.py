@@ -175,7 +175,7 @@ class KeyTracker:
         served: dict[str, dict[str, set[bytes]]] = {d: {} for d in dids}
 
         async def take(node: NodeClient, did: str, items: list[WireItem]) -> None:
-            await self.reader.preverify(items)
+            await self.reader.preverify(items)  # at once, unless the batch's were already
             ids: set[bytes] = set()
             for item in items:
                 e = self.reader.add(node.url, item, _key_event_of_author(did))
@@ -196,6 +196,8 @@ class KeyTracker:
                     single = dids
                     break
                 deferred = set(batch.deferred)
+                # The whole answer verified together, over the CPUs (not author by author).
+                await self.reader.preverify([i for items in batch.keys.values() for i in items])
                 for did in chunk:
                     if did in deferred:
                         single.append(did)

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient
 from client.errors import NodeTimeoutError, NodeUnreachableError, PublishError
+from client.keycache import KeyCache
 from client.ownchain import OwnChain
 from client.reader import Reader, latest_by_seq
 from client.state import Head, HeadStore
@@ -111,6 +112,7 @@ class Publisher:
         timeout: float = DEFAULT_TIMEOUT_S,
         chain: OwnChain | None = None,
         quorum: int = 1,
+        keycache: KeyCache | None = None,
     ) -> None:
         #: The signing key; None for a publisher that only re-sends saved key events.
         self.identity = identity
@@ -122,6 +124,9 @@ class Publisher:
         self.quorum = max(1, min(quorum, len(self.nodes)))
         #: The owner's outbox when the identity is a did:murmur (spec 0008).
         self.chain = chain
+        #: The home's verified key events: every read before signing goes through it
+        #: (spec 0007 #key-status), as the home's other reads do.
+        self.keycache = keycache
 
     @property
     def did(self) -> str:
@@ -174,7 +179,9 @@ class Publisher:
         if not answered:
             return local, "local"
         left = max(0.1, deadline - loop.time())
-        reader = Reader(answered, net=self.net, timeout=min(self.timeout, left))
+        reader = Reader(
+            answered, net=self.net, timeout=min(self.timeout, left), keycache=self.keycache
+        )
         floor = local.seq if local is not None else 0
         # Highest claim first; a node's claim counts only if some node serves the event.
         for seq in sorted((c for c in claims if c > floor), reverse=True)[: len(self.nodes)]:

@@ -32,7 +32,7 @@ __all__ = ["publish_result", "register", "unchanged"]
 
 
 def _reader(pub: Publisher) -> Reader:
-    return Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
+    return Reader(pub.nodes, net=pub.net, timeout=pub.timeout, keycache=pub.keycache)
 
 
 async def _find(reader: Reader, eid: bytes, why: str) -> Event:

@@ -254,11 +254,13 @@ class Session:
     def make_publisher(
         self, identity: Identity | None, nodes: list[NodeClient], chain: OwnChain | None
     ) -> Publisher:
-        """A publisher over ``nodes`` with this session's home, network and timeout."""
+        """A publisher over ``nodes`` with this session's home, network, timeout and
+        key cache (its reads before signing go through it, spec 0007 #key-status)."""
         return Publisher(
             identity, nodes, HeadStore(self.ctx.home), net=self.net, timeout=self.timeout,
             chain=chain,
             quorum=self.quorum,
+            keycache=KeyCache.in_home(self.ctx.home),
         )
 
 

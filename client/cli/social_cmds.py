@@ -45,7 +45,7 @@ def cmd_follow(args: argparse.Namespace, ctx: Context) -> Result:
 
     async def go() -> tuple[PublishResult | None, dict[str, Event]]:
         async with session.publisher() as pub:
-            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
+            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout, keycache=pub.keycache)
             acts = await own_acts(reader, pub.did, [kinds.FOLLOW], chain=pub.chain)
             profiles = await profiles_of(reader, [pub.did, did])
             if (did in acts.following) == (kind == kinds.FOLLOW):
@@ -125,7 +125,7 @@ def cmd_profile_set(args: argparse.Namespace, ctx: Context) -> Result:
 
     async def go() -> PublishResult:
         async with session.publisher() as pub:
-            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
+            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout, keycache=pub.keycache)
             current = (await profile_view(reader, me)).profiles.get(me)
             # The latest profile wins as a whole (spec 0003 §3.2): carry over what is kept.
             body: dict[str, Any] = dict(current.body or {}) if current is not None else {}

@@ -62,6 +62,10 @@ def test_memory_then_timeline_benchmarks_run(tmp_path: Path) -> None:
     assert doc["repeat"] == 3 and doc["follows"] == 20 and doc["items_per_page_min"] > 0
     assert doc["total_p95_ms"] >= doc["total_p50_ms"] > 0
     assert doc["keys_verify_p50_ms"] > 0 and doc["keys_cached_p50_ms"] > 0  # 0007 #key-status
+    # Whole reads of did:key and did:murmur authors (key cache warm and cold), same run.
+    assert doc["read_key_p50_ms"] > 0 and doc["read_warm_p50_ms"] > 0
+    assert doc["read_cold_p50_ms"] > 0 and doc["rotatable_authors"] == 40
+    assert isinstance(doc["target_murmur_met"], bool) and doc["murmur_warm_ratio"] > 0
 
 
 def test_bench_cli_lists_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
