@@ -10,9 +10,7 @@ labeler identity. Registered by :func:`client.cli.mod_cmds.register`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from client.config import normalize_node_url
 from client.errors import NoNodesError
 from client.keyops import apply_pending
 from client.labeler import Labeler, LabelerState, Rules, Stats, Subject, subject_key
+from client.moderation.settings import parse_when
 from client.ownchain import OwnChain
 from client.publish import Publisher, PublishResult
 from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
@@ -43,32 +42,6 @@ from protocol.kinds import is_label_value
 __all__ = ["parse_when", "register"]
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}\Z")
-_DURATION = re.compile(r"(\d{1,9})\s*(s|m|h|d|w)\Z")
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
-def parse_when(text: str, now_ms: int | None = None) -> int:
-    """ms since the epoch: a duration from now (``7d``, ``12h``, ``30m``) or ISO 8601.
-
-    A date or datetime without a zone is local time. It must be in the future.
-    """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    cleaned = text.strip()
-    m = _DURATION.match(cleaned.lower())
-    if m:
-        when = now + int(m[1]) * _UNIT_MS[m[2]]
-    else:
-        try:
-            parsed = dt.datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadRequestError(
-                f"{text!r} is neither a duration (30m, 12h, 7d, 2w) nor an ISO 8601 "
-                "date or datetime (2030-01-31, 2030-01-31T18:00+01:00)"
-            ) from None
-        when = int(parsed.timestamp() * 1000)  # naive: local time
-    if when <= now:
-        raise BadRequestError(f"{text!r} is not in the future")
-    return when
 
 
 def _acting_as(ctx: Context, name: str | None) -> Context:

@@ -27,13 +27,14 @@ from client.errors import IdentityNotFoundError, KeystoreError, NoNodesError
 from client.keycache import KeyCache
 from client.keyops import apply_pending
 from client.keystore import Keystore, StoredIdentity, loose_permissions
+from client.moderation.settings import resolve_account
 from client.ownchain import OwnChain
 from client.ownprofile import OwnProfiles
 from client.publish import Publisher
 from client.reader import Reader
 from client.shortids import EventRef, resolve_event_id, sent_ids
 from client.state import HeadStore
-from protocol.errors import BadRequestError, InvalidDidError, ProtocolError
+from protocol.errors import BadRequestError, ProtocolError
 from protocol.events import DEFAULT_NETWORK, Event
 from protocol.identity import Identity
 
@@ -195,13 +196,9 @@ class Session:
         return await resolve_event_id(reader, ref, local=local)
 
     def resolve(self, who: str) -> str:
-        """A did from a did, a petname, or the name of a local identity."""
-        try:
-            return self.config.resolve(who)
-        except InvalidDidError:
-            if who.startswith("did:") or not self.keystore.exists(who):
-                raise
-            return self.keystore.get(who).did
+        """A did from a did, a petname (``bob`` or ``@bob``), or the name of a local
+        identity (:func:`client.moderation.settings.resolve_account`)."""
+        return resolve_account(self.config, self.keystore, who)
 
     @asynccontextmanager
     async def nodes(self) -> AsyncIterator[list[NodeClient]]:

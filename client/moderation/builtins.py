@@ -193,7 +193,9 @@ def _expired(expires: int | None, item: Item) -> bool:
 
 
 class MuteWords:
-    """Hide (or warn on) posts whose text has a muted word, phrase or pattern, or tag.
+    """Hide (or warn on, or badge) posts whose text has a muted word, phrase or
+    pattern, or tag (``action``: hide, warn or badge; a badge shows the post with the
+    muted term named on it).
 
     Words match case-insensitively as whole words (Unicode ``\\w``; a phrase matches
     across any whitespace) in the text, and as whole tags. ``regexes`` are searched
@@ -228,7 +230,7 @@ class MuteWords:
             raise FilterLoadError(f"{t}: give at least one of words, regexes, tags")
         self.expires = _expires(t, expires)
         self.exclude_follows = _bool(t, "exclude_follows", exclude_follows)
-        self.action = _action(t, action, (Action.HIDE, Action.WARN))
+        self.action = _action(t, action, (Action.HIDE, Action.WARN, Action.BADGE))
         self._words_re: re.Pattern[str] | None = None
         if self.words:
             groups = "|".join(f"(?P<w{i}>{_word_pattern(w)})" for i, w in enumerate(self.words))

@@ -95,9 +95,11 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(slots=True)
 class SessionState:
-    """One browser session: its CSRF token."""
+    """One browser session: its CSRF token, and messages for its next page (what a
+    form's POST did, shown after its redirect)."""
 
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    flash: list[str] = field(default_factory=list)
 
 
 #: Where :func:`auth_guard` leaves the request's :class:`SessionState`.

@@ -147,6 +147,16 @@ def test_mute_words_exclude_follows_and_warn() -> None:
     assert d is not None and d.action is Action.WARN
 
 
+def test_mute_words_badge() -> None:
+    """spec 0006 §builtins: a muted word may badge (shown, the term named), not only
+    hide or warn (Bluesky's "muted words can't warn, only hide")."""
+    f = MuteWords(words=["spoiler"], tags=["finale"], action="badge")
+    d = check(f, item(ALICE.post("a spoiler here")))
+    assert d == Decision(Action.BADGE, 'muted word "spoiler"', "you", SourceKind.USER)
+    d = check(f, item(ALICE.post("tonight", tags=["Finale"])))
+    assert d is not None and d.action is Action.BADGE and d.reason == 'muted tag "#finale"'
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -155,7 +165,7 @@ def test_mute_words_exclude_follows_and_warn() -> None:
         ({"regexes": ["("]}, "does not compile"),
         ({"regexes": ["a" * 501]}, "over 500 chars"),
         ({"regexes": [f"r{i}" for i in range(MAX_REGEXES + 1)]}, "at most 200"),
-        ({"words": ["x"], "action": "badge"}, "action must be one of hide, warn"),
+        ({"words": ["x"], "action": "allow"}, "action must be one of hide, warn, badge"),
         ({"words": ["x"], "expires": "next tuesday"}, "expires must be"),
         ({"words": ["x"], "expires": True}, "expires must be"),
         ({"words": ["x"], "exclude_follows": "maybe"}, "true or false"),

@@ -15,12 +15,12 @@ from typing import Final
 
 from aiohttp import web
 
-from client.web.pages import author, people, session, thread, timeline
+from client.web.pages import author, moderation, people, session, thread, timeline
 
 __all__ = ["GROUPS", "setup"]
 
 #: Page groups, in registration order.
-GROUPS: Final = (timeline, thread, author, people, session)
+GROUPS: Final = (timeline, thread, author, people, session, moderation)
 
 
 def setup(app: web.Application) -> None:

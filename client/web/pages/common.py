@@ -21,7 +21,7 @@ from aiohttp import web
 
 from client.counts import FIGURES, MAX_COUNT, Counts
 from client.moderation.apply import Moderated
-from client.moderation.core import Action, Decision
+from client.moderation.core import Action, Decision, SourceKind
 from client.moderation.pipeline import Verdict
 from client.reader import ReadReport
 from client.textsafety import safe_line
@@ -40,6 +40,7 @@ __all__ = [
     "listing",
     "report_lines",
     "revealed_ids",
+    "setting_anchor",
 ]
 
 #: The query parameter of "show anyway" (repeatable): an event id, 64 hex.
@@ -48,6 +49,8 @@ SHOW_PARAM: Final = "show"
 MAX_SHOW: Final = 50
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _LANG = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}")
+#: A labeler decision's reason names the label (client.moderation.builtins.Labelers).
+_LABELED = re.compile(r'labeled "([a-z0-9-]{1,128})"\Z')
 _SINGULAR = {"likes": "like", "reposts": "repost", "replies": "reply", "quotes": "quote"}
 
 
@@ -180,12 +183,23 @@ def revealed_ids(request: web.Request) -> set[bytes]:
     return out
 
 
+def setting_anchor(d: Decision) -> str:
+    """The id of the moderation page's control behind ``d``: a labeler's decision is
+    that label's action (``label-DID-VALUE``), any other the filter's settings
+    (``filter-NAME``)."""
+    if d.source_kind is SourceKind.LABELER:
+        m = _LABELED.search(d.reason)
+        if m is not None:
+            return f"label-{d.source}-{m.group(1)}"
+    return f"filter-{d.filter}"
+
+
 def _setting_href(request: web.Request, d: Decision) -> str | None:
     """Where the setting behind ``d`` is changed, once the moderation page exists."""
     resource = request.app.router.named_resources().get("moderation")
     if resource is None:
         return None
-    return f"{resource.url_for().path}#filter-{d.filter}"
+    return f"{resource.url_for().path}#{setting_anchor(d)}"
 
 
 def _row(
