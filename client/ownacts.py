@@ -15,7 +15,10 @@ one, the CLI asks what holds already, from two sources:
   not stored by any node yet, which go out before the next event.
 
 Past the feed bound an old like is not seen, and two commands racing on two machines
-can both sign: then the duplicate is what readers discount anyway (§3.5).
+can both sign: then the duplicate is what readers discount anyway (§3.5). The same
+holds for a node the check went on without: the CLI's reader is cut like head
+discovery (:class:`client.fanout.Cut`, spec 0007 #slow-lookups), so the check is of
+the nodes that answered, and the command names the others.
 """
 
 from __future__ import annotations

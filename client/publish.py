@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient
 from client.errors import NodeTimeoutError, NodeUnreachableError, PublishError
+from client.fanout import QUORUM_GRACE_S, until_quorum
 from client.keycache import KeyCache
 from client.ownchain import OwnChain
 from client.reader import Reader, latest_by_seq
@@ -49,12 +50,6 @@ from protocol.identity import Identity
 __all__ = ["QUORUM_GRACE_S", "NodeOutcome", "PublishResult", "Publisher"]
 
 log = logging.getLogger("murmur.client.publish")
-
-T = TypeVar("T")
-
-#: Seconds the other nodes get, once the quorum answered, before a publish goes on
-#: without them (spec 0007 #post-quorum).
-QUORUM_GRACE_S = 1.0
 
 #: Events per request when giving nodes back lost bodies (nodes take 1000 by default).
 RESTORE_BATCH = 100
@@ -161,7 +156,7 @@ class Publisher:
                 claims.add(int(head["max_seq"]))
             return True
 
-        answers, _ = await _until_quorum(
+        answers, _ = await until_quorum(
             {n.url: ask(n) for n in self.nodes},
             quorum=self.quorum,
             ok=bool,
@@ -242,7 +237,7 @@ class Publisher:
                 )
             return tuple(_outcome(node.url, r.status, r.error, r.message) for r in results)
 
-        rows, met = await _until_quorum(
+        rows, met = await until_quorum(
             {n.url: one(n) for n in self.nodes},
             quorum=len(self.nodes) if quorum is None else quorum,
             ok=lambda row: row[-1].stored,
@@ -417,55 +412,6 @@ class Publisher:
             if n:
                 log.info("gave back bodies url=%s events=%d", url, n)
         return {url: n for url, n, _ in rows}
-
-
-async def _until_quorum(
-    calls: Mapping[str, Awaitable[T]],
-    *,
-    quorum: int,
-    ok: Callable[[T], bool],
-    deadline: float,
-    grace: float = QUORUM_GRACE_S,
-) -> tuple[dict[str, T | ProtocolError | None], bool]:
-    """Run ``calls`` at once until all ended, ``deadline`` (loop time) passed, or
-    ``grace`` seconds after ``quorum`` of them returned a result that is ``ok``.
-
-    Returns each call's result, its ``ProtocolError``, or None (cut: cancelled), and
-    whether the quorum was met. Any other exception is a bug and propagates.
-    """
-    loop = asyncio.get_running_loop()
-    tasks = {key: asyncio.ensure_future(call) for key, call in calls.items()}
-    pending: set[asyncio.Future[T]] = set(tasks.values())
-    stop_at, good, met = deadline, 0, False
-    try:
-        while pending:
-            left = stop_at - loop.time()
-            if left <= 0:
-                break
-            done, pending = await asyncio.wait(
-                pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                exc = task.exception()
-                if exc is not None and not isinstance(exc, ProtocolError):
-                    raise exc
-                if exc is None and ok(task.result()):
-                    good += 1
-            if not met and good >= quorum:
-                met = True
-                stop_at = min(stop_at, loop.time() + grace)
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    out: dict[str, T | ProtocolError | None] = {}
-    for key, task in tasks.items():
-        if task.cancelled():
-            out[key] = None
-        else:
-            exc = task.exception()
-            out[key] = exc if isinstance(exc, ProtocolError) else task.result()
-    return out, met
 
 
 def _outcome(url: str, status: str, error: str | None, message: str | None) -> NodeOutcome:

@@ -14,6 +14,12 @@ finds the seqs that must exist between the ones held; those gaps are asked of ev
 node through the author-log endpoint (bounded rounds, bounded seqs). Finally each view
 says which merged events each node *should* have served, and what it did not serve is
 that node's ``withheld`` list. Spec: specs/0007-client.md §read.
+
+A reader given a :class:`~client.fanout.Cut` (the reads a command makes before it
+signs) does not wait for a slow node once enough others answered: each fan-out ends
+``grace`` seconds after ``quorum`` nodes answered, and a node still silent then is
+cut (``node-timeout``) and not asked again by that read; :meth:`Reader.find` ends at
+the first node that serves the verified event (spec 0007 #slow-lookups).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
+from client.fanout import Cut, until_quorum
 from client.keycache import KeyCache, verify_cached, verify_cached_sync
 from client.keyview import Excluded, KeyTracker
 from client.textsafety import safe_line
@@ -110,6 +117,9 @@ class ReadReport:
     excluded: dict[bytes, Excluded] = field(default_factory=dict)
     #: Moves of followed did:keys, by the did:key (spec 0008 #move, :mod:`client.moves`).
     moves: dict[str, Move] = field(default_factory=dict)
+    #: Gaps the repair filled: ``{"author", "seqs", "by"}`` (the nodes that served the
+    #: missing events; spec 0007 #repair).
+    repaired: list[dict[str, Any]] = field(default_factory=list)
 
     def require_answer(self) -> None:
         """Raise ``NoNodeAnsweredError`` if nodes were asked and none answered any request.
@@ -170,6 +180,7 @@ class Reader:
         net: str = DEFAULT_NETWORK,
         timeout: float = DEFAULT_TIMEOUT_S,
         keycache: KeyCache | None = None,
+        cut: Cut | None = None,
     ) -> None:
         if not nodes:
             raise NoNodesError("no node configured: add one with 'murmur nodes add URL'")
@@ -184,6 +195,9 @@ class Reader:
         #: Key state of the did:murmur authors read (spec 0008 #clients).
         self.keys = KeyTracker(self)
         self.report.excluded = self.keys.excluded
+        #: When fan-outs go on without slow nodes (spec 0007 #slow-lookups); None:
+        #: every node is waited for up to the timeout.
+        self.cut = cut
 
     # -- merging ------------------------------------------------------------------
 
@@ -264,7 +278,16 @@ class Reader:
         self, fn: Callable[[NodeClient], Awaitable[None]], *, only: Container[str] | None = None
     ) -> None:
         """Run ``fn`` on every healthy node (whose url is in ``only``, if given) at
-        once, each within the timeout."""
+        once, each within the timeout (with a :attr:`cut`, until it says to stop)."""
+        if self.cut is not None:
+            nodes = [
+                n
+                for n in self.nodes
+                if self.report.node(n.url).ok and (only is None or n.url in only)
+            ]
+            await self._each_cut(fn, nodes, self.cut)
+            await self.keys.settle()
+            return
 
         async def run(node: NodeClient) -> None:
             report = self.report.node(node.url)
@@ -290,6 +313,50 @@ class Reader:
         # Whatever came in, a did:murmur author's events count only once their key
         # state says they are canonical (spec 0008 §8.7).
         await self.keys.settle()
+
+    async def _each_cut(
+        self, fn: Callable[[NodeClient], Awaitable[None]], nodes: list[NodeClient], cut: Cut
+    ) -> None:
+        """:meth:`each` under ``cut``: the nodes still silent ``cut.grace`` after
+        ``cut.quorum`` of them answered are cut and reported (spec 0007 #slow-lookups)."""
+
+        async def call(node: NodeClient) -> bool:
+            await fn(node)
+            return True
+
+        loop = asyncio.get_running_loop()
+        quorum = max(1, min(cut.quorum, len(nodes)))
+        results, met = await until_quorum(
+            {n.url: call(n) for n in nodes},
+            quorum=quorum,
+            ok=bool,
+            deadline=loop.time() + self.timeout,
+            grace=cut.grace,
+        )
+        for node in nodes:
+            self._settle_node(node.url, results[node.url], met=met, quorum=quorum, cut=cut)
+
+    def _settle_node(
+        self, url: str, result: object, *, met: bool, quorum: int, cut: Cut | None
+    ) -> None:
+        """Record one node's part in a cut fan-out: answered, its error, or cut."""
+        report = self.report.node(url)
+        if isinstance(result, ProtocolError):
+            report.error = result
+        elif result is not None:
+            report.answered = True
+            return
+        elif met and cut is not None:
+            report.error = NodeTimeoutError(
+                f"{url} did not answer within {cut.grace:g} s of {quorum} other node(s) "
+                "answering; not consulted",
+                url=url,
+            )
+        else:
+            report.error = NodeTimeoutError(
+                f"{url} did not answer within {self.timeout:g} s", url=url
+            )
+        log.info("node failed url=%s code=%s", url, report.error.code)
 
     # -- author logs and gap repair ------------------------------------------------
 
@@ -328,6 +395,7 @@ class Reader:
             if not gaps:
                 return
             before = len(self.events)
+            held = set(self.events)
             budget = MAX_REPAIR_SEQS
             for first, last in gaps:
                 if budget <= 0:
@@ -336,8 +404,21 @@ class Reader:
                 budget -= last - first + 1
                 log.debug("repair author=%s seqs=%d-%d", did, first, last)
                 await self.fetch_log(did, from_seq=first, to_seq=last, max_pages=2)
+            self._note_repair(did, gaps, held)
             if len(self.events) == before:
                 return
+
+    def _note_repair(self, did: str, gaps: list[tuple[int, int]], held: set[bytes]) -> None:
+        """Record the events of ``did`` in ``gaps`` that the repair brought in."""
+        filled = [
+            e
+            for i, e in self.events.items()
+            if i not in held and e.author == did and any(a <= e.seq <= b for a, b in gaps)
+        ]
+        if filled:
+            by = [n.url for n in self.report.nodes if any(e.id in n.served for e in filled)]
+            seqs = sorted({e.seq for e in filled})
+            self.report.repaired.append({"author": did, "seqs": seqs, "by": by})
 
     def _gaps(self, did: str, low: int) -> list[tuple[int, int]]:
         chain = analyze_chain(self.of_author(did))
@@ -450,6 +531,49 @@ class Reader:
 
             await self.each(one)
         return {i: self.events[i] for i in ids if i in self.events}
+
+    async def find(self, eid: bytes) -> Event | None:
+        """The event ``eid``, verified, asked of every healthy node at once.
+
+        The first node that serves it verified and whole ends the lookup: the others
+        are cancelled (not failed: they were not needed). A node that does not hold it,
+        or serves something that fails verification, does not end it while another may
+        still hold it: it ends once every node answered, at the timeout, or, with a
+        :attr:`cut`, ``grace`` after ``quorum`` nodes answered; the nodes cut then are
+        reported (spec 0007 #slow-lookups). A copy without its body is returned only
+        if no node served the whole event.
+        """
+        held = self.events.get(eid)
+        if held is not None and held.body is not None:
+            return held
+        nodes = [n for n in self.nodes if self.report.node(n.url).ok]
+
+        async def get(node: NodeClient) -> bool:
+            item = await node.get_event(eid.hex())
+            if item is None:
+                return False
+            await self.preverify([item])
+            found = self.add(node.url, item, lambda e: e.id == eid)
+            return found is not None and found.body is not None
+
+        loop = asyncio.get_running_loop()
+        cut = self.cut
+        quorum = len(nodes) if cut is None else max(1, min(cut.quorum, len(nodes)))
+        results, met = await until_quorum(
+            {n.url: get(n) for n in nodes},
+            quorum=quorum,
+            ok=lambda _: True,
+            enough=bool,
+            deadline=loop.time() + self.timeout,
+            grace=0.0 if cut is None else cut.grace,
+        )
+        whole = eid in self.events and self.events[eid].body is not None
+        for node in nodes:
+            if results[node.url] is None and whole:
+                continue  # cancelled: another node had served it
+            self._settle_node(node.url, results[node.url], met=met, quorum=quorum, cut=cut)
+        await self.keys.settle()
+        return self.events.get(eid)
 
     # -- labels -------------------------------------------------------------------
 

@@ -8,6 +8,11 @@ event verified like any read, plus the ids this home signed itself: the union mu
 hold exactly one id. None is ``unknown-id``; several is ``ambiguous-id``, with the
 candidates in the message. A node that cannot answer the query (older than it) is
 named in the ``unknown-id`` message, never taken for "nothing there".
+
+Under a reader with a cut (the reads before signing, spec 0007 #slow-lookups) a node
+that has not answered once the others did is not waited for: the union is taken over
+the nodes that answered, and the ones cut are named (in the ``unknown-id`` message,
+and by the command's output when the prefix resolved).
 """
 
 from __future__ import annotations
@@ -109,8 +114,12 @@ async def resolve_event_id(
             if unsupported
             else ""
         )
+        silent = [f"{n.url}: {n.error.code}" for n in reader.report.nodes if n.error is not None]
+        unasked = (
+            f" (not consulted, it may hold one: {'; '.join(silent)})" if silent else ""
+        )
         raise UnknownIdError(
-            f"no event id starts with {prefix} on the configured nodes{older}"
+            f"no event id starts with {prefix} on the configured nodes{older}{unasked}"
         )
     if len(found) > 1:
         ordered = sorted(found)

@@ -6,7 +6,9 @@ reposts and deletes are state (spec 0007 #no-duplicates): one that already stand
 not signed again; the command says so, exits 0 and its ``--json`` document is
 ``{"changed": false, "reason": ..., "message": ...}``. ``unlike`` and ``unrepost``
 delete the reader's own like or repost of a post. A post needs text, unless it quotes
-(spec 0007 #empty-post).
+(spec 0007 #empty-post). The reads before signing (short ids, the target, the
+duplicate check) do not wait for a slow node once enough others answered; the nodes
+they went on without are named (spec 0007 #slow-lookups).
 """
 
 from __future__ import annotations
@@ -20,23 +22,59 @@ from client.cli.output import Context, Result, warn
 from client.cli.render import event_doc, format_publish, short_id
 from client.cli.session import Session, run
 from client.facets import fill_post
+from client.fanout import Cut
 from client.ownacts import own_acts
 from client.publish import Publisher, PublishResult
 from client.reader import Reader, reply_root
 from client.shortids import parse_event_ref
+from client.textsafety import safe_line
 from protocol import kinds
 from protocol.errors import BadRequestError, InvalidDidError, NotAuthorError, NotFoundError
 from protocol.events import Event
 
-__all__ = ["publish_result", "register", "unchanged"]
+__all__ = ["checks_reader", "publish_result", "register", "unchanged", "with_unconsulted"]
 
 
-def _reader(pub: Publisher) -> Reader:
-    return Reader(pub.nodes, net=pub.net, timeout=pub.timeout, keycache=pub.keycache)
+def checks_reader(pub: Publisher) -> Reader:
+    """The reader of what a command checks before signing: its fan-outs go on without
+    a node still silent ``QUORUM_GRACE_S`` after the publish quorum answered (spec 0007
+    #slow-lookups)."""
+    return Reader(
+        pub.nodes,
+        net=pub.net,
+        timeout=pub.timeout,
+        keycache=pub.keycache,
+        cut=Cut(quorum=pub.quorum),
+    )
+
+
+_reader = checks_reader
+
+
+def with_unconsulted(result: Result, reader: Reader) -> Result:
+    """``result`` naming the nodes the checks before signing went without (spec 0007
+    #slow-lookups): ``not_consulted`` in ``--json``, a ``!`` line each for people."""
+    cut = [n for n in reader.report.nodes if n.error is not None]
+    data = result.data
+    if isinstance(data, dict):
+        data["not_consulted"] = [
+            {"url": n.url, "code": n.error.code, "message": n.error.message}
+            for n in cut
+            if n.error is not None
+        ]
+    lines = [
+        f"! {safe_line(n.url)}: not consulted before signing: {n.error.code}: "
+        + safe_line(n.error.message)
+        for n in cut
+        if n.error is not None
+    ]
+    if not lines:
+        return result
+    return Result(data, "\n".join([result.text, *lines]), result.exit_code)
 
 
 async def _find(reader: Reader, eid: bytes, why: str) -> Event:
-    found = (await reader.lookup([eid])).get(eid)
+    found = await reader.find(eid)
     if found is None:
         errors = "; ".join(f"{n.url}: {n.error.code}" for n in reader.report.nodes if n.error)
         raise NotFoundError(
@@ -102,7 +140,7 @@ def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
     for note in fill_post(body, _mention_resolver(session)):  # mentions, links, #tags
         warn(ctx, note)
 
-    async def go() -> PublishResult:
+    async def go() -> tuple[PublishResult, Reader]:
         async with session.publisher() as pub:
             reader = _reader(pub)
             if parent_ref is not None:
@@ -110,10 +148,12 @@ def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
                 body["reply"] = {"root": reply_root(parent) or parent.id, "parent": parent.id}
             if quote_ref is not None:
                 body["quote"] = await session.event_id(reader, quote_ref)
-            return await pub.publish(kinds.POST, body)
+            return await pub.publish(kinds.POST, body), reader
 
-    result = run(go)
-    return publish_result(session, result, "Replied" if parent_ref else "Posted")
+    result, reader = run(go)
+    return with_unconsulted(
+        publish_result(session, result, "Replied" if parent_ref else "Posted"), reader
+    )
 
 
 #: Why nothing was signed, by kind: (reason code, what holds already).
@@ -135,37 +175,40 @@ def _target_cmd(kind: str, verb: str) -> Any:
         async def go() -> Result:
             async with session.publisher() as pub:
                 reader = _reader(pub)
-                target = await session.event_id(reader, ref)
-                if kind == kinds.DELETE:
-                    held = (await reader.lookup([target])).get(target)
-                    if held is not None and held.author != pub.did:
-                        raise NotAuthorError(
-                            f"event {target.hex()} was written by {held.author}; "
-                            "only its author can delete it"
-                        )
-                else:
-                    await _find(reader, target, kind)
-                acts = await own_acts(reader, pub.did, [kind], chain=pub.chain)
-                profiles = {pub.did: acts.profile} if acts.profile is not None else {}
-                session.names(profiles)  # keeps the own profile just read
-                if kind == kinds.DELETE and target in acts.deleted:
-                    return unchanged(
-                        "already-deleted",
-                        f"Event {short_id(target)} is deleted already; nothing was signed.",
-                        target=target.hex(),
+                return with_unconsulted(await checked(pub, reader), reader)
+
+        async def checked(pub: Publisher, reader: Reader) -> Result:
+            target = await session.event_id(reader, ref)
+            if kind == kinds.DELETE:
+                held = await reader.find(target)
+                if held is not None and held.author != pub.did:
+                    raise NotAuthorError(
+                        f"event {target.hex()} was written by {held.author}; "
+                        "only its author can delete it"
                     )
-                standing = acts.acting_on(kind, target) if kind in _STANDING else None
-                if standing is not None:
-                    reason, said = _STANDING[kind]
-                    return unchanged(
-                        reason,
-                        f"{said} {short_id(target)} ({kind} {short_id(standing.id)}); "
-                        "nothing was signed.",
-                        target=target.hex(),
-                        existing=standing.id_hex,
-                    )
-                result = await pub.publish(kind, {"target": target})
-                return publish_result(session, result, verb, profiles)
+            else:
+                await _find(reader, target, kind)
+            acts = await own_acts(reader, pub.did, [kind], chain=pub.chain)
+            profiles = {pub.did: acts.profile} if acts.profile is not None else {}
+            session.names(profiles)  # keeps the own profile just read
+            if kind == kinds.DELETE and target in acts.deleted:
+                return unchanged(
+                    "already-deleted",
+                    f"Event {short_id(target)} is deleted already; nothing was signed.",
+                    target=target.hex(),
+                )
+            standing = acts.acting_on(kind, target) if kind in _STANDING else None
+            if standing is not None:
+                reason, said = _STANDING[kind]
+                return unchanged(
+                    reason,
+                    f"{said} {short_id(target)} ({kind} {short_id(standing.id)}); "
+                    "nothing was signed.",
+                    target=target.hex(),
+                    existing=standing.id_hex,
+                )
+            result = await pub.publish(kind, {"target": target})
+            return publish_result(session, result, verb, profiles)
 
         return run(go)
 
@@ -193,11 +236,12 @@ def _undo_cmd(kind: str) -> Any:
                 ]
                 if not standing:
                     reason, said = _NOT_STANDING[kind]
-                    return unchanged(
+                    nothing = unchanged(
                         reason,
                         f"{said} {short_id(target)}; nothing was signed.",
                         target=target.hex(),
                     )
+                    return with_unconsulted(nothing, reader)
                 results = [
                     await pub.publish(kinds.DELETE, {"target": e.id}) for e in standing
                 ]
@@ -207,7 +251,7 @@ def _undo_cmd(kind: str) -> Any:
                 )
                 out.data["undone"] = [e.id_hex for e in standing]
                 out.data["of"] = target.hex()
-                return out
+                return with_unconsulted(out, reader)
 
         return run(go)
 

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from client.cli.output import Context, Result
-from client.cli.post_cmds import publish_result, unchanged
+from client.cli.post_cmds import checks_reader, publish_result, unchanged, with_unconsulted
 from client.cli.render import Names, format_report, indented, relative_time
 from client.cli.session import Session, run
 from client.followers import SocialStats, social_stats
@@ -43,18 +43,18 @@ def cmd_follow(args: argparse.Namespace, ctx: Context) -> Result:
             "you cannot follow yourself: your own posts are in your timeline already"
         )
 
-    async def go() -> tuple[PublishResult | None, dict[str, Event]]:
+    async def go() -> tuple[PublishResult | None, dict[str, Event], Reader]:
         async with session.publisher() as pub:
-            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout, keycache=pub.keycache)
+            reader = checks_reader(pub)  # spec 0007 #slow-lookups
             acts = await own_acts(reader, pub.did, [kinds.FOLLOW], chain=pub.chain)
             profiles = await profiles_of(reader, [pub.did, did])
             if (did in acts.following) == (kind == kinds.FOLLOW):
-                return None, profiles
-            return await pub.publish(kind, {"subject": did}), profiles
+                return None, profiles, reader
+            return await pub.publish(kind, {"subject": did}), profiles, reader
 
     if getattr(args, "alias", None):
         session.config.set_petname(args.alias, did)  # validates before anything is signed
-    result, profiles = run(go)
+    result, profiles, reader = run(go)
     if getattr(args, "alias", None):
         session.config.save()
     who = session.names(profiles).display(did)
@@ -64,11 +64,13 @@ def cmd_follow(args: argparse.Namespace, ctx: Context) -> Result:
             if kind == kinds.FOLLOW
             else ("not-following", f"You do not follow {who}")
         )
-        return unchanged(reason, f"{said}; nothing was signed.", subject=did)
+        return with_unconsulted(
+            unchanged(reason, f"{said}; nothing was signed.", subject=did), reader
+        )
     verb = "Followed" if kind == kinds.FOLLOW else "Unfollowed"
     out = publish_result(session, result, f"{verb} {who}:", profiles)
     out.data["subject"] = did
-    return out
+    return with_unconsulted(out, reader)
 
 
 def cmd_following(args: argparse.Namespace, ctx: Context) -> Result:
@@ -125,7 +127,7 @@ def cmd_profile_set(args: argparse.Namespace, ctx: Context) -> Result:
 
     async def go() -> PublishResult:
         async with session.publisher() as pub:
-            reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout, keycache=pub.keycache)
+            reader = checks_reader(pub)  # spec 0007 #slow-lookups
             current = (await profile_view(reader, me)).profiles.get(me)
             # The latest profile wins as a whole (spec 0003 §3.2): carry over what is kept.
             body: dict[str, Any] = dict(current.body or {}) if current is not None else {}

@@ -8,6 +8,9 @@ command against real node processes, and against a node that never answers.
   and not a log line per item.
 - spec 0007 #post-quorum: a node that accepts the connection and never answers does
   not hold a post: the command returns once the quorum stored it, and names the node.
+- spec 0007 #slow-lookups: nor does it hold what a command reads before it signs (a
+  short id, the target, the duplicate check): ``like``, ``unlike``, ``repost``,
+  ``post --reply-to``, ``delete`` and ``follow`` finish and name it as not consulted.
 - spec 0007 #node-url: ``--node notaurl`` is a usage error, not ``http://notaurl``.
 - ``murmur node run`` on a busy port says so in one line and exits non-zero.
 """
@@ -23,6 +26,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -226,7 +230,7 @@ class SilentNode:
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.2)  # so close() ends the accept loop
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._received = bytearray()
         self._conns: list[socket.socket] = []
         self._closed = threading.Event()
@@ -237,6 +241,12 @@ class SilentNode:
     def received(self) -> bytes:
         with self._lock:
             return bytes(self._received)
+
+    def saw(self, data: bytes, within_s: float = 10.0) -> bool:
+        """Whether ``data`` reaches the server within ``within_s`` (it may still be in
+        flight when the command that sent it has exited)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: data in self._received, timeout=within_s)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -255,6 +265,7 @@ class SilentNode:
             while data := conn.recv(65536):
                 with self._lock:
                     self._received += data
+                    self._lock.notify_all()
         except OSError:
             return
 
@@ -319,6 +330,141 @@ def test_a_quorum_the_nodes_cannot_meet_is_reported(
     assert "stored on 1 of 2 node(s)" in done.stdout
     assert "fewer nodes stored it than the 2 asked for" in done.stdout
     assert f"! {silent.url}: error: node-timeout" in done.stdout
+
+
+# -- nor what a command reads before it signs ------------------------------------------
+
+#: A per-node timeout no command may wait out within GUARD_S.
+SLOW = {"MURMUR_TIMEOUT": "300"}
+
+
+def _home_with_post(tmp_path: Path, node: NodeProcess) -> tuple[Path, str]:
+    """A home (a rotatable identity) whose post is on the real node only: its id."""
+    home = tmp_path / "home"
+    made = murmur(home, "id", "new", "me", "--no-encrypt")
+    assert made.returncode == 0, made.stderr
+    done = murmur(home, "--node", node.url, "post", "the target", "--json")
+    assert done.returncode == 0, done.stderr
+    return home, str(json.loads(done.stdout)["id"])
+
+
+def _both(node: NodeProcess, silent: SilentNode) -> list[str]:
+    return ["--node", node.url, "--node", silent.url]
+
+
+def _published(doc: dict[str, Any], node: NodeProcess, silent: SilentNode) -> None:
+    """Signed and stored on the real node, the silent one left unconfirmed, and named
+    as not consulted by the checks before signing."""
+    assert doc["changed"] is True
+    statuses = {n["url"]: n["status"] for n in doc["nodes"]}
+    assert statuses == {node.url: "accepted", silent.url: "unconfirmed"}
+    assert [n["url"] for n in doc["not_consulted"]] == [silent.url]
+
+
+def test_a_silent_node_does_not_hold_a_like(
+    tmp_path: Path, node: NodeProcess, silent: SilentNode
+) -> None:
+    """spec 0007 #slow-lookups: with a 300 s timeout, ``like``, a second ``like`` and
+    ``unlike`` finish while the silent node still holds the connections it was opened:
+    the target is taken from the real node's verified copy, the duplicate check from
+    the real node alone, and the silent node is named as not consulted. Before: the
+    lookup of the target and the duplicate check each waited out the timeout for it."""
+    home, target = _home_with_post(tmp_path, node)
+    liked = murmur(home, *_both(node, silent), "like", target, "--json", env=SLOW)
+    assert liked.returncode == 0, liked.stderr
+    doc = json.loads(liked.stdout)
+    _published(doc, node, silent)
+    assert doc["kind"] == "like" and doc["target"] == target
+    # It was asked, in parallel with the real node, not skipped.
+    assert silent.saw(f"GET /v1/events/{target}".encode())
+    again = murmur(home, *_both(node, silent), "like", target, env=SLOW)
+    assert again.returncode == 0, again.stderr
+    assert "You already like" in again.stdout and "nothing was signed" in again.stdout
+    assert f"! {silent.url}: not consulted before signing: node-timeout" in again.stdout
+    undone = murmur(home, *_both(node, silent), "unlike", target, "--json", env=SLOW)
+    assert undone.returncode == 0, undone.stderr
+    doc = json.loads(undone.stdout)
+    _published(doc, node, silent)
+    assert doc["kind"] == "delete" and doc["of"] == target and len(doc["undone"]) == 1
+
+
+def test_a_silent_node_does_not_hold_a_repost_by_short_id(
+    tmp_path: Path, node: NodeProcess, silent: SilentNode
+) -> None:
+    """spec 0007 #slow-lookups, #short-ids: a 12-character id is resolved on the node
+    that answered (the silent one is named, not waited for), then reposted. Before:
+    the prefix query waited out the timeout for the silent node."""
+    home, target = _home_with_post(tmp_path, node)
+    done = murmur(home, *_both(node, silent), "repost", target[:12], "--json", env=SLOW)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    _published(doc, node, silent)
+    assert doc["kind"] == "repost" and doc["target"] == target
+    assert silent.saw(f"id_prefix={target[:12]}".encode())
+    assert next(n for n in doc["not_consulted"])["code"] == "node-timeout"
+
+
+def test_a_silent_node_does_not_hold_a_reply(
+    tmp_path: Path, node: NodeProcess, silent: SilentNode
+) -> None:
+    """spec 0007 #slow-lookups: ``post --reply-to`` takes the parent from the first
+    node serving it verified (the silent node's request is cancelled: it was not
+    needed), by a short id or a full one. Before: the parent lookup waited out the
+    timeout for the silent node."""
+    home, target = _home_with_post(tmp_path, node)
+    short = murmur(
+        home, *_both(node, silent), "post", "a reply", "--reply-to", target[:12], "--json",
+        env=SLOW,
+    )  # fmt: skip
+    assert short.returncode == 0, short.stderr
+    doc = json.loads(short.stdout)
+    _published(doc, node, silent)  # the prefix query went on without it
+    assert doc["reply"] == {"root": target, "parent": target}
+    full = murmur(home, *_both(node, silent), "post", "again", "--reply-to", target, env=SLOW)
+    assert full.returncode == 0, full.stderr
+    assert full.stdout.startswith("Replied ")
+    assert f"! {silent.url}: unconfirmed" in full.stdout
+    assert silent.saw(f"GET /v1/events/{target}".encode())
+
+
+def test_a_silent_node_does_not_hold_a_delete(
+    tmp_path: Path, node: NodeProcess, silent: SilentNode
+) -> None:
+    """spec 0007 #slow-lookups, #no-duplicates: ``delete`` checks the author on the
+    real node's verified copy and the earlier deletes on the real node alone; deleting
+    twice says so without waiting for the silent node either. Before: both lookups
+    waited out the timeout for it."""
+    home, target = _home_with_post(tmp_path, node)
+    done = murmur(home, *_both(node, silent), "delete", target, "--json", env=SLOW)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    _published(doc, node, silent)
+    assert doc["kind"] == "delete" and doc["target"] == target
+    again = murmur(home, *_both(node, silent), "delete", target, "--json", env=SLOW)
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["changed"] is False and doc["reason"] == "already-deleted"
+    assert [n["url"] for n in doc["not_consulted"]] == [silent.url]
+
+
+def test_a_silent_node_does_not_hold_a_follow(
+    tmp_path: Path, node: NodeProcess, silent: SilentNode
+) -> None:
+    """spec 0007 #slow-lookups: ``follow`` reads the own follows and the profiles from
+    the real node alone, following twice says so, and the silent node is named.
+    Before: the follow check waited out the timeout for it."""
+    home, _ = _home_with_post(tmp_path, node)
+    made = murmur(home, "id", "new", "friend", "--did-key", "--no-encrypt", "--json")
+    assert made.returncode == 0, made.stderr
+    done = murmur(home, *_both(node, silent), "follow", "friend", "--json", env=SLOW)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    _published(doc, node, silent)
+    assert doc["kind"] == "follow"
+    again = murmur(home, *_both(node, silent), "follow", "friend", env=SLOW)
+    assert again.returncode == 0, again.stderr
+    assert "already" in again.stdout and "nothing was signed" in again.stdout
+    assert f"! {silent.url}: not consulted before signing: node-timeout" in again.stdout
 
 
 # -- command-line and process errors -----------------------------------------------------

@@ -185,6 +185,7 @@ def test_unlike_and_unrepost_withdraw_the_readers_own(
         "reason": "not-liked",
         "message": f"You do not like {short}; nothing was signed.",
         "target": post,
+        "not_consulted": [],  # both nodes answered (spec 0007 #slow-lookups)
     }
     code, out, _ = alice.run("unlike", short)
     assert code == 0 and "nothing was signed" in out

@@ -8,6 +8,7 @@ import pytest
 
 from client.api import NodeClient, WireItem
 from client.errors import NoNodesError
+from client.fanout import Cut
 from client.reader import Reader
 from client.views import author_view, follow_set, thread_view, timeline
 from protocol.events import Event
@@ -228,3 +229,64 @@ async def test_a_body_dropped_by_its_authors_delete_is_not_withheld(
     view = await author_view(reader, carol.did, limit=10)
     assert view.items == []
     assert reader.report.node(node.url).withheld == []
+
+
+# -- reads before signing: a slow node is not waited for (spec 0007 #slow-lookups) -------
+
+
+async def test_find_ends_at_the_first_verified_copy(net: tuple[Net, Clients]) -> None:
+    """spec 0007 #slow-lookups: the first node serving the event whole and verified
+    ends a lookup; the slow node's request is cancelled and not counted as a failure."""
+    fake, clients = net
+    up, slow = fake.node("up"), fake.node("slow")
+    slow.delay = 600  # never answers within the test
+    ev = Author.new().post("hello")
+    up.add(ev)
+    slow.add(ev)
+    reader = Reader(clients(slow, up, timeout=900), timeout=900)
+    found = await reader.find(ev.id)
+    assert found is not None and found.id == ev.id
+    assert reader.report.node(up.url).answered
+    assert reader.report.node(slow.url).error is None  # not needed, so not failed
+    assert slow.requests == [f"GET /v1/events/{ev.id_hex}"]
+
+
+async def test_find_is_not_ended_by_not_found_or_a_forged_copy(
+    net: tuple[Net, Clients],
+) -> None:
+    """spec 0007 #slow-lookups: a node that does not hold the event, or serves a copy
+    that fails verification, does not end the lookup while another may hold it."""
+    fake, clients = net
+    empty, evil, good = fake.node("empty"), fake.node("evil"), fake.node("good")
+    ev = Author.new().post("hello")
+    evil.serve(broken_signature(ev))
+    good.add(ev)
+    good.delay = 0.2  # the other two answer first
+    reader = Reader(clients(empty, evil, good))
+    found = await reader.find(ev.id)
+    assert found is not None and found.id == ev.id and found.body is not None
+    assert [i["code"] for i in reader.report.node(evil.url).invalid] == ["invalid-signature"]
+    assert all(reader.report.node(n.url).answered for n in (empty, evil, good))
+    assert await Reader(clients(empty, evil)).find(ev.id) is None
+
+
+async def test_a_cut_read_goes_on_without_a_silent_node(net: tuple[Net, Clients]) -> None:
+    """spec 0007 #slow-lookups: under a cut, a fan-out ends ``grace`` after the quorum
+    answered; the silent node is reported (not consulted) and not asked again."""
+    fake, clients = net
+    up, slow = fake.node("up"), fake.node("slow")
+    slow.delay = 600
+    carol = Author.new()
+    ev = carol.post("hello")
+    up.add(ev)
+    slow.add(ev)
+    reader = Reader(clients(up, slow, timeout=900), timeout=900, cut=Cut(quorum=1, grace=0.05))
+    view = await author_view(reader, carol.did, limit=10)
+    assert [e.id for e in view.items] == [ev.id]
+    error = reader.report.node(slow.url).error
+    assert error is not None and error.code == "node-timeout"
+    assert "not consulted" in error.message
+    asked = len(slow.requests)
+    assert await reader.find(Author.new().post("other").id) is None
+    await follow_set(reader, carol.did)
+    assert len(slow.requests) == asked  # cut once, skipped for the rest of the read
