@@ -41,6 +41,7 @@ from protocol.facets import mentioned_dids
 __all__ = [
     "NOTIFICATIONS_LIST",
     "REASONS",
+    "REASON_TEXT",
     "Notification",
     "NotificationPage",
     "Notifier",
@@ -51,6 +52,15 @@ __all__ = [
 REASONS: Final = ("reply", "quote", "mention", "like", "repost", "follow")
 #: Kinds that may notify.
 NOTIFY_KINDS: Final = frozenset({kinds.POST, kinds.LIKE, kinds.REPOST, kinds.FOLLOW})
+#: What each reason says, after the author's name (every face says it the same way).
+REASON_TEXT: Final = {
+    "reply": "replied to you",
+    "quote": "quoted you",
+    "mention": "mentioned you",
+    "like": "liked your post",
+    "repost": "reposted your post",
+    "follow": "followed you",
+}
 #: The cursor list name of notifications.
 NOTIFICATIONS_LIST: Final = "notifications"
 #: Most notifications asked of a node in one request.

@@ -8,7 +8,8 @@ connections) and one :class:`~client.keycache.KeyCache` for every read it opens,
 opens verified reads (:meth:`reader`) and moderation (:meth:`moderation`) the way
 every read command does (spec 0007 #no-answer, spec 0006). It never unseals a key: it
 only reads. Settings are read again at each read, so a change made by another face
-(``murmur nodes add``, ``murmur filters ...``) is seen by the next page.
+(``murmur nodes add``, ``murmur filters ...``) is seen by the next page. Every read's
+report is kept in :attr:`ReadSession.history` (the last few, :mod:`client.readlog`).
 
 The defaults are those of the CLI's session (``$MURMUR_TIMEOUT``, then ``timeout``
 in config.toml, then 5 s; ``network`` in config.toml, else ``murmur``).
@@ -34,6 +35,7 @@ from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
 from client.ownprofile import OwnProfiles
 from client.reader import Reader
+from client.readlog import ReadLog, reading
 from client.views import View
 from protocol.errors import ProtocolError
 from protocol.events import DEFAULT_NETWORK, Event
@@ -54,6 +56,9 @@ class ReadSession:
     as_name: str | None = None
     nodes: Sequence[str] = ()
     keycache: KeyCache | None = field(default=None)
+    #: The last reads' reports (what each node withheld, served invalid...), for the
+    #: nodes page (spec 0007 #web-nodes); kept in memory only.
+    history: ReadLog = field(default_factory=ReadLog)
 
     def __post_init__(self) -> None:
         if self.keycache is None:
@@ -151,6 +156,7 @@ class ReadSession:
             reader.report.require_answer()
             raise
         finally:
+            self.history.record(reader.report, reading.get())
             if self.keycache is not None:
                 self.keycache.flush()
         reader.report.require_answer()

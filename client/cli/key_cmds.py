@@ -25,24 +25,23 @@ from client.cli.render import Names, event_doc, short_id
 from client.cli.session import Session, run
 from client.errors import IdentityExistsError, NoNodesError
 from client.files import create_new, translate_os_errors
+from client.identities import rotatable, rotate_identity, saved_key_event
 from client.keyops import (
     NewRotatable,
     RecoveryKey,
-    apply_pending,
     fresh_recovery,
     parse_recovery_key,
     prepare_rotatable,
     recovery_file_text,
     recovery_phrase,
     sign_recovery,
-    sign_rotation,
     store_rotatable,
 )
 from client.keystore import Keystore, StoredIdentity
 from client.keyview import KeyHistory, is_murmur
-from client.ownchain import OwnChain
 from client.publish import PublishResult
 from client.textsafety import safe_line
+from protocol import kinds
 from protocol.errors import BadRequestError, NotFoundError
 from protocol.events import Event
 from protocol.keystate import Status
@@ -247,13 +246,7 @@ def cmd_new_rotatable(args: argparse.Namespace, ctx: Context) -> Result:
 
 
 def _rotatable(session: Session, name: str | None) -> StoredIdentity:
-    stored = session.keystore.get(name) if name else session.stored_identity()
-    if not stored.rotatable:
-        raise BadRequestError(
-            f"{stored.name} is a did:key: its key is its name and cannot be rotated; "
-            "create a rotatable identity with: murmur id new NAME"
-        )
-    return stored
+    return rotatable(session.keystore, name or session.stored_identity().name)
 
 
 def _passphrase(ctx: Context, stored: StoredIdentity) -> str | None:
@@ -292,16 +285,11 @@ def key_event_result(
 def cmd_rotate(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     stored = _rotatable(session, args.name)
-    apply_pending(session.keystore, stored.name)
-    saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "rotate"]
-    if saved:  # never sign twice with one next key (spec 0008 §8.7)
-        return key_event_result(session, stored, saved[-1], "rotation", True, {})
-    passphrase = _passphrase(ctx, stored)
-    next_key = session.keystore.load_next(stored.name, passphrase=passphrase)
-    event = sign_rotation(
-        session.keystore, stored.name, next_key=next_key, passphrase=passphrase, net=session.net
+    # A saved rotation no node stored is re-sent, never signed twice (spec 0008 §8.7).
+    change = rotate_identity(
+        session.keystore, stored.name, passphrase=lambda: _passphrase(ctx, stored), net=session.net
     )
-    return key_event_result(session, stored, event, "rotation", False, {})
+    return key_event_result(session, change.stored, change.event, "rotation", change.resent, {})
 
 
 def _elsewhere(args: argparse.Namespace, session: Session) -> bool:
@@ -330,10 +318,9 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
 
         return cmd_recover_elsewhere(args, ctx, session)
     stored = _rotatable(session, args.name)
-    apply_pending(session.keystore, stored.name)
-    saved = [e for e in OwnChain(ctx.home, stored.did).unpublished() if e.kind == "recover"]
-    if saved:
-        return key_event_result(session, stored, saved[-1], "recovery", True, {})
+    saved = saved_key_event(session.keystore, stored, kinds.RECOVER)
+    if saved is not None:
+        return key_event_result(session, stored, saved, "recovery", True, {})
     if args.recovery_key == STDIN and ctx.passphrase_file == STDIN:
         raise BadRequestError("--recovery-key - and --passphrase-file - cannot both read stdin")
     key = parse_recovery_key(read_secret(args.recovery_key, "recovery key"), stored.did)

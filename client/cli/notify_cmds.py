@@ -28,6 +28,7 @@ from client.moderation.core import Action, ViewContext
 from client.moderation.pipeline import Verdict
 from client.notifications import (
     NOTIFICATIONS_LIST,
+    REASON_TEXT,
     REASONS,
     Notification,
     NotificationPage,
@@ -44,14 +45,7 @@ from protocol.events import Event
 __all__ = ["register"]
 
 #: What each reason says, after the author's name.
-VERBS = {
-    "reply": "replied to you",
-    "quote": "quoted you",
-    "mention": "mentioned you",
-    "like": "liked your post",
-    "repost": "reposted your post",
-    "follow": "followed you",
-}
+VERBS = REASON_TEXT
 SNIPPET = 100
 #: ``--limit`` unless given.
 NOTIFICATIONS_LIMIT = 30

@@ -4,6 +4,8 @@ A passphrase comes from ``--passphrase-file PATH`` (``-``: standard input), else
 ``$MURMUR_PASSPHRASE``, else a prompt on the terminal (twice for a new one); a seed
 given to ``murmur id new`` comes from ``--seed-file PATH`` (``-``: standard input). Files
 and the environment are the scriptable paths: neither shows in the process list.
+Reading files and the environment is :mod:`client.secretfiles` (the web client's too);
+prompting on a terminal is this module's.
 """
 
 from __future__ import annotations
@@ -11,36 +13,11 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from pathlib import Path
 
 from client.errors import PassphraseError
-from client.files import translate_os_errors
-from protocol.errors import BadRequestError
+from client.secretfiles import ENV, STDIN, read_secret
 
 __all__ = ["ENV", "STDIN", "ask_new_passphrase", "ask_passphrase", "read_secret"]
-
-ENV = "MURMUR_PASSPHRASE"
-STDIN = "-"
-#: A passphrase or hex seed is short; a larger file is a wrong path, not a secret.
-MAX_SECRET_BYTES = 4096
-
-
-def read_secret(source: str, what: str) -> str:
-    """The text of ``source`` (a path, or ``-`` for standard input), minus one final
-    line break. Raises ``BadRequestError`` for an empty or oversized secret."""
-    if source == STDIN:
-        raw = sys.stdin.read(MAX_SECRET_BYTES + 1)
-    else:
-        with translate_os_errors(f"read the {what} file"):
-            with Path(source).expanduser().open("r", encoding="utf-8") as fh:
-                raw = fh.read(MAX_SECRET_BYTES + 1)
-    if len(raw) > MAX_SECRET_BYTES:
-        raise BadRequestError(f"the {what} in {source!r} is longer than {MAX_SECRET_BYTES} bytes")
-    text = raw.removesuffix("\n").removesuffix("\r")
-    if not text:
-        where = "standard input" if source == STDIN else repr(source)
-        raise BadRequestError(f"the {what} from {where} is empty")
-    return text
 
 
 def ask_passphrase(prompt: str = "Passphrase: ", *, file: str | None = None) -> str | None:

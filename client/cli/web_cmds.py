@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 
 from client.cli.output import Context
+from client.secretfiles import STDIN
 from client.web import DEFAULT_HOST, DEFAULT_PORT
+from protocol.errors import BadRequestError
 
 __all__ = ["register"]
 
@@ -27,6 +29,10 @@ def _port(text: str) -> int:
 def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     from client.web.app import run  # jinja2 and the pages load only for this command
 
+    if ctx.passphrase_file == STDIN:
+        # The server reads it at each action that needs it, long after start.
+        raise BadRequestError("murmur web needs --passphrase-file PATH, not '-' (stdin)")
+
     return run(
         ctx.home,
         host=args.host,
@@ -35,6 +41,7 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
         allow_remote=args.allow_remote,
         as_name=ctx.as_name,
         nodes=ctx.nodes,
+        passphrase_file=ctx.passphrase_file,
     )
 
 

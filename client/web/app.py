@@ -81,6 +81,7 @@ def make_app(
     http: httpx.AsyncClient | None = None,
     as_name: str | None = None,
     nodes: Sequence[str] = (),
+    passphrase_file: str | None = None,
 ) -> web.Application:
     """The application for ``home``, answering only as ``host:port``.
 
@@ -103,6 +104,7 @@ def make_app(
         reads=ReadSession(home=home, http=client, as_name=as_name, nodes=tuple(nodes)),
         guard=guard,
         templates=templates(),
+        passphrase_file=passphrase_file,
     )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -130,6 +132,7 @@ def run(
     allow_remote: bool = False,
     as_name: str | None = None,
     nodes: Sequence[str] = (),
+    passphrase_file: str | None = None,
 ) -> int:
     """Serve until Ctrl-C; prints the URL with the token. A host that is not loopback
     is refused unless ``allow_remote`` (then a warning: the token is all that guards
@@ -147,7 +150,9 @@ def run(
             "reads as you (plain HTTP, no TLS)",
             file=sys.stderr,
         )
-    app = make_app(home, host=host, port=port, as_name=as_name, nodes=nodes)
+    app = make_app(
+        home, host=host, port=port, as_name=as_name, nodes=nodes, passphrase_file=passphrase_file
+    )
     url = app[WEB].guard.url()
 
     async def announce(app: web.Application) -> None:

@@ -44,6 +44,10 @@ class WebState:
     templates: jinja2.Environment
     #: Live streams (Server-Sent Events) to end when the server stops.
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: ``murmur --passphrase-file PATH web``: where an action that needs a passphrase
+    #: left blank in its form reads it (else ``$MURMUR_PASSPHRASE``; spec 0007
+    #: #web-passphrase). Read at each use, never kept.
+    passphrase_file: str | None = None
 
 
 WEB: Final = web.AppKey("murmur.web", WebState)

@@ -9,7 +9,9 @@ the middlewares run:
    re-pointed at 127.0.0.1) sends its own name there.
 2. **Headers** on every answer, errors included: a strict Content-Security-Policy
    (:data:`CSP`: scripts, styles and fetches only from this server, no inline script
-   or style, no frames, no form posts elsewhere), ``nosniff``, ``no-referrer``,
+   or style, no frames, no form posts elsewhere), ``nosniff``, ``Referrer-Policy:
+   same-origin`` (not ``no-referrer``: under it a browser sends ``Origin: null`` with a
+   plain form's POST, which the Origin check must refuse; other sites get no referrer),
    ``Cross-Origin-Resource-Policy: same-origin`` (a page on another local port is
    "same-site", so cookies alone do not stop it embedding ours), and ``no-store`` on
    pages (they hold the reader's timeline).
@@ -187,7 +189,7 @@ def _set_headers(response: web.StreamResponse, *, page: bool) -> None:
     h = response.headers
     h["Content-Security-Policy"] = CSP
     h["X-Content-Type-Options"] = "nosniff"
-    h["Referrer-Policy"] = "no-referrer"
+    h["Referrer-Policy"] = "same-origin"
     h["Cross-Origin-Resource-Policy"] = "same-origin"
     h["Cross-Origin-Opener-Policy"] = "same-origin"
     h["X-Frame-Options"] = "DENY"

@@ -25,7 +25,7 @@ def _headers_ok(headers: object) -> None:
     assert h["Content-Security-Policy"] == CSP
     assert "'unsafe-inline'" not in CSP and "'unsafe-eval'" not in CSP
     assert h["X-Content-Type-Options"] == "nosniff"
-    assert h["Referrer-Policy"] == "no-referrer"
+    assert h["Referrer-Policy"] == "same-origin"
 
 
 async def test_no_session_no_page(web: Web) -> None:

@@ -15,12 +15,32 @@ from typing import Final
 
 from aiohttp import web
 
-from client.web.pages import author, moderation, people, session, thread, timeline
+from client.web.pages import (
+    author,
+    identities,
+    moderation,
+    nodes,
+    notifications,
+    people,
+    session,
+    thread,
+    timeline,
+)
 
 __all__ = ["GROUPS", "setup"]
 
 #: Page groups, in registration order.
-GROUPS: Final = (timeline, thread, author, people, session, moderation)
+GROUPS: Final = (
+    timeline,
+    thread,
+    author,
+    people,
+    session,
+    nodes,
+    identities,
+    notifications,
+    moderation,
+)
 
 
 def setup(app: web.Application) -> None:

@@ -4,6 +4,7 @@
  *   request, in the X-CSRF-Token header the server checks.
  * - On the home page, follows /live/timeline (Server-Sent Events) from the stream
  *   cursors the page was read at, and shows "N new posts — show" as they come.
+ * - On the notifications page, the same with /live/notifications.
  */
 (function () {
   "use strict";
@@ -43,9 +44,42 @@
     window.addEventListener("pagehide", function () { source.close(); });
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", followLive);
-  } else {
+  /* The notifications page: /live/notifications, "N new notifications — show". */
+  function followLiveNotifications() {
+    var live = document.getElementById("live-notifications");
+    if (!live || typeof window.EventSource !== "function") {
+      return;
+    }
+    var url = "/live/notifications?from=" + encodeURIComponent(live.dataset.from || "") +
+      "&seen=" + encodeURIComponent(live.dataset.seen || "");
+    var fresh = new Set();
+    var source = new EventSource(url);
+    source.addEventListener("notifications", function (message) {
+      var doc;
+      try {
+        doc = JSON.parse(message.data);
+      } catch (e) {
+        return;
+      }
+      (doc.ids || []).forEach(function (id) { fresh.add(String(id)); });
+      if (fresh.size > 0) {
+        document.getElementById("live-notifications-count").textContent = String(fresh.size);
+        document.getElementById("live-notifications-noun").textContent =
+          fresh.size === 1 ? "notification" : "notifications";
+        live.hidden = false;
+      }
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  function start() {
     followLive();
+    followLiveNotifications();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
   }
 })();

@@ -1,0 +1,192 @@
+"""Notifications: replies, mentions, quotes, likes, reposts and follows of the acting
+identity (spec 0007 #notifications, #web-notifications), as ``murmur notifications``.
+
+``GET /notifications`` is one page of :class:`client.notifications.Notifier` over
+every configured node: verified, checked to concern the reader, moderated (hidden
+ones are rows that say why, with "show anyway"), newest first, paged with the merged
+cursor (``?cursor=``); ``?unread=1`` lists only what no view showed yet. What a page
+shows or hides is then marked seen (:class:`client.notify_state.SeenState`, the
+file the CLI uses), so unread items are marked on the page that first shows them.
+The first page reads each node's stream cursor with it; ``app.js`` then follows
+``GET /live/notifications`` (Server-Sent Events fed by
+:class:`client.watch.NotificationWatch` from those cursors), which sends
+``event: notifications`` with the ids of new notifications the filters show; the page
+says "N new notifications — show".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from aiohttp import web
+
+from client.moderation.apply import Moderated
+from client.moderation.core import ViewContext
+from client.notifications import (
+    NOTIFICATIONS_LIST,
+    REASON_TEXT,
+    Notification,
+    NotificationPage,
+    Notifier,
+)
+from client.notify_state import SeenState
+from client.paging import MergedCursor
+from client.reader import Reader
+from client.views import View, follow_set
+from client.watch import NotificationWatch, start_cursors
+from client.web.context import WEB, render
+from client.web.pages.common import listing
+from client.web.pages.timeline import HEARTBEAT_S, _seen, _send, _starts
+from client.web.render import Names
+from client.web.security import prepare_headers
+from protocol.errors import ProtocolError
+from protocol.events import Event
+
+__all__ = ["setup"]
+
+log = logging.getLogger("murmur.client.web.notifications")
+
+#: Notifications a page shows (after moderation).
+PAGE_ITEMS: Final = 30
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/notifications", name="notifications")
+async def notifications(request: web.Request) -> web.Response:
+    reads = request.app[WEB].reads
+    me = reads.me()
+    if me is None:
+        return render(request, "no_identity.html", title="Notifications")
+    raw_cursor = request.query.get("cursor")
+    cursor = None if not raw_cursor else MergedCursor.decode(raw_cursor, NOTIFICATIONS_LIST)
+    only_unread = request.query.get("unread") == "1"
+    seen = SeenState.load(reads.home, me)
+
+    async with reads.reader() as reader:
+        starts_task = asyncio.ensure_future(start_cursors(reader.nodes)) if cursor is None else None
+        try:
+            follows = frozenset(await follow_set(reader, me, mark=False))
+            moderation = await reads.moderation(
+                reader, viewer=me, context=ViewContext.NOTIFICATIONS, follows=follows
+            )
+            async with moderation:
+                notifier = Notifier(
+                    reader, me, moderation=moderation, keep=seen.unread if only_unread else None
+                )
+                stop = (lambda e: e.ts <= seen.floor) if only_unread else None
+                page = await notifier.page(limit=PAGE_ITEMS, cursor=cursor, stop=stop)
+            starts = None if starts_task is None else await starts_task
+        finally:
+            if starts_task is not None and not starts_task.done():
+                starts_task.cancel()
+    walked = _newest_first([*page.shown, *page.hidden])
+    unread = {n.event.id: seen.unread(n.event) for n in walked}
+    seen.mark([n.event for n in walked])
+    seen.save()
+    names = Names(reads.config, reads.profiles_with_own(page.profiles))
+    view = View(
+        items=[n.event for n in walked],
+        report=reader.report,
+        related=page.related,
+        profiles=page.profiles,
+    )
+    mod = Moderated(shown=[], hidden=[], verdicts=page.verdicts, warnings=page.warnings)
+    lst = listing(request, view, mod, names)
+    by_id = {n.event.id: n for n in walked}
+    next_query = {"cursor": page.next.encode()} if page.next is not None else None
+    if next_query is not None and only_unread:
+        next_query["unread"] = "1"
+    return render(
+        request,
+        "notifications.html",
+        title="Notifications",
+        lst=lst,
+        about=by_id,
+        unread=unread,
+        verbs=REASON_TEXT,
+        only_unread=only_unread,
+        unread_count=sum(unread.values()),
+        next_href=None
+        if next_query is None
+        else str(request.app.router["notifications"].url_for().with_query(next_query)),
+        live_from=None if starts is None else json.dumps(starts, separators=(",", ":")),
+        seen=",".join(n.event.id_hex for n in walked),
+    )
+
+
+def _newest_first(found: list[Notification]) -> list[Notification]:
+    return sorted(found, key=lambda n: (n.event.ts, n.event.id), reverse=True)
+
+
+@routes.get("/live/notifications", name="live-notifications")
+async def live(request: web.Request) -> web.StreamResponse:
+    """New notifications that the reader's filters show, as ids, live."""
+    state = request.app[WEB]
+    reads = state.reads
+    me = reads.me()
+    if me is None:
+        raise web.HTTPNotFound()
+    nodes = reads.node_clients()
+    starts = _starts(request, [n.url for n in nodes])
+    shown = [bytes.fromhex(i) for i in _seen(request)]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    prepare_headers(response)
+    await response.prepare(request)
+    task = asyncio.current_task()
+    if task is not None:
+        state.streams.add(task)
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+
+    async def pump() -> None:
+        base = Reader(nodes, net=reads.net(), timeout=reads.timeout(), keycache=reads.keycache)
+        follows = frozenset(await follow_set(base, me, mark=False))
+        moderation = await reads.moderation(
+            base, viewer=me, context=ViewContext.NOTIFICATIONS, follows=follows
+        )
+        async with moderation:
+
+            def make(keep: Callable[[Event], bool]) -> Notifier:
+                fresh = Reader(nodes, net=base.net, timeout=base.timeout, keycache=base.keycache)
+                return Notifier(fresh, me, moderation=moderation, keep=keep)
+
+            async def on_new(new: list[Notification], page: NotificationPage) -> None:
+                if new:
+                    await queue.put([n.event.id_hex for n in new])
+
+            watch = NotificationWatch(nodes, me, make, on_new, net=base.net, shown=shown)
+            await watch.run(starts)
+
+    pumping = asyncio.ensure_future(pump())
+    try:
+        await _send(response, "ready", {})
+        while not pumping.done():
+            try:
+                ids = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await _send(response, "notifications", {"ids": ids})
+        pumping.result()
+    except ConnectionResetError:
+        log.debug("live notifications closed by the browser")
+    except ProtocolError as exc:
+        log.warning("live notifications ended code=%s message=%s", exc.code, exc.message)
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumping
+        if task is not None:
+            state.streams.discard(task)
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
