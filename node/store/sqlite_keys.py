@@ -58,7 +58,7 @@ from protocol.keystate import (
     resolve,
 )
 
-__all__ = ["PENDING", "KeyBook", "KeyMemo", "key_contenders", "key_path"]
+__all__ = ["PENDING", "Around", "KeyBook", "KeyMemo", "key_contenders", "key_path"]
 
 #: The status a v2 event is stored with until :meth:`KeyBook.settle` decides it: not
 #: canonical, so no body effect is applied before then.
@@ -128,6 +128,10 @@ def key_contenders(conn: sqlite3.Connection, author: str) -> list[bytes] | None:
 
 
 _Path = tuple[list[bytes], list[bytes]] | None
+#: Of a v2 event about to be stored: the kind and kev of the author's event at its
+#: ``prev`` (kind None: not held), and whether an event naming it as ``prev`` is held
+#: (read with the write path's probe, in the same statement).
+Around = tuple[str | None, bytes | None, bool]
 
 
 class KeyMemo:
@@ -192,12 +196,19 @@ class KeyBook:
         return item
 
     def add(
-        self, author: str, item: KeyEvent | Link, *, cursor: int, body: dict[str, Any] | None
+        self,
+        author: str,
+        item: KeyEvent | Link,
+        *,
+        cursor: int,
+        body: dict[str, Any] | None,
+        around: Around,
     ) -> None:
-        """``item`` was stored at ``cursor`` with ``body`` (None: stored without one):
-        remember a key event, and resolve ``author`` later."""
+        """``item`` was stored at ``cursor`` with ``body`` (None: stored without one);
+        ``around`` is what the store held next to it then (:data:`Around`): remember a
+        key event, and resolve ``author`` later."""
         if not isinstance(item, KeyEvent):
-            if author not in self._touched and self._head_epoch_only(author, item):
+            if author not in self._touched and self._head_epoch_only(author, item, around):
                 self._fast.setdefault(author, []).append((item, cursor, body))
             else:
                 self._touched.add(author)
@@ -215,20 +226,14 @@ class KeyBook:
         )
         self._of(author)[item.id] = item
 
-    def _head_epoch_only(self, author: str, link: Link) -> bool:
+    def _head_epoch_only(self, author: str, link: Link, around: Around) -> bool:
         """Is ``link`` settled by itself: canonical, changing no other status?"""
         if author not in self._paths:
             self._paths[author] = key_path(self._conn, author)
         known = self._paths[author]
         if known is None or not known[0] or known[1] or link.kev != known[0][-1]:
             return False
-        # The event at prev, if held (kind NULL if not), and whether a child is held.
-        prev_kind, prev_kev, child = self._conn.execute(
-            "SELECT p.kind, p.kev, EXISTS(SELECT 1 FROM events "
-            "WHERE author = ?2 AND seq = ?3 AND prev = ?4) "
-            "FROM (SELECT 1) LEFT JOIN events p ON p.id = ?1 AND p.author = ?2",
-            (link.prev, author, link.seq + 1, link.id),
-        ).fetchone()
+        prev_kind, prev_kev, child = around
         if prev_kind is not None:
             expected = link.prev if prev_kind in kinds.KEY_EVENT_KINDS else prev_kev
             if link.kev != expected:

@@ -61,6 +61,13 @@ _PROBE = (
     "EXISTS(SELECT 1 FROM events WHERE author = ?2), "
     "EXISTS(SELECT 1 FROM refs WHERE target = ?1)"
 )
+#: For a v2 event, the same and what :meth:`KeyBook.add` needs to settle it alone: the
+#: kind and kev of its held prev (NULL: not held), and whether a child is held.
+_PROBE_V2 = (
+    _PROBE + ", (SELECT kind FROM events WHERE id = ?4 AND author = ?2), "  # noqa: S608
+    "(SELECT kev FROM events WHERE id = ?4 AND author = ?2), "
+    "EXISTS(SELECT 1 FROM events WHERE author = ?2 AND seq = ?3 + 1 AND prev = ?1)"
+)
 
 _INSERT = (
     "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
@@ -75,10 +82,15 @@ def _apply_one(
 ) -> WriteResult:
     author = ev.author
     kind = ev.kind
-    held, tombstoned, same_seq, known_author, referenced = conn.execute(
-        _PROBE, (ev.id, author, ev.seq)
-    ).fetchone()
     signer = ev.key
+    if signer is None:
+        held, tombstoned, same_seq, known_author, referenced = conn.execute(
+            _PROBE, (ev.id, author, ev.seq)
+        ).fetchone()
+    else:
+        held, tombstoned, same_seq, known_author, referenced, *around = conn.execute(
+            _PROBE_V2, (ev.id, author, ev.seq, ev.prev)
+        ).fetchone()
     if kind == kinds.DELETE or (signer is not None and kind in kinds.KEY_EVENT_KINDS):
         # A delete is never deleted (spec 0003 #delete-of-delete), nor is a key event's
         # body ever dropped (0008 #key-event-body): a tombstone naming one, recorded
@@ -143,7 +155,10 @@ def _apply_one(
             stats.forked_authors += 1
     if keyed is not None:
         # Its effects wait for its status (KeyBook.settle, at the end of the phase).
-        book.add(author, keyed, cursor=cursor, body=None if body_bytes is None else ev.body)
+        book.add(
+            author, keyed, cursor=cursor, body=None if body_bytes is None else ev.body,
+            around=(around[0], around[1], bool(around[2])),
+        )
     elif body_bytes is not None and ev.body is not None and kind in BODY_EFFECTS:
         apply_body(
             conn, eid=ev.id, author=author, kind=kind, seq=ev.seq, cursor=cursor,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from node.store.migrations import migrate
 from node.store.sqlite_keys import KeyMemo
 from node.store.sqlite_write import apply_batch_sync
 from protocol.events import Event, decode_event
+from protocol.keystate import input_of, resolve
 from tests.node.conftest import T0, Clock, new_author
 from tests.rotatable import Rotatable
 
@@ -125,3 +127,26 @@ def test_a_small_memo_gives_the_verdicts_of_none(tmp_path: Path) -> None:
         verdicts.append(out)
     assert verdicts[0] == verdicts[1]
     assert ["unauthorized-key"] in verdicts[0]  # the old key after the rotation
+
+
+async def test_an_event_breaking_kev_continuity_is_not_settled_alone(store: SqliteStore) -> None:
+    """spec 0008 #kev-continuity: an event naming the head key event whose held ``prev``
+    relies on another one (here the thief's fork at the rotation point) is not
+    canonical by itself: its status is what a full resolve gives (revoked), though it
+    passes §8.5 steps 1-4 and its author has no dispute."""
+    a = Rotatable("memo-continuity")
+    p1 = a.sign("S0", "post", {"text": "one"}, after=a.genesis, kev=a.genesis)
+    rotation = a.rotate("N0", "S1", "N1", after=p1, kev=a.genesis)
+    thief = a.sign("S0", "post", {"text": "forged"}, after=p1, kev=a.genesis)  # seq 3
+    broken = a.sign("S1", "post", {"text": "after the fork"}, after=thief, kev=rotation)
+    events = [a.genesis, p1, rotation, thief, broken]
+    for ev in events:  # one batch each, as they arrive
+        assert await _statuses(store, ev) == ["accepted"]
+    keys: dict[bytes, Any] = {}
+    for ev in (a.genesis, rotation):
+        keys[ev.id] = input_of(ev, keys, not_key_events=())
+    expected = resolve(keys.values(), [input_of(e, keys) for e in (p1, thief, broken)])
+    for ev in events:
+        stored = await store.get_event(ev.id)
+        assert stored is not None and stored.status == expected.status[ev.id].value, ev.kind
+    assert expected.status[broken.id].value == "revoked"
