@@ -12,7 +12,7 @@ did) rather than as the author's text. It trusts no offset: a facet out of range
 a character boundary or overlapping an earlier one is left out, so any map a peer
 hands it yields pieces that join back into the exact text.
 
-Pure: strings in, strings out; the resolver is a plain callable.
+Pure: strings (and verified events) in, strings out; the resolver is a plain callable.
 """
 
 from __future__ import annotations
@@ -23,17 +23,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol import kinds
 from protocol.errors import BadFieldError, InvalidDidError
-from protocol.facets import LINK, MENTION, TAG, Facet
+from protocol.events import Event
+from protocol.facets import LINK, MENTION, TAG, Facet, post_facets
 from protocol.identity import did_method
 from protocol.limits import MAX_FACETS, MAX_TAG_BYTES, MAX_TAGS, MAX_URI_BYTES
 
 __all__ = [
     "Parsed",
     "Segment",
+    "facets_of",
     "fill_post",
     "merge_tags",
     "parse_text",
+    "post_segments",
     "segments",
 ]
 
@@ -295,6 +299,23 @@ def segments(text: str, facets: Iterable[Facet]) -> list[Segment]:
     if pos < size or not out:
         out.append(Segment(_decode(data[pos:])))
     return out
+
+
+def facets_of(e: Event) -> list[Facet]:
+    """The known-type facets of a post, in text order; none for any other kind."""
+    if e.kind != kinds.POST or e.body is None:
+        return []
+    try:
+        return post_facets(e.body)
+    except BadFieldError:  # never for a verified event; a renderer still does not crash
+        return []
+
+
+def post_segments(e: Event) -> list[Segment]:
+    """A post's text cut by its facets (:func:`segments`); a deleted one is ``""``."""
+    raw = (e.body or {}).get("text")
+    text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    return segments(text, facets_of(e))
 
 
 def _decode(data: bytes) -> str:

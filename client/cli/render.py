@@ -14,21 +14,20 @@ node messages, URLs) through ``safe_line``. ``--json`` documents carry the exact
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from client.config import ClientConfig
-from client.facets import segments
+from client.facets import facets_of, post_segments
 from client.moderation.core import Action, Decision
 from client.moderation.pipeline import Verdict
+from client.names import Names as BaseNames
+from client.names import relative_time, short_did, short_id
 from client.publish import PublishResult
 from client.reader import ReadReport
-from client.textsafety import display_name, safe_line, safe_name, safe_text
+from client.textsafety import display_name, safe_line, safe_text
 from protocol import kinds
-from protocol.errors import BadFieldError
 from protocol.events import Event
-from protocol.facets import LINK, MENTION, Facet, post_facets
+from protocol.facets import LINK, MENTION, Facet
 
 __all__ = [
     "Names",
@@ -47,38 +46,6 @@ __all__ = [
     "snippet",
 ]
 
-SHORT_ID = 12
-
-
-def short_id(eid: bytes | str) -> str:
-    return (eid.hex() if isinstance(eid, bytes) else eid)[:SHORT_ID]
-
-
-def short_did(did: str) -> str:
-    key = did.removeprefix("did:key:").removeprefix("did:murmur:")
-    return f"{key[:8]}…{key[-6:]}" if len(key) > 16 else key
-
-
-def relative_time(ts_ms: int, now_ms: int | None = None) -> str:
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    delta = (now - ts_ms) // 1000
-    future = delta < 0
-    delta = abs(delta)
-    if delta < 10:
-        return "just now"
-    for size, unit in (
-        (86400 * 365, "y"),
-        (86400 * 30, "mo"),
-        (86400, "d"),
-        (3600, "h"),
-        (60, "m"),
-        (1, "s"),
-    ):
-        if delta >= size:
-            amount = f"{delta // size}{unit}"
-            return f"in {amount}" if future else f"{amount} ago"
-    return "just now"  # pragma: no cover - delta >= 10 always matches "s"
-
 
 def indented(text: str, indent: str, *, safe: bool = False) -> str:
     """Multi-line free text (a post, a bio), terminal-safe, each line after ``indent``
@@ -87,36 +54,13 @@ def indented(text: str, indent: str, *, safe: bool = False) -> str:
     return "\n".join(indent + line for line in shown.splitlines() or [""])
 
 
-class Names:
-    """Display names: petname > ~profile name > short did.
+class Names(BaseNames):
+    """Display names for a terminal: petname > ~profile name > short did, a look-alike
+    profile name marked ``⚠mixed-script``/``⚠confusable`` (spec 0007 #terminal-safety);
+    :meth:`display_raw` is the exact form for ``--json``."""
 
-    :meth:`display` is for a terminal (spec 0007 #terminal-safety), :meth:`display_raw`
-    the exact form for ``--json``.
-    """
-
-    def __init__(self, config: ClientConfig, profiles: Mapping[str, Event] | None = None) -> None:
-        self.config = config
-        self.profiles = dict(profiles or {})
-
-    def profile_name(self, did: str) -> str | None:
-        p = self.profiles.get(did)
-        name = p.body.get("name") if p is not None and p.body is not None else None
-        return name if isinstance(name, str) and name.strip() else None
-
-    def display(self, did: str) -> str:
-        alias = self.config.alias_of(did)
-        if alias is not None:
-            return f"@{safe_name(alias)}"
-        name = self.profile_name(did)
-        return f"~{display_name(name.strip())}" if name is not None else short_did(did)
-
-    def display_raw(self, did: str) -> str:
-        """As :meth:`display`, with the exact characters and no marker (for ``--json``)."""
-        alias = self.config.alias_of(did)
-        if alias is not None:
-            return f"@{alias}"
-        name = self.profile_name(did)
-        return f"~{name.strip()}" if name is not None else short_did(did)
+    def shown_profile_name(self, name: str) -> str:
+        return display_name(name)
 
 
 def _hex(value: object) -> str | None:
@@ -126,16 +70,6 @@ def _hex(value: object) -> str | None:
 # -- facets (spec 0003 #facets, spec 0007 #facets) --------------------------------------
 
 
-def _facets_of(e: Event) -> list[Facet]:
-    """The known-type facets of a post, in text order; none for any other kind."""
-    if e.kind != kinds.POST or e.body is None:
-        return []
-    try:
-        return post_facets(e.body)
-    except BadFieldError:  # never for a verified event; a renderer still does not crash
-        return []
-
-
 def post_text(e: Event, names: Names) -> str:
     """A post's text for a terminal, each facet shown as what it names (spec 0007
     #facets): a mention as the reader's own name for its did, whatever the covered text
@@ -143,10 +77,8 @@ def post_text(e: Event, names: Names) -> str:
     says something else. Each piece is made safe on its own, so no character of the
     author's (a combining mark, a joiner, a bidi control) can attach to, reorder or
     hide a name the client prints."""
-    raw = (e.body or {}).get("text")
-    text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
     out: list[str] = []
-    for seg in segments(text, _facets_of(e)):
+    for seg in post_segments(e):
         f = seg.facet
         shown = safe_text(seg.text)
         if f is None:
@@ -201,7 +133,7 @@ def event_doc(
         for key in ("warn", "langs", "tags"):
             doc[key] = list(body.get(key, []))
         data = str(body.get("text", "")).encode("utf-8")
-        doc["facets"] = [_facet_doc(f, data, names) for f in _facets_of(e)]
+        doc["facets"] = [_facet_doc(f, data, names) for f in facets_of(e)]
     elif "target" in body:
         doc["target"] = _hex(body["target"])
     elif "subject" in body:
@@ -361,12 +293,7 @@ def format_publish(result: PublishResult, what: str) -> str:
 
 def format_source(source: str, names: Names) -> str:
     """A decision's source for people: petnames for dids, ``list @alice/name`` for lists."""
-    if source.startswith("did:"):
-        return names.display(source)
-    if source.startswith("list:"):
-        did, _, name = source.removeprefix("list:").partition("/")
-        return f"list {names.display(did)}/{safe_name(name)}"
-    return safe_line(source)
+    return names.source(source)
 
 
 def _decision_text(d: Decision, names: Names) -> str:
