@@ -3,10 +3,11 @@
 has, so a new page is visited as soon as it is in the nav), plus a thread, an author
 page, a people search and the following list of the seeded devnet.
 
-Each page must answer 200, run without a dialog, console error, page error or request
-to another origin (the page guards), have no serious or critical axe-core violation,
-and be saved as a screenshot (tests/web/output/<test>/<page>-<viewport>.png). The
-test fails listing every page that broke, not only the first.
+Each page must answer 200, fit the screen's width (no sideways scrolling), run
+without a dialog, console error, page error or request to another origin (the page
+guards), have no serious or critical axe-core violation, and be saved as a screenshot
+(tests/web/output/<test>/<page>-<viewport>.png). The test fails listing every page
+that broke, not only the first.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ async def test_every_page_answers_runs_clean_and_passes_axe(
         if status != 200:
             broken.append(f"{path}: status {status}")
             continue
+        # Usable on a phone: nothing wider than the screen (no sideways scrolling).
+        overflow = await page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        if overflow > 0:
+            broken.append(f"{path}: {overflow}px wider than the {viewport} screen")
         violations = await axe(page)
         if violations:
             broken.append(f"{path}: axe-core\n{describe_violations(violations)}")
