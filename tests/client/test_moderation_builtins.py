@@ -148,7 +148,7 @@ def test_mute_words_exclude_follows_and_warn() -> None:
 
 
 def test_mute_words_badge() -> None:
-    """spec 0006 §builtins: a muted word may badge (shown, the term named), not only
+    """spec 0006 #mute-words-badge: a muted word may badge (shown, the term named), not only
     hide or warn (Bluesky's "muted words can't warn, only hide")."""
     f = MuteWords(words=["spoiler"], tags=["finale"], action="badge")
     d = check(f, item(ALICE.post("a spoiler here")))

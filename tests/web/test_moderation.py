@@ -1,5 +1,5 @@
 """The moderation page of ``murmur web`` in-process over fake nodes (issue #17; spec
-0007 #web-moderation, spec 0006 §config, §builtins).
+0007 #web-moderation, spec 0006 #settings-library, #mute-words-badge).
 
 Every form is a POST with the CSRF token that answers ``303`` back to the control it
 changed with a flash message, and writes ``filters.toml`` with the library calls the
