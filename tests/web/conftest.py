@@ -111,7 +111,11 @@ class WebDevnet:
         return True
 
     def post(self, who: str, text: str, *, node: int = 0) -> str:
-        """``who`` (bob or carol) posts ``text`` through node ``node``; once on every node."""
+        """``who`` (bob or carol) posts ``text`` through node ``node``; once on every node.
+
+        Blocking (the CLI runs its own event loop): from an async test, call it as
+        ``await asyncio.to_thread(web_devnet.post, ...)``, like :func:`murmur`.
+        """
         eid: str = murmur(self.authors, "--node", self.urls[node], "post", text, as_name=who)["id"]
         self.cluster.wait_until(lambda: self.holds([eid]), f"{who}'s post on every node")
         return eid

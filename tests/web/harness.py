@@ -116,6 +116,8 @@ def murmur(home: Path, *argv: str, as_name: str | None = None) -> Any:
     """``murmur --home HOME [--as NAME] ARGV --json`` in-process; its JSON document.
 
     The command must succeed (exit 0); its stderr is in the assertion message if not.
+    It runs its own event loop (``asyncio.run``): from an async test (a browser test),
+    call it through ``await asyncio.to_thread(murmur, ...)``.
     """
     from client.cli.main import main as murmur_main  # only tests that seed need the CLI
 
