@@ -84,6 +84,8 @@ log = logging.getLogger("murmur.client.web.moderation")
 
 #: Durations the expiry pickers offer (value: what :func:`parse_when` reads).
 DURATIONS: Final = (("1h", "1 hour"), ("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days"))
+#: Messages kept for a session's next page.
+MAX_FLASH: Final = 10
 #: Longest text a form field may carry (a filter's parameters, a list of words).
 MAX_FIELD_CHARS: Final = 10_000
 #: Filter types whose settings have their own card (the rest: their row in the list).
@@ -387,7 +389,9 @@ async def _change(request: web.Request, form_id: str, change: Change) -> web.Str
         problem = Problem(code=exc.code, message=exc.message, form=form_id, values=dict(form))
         return await _draw(request, status=_status(exc), problem=problem)
     log.info("moderation changed form=%s", form_id)
-    request[SESSION_KEY].flash.append(message)
+    flash = request[SESSION_KEY].flash
+    flash.append(message)
+    del flash[:-MAX_FLASH]  # a script that posts and never reads keeps only the last
     resource = request.app.router.named_resources()["moderation"]
     raise web.HTTPSeeOther(location=f"{resource.url_for().path}#{anchor}")
 
