@@ -24,7 +24,9 @@
   every screenshot taken.
 * ``axe`` (test): ``await axe(page)`` is the page's serious/critical axe-core violations.
 
-Every test in this folder is marked ``e2e`` and ``web``.
+Every test here that uses one of these fixtures (a process or the browser) is marked
+``e2e`` and ``web``; the in-process tests of the folder are not (``make test-fast``
+runs them).
 """
 
 from __future__ import annotations
@@ -72,9 +74,16 @@ BROWSER_TEST = pytest.mark.asyncio(loop_scope="session")
 # -- marks and the run's summary --------------------------------------------------------
 
 
+#: Fixtures that start processes or the browser: a test using one is ``e2e`` and ``web``.
+_REAL_FIXTURES = frozenset(
+    {"web_devnet", "web_app", "web_http", "browser", "browse", "browse_offline"}
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if HERE in Path(str(item.path)).parents:
+        uses = set(getattr(item, "fixturenames", ()))
+        if HERE in Path(str(item.path)).parents and uses & _REAL_FIXTURES:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.web)
 
