@@ -12,6 +12,8 @@ The signing and saving is :mod:`client.keyops`; this module is the part the CLI'
   with one of its recovery keys (file text or phrase); the new S and N are sealed
   with ``new_passphrase`` (the old one may be what was lost). Replacing the recovery
   keys is the caller's (they must be shown before anything commits to them).
+- :func:`new_rotatable`: a new did:murmur, its recovery keys shown (by the face: files,
+  phrases, a page) before anything that commits to them is stored.
 - :func:`send_outbox`: send the identity's saved, unsent key events (same bytes) to
   the nodes and, once a node stored one, give back bodies nodes lost to a revoked
   delete (spec 0008 #revoked-delete).
@@ -21,9 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from client.api import NodeClient
-from client.keyops import apply_pending, parse_recovery_key, sign_recovery, sign_rotation
+from client.errors import IdentityExistsError
+from client.keyops import (
+    NewRotatable,
+    PreparedRotatable,
+    apply_pending,
+    parse_recovery_key,
+    prepare_rotatable,
+    sign_recovery,
+    sign_rotation,
+    store_rotatable,
+)
 from client.keystore import Keystore, StoredIdentity
 from client.ownchain import OwnChain
 from client.publish import Publisher, PublishResult
@@ -36,6 +49,7 @@ from protocol.identity import Identity
 __all__ = [
     "KeyChange",
     "OutboxSent",
+    "new_rotatable",
     "recover_identity",
     "rotatable",
     "rotate_identity",
@@ -126,6 +140,38 @@ def recover_identity(
     secret = new_passphrase() if stored.sealed else None
     event, _ = sign_recovery(store, stored.name, recovery_key=key, passphrase=secret, net=net)
     return KeyChange(stored=stored, event=event, resent=False)
+
+
+def new_rotatable(
+    store: Keystore,
+    name: str,
+    *,
+    passphrase: Callable[[], str | None],
+    show: Callable[[PreparedRotatable], Sequence[Path]],
+    recovery_keys: int = 1,
+    net: str,
+    from_did: str | None = None,
+) -> tuple[NewRotatable, list[Path]]:
+    """Make and store a rotatable identity ``name`` (its genesis naming ``from_did``
+    when it moves from a did:key; spec 0008 #move): the name is checked, then the new
+    passphrase asked (``passphrase()``, None: unencrypted), the keys prepared and the
+    recovery keys shown (``show``: the files it wrote, removed again if storing fails)
+    before S, N and the genesis are stored (spec 0007 #rotatable-keys,
+    #recovery-shown-first). Sending the genesis is the caller's (:func:`send_outbox`)."""
+    if store.exists(Keystore.check_name(name)):
+        raise IdentityExistsError(f"an identity named {name!r} already exists")
+    secret = passphrase()
+    prepared = prepare_rotatable(recovery_keys=recovery_keys, net=net, from_did=from_did)
+    # Shown (files written and fsynced) before anything that commits to them is stored:
+    # a failure or crash in between leaves no genesis to publish.
+    files = list(show(prepared))
+    try:
+        made = store_rotatable(store, name, prepared, passphrase=secret)
+    except BaseException:
+        for f in files:  # they belong to a genesis never stored
+            f.unlink(missing_ok=True)
+        raise
+    return made, files
 
 
 async def send_outbox(

@@ -53,6 +53,7 @@ __all__ = [
     "own_state",
     "parse_recovery_key",
     "prepare_rotatable",
+    "recovery_file_name",
     "recovery_file_text",
     "recovery_key_did",
     "recovery_list",
@@ -60,6 +61,7 @@ __all__ = [
     "sign_recovery",
     "sign_rotation",
     "store_rotatable",
+    "write_recovery_files",
 ]
 
 
@@ -111,6 +113,32 @@ def recovery_file_text(did: str, rk: RecoveryKey) -> str:
         "# it reads the did below and asks which of your events was your last).\n"
         + tomli_w.dumps(doc)
     )
+
+
+def recovery_file_name(did: str, rk: RecoveryKey) -> str:
+    """``<did prefix>-recovery-<position>-<key id>.key``: unique per key, so a directory
+    reused from ``id new`` for a recovery's new keys never collides (spec 0007
+    #rotatable-keys)."""
+    key_id = rk.key.public.raw.hex()[:16]
+    return f"{did.removeprefix('did:murmur:')[:16]}-recovery-{rk.position}-{key_id}.key"
+
+
+def write_recovery_files(did: str, keys: tuple[RecoveryKey, ...], directory: Path) -> list[Path]:
+    """Write each recovery key to a new 0600 file in ``directory`` (made 0700), fsynced;
+    on any failure none is left (nothing commits to them yet: a half set is no use)."""
+    paths: list[Path] = []
+    try:
+        with translate_os_errors(f"write the recovery keys into {directory}"):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for rk in keys:
+                path = directory / recovery_file_name(did, rk)
+                create_new(path, recovery_file_text(did, rk).encode("utf-8"))  # fsynced
+                paths.append(path)
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
+    return paths
 
 
 _HEX_PHRASE = re.compile(r"[0-9a-fA-F\s-]+\Z")

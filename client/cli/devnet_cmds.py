@@ -10,11 +10,13 @@ progress lines go to stderr. The machinery is :mod:`client.devnet`.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import threading
 from pathlib import Path
 from typing import Any, TextIO
 
+from client.cli import read_cmds
 from client.cli.output import Context, Result
 from client.devnet import (
     DEFAULT_BASE_PORT,
@@ -107,7 +109,22 @@ def _ready_text(plan: DevnetPlan, state: DevnetState, seeding: bool) -> str:
     return "\n".join(lines)
 
 
-def _seed_text(report: SeedReport, dir: Path, urls: list[str]) -> str:
+def _timeline(home: Path) -> str:
+    """Alice's timeline, as ``murmur --as alice timeline`` prints it (its own command,
+    run in-process)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true")
+    read_cmds.register(parser.add_subparsers(dest="command"), common)
+    args = parser.parse_args(["timeline"])
+    ctx = Context(
+        home=home, as_name="alice", nodes=(), json=False, stdout=io.StringIO(), stderr=io.StringIO()
+    )
+    result = read_cmds.cmd_timeline(args, ctx)
+    return result.text if isinstance(result, Result) else ""
+
+
+def _seed_text(report: SeedReport, timeline: str, dir: Path, urls: list[str]) -> str:
     home = report.home
     who = ", ".join(n for n in (*report.created, *report.reused))
     if report.already_seeded:
@@ -124,7 +141,7 @@ def _seed_text(report: SeedReport, dir: Path, urls: list[str]) -> str:
         "",
         "Alice's timeline (murmur timeline):",
         "",
-        report.timeline,
+        timeline,
         "",
         f"Try next (the demo home is {home}; alice is its default identity; the demo "
         "keys are unencrypted dev keys, not for real use):",
@@ -142,9 +159,9 @@ def _seed_text(report: SeedReport, dir: Path, urls: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _seed_doc(report: SeedReport) -> dict[str, Any]:
+def _seed_doc(report: SeedReport, timeline: str) -> dict[str, Any]:
     doc: dict[str, Any] = report.to_json()
-    doc["timeline"] = report.timeline
+    doc["timeline"] = timeline
     return doc
 
 
@@ -173,6 +190,7 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
     def seed(cancelled: threading.Event) -> None:
         try:
             report = seed_demo(plan.client_home, plan.urls, cancelled=cancelled)
+            timeline = _timeline(report.home)
         except ProtocolError as exc:
             if cancelled.is_set():
                 return
@@ -186,10 +204,10 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
                 _say(ctx.stdout, json.dumps(ready_doc, indent=2))
             return
         if ctx.json:
-            ready_doc["demo"] = _seed_doc(report)
+            ready_doc["demo"] = _seed_doc(report, timeline)
             _say(ctx.stdout, json.dumps(ready_doc, indent=2))
         else:
-            _say(ctx.stdout, "\n" + _seed_text(report, plan.dir, plan.urls))
+            _say(ctx.stdout, "\n" + _seed_text(report, timeline, plan.dir, plan.urls))
 
     report = run_devnet(
         plan, notify=notify, on_ready=on_ready, after_ready=seed if args.seed_demo else None
@@ -253,7 +271,8 @@ def cmd_seed(args: argparse.Namespace, ctx: Context) -> Result:
     state = _state_of(args.dir)
     urls = [n.url for n in state.nodes]
     report = seed_demo(Path(state.client_home), urls)
-    return Result(_seed_doc(report), _seed_text(report, state.dir, urls))
+    timeline = _timeline(report.home)
+    return Result(_seed_doc(report, timeline), _seed_text(report, timeline, state.dir, urls))
 
 
 def register(

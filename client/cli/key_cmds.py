@@ -19,23 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client import identities
 from client.cli.output import Context, Result, warn
 from client.cli.passphrase import STDIN, ask_new_passphrase, ask_passphrase, read_secret
 from client.cli.render import Names, event_doc, short_id
 from client.cli.session import Session, run
-from client.errors import IdentityExistsError, NoNodesError
-from client.files import create_new, translate_os_errors
+from client.errors import NoNodesError
 from client.identities import rotatable, rotate_identity, saved_key_event
 from client.keyops import (
     NewRotatable,
     RecoveryKey,
     fresh_recovery,
     parse_recovery_key,
-    prepare_rotatable,
-    recovery_file_text,
     recovery_phrase,
     sign_recovery,
-    store_rotatable,
+    write_recovery_files,
 )
 from client.keystore import Keystore, StoredIdentity
 from client.keyview import KeyHistory, is_murmur
@@ -73,7 +71,7 @@ def send_saved(session: Session, stored: StoredIdentity) -> list[PublishResult]:
     no node is configured (they go with the next post). ``stored`` is the identity the
     command names, which need not be ``--as`` or the default one."""
     try:
-        _ = session.node_urls
+        _ = session.node_urls()
     except NoNodesError:
         return []
     return run(lambda: _send_async(session, stored))
@@ -135,28 +133,9 @@ def write_recovery(
         warn(ctx, OFFLINE_WARNING + "; write the phrase(s) above down now")
         return []
     directory = Path(out).expanduser()
-    paths: list[Path] = []
-    try:
-        with translate_os_errors(f"write the recovery keys into {directory}"):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for rk in keys:
-                path = directory / recovery_file_name(did, rk)
-                create_new(path, recovery_file_text(did, rk).encode("utf-8"))  # fsynced
-                paths.append(path)
-    except BaseException:
-        for path in paths:  # nothing commits to them yet: a half set is no use
-            path.unlink(missing_ok=True)
-        raise
+    paths = write_recovery_files(did, keys, directory)
     warn(ctx, OFFLINE_WARNING + f"; move the file(s) in {directory} offline now")
     return [str(p) for p in paths]
-
-
-def recovery_file_name(did: str, rk: RecoveryKey) -> str:
-    """``<did prefix>-recovery-<position>-<key id>.key``: unique per key, so a directory
-    reused from ``id new`` for a recovery's new keys never collides (spec 0007
-    #rotatable-keys)."""
-    key_id = rk.key.public.raw.hex()[:16]
-    return f"{did.removeprefix('did:murmur:')[:16]}-recovery-{rk.position}-{key_id}.key"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,23 +161,22 @@ def new_rotatable(
     shown first (spec 0007 #rotatable-keys, #recovery-shown-first)."""
     ctx = session.ctx
     store = session.keystore
-    if store.exists(Keystore.check_name(name)):
-        raise IdentityExistsError(f"an identity named {name!r} already exists")
-    passphrase = ask_new_passphrase(name, file=ctx.passphrase_file) if encrypt else None
-    prepared = prepare_rotatable(recovery_keys=recovery_keys, net=session.net, from_did=from_did)
-    did = prepared.did
-    # The recovery keys are shown (files written and fsynced) before anything commits
-    # to them is stored: a failure or crash in between leaves no genesis to publish.
-    files = write_recovery(ctx, did, prepared.recovery, recovery_out)
-    try:
-        made = store_rotatable(store, name, prepared, passphrase=passphrase)
-    except BaseException:
-        for f in files:  # they belong to a genesis never stored
-            Path(f).unlink(missing_ok=True)
-        raise
+    made, files = identities.new_rotatable(
+        store,
+        name,
+        passphrase=lambda: ask_new_passphrase(name, file=ctx.passphrase_file) if encrypt else None,
+        show=lambda prepared: [
+            Path(f) for f in write_recovery(ctx, prepared.did, prepared.recovery, recovery_out)
+        ],
+        recovery_keys=recovery_keys,
+        net=session.net(),
+        from_did=from_did,
+    )
     if not encrypt:
         warn(ctx, f"the keys of {name} are stored unencrypted in {store.identities_dir}")
-    return Created(made=made, files=files, results=send_saved(session, made.stored))
+    return Created(
+        made=made, files=[str(f) for f in files], results=send_saved(session, made.stored)
+    )
 
 
 def created_text(session: Session, created: Created) -> tuple[str, dict[str, Any], bool]:
@@ -287,7 +265,10 @@ def cmd_rotate(args: argparse.Namespace, ctx: Context) -> Result:
     stored = _rotatable(session, args.name)
     # A saved rotation no node stored is re-sent, never signed twice (spec 0008 §8.7).
     change = rotate_identity(
-        session.keystore, stored.name, passphrase=lambda: _passphrase(ctx, stored), net=session.net
+        session.keystore,
+        stored.name,
+        passphrase=lambda: _passphrase(ctx, stored),
+        net=session.net(),
     )
     return key_event_result(session, change.stored, change.event, "rotation", change.resent, {})
 
@@ -343,7 +324,7 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> Result:
             stored.name,
             recovery_key=key,
             passphrase=passphrase,
-            net=session.net,
+            net=session.net(),
             new_recovery=fresh,
         )
     except BaseException:

@@ -13,10 +13,10 @@ import argparse
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from client import actions
 from client.api import NodeClient
 from client.cli.output import Context, Result
 from client.cli.post_cmds import publish_result
@@ -29,7 +29,7 @@ from client.labeler import Labeler, LabelerState, Rules, Stats, Subject, subject
 from client.moderation.settings import parse_when
 from client.ownchain import OwnChain
 from client.publish import Publisher, PublishResult
-from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
+from client.reader import MAX_FEED_PAGES, PAGE, latest_by_seq
 from client.shortids import parse_event_ref
 from client.state import HeadStore
 from client.textsafety import safe_line, safe_name
@@ -37,7 +37,6 @@ from client.views import profiles_of
 from protocol import kinds
 from protocol.errors import BadRequestError, InvalidDidError, NotFoundError
 from protocol.events import Event
-from protocol.kinds import is_label_value
 
 __all__ = ["parse_when", "register"]
 
@@ -73,34 +72,14 @@ def _subject(session: Session, text: str) -> Subject | str:
 
 def cmd_label(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(_acting_as(ctx, args.labeler))
-    if not is_label_value(args.value):
-        raise BadRequestError(f"label {args.value!r}: use 1-128 of a-z 0-9 -")
     given = _subject(session, args.subject)
-    body: dict[str, Any] = {"val": args.value}
-    if args.neg:
-        body["neg"] = True
-    if args.exp is not None:
-        body["exp"] = parse_when(args.exp)
-
-    async def go() -> PublishResult:
-        async with session.publisher() as pub:
-            if isinstance(given, str) and not given.startswith("did:"):  # a short event id
-                reader = Reader(pub.nodes, net=pub.net, timeout=pub.timeout)
-                body["subject"] = await session.event_id(reader, given)
-            else:
-                body["subject"] = given
-            return await pub.publish(kinds.LABEL, body)
-
-    result = run(go)
-    subject: Subject = body["subject"]
-    shown = (
-        short_id(subject) if isinstance(subject, bytes) else session.names().display(subject)
-    )
+    exp = parse_when(args.exp) if args.exp is not None else None
+    done = run(lambda: actions.label(session, given, args.value, neg=bool(args.neg), exp=exp))
+    subject: Subject = done.target if done.target is not None else str(done.subject)
+    shown = short_id(subject) if isinstance(subject, bytes) else session.names().display(subject)
     verb = "Retracted label" if args.neg else "Labeled"
-    out = publish_result(session, result, f"{verb} {shown} {args.value!r}:")
-    out.data.update(
-        subject=subject_key(subject), val=args.value, neg=bool(args.neg), exp=body.get("exp")
-    )
+    out = publish_result(session, done.result, f"{verb} {shown} {args.value!r}:")
+    out.data.update(subject=subject_key(subject), val=args.value, neg=bool(args.neg), exp=exp)
     return out
 
 
@@ -182,7 +161,7 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
     rules = Rules.load(Path(args.rules).expanduser())
     stream = normalize_node_url(args.stream_node) if args.stream_node else None
     try:
-        configured = session.node_urls
+        configured = session.node_urls()
     except NoNodesError:
         if stream is None:
             raise
@@ -209,14 +188,14 @@ def cmd_labeler_run(args: argparse.Namespace, ctx: Context) -> Result:
     started: list[Labeler] = []
 
     async def go() -> Stats:
-        async with httpx.AsyncClient(timeout=session.timeout, follow_redirects=False) as http:
-            nodes = [NodeClient(u, http, timeout=session.timeout) for u in publish_to]
+        async with httpx.AsyncClient(timeout=session.timeout(), follow_redirects=False) as http:
+            nodes = [NodeClient(u, http, timeout=session.timeout()) for u in publish_to]
             pub = Publisher(
                 identity,
                 nodes,
                 HeadStore(ctx.home),
-                net=session.net,
-                timeout=session.timeout,
+                net=session.net(),
+                timeout=session.timeout(),
                 chain=chain,
             )
             labeler = Labeler(

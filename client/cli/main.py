@@ -21,7 +21,6 @@ from pathlib import Path
 import protocol
 from client.cli import (
     browse_cmds,
-    dev_cmds,
     devnet_cmds,
     id_cmds,
     mod_cmds,
@@ -115,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     mod_cmds.register(sub, common)
     devnet_cmds.register(sub, common)
     web_cmds.register(sub)
-    dev_cmds.register(sub)
     try:
         from node.cli import add_node_commands
     except ModuleNotFoundError as exc:  # a client-only install has no node package

@@ -47,7 +47,7 @@ def moved_to(store: Keystore, did_key: str) -> StoredIdentity | None:
 
 def _publish_move(session: Session, old: Identity, to: str) -> PublishResult:
     async def go() -> PublishResult:
-        async with session.nodes() as nodes:
+        async with session.nodes_open() as nodes:
             pub = session.make_publisher(old, nodes, None)
             return await pub.publish(kinds.MOVE, {"to": to})
 
@@ -63,7 +63,7 @@ def cmd_move(args: argparse.Namespace, ctx: Context) -> Result:
             f"{old.name} is already a rotatable identity ({old.did}): rotate its keys with "
             "'murmur id rotate' instead"
         )
-    _ = session.node_urls  # the move must be published: fail before making anything
+    _ = session.node_urls()  # the move must be published: fail before making anything
     new_name = args.new_name or f"{old.name}-murmur"
     default = store.default()
     was_default = default is not None and default.name == old.name

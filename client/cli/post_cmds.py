@@ -1,60 +1,38 @@
 """``murmur post|repost|like|delete|unlike|unrepost``: sign an event and publish it to
 every node.
 
-Event ids may be given short, as the views print them (spec 0007 #short-ids). Likes,
-reposts and deletes are state (spec 0007 #no-duplicates): one that already stands is
-not signed again; the command says so, exits 0 and its ``--json`` document is
-``{"changed": false, "reason": ..., "message": ...}``. ``unlike`` and ``unrepost``
-delete the reader's own like or repost of a post. A post needs text, unless it quotes
-(spec 0007 #empty-post). The reads before signing (short ids, the target, the
-duplicate check) do not wait for a slow node once enough others answered; the nodes
-they went on without are named (spec 0007 #slow-lookups).
+The face over :mod:`client.actions`, which holds the rules (short ids, the empty-post
+rule, no duplicates, slow nodes): this module parses arguments and draws results. An
+action that stands already is not signed again; the command says so, exits 0 and its
+``--json`` document is ``{"changed": false, "reason": ..., "message": ...}`` (spec 0007
+#no-duplicates). The nodes the checks before signing went on without are named:
+``not_consulted`` in ``--json``, a ``!`` line each for people (spec 0007 #slow-lookups).
 """
 
 from __future__ import annotations
 
 import argparse
-import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from client.cli.output import Context, Result, warn
+from client import actions
+from client.actions import Done, Draft, Unchanged
+from client.cli.output import Context, Result
 from client.cli.render import event_doc, format_publish, short_id
 from client.cli.session import Session, run
-from client.facets import fill_post
-from client.fanout import Cut
-from client.ownacts import own_acts
-from client.publish import Publisher, PublishResult
-from client.reader import Reader, reply_root
+from client.publish import PublishResult
+from client.reader import NodeReport
 from client.shortids import parse_event_ref
 from client.textsafety import safe_line
 from protocol import kinds
-from protocol.errors import BadRequestError, InvalidDidError, NotAuthorError, NotFoundError
 from protocol.events import Event
 
-__all__ = ["checks_reader", "publish_result", "register", "unchanged", "with_unconsulted"]
+__all__ = ["done_result", "publish_result", "register", "unchanged_result", "with_unconsulted"]
 
 
-def checks_reader(pub: Publisher) -> Reader:
-    """The reader of what a command checks before signing: its fan-outs go on without
-    a node still silent ``QUORUM_GRACE_S`` after the publish quorum answered (spec 0007
-    #slow-lookups)."""
-    return Reader(
-        pub.nodes,
-        net=pub.net,
-        timeout=pub.timeout,
-        keycache=pub.keycache,
-        cut=Cut(quorum=pub.quorum),
-    )
-
-
-_reader = checks_reader
-
-
-def with_unconsulted(result: Result, reader: Reader) -> Result:
+def with_unconsulted(result: Result, cut: tuple[NodeReport, ...]) -> Result:
     """``result`` naming the nodes the checks before signing went without (spec 0007
     #slow-lookups): ``not_consulted`` in ``--json``, a ``!`` line each for people."""
-    cut = [n for n in reader.report.nodes if n.error is not None]
     data = result.data
     if isinstance(data, dict):
         data["not_consulted"] = [
@@ -73,17 +51,6 @@ def with_unconsulted(result: Result, reader: Reader) -> Result:
     return Result(data, "\n".join([result.text, *lines]), result.exit_code)
 
 
-async def _find(reader: Reader, eid: bytes, why: str) -> Event:
-    found = await reader.find(eid)
-    if found is None:
-        errors = "; ".join(f"{n.url}: {n.error.code}" for n in reader.report.nodes if n.error)
-        raise NotFoundError(
-            f"cannot {why}: no configured node holds event {eid.hex()}"
-            + (f" ({errors})" if errors else "")
-        )
-    return found
-
-
 def publish_result(
     session: Session,
     result: PublishResult,
@@ -99,161 +66,59 @@ def publish_result(
     return Result(doc, format_publish(result, what))
 
 
-def unchanged(reason: str, message: str, **extra: Any) -> Result:
+def unchanged_result(session: Session, done: Unchanged) -> Result:
     """What a command prints when what it was asked for holds already: nothing is
     signed, exit status 0 (spec 0007 #no-duplicates)."""
-    return Result({"changed": False, "reason": reason, "message": message, **extra}, message)
+    message = done.message(session.names(done.profiles).display)
+    doc = {"changed": False, "reason": done.reason, "message": message, **done.extra()}
+    return with_unconsulted(Result(doc, message), done.not_consulted)
 
 
-def is_blank(text: str) -> bool:
-    """Empty, or only spaces, line breaks and invisible format characters."""
-    return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs") for ch in text)
-
-
-def _mention_resolver(session: Session) -> Callable[[str], str | None]:
-    """Who ``@name`` in a post is: a petname, else a local identity's name, as for
-    ``DID|ALIAS`` arguments (spec 0007 #facets); None for a name neither knows."""
-
-    def resolve(name: str) -> str | None:
-        try:
-            return session.resolve(name)
-        except InvalidDidError:
-            return None
-
-    return resolve
-
-
-def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
-    if is_blank(args.text) and not args.quote:
-        raise BadRequestError(
-            "a post needs text: this one is empty or only spaces (spec 0007 #empty-post; "
-            "only a quote may leave its text empty)"
-        )
-    session = Session.open(ctx)
-    body: dict[str, Any] = {"text": args.text}
-    if args.lang:
-        body["langs"] = list(dict.fromkeys(args.lang))
-    if args.warn:
-        body["warn"] = list(dict.fromkeys(args.warn))
-    parent_ref = parse_event_ref(args.reply_to) if args.reply_to else None
-    quote_ref = parse_event_ref(args.quote) if args.quote else None
-    for note in fill_post(body, _mention_resolver(session)):  # mentions, links, #tags
-        warn(ctx, note)
-
-    async def go() -> tuple[PublishResult, Reader]:
-        async with session.publisher() as pub:
-            reader = _reader(pub)
-            if parent_ref is not None:
-                parent = await _find(reader, await session.event_id(reader, parent_ref), "reply")
-                body["reply"] = {"root": reply_root(parent) or parent.id, "parent": parent.id}
-            if quote_ref is not None:
-                body["quote"] = await session.event_id(reader, quote_ref)
-            return await pub.publish(kinds.POST, body), reader
-
-    result, reader = run(go)
+def done_result(session: Session, done: Done, what: str) -> Result:
+    """A published action, with the nodes its checks went without."""
     return with_unconsulted(
-        publish_result(session, result, "Replied" if parent_ref else "Posted"), reader
+        publish_result(session, done.result, what, done.profiles), done.not_consulted
     )
 
 
-#: Why nothing was signed, by kind: (reason code, what holds already).
-_STANDING = {
-    kinds.LIKE: ("already-liked", "You already like"),
-    kinds.REPOST: ("already-reposted", "You already reposted"),
-}
-_NOT_STANDING = {
-    kinds.LIKE: ("not-liked", "You do not like"),
-    kinds.REPOST: ("not-reposted", "You have not reposted"),
-}
+def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
+    draft = Draft.parse(
+        args.text,
+        reply_to=args.reply_to,
+        quote=args.quote,
+        warn=args.warn or (),
+        langs=args.lang or (),
+    )
+    session = Session.open(ctx)
+    done = run(lambda: actions.post(session, draft))
+    return done_result(session, done, "Replied" if draft.reply_to is not None else "Posted")
 
 
-def _target_cmd(kind: str, verb: str) -> Any:
-    def handler(args: argparse.Namespace, ctx: Context) -> Result:
-        session = Session.open(ctx)
-        ref = parse_event_ref(args.id)
-
-        async def go() -> Result:
-            async with session.publisher() as pub:
-                reader = _reader(pub)
-                return with_unconsulted(await checked(pub, reader), reader)
-
-        async def checked(pub: Publisher, reader: Reader) -> Result:
-            target = await session.event_id(reader, ref)
-            if kind == kinds.DELETE:
-                held = await reader.find(target)
-                if held is not None and held.author != pub.did:
-                    raise NotAuthorError(
-                        f"event {target.hex()} was written by {held.author}; "
-                        "only its author can delete it"
-                    )
-            else:
-                await _find(reader, target, kind)
-            acts = await own_acts(reader, pub.did, [kind], chain=pub.chain)
-            profiles = {pub.did: acts.profile} if acts.profile is not None else {}
-            session.names(profiles)  # keeps the own profile just read
-            if kind == kinds.DELETE and target in acts.deleted:
-                return unchanged(
-                    "already-deleted",
-                    f"Event {short_id(target)} is deleted already; nothing was signed.",
-                    target=target.hex(),
-                )
-            standing = acts.acting_on(kind, target) if kind in _STANDING else None
-            if standing is not None:
-                reason, said = _STANDING[kind]
-                return unchanged(
-                    reason,
-                    f"{said} {short_id(target)} ({kind} {short_id(standing.id)}); "
-                    "nothing was signed.",
-                    target=target.hex(),
-                    existing=standing.id_hex,
-                )
-            result = await pub.publish(kind, {"target": target})
-            return publish_result(session, result, verb, profiles)
-
-        return run(go)
-
-    return handler
+def _done_undo(session: Session, done: Done, kind: str) -> Result:
+    assert done.target is not None  # noqa: S101 - an undo always names its target
+    verb = "Unliked" if kind == kinds.LIKE else "Unreposted"
+    out = publish_result(
+        session, done.result, f"{verb} {short_id(done.target)}: deleted", done.profiles
+    )
+    out.data["undone"] = [e.id_hex for e in done.undone]
+    out.data["of"] = done.target.hex()
+    return with_unconsulted(out, done.not_consulted)
 
 
-def _undo_cmd(kind: str) -> Any:
-    """``unlike``/``unrepost``: delete the reader's own standing ``kind`` of a target
-    (all of them, should an older client have signed two)."""
+def _event_cmd(kind: str, verb: str | None) -> Any:
+    """``like``/``repost``/``delete`` (``verb``: what it says once done), or, with no
+    verb, ``unlike``/``unrepost``: delete the reader's own standing ``kind`` of a target."""
 
     def handler(args: argparse.Namespace, ctx: Context) -> Result:
         session = Session.open(ctx)
         ref = parse_event_ref(args.id)
-
-        async def go() -> Result:
-            async with session.publisher() as pub:
-                reader = _reader(pub)
-                target = await session.event_id(reader, ref)
-                acts = await own_acts(reader, pub.did, [kind], chain=pub.chain)
-                profiles = {pub.did: acts.profile} if acts.profile is not None else {}
-                standing = [
-                    e
-                    for e in acts.events
-                    if e.kind == kind and e.body is not None and e.body.get("target") == target
-                ]
-                if not standing:
-                    reason, said = _NOT_STANDING[kind]
-                    nothing = unchanged(
-                        reason,
-                        f"{said} {short_id(target)}; nothing was signed.",
-                        target=target.hex(),
-                    )
-                    return with_unconsulted(nothing, reader)
-                results = [
-                    await pub.publish(kinds.DELETE, {"target": e.id}) for e in standing
-                ]
-                verb = "Unliked" if kind == kinds.LIKE else "Unreposted"
-                out = publish_result(
-                    session, results[-1], f"{verb} {short_id(target)}: deleted", profiles
-                )
-                out.data["undone"] = [e.id_hex for e in standing]
-                out.data["of"] = target.hex()
-                return with_unconsulted(out, reader)
-
-        return run(go)
+        act = actions.act_on if verb is not None else actions.undo
+        done = run(lambda: act(session, kind, ref))
+        if isinstance(done, Unchanged):
+            return unchanged_result(session, done)
+        if verb is None:
+            return _done_undo(session, done, kind)
+        return done_result(session, done, verb)
 
     return handler
 
@@ -296,14 +161,14 @@ def register(
     ):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("id", help=_ID_HELP)
-        p.set_defaults(handler=_target_cmd(kind, verb))
+        p.set_defaults(handler=_event_cmd(kind, verb))
     for name, kind, helptext in (
         ("unlike", kinds.LIKE, "withdraw your like of an event (deletes your like)"),
         ("unrepost", kinds.REPOST, "withdraw your repost of an event (deletes your repost)"),
     ):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("id", help="id of the liked or reposted event, " + _ID_HELP)
-        p.set_defaults(handler=_undo_cmd(kind))
+        p.set_defaults(handler=_event_cmd(kind, None))
 
 
 #: How an event-id argument is described (spec 0007 #short-ids).

@@ -169,7 +169,7 @@ def cmd_recover_elsewhere(args: argparse.Namespace, ctx: Context, session: Sessi
     # to them is saved (0007 #recovery-shown-first); removed again if it is not.
     files = write_recovery(ctx, did, fresh, args.recovery_out) if fresh else []
     try:
-        signed = sign_after(chain, point, key, new_recovery=fresh, net=session.net)
+        signed = sign_after(chain, point, key, new_recovery=fresh, net=session.net())
         stored = adopt(store, name, chain, signed, passphrase=passphrase)
     except BaseException:
         for f in files:

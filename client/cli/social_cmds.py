@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from client import actions
+from client.actions import Unchanged
 from client.cli.output import Context, Result
-from client.cli.post_cmds import checks_reader, publish_result, unchanged, with_unconsulted
+from client.cli.post_cmds import done_result, publish_result, unchanged_result
 from client.cli.render import Names, format_report, indented, relative_time
 from client.cli.session import Session, run
 from client.followers import SocialStats, social_stats
-from client.ownacts import own_acts
-from client.publish import PublishResult
-from client.reader import Reader
 from client.textsafety import display_name, safe_name
 from client.views import View, follow_set, profile_view, profiles_of, search_view
-from protocol import kinds
-from protocol.errors import BadRequestError
 from protocol.events import Event
 
 __all__ = ["register"]
@@ -32,45 +29,18 @@ def _with_report(text: str, view: View, names: Names) -> str:
 
 
 def cmd_follow(args: argparse.Namespace, ctx: Context) -> Result:
-    """``follow``/``unfollow``: signed only when it changes what the latest follow or
-    unfollow of that subject says (spec 0003 §3.6, 0007 #no-duplicates); following
-    yourself is refused."""
+    """``follow``/``unfollow`` (:func:`client.actions.follow`)."""
     session = Session.open(ctx)
-    did = session.resolve(args.who)
-    kind = kinds.FOLLOW if args.command == "follow" else kinds.UNFOLLOW
-    if kind == kinds.FOLLOW and did == session.me():
-        raise BadRequestError(
-            "you cannot follow yourself: your own posts are in your timeline already"
-        )
-
-    async def go() -> tuple[PublishResult | None, dict[str, Event], Reader]:
-        async with session.publisher() as pub:
-            reader = checks_reader(pub)  # spec 0007 #slow-lookups
-            acts = await own_acts(reader, pub.did, [kinds.FOLLOW], chain=pub.chain)
-            profiles = await profiles_of(reader, [pub.did, did])
-            if (did in acts.following) == (kind == kinds.FOLLOW):
-                return None, profiles, reader
-            return await pub.publish(kind, {"subject": did}), profiles, reader
-
-    if getattr(args, "alias", None):
-        session.config.set_petname(args.alias, did)  # validates before anything is signed
-    result, profiles, reader = run(go)
-    if getattr(args, "alias", None):
-        session.config.save()
-    who = session.names(profiles).display(did)
-    if result is None:
-        reason, said = (
-            ("already-following", f"You follow {who} already")
-            if kind == kinds.FOLLOW
-            else ("not-following", f"You do not follow {who}")
-        )
-        return with_unconsulted(
-            unchanged(reason, f"{said}; nothing was signed.", subject=did), reader
-        )
-    verb = "Followed" if kind == kinds.FOLLOW else "Unfollowed"
-    out = publish_result(session, result, f"{verb} {who}:", profiles)
-    out.data["subject"] = did
-    return with_unconsulted(out, reader)
+    unfollow = args.command == "unfollow"
+    alias = getattr(args, "alias", None)
+    done = run(lambda: actions.follow(session, args.who, unfollow=unfollow, alias=alias))
+    if isinstance(done, Unchanged):
+        return unchanged_result(session, done)
+    assert done.subject is not None  # noqa: S101 - a follow always has its subject
+    who = session.names(done.profiles).display(done.subject)
+    out = done_result(session, done, f"{'Unfollowed' if unfollow else 'Followed'} {who}:")
+    out.data["subject"] = done.subject
+    return out
 
 
 def cmd_following(args: argparse.Namespace, ctx: Context) -> Result:
@@ -120,31 +90,12 @@ def _profile_doc(did: str, view: View, names: Names) -> dict[str, Any]:
 
 
 def cmd_profile_set(args: argparse.Namespace, ctx: Context) -> Result:
-    if args.name is None and args.bio is None:
-        raise BadRequestError("give --name and/or --bio")
     session = Session.open(ctx)
-    me = session.stored_identity().did
-
-    async def go() -> PublishResult:
-        async with session.publisher() as pub:
-            reader = checks_reader(pub)  # spec 0007 #slow-lookups
-            current = (await profile_view(reader, me)).profiles.get(me)
-            # The latest profile wins as a whole (spec 0003 §3.2): carry over what is kept.
-            body: dict[str, Any] = dict(current.body or {}) if current is not None else {}
-            for key in ("name", "bio"):
-                value = getattr(args, key)
-                if value is not None:
-                    body[key] = value
-                if body.get(key) == "":
-                    del body[key]
-            return await pub.publish(kinds.PROFILE, body)
-
-    result = run(go)
-    # The profile just signed is the latest: names show it from now on (#own-name).
-    out = publish_result(session, result, "Profile updated:", {result.event.author: result.event})
-    assert result.event.body is not None  # noqa: S101 - we just signed it
-    out.data["name"] = result.event.body.get("name")
-    out.data["bio"] = result.event.body.get("bio")
+    done = run(lambda: actions.set_profile(session, name=args.name, bio=args.bio))
+    out = publish_result(session, done.result, "Profile updated:", done.profiles)
+    assert done.event.body is not None  # noqa: S101 - we just signed it
+    out.data["name"] = done.event.body.get("name")
+    out.data["bio"] = done.event.body.get("bio")
     return out
 
 

@@ -11,7 +11,7 @@ conversation through the client commands.
 - :mod:`client.devnet.state`: ``devnet.json`` and process checks.
 - :mod:`client.devnet.supervisor`: the foreground supervisor.
 - :mod:`client.devnet.control`: the checks before ``up``, ``status`` and ``down``.
-- :mod:`client.devnet.seed`: the demo (import it directly; it loads the CLI).
+- :mod:`client.devnet.seed`: the demo, through the client library (import it directly).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """``--seed-demo``: a small, believable conversation on a fresh devnet.
 
-The demo is a script of ``murmur`` commands run in-process against the client home
-``DIR/client``, each through the real argument parser and command handler — the very
-commands the user is told to try next, so the demo shows what they do and nothing is
-published by a second code path. (That is why this module imports the CLI, lazily:
-it is a script of the CLI, not a library the CLI builds on.)
+The demo is a script of the client library's actions (:mod:`client.actions`, the
+identities and settings modules) run against the client home ``DIR/client`` — what the
+``murmur`` commands the user is told to try next do, with nothing published by a
+second code path. Like every face, it never imports the CLI.
 
 Alice, bob and carol publish profiles, follow each other, post and reply, each on a
 different node (alice on node 1, bob on node 2, carol on the last); alice likes a post;
@@ -24,23 +23,30 @@ nothing new.
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from client.cli.output import Context, Result
+from client import actions
+from client.actions import Done, Draft
 from client.config import ClientConfig
 from client.devnet.plan import DevnetError
 from client.files import atomic_write
+from client.identities import new_rotatable, send_outbox
+from client.keyops import write_recovery_files
 from client.keystore import Keystore
+from client.moderation.settings import subscribe_labeler
+from client.session import Session
+from protocol import kinds
 
 __all__ = [
     "DEMO_PEOPLE",
@@ -51,6 +57,8 @@ __all__ = [
     "recovery_dir",
     "seed_demo",
 ]
+
+T = TypeVar("T")
 
 log = logging.getLogger("murmur.devnet.seed")
 
@@ -73,14 +81,13 @@ _IDS_PER_REQUEST = 100  # GET /v1/events?ids= takes at most 100
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SeedReport:
-    """What the seeding did, and alice's timeline as ``murmur timeline`` prints it."""
+    """What the seeding did."""
 
     home: Path
     created: tuple[str, ...]
     reused: tuple[str, ...]
     events: dict[str, str]  # what -> event id (hex)
     already_seeded: bool
-    timeline: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,33 +99,31 @@ class SeedReport:
         }
 
 
-class _Cli:
-    """``murmur --home HOME [--as NAME] [--node URL] ...`` in-process; returns the Result."""
+class _Acts:
+    """The demo's actions in ``home``: as a demo identity, through one node."""
 
     def __init__(self, home: Path) -> None:
-        from client.cli.main import build_parser  # the CLI imports this package
-
         self.home = home
-        self.parser = build_parser()
 
-    def __call__(self, *argv: str, node: str | None = None, as_name: str | None = None) -> Result:
-        pre = ["--home", str(self.home)]
-        pre += ["--as", as_name] if as_name else []
-        pre += ["--node", node] if node else []
-        args = self.parser.parse_args([*pre, *argv])
-        ctx = Context(
+    def session(self, *, node: str | None = None, as_name: str | None = None) -> Session:
+        return Session(
             home=self.home,
-            as_name=args.as_name,
-            nodes=tuple(args.nodes),
-            json=False,
-            stdout=io.StringIO(),
-            stderr=io.StringIO(),
+            as_name=as_name,
+            nodes=(node,) if node else (),
+            settings_once=True,
         )
-        result = args.handler(args, ctx)
-        if not isinstance(result, Result):  # pragma: no cover - every leaf command returns one
-            raise TypeError(f"murmur {' '.join(argv)} returned {type(result).__name__}")
-        log.info("seed: murmur %s", " ".join(argv))
-        return result
+
+    def __call__(
+        self,
+        what: str,
+        act: Callable[[Session], Coroutine[Any, Any, T]],
+        *,
+        node: str,
+        as_name: str,
+    ) -> T:
+        out = asyncio.run(act(self.session(node=node, as_name=as_name)))
+        log.info("seed: %s as=%s node=%s", what, as_name, node)
+        return out
 
 
 class _Waiter:
@@ -161,12 +166,40 @@ class _Waiter:
                 self.cancelled.wait(_POLL_S)  # poll interval of a deadline loop
 
 
-def _configure_nodes(cli: _Cli, home: Path, urls: Sequence[str]) -> None:
-    """The home's node set becomes exactly the devnet's nodes."""
+def _configure_nodes(home: Path, urls: Sequence[str]) -> None:
+    """The home's node set becomes exactly the devnet's nodes (``murmur nodes add``)."""
+    config = ClientConfig.load(home)
     for url in urls:
-        cli("nodes", "add", url)
-    for stale in [u for u in ClientConfig.load(home).nodes if u not in urls]:
-        cli("nodes", "remove", stale)
+        config.add_node(url)
+    for stale in [u for u in config.nodes if u not in urls]:
+        config.remove_node(stale)
+    config.save()
+
+
+def _new_identity(acts: _Acts, name: str) -> None:
+    """``murmur id new NAME --no-encrypt`` (``--did-key`` for the labeler; the people's
+    recovery keys written in DIR/recovery), the genesis sent to every node."""
+    store = Keystore(acts.home)
+    if name in DID_KEY_PEOPLE:
+        store.create(name, seed=None, passphrase=None)
+        return
+    session = acts.session()
+    made, _ = new_rotatable(
+        store,
+        name,
+        passphrase=lambda: None,
+        show=lambda p: write_recovery_files(p.did, p.recovery, recovery_dir(acts.home)),
+        net=session.net(),
+    )
+
+    async def send() -> None:
+        async with session.nodes_open() as nodes:
+            await send_outbox(
+                store, made.stored, nodes, net=session.net(), node_timeout=session.timeout()
+            )
+
+    asyncio.run(send())
+    log.info("seed: id new %s did=%s", name, made.stored.did)
 
 
 def _recorded(home: Path) -> dict[str, str]:
@@ -180,36 +213,40 @@ def _recorded(home: Path) -> dict[str, str]:
     return {str(k): v for k, v in events.items()}
 
 
-def _publish(cli: _Cli, wait: _Waiter, urls: Sequence[str]) -> dict[str, str]:
+def _publish(acts: _Acts, wait: _Waiter, urls: Sequence[str]) -> dict[str, str]:
     n1, n2, last = urls[0], urls[min(1, len(urls) - 1)], urls[-1]
     home_of = {"alice": n1, "bob": n2, "carol": last, "mod": n2}
     ev: dict[str, str] = {}
 
-    def pub(key: str, who: str, *argv: str) -> str:
-        ev[key] = str(cli(*argv, node=home_of[who], as_name=who).data["id"])
+    def pub(key: str, who: str, act: Callable[[Session], Coroutine[Any, Any, Any]]) -> str:
+        done = acts(key, act, node=home_of[who], as_name=who)
+        if not isinstance(done, Done):  # pragma: no cover - a fresh devnet holds none
+            raise DevnetError(f"demo: {key} stood already ({done.reason})")
+        ev[key] = done.event.id_hex
         return ev[key]
 
-    for name, display, bio in DEMO_PEOPLE:
-        pub(f"profile:{name}", name, "profile", "set", "--name", display, "--bio", bio)
-    for who, whom in (("alice", "bob"), ("alice", "carol"), ("bob", "alice"), ("carol", "alice")):
-        pub(f"follow:{who}->{whom}", who, "follow", whom, "--alias", whom)
+    def say(text: str, **draft: Any) -> Callable[[Session], Coroutine[Any, Any, Done]]:
+        return lambda s: actions.post(s, Draft.parse(text, **draft))
 
-    hello = pub("post:alice", "alice", "post", "Hello from node 1! Is anyone out there?")
-    bob_post = pub(
-        "post:bob", "bob", "post", "Bob here, writing to node 2. Signed, so you can check."
-    )
+    for name, display, bio in DEMO_PEOPLE:
+        pub(f"profile:{name}", name, partial(actions.set_profile, name=display, bio=bio))
+    for who, whom in (("alice", "bob"), ("alice", "carol"), ("bob", "alice"), ("carol", "alice")):
+        pub(f"follow:{who}->{whom}", who, partial(actions.follow, who=whom, alias=whom))
+
+    hello = pub("post:alice", "alice", say("Hello from node 1! Is anyone out there?"))
+    bob_post = pub("post:bob", "bob", say("Bob here, writing to node 2. Signed, so you can check."))
     joke = pub(
-        "post:carol-satire", "carol", "post", "BREAKING: local node reaches consensus with itself"
+        "post:carol-satire", "carol", say("BREAKING: local node reaches consensus with itself")
     )
-    pub("post:carol-spoiler", "carol", "post", "The butler did it.", "--warn", "spoiler")
+    pub("post:carol-spoiler", "carol", say("The butler did it.", warn=["spoiler"]))
 
     wait.held([n2], [hello], "before bob replies to alice")
-    pub("reply:bob", "bob", "post", "Hi Alice! Your post reached node 2.", "--reply-to", hello)
+    pub("reply:bob", "bob", say("Hi Alice! Your post reached node 2.", reply_to=hello))
     wait.held([last], [hello], "before carol replies to alice")
-    pub("reply:carol", "carol", "post", "And the last node, too.", "--reply-to", hello)
+    pub("reply:carol", "carol", say("And the last node, too.", reply_to=hello))
     wait.held([n1], [bob_post], "before alice likes bob's post")
-    pub("like:alice", "alice", "like", bob_post)
-    pub("label:mod", "mod", "label", joke, "satire")
+    pub("like:alice", "alice", lambda s: actions.act_on(s, kinds.LIKE, bytes.fromhex(bob_post)))
+    pub("label:mod", "mod", lambda s: actions.label(s, bytes.fromhex(joke), "satire"))
     return ev
 
 
@@ -230,9 +267,9 @@ def seed_demo(
     if not urls:
         raise DevnetError("no node to seed")
     home = home.expanduser().absolute()
-    cli = _Cli(home)
+    acts = _Acts(home)
     wait = _Waiter(cancelled, deadline_s)
-    _configure_nodes(cli, home, urls)
+    _configure_nodes(home, urls)
 
     keystore = Keystore(home)
     created: list[str] = []
@@ -246,11 +283,7 @@ def seed_demo(
             # People are rotatable (the default), their recovery keys in DIR/recovery so
             # 'murmur id recover' can be tried; the labeler stays a did:key
             # ('labeler run' does not run as a did:murmur yet).
-            if name in DID_KEY_PEOPLE:
-                cli("id", "new", name, "--no-encrypt", "--did-key")
-            else:
-                out = str(recovery_dir(home))
-                cli("id", "new", name, "--no-encrypt", "--recovery-out", out)
+            _new_identity(acts, name)
             created.append(name)
 
     config = ClientConfig.load(home)
@@ -262,17 +295,15 @@ def seed_demo(
     with httpx.Client(timeout=2.0, follow_redirects=False) as http:
         already = bool(events) and not _Waiter.missing(http, urls[0], list(events.values()))
     if not already:
-        events = _publish(cli, wait, urls)
-    cli("labelers", "subscribe", "mod", "--set", "satire=badge", as_name="alice")
+        events = _publish(acts, wait, urls)
+    subscribe_labeler(home, keystore.get("mod").did, {"satire": "badge"})  # as alice
     wait.held(urls, list(events.values()), "the demo")
     doc = {"events": events, "nodes": list(urls), "seeded_ms": time.time_ns() // 1_000_000}
     atomic_write(home / MARKER, json.dumps(doc, indent=2).encode() + b"\n", mode=0o600)
-    timeline = cli("timeline", as_name="alice").text
     return SeedReport(
         home=home,
         created=tuple(created),
         reused=tuple(reused),
         events=events,
         already_seeded=already,
-        timeline=timeline,
     )

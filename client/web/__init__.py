@@ -1,7 +1,7 @@
 """``murmur web``: the reference client's web face (issue #17, spec 0007 #web-client).
 
 A face over the client library, like the CLI, never importing from it: pages call
-:mod:`client.views`, :mod:`client.moderation` and :class:`client.readsession.ReadSession`
+:mod:`client.views`, :mod:`client.moderation` and :class:`client.session.Session`
 and draw server-side HTML. The layout (see ``README.md`` beside this file):
 
 - :mod:`client.web.app`: ``make_app(home, ...)`` → the aiohttp application; ``run()``;

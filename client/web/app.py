@@ -5,7 +5,7 @@ the middlewares of :mod:`client.web.security`, the jinja2 templates with autoesc
 for every template, the static files, and every page group of
 :mod:`client.web.pages`); :func:`run` serves it on loopback and prints the URL with
 its secret token. Pages are thin: they call the library (:mod:`client.views`,
-:mod:`client.moderation`, :class:`client.readsession.ReadSession`) and render.
+:mod:`client.moderation`, :class:`client.session.Session`) and render.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Final
 import httpx
 from aiohttp import web
 
-from client.readsession import ReadSession
+from client.session import Session
 from client.web import DEFAULT_HOST, DEFAULT_PORT, pages
 from client.web.context import WEB, WebState, render, templates
 from client.web.security import (
@@ -101,7 +101,7 @@ def make_app(
     own_http = http is None
     client = http if http is not None else httpx.AsyncClient(follow_redirects=False)
     app[WEB] = WebState(
-        reads=ReadSession(home=home, http=client, as_name=as_name, nodes=tuple(nodes)),
+        reads=Session(home=home, http=client, as_name=as_name, nodes=tuple(nodes)),
         guard=guard,
         templates=templates(),
         passphrase_file=passphrase_file,

@@ -16,7 +16,7 @@ from typing import Any, Final
 import jinja2
 from aiohttp import web
 
-from client.readsession import ReadSession
+from client.session import Session
 from client.web.render import LINK_REL, iso_time, post_html, relative_time, short_did, short_id
 from client.web.security import CSRF_FIELD, SESSION_KEY, Guard
 
@@ -39,7 +39,7 @@ NAV: Final = (
 class WebState:
     """Everything the handlers share: the home's reads, the guard, the templates."""
 
-    reads: ReadSession
+    reads: Session
     guard: Guard
     templates: jinja2.Environment
     #: Live streams (Server-Sent Events) to end when the server stops.

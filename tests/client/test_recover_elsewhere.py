@@ -56,7 +56,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Net:
     def client(**_: Any) -> httpx.AsyncClient:
         return real(transport=httpx.MockTransport(net._handle))
 
-    monkeypatch.setattr("client.cli.session.httpx", SimpleNamespace(AsyncClient=client))
+    monkeypatch.setattr("client.session.httpx", SimpleNamespace(AsyncClient=client))
     return net
 
 

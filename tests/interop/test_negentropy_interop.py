@@ -143,14 +143,8 @@ def js_client(frame_size_limit: int) -> LineProcess:
 
 
 def py_harness(role: str, frame_size_limit: int) -> LineProcess:
-    # The installed `murmur` console script, as any other implementation would run it.
-    argv = [
-        str(Path(sys.executable).parent / "murmur"),
-        "dev",
-        "negentropy-harness",
-        "--role",
-        role,
-    ]
+    # Our engine behind the line protocol, as its own process (tests/interop/negentropy_harness.py).
+    argv = [sys.executable, "-m", "tests.interop.negentropy_harness", "--role", role]
     return LineProcess(argv, frame_size_limit)
 
 

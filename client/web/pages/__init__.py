@@ -4,7 +4,7 @@ To add a page group: write ``client/web/pages/NAME.py`` with a ``setup(app)`` th
 adds its routes (name the main route as in :data:`client.web.context.NAV` to put it
 in the nav bar), templates under ``client/web/templates/`` extending ``base.html``,
 and add the module to :data:`GROUPS`. Handlers read through
-``request.app[WEB].reads`` (a :class:`client.readsession.ReadSession`) and draw with
+``request.app[WEB].reads`` (a :class:`client.session.Session`) and draw with
 :func:`client.web.context.render`; a state-changing route is a POST (the guard checks
 its Origin and CSRF token: forms carry ``{{ csrf_input() }}`` from ``_macros.html``).
 """

@@ -68,7 +68,7 @@ from client.moderation.settings import (
     update_params,
 )
 from client.moderation.trial import Trial, check_trial, trial
-from client.readsession import ReadSession
+from client.session import Session
 from client.shortids import parse_event_ref, resolve_event_id, sent_ids
 from client.textsafety import safe_line, safe_name
 from client.views import profiles_of
@@ -226,7 +226,7 @@ def _dids(page: Page) -> set[str]:
     return out
 
 
-async def _names(reads: ReadSession, page: Page) -> None:
+async def _names(reads: Session, page: Page) -> None:
     """Names for the accounts on the page: petnames, and profile names from the nodes
     when they answer (the page works without them)."""
     dids = _dids(page)
@@ -354,7 +354,7 @@ async def test_filter(request: web.Request) -> web.Response:
 # -- changes ------------------------------------------------------------------------------
 
 #: A change: (home, form) → (flash message, anchor to go back to).
-Change = Callable[[ReadSession, MultiDictProxy[str]], Awaitable[tuple[str, str]]]
+Change = Callable[[Session, MultiDictProxy[str]], Awaitable[tuple[str, str]]]
 
 
 def _status(exc: ProtocolError) -> int:
@@ -432,7 +432,7 @@ def _name(request: web.Request) -> str:
 async def add(request: web.Request) -> web.StreamResponse:
     """``murmur filters add TYPE [--name] [--param K=V]... [--position] [--budget-ms]``."""
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         type_ = form.get("type", "").strip()
         if not type_:
             raise BadRequestError("give the filter's type: a built-in or PATH.py:Class")
@@ -482,7 +482,7 @@ async def filter_op(request: web.Request) -> web.StreamResponse:
     """Enable, disable, remove, or move a filter up or down."""
     name, op = _name(request), request.match_info["op"]
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         if op not in _OPS:
             raise BadRequestError(f"{op!r}: a filter can be {', '.join(_OPS)}")
         if op == "remove":
@@ -497,7 +497,7 @@ async def filter_op(request: web.Request) -> web.StreamResponse:
     return await _change(request, f"filter-{name}", change)
 
 
-def _row_id(reads: ReadSession, name: str) -> str:
+def _row_id(reads: Session, name: str) -> str:
     config, _ = load_config(reads.home)
     spec = config.find(name)
     return f"order-{name}" if spec.type in _EDITED else f"filter-{name}"
@@ -508,7 +508,7 @@ async def filter_settings(request: web.Request) -> web.StreamResponse:
     """A muted-words, muted-accounts or list filter's action and expiry."""
     name = _name(request)
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         config, _ = load_config(reads.home)
         spec = config.find(name)
         allowed = {
@@ -538,7 +538,7 @@ async def filter_entries(request: web.Request) -> web.StreamResponse:
     """Add or remove one word, tag or account of a filter."""
     name = _name(request)
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         what = form.get("what", "")
         value = form.get("value", "")
         if what == "did" and form.get("op") == "add":
@@ -566,7 +566,7 @@ def _section(what: str) -> str:
 async def add_words(request: web.Request) -> web.StreamResponse:
     """Mute words and tags with an action (hide, warn, badge) and an expiry."""
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         action = _choice(form, "action", _WORD_ACTIONS, "hide")
         spec = mute_words(
             reads.home,
@@ -585,7 +585,7 @@ async def add_account(request: web.Request) -> web.StreamResponse:
     """Mute (hide or warn, with an expiry) or block an account: a did, a petname
     (``@bob``) or an identity name."""
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         did = resolve_account(reads.config, reads.keystore, form.get("who", ""))
         how = _choice(form, "how", ("mute", "block"), "mute")
         if how == "block":
@@ -602,7 +602,7 @@ async def add_account(request: web.Request) -> web.StreamResponse:
 async def add_list(request: web.Request) -> web.StreamResponse:
     """Subscribe to someone's mute or block list (spec 0006 §lists)."""
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         did = resolve_account(reads.config, reads.keystore, form.get("who", ""))
         list_name = form.get("list", "").strip()
         if not list_name:
@@ -622,7 +622,7 @@ async def add_list(request: web.Request) -> web.StreamResponse:
 async def add_labeler(request: web.Request) -> web.StreamResponse:
     """``murmur labelers subscribe WHO --set LABEL=ACTION ...``."""
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         did = resolve_account(reads.config, reads.keystore, form.get("who", ""))
         labels = dict(parse_label_action(p) for p in _split(form.get("labels", "")))
         subscribe_labeler(reads.home, did, labels)
@@ -633,7 +633,7 @@ async def add_labeler(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/moderation/labelers/remove", name="moderation-labelers-remove")
 async def remove_labeler(request: web.Request) -> web.StreamResponse:
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         did = form.get("did", "")
         unsubscribe_labeler(reads.home, did)
         return f"Unsubscribed from labeler {did}.", "labelers"
@@ -645,7 +645,7 @@ async def remove_labeler(request: web.Request) -> web.StreamResponse:
 async def label_action(request: web.Request) -> web.StreamResponse:
     """What one label of a subscribed labeler does, changed in place."""
 
-    async def change(reads: ReadSession, form: Mapping[str, str]) -> tuple[str, str]:
+    async def change(reads: Session, form: Mapping[str, str]) -> tuple[str, str]:
         did, val = form.get("did", ""), form.get("val", "").strip()
         action = _choice(form, "action", LABEL_ACTIONS, "")
         set_label_action(reads.home, did, val, action)

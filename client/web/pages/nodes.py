@@ -4,7 +4,7 @@ reads this server made (spec 0007 #web-nodes).
 ``GET /nodes`` asks every configured node ``/health`` and ``/v1/info`` at once
 (:func:`client.nodehealth.check_nodes`: reachable, latency, version, node id, its
 network) and sums up the last reads' reports (:class:`client.readlog.ReadLog`, kept by
-the :class:`~client.readsession.ReadSession`): the events each node withheld, named
+the :class:`~client.session.Session`): the events each node withheld, named
 (whose, which seq, when it was seen), the invalid events it served, its failures; and
 for all nodes the gaps the repair filled, the gaps none could fill, and forks.
 ``POST /nodes/add`` and ``POST /nodes/remove`` change ``config.toml``'s node set with

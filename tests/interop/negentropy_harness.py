@@ -10,8 +10,9 @@ nostr-tools harness (``tests/interop/negentropy_harness.mjs``), by a driver that
 
 The client is the side that receives ``initiate``. ``FRAMESIZELIMIT`` in the
 environment sets the frame size limit (default 0, unlimited). Any error ends the
-process with status 1 and one line on stderr. Wired as
-``murmur dev negentropy-harness --role client|server``.
+process with status 1 and one line on stderr. Run it as
+``python -m tests.interop.negentropy_harness --role client|server`` from the
+repository root: it is test tooling, not part of the installed client.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def main(role: str) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m client.dev_negentropy_harness`
+if __name__ == "__main__":  # pragma: no cover - `python -m tests.interop.negentropy_harness`
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
