@@ -7,13 +7,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: help install dev lint test test-fast run clean browser-deps
+.PHONY: help install dev lint test test-fast run clean browser-deps pg-deps
 
 help:
 	@echo "make run    create .venv, install Murmur, start a 3-node local devnet with a demo"
 	@echo "make test   create .venv if needed, install dev deps, run lint + the whole test suite"
 	@echo "make lint   ruff + mypy --strict on protocol/, node/, client/, bench/"
 	@echo "make browser-deps  Debian's chromium for the browser tests (apt-get; sudo -n if not root)"
+	@echo "make pg-deps       Debian's postgresql for the PostgreSQL store tests (apt-get; sudo -n if not root)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,13 @@ tests/interop/node_modules/.installed: tests/interop/package.json tests/interop/
 browser-deps:
 	@sh scripts/browser-deps.sh
 
+# The PostgreSQL store tests start a throwaway cluster of Debian's postgresql
+# (tests/pg.py: initdb + pg_ctl in a temp dir, as the system user murmur-pg when run
+# as root). A no-op when installed; MURMUR_SKIP_POSTGRES=1 skips it (developers,
+# never CI: without it the PostgreSQL tests fail rather than skip).
+pg-deps:
+	@sh scripts/pg-deps.sh
+
 # axe-core, injected into pages by the browser tests (pinned by the lockfile).
 tests/web/node_modules/.installed: tests/web/package.json tests/web/package-lock.json
 	cd tests/web && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
@@ -53,7 +61,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict protocol node client bench
 
-test: lint browser-deps tests/web/node_modules/.installed $(if $(wildcard tests/interop/package-lock.json),tests/interop/node_modules/.installed)
+test: lint browser-deps pg-deps tests/web/node_modules/.installed $(if $(wildcard tests/interop/package-lock.json),tests/interop/node_modules/.installed)
 	$(PY) -m pytest
 
 test-fast: dev

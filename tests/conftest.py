@@ -9,6 +9,10 @@ import pytest
 
 from tests.e2e.fedproc import Cluster
 
+#: The throwaway PostgreSQL cluster and a database per test (tests/pg.py); the store
+#: backend fixtures, sqlite or postgresql when parametrized (tests/node/backends.py).
+pytest_plugins = ["tests.pg", "tests.node.backends"]
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:

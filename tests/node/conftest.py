@@ -20,6 +20,7 @@ from node import NodeConfig, NodeLimits, create_app
 from protocol.encoding import encode
 from protocol.events import Event, sign_event
 from protocol.identity import Identity
+from tests.node.backends import Backend
 
 MSGPACK = "application/msgpack"
 T0 = 1_700_000_000_000
@@ -136,14 +137,16 @@ NodeFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_node(
-    tmp_path: Path, clock: Clock
+    tmp_path: Path, clock: Clock, backend: Backend
 ) -> AsyncIterator[Callable[..., Any]]:
-    """``await start_node(**limits)`` -> :class:`Node`; all are stopped at teardown."""
+    """``await start_node(**limits)`` -> :class:`Node` on the test's store backend (the
+    same ``data_dir`` again: the same data); all are stopped at teardown."""
     started: list[tuple[TestServer, httpx.AsyncClient]] = []
 
     async def start(data_dir: Path | None = None, **limits: Any) -> Node:
         config = make_config(data_dir or tmp_path / f"node{len(started)}", clock, **limits)
-        app = create_app(config)
+        store = None if backend.kind == "sqlite" else await backend.store(config.data_dir)
+        app = create_app(config, store=store)
         server = TestServer(app, host="127.0.0.1", port=0)
         await server.start_server()
         url = str(server.make_url("")).rstrip("/")

@@ -7,9 +7,14 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from node import SqliteStore
+import pytest
+
 from protocol.events import decode_event
+from tests.node.backends import Backend, both_backends
 from tests.node.conftest import T0, Author, Clock, Node, new_author
+
+# The node API over each store backend (spec 0004 §store: one contract).
+pytestmark = both_backends()
 
 
 async def _event(node: Node, eid: bytes) -> dict[str, Any]:
@@ -66,6 +71,7 @@ async def test_foreign_delete_before_target_has_no_effect(
     assert (await _event(node, post.id))["body"] == {"text": "mine"}
 
 
+@pytest.mark.postgresql_lacks("author_stats: the social indexes (spec 0004 #social)")
 async def test_deleted_post_leaves_feed_thread_labels_profiles(
     node: Node, author: Author, clock: Clock
 ) -> None:
@@ -94,16 +100,14 @@ async def test_deleted_post_leaves_feed_thread_labels_profiles(
     assert (await node.http.get("/v1/info")).json()["counts"]["deleted"] == 3
 
 
-async def test_deletion_survives_restart(tmp_path: Path, clock: Clock) -> None:
+async def test_deletion_survives_restart(tmp_path: Path, clock: Clock, backend: Backend) -> None:
     author = new_author(clock)
     post = author.post("x")
     delete = author.sign("delete", {"target": post.id})
-    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
-    await store.open()
+    store = await backend.open(tmp_path)
     await store.apply_batch([decode_event(delete.wire, now_ms=T0)])
     await store.close()
-    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
-    await store.open()
+    store = await backend.open(tmp_path)
     try:
         results = await store.apply_batch([decode_event(post.wire, now_ms=T0)])
         assert results[0].status == "accepted"

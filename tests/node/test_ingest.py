@@ -12,7 +12,11 @@ import pytest
 from protocol import kinds
 from protocol.encoding import encode
 from protocol.identity import Identity
+from tests.node.backends import both_backends
 from tests.node.conftest import MSGPACK, T0, Author, Node, b64, forge, new_author
+
+# The node API over each store backend (spec 0004 §store: one contract).
+pytestmark = both_backends()
 
 OTHER = Identity.from_seed(b"\x77" * 32)
 

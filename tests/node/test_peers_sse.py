@@ -22,6 +22,10 @@ from node.federation.peers import (
     Score,
 )
 from node.federation.sse import SseMessage, SseParser
+from tests.node.backends import both_backends
+
+# The node API over each store backend (spec 0004 §store: one contract).
+pytestmark = both_backends()
 
 # -- SseParser ------------------------------------------------------------------------
 

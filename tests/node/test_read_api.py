@@ -12,7 +12,11 @@ import pytest
 
 from protocol.encoding import decode
 from protocol.events import Event, decode_event
+from tests.node.backends import both_backends
 from tests.node.conftest import MSGPACK, T0, Author, Clock, Node, new_author
+
+# The node API over each store backend (spec 0004 §store: one contract).
+pytestmark = both_backends()
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,6 +184,7 @@ async def test_labels_by_subject_and_labeler(node: Node, author: Author, clock: 
     assert wire == evs[3].wire
 
 
+@pytest.mark.postgresql_lacks("author_stats: the social indexes (spec 0004 #social)")
 async def test_profile_search_uses_latest_profile(node: Node, clock: Clock) -> None:
     ada, bob = new_author(clock), new_author(clock)
     old = ada.sign("profile", {"name": "Ada L"})

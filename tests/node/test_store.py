@@ -1,5 +1,6 @@
-"""The SQLite store directly: schema versioning, atomic batches, counters, and the
-stream's slow-consumer cut-off (spec 0004 §store, §stream)."""
+"""The store directly: schema versioning, atomic batches, counters, and the stream's
+slow-consumer cut-off (spec 0004 §store, §stream). The contract tests run on every
+backend (``both_backends``, tests/node/backends.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from node.api import live
 from node.store import SCHEMA_VERSION, SchemaError, SqliteStore
 from node.store.sqlite import DB_FILENAME
 from protocol.events import Event, decode_event
+from tests.node.backends import Backend, both_backends
 from tests.node.conftest import T0, Clock, new_author
 
 
@@ -41,11 +43,13 @@ async def test_schema_is_versioned_and_wal(tmp_path: Path, clock: Clock) -> None
     await newer.close()
 
 
-async def test_failed_batch_stores_nothing(tmp_path: Path, clock: Clock) -> None:
+@both_backends()
+async def test_failed_batch_stores_nothing(tmp_path: Path, clock: Clock, backend: Backend) -> None:
+    """Spec 0004 #store-contract: a batch is one transaction, nothing of a failed one
+    stays."""
     author = new_author(clock)
     good = _verified(author.post("a"))
-    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
-    await store.open()
+    store = await backend.open(tmp_path)
     try:
 
         class Boom(Event):
@@ -66,15 +70,14 @@ async def test_failed_batch_stores_nothing(tmp_path: Path, clock: Clock) -> None
         await store.close()
 
 
-async def test_counts_survive_reopen(tmp_path: Path, clock: Clock) -> None:
+@both_backends()
+async def test_counts_survive_reopen(tmp_path: Path, clock: Clock, backend: Backend) -> None:
     a, b = new_author(clock), new_author(clock)
     events = [_verified(e) for e in (a.post(), a.post(), b.post())]
-    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
-    await store.open()
+    store = await backend.open(tmp_path)
     await store.apply_batch(events)
     await store.close()
-    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
-    await store.open()
+    store = await backend.open(tmp_path)
     try:
         counts = store.counts()
         assert (counts.events, counts.authors, counts.cursor) == (3, 2, 3)
@@ -94,9 +97,14 @@ async def test_slow_consumer_write_times_out() -> None:
         await live._write(_StuckResponse(), b"data", 0.05)  # type: ignore[arg-type]
 
 
+@both_backends()
 @pytest.mark.parametrize("windows", [(2, 5), (4_096, 65_536)])
 async def test_many_author_feed_matches_a_full_sort(
-    tmp_path: Path, clock: Clock, windows: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    clock: Clock,
+    windows: tuple[int, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    backend: Backend,
 ) -> None:
     """The windowed plan of a many-author feed returns exactly what sorting all would,
     page after page, whether the followed authors are busy or nearly silent."""
@@ -117,8 +125,7 @@ async def test_many_author_feed_matches_a_full_sort(
         else:
             ev = who.sign("post", {"text": f"p{i}"}, ts=ts)
         events.append(_verified(ev))
-    store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
-    await store.open()
+    store = await backend.open(tmp_path)
     try:
         await store.apply_batch(events)
         every = await store.feed(

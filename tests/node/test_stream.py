@@ -13,7 +13,11 @@ import pytest
 
 from node.stream import StreamHub, client_address
 from protocol.errors import RateLimitedError
+from tests.node.backends import both_backends
 from tests.node.conftest import Author, Clock, Node, new_author, read_sse
+
+# The node API over each store backend (spec 0004 §store: one contract).
+pytestmark = both_backends()
 
 
 async def test_live_stream_delivers_new_events_in_order(node: Node, author: Author) -> None:

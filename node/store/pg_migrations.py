@@ -1,0 +1,146 @@
+"""PostgreSQL schema and its migrations, versioned in the ``schema_version`` table.
+
+The PostgreSQL twin of :mod:`node.store.migrations` (spec 0004 §store), with its own
+version numbers: each migration is a list of statements applied in one transaction
+together with the version bump, so a crash mid-migration leaves the previous version
+intact, and it runs under a transaction-level advisory lock, so that several node
+processes opening one database at once migrate it once. A database newer than this
+code refuses to open rather than guess. Add a migration by appending to
+:data:`PG_MIGRATIONS`; never edit a published one.
+
+Text that is compared or sorted (``author``, ``kind``, profile names) is ``COLLATE
+"C"``: bytewise, as SQLite compares it, whatever the database's locale.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from node.store.migrations import SchemaError
+
+if TYPE_CHECKING:
+    from node.store.pg_write import Conn
+
+__all__ = ["MIGRATION_LOCK", "PG_MIGRATIONS", "PG_SCHEMA_VERSION", "pg_migrate"]
+
+#: Key of the advisory lock that serializes migrations across processes.
+MIGRATION_LOCK: Final = 0x6D75726D_0001  # "murm" 1
+
+_V1: Final = [
+    # cursor: the node-local stream position, given under the stream_head row lock in
+    # commit order (spec 0004 #store-cursor): never reused, strictly increasing.
+    """CREATE TABLE events (
+        cursor BIGINT PRIMARY KEY,
+        id BYTEA NOT NULL UNIQUE,
+        author TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        prev BYTEA,
+        ts BIGINT NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        header BYTEA NOT NULL,
+        sig BYTEA NOT NULL,
+        body BYTEA,
+        deleted BOOLEAN NOT NULL DEFAULT false,
+        reply_root BYTEA,
+        reply_parent BYTEA,
+        received_ms BIGINT NOT NULL,
+        kev BYTEA,
+        key BYTEA,
+        status TEXT COLLATE "C" NOT NULL DEFAULT 'canonical',
+        revoked_by BYTEA
+    )""",
+    "CREATE INDEX events_author_seq ON events (author, seq)",
+    "CREATE INDEX events_author_ts ON events (author, ts)",
+    "CREATE INDEX events_ts ON events (ts, cursor)",
+    "CREATE INDEX events_ts_id ON events (ts, id)",
+    "CREATE INDEX events_reply_root ON events (reply_root, ts, cursor) "
+    "WHERE reply_root IS NOT NULL",
+    "CREATE INDEX events_reply_parent ON events (reply_parent) WHERE reply_parent IS NOT NULL",
+    "CREATE INDEX events_missing_body ON events (id) WHERE body IS NULL AND NOT deleted",
+    # The one row whose lock orders the writers, and the highest cursor given.
+    """CREATE TABLE stream_head (
+        one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+        top BIGINT NOT NULL
+    )""",
+    "INSERT INTO stream_head (one, top) VALUES (true, 0)",
+    # A delete's target, remembered even before the target arrives (never forgotten).
+    """CREATE TABLE tombstones (
+        target BYTEA NOT NULL,
+        author TEXT COLLATE "C" NOT NULL,
+        delete_id BYTEA NOT NULL,
+        PRIMARY KEY (target, author)
+    )""",
+    """CREATE TABLE forks (
+        author TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (author, seq)
+    )""",
+    """CREATE TABLE labels (
+        id BYTEA PRIMARY KEY,
+        cursor BIGINT NOT NULL,
+        labeler TEXT COLLATE "C" NOT NULL,
+        subject TEXT COLLATE "C" NOT NULL,
+        val TEXT NOT NULL,
+        neg BOOLEAN NOT NULL,
+        exp BIGINT
+    )""",
+    "CREATE INDEX labels_subject ON labels (subject, labeler, cursor)",
+    "CREATE INDEX labels_labeler ON labels (labeler, cursor)",
+    # The latest profile of each author (highest seq, then greatest id, with a body).
+    """CREATE TABLE profiles (
+        author TEXT COLLATE "C" PRIMARY KEY,
+        id BYTEA NOT NULL,
+        seq BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        name_lower TEXT COLLATE "C" NOT NULL,
+        bio TEXT NOT NULL
+    )""",
+    # LIKE '%x%' on names: a trigram index when pg_trgm is installed is a later step;
+    # this one serves the prefix-first ordering.
+    "CREATE INDEX profiles_name ON profiles (name_lower)",
+    # Node-local facts that survive restarts (the node's random id).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Known peers (spec 0005 §peers): where each subscription resumes, and its score.
+    """CREATE TABLE peers (
+        url TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        node_id TEXT,
+        cursor BIGINT,
+        score DOUBLE PRECISION NOT NULL,
+        failures INTEGER NOT NULL,
+        last_ok_ms BIGINT,
+        added_ms BIGINT NOT NULL
+    )""",
+]
+
+#: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
+PG_MIGRATIONS: Final[list[list[str]]] = [_V1]
+PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
+
+
+async def pg_migrate(conn: Conn) -> int:
+    """Bring the database of ``conn`` to :data:`PG_SCHEMA_VERSION`; return the old version.
+
+    Raises :class:`SchemaError` (before changing anything) for a newer database."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (one BOOLEAN PRIMARY KEY "
+            "DEFAULT true CHECK (one), version INTEGER NOT NULL)"
+        )
+        current = await conn.fetchval("SELECT version FROM schema_version")
+        old = int(current or 0)
+        if old > PG_SCHEMA_VERSION:
+            raise SchemaError(
+                f"database schema version {old} is newer than this node ({PG_SCHEMA_VERSION})"
+            )
+        for version in range(old, PG_SCHEMA_VERSION):
+            for step in PG_MIGRATIONS[version]:
+                await conn.execute(step)
+        if old < PG_SCHEMA_VERSION:
+            await conn.execute(
+                "INSERT INTO schema_version (one, version) VALUES (true, $1) "
+                "ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+                PG_SCHEMA_VERSION,
+            )
+    return old
