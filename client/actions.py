@@ -118,6 +118,9 @@ class Done:
     subject: str | None = None
     #: The standing events an undo deleted.
     undone: tuple[Event, ...] = ()
+    #: What the person should know about what was signed (an ``@name`` nobody resolves
+    #: stayed plain text); also given to ``session.warn`` before signing.
+    notes: tuple[str, ...] = ()
 
     @property
     def event(self) -> Event:
@@ -237,7 +240,8 @@ async def post(session: Session, draft: Draft, *, identity: Identity | None = No
         body["langs"] = list(draft.langs)
     if draft.warn:
         body["warn"] = list(draft.warn)
-    for note in fill_post(body, _mention_resolver(session)):  # mentions, links, #tags
+    notes = tuple(fill_post(body, _mention_resolver(session)))  # mentions, links, #tags
+    for note in notes:
         session.warn(note)
     async with session.publisher(identity) as pub:
         reader = checks_reader(pub)
@@ -247,7 +251,7 @@ async def post(session: Session, draft: Draft, *, identity: Identity | None = No
         if draft.quote is not None:
             body["quote"] = await session.event_id(reader, draft.quote)
         result = await pub.publish(kinds.POST, body)
-        return Done(result=result, not_consulted=_cut(reader))
+        return Done(result=result, not_consulted=_cut(reader), notes=notes)
 
 
 # -- like, repost, delete, and their undoing --------------------------------------------

@@ -27,6 +27,7 @@ HERE: Final = Path(__file__).parent
 #: The nav bar: (route name, label). An entry shows once a page group adds that route.
 NAV: Final = (
     ("home", "Home"),
+    ("compose", "Compose"),
     ("notifications", "Notifications"),
     ("search", "Search"),
     ("moderation", "Moderation"),

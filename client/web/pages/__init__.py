@@ -17,6 +17,7 @@ from aiohttp import web
 
 from client.web.pages import (
     author,
+    compose,
     identities,
     moderation,
     nodes,
@@ -34,6 +35,7 @@ GROUPS: Final = (
     timeline,
     thread,
     author,
+    compose,
     people,
     session,
     nodes,

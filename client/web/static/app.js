@@ -5,6 +5,7 @@
  * - On the home page, follows /live/timeline (Server-Sent Events) from the stream
  *   cursors the page was read at, and shows "N new posts — show" as they come.
  * - On the notifications page, the same with /live/notifications.
+ * - In a compose form, Ctrl+Enter (Cmd+Enter) posts (the submit button works without it).
  */
 (function () {
   "use strict";
@@ -72,9 +73,27 @@
     window.addEventListener("pagehide", function () { source.close(); });
   }
 
+  /* Compose: Ctrl+Enter (Cmd+Enter) in the text posts, as the submit button does. */
+  function submitOnCtrlEnter() {
+    document.addEventListener("keydown", function (event) {
+      var target = event.target;
+      if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || !target ||
+          target.name !== "text" || !target.form || !target.form.classList.contains("compose")) {
+        return;
+      }
+      event.preventDefault();
+      if (typeof target.form.requestSubmit === "function") {
+        target.form.requestSubmit();
+      } else {
+        target.form.submit();
+      }
+    });
+  }
+
   function start() {
     followLive();
     followLiveNotifications();
+    submitOnCtrlEnter();
   }
 
   if (document.readyState === "loading") {
