@@ -14,9 +14,12 @@ Text that is compared or sorted (``author``, ``kind``, profile names) is ``COLLA
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from node.store.migrations import SchemaError
+from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
+from node.store.pg_social import backfill_social
 
 if TYPE_CHECKING:
     from node.store.pg_write import Conn
@@ -113,8 +116,18 @@ _V1: Final = [
     )""",
 ]
 
-#: Index ``i`` holds the statements that bring version ``i`` to ``i + 1``.
-PG_MIGRATIONS: Final[list[list[str]]] = [_V1]
+#: One step of a migration: a statement, or a coroutine run inside its transaction.
+Step: TypeAlias = "str | Callable[[Conn], Awaitable[None]]"
+
+_V2: Final[list[Step]] = [
+    # The social indexes (spec 0004 #social, node/store/pg_social.py), then filled from
+    # the events already held.
+    *SOCIAL_SCHEMA,
+    backfill_social,
+]
+
+#: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
+PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2]
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 
 
@@ -136,7 +149,10 @@ async def pg_migrate(conn: Conn) -> int:
             )
         for version in range(old, PG_SCHEMA_VERSION):
             for step in PG_MIGRATIONS[version]:
-                await conn.execute(step)
+                if isinstance(step, str):
+                    await conn.execute(step)
+                else:
+                    await step(conn)
         if old < PG_SCHEMA_VERSION:
             await conn.execute(
                 "INSERT INTO schema_version (one, version) VALUES (true, $1) "

@@ -19,9 +19,10 @@ writer that gets the lock therefore sees every earlier writer's rows, numbers it
 above them, and commits after them: cursor order is commit order, across connections
 and processes, and a snapshot that shows cursor ``n`` shows every cursor below it.
 
+The social indexes (spec 0004 #social) are kept here too (:mod:`node.store.pg_social`).
 Not yet here (the SQLite store has them): events of ``did:murmur`` authors (v2, spec
 0008: the key tables and statuses) are refused with :class:`UnsupportedByStore`, and
-the social and search indexes are not kept (issue #18 step 1).
+the search index is not kept (issue #18).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from node.store.base import WriteResult
+from node.store.pg_social import SOCIAL_KINDS, add_social, on_insert, remove_social
 from node.store.sqlite_effects import BatchStats, _label_subject, _profile_fields
 from node.store.sqlite_write import _reply_of
 from protocol import kinds
@@ -50,18 +52,19 @@ class UnsupportedByStore(RuntimeError):
     """The batch holds what this backend cannot store yet; nothing of it was stored."""
 
 
-#: The kinds whose body changes more than the events table in this backend (the
-#: SQLite store also has the social kinds: node/store/sqlite_social.py).
-_BODY_EFFECTS: Final = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE})
+#: The kinds whose body changes more than the events table.
+_BODY_EFFECTS: Final = frozenset({kinds.LABEL, kinds.PROFILE, kinds.DELETE}) | SOCIAL_KINDS
 _HELD, _FILLABLE = 1, 2
 #: Already stored (0 no, 1 yes, 2 yes without a body a full copy may fill in)?
 #: Tombstoned by its author? Another event at this seq (a fork)? Any event of the author?
+#: Do held events reference it (they notify its author once it is held)?
 _PROBE: Final = (
     "SELECT coalesce((SELECT CASE WHEN body IS NULL AND NOT deleted THEN 2 ELSE 1 END "
     "FROM events WHERE id = $1), 0), "
     "EXISTS(SELECT 1 FROM tombstones WHERE target = $1 AND author = $2), "
     "EXISTS(SELECT 1 FROM events WHERE author = $2 AND seq = $3), "
-    "EXISTS(SELECT 1 FROM events WHERE author = $2)"
+    "EXISTS(SELECT 1 FROM events WHERE author = $2), "
+    "EXISTS(SELECT 1 FROM refs WHERE target = $1)"
 )
 _INSERT: Final = (
     "INSERT INTO events (cursor, id, author, seq, prev, ts, kind, header, sig, body, "
@@ -92,7 +95,7 @@ class _Batch:
         c = self.conn
         row = await c.fetchrow(_PROBE, ev.id, ev.author, ev.seq)
         assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
-        held, tombstoned, same_seq, known_author = row
+        held, tombstoned, same_seq, known_author, referenced = row
         if ev.kind == kinds.DELETE:
             tombstoned = False  # a delete is never deleted (spec 0003 #delete-of-delete)
         if held:
@@ -116,6 +119,11 @@ class _Batch:
             ev.header_bytes, ev.sig, body_bytes, bool(tombstoned), root, parent, self.now_ms,
         )  # fmt: skip
         self.stats.events += 1
+        if referenced or not known_author:
+            await on_insert(
+                c, eid=ev.id, author=ev.author, new_author=not known_author,
+                referenced=referenced, now_ms=self.now_ms,
+            )  # fmt: skip
         if tombstoned:
             self.stats.deleted += 1
         if same_seq:
@@ -127,7 +135,7 @@ class _Batch:
             if already is None:
                 self.stats.forked_authors += 1
         if body_bytes is not None and ev.body is not None and ev.kind in _BODY_EFFECTS:
-            await self._apply_body(ev.id, ev.author, ev.kind, ev.seq, cursor, ev.body)
+            await self._apply_body(ev, cursor, ev.body)
         return WriteResult(status="accepted", cursor=cursor)
 
     async def _fill_body(self, ev: Event) -> WriteResult:
@@ -142,13 +150,12 @@ class _Batch:
         )  # fmt: skip
         self.stats.filled += 1
         if ev.body is not None and ev.kind in _BODY_EFFECTS and status == "canonical":
-            await self._apply_body(ev.id, ev.author, ev.kind, ev.seq, cursor, ev.body)
+            await self._apply_body(ev, cursor, ev.body)
         return WriteResult(status="accepted", cursor=cursor)
 
-    async def _apply_body(
-        self, eid: bytes, author: str, kind: str, seq: int, cursor: int, body: dict[str, Any]
-    ) -> None:
+    async def _apply_body(self, ev: Event, cursor: int, body: dict[str, Any]) -> None:
         c = self.conn
+        eid, author, kind = ev.id, ev.author, ev.kind
         if kind == kinds.LABEL:
             exp = body.get("exp")
             await c.execute(
@@ -158,7 +165,12 @@ class _Batch:
                 body.get("neg") is True, exp if isinstance(exp, int) else None,
             )  # fmt: skip
         elif kind == kinds.PROFILE:
-            await _set_profile(c, author, eid, seq, body)
+            await _set_profile(c, author, eid, ev.seq, body)
+        elif kind in SOCIAL_KINDS:
+            await add_social(
+                c, eid=eid, author=author, kind=kind, seq=ev.seq, ts=ev.ts, cursor=cursor,
+                body=body,
+            )  # fmt: skip
         elif kind == kinds.DELETE:
             target: bytes = body["target"]
             held = await c.fetchrow("SELECT kind, author FROM events WHERE id = $1", target)
@@ -182,6 +194,7 @@ class _Batch:
         )  # fmt: skip
         self.stats.deleted += _rowcount(done)
         await c.execute("DELETE FROM labels WHERE id = $1", target)
+        await remove_social(c, target)
         current = await c.fetchval("SELECT id FROM profiles WHERE author = $1", author)
         if current == target:
             await _recompute_profile(c, author)

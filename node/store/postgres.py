@@ -7,9 +7,9 @@ are strictly increasing in commit order across connections and processes (spec 0
 #store-cursor). Reads are single statements, or one read-only REPEATABLE READ
 transaction when several must agree (the negentropy snapshot).
 
-Not yet here (issue #18, next steps): ``did:murmur`` (v2) events and the key tables
-(spec 0008 #nodes), the social indexes (spec 0004 #social) and post search (#search);
-the methods that only they serve raise :class:`UnsupportedByStore`.
+The social indexes (spec 0004 #social) are :mod:`node.store.pg_social`. Not yet here
+(issue #18, next steps): ``did:murmur`` (v2) events and the key tables (spec 0008
+#nodes), and post search (#search), which raises :class:`UnsupportedByStore`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from node.store import pg_social as social
 from node.store.base import (
     AuthorStats,
     ChainRow,
@@ -380,7 +381,7 @@ class PostgresStore(Store):
     async def delete_peer(self, url: str) -> None:
         await self.pool.execute("DELETE FROM peers WHERE url = $1", url)
 
-    # -- social indexes: not in this backend yet (spec 0004 #social) --------------------
+    # -- social indexes (node/store/pg_social.py) -----------------------------------------
 
     async def notifications(
         self,
@@ -390,20 +391,27 @@ class PostgresStore(Store):
         before: tuple[int, int] | None,
         limit: int,
     ) -> list[Notification]:
-        raise UnsupportedByStore("the social indexes are not in the PostgreSQL store yet")
+        async with self.pool.acquire() as c:
+            return await social.notifications_page(
+                c, _COLS, _row, recipient, reasons, before, limit
+            )
 
     async def followers(
         self, subject: str, *, before: tuple[int, int] | None, limit: int
     ) -> list[StoredEvent]:
-        raise UnsupportedByStore("the social indexes are not in the PostgreSQL store yet")
+        async with self.pool.acquire() as c:
+            return await social.followers_page(c, _COLS, _row, subject, before, limit)
 
     async def reactions(
         self, target: bytes, kind: str, *, before: tuple[int, int] | None, limit: int
     ) -> list[StoredEvent]:
-        raise UnsupportedByStore("the social indexes are not in the PostgreSQL store yet")
+        async with self.pool.acquire() as c:
+            return await social.reactions_page(c, _COLS, _row, target, kind, before, limit)
 
     async def event_counts(self, ids: Sequence[bytes]) -> dict[bytes, EventCounts]:
-        raise UnsupportedByStore("the social indexes are not in the PostgreSQL store yet")
+        async with self.pool.acquire() as c:
+            return await social.event_counts(c, ids)
 
     async def author_stats(self, authors: Sequence[str]) -> dict[str, AuthorStats]:
-        raise UnsupportedByStore("the social indexes are not in the PostgreSQL store yet")
+        async with self.pool.acquire() as c:
+            return await social.author_stats(c, authors)

@@ -7,8 +7,6 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from protocol.events import decode_event
 from tests.node.backends import Backend, both_backends
 from tests.node.conftest import T0, Author, Clock, Node, new_author
@@ -71,7 +69,6 @@ async def test_foreign_delete_before_target_has_no_effect(
     assert (await _event(node, post.id))["body"] == {"text": "mine"}
 
 
-@pytest.mark.postgresql_lacks("author_stats: the social indexes (spec 0004 #social)")
 async def test_deleted_post_leaves_feed_thread_labels_profiles(
     node: Node, author: Author, clock: Clock
 ) -> None:

@@ -184,7 +184,6 @@ async def test_labels_by_subject_and_labeler(node: Node, author: Author, clock: 
     assert wire == evs[3].wire
 
 
-@pytest.mark.postgresql_lacks("author_stats: the social indexes (spec 0004 #social)")
 async def test_profile_search_uses_latest_profile(node: Node, clock: Clock) -> None:
     ada, bob = new_author(clock), new_author(clock)
     old = ada.sign("profile", {"name": "Ada L"})

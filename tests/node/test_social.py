@@ -16,6 +16,7 @@ from node.store import sqlite_social_read as social
 from node.store.migrations import MIGRATIONS, migrate
 from node.store.sqlite import _COLS, DB_FILENAME, _row
 from protocol.events import Event, decode_event
+from tests.node.backends import both_backends
 from tests.node.conftest import T0, Author, Clock, Node, new_author
 from tests.rotatable import Rotatable
 
@@ -54,6 +55,7 @@ def zero(**kw: int) -> dict[str, int]:
     return {"likes": 0, "reposts": 0, "replies": 0, "quotes": 0, **kw}
 
 
+@both_backends()
 async def test_each_reason_notifies_once_newest_first(node: Node, make_author: Any) -> None:
     """spec 0004 #notifications, #notification-reasons: a reply (parent and root
     authors), quote, mention, like, repost and follow of alice each notify her once,
@@ -105,6 +107,7 @@ async def test_each_reason_notifies_once_newest_first(node: Node, make_author: A
     ]
 
 
+@both_backends()
 async def test_target_arriving_later_notifies_once(node: Node, make_author: Any) -> None:
     """spec 0004 #notifications: a like, reply and quote whose target is not held yet
     count at once and notify the target's author when it arrives; re-delivery changes
@@ -125,6 +128,7 @@ async def test_target_arriving_later_notifies_once(node: Node, make_author: Any)
     assert await counts(node, post) == [zero(likes=1, replies=1, quotes=1)]
 
 
+@both_backends()
 async def test_deleted_likes_are_withdrawn_once_per_author(
     node: Node, make_author: Any
 ) -> None:
@@ -150,6 +154,7 @@ async def test_deleted_likes_are_withdrawn_once_per_author(
     assert r.json()["events"] == []
 
 
+@both_backends()
 async def test_reactions_list_the_events_newest_first(node: Node, make_author: Any) -> None:
     """spec 0004 #reactions: who liked, reposted, replied, quoted: the events, paged."""
     alice = make_author()
@@ -172,6 +177,7 @@ async def test_reactions_list_the_events_newest_first(node: Node, make_author: A
     assert got == [a.did for a in reversed(likers)]
 
 
+@both_backends()
 async def test_followers_latest_event_wins_in_any_order(
     node: Node, make_author: Any, clock: Clock
 ) -> None:
@@ -208,6 +214,8 @@ async def test_followers_latest_event_wins_in_any_order(
     assert [e["id"] for e in rest["events"]] == [f1.id.hex()]
 
 
+@both_backends()
+@pytest.mark.postgresql_lacks("did:murmur (v2) events: key tables and statuses (spec 0008 #nodes)")
 async def test_revoked_thiefs_like_and_follow_stop_counting(
     node: Node, make_author: Any
 ) -> None:
@@ -256,6 +264,7 @@ async def test_revoked_thiefs_like_and_follow_stop_counting(
         ("/v1/events/ID/reactions", {"kind": "like", "limit": "1e3"}),
     ],
 )
+@both_backends()
 async def test_bad_parameters_are_400s(
     node: Node, author: Author, path: str, params: dict[str, str]
 ) -> None:
@@ -281,6 +290,7 @@ async def test_bad_parameters_are_400s(
         json.dumps({"ids": [f"{i:064x}" for i in range(501)]}).encode(),
     ],
 )
+@both_backends()
 async def test_bad_counts_bodies_are_400s(node: Node, body: bytes) -> None:
     """spec 0004 #counts: a bounded list of hex ids, else 400 bad-request."""
     r = await node.http.post(

@@ -6,15 +6,18 @@ writers, one winner per event across connections, versioned schema (spec 0004
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
 
 from node.store import SchemaError
 from node.store.pg_migrations import PG_SCHEMA_VERSION
+from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
 from node.store.postgres import PostgresStore
 from protocol.events import Event, decode_event
 from tests.node.conftest import T0, Clock, new_author
+from tests.node.test_social import _social_events
 
 #: Concurrent writers (separate pools: separate connections, as separate processes
 #: would have), batches each, events a batch.
@@ -135,3 +138,41 @@ async def test_opening_twice_at_once_migrates_once(pg_url: str, clock: Clock) ->
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_upgrade_from_a_populated_v1_database_fills_the_social_indexes(
+    pg_url: str, clock: Clock
+) -> None:
+    """spec 0004 #social: a PostgreSQL database of schema 1 (no social tables) that holds
+    events gets the social indexes filled from them when it opens, exactly as ingesting
+    them fills them."""
+    alice, evs = _social_events(clock)
+    store = PostgresStore(pg_url, now_ms=clock)
+
+    async def answers() -> tuple[Any, ...]:
+        got = await store.notifications(
+            alice.did, reasons=("reply", "mention", "like", "follow"), before=None, limit=50
+        )
+        counted = await store.event_counts([evs[0].id, b"\x07" * 32])
+        stats = await store.author_stats([alice.did])
+        return [(n.reason, n.event.id) for n in got], counted, stats
+
+    await store.open()
+    try:
+        await store.apply_batch([_verified(e) for e in evs])
+        ingested = await answers()
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        tables = [s.split()[2] for s in SOCIAL_SCHEMA if s.startswith("CREATE TABLE")]
+        await conn.execute(f"DROP TABLE {', '.join(tables)}")
+        await conn.execute("UPDATE schema_version SET version = 1")
+    finally:
+        await conn.close()
+    await store.open()
+    try:
+        assert await answers() == ingested
+        assert [r for r, _ in ingested[0]] == ["follow", "mention", "reply", "like"]
+    finally:
+        await store.close()

@@ -1,0 +1,426 @@
+"""The social indexes on PostgreSQL: references, notifications, followers, counts.
+
+Spec 0004 #social, the same tables and rules as :mod:`node.store.sqlite_social` (whose
+docstring says what each table holds): the write side runs inside the batch's write
+transaction (:mod:`node.store.pg_write`), the read side is one index range with a LIMIT
+per call. What a body references and which reason wins are computed by the SQLite
+module's pure helpers, so both backends index exactly the same things.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from node.store.base import AuthorStats, EventCounts, Notification, StoredEvent
+from node.store.sqlite_social import (
+    _ONCE_PER_AUTHOR,
+    _RANK,
+    _REASON_OF,
+    COUNT_KINDS,
+    SOCIAL_KINDS,
+    _mentions,
+    _refs_of,
+    _stronger,
+)
+from protocol import kinds
+from protocol.encoding import decode
+
+if TYPE_CHECKING:
+    from node.store.pg_write import Conn
+
+__all__ = [
+    "SCHEMA",
+    "SOCIAL_KINDS",
+    "add_social",
+    "author_stats",
+    "backfill_social",
+    "event_counts",
+    "followers_page",
+    "notifications_page",
+    "on_insert",
+    "reactions_page",
+    "remove_social",
+]
+
+SCHEMA: Final = [
+    """CREATE TABLE refs (
+        target BYTEA NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        ts BIGINT NOT NULL,
+        cursor BIGINT NOT NULL,
+        src BYTEA NOT NULL,
+        author TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (target, kind, ts, cursor)
+    )""",
+    "CREATE INDEX refs_src ON refs (src)",
+    "CREATE INDEX refs_author ON refs (target, kind, author)",
+    """CREATE TABLE ref_counts (
+        target BYTEA NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (target, kind)
+    )""",
+    """CREATE TABLE notifications (
+        recipient TEXT COLLATE "C" NOT NULL,
+        reason TEXT COLLATE "C" NOT NULL,
+        ts BIGINT NOT NULL,
+        cursor BIGINT NOT NULL,
+        src BYTEA NOT NULL,
+        PRIMARY KEY (recipient, reason, ts, cursor)
+    )""",
+    "CREATE INDEX notifications_src ON notifications (src, recipient)",
+    """CREATE TABLE follow_edges (
+        follower TEXT COLLATE "C" NOT NULL,
+        subject TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        id BYTEA NOT NULL,
+        follow BOOLEAN NOT NULL,
+        PRIMARY KEY (follower, subject, seq, id)
+    )""",
+    "CREATE INDEX follow_edges_id ON follow_edges (id)",
+    """CREATE TABLE followers (
+        subject TEXT COLLATE "C" NOT NULL,
+        follower TEXT COLLATE "C" NOT NULL,
+        id BYTEA NOT NULL,
+        ts BIGINT NOT NULL,
+        cursor BIGINT NOT NULL,
+        PRIMARY KEY (subject, follower)
+    )""",
+    "CREATE INDEX followers_page ON followers (subject, ts, cursor)",
+    """CREATE TABLE follow_counts (
+        did TEXT COLLATE "C" PRIMARY KEY,
+        followers BIGINT NOT NULL,
+        following BIGINT NOT NULL
+    )""",
+    """CREATE TABLE authors (
+        author TEXT COLLATE "C" PRIMARY KEY,
+        first_seen_ms BIGINT NOT NULL
+    )""",
+]
+
+_NOTIFY: Final = (
+    "INSERT INTO notifications (recipient, reason, ts, cursor, src) "
+    "VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING"
+)
+_NEWEST: Final = (2**63 - 1, 2**63 - 1)
+_COUNT_FIELD: Final = {"like": "likes", "repost": "reposts", "reply": "replies", "quote": "quotes"}
+
+
+# -- write side ---------------------------------------------------------------------------
+
+
+async def _notify(
+    c: Conn, recipient: str, reason: str, ts: int, cursor: int, src: bytes
+) -> None:
+    """One notification of ``recipient`` by ``src``, keeping the strongest reason."""
+    held = await c.fetchval(
+        "SELECT reason FROM notifications WHERE src = $1 AND recipient = $2", src, recipient
+    )
+    if held is not None:
+        if _RANK[held] <= _RANK[reason]:
+            return
+        await c.execute(
+            "DELETE FROM notifications WHERE src = $1 AND recipient = $2", src, recipient
+        )
+    await c.execute(_NOTIFY, recipient, reason, ts, cursor, src)
+
+
+async def _bump(c: Conn, target: bytes, kind: str, delta: int) -> None:
+    if delta > 0:
+        await c.execute(
+            "INSERT INTO ref_counts (target, kind, n) VALUES ($1,$2,1) "
+            "ON CONFLICT (target, kind) DO UPDATE SET n = ref_counts.n + 1",
+            target, kind,
+        )  # fmt: skip
+        return
+    await c.execute(
+        "UPDATE ref_counts SET n = n - 1 WHERE target = $1 AND kind = $2", target, kind
+    )
+    await c.execute(
+        "DELETE FROM ref_counts WHERE target = $1 AND kind = $2 AND n <= 0", target, kind
+    )
+
+
+async def _author_refs(c: Conn, target: bytes, kind: str, author: str) -> int:
+    n = await c.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM refs WHERE target = $1 AND kind = $2 "
+        "AND author = $3 LIMIT 2) AS r",
+        target, kind, author,
+    )  # fmt: skip
+    return int(n)
+
+
+async def _settle_pair(c: Conn, follower: str, subject: str) -> None:
+    """Make ``followers`` (and the follow notification) agree with the pair's latest
+    counting event (spec 0003 §3.6: highest seq, then greatest id)."""
+    latest = await c.fetchrow(
+        "SELECT id, follow FROM follow_edges WHERE follower = $1 AND subject = $2 "
+        "ORDER BY seq DESC, id DESC LIMIT 1",
+        follower, subject,
+    )  # fmt: skip
+    new: bytes | None = latest["id"] if latest is not None and latest["follow"] else None
+    old: bytes | None = await c.fetchval(
+        "SELECT id FROM followers WHERE subject = $1 AND follower = $2", subject, follower
+    )
+    if old == new:
+        return
+    if old is not None:
+        await c.execute(
+            "DELETE FROM followers WHERE subject = $1 AND follower = $2", subject, follower
+        )
+        await c.execute(
+            "DELETE FROM notifications WHERE src = $1 AND recipient = $2", old, subject
+        )
+    if new is not None:
+        row = await c.fetchrow("SELECT ts, cursor FROM events WHERE id = $1", new)
+        assert row is not None  # noqa: S101 - a follow edge is only added for a held event
+        ts, cursor = row
+        await c.execute(
+            "INSERT INTO followers (subject, follower, id, ts, cursor) VALUES ($1,$2,$3,$4,$5)",
+            subject, follower, new, ts, cursor,
+        )  # fmt: skip
+        if follower != subject:
+            await c.execute(_NOTIFY, subject, "follow", ts, cursor, new)
+    if (old is None) != (new is None):
+        delta = 1 if new is not None else -1
+        await c.executemany(
+            "INSERT INTO follow_counts (did, followers, following) VALUES ($1,$2,$3) "
+            "ON CONFLICT (did) DO UPDATE SET "
+            "followers = follow_counts.followers + excluded.followers, "
+            "following = follow_counts.following + excluded.following",
+            [(subject, delta, 0), (follower, 0, delta)],
+        )
+
+
+async def add_social(
+    c: Conn,
+    *,
+    eid: bytes,
+    author: str,
+    kind: str,
+    seq: int,
+    ts: int,
+    cursor: int,
+    body: dict[str, Any],
+) -> None:
+    """Index one counting event (``kind`` in :data:`SOCIAL_KINDS`). Idempotent."""
+    if kind in (kinds.FOLLOW, kinds.UNFOLLOW):
+        subject = body.get("subject")
+        if not isinstance(subject, str):
+            return
+        await c.execute(
+            "INSERT INTO follow_edges (follower, subject, seq, id, follow) "
+            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+            author, subject, seq, eid, kind == kinds.FOLLOW,
+        )  # fmt: skip
+        await _settle_pair(c, author, subject)
+        return
+    refs = _refs_of(kind, body)
+    mentions = _mentions(body) if kind == kinds.POST else []
+    if not refs and not mentions:
+        return
+    notify: dict[str, str] = {}  # recipient -> strongest reason
+    for ref, target in refs:
+        added = await c.fetchval(
+            "INSERT INTO refs (target, kind, ts, cursor, src, author) "
+            "VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING RETURNING 1",
+            target, ref, ts, cursor, eid, author,
+        )  # fmt: skip
+        if added is None:
+            continue  # applied before: its notifications are in
+        if ref in COUNT_KINDS and (
+            ref not in _ONCE_PER_AUTHOR or await _author_refs(c, target, ref, author) == 1
+        ):
+            await _bump(c, target, ref, 1)
+        held = await c.fetchval("SELECT author FROM events WHERE id = $1", target)
+        if held is not None and held != author:
+            _stronger(notify, held, _REASON_OF[ref])
+    for did in mentions:
+        if did != author:
+            _stronger(notify, did, "mention")
+    if notify:
+        await c.executemany(
+            _NOTIFY, [(recipient, reason, ts, cursor, eid) for recipient, reason in notify.items()]
+        )
+
+
+async def remove_social(c: Conn, eid: bytes) -> None:
+    """Withdraw everything ``eid`` added (it was deleted, or stopped being canonical)."""
+    refs = await c.fetch("SELECT target, kind, author FROM refs WHERE src = $1", eid)
+    for target, ref, author in refs:
+        await c.execute(
+            "DELETE FROM refs WHERE target = $1 AND kind = $2 AND src = $3", target, ref, eid
+        )
+        if ref in COUNT_KINDS and (
+            ref not in _ONCE_PER_AUTHOR or await _author_refs(c, target, ref, author) == 0
+        ):
+            await _bump(c, target, ref, -1)
+    await c.execute("DELETE FROM notifications WHERE src = $1", eid)
+    pairs = await c.fetch("SELECT follower, subject FROM follow_edges WHERE id = $1", eid)
+    for follower, subject in pairs:
+        await c.execute(
+            "DELETE FROM follow_edges WHERE follower = $1 AND subject = $2 AND id = $3",
+            follower, subject, eid,
+        )  # fmt: skip
+        await _settle_pair(c, follower, subject)
+
+
+async def on_insert(
+    c: Conn, *, eid: bytes, author: str, new_author: bool, referenced: bool, now_ms: int
+) -> None:
+    """A new event row: its author's first-seen time, and the notifications of
+    references that named it before it was held."""
+    if new_author:
+        await c.execute(
+            "INSERT INTO authors (author, first_seen_ms) VALUES ($1,$2) ON CONFLICT DO NOTHING",
+            author, now_ms,
+        )  # fmt: skip
+    if not referenced:
+        return
+    waiting = await c.fetch(
+        "SELECT kind, ts, cursor, src FROM refs WHERE target = $1 AND author != $2", eid, author
+    )
+    for ref, ts, cursor, src in waiting:
+        await _notify(c, author, _REASON_OF[ref], ts, cursor, src)
+
+
+async def backfill_social(c: Conn) -> None:
+    """Fill the social indexes from the events already held (a migration step, in its
+    transaction)."""
+    await c.execute(
+        "INSERT INTO authors (author, first_seen_ms) "
+        "SELECT author, min(received_ms) FROM events GROUP BY author ON CONFLICT DO NOTHING"
+    )
+    last = 0
+    while True:
+        rows = await c.fetch(
+            "SELECT cursor, id, author, kind, seq, ts, body FROM events WHERE cursor > $1 "
+            "AND kind = ANY($2::text[]) AND status = 'canonical' AND NOT deleted "
+            "AND body IS NOT NULL ORDER BY cursor LIMIT 2048",
+            last, sorted(SOCIAL_KINDS),
+        )  # fmt: skip
+        if not rows:
+            return
+        last = rows[-1]["cursor"]
+        for cursor, eid, author, kind, seq, ts, raw in rows:
+            body = decode(raw)
+            if isinstance(body, dict):
+                await add_social(
+                    c, eid=eid, author=author, kind=kind, seq=seq, ts=ts, cursor=cursor,
+                    body=body,
+                )  # fmt: skip
+
+
+# -- read side ----------------------------------------------------------------------------
+
+
+async def _by_cursor(c: Conn, cols: str, cursors: Sequence[int]) -> dict[int, Any]:
+    if not cursors:
+        return {}
+    rows = await c.fetch(
+        f"SELECT {cols} FROM events WHERE cursor = ANY($1::bigint[])",  # noqa: S608 - constant SQL + placeholders
+        list(cursors),
+    )
+    return {r[0]: r for r in rows}
+
+
+async def notifications_page(
+    c: Conn,
+    cols: str,
+    row: Any,
+    recipient: str,
+    reasons: Sequence[str],
+    before: tuple[int, int] | None,
+    limit: int,
+) -> list[Notification]:
+    """Newest first by the referencing event's ``(ts, cursor)``: at most ``limit`` of
+    each reason from its index range, merged."""
+    ts, cur = before if before is not None else _NEWEST
+    found: list[tuple[int, int, str]] = []
+    for reason in reasons:
+        found += [
+            (r[0], r[1], reason)
+            for r in await c.fetch(
+                "SELECT ts, cursor FROM notifications WHERE recipient = $1 AND reason = $2 "
+                "AND (ts, cursor) < ($3, $4) ORDER BY ts DESC, cursor DESC LIMIT $5",
+                recipient, reason, ts, cur, limit,
+            )
+        ]
+    found.sort(reverse=True)
+    found = found[:limit]
+    events = await _by_cursor(c, cols, [x for _, x, _ in found])
+    return [
+        Notification(reason=reason, event=row(events[x])) for _, x, reason in found if x in events
+    ]
+
+
+async def followers_page(
+    c: Conn, cols: str, row: Any, subject: str, before: tuple[int, int] | None, limit: int
+) -> list[StoredEvent]:
+    ts, cur = before if before is not None else _NEWEST
+    cursors = [
+        r[0]
+        for r in await c.fetch(
+            "SELECT cursor FROM followers WHERE subject = $1 AND (ts, cursor) < ($2, $3) "
+            "ORDER BY ts DESC, cursor DESC LIMIT $4",
+            subject, ts, cur, limit,
+        )
+    ]
+    events = await _by_cursor(c, cols, cursors)
+    return [row(events[x]) for x in cursors if x in events]
+
+
+async def reactions_page(
+    c: Conn,
+    cols: str,
+    row: Any,
+    target: bytes,
+    kind: str,
+    before: tuple[int, int] | None,
+    limit: int,
+) -> list[StoredEvent]:
+    ts, cur = before if before is not None else _NEWEST
+    cursors = [
+        r[0]
+        for r in await c.fetch(
+            "SELECT cursor FROM refs WHERE target = $1 AND kind = $2 "
+            "AND (ts, cursor) < ($3, $4) ORDER BY ts DESC, cursor DESC LIMIT $5",
+            target, kind, ts, cur, limit,
+        )
+    ]
+    events = await _by_cursor(c, cols, cursors)
+    return [row(events[x]) for x in cursors if x in events]
+
+
+async def event_counts(c: Conn, ids: Sequence[bytes]) -> dict[bytes, EventCounts]:
+    unique = list(dict.fromkeys(ids))
+    fields: dict[bytes, dict[str, int]] = {eid: {} for eid in unique}
+    rows = await c.fetch(
+        "SELECT target, kind, n FROM ref_counts WHERE target = ANY($1::bytea[])", unique
+    )
+    for target, kind, n in rows:
+        if kind in _COUNT_FIELD:
+            fields[bytes(target)][_COUNT_FIELD[kind]] = int(n)
+    return {eid: EventCounts(**f) for eid, f in fields.items()}
+
+
+async def author_stats(c: Conn, authors: Sequence[str]) -> dict[str, AuthorStats]:
+    out: dict[str, AuthorStats] = {}
+    for author in dict.fromkeys(authors):
+        r = await c.fetchrow(
+            "SELECT (SELECT followers FROM follow_counts WHERE did = $1), "
+            "(SELECT following FROM follow_counts WHERE did = $1), "
+            "(SELECT ts FROM events WHERE author = $1 ORDER BY ts LIMIT 1), "
+            "(SELECT first_seen_ms FROM authors WHERE author = $1)",
+            author,
+        )
+        assert r is not None  # noqa: S101 - a SELECT without FROM returns one row
+        out[author] = AuthorStats(
+            author=author,
+            followers=int(r[0] or 0),
+            following=int(r[1] or 0),
+            first_ts=None if r[2] is None else int(r[2]),
+            first_seen_ms=None if r[3] is None else int(r[3]),
+        )
+    return out
