@@ -61,7 +61,8 @@ from protocol.keystate import (
 __all__ = ["PENDING", "Around", "KeyBook", "KeyMemo", "key_contenders", "key_path"]
 
 #: The status a v2 event is stored with until :meth:`KeyBook.settle` decides it: not
-#: canonical, so no body effect is applied before then.
+#: canonical, so no body effect is applied before then. (An event settled alone, see
+#: the module doc, is stored canonical and gets its effects at the settle.)
 PENDING: Final = "pending"
 _KEY_LEN: Final = 32
 #: Authors a :class:`KeyMemo` keeps (a few KeyEvents each: ~1 KB an author).
@@ -195,6 +196,16 @@ class KeyBook:
         check_event(item, keys, not_key_events=self._held)
         return item
 
+    def settles_alone(self, author: str, item: KeyEvent | Link, around: Around) -> bool:
+        """Before ``item`` is stored: is it settled by itself (see the module doc)? It
+        is then stored canonical, and :meth:`add` must be told so. ``around`` is what
+        the store holds next to it (:data:`Around`)."""
+        return (
+            not isinstance(item, KeyEvent)
+            and author not in self._touched
+            and self._head_epoch_only(author, item, around)
+        )
+
     def add(
         self,
         author: str,
@@ -202,13 +213,13 @@ class KeyBook:
         *,
         cursor: int,
         body: dict[str, Any] | None,
-        around: Around,
+        alone: bool,
     ) -> None:
-        """``item`` was stored at ``cursor`` with ``body`` (None: stored without one);
-        ``around`` is what the store held next to it then (:data:`Around`): remember a
+        """``item`` was stored at ``cursor`` with ``body`` (None: stored without one),
+        canonical if ``alone`` (:meth:`settles_alone` said so), else pending: remember a
         key event, and resolve ``author`` later."""
         if not isinstance(item, KeyEvent):
-            if author not in self._touched and self._head_epoch_only(author, item, around):
+            if alone:
                 self._fast.setdefault(author, []).append((item, cursor, body))
             else:
                 self._touched.add(author)
@@ -244,11 +255,13 @@ class KeyBook:
         """Resolve every author touched since the last call (see module doc)."""
         touched, self._touched = sorted(self._touched), set()
         fast, self._fast = self._fast, {}
+        # Events stored canonical get their effects first; an author touched since is
+        # then resolved in full like any other, and an event whose status that changes
+        # is undone there as an event that was canonical before the batch would be.
+        for author, links in sorted(fast.items()):
+            self._settle_alone(author, links, stats)
         for author in touched:
             self._settle(author, stats)
-        for author, links in sorted(fast.items()):
-            if author not in touched:
-                self._settle_alone(author, links, stats)
 
     def _settle_alone(
         self,
@@ -256,14 +269,10 @@ class KeyBook:
         links: list[tuple[Link, int, dict[str, Any] | None]],
         stats: BatchStats,
     ) -> None:
-        """Head-epoch events: canonical, with their body effects (as :meth:`_settle`
+        """Head-epoch events, stored canonical: their body effects (as :meth:`_settle`
         applies them to an event that became canonical)."""
         conn = self._conn
         links.sort(key=lambda entry: (entry[0].seq, entry[0].id))
-        conn.executemany(
-            "UPDATE events SET status = ?, revoked_by = NULL WHERE id = ?",
-            [(CANONICAL, link.id) for link, _, _ in links],
-        )
         profile = False
         for link, cursor, body in links:
             if link.kind not in BODY_EFFECTS:

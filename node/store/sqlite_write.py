@@ -28,7 +28,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from node.store.base import WriteResult
-from node.store.sqlite_effects import BODY_EFFECTS, BatchStats, apply_body
+from node.store.sqlite_effects import BODY_EFFECTS, CANONICAL, BatchStats, apply_body
 from node.store.sqlite_keys import PENDING, KeyBook, KeyMemo
 from node.store.sqlite_social import on_insert
 from protocol import kinds
@@ -110,12 +110,16 @@ def _apply_one(
             ),
         )
     keyed = None
+    alone = False
     if signer is not None:
         # Spec 0008 §8.5 steps 1-4 against the author's held key events.
         try:
             keyed = book.check(ev)
         except ProtocolError as exc:
             return WriteResult(status="rejected", error=exc)
+        chain = (around[0], around[1], bool(around[2]))
+        alone = book.settles_alone(author, keyed, chain)
+    v2_keys = None if keyed is None else (ev.kev, signer, CANONICAL if alone else PENDING, None)
     body_bytes = None if tombstoned else ev.body_bytes
     root, parent = (None, None) if tombstoned else _reply_of(ev)
     if not known_author:
@@ -136,7 +140,7 @@ def _apply_one(
             root,
             parent,
             now_ms,
-            *(_V1_KEYS if keyed is None else (ev.kev, signer, PENDING, None)),
+            *(_V1_KEYS if v2_keys is None else v2_keys),
         ),
     ).lastrowid
     assert cursor is not None  # noqa: S101 - sqlite3 always sets it after an INSERT
@@ -157,7 +161,7 @@ def _apply_one(
         # Its effects wait for its status (KeyBook.settle, at the end of the phase).
         book.add(
             author, keyed, cursor=cursor, body=None if body_bytes is None else ev.body,
-            around=(around[0], around[1], bool(around[2])),
+            alone=alone,
         )
     elif body_bytes is not None and ev.body is not None and kind in BODY_EFFECTS:
         apply_body(

@@ -150,3 +150,30 @@ async def test_an_event_breaking_kev_continuity_is_not_settled_alone(store: Sqli
         stored = await store.get_event(ev.id)
         assert stored is not None and stored.status == expected.status[ev.id].value, ev.kind
     assert expected.status[broken.id].value == "revoked"
+
+
+async def test_events_settled_alone_then_resolved_in_full_in_one_batch(
+    store: SqliteStore,
+) -> None:
+    """spec 0008 #status: in one batch, an event settled alone (stored canonical, its
+    effects applied at the end of the batch) and, after it, an event that makes its
+    author resolve in full (the thief's, under the key event the rotation ended): every
+    status is a full resolve's, and only canonical events count (the owner's profile)."""
+    a = Rotatable("memo-alone-then-full")
+    p1 = a.sign("S0", "post", {"text": "one"}, after=a.genesis, kev=a.genesis)
+    rotation = a.rotate("N0", "S1", "N1", after=p1, kev=a.genesis)
+    assert await _statuses(store, a.genesis, p1, rotation) == ["accepted"] * 3
+    profile = a.sign("S1", "profile", {"name": "alice"}, after=rotation, kev=rotation)
+    forged = a.sign("S0", "profile", {"name": "mallory"}, after=p1, kev=a.genesis)
+    assert await _statuses(store, profile, forged) == ["accepted", "accepted"]
+    keys: dict[bytes, Any] = {}
+    for ev in (a.genesis, rotation):
+        keys[ev.id] = input_of(ev, keys, not_key_events=())
+    expected = resolve(keys.values(), [input_of(e, keys) for e in (p1, profile, forged)])
+    for ev in (p1, rotation, profile, forged):
+        stored = await store.get_event(ev.id)
+        assert stored is not None and stored.status == expected.status[ev.id].value, ev.kind
+    assert expected.status[profile.id].value == "canonical"
+    assert expected.status[forged.id].value == "revoked"
+    names = {row.name for row in await store.profiles("", limit=10) if row.author == a.did}
+    assert names == {"alice"}
