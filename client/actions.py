@@ -357,9 +357,7 @@ async def follow(
         config.save()
     if result is None:
         reason = "already-following" if kind == kinds.FOLLOW else "not-following"
-        return Unchanged(
-            reason=reason, subject=did, profiles=profiles, not_consulted=_cut(reader)
-        )
+        return Unchanged(reason=reason, subject=did, profiles=profiles, not_consulted=_cut(reader))
     return Done(result=result, profiles=profiles, subject=did, not_consulted=_cut(reader))
 
 
