@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from node.store.migrations import SchemaError
+from node.store.pg_search import SCHEMA as SEARCH_SCHEMA
+from node.store.pg_search import backfill_search
 from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
 from node.store.pg_social import backfill_social
 
@@ -126,8 +128,14 @@ _V2: Final[list[Step]] = [
     backfill_social,
 ]
 
+_V3: Final[list[Step]] = [
+    # Post search (spec 0004 #search, node/store/pg_search.py), filled from the held posts.
+    *SEARCH_SCHEMA,
+    backfill_search,
+]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2]
+PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3]
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 
 

@@ -19,10 +19,10 @@ writer that gets the lock therefore sees every earlier writer's rows, numbers it
 above them, and commits after them: cursor order is commit order, across connections
 and processes, and a snapshot that shows cursor ``n`` shows every cursor below it.
 
-The social indexes (spec 0004 #social) are kept here too (:mod:`node.store.pg_social`).
-Not yet here (the SQLite store has them): events of ``did:murmur`` authors (v2, spec
-0008: the key tables and statuses) are refused with :class:`UnsupportedByStore`, and
-the search index is not kept (issue #18).
+The social indexes (spec 0004 #social, :mod:`node.store.pg_social`) and post search
+(#search, :mod:`node.store.pg_search`) are kept here too. Not yet here (the SQLite
+store has them): events of ``did:murmur`` authors (v2, spec 0008: the key tables and
+statuses) are refused with :class:`UnsupportedByStore` (issue #18).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from node.store.base import WriteResult
+from node.store.pg_search import index_post, unindex_post
 from node.store.pg_social import SOCIAL_KINDS, add_social, on_insert, remove_social
 from node.store.sqlite_effects import BatchStats, _label_subject, _profile_fields
 from node.store.sqlite_write import _reply_of
@@ -171,6 +172,8 @@ class _Batch:
                 c, eid=eid, author=author, kind=kind, seq=ev.seq, ts=ev.ts, cursor=cursor,
                 body=body,
             )  # fmt: skip
+            if kind == kinds.POST:
+                await index_post(c, eid=eid, ts=ev.ts, cursor=cursor, body=body)
         elif kind == kinds.DELETE:
             target: bytes = body["target"]
             held = await c.fetchrow("SELECT kind, author FROM events WHERE id = $1", target)
@@ -195,6 +198,7 @@ class _Batch:
         self.stats.deleted += _rowcount(done)
         await c.execute("DELETE FROM labels WHERE id = $1", target)
         await remove_social(c, target)
+        await unindex_post(c, target)
         current = await c.fetchval("SELECT id FROM profiles WHERE author = $1", author)
         if current == target:
             await _recompute_profile(c, author)

@@ -7,9 +7,10 @@ are strictly increasing in commit order across connections and processes (spec 0
 #store-cursor). Reads are single statements, or one read-only REPEATABLE READ
 transaction when several must agree (the negentropy snapshot).
 
-The social indexes (spec 0004 #social) are :mod:`node.store.pg_social`. Not yet here
-(issue #18, next steps): ``did:murmur`` (v2) events and the key tables (spec 0008
-#nodes), and post search (#search), which raises :class:`UnsupportedByStore`.
+The social indexes (spec 0004 #social) are :mod:`node.store.pg_social`, post search
+(#search) :mod:`node.store.pg_search`. Not yet here (issue #18, next steps):
+``did:murmur`` (v2) events and the key tables (spec 0008 #nodes): a batch holding one
+raises :class:`UnsupportedByStore`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from node.store.base import (
     WriteResult,
 )
 from node.store.pg_migrations import pg_migrate
+from node.store.pg_search import search_keys
 from node.store.pg_write import Conn, UnsupportedByStore, apply_batch_pg
 from node.store.sqlite import id_prefix_range
 from protocol.events import Event
@@ -252,7 +254,19 @@ class PostgresStore(Store):
         ]
 
     async def search(self, query: SearchQuery) -> SearchPage:
-        raise UnsupportedByStore("post search is not in the PostgreSQL store yet")
+        async with self.pool.acquire() as c, c.transaction(
+            isolation="repeatable_read", readonly=True
+        ):  # the keys and the events they name agree
+            keys = await search_keys(
+                c, words=query.words, tag=query.tag, before=query.before, limit=query.limit
+            )
+            rows = await c.fetch(
+                f"SELECT {_COLS} FROM events WHERE id = ANY($1::bytea[])",  # noqa: S608 - constant SQL + placeholders
+                [eid for _, eid in keys],
+            )
+        by_id = {bytes(r[1]): _row(r) for r in rows}
+        nxt = keys[-1][0] if len(keys) == query.limit else None
+        return SearchPage(events=[by_id[e] for _, e in keys if e in by_id], next=nxt)
 
     async def events_after(
         self,

@@ -27,6 +27,7 @@ from node.store.sqlite import DB_FILENAME
 from node.store.sqlite_search import search_keys, tag_keys
 from protocol.errors import BadRequestError
 from protocol.events import Event
+from tests.node.backends import both_backends
 from tests.node.conftest import Author, Clock, Node
 from tests.node.test_key_rotation import FORGED, theft
 
@@ -55,6 +56,7 @@ def _fts_consistent(data_dir: Path) -> None:
 # -- what matches ---------------------------------------------------------------------
 
 
+@both_backends()
 async def test_words_match_case_and_diacritics_insensitively(node: Node, author: Author) -> None:
     """spec 0004 #search-query: every word must be in the post, in any order and case,
     with or without diacritics; words are whole (no prefix match); punctuation and FTS5
@@ -71,6 +73,7 @@ async def test_words_match_case_and_diacritics_insensitively(node: Node, author:
     assert await found(node, q="rain -cafe") == ids(other)  # '-' is no NOT
 
 
+@both_backends()
 async def test_tags_from_the_tags_field_and_from_tag_facets(node: Node, author: Author) -> None:
     """spec 0004 #search-tags: a post's tags are its ``tags`` and the ``tag`` of its
     facets of type tag (0003 #facets), compared NFKC case-folded, '#' optional; its tags
@@ -88,6 +91,7 @@ async def test_tags_from_the_tags_field_and_from_tag_facets(node: Node, author: 
     assert await found(node, q="city") == ids(tagged)
 
 
+@both_backends()
 async def test_newest_first_by_ts_and_paged(node: Node, author: Author) -> None:
     """spec 0004 #search-order: newest first by the post's ts, not by arrival; pages
     follow ``next`` without gaps or repeats and the last one says none follow."""
@@ -111,6 +115,7 @@ async def test_newest_first_by_ts_and_paged(node: Node, author: Author) -> None:
         assert seen == ids(*posts), params
 
 
+@both_backends()
 async def test_only_posts_with_text_are_indexed(node: Node, author: Author) -> None:
     """spec 0004 #search: posts only (a profile, a label's text are not searched)."""
     await node.ingest(
@@ -125,8 +130,9 @@ async def test_only_posts_with_text_are_indexed(node: Node, author: Author) -> N
 # -- deletions and statuses -----------------------------------------------------------
 
 
+@both_backends()
 async def test_a_deleted_post_leaves_search_and_a_tombstone_keeps_it_out(
-    node: Node, author: Author, make_author: Any
+    node: Node, author: Author, make_author: Any, store_backend: str
 ) -> None:
     """spec 0004 #search: deletion (#deletion) takes the post out of both indexes; a
     post whose delete came first is stored body-less and never indexed."""
@@ -141,9 +147,12 @@ async def test_a_deleted_post_leaves_search_and_a_tombstone_keeps_it_out(
     late_post = early.post("ephemeral late")
     await node.ingest(early.sign("delete", {"target": late_post.id}), late_post)
     assert await found(node, q="ephemeral") == ids(kept)
-    _fts_consistent(node.config.data_dir)
+    if store_backend == "sqlite":
+        _fts_consistent(node.config.data_dir)
 
 
+@both_backends()
+@pytest.mark.postgresql_lacks("did:murmur (v2) events: key tables and statuses (spec 0008 #nodes)")
 async def test_revoked_posts_leave_search_and_a_revoked_deletes_target_returns(
     node: Node,
 ) -> None:
@@ -189,6 +198,7 @@ async def test_revoked_posts_leave_search_and_a_revoked_deletes_target_returns(
     ],
     ids=repr,
 )
+@both_backends()
 async def test_bad_queries_are_bad_request(node: Node, params: dict[str, str]) -> None:
     """spec 0004 #search-query: empty, oversized or malformed parameters are a 400
     ``bad-request`` with a message, never a 500."""
@@ -197,6 +207,7 @@ async def test_bad_queries_are_bad_request(node: Node, params: dict[str, str]) -
     assert r.json()["error"] == "bad-request" and r.json()["message"]
 
 
+@both_backends()
 async def test_results_are_wire_events_in_json_and_msgpack(node: Node, author: Author) -> None:
     """spec 0004 #search: each result is an Event with its exact wire bytes."""
     post = author.post("verifiable")

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from node.store import SchemaError
+from node.store.base import SearchQuery
 from node.store.pg_migrations import PG_SCHEMA_VERSION
 from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
 from node.store.postgres import PostgresStore
@@ -166,7 +167,7 @@ async def test_upgrade_from_a_populated_v1_database_fills_the_social_indexes(
     conn = await asyncpg.connect(pg_url)
     try:
         tables = [s.split()[2] for s in SOCIAL_SCHEMA if s.startswith("CREATE TABLE")]
-        await conn.execute(f"DROP TABLE {', '.join(tables)}")
+        await conn.execute(f"DROP TABLE {', '.join([*tables, 'post_search'])}")
         await conn.execute("UPDATE schema_version SET version = 1")
     finally:
         await conn.close()
@@ -174,5 +175,43 @@ async def test_upgrade_from_a_populated_v1_database_fills_the_social_indexes(
     try:
         assert await answers() == ingested
         assert [r for r, _ in ingested[0]] == ["follow", "mention", "reply", "like"]
+    finally:
+        await store.close()
+
+
+async def test_upgrade_from_a_populated_v2_database_indexes_the_posts_held(
+    pg_url: str, clock: Clock
+) -> None:
+    """spec 0004 #search: a database of schema 2 (no search table) holding posts has
+    them indexed when it opens, as ingesting them would have: words case- and
+    diacritics-insensitive, tags normalized, deleted posts left out."""
+    author = new_author(clock)
+    cafe = author.post("Un CAFÉ noir", tags=["#Paris"])
+    other = author.post("the cafe next door")
+    gone = author.post("cafe gone")
+    events = [_verified(e) for e in (cafe, other, gone, author.sign("delete", {"target": gone.id}))]
+    store = PostgresStore(pg_url, now_ms=clock)
+
+    async def answers() -> tuple[list[bytes], list[bytes]]:
+        words = await store.search(SearchQuery(words=("café",), before=None, limit=10))
+        tags = await store.search(SearchQuery(tag="paris", before=None, limit=10))
+        return [e.id for e in words.events], [e.id for e in tags.events]
+
+    await store.open()
+    try:
+        await store.apply_batch(events)
+        ingested = await answers()
+    finally:
+        await store.close()
+    assert ingested == ([other.id, cafe.id], [cafe.id])
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("DROP TABLE post_search")
+        await conn.execute("UPDATE schema_version SET version = 2")
+    finally:
+        await conn.close()
+    await store.open()
+    try:
+        assert await answers() == ingested
     finally:
         await store.close()
