@@ -154,9 +154,11 @@ async def test_the_notifications_page_lists_a_reply(
     web_devnet: WebDevnet,
     web_app: WebProcess,
     screenshot: Screenshot,
+    axe: Axe,
 ) -> None:
     """spec 0007 #web-notifications: bob replies (through another node) to alice's
-    post; alice's notifications page lists it as a reply, with her post."""
+    post; alice's notifications page lists it as a reply, with her post, and passes
+    axe with an unread item on it."""
     alice_post = next(text for who, _, text in SEED_POSTS if who == "alice")
     parent = web_devnet.posts[alice_post]
     text = "Bob replies: hello Alice, read you on three nodes"
@@ -182,4 +184,7 @@ async def test_the_notifications_page_lists_a_reply(
     await expect(item).to_have_attribute("data-reason", "reply")
     await expect(item).to_contain_text(text)
     await expect(item.get_by_test_id("notification-subject")).to_contain_text(alice_post[:40])
+    await expect(item).to_have_attribute("data-unread", "true")
     await screenshot(page, "notifications-desktop")
+    violations = await axe(page)
+    assert violations == [], "axe-core:\n" + describe_violations(violations)
