@@ -349,19 +349,30 @@ async def test_notifications_page_lists_reasons_marks_unread_and_hides_with_why(
     like and a follow of the reader, each with its reason and the reader's post it is
     about; a muted word hides a reply behind a row that says why; a post that does not
     concern the reader is not listed; what a page showed is unread there and read the
-    next time (the CLI's state file)."""
+    next time (the CLI's state file). Shown and hidden rows come newest first by
+    ``(ts, seq, id)`` (#merged-pages): a like and a follow with the same ``ts`` are
+    ordered by ``seq``, never by id (ids follow from keys drawn from a counter shared by
+    the whole test run, so an order by id changed with the tests run before)."""
     net = Net()
     node = NotifyNode("http://n.test", "n-id")
     net.nodes[node.url] = node
-    bob, carol = new_author(), new_author()
+    bob = new_author()
     filters = '[[filters]]\nname = "quiet"\ntype = "mute-words"\nparams = { words = ["spoiler"] }\n'
     home = tmp_path / "home"
     async with serve(home, net, [node], filters=filters) as w:
         mine = w.me.post("my first post")
         reply = bob.post("nice post!", reply={"root": mine.id, "parent": mine.id})
+        follow = bob.sign("follow", {"subject": w.me.did})  # seq 2 at ts T
+        # carol's like: seq 1 at the follow's ts T, from a key whose like's id is
+        # greater than the follow's, so an order by (ts, id) would put it first.
+        for _ in range(64):
+            carol = new_author()
+            carol.ts = follow.ts - 1000
+            like = carol.sign("like", {"target": mine.id})
+            if like.id > follow.id:
+                break
+        assert (like.ts, like.seq, follow.seq) == (follow.ts, 1, 2) and like.id > follow.id
         muted = carol.post("spoiler: it ends", reply={"root": mine.id, "parent": mine.id})
-        like = carol.sign("like", {"target": mine.id})
-        follow = bob.sign("follow", {"subject": w.me.did})
         stranger = carol.post("nothing to do with you")
         node.add(mine, reply, muted, like, follow, stranger)
         await w.login()
@@ -372,9 +383,9 @@ async def test_notifications_page_lists_reasons_marks_unread_and_hides_with_why(
             html,
         )
         assert items == [
+            (muted.id_hex, "reply", "true"),
             (follow.id_hex, "follow", "true"),
             (like.id_hex, "like", "true"),
-            (muted.id_hex, "reply", "true"),
             (reply.id_hex, "reply", "true"),
         ]
         assert "nice post!" in html and "replied to you" in html and "liked your post" in html

@@ -35,7 +35,7 @@ from client.notifications import (
     Notifier,
 )
 from client.notify_state import SeenState
-from client.paging import MergedCursor
+from client.paging import MergedCursor, key_of
 from client.reader import Reader
 from client.views import View, follow_set
 from client.watch import NotificationWatch, start_cursors
@@ -121,7 +121,8 @@ async def notifications(request: web.Request) -> web.Response:
 
 
 def _newest_first(found: list[Notification]) -> list[Notification]:
-    return sorted(found, key=lambda n: (n.event.ts, n.event.id), reverse=True)
+    """Shown and hidden rows in the order of every list (spec 0007 #merged-pages)."""
+    return sorted(found, key=lambda n: key_of(n.event), reverse=True)
 
 
 @routes.get("/live/notifications", name="live-notifications")
