@@ -34,6 +34,7 @@ from node.store.base import Store
 from protocol.encoding import DecodeLimits, decode, encode
 from protocol.events import Event, decode_unverified
 from protocol.negentropy import Negentropy, NegentropyStorage
+from tests.node.backends import Backend
 from tests.node.conftest import MSGPACK, Clock, batch
 
 __all__ = [
@@ -333,9 +334,11 @@ class FakePeer:
 class Cluster:
     """Starts nodes and fake peers for one test and stops them all at teardown."""
 
-    def __init__(self, root: Path, clock: Clock) -> None:
+    def __init__(self, root: Path, clock: Clock, backend: Backend | None = None) -> None:
         self.root = root
         self.clock = clock
+        #: The store backend of the nodes (None: SQLite under each data dir).
+        self.backend = backend
         self._nodes: list[FedNode] = []
         self._fakes: list[FakePeer] = []
 
@@ -352,7 +355,10 @@ class Cluster:
         ``allow_private`` or federation settings overriding :data:`FAST`."""
         if config is None:
             config = fed_config(self.root / name, self.clock, peers=peers, port=port, **settings)
-        app = create_app(config)
+        store = None
+        if self.backend is not None and self.backend.kind != "sqlite":
+            store = await self.backend.store(config.data_dir)
+        app = create_app(config, store=store)
         server = TestServer(app, host="127.0.0.1", port=config.port)
         await server.start_server()
         url = str(server.make_url("")).rstrip("/")

@@ -32,10 +32,10 @@ from node.federation.peers import (
 )
 from node.federation.sync import reconcile_with
 from node.state import HUB
-from node.store.sqlite import SqliteStore
 from protocol.encoding import decode, encode
 from protocol.events import Event
 from protocol.negentropy import Negentropy, NegentropyStorage
+from tests.node.backends import Backend, both_backends
 from tests.node.conftest import MSGPACK, Clock, b64, new_author
 from tests.node.fed_fixtures import (
     Cluster,
@@ -49,10 +49,13 @@ from tests.node.fed_fixtures import (
 
 FRAME = 1_000_000
 
+# Federation between nodes of each store backend (spec 0004 #store-contract).
+pytestmark = both_backends()
+
 
 @pytest.fixture
-async def cluster(tmp_path: Path, clock: Clock) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path, clock)
+async def cluster(tmp_path: Path, clock: Clock, backend: Backend) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path, clock, backend)
     try:
         yield c
     finally:
@@ -104,8 +107,8 @@ async def test_stream_replicates_and_cursor_survives_restart(
 
     await cluster.stop(a)
     # The cursor was saved with the peer when A stopped.
-    store = SqliteStore(a.config.data_dir, synchronous="normal", now_ms=clock)
-    await store.open()
+    assert cluster.backend is not None
+    store = await cluster.backend.open(a.config.data_dir)
     try:
         records = {r.url: r for r in await store.load_peers()}
     finally:
@@ -540,8 +543,8 @@ async def test_peer_that_is_this_node_is_never_subscribed(
     cluster: Cluster, clock: Clock, tmp_path: Path
 ) -> None:
     # The node id is made with the store: make it first, so the fake can claim it.
-    store = SqliteStore(tmp_path / "a", synchronous="normal", now_ms=clock)
-    await store.open()
+    assert cluster.backend is not None
+    store = await cluster.backend.open(tmp_path / "a")
     node_id = await store.node_id()
     await store.close()
     fake = await cluster.fake(node_id=node_id)
