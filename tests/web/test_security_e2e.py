@@ -11,7 +11,8 @@ the served program, as a browser or another program on the machine meets it.
   ``127.0.0.1``, ``null``), a foreign ``Referer`` without ``Origin``, or neither, is
   refused (403) and changes nothing; the same request from the app's own origin
   works, so the refusal is the origin's doing. A wrong or missing CSRF token is
-  refused from the app's own origin too.
+  refused from the app's own origin too. A forged ``POST /compose`` signs nothing on
+  any node, while the same form from the app's origin is published everywhere.
 * Hostile text: posts whose text is ``<script>``, ``<img onerror>``, ``<svg onload>``
   and ``javascript:`` payloads, by an author whose display name is one too, render
   as text in Chromium: no dialog, no console error (a CSP refusal would be one), no
@@ -21,6 +22,7 @@ the served program, as a browser or another program on the machine meets it.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from protocol.events import decode_unverified
 from tests.web.conftest import BROWSER_TEST, Browsing, Screenshot, WebDevnet
 from tests.web.harness import WebProcess, murmur
 
@@ -109,6 +112,41 @@ def test_a_same_origin_request_without_the_csrf_token_is_refused(
         r = web_http.post("/logout", data=data, headers={"Origin": web_app.url})
         assert r.status_code == 403, (data, r.status_code)
         assert web_http.get("/").status_code == 200
+
+
+def _texts_by(web_devnet: WebDevnet, who: str) -> list[set[str]]:
+    """Per node, the post texts of ``who``'s events it holds (read from the wire)."""
+    did = web_devnet.dids[who]
+    out: list[set[str]] = []
+    for url in web_devnet.urls:
+        r = httpx.get(f"{url}/v1/authors/{did}/events", params={"limit": "1000"}, timeout=10)
+        r.raise_for_status()
+        events = [
+            decode_unverified(base64.b64decode(e["wire"]), allow_v2=True)
+            for e in r.json()["events"]
+        ]
+        out.append({str(e.body["text"]) for e in events if e.kind == "post" and e.body})
+    return out
+
+
+def test_a_cross_origin_post_publishes_nothing(
+    web_http: httpx.Client, web_app: WebProcess, web_devnet: WebDevnet
+) -> None:
+    """spec 0007 #web-security: a forged compose request from another site, session
+    cookie and CSRF token included, signs nothing; the app's own page posts."""
+    forged, own = "forged by another site", "posted from the web app's own page"
+    csrf = _csrf(web_http)
+    r = web_http.post(
+        "/compose", data={"csrf": csrf, "text": forged}, headers={"Origin": "http://evil.example"}
+    )
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    r = web_http.post("/compose", data={"csrf": csrf, "text": own}, headers={"Origin": web_app.url})
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    web_devnet.cluster.wait_until(
+        lambda: all(own in texts for texts in _texts_by(web_devnet, "alice")),
+        "the same-origin post on every node",
+    )
+    assert not any(forged in texts for texts in _texts_by(web_devnet, "alice"))
 
 
 # -- hostile text -----------------------------------------------------------------------
