@@ -15,7 +15,7 @@ PostgreSQL only compares whole words. Its text-search parser would cut different
 Results are newest first by ``key``: ``ts`` in the high bits and the low 20 bits of
 the cursor below, as on SQLite, so ``next`` is an integer on both backends. Two posts
 of one millisecond whose cursors agree in those bits take the next free key below
-(found with one range read: writers are serialized, spec 0004 #store-cursor).
+(chosen by the insert itself: writers are serialized, spec 0004 #store-cursor).
 """
 
 from __future__ import annotations
@@ -73,24 +73,21 @@ async def index_post(c: Conn, *, eid: bytes, ts: int, cursor: int, body: dict[st
     tags = post_tags(body)
     if not words and not tags:
         return  # nothing any query could find
-    if await c.fetchval("SELECT 1 FROM post_search WHERE id = $1", eid) is not None:
-        return
     natural = (min(ts, _MAX_KEY_TS) << _LOW_BITS) | (cursor & _LOW_MASK)
-    low = max(natural - _KEY_TRIES + 1, 0)
-    taken = {
-        r[0]
-        for r in await c.fetch(
-            "SELECT key FROM post_search WHERE key BETWEEN $1 AND $2", low, natural
-        )
-    }
-    key = next((k for k in range(natural, low - 1, -1) if k not in taken), None)
-    if key is None:
-        log.warning("search key space full ts=%d cursor=%d: post not indexed", ts, cursor)
-        return
-    await c.execute(
-        "INSERT INTO post_search (key, id, words, tags) VALUES ($1, $2, $3, $4)",
-        key, eid, words, tags,
+    # One statement: the highest free key of the _KEY_TRIES at or below the natural
+    # one, unless the post is indexed already (ON CONFLICT on its id).
+    done = await c.execute(
+        "INSERT INTO post_search (key, id, words, tags) "
+        "SELECT k, $2, $3, $4 FROM generate_series($1::bigint, "
+        "greatest($1::bigint - $5, 0), -1) AS k "
+        "WHERE NOT EXISTS (SELECT 1 FROM post_search WHERE key = k) "
+        "ORDER BY k DESC LIMIT 1 ON CONFLICT (id) DO NOTHING",
+        natural, eid, words, tags, _KEY_TRIES - 1,
     )  # fmt: skip
+    if done == "INSERT 0 0" and (
+        await c.fetchval("SELECT 1 FROM post_search WHERE id = $1", eid) is None
+    ):
+        log.warning("search key space full ts=%d cursor=%d: post not indexed", ts, cursor)
 
 
 async def unindex_post(c: Conn, eid: bytes) -> None:
