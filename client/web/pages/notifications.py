@@ -17,9 +17,7 @@ says "N new notifications — show".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 from collections.abc import Callable
 from typing import Final
 
@@ -41,15 +39,11 @@ from client.views import View, follow_set
 from client.watch import NotificationWatch, start_cursors
 from client.web.context import WEB, render
 from client.web.pages.common import listing
-from client.web.pages.timeline import HEARTBEAT_S, _seen, _send, _starts
+from client.web.pages.live import Announce, seen_ids, stream_ids, stream_starts
 from client.web.render import Names
-from client.web.security import prepare_headers
-from protocol.errors import ProtocolError
 from protocol.events import Event
 
 __all__ = ["setup"]
-
-log = logging.getLogger("murmur.client.web.notifications")
 
 #: Notifications a page shows (after moderation).
 PAGE_ITEMS: Final = 30
@@ -128,25 +122,15 @@ def _newest_first(found: list[Notification]) -> list[Notification]:
 @routes.get("/live/notifications", name="live-notifications")
 async def live(request: web.Request) -> web.StreamResponse:
     """New notifications that the reader's filters show, as ids, live."""
-    state = request.app[WEB]
-    reads = state.reads
+    reads = request.app[WEB].reads
     me = reads.me()
     if me is None:
         raise web.HTTPNotFound()
     nodes = reads.node_clients()
-    starts = _starts(request, [n.url for n in nodes])
-    shown = [bytes.fromhex(i) for i in _seen(request)]
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
-    )
-    prepare_headers(response)
-    await response.prepare(request)
-    task = asyncio.current_task()
-    if task is not None:
-        state.streams.add(task)
-    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    starts = stream_starts(request, [n.url for n in nodes])
+    shown = [bytes.fromhex(i) for i in seen_ids(request)]
 
-    async def pump() -> None:
+    async def pump(announce: Announce) -> None:
         base = Reader(nodes, net=reads.net(), timeout=reads.timeout(), keycache=reads.keycache)
         follows = frozenset(await follow_set(base, me, mark=False))
         moderation = await reads.moderation(
@@ -160,33 +144,12 @@ async def live(request: web.Request) -> web.StreamResponse:
 
             async def on_new(new: list[Notification], page: NotificationPage) -> None:
                 if new:
-                    await queue.put([n.event.id_hex for n in new])
+                    await announce([n.event.id_hex for n in new])
 
             watch = NotificationWatch(nodes, me, make, on_new, net=base.net, shown=shown)
             await watch.run(starts)
 
-    pumping = asyncio.ensure_future(pump())
-    try:
-        await _send(response, "ready", {})
-        while not pumping.done():
-            try:
-                ids = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            await _send(response, "notifications", {"ids": ids})
-        pumping.result()
-    except ConnectionResetError:
-        log.debug("live notifications closed by the browser")
-    except ProtocolError as exc:
-        log.warning("live notifications ended code=%s message=%s", exc.code, exc.message)
-    finally:
-        pumping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pumping
-        if task is not None:
-            state.streams.discard(task)
-    return response
+    return await stream_ids(request, event="notifications", pump=pump)
 
 
 def setup(app: web.Application) -> None:

@@ -15,11 +15,8 @@ page shows "N new posts — show".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
-import re
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
@@ -30,23 +27,13 @@ from client.views import View, follow_set, timeline, timeline_feed
 from client.watch import TimelineWatch, start_cursors
 from client.web.context import WEB, render
 from client.web.pages.common import listing
+from client.web.pages.live import Announce, seen_ids, stream_ids, stream_starts
 from client.web.render import Names
-from client.web.security import prepare_headers
-from protocol.errors import BadRequestError, ProtocolError
 
 __all__ = ["setup"]
 
-log = logging.getLogger("murmur.client.web.timeline")
-
 #: Items a page shows (after moderation).
 PAGE_ITEMS: Final = 30
-#: A comment line on the live stream this often, so a closed tab is noticed.
-HEARTBEAT_S: Final = 15.0
-#: Longest ``from=`` accepted (a few nodes' URLs and cursors).
-MAX_FROM_CHARS: Final = 8192
-#: Ids of the page the live stream need not announce.
-MAX_SEEN: Final = 100
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 routes = web.RouteTableDef()
 
@@ -96,52 +83,18 @@ async def home(request: web.Request) -> web.Response:
     )
 
 
-def _starts(request: web.Request, urls: list[str]) -> dict[str, int | None]:
-    """``from=`` of the live stream: node URL → stream cursor, for configured nodes."""
-    raw = request.query.get("from", "")
-    if len(raw) > MAX_FROM_CHARS:
-        raise BadRequestError("from= is too long")
-    try:
-        doc = json.loads(raw) if raw else {}
-    except ValueError:
-        raise BadRequestError("from= is not the page's stream cursors") from None
-    if not isinstance(doc, dict):
-        raise BadRequestError("from= is not the page's stream cursors")
-    out: dict[str, int | None] = {}
-    for url in urls:
-        c = doc.get(url)
-        ok = isinstance(c, int) and not isinstance(c, bool) and c >= 0
-        out[url] = c if ok else None
-    return out
-
-
-async def _send(response: web.StreamResponse, event: str | None, data: dict[str, Any]) -> None:
-    head = f"event: {event}\n" if event else ""
-    await response.write(f"{head}data: {json.dumps(data)}\n\n".encode())
-
-
 @routes.get("/live/timeline", name="live-timeline")
 async def live(request: web.Request) -> web.StreamResponse:
-    """New timeline items that the reader's filters show, as a count, live."""
-    state = request.app[WEB]
-    reads = state.reads
+    """New timeline items that the reader's filters show, as ids, live."""
+    reads = request.app[WEB].reads
     me = reads.me()
     if me is None:
         raise web.HTTPNotFound()
     nodes = reads.node_clients()
-    starts = _starts(request, [n.url for n in nodes])
-    seen = _seen(request)
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
-    )
-    prepare_headers(response)
-    await response.prepare(request)
-    task = asyncio.current_task()
-    if task is not None:
-        state.streams.add(task)
-    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    starts = stream_starts(request, [n.url for n in nodes])
+    seen = seen_ids(request)
 
-    async def pump() -> None:
+    async def pump(announce: Announce) -> None:
         reader = Reader(nodes, net=reads.net(), timeout=reads.timeout(), keycache=reads.keycache)
         follows = frozenset(await follow_set(reader, me, mark=False))
         moderation = await reads.moderation(
@@ -152,39 +105,9 @@ async def live(request: web.Request) -> web.StreamResponse:
             async for view in watch.views():
                 mod = await moderation.judge(view)
                 if mod.shown:
-                    await queue.put([e.id_hex for e, _ in mod.shown])
+                    await announce([e.id_hex for e, _ in mod.shown])
 
-    pumping = asyncio.ensure_future(pump())
-    try:
-        await _send(response, "ready", {})
-        while not pumping.done():
-            try:
-                ids = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            await _send(response, "posts", {"ids": ids})
-        pumping.result()  # the watch ended: its error, if any, is raised here
-    except ConnectionResetError:
-        log.debug("live timeline closed by the browser")
-    except ProtocolError as exc:
-        log.warning("live timeline ended code=%s message=%s", exc.code, exc.message)
-    finally:
-        pumping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pumping
-        if task is not None:
-            state.streams.discard(task)
-    return response
-
-
-def _seen(request: web.Request) -> list[str]:
-    """``seen=``: ids the page shows already (not announced again)."""
-    raw = request.query.get("seen", "")
-    ids = [s for s in raw.split(",") if s][:MAX_SEEN]
-    if not all(_HEX64.fullmatch(s) for s in ids):
-        raise BadRequestError("seen= takes event ids (64 lowercase hex, comma-separated)")
-    return ids
+    return await stream_ids(request, event="posts", pump=pump)
 
 
 def setup(app: web.Application) -> None:

@@ -3,8 +3,9 @@
  * - Sends the page's CSRF token (from <meta name="csrf-token">) with every htmx
  *   request, in the X-CSRF-Token header the server checks.
  * - On the home page, follows /live/timeline (Server-Sent Events) from the stream
- *   cursors the page was read at, and shows "N new posts — show" as they come.
- * - On the notifications page, the same with /live/notifications.
+ *   cursors the page was read at, and shows "N new posts — show" as they come; on
+ *   the notifications page, the same with /live/notifications (one function, the
+ *   banner's data- attributes say which).
  * - In a compose form, Ctrl+Enter (Cmd+Enter) posts (the submit button works without it).
  */
 (function () {
@@ -19,16 +20,18 @@
     event.detail.headers["X-CSRF-Token"] = csrfToken();
   });
 
-  function followLive() {
-    var live = document.getElementById("live");
-    if (!live || typeof window.EventSource !== "function") {
+  /* A live banner (the home page's, the notifications page's): follows its stream
+   * (data-stream, Server-Sent Events named data-event) from the stream cursors the
+   * page was read at, counts the new ids and shows "N new posts — show". */
+  function followLive(live) {
+    if (typeof window.EventSource !== "function") {
       return;
     }
-    var url = "/live/timeline?from=" + encodeURIComponent(live.dataset.from || "") +
+    var url = live.dataset.stream + "?from=" + encodeURIComponent(live.dataset.from || "") +
       "&seen=" + encodeURIComponent(live.dataset.seen || "");
     var fresh = new Set();
     var source = new EventSource(url);
-    source.addEventListener("posts", function (message) {
+    source.addEventListener(live.dataset.event, function (message) {
       var doc;
       try {
         doc = JSON.parse(message.data);
@@ -37,36 +40,9 @@
       }
       (doc.ids || []).forEach(function (id) { fresh.add(String(id)); });
       if (fresh.size > 0) {
-        document.getElementById("live-count").textContent = String(fresh.size);
-        document.getElementById("live-noun").textContent = fresh.size === 1 ? "post" : "posts";
-        live.hidden = false;
-      }
-    });
-    window.addEventListener("pagehide", function () { source.close(); });
-  }
-
-  /* The notifications page: /live/notifications, "N new notifications — show". */
-  function followLiveNotifications() {
-    var live = document.getElementById("live-notifications");
-    if (!live || typeof window.EventSource !== "function") {
-      return;
-    }
-    var url = "/live/notifications?from=" + encodeURIComponent(live.dataset.from || "") +
-      "&seen=" + encodeURIComponent(live.dataset.seen || "");
-    var fresh = new Set();
-    var source = new EventSource(url);
-    source.addEventListener("notifications", function (message) {
-      var doc;
-      try {
-        doc = JSON.parse(message.data);
-      } catch (e) {
-        return;
-      }
-      (doc.ids || []).forEach(function (id) { fresh.add(String(id)); });
-      if (fresh.size > 0) {
-        document.getElementById("live-notifications-count").textContent = String(fresh.size);
-        document.getElementById("live-notifications-noun").textContent =
-          fresh.size === 1 ? "notification" : "notifications";
+        live.querySelector(".live-count").textContent = String(fresh.size);
+        live.querySelector(".live-noun").textContent =
+          fresh.size === 1 ? live.dataset.one : live.dataset.many;
         live.hidden = false;
       }
     });
@@ -91,8 +67,7 @@
   }
 
   function start() {
-    followLive();
-    followLiveNotifications();
+    document.querySelectorAll(".live[data-stream]").forEach(followLive);
     submitOnCtrlEnter();
   }
 
