@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from node.store import SchemaError
+from node.store import SchemaError, pg_search
 from node.store.base import SearchQuery
 from node.store.pg_migrations import PG_SCHEMA_VERSION
 from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
@@ -213,5 +213,28 @@ async def test_upgrade_from_a_populated_v2_database_indexes_the_posts_held(
     await store.open()
     try:
         assert await answers() == ingested
+    finally:
+        await store.close()
+
+
+async def test_posts_of_one_millisecond_with_colliding_keys_take_the_next_free_key(
+    pg_url: str, clock: Clock
+) -> None:
+    """spec 0004 #search-order: a post whose natural key (ts over the cursor's low 20
+    bits) is taken gets the next free key below, and indexing it again is a no-op."""
+    store = PostgresStore(pg_url, now_ms=clock)
+    await store.open()
+    try:
+        async with store.pool.acquire() as c:
+            body = {"text": "same millisecond"}
+            for cursor, eid in ((5, b"\x01" * 32), (5 + (1 << 20), b"\x02" * 32)):
+                await pg_search.index_post(c, eid=eid, ts=T0, cursor=cursor, body=body)
+            await pg_search.index_post(c, eid=b"\x02" * 32, ts=T0, cursor=5, body=body)
+            rows = await c.fetch("SELECT key, id FROM post_search ORDER BY key DESC")
+        natural = (T0 << 20) | 5
+        assert [(r["key"], bytes(r["id"])) for r in rows] == [
+            (natural, b"\x01" * 32),
+            (natural - 1, b"\x02" * 32),
+        ]
     finally:
         await store.close()
