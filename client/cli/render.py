@@ -24,6 +24,7 @@ from client.names import Names as BaseNames
 from client.names import relative_time, short_did, short_id
 from client.publish import PublishResult
 from client.reader import ReadReport
+from client.reportlines import EXCLUDED, report_lines
 from client.textsafety import display_name, safe_line, safe_text
 from protocol import kinds
 from protocol.events import Event
@@ -220,55 +221,21 @@ MAX_EXCLUDED_LINES = 10
 
 
 def format_report(report: ReadReport, names: Names, *, explain: bool = False) -> str:
-    """One line per problem: failed nodes, withheld and invalid events, gaps, forks,
-    and events of did:murmur authors not shown as theirs (spec 0008 §8.7; all of them,
-    with full ids, when ``explain``)."""
-    lines: list[str] = []
-    for n in report.nodes:
-        url = safe_line(n.url)
-        if n.error is not None:
-            lines.append(f"! {url}: {safe_line(n.error.code)}: {safe_line(n.error.message)}")
-        if n.withheld:
-            what = ", ".join(f"{names.display(e.author)} seq {e.seq}" for e in n.withheld[:5]) + (
-                f" and {len(n.withheld) - 5} more" if len(n.withheld) > 5 else ""
-            )
-            lines.append(f"! {url} withheld {len(n.withheld)} event(s): {what}")
-        if n.invalid:
-            codes = sorted({safe_line(str(i["code"])) for i in n.invalid})
-            lines.append(
-                f"! {url} served {len(n.invalid)} invalid event(s), dropped: " + ", ".join(codes)
-            )
-    for g in report.gaps:
-        lines.append(
-            f"! no node served {names.display(g['author'])} seq {g['first']}"
-            + (f"-{g['last']}" if g["last"] != g["first"] else "")
-        )
-    for f in report.forks:
-        lines.append(f"! {names.display(f['author'])} signed two histories at seq {f['seq']}")
-    for source, move in sorted(report.moves.items()):
-        if move.status != "confirmed":
-            lines.append(
-                f"! {names.display(source)}'s move is {move.status}: {safe_line(move.reason)}"
-            )
-        elif explain:
-            lines.append(f"  {names.display(source)} moved: {safe_line(move.reason)}; followed")
-    excluded = sorted(
-        report.excluded.values(), key=lambda x: (x.event.author, x.event.seq, x.event.id)
-    )
+    """One line per problem (:func:`client.reportlines.report_lines`, ``! `` before
+    each): failed nodes, withheld and invalid events, gaps, forks, and events of
+    did:murmur authors not shown as theirs (spec 0008 §8.7; all of them, with full ids,
+    when ``explain``, else the first :data:`MAX_EXCLUDED_LINES`)."""
+    lines = report_lines(report, names, explain=explain, full_ids=explain)
+    excluded = [line for line in lines if line.kind == EXCLUDED]
     shown = excluded if explain else excluded[:MAX_EXCLUDED_LINES]
-    for x in shown:
-        e = x.event
-        eid = e.id_hex if explain else short_id(e.id)
-        lines.append(
-            f"! not shown as {names.display(e.author)}'s: {safe_line(e.kind)} seq {e.seq} "
-            f"{eid}: {safe_line(x.why())}"
-        )
+    out = [("! " if line.problem else "  ") + line.text for line in lines if line.kind != EXCLUDED]
+    out += ["! " + line.text for line in shown]
     if len(excluded) > len(shown):
-        lines.append(
+        out.append(
             f"! and {len(excluded) - len(shown)} more event(s) not shown for their key "
             "state (--explain lists them)"
         )
-    return "\n".join(lines)
+    return "\n".join(out)
 
 
 def format_publish(result: PublishResult, what: str) -> str:

@@ -23,7 +23,7 @@ from client.counts import FIGURES, MAX_COUNT, Counts
 from client.moderation.apply import Moderated
 from client.moderation.core import Action, Decision, SourceKind
 from client.moderation.pipeline import Verdict
-from client.reader import ReadReport
+from client.reportlines import ReportLine, report_lines
 from client.textsafety import safe_line
 from client.views import View
 from client.web.render import Names, source_text
@@ -38,7 +38,6 @@ __all__ = [
     "Why",
     "counted_id",
     "listing",
-    "report_lines",
     "revealed_ids",
     "setting_anchor",
 ]
@@ -100,7 +99,7 @@ class Listing:
     names: Names
     related: dict[bytes, Event]
     counts: dict[bytes, Counts]
-    report: list[str]
+    report: list[ReportLine]
     hidden: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -248,56 +247,7 @@ def listing(
         names=names,
         related=view.related,
         counts=view.counts,
-        report=report_lines(view.report, names, view.counts_failed),
+        report=report_lines(view.report, names, counts_failed=view.counts_failed),
         hidden=sum(r.state == "hidden" for r in rows),
         warnings=warnings,
     )
-
-
-#: Events listed by name in one report line.
-MAX_NAMED: Final = 5
-
-
-def report_lines(
-    report: ReadReport, names: Names, counts_failed: Mapping[str, str] | None = None
-) -> list[str]:
-    """One plain line per problem the read found (spec 0007 §report), as the CLI
-    prints them: failed nodes, withheld and invalid events, gaps, forks, moves, events
-    not shown as their author's, nodes that gave no counts."""
-    lines: list[str] = []
-    for n in report.nodes:
-        url = safe_line(n.url)
-        if n.error is not None:
-            lines.append(f"{url}: {safe_line(n.error.code)}: {safe_line(n.error.message)}")
-        if n.withheld:
-            what = ", ".join(
-                f"{names.display(e.author)} seq {e.seq}" for e in n.withheld[:MAX_NAMED]
-            )
-            more = len(n.withheld) - MAX_NAMED
-            lines.append(
-                f"{url} withheld {len(n.withheld)} event(s): {what}"
-                + (f" and {more} more" if more > 0 else "")
-            )
-        if n.invalid:
-            codes = sorted({safe_line(str(i["code"])) for i in n.invalid})
-            lines.append(
-                f"{url} served {len(n.invalid)} invalid event(s), dropped: " + ", ".join(codes)
-            )
-    for g in report.gaps:
-        span = f"{g['first']}" + (f"-{g['last']}" if g["last"] != g["first"] else "")
-        lines.append(f"no node served {names.display(g['author'])} seq {span}")
-    for f in report.forks:
-        lines.append(f"{names.display(f['author'])} signed two histories at seq {f['seq']}")
-    for source, move in sorted(report.moves.items()):
-        if move.status != "confirmed":
-            lines.append(
-                f"{names.display(source)}'s move is {move.status}: {safe_line(move.reason)}"
-            )
-    for x in sorted(report.excluded.values(), key=lambda x: (x.event.author, x.event.seq)):
-        lines.append(
-            f"not shown as {names.display(x.event.author)}'s: {safe_line(x.event.kind)} "
-            f"seq {x.event.seq}: {safe_line(x.why())}"
-        )
-    for url, code in sorted((counts_failed or {}).items()):
-        lines.append(f"{safe_line(url)} gave no counts: {safe_line(code)}")
-    return lines

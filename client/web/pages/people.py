@@ -9,10 +9,10 @@ from typing import Final
 
 from aiohttp import web
 
+from client.reportlines import ReportLine, report_lines
 from client.textsafety import safe_text
 from client.views import follow_set, profiles_of, search_view
 from client.web.context import WEB, render
-from client.web.pages.common import report_lines
 from client.web.render import Names
 from protocol.errors import BadRequestError
 from protocol.events import Event
@@ -44,7 +44,7 @@ async def search(request: web.Request) -> web.Response:
     if len(q) > MAX_QUERY_CHARS:
         raise BadRequestError(f"a search is at most {MAX_QUERY_CHARS} characters")
     people: list[Person] = []
-    report: list[str] = []
+    report: list[ReportLine] = []
     names = Names(reads.config, {})
     if q:
         async with reads.reader() as reader:
