@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import httpx
 from aiohttp import web
@@ -35,8 +36,11 @@ from node.state import (
     VERIFIER,
 )
 from node.store.base import Store
-from node.store.sqlite import SqliteStore
+from node.store.factory import make_store, open_store
 from node.stream import StreamHub
+
+if TYPE_CHECKING:
+    from node.cluster import ProcessGroup
 
 __all__ = ["create_app"]
 
@@ -125,10 +129,8 @@ def create_app(
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        the_store = store or SqliteStore(
-            config.data_dir, synchronous=config.sqlite_synchronous, now_ms=config.now_ms
-        )
-        await the_store.open()
+        the_store = store or make_store(config)
+        await open_store(the_store, config)
         verifier = Verifier(
             workers=config.verify_workers,
             net=config.network,
@@ -152,11 +154,30 @@ def create_app(
             client=peer_client,
         )
         app[FEDERATION] = fed
-        await fed.start()
+        group: ProcessGroup | None = None
+        if config.store_url is not None:
+            # Other processes may serve this node (spec 0004 #store-processes): the
+            # federation waits for the leader lock. Imported here: asyncpg is an extra.
+            from node.cluster import ProcessGroup
+            from node.store.postgres import PostgresStore
+
+            if not isinstance(the_store, PostgresStore):
+                raise TypeError("a store_url node needs a PostgresStore")
+            await fed.start(lead=False)
+            group = ProcessGroup(
+                config.store_url, store=the_store, hub=app[HUB], federation=fed,
+                metrics=app[METRICS],
+            )  # fmt: skip
+            await group.start()
+        else:
+            await fed.start()
         try:
             yield
         finally:
+            # Federation first: the leader saves its peers before its lock goes.
             await fed.stop()
+            if group is not None:
+                await group.stop()
             verifier.close()
             await the_store.close()
             log.info("node stopped data=%s", config.data_dir)

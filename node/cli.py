@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -22,9 +23,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.app import create_app
-from node.config import DEFAULT_PORT, ConfigError, NodeConfig, load_config
+from node.config import DEFAULT_PORT, ConfigError, NodeConfig, load_config, redact_url
 from node.state import FEDERATION
+from node.store.factory import StoreOpenError
 from node.store.migrations import SchemaError
+from node.workers import MAX_WORKERS, WORKER_ENV, run_workers
 
 __all__ = ["add_node_commands", "add_run_command", "run_node"]
 
@@ -77,6 +80,20 @@ def add_run_command(subparsers: Any) -> argparse.ArgumentParser:
         type=_positive_seconds,
         help="anti-entropy with each peer this often (default 60)",
     )
+    run.add_argument(
+        "--store",
+        metavar="URL",
+        help="postgresql://USER@HOST:PORT/DB: keep the node's data in that PostgreSQL "
+        "database (default: SQLite in the data directory)",
+    )
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        type=_worker_count,
+        default=1,
+        help="serve the node with N processes sharing the port (SO_REUSEPORT); needs "
+        "--store (default 1)",
+    )
     run.add_argument("--config", metavar="FILE", help="TOML configuration file")
     run.add_argument("--network", metavar="NAME", help="network name (default murmur)")
     run.add_argument(
@@ -95,6 +112,12 @@ def _positive_seconds(text: str) -> int:
     if not seconds > 0 or seconds > 86_400:
         raise argparse.ArgumentTypeError("must be above 0 and at most 86400 seconds")
     return max(1, round(seconds * 1000))
+
+
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_WORKERS}")
+    return int(text)
 
 
 def add_node_commands(subparsers: Any) -> None:
@@ -116,13 +139,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "public_url": args.public_url,
         "peer_exchange": args.peer_exchange,
         "sync_interval_ms": args.sync_interval,
+        "store_url": args.store,
     }
     try:
         config = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"murmur node: {exc}", file=sys.stderr)
         return 2
-    return run_node(config)
+    if args.workers > 1:
+        if config.store_url is None:
+            print(
+                "murmur node: --workers needs a PostgreSQL store (--store or [store] url): "
+                "processes cannot share one SQLite node",
+                file=sys.stderr,
+            )
+            return 2
+        return run_workers(config, args.workers, _worker_argv())
+    return run_node(config, reuse_port=os.environ.get(WORKER_ENV) is not None)
+
+
+def _worker_argv() -> list[str]:
+    """This command's own arguments after ``run``, without ``--workers``."""
+    argv = sys.argv[1:]
+    argv = argv[argv.index("run") + 1 :] if "run" in argv else argv
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
 
 
 class _QuietHttpErrors(logging.Filter):
@@ -159,7 +208,7 @@ def _setup_logging(level: str) -> None:
         server_log.addFilter(_QuietHttpErrors())
 
 
-async def _serve(config: NodeConfig) -> None:
+async def _serve(config: NodeConfig, *, reuse_port: bool = False) -> None:
     app = create_app(config)
     runner = web.AppRunner(
         app,
@@ -175,7 +224,7 @@ async def _serve(config: NodeConfig) -> None:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None)
         await site.start()
         port = config.port
         for address in runner.addresses:
@@ -185,11 +234,14 @@ async def _serve(config: NodeConfig) -> None:
         host = f"[{config.host}]" if ":" in config.host else config.host
         app[FEDERATION].listen_url = f"http://{host}:{port}"
         log.info(
-            "murmur node listening url=http://%s:%d data=%s network=%s",
+            "murmur node listening url=http://%s:%d %s network=%s pid=%d",
             host,
             port,
-            config.data_dir,
+            f"data={config.data_dir}"
+            if config.store_url is None
+            else f"store={redact_url(config.store_url)}",
             config.network,
+            os.getpid(),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -233,16 +285,18 @@ def _busy_port_message(config: NodeConfig) -> str:
     )
 
 
-def run_node(config: NodeConfig) -> int:
-    """Serve ``config`` until SIGINT/SIGTERM; return a process exit code."""
-    if _port_taken(config.host, config.port):
+def run_node(config: NodeConfig, *, reuse_port: bool = False) -> int:
+    """Serve ``config`` until SIGINT/SIGTERM; return a process exit code. ``reuse_port``:
+    one of several workers sharing the port (SO_REUSEPORT)."""
+    if not reuse_port and _port_taken(config.host, config.port):
         print(_busy_port_message(config), file=sys.stderr)
         return 1
     _setup_logging(config.log_level)
     try:
-        asyncio.run(_serve(config))
-    except SchemaError as exc:
+        asyncio.run(_serve(config, reuse_port=reuse_port))
+    except (SchemaError, StoreOpenError) as exc:
         log.error("cannot open store error=%s", exc)
+        print(f"murmur node: cannot open the store: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:  # taken between the check and the bind

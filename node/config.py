@@ -1,7 +1,8 @@
 """Node configuration: one frozen dataclass, loaded from TOML with CLI overrides.
 
 A node is configured by :class:`NodeConfig`. :func:`load_config` reads an optional
-TOML file (``[node]`` and ``[limits]`` tables, spec 0004 §configuration), applies
+TOML file (``[node]``, ``[limits]``, ``[federation]`` and ``[store]`` tables, spec 0004
+§configuration), applies
 overrides given as a flat mapping (the CLI flags), and rejects unknown keys and values
 of the wrong type with a :class:`ConfigError` that names the key. There is no global
 configuration: ``create_app(config)`` receives it, and tests build one directly.
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from protocol.events import DEFAULT_NETWORK
 from protocol.limits import MAX_WIRE_BYTES
@@ -28,6 +30,7 @@ __all__ = [
     "NodeLimits",
     "default_data_dir",
     "load_config",
+    "redact_url",
     "system_now_ms",
 ]
 
@@ -36,6 +39,32 @@ DEFAULT_PORT = 8701
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (for logs and ``/v1/info``)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _check_store_url(url: str) -> None:
+    """A PostgreSQL URL (spec 0004 §store): ``postgresql://USER@HOST:PORT/DB``."""
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not url.startswith(parts.scheme + "://"):
+        raise ConfigError(
+            f"store.url {shown!r} must be a postgresql://USER@HOST:PORT/DB URL "
+            "(leave it unset for the SQLite store in the data directory)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"store.url {shown!r} has an invalid port") from None
+    if parts.path.strip("/") == "":
+        raise ConfigError(f"store.url {shown!r} names no database (postgresql://.../DB)")
 
 
 def system_now_ms() -> int:
@@ -178,6 +207,9 @@ class NodeConfig:
     #: SQLite ``synchronous`` mode: "full" (fsync every commit) or "normal".
     sqlite_synchronous: str = "full"
     log_level: str = "info"
+    #: ``postgresql://USER@HOST:PORT/DB``: the node's events live in that PostgreSQL
+    #: database instead of SQLite under ``data_dir`` (``[store] url``, ``--store``).
+    store_url: str | None = None
     limits: NodeLimits = field(default_factory=NodeLimits)
     federation: FederationConfig = field(default_factory=FederationConfig)
     now_ms: Callable[[], int] = field(default=system_now_ms, compare=False, repr=False)
@@ -196,6 +228,8 @@ class NodeConfig:
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise ConfigError(f"peer {peer!r} must be an http:// or https:// URL")
+        if self.store_url is not None:
+            _check_store_url(self.store_url)
         if self.public_url is not None and not self.public_url.startswith(
             ("http://", "https://")
         ):
@@ -274,6 +308,16 @@ def _federation_values(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _store_values(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key != "url":
+            raise ConfigError(f"unknown key {where}.{key}")
+        _check(where, key, value, (str,))
+        out["store_url"] = value
+    return out
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -283,7 +327,8 @@ def load_config(
     """Read ``path`` (TOML, optional), apply ``overrides`` (CLI flags), validate.
 
     Overrides use the ``[node]`` and ``[federation]`` key names (``host``, ``port``,
-    ``data_dir``, ``peers``, ``network``, ``sync_interval_ms``, ...); ``None`` values are
+    ``data_dir``, ``peers``, ``network``, ``sync_interval_ms``, ...; ``store_url`` for
+    ``[store] url``); ``None`` values are
     ignored so argparse defaults never shadow the file.
     """
     raw: dict[str, Any] = {}
@@ -296,19 +341,25 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     for key in raw:
-        if key not in ("node", "limits", "federation"):
+        if key not in ("node", "limits", "federation", "store"):
             raise ConfigError(
-                f"unknown table or key {key!r} (expected [node], [limits] and [federation])"
+                f"unknown table or key {key!r} "
+                "(expected [node], [limits], [federation] and [store])"
             )
     node_table = raw.get("node", {})
     limits_table = raw.get("limits", {})
     federation_table = raw.get("federation", {})
-    if not all(isinstance(t, dict) for t in (node_table, limits_table, federation_table)):
-        raise ConfigError("[node], [limits] and [federation] must be tables")
+    store_table = raw.get("store", {})
+    tables = (node_table, limits_table, federation_table, store_table)
+    if not all(isinstance(t, dict) for t in tables):
+        raise ConfigError("[node], [limits], [federation] and [store] must be tables")
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    store_given = {"url": given.pop("store_url")} if "store_url" in given else {}
     federation_given = {k: given.pop(k) for k in list(given) if k in _FEDERATION_KEYS}
     values = _node_values(node_table, "node")
     values.update(_node_values(given, "option"))
+    values.update(_store_values(store_table, "store"))
+    values.update(_store_values(store_given, "option"))
     limits = NodeLimits(**_limit_values(limits_table))
     fed_values = _federation_values(federation_table, "federation")
     fed_values.update(_federation_values(federation_given, "option"))

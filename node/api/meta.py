@@ -61,7 +61,10 @@ async def info(request: web.Request) -> web.Response:
             "peers": "/v1/peers",
             "peer_exchange": config.federation.peer_exchange,
             "sync_frame_bytes": config.federation.sync_frame_bytes,
+            # This process runs the node's federation (spec 0004 #store-processes).
+            "leader": request.app[FEDERATION].leading,
         },
+        "store": "sqlite" if config.store_url is None else "postgresql",
     }
     return respond(request, doc)
 

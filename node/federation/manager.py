@@ -158,6 +158,11 @@ class Federation:
         #: Per peer, the cursor after which the body repair step looks next (it walks
         #: the node's missing bodies a bounded slice per sync, then starts over).
         self._repair_after: dict[str, int] = {}
+        #: This process runs the node's federation loops. A node served by several
+        #: processes on one database has one leader at a time (node.cluster, spec
+        #: 0004 #store-processes); the others answer peers but contact none.
+        self.leading = True
+        self._gossip: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -170,8 +175,10 @@ class Federation:
     def _now(self) -> int:
         return self.config.now_ms()
 
-    async def start(self) -> None:
-        """Load known peers, add the configured ones, start every loop."""
+    async def start(self, *, lead: bool = True) -> None:
+        """Load known peers, add the configured ones, start every loop (only when
+        ``lead``: otherwise :meth:`lead` starts them once this process is the leader)."""
+        self.leading = lead
         self.node_id = await self.store.node_id()
         for rec in await self.store.load_peers():
             self.table.add(Peer.from_record(rec))
@@ -201,17 +208,54 @@ class Federation:
                 else:
                     self.table.remove(peer.url)
                     await self.store.delete_peer(peer.url)
-        for peer in self.table.all():
-            self._spawn(peer)
-        if self.config.federation.peer_exchange:
-            self._keep(asyncio.create_task(self._gossip_loop(), name="murmur-gossip"))
+        self._run_loops()
         log.info(
-            "federation started node_id=%s peers=%d peer_exchange=%s allow_private=%s",
+            "federation started node_id=%s peers=%d peer_exchange=%s allow_private=%s "
+            "leading=%s",
             self.node_id,
             len(self.table),
             self.config.federation.peer_exchange,
             self.config.allow_private_peers,
+            self.leading,
         )
+
+    def _run_loops(self) -> None:
+        if not self.leading or self._stopping.is_set():
+            return
+        for peer in self.table.all():
+            self._spawn(peer)
+        if self.config.federation.peer_exchange and self._gossip is None:
+            self._gossip = asyncio.create_task(self._gossip_loop(), name="murmur-gossip")
+            self._keep(self._gossip)
+
+    async def lead(self) -> None:
+        """This process became the node's federation leader: take the peers the
+        database holds now (the previous leader's, and those announced to any process)
+        and start every loop."""
+        if self.leading or self._stopping.is_set():
+            return
+        for rec in await self.store.load_peers():
+            known = self.table.get(rec.url)
+            if known is None:
+                self.table.add(Peer.from_record(rec))
+            elif rec.cursor is not None and (known.cursor or 0) < rec.cursor:
+                known.cursor = rec.cursor  # saved by the previous leader
+        self.leading = True
+        self._run_loops()
+        log.info("federation leader node_id=%s peers=%d", self.node_id, len(self.table))
+
+    async def follow(self) -> None:
+        """This process is no longer the leader (its lock connection was lost): stop
+        the loops, keep answering peers."""
+        if not self.leading:
+            return
+        self.leading = False
+        tasks = [*self._tasks.values(), *([self._gossip] if self._gossip else [])]
+        self._gossip = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        log.warning("federation follower node_id=%s (leadership lost)", self.node_id)
 
     async def stop(self) -> None:
         """Cancel every loop, save every peer, close the outbound client (idempotent)."""
@@ -222,7 +266,8 @@ class Federation:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for peer in self.table.all():
+        for peer in self.table.all() if self.leading else ():
+            # A follower's table is not newer than the leader's rows.
             with contextlib.suppress(Exception):
                 await self.store.save_peer(peer.record())
         if self._own_client and self._client is not None:
@@ -233,7 +278,7 @@ class Federation:
         task.add_done_callback(self._background.discard)
 
     def _spawn(self, peer: Peer) -> None:
-        if peer.url in self._tasks or self._stopping.is_set():
+        if peer.url in self._tasks or self._stopping.is_set() or not self.leading:
             return
         self._sync_wanted[peer.url] = asyncio.Event()
         task = asyncio.create_task(self._peer_main(peer), name=f"murmur-peer {peer.url}")

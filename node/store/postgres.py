@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -45,6 +45,7 @@ from node.store.pg_migrations import pg_migrate
 from node.store.pg_search import search_keys
 from node.store.pg_write import Conn, UnsupportedByStore, apply_batch_pg
 from node.store.sqlite import id_prefix_range
+from node.store.sqlite_effects import BatchStats
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
@@ -99,6 +100,9 @@ class PostgresStore(Store):
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._counts = Counts(events=0, authors=0, deleted=0, forked_authors=0, cursor=0)
+        #: Awaited on the batch's connection after each commit that stored something
+        #: (node.cluster: NOTIFY the node's other processes, spec 0004 #store-processes).
+        self.after_commit: Callable[[Conn, BatchStats], Awaitable[None]] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -149,6 +153,14 @@ class PostgresStore(Store):
         now = self._now_ms()
         async with self.pool.acquire() as conn:
             results, stats = await apply_batch_pg(conn, events, now)
+            if self.after_commit is not None and stats.top_cursor:
+                await self.after_commit(conn, stats)
+        self.absorb(stats)
+        return results
+
+    def absorb(self, stats: BatchStats) -> None:
+        """Add a committed batch's changes to :meth:`counts` (this process's batches,
+        and other processes' ones as :mod:`node.cluster` hears of them)."""
         c = self._counts
         self._counts = Counts(
             events=c.events + stats.events,
@@ -157,7 +169,6 @@ class PostgresStore(Store):
             forked_authors=c.forked_authors + stats.forked_authors,
             cursor=max(c.cursor, stats.top_cursor),
         )
-        return results
 
     # -- reads ------------------------------------------------------------------------
 
