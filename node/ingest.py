@@ -39,7 +39,7 @@ from protocol.errors import (
     UnknownKeyEventError,
     UnsupportedMediaTypeError,
 )
-from protocol.events import Event, claimed_id, claimed_kev, try_decode_event
+from protocol.events import Event, claimed_id_kev, try_decode_event
 
 __all__ = [
     "JSON_TYPE",
@@ -190,8 +190,8 @@ class Verifier:
 
 
 async def _unknown_key_events(
-    wires: Sequence[Wire],
     claimed: Sequence[bytes | None],
+    kevs: Sequence[bytes | None],
     held: set[bytes],
     store: Store,
 ) -> dict[int, ProtocolError]:
@@ -204,13 +204,7 @@ async def _unknown_key_events(
     A ``kev`` naming a held event (of any kind or author) takes the full path, which
     says ``bad-kev`` when it is not the author's key event.
     """
-    claims = {
-        n: kev
-        for n, w in enumerate(wires)
-        if not isinstance(w, ProtocolError)
-        and claimed[n] not in held
-        and (kev := _kev_of(w)) is not None
-    }
+    claims = {n: kev for n, kev in enumerate(kevs) if kev is not None and claimed[n] not in held}
     if not claims:
         return {}
     in_batch = {i for i in claimed if i is not None}
@@ -223,11 +217,6 @@ async def _unknown_key_events(
         for n, kev in claims.items()
         if kev in asked and kev not in known
     }
-
-
-def _kev_of(wire: bytes) -> bytes | None:
-    claim = claimed_kev(wire)
-    return None if claim is None else claim[1]
 
 
 async def ingest_batch(
@@ -249,9 +238,11 @@ async def ingest_batch(
     # body (or deleted) means nothing a copy carries could be new; a held event that
     # lacks its body is verified again, since a full copy completes it (spec 0004
     # #body-fill) -- otherwise a stripped copy, sent first, would suppress the body.
-    claimed = [None if isinstance(w, ProtocolError) else claimed_id(w) for w in wires]
+    # One decode of each wire's outer form gives both claims (id, kev): on the loop.
+    claims = [(None, None) if isinstance(w, ProtocolError) else claimed_id_kev(w) for w in wires]
+    claimed = [c[0] for c in claims]
     held = await store.settled_ids([i for i in claimed if i is not None])
-    unknown = await _unknown_key_events(wires, claimed, held, store)
+    unknown = await _unknown_key_events(claimed, [c[1] for c in claims], held, store)
     fresh = [
         w
         for n, (w, i) in enumerate(zip(wires, claimed, strict=True))

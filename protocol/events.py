@@ -89,6 +89,7 @@ __all__ = [
     "decode_event",
     "try_decode_event",
     "claimed_id",
+    "claimed_id_kev",
     "claimed_kev",
     "decode_unverified",
     "event_id",
@@ -702,6 +703,40 @@ def claimed_kev(wire: bytes) -> tuple[str, bytes] | None:
     if not isinstance(author, str) or not isinstance(kev, bytes) or len(kev) != 32:
         return None
     return author, kev
+
+
+#: A 32-byte ``kev`` as a canonical v2 header holds it: the fixstr key, then bin8 of 32.
+_KEV_FIELD = b"\xa3kev\xc4\x20"
+
+
+def claimed_id_kev(wire: bytes) -> tuple[bytes | None, bytes | None]:
+    """:func:`claimed_id` and the ``kev`` of :func:`claimed_kev` from one decode of the
+    outer form, for a node's pre-checks (0004 #ingest-v2). Nothing is checked.
+
+    The ``kev`` is read from the header bytes without decoding them when the bytes of
+    a 32-byte ``kev`` field occur exactly once: in a valid header they can only be that
+    field (a ``str`` value is UTF-8, where ``\\xc4`` is never followed by a space; any
+    other place is inside an event's own hashes or keys, which only its author could
+    grind, 48 bits, to have their own event refused ``unknown-key-event``, retryable).
+    Otherwise the header is decoded as :func:`claimed_kev` does. A misread claim of an
+    invalid event changes only which rejection it gets.
+    """
+    try:
+        outer = decode(bytes(wire), limits=_WIRE_LIMITS)
+    except ProtocolError:
+        return None, None
+    if not (isinstance(outer, list) and len(outer) == 3 and isinstance(outer[0], bytes)):
+        return None, None
+    header = outer[0]
+    eid = event_id(header)
+    at = header.find(_KEV_FIELD)
+    if at < 0:
+        return eid, None  # v1, a genesis (kev nil), or no 32-byte kev at all
+    start = at + len(_KEV_FIELD)
+    if header.find(_KEV_FIELD, at + 1) < 0 and len(header) >= start + 32:
+        return eid, header[start : start + 32]
+    claim = claimed_kev(wire)
+    return eid, None if claim is None else claim[1]
 
 
 def decode_unverified(wire: bytes, *, allow_v2: bool = False) -> Event:

@@ -24,6 +24,9 @@ from protocol.events import (
     Event,
     Header,
     HeaderV2,
+    claimed_id,
+    claimed_id_kev,
+    claimed_kev,
     decode_event,
     decode_unverified,
     sign_event,
@@ -232,3 +235,38 @@ def test_mutated_v2_events_only_raise_protocol_errors(pos: int, byte: int) -> No
         decode_event(bytes(wire), now_ms=MAX_TS, allow_v2=True)
     except ProtocolError:
         pass
+
+
+def _claims(wire: bytes) -> tuple[bytes | None, bytes | None]:
+    claim = claimed_kev(wire)
+    return claimed_id(wire), None if claim is None else claim[1]
+
+
+def test_claimed_id_kev_reads_what_the_two_decodes_read() -> None:
+    """spec 0004 #ingest-v2: the node's pre-check claims (id, kev) from one decode;
+    the kev bytes read in place are those of the decoded header, for v1 events,
+    geneses, v2 events, mutated wires, and a header where the kev field's bytes also
+    occur inside another value (then the header is decoded). Any other header holds
+    its kev field's bytes once: a str value is UTF-8, where 0xc4 needs a continuation."""
+    v1 = sign_event(
+        Identity.from_seed(bytes(32)), kind="post", body={"text": "x"}, seq=1, prev=None, ts=NOW
+    )
+    post = _post()
+    assert claimed_id_kev(post.wire) == (post.id, GENESIS.id)
+    assert claimed_id_kev(GENESIS.wire) == (GENESIS.id, None)
+    assert claimed_id_kev(v1.wire) == (v1.id, None)
+    assert claimed_id_kev(b"\x93") == (None, None)
+    # The bytes of a kev field inside prev, ahead of the real field (author < kev).
+    decoy = b"\xa3kev\xc4\x20" + bytes(26)
+    twice = dict(decode(post.header_bytes), author="did:murmur:x" + decoy.hex(), prev=decoy)
+    wire = encode([encode(twice), post.sig, None])
+    assert claimed_id_kev(wire) == _claims(wire) == (claimed_id(wire), GENESIS.id)
+    for n in range(0, len(post.wire), 7):
+        for byte in (0x00, 0xC4, 0xFF):
+            mutated = bytearray(post.wire)
+            mutated[n] = byte
+            eid, kev = claimed_id_kev(bytes(mutated))
+            want_id, want_kev = _claims(bytes(mutated))
+            # A header that no longer decodes may still be claimed a kev (its event
+            # is refused either way); one that decodes is claimed its own.
+            assert eid == want_id and (want_kev is None or kev == want_kev), n
