@@ -45,11 +45,32 @@ def test_toml_with_cli_overrides(tmp_path: Path) -> None:
         ("[limits]\nmax_event_bytes = 100000000\n", "cannot exceed"),
         ('[node]\npeers = ["ftp://x"]\n', "must be an http"),
         ("[node\n", "not valid TOML"),
+        ('[store]\nurl = "sqlite:///x.db"\n', "must be a postgresql://"),
+        ('[store]\nurl = "postgresql://u:secret@h:99999/db"\n', "invalid port"),
+        ('[store]\nurl = "postgresql://u@h:5432"\n', "names no database"),
+        ('[store]\nurl = 5\n', "store.url must be str"),
+        ('[store]\npath = "x"\n', "unknown key store.path"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load_config(_write(tmp_path, text))
+
+
+def test_store_url_from_toml_and_option(tmp_path: Path) -> None:
+    """spec 0004 §configuration: ``[store] url``; ``--store`` wins; SQLite by default."""
+    path = _write(tmp_path, '[store]\nurl = "postgresql://murmur@db.example:5432/node"\n')
+    assert load_config(path).store_url == "postgresql://murmur@db.example:5432/node"
+    given = load_config(path, {"store_url": "postgres://m@127.0.0.1/other"})
+    assert given.store_url == "postgres://m@127.0.0.1/other"
+    assert load_config(None).store_url is None
+
+
+def test_a_bad_store_url_never_shows_its_password(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[store]\nurl = "postgresql://u:hunter2@h:0x/db"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "hunter2" not in str(info.value) and "u:***@h" in str(info.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:
