@@ -134,8 +134,37 @@ _V3: Final[list[Step]] = [
     backfill_search,
 ]
 
+_V4: Final[list[Step]] = [
+    # Every held key event that passed spec 0008 §8.5 steps 1-4, with the state it
+    # establishes: the checks of later events are lookups here, not signatures
+    # (#nodes). ``recovery`` is the concatenation of 1-3 keys of 32 bytes. (v2 events
+    # were refused before this version: nothing to fill.)
+    """CREATE TABLE key_events (
+        id BYTEA PRIMARY KEY,
+        author TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        prev BYTEA,
+        kev BYTEA,
+        kind TEXT COLLATE "C" NOT NULL,
+        key BYTEA NOT NULL,
+        signing BYTEA NOT NULL,
+        next BYTEA NOT NULL,
+        recovery BYTEA NOT NULL
+    )""",
+    "CREATE INDEX key_events_author ON key_events (author, seq, id)",
+    # The fork choice of each did:murmur author as last computed (spec 0008 §8.6):
+    # concatenated ids of the canonical path, and of the contenders when disputed.
+    """CREATE TABLE key_paths (
+        author TEXT COLLATE "C" PRIMARY KEY,
+        path BYTEA NOT NULL,
+        contenders BYTEA NOT NULL
+    )""",
+    # A settle reads every event of an author with these columns; a child is found by
+    # (author, seq) already (events_author_seq).
+]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3]
+PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4]
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 
 

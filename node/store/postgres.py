@@ -8,9 +8,8 @@ are strictly increasing in commit order across connections and processes (spec 0
 transaction when several must agree (the negentropy snapshot).
 
 The social indexes (spec 0004 #social) are :mod:`node.store.pg_social`, post search
-(#search) :mod:`node.store.pg_search`. Not yet here (issue #18, next steps):
-``did:murmur`` (v2) events and the key tables (spec 0008 #nodes): a batch holding one
-raises :class:`UnsupportedByStore`.
+(#search) :mod:`node.store.pg_search`, ``did:murmur`` (v2) key state (spec 0008
+#nodes) :mod:`node.store.pg_keys`.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from node.store.base import (
     StoredEvent,
     WriteResult,
 )
+from node.store.keyplan import split_ids
 from node.store.pg_migrations import pg_migrate
 from node.store.pg_search import search_keys
 from node.store.pg_write import Conn, UnsupportedByStore, apply_batch_pg
@@ -302,13 +302,71 @@ class PostgresStore(Store):
     async def key_history(
         self, author: str, *, after: tuple[int, bytes] | None = None, limit: int
     ) -> KeyHistory | None:
-        # True as it stands: this store refuses every v2 event, so it holds no key event.
-        return None
+        async with self.pool.acquire() as c:
+            # The page, its statuses and the contenders agree.
+            async with c.transaction(isolation="repeatable_read", readonly=True):
+                return await self._key_page(c, author, after, limit)
 
     async def key_histories(
         self, authors: Sequence[str], *, max_events: int
     ) -> tuple[dict[str, KeyHistory], list[str]]:
-        return {}, []
+        out: dict[str, KeyHistory] = {}
+        deferred: list[str] = []
+        budget = max_events
+        async with self.pool.acquire() as c:
+            async with c.transaction(isolation="repeatable_read", readonly=True):
+                for author in authors:
+                    # An index-only count of at most budget + 1 entries: an author with
+                    # a huge history is deferred without being read.
+                    n = await c.fetchval(
+                        "SELECT count(*) FROM "
+                        "(SELECT 1 FROM key_events WHERE author = $1 LIMIT $2) AS k",
+                        author, budget + 1,
+                    )  # fmt: skip
+                    if n == 0:
+                        continue
+                    if n > budget:
+                        deferred.append(author)
+                        continue
+                    history = await self._key_page(c, author, None, n)
+                    if history is None:
+                        continue
+                    budget -= len(history.events)
+                    out[author] = history
+        return out, deferred
+
+    @staticmethod
+    async def _key_page(
+        c: Conn, author: str, after: tuple[int, bytes] | None, limit: int
+    ) -> KeyHistory | None:
+        """At most ``limit`` key events of ``author`` after ``(seq, id)`` ``after``, by
+        ``(seq, id)``, with the path and contenders among them (as the SQLite store's
+        ``_key_page``: the canonical key events are exactly the path, spec 0008 §8.7)."""
+        blob = await c.fetchval("SELECT contenders FROM key_paths WHERE author = $1", author)
+        if blob is None:
+            return None
+        contenders = list(split_ids(blob))
+        seq, eid = after if after is not None else (0, b"")
+        rows = await c.fetch(
+            f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
+            "(SELECT id FROM key_events WHERE author = $1 AND (seq, id) > ($2, $3) "
+            "ORDER BY seq, id LIMIT $4) ORDER BY seq, id",
+            author, seq, eid, limit + 1,
+        )  # fmt: skip
+        events = [_row(r) for r in rows[:limit]]
+        ids = {e.id for e in events}
+        point = None
+        if contenders:
+            point = await c.fetchval("SELECT kev FROM key_events WHERE id = $1", contenders[0])
+        return KeyHistory(
+            author=author,
+            events=events,
+            path=[e.id for e in events if e.status == "canonical"],
+            contenders=[k for k in contenders if k in ids],
+            disputed=bool(contenders),
+            point=point,
+            more=len(rows) > limit,
+        )
 
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         if not ids:

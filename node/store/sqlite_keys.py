@@ -36,11 +36,21 @@ event of a known author is a dictionary lookup (issue #15: no slower than did:ke
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Final
+from typing import Any
 
+from node.store.keyplan import (
+    MEMO_AUTHORS,
+    PENDING,
+    Around,
+    KeyMemo,
+    Path,
+    head_epoch_only,
+    plan_settle,
+    split_ids,
+    state_of,
+)
 from node.store.sqlite_effects import (
     BODY_EFFECTS,
-    CANONICAL,
     BatchStats,
     apply_body,
     recompute_profile,
@@ -49,24 +59,17 @@ from node.store.sqlite_effects import (
 from protocol import kinds
 from protocol.encoding import decode
 from protocol.events import Event
-from protocol.keystate import (
-    KeyEvent,
-    KeyState,
-    Link,
-    check_event,
-    input_of,
-    resolve,
-)
+from protocol.keystate import KeyEvent, Link, check_event, input_of
 
-__all__ = ["PENDING", "Around", "KeyBook", "KeyMemo", "key_contenders", "key_path"]
-
-#: The status a v2 event is stored with until :meth:`KeyBook.settle` decides it: not
-#: canonical, so no body effect is applied before then. (An event settled alone, see
-#: the module doc, is stored canonical and gets its effects at the settle.)
-PENDING: Final = "pending"
-_KEY_LEN: Final = 32
-#: Authors a :class:`KeyMemo` keeps (a few KeyEvents each: ~1 KB an author).
-MEMO_AUTHORS: Final = 4096
+__all__ = [
+    "MEMO_AUTHORS",
+    "PENDING",
+    "Around",
+    "KeyBook",
+    "KeyMemo",
+    "key_contenders",
+    "key_path",
+]
 
 
 class _HeldIds:
@@ -83,11 +86,6 @@ class _HeldIds:
         return row is not None
 
 
-def _state_of(signing: bytes, next_: bytes, recovery: bytes) -> KeyState:
-    keys = tuple(recovery[i : i + _KEY_LEN] for i in range(0, len(recovery), _KEY_LEN))
-    return KeyState(signing=signing, next=next_, recovery=keys)
-
-
 def load_key_events(conn: sqlite3.Connection, author: str) -> dict[bytes, KeyEvent]:
     """The author's held key events (each passed §8.5 steps 1-4 when stored)."""
     rows = conn.execute(
@@ -98,24 +96,20 @@ def load_key_events(conn: sqlite3.Connection, author: str) -> dict[bytes, KeyEve
     return {
         r[0]: KeyEvent(
             id=r[0], seq=r[1], prev=r[2], kev=r[3], kind=r[4], key=r[5],
-            state=_state_of(r[6], r[7], r[8]),
+            state=state_of(r[6], r[7], r[8]),
         )
         for r in rows
     }
 
 
-def key_path(conn: sqlite3.Connection, author: str) -> tuple[list[bytes], list[bytes]] | None:
+def key_path(conn: sqlite3.Connection, author: str) -> Path:
     """The stored canonical path and contenders of ``author`` (None: no key events)."""
     row = conn.execute(
         "SELECT path, contenders FROM key_paths WHERE author = ?", (author,)
     ).fetchone()
     if row is None:
         return None
-
-    def split(blob: bytes) -> list[bytes]:
-        return [blob[i : i + 32] for i in range(0, len(blob), 32)]
-
-    return split(row[0]), split(row[1])
+    return list(split_ids(row[0])), list(split_ids(row[1]))
 
 
 def key_contenders(conn: sqlite3.Connection, author: str) -> list[bytes] | None:
@@ -124,41 +118,7 @@ def key_contenders(conn: sqlite3.Connection, author: str) -> list[bytes] | None:
     row = conn.execute("SELECT contenders FROM key_paths WHERE author = ?", (author,)).fetchone()
     if row is None:
         return None
-    blob = bytes(row[0])
-    return [blob[i : i + _KEY_LEN] for i in range(0, len(blob), _KEY_LEN)]
-
-
-_Path = tuple[list[bytes], list[bytes]] | None
-#: Of a v2 event about to be stored: the kind and kev of the author's event at its
-#: ``prev`` (kind None: not held), and whether an event naming it as ``prev`` is held
-#: (read with the write path's probe, in the same statement).
-Around = tuple[str | None, bytes | None, bool]
-
-
-class KeyMemo:
-    """Key events and stored paths of recent authors, between write transactions.
-
-    Owned by the store's single writer. Holds what the tables hold once the current
-    transaction commits: :class:`KeyBook` loads into it and adds to it as it writes,
-    and :func:`node.store.sqlite_write.apply_batch_sync` calls :meth:`clear` when a
-    transaction rolls back and :meth:`trim` after a commit (oldest authors go first).
-    """
-
-    __slots__ = ("keys", "max_authors", "paths")
-
-    def __init__(self, max_authors: int = MEMO_AUTHORS) -> None:
-        self.max_authors = max_authors
-        self.keys: dict[str, dict[bytes, KeyEvent]] = {}
-        self.paths: dict[str, _Path] = {}
-
-    def clear(self) -> None:
-        self.keys.clear()
-        self.paths.clear()
-
-    def trim(self) -> None:
-        for table in (self.keys, self.paths):
-            for author in list(table)[: max(0, len(table) - self.max_authors)]:
-                del table[author]
+    return list(split_ids(row[0]))
 
 
 class KeyBook:
@@ -241,15 +201,7 @@ class KeyBook:
         """Is ``link`` settled by itself: canonical, changing no other status?"""
         if author not in self._paths:
             self._paths[author] = key_path(self._conn, author)
-        known = self._paths[author]
-        if known is None or not known[0] or known[1] or link.kev != known[0][-1]:
-            return False
-        prev_kind, prev_kev, child = around
-        if prev_kind is not None:
-            expected = link.prev if prev_kind in kinds.KEY_EVENT_KINDS else prev_kev
-            if link.kev != expected:
-                return False
-        return not child
+        return head_epoch_only(self._paths[author], link, around)
 
     def settle(self, stats: BatchStats) -> None:
         """Resolve every author touched since the last call (see module doc)."""
@@ -310,51 +262,34 @@ class KeyBook:
 
     def _settle(self, author: str, stats: BatchStats) -> None:
         conn = self._conn
-        keys = self._of(author)
         rows = conn.execute(
             "SELECT id, seq, prev, kev, key, kind, status, revoked_by, cursor FROM events "
             "WHERE author = ?",
             (author,),
         ).fetchall()
-        links = [
-            Link(id=r[0], seq=r[1], prev=r[2], kev=r[3], kind=r[5], key=r[4])
-            for r in rows
-            if r[5] not in kinds.KEY_EVENT_KINDS
-        ]
-        res = resolve(keys.values(), links)
+        plan = plan_settle(
+            self._of(author).values(), rows, base=self._base, body_effects=BODY_EFFECTS
+        )
         conn.execute(
             "INSERT OR REPLACE INTO key_paths (author, path, contenders) VALUES (?,?,?)",
-            (author, b"".join(res.path), b"".join(res.contenders)),
+            (author, b"".join(plan.path), b"".join(plan.contenders)),
         )
-        self._paths[author] = (list(res.path), list(res.contenders))
-        flipped: list[tuple[int, bytes, str, bool]] = []  # seq, id, kind, now canonical
-        for eid, seq, _, _, _, kind, old, old_by, cursor in rows:
-            new = res.status[eid].value
-            by = res.revoked_by.get(eid)
-            if new == old and by == old_by:
-                continue
+        self._paths[author] = (plan.path, plan.contenders)
+        for eid, new, by, streamed in plan.changed:
             conn.execute(
                 "UPDATE events SET status = ?, revoked_by = ? WHERE id = ?", (new, by, eid)
             )
-            if cursor <= self._base:
+            if streamed:
                 # Streamed before with another status: again, before any index that
                 # keeps cursors (labels, social, search) learns the new state.
                 self._move(eid, stats)
-            if (old == CANONICAL) != (new == CANONICAL) and kind in BODY_EFFECTS:
-                flipped.append((seq, eid, kind, new == CANONICAL))
-        if not flipped:
+        if not plan.flips:
             return
-        flipped.sort()
-        # Undo first, then apply: a delete that lost and one that won may name one target.
-        for _, eid, kind, now in flipped:
-            if now:
-                continue
+        for eid, kind in plan.undo:
             body = _body(conn, eid)
             if body is not None:
                 undo_body(conn, eid=eid, author=author, kind=kind, body=body, stats=stats)
-        for seq, eid, kind, now in flipped:
-            if not now or kind == kinds.PROFILE:
-                continue
+        for eid, kind, seq in plan.apply:
             row = conn.execute(
                 "SELECT cursor, body FROM events WHERE id = ? AND body IS NOT NULL", (eid,)
             ).fetchone()

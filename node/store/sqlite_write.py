@@ -28,8 +28,9 @@ import sqlite3
 from collections.abc import Sequence
 
 from node.store.base import WriteResult
+from node.store.keyplan import PENDING, KeyMemo, batch_phases
 from node.store.sqlite_effects import BODY_EFFECTS, CANONICAL, BatchStats, apply_body
-from node.store.sqlite_keys import PENDING, KeyBook, KeyMemo
+from node.store.sqlite_keys import KeyBook
 from node.store.sqlite_social import on_insert
 from protocol import kinds
 from protocol.errors import BodyRequiredError, ProtocolError
@@ -216,21 +217,9 @@ def apply_batch_sync(
     """
     stats = BatchStats()
     results: list[WriteResult | None] = [None] * len(events)
-    # Key events first, by seq (a key event's kev is below it): the events of the batch
-    # that rely on them are then checked with them held (spec 0008 #nodes). Then the
-    # other events with a body; a body-less event is judged once the batch's deletes
-    # are applied (and, for v2 authors, once their statuses are known).
-    keyed = [
-        i
-        for i, ev in enumerate(events)
-        if ev.kind in kinds.KEY_EVENT_KINDS and ev.key is not None
-    ]
-    keyed.sort(key=lambda i: events[i].seq)
-    first = set(keyed)
-    bodied = keyed + [
-        i for i, ev in enumerate(events) if ev.body_bytes is not None and i not in first
-    ]
-    bodiless = [i for i, ev in enumerate(events) if ev.body_bytes is None and i not in first]
+    # Key events first, then the other events with a body, then the body-less ones
+    # (keyplan.batch_phases says why).
+    bodied, bodiless = batch_phases(events)
     book = KeyBook(conn, memo)
     conn.execute("BEGIN IMMEDIATE")
     try:

@@ -11,12 +11,14 @@ import pytest
 import node.store.sqlite as sqlite_store
 from node.state import STORE
 from tests.adversarial.test_key_odds import _rotations
+from tests.node.backends import both_backends
 from tests.node.conftest import Node
 from tests.rotatable import Rotatable
 
 
+@both_backends()
 async def test_a_deferred_history_is_never_read_in_full(
-    node: Node, monkeypatch: pytest.MonkeyPatch
+    node: Node, monkeypatch: pytest.MonkeyPatch, store_backend: str
 ) -> None:
     """spec 0004 #keys-batch: the answer's bound holds per author in the store: a
     history longer than what is left of it is counted on the index (at most bound + 1
@@ -24,13 +26,24 @@ async def test_a_deferred_history_is_never_read_in_full(
     big, small = Rotatable("pages-big"), Rotatable("pages-small")
     await node.ingest(*_rotations(big, 12), small.genesis)
     reads: list[tuple[str, int]] = []
-    real = sqlite_store._key_page
+    if store_backend == "sqlite":
+        real = sqlite_store._key_page
 
-    def spy(c: Any, author: str, after: Any, limit: int) -> Any:
-        reads.append((author, limit))
-        return real(c, author, after, limit)
+        def spy(c: Any, author: str, after: Any, limit: int) -> Any:
+            reads.append((author, limit))
+            return real(c, author, after, limit)
 
-    monkeypatch.setattr(sqlite_store, "_key_page", spy)
+        monkeypatch.setattr(sqlite_store, "_key_page", spy)
+    else:
+        from node.store.postgres import PostgresStore
+
+        real_pg = PostgresStore._key_page
+
+        async def spy_pg(c: Any, author: str, after: Any, limit: int) -> Any:
+            reads.append((author, limit))
+            return await real_pg(c, author, after, limit)
+
+        monkeypatch.setattr(PostgresStore, "_key_page", staticmethod(spy_pg))
     store = node.app[STORE]
     histories, deferred = await store.key_histories([big.did, small.did], max_events=5)
     assert deferred == [big.did] and list(histories) == [small.did]

@@ -12,13 +12,17 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import node.store.sqlite_keys as keys_mod
+import node.store.keyplan as keys_mod
 from protocol.events import Event
 from protocol.keystate import input_of, resolve
+from tests.node.backends import both_backends
 from tests.node.conftest import Author, Node
 from tests.rotatable import Rotatable
 
 OTHER = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+
+
+pytestmark = both_backends()
 
 
 def theft(name: str = "alice") -> tuple[Rotatable, dict[str, Event]]:

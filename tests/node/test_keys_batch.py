@@ -15,9 +15,12 @@ import pytest
 
 import node.api.events as events_api
 from protocol.encoding import decode
+from tests.node.backends import both_backends
 from tests.node.conftest import Author, Node
 from tests.node.test_key_rotation import theft
 from tests.rotatable import Rotatable
+
+pytestmark = both_backends()
 
 
 async def keys(node: Node, body: Any) -> Any:

@@ -215,7 +215,6 @@ async def test_followers_latest_event_wins_in_any_order(
 
 
 @both_backends()
-@pytest.mark.postgresql_lacks("did:murmur (v2) events: key tables and statuses (spec 0008 #nodes)")
 async def test_revoked_thiefs_like_and_follow_stop_counting(
     node: Node, make_author: Any
 ) -> None:
