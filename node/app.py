@@ -18,7 +18,7 @@ from aiohttp import web
 
 from node.api import events, federation, live, meta, social, views
 from node.api.search import search
-from node.config import NodeConfig
+from node.config import NodeConfig, redact_url
 from node.federation.manager import Federation
 from node.ingest import Verifier
 from node.limits import AdmissionGate, RateLimiter
@@ -180,7 +180,10 @@ def create_app(
                 await group.stop()
             verifier.close()
             await the_store.close()
-            log.info("node stopped data=%s", config.data_dir)
+            if config.store_url is None:
+                log.info("node stopped data=%s", config.data_dir)
+            else:
+                log.info("node stopped store=%s", redact_url(config.store_url))
 
     async def close_streams(app: web.Application) -> None:
         app[HUB].close()

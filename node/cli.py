@@ -154,6 +154,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        _setup_logging(config.log_level)
         return run_workers(config, args.workers, _worker_argv())
     return run_node(config, reuse_port=os.environ.get(WORKER_ENV) is not None)
 

@@ -93,6 +93,7 @@ class ProcessGroup:
         self.token = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._listener: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.notifications = 0
         metrics.gauge(
             "murmur_federation_leader",
@@ -115,6 +116,7 @@ class ProcessGroup:
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
         self._store.after_commit = None
         for task in self._tasks:
             task.cancel()
@@ -187,7 +189,7 @@ class ProcessGroup:
             except _PG_ERRORS as exc:
                 log.warning("federation lock connection failed error=%s", exc)
             finally:
-                if self._fed.leading:
+                if self._fed.leading and not self._stopping:
                     await self._fed.follow()
                 if conn is not None:
                     with contextlib.suppress(*_PG_ERRORS):

@@ -62,11 +62,6 @@ def _die_with_parent() -> None:
 
 def run_workers(config: NodeConfig, count: int, argv: list[str]) -> int:
     """Supervise ``count`` workers running ``node run *argv`` until SIGINT/SIGTERM."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
         holder = _hold_port(config.host, config.port)
     except OSError as exc:
