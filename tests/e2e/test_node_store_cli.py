@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.common import ROOT, free_port
+
+pytestmark = pytest.mark.e2e
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
