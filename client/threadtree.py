@@ -1,7 +1,7 @@
 """A thread's replies as a tree, in reading order (spec 0007 §views, thread).
 
-Pure: events in, ``(depth, event)`` out. The same walk as ``murmur thread`` prints
-(``client.cli.read_cmds._tree``, to be folded into this one): depth-first, children
+Pure: events in, ``(depth, event)`` out; ``murmur thread`` and the web's thread page
+both draw this walk: depth-first, children
 oldest first; a reply whose parent is not among the replies (withheld everywhere,
 deleted, hidden) hangs under the root, so nothing shown is lost; a cycle cannot loop.
 """

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from client.api import NodeClient, WireItem
 from client.counts import Counts, counts_report, fetch_counts
 from client.moves import resolve_moves
-from client.paging import Boundary, MergedCursor, MergedList, passed
+from client.paging import Boundary, MergedCursor, MergedList, boundary_after, passed
 from client.reader import (
     MAX_FEED_AUTHORS,
     MAX_FEED_PAGES,
@@ -34,11 +34,14 @@ from protocol.events import Event
 from protocol.facets import mentioned_dids
 
 __all__ = [
+    "AuthorPages",
     "View",
+    "author_list",
     "author_view",
     "follow_set",
     "profile_view",
     "search_view",
+    "thread_root_id",
     "thread_view",
     "timeline",
     "timeline_feed",
@@ -204,7 +207,9 @@ def timeline_feed(
     async def fetch(
         node: NodeClient, before: str | None, limit: int
     ) -> tuple[list[WireItem], str | None]:
-        return await node.feed(authors=authors, kinds=kinds_, limit=limit, before=before)
+        page = await node.feed_page(authors=authors, kinds=kinds_, limit=limit, before=before)
+        reader.keys.offer_tips(node.url, page.key_tips)  # spec 0004 #feed-key-tips
+        return page.items, page.next
 
     return MergedList(
         reader,
@@ -282,6 +287,37 @@ async def author_view(
     return view
 
 
+def author_list(did: str) -> str:
+    """The cursor list name of ``did``'s page (spec 0007 #paging)."""
+    return f"author:{did}"
+
+
+class AuthorPages:
+    """Pages of ``did``'s posts and reposts for every face (``murmur author``, the web's
+    author page): :meth:`build` is the page builder a moderated page calls with longer
+    windows (the log is read once, by the first call); :meth:`next_cursor` is where the
+    next page starts (the whole log is read, so only the boundary: #paging)."""
+
+    def __init__(self, reader: Reader, did: str, *, after: Boundary | None = None) -> None:
+        self.reader = reader
+        self.did = did
+        self.after = after
+        self._fetched = False
+
+    async def build(self, n: int) -> View:
+        view = await author_view(
+            self.reader, self.did, limit=n, fetch=not self._fetched, after=self.after
+        )
+        self._fetched = True
+        return view
+
+    def next_cursor(self, view: View) -> MergedCursor | None:
+        if not (view.more and view.items):
+            return None
+        boundary = boundary_after(view.items, self.after)
+        return MergedCursor(list=author_list(self.did), nodes={}, boundary=boundary)
+
+
 async def thread_view(reader: Reader, eid: bytes) -> View:
     """The thread ``eid`` belongs to: its root and every reply, oldest first."""
     found = await reader.lookup([eid])
@@ -307,6 +343,14 @@ async def thread_view(reader: Reader, eid: bytes) -> View:
     )
     view.root = root_event
     return view
+
+
+def thread_root_id(view: View, eid: bytes) -> bytes:
+    """The id of the root of ``view`` (a :func:`thread_view` of ``eid``): the root held,
+    else the root the replies name, else ``eid`` itself."""
+    if view.root is not None:
+        return view.root.id
+    return (reply_root(view.items[0]) if view.items else eid) or eid
 
 
 async def profile_view(reader: Reader, did: str) -> View:

@@ -41,10 +41,20 @@ from client.cli.render import Names, format_judged, indented
 from client.cli.session import Session, limit_arg, run
 from client.moderation.apply import Moderated
 from client.moderation.core import ViewContext
-from client.paging import MergedCursor, boundary_after
-from client.reader import Reader, reply_root
+from client.paging import MergedCursor
+from client.reader import Reader
 from client.shortids import parse_event_ref
-from client.views import View, author_view, follow_set, thread_view, timeline, timeline_feed
+from client.threadtree import reply_tree
+from client.views import (
+    AuthorPages,
+    View,
+    author_list,
+    follow_set,
+    thread_root_id,
+    thread_view,
+    timeline,
+    timeline_feed,
+)
 from protocol.chain import analyze_chain
 from protocol.events import Event
 
@@ -110,32 +120,20 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     did = session.resolve(args.who)
     me = viewer(session)
     # The whole log is read, so the cursor is just where the page ended (#paging).
-    cursor = cursor_arg(args, f"author:{did}")
+    cursor = cursor_arg(args, author_list(did))
     after = None if cursor is None else cursor.boundary
 
-    async def go() -> tuple[View, list[Event], Moderated | None]:
+    async def go() -> tuple[View, list[Event], Moderated | None, MergedCursor | None]:
         async with session.reader() as reader:
-            fetched = False
-
-            async def build(n: int) -> View:
-                nonlocal fetched
-                view = await author_view(reader, did, limit=n, fetch=not fetched, after=after)
-                fetched = True
-                return view
-
+            pages = AuthorPages(reader, did, after=after)
             follows = await viewer_follows(args, reader, me)
             view, mod = await moderated_page(
-                args, session, reader, build, me, ViewContext.AUTHOR, follows
+                args, session, reader, pages.build, me, ViewContext.AUTHOR, follows
             )
-            return view, reader.of_author(did), mod
+            return view, reader.of_author(did), mod, pages.next_cursor(view)
 
-    view, log_events, mod = run(go)
+    view, log_events, mod, nxt = run(go)
     names = _names(session, view)
-    nxt = (
-        MergedCursor(list=f"author:{did}", nodes={}, boundary=boundary_after(view.items, after))
-        if view.more and view.items
-        else None
-    )
     chain = analyze_chain(log_events)
     p = view.profiles.get(did)
     profile = {
@@ -164,27 +162,6 @@ def cmd_author(args: argparse.Namespace, ctx: Context) -> Result:
     )
 
 
-def _tree(root: Event | None, replies: list[Event], root_id: bytes) -> list[tuple[int, Event]]:
-    """Depth-first (depth, event) order; orphans (parent unknown) hang under the root."""
-    ids = {e.id for e in replies} | {root_id}
-    children: dict[bytes, list[Event]] = {}
-    for e in replies:
-        assert e.body is not None  # noqa: S101 - replies are visible posts
-        parent = e.body["reply"]["parent"]
-        children.setdefault(parent if parent in ids else root_id, []).append(e)
-    out: list[tuple[int, Event]] = []
-    stack: list[tuple[int, Event]] = [(1, c) for c in reversed(children.get(root_id, []))]
-    seen: set[bytes] = set()
-    while stack and len(out) < len(replies):
-        depth, e = stack.pop()
-        if e.id in seen:
-            continue
-        seen.add(e.id)
-        out.append((depth, e))
-        stack.extend((depth + 1, c) for c in reversed(children.get(e.id, [])))
-    return out
-
-
 def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     ref = parse_event_ref(args.id)
@@ -200,17 +177,13 @@ def cmd_thread(args: argparse.Namespace, ctx: Context) -> Result:
     eid, view, mod = run(go)
     names = _names(session, view)
     shown, hidden = split(view, mod)
-    root_id = (
-        view.root.id
-        if view.root is not None
-        else (reply_root(view.items[0]) if view.items else eid) or eid
-    )
+    root_id = thread_root_id(view, eid)
     root_verdict = None if view.root is None else verdict_of(mod, view.root)
     root_hidden = root_verdict is not None and root_verdict.hidden
     if root_hidden:
         assert view.root is not None and root_verdict is not None  # noqa: S101
         hidden = [(view.root, root_verdict), *hidden]
-    order = _tree(view.root, shown, root_id)
+    order = reply_tree(shown, root_id)
     root_doc = (
         None if view.root is None or root_hidden else post_doc(view.root, names, view.related, mod)
     )

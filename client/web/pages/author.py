@@ -20,10 +20,10 @@ from client.keyview import is_murmur
 from client.moderation.apply import active_labels
 from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
-from client.paging import MergedCursor, boundary_after
+from client.paging import MergedCursor
 from client.reader import Reader
 from client.textsafety import safe_line
-from client.views import View, author_view, follow_set
+from client.views import AuthorPages, author_list, follow_set
 from client.web.context import WEB, render
 from client.web.pages.common import listing
 from client.web.render import Names, source_text
@@ -78,30 +78,19 @@ async def author(request: web.Request) -> web.Response:
     did_method(did)  # invalid-did (400) for anything else
     me = reads.me() or ""
     raw = request.query.get("cursor")
-    after = None if not raw else MergedCursor.decode(raw, f"author:{did}").boundary
+    after = None if not raw else MergedCursor.decode(raw, author_list(did)).boundary
     async with reads.reader() as reader:
-        fetched = False
-
-        async def build(n: int) -> View:
-            nonlocal fetched
-            view = await author_view(reader, did, limit=n, fetch=not fetched, after=after)
-            fetched = True
-            return view
-
+        pages = AuthorPages(reader, did, after=after)
         follows = frozenset(await follow_set(reader, me, mark=False)) if me else frozenset()
         view, mod = await reads.page(
-            reader, build, PAGE_ITEMS, viewer=me, context=ViewContext.AUTHOR, follows=follows
+            reader, pages.build, PAGE_ITEMS, viewer=me, context=ViewContext.AUTHOR, follows=follows
         )
         stats: SocialStats = await social_stats(reader, did)
         log_events = reader.of_author(did)
         names = Names(reads.config, reads.profiles_with_own(view.profiles))
         labels = _author_labels(reader, ModerationConfig.load(reads.home), did, names)
     chain = analyze_chain(log_events)
-    nxt = (
-        MergedCursor(list=f"author:{did}", nodes={}, boundary=boundary_after(view.items, after))
-        if view.more and view.items
-        else None
-    )
+    nxt = pages.next_cursor(view)
     profile = view.profiles.get(did)
     body = profile.body if profile is not None and profile.body is not None else {}
     bio = body.get("bio")

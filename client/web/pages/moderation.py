@@ -69,7 +69,7 @@ from client.moderation.settings import (
 )
 from client.moderation.trial import Trial, check_trial, trial
 from client.session import Session
-from client.shortids import parse_event_ref, resolve_event_id, sent_ids
+from client.shortids import parse_event_ref
 from client.textsafety import safe_line, safe_name
 from client.views import profiles_of
 from client.web.context import WEB, render
@@ -338,10 +338,7 @@ async def test_filter(request: web.Request) -> web.Response:
         ref = parse_event_ref(values["event"])
         me = reads.me() or ""
         async with reads.reader() as reader:
-            local: set[bytes] = set()
-            if isinstance(ref, str) and me.startswith("did:murmur:"):
-                local = sent_ids(reads.home, me, ref)
-            eid = await resolve_event_id(reader, ref, local=local)
+            eid = await reads.event_id(reader, ref)  # spec 0007 #short-ids
             result = await trial(
                 reader, config, name, eid, viewer=me, context=context, home=reads.home
             )

@@ -1,7 +1,8 @@
 """A thread as a tree: ``GET /thread/{id}`` (spec 0007 §views, as ``murmur thread``).
 
 The id is any post of the thread (64 hex, or a short id of at least 8 hex resolved on
-the reader's nodes, spec 0007 #short-ids); the root and every reply are read from
+the reader's nodes and among the home's own sent events, as the CLI does, spec 0007
+#short-ids); the root and every reply are read from
 every node, verified, moderated in the thread context, and drawn indented by depth.
 The post asked for is marked and shown behind its warning, if it has one.
 """
@@ -11,10 +12,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from client.moderation.core import ViewContext
-from client.reader import reply_root
-from client.shortids import parse_event_ref, resolve_event_id
+from client.shortids import parse_event_ref
 from client.threadtree import reply_tree
-from client.views import follow_set, thread_view
+from client.views import follow_set, thread_root_id, thread_view
 from client.web.context import WEB, render
 from client.web.pages.common import listing
 from client.web.render import Names
@@ -30,18 +30,14 @@ async def thread(request: web.Request) -> web.Response:
     ref = parse_event_ref(request.match_info["id"])
     me = reads.me() or ""
     async with reads.reader() as reader:
-        eid = ref if isinstance(ref, bytes) else await resolve_event_id(reader, ref)
+        eid = await reads.event_id(reader, ref)  # spec 0007 #short-ids, own events too
         view = await thread_view(reader, eid)
         follows = frozenset(await follow_set(reader, me, mark=False)) if me else frozenset()
         mod = await reads.judge(
             reader, view, viewer=me, context=ViewContext.THREAD, follows=follows
         )
     names = Names(reads.config, reads.profiles_with_own(view.profiles))
-    root_id = (
-        view.root.id
-        if view.root is not None
-        else (reply_root(view.items[0]) if view.items else eid) or eid
-    )
+    root_id = thread_root_id(view, eid)
     order = reply_tree(view.items, root_id)
     root_rows = listing(request, view, mod, names, items=[view.root] if view.root else [])
     replies = listing(
