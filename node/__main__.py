@@ -1,11 +1,12 @@
-"""``python -m node run ...``: the node command without the ``murmur`` entry point."""
+"""``python -m node run|migrate-store ...``: the node commands without the ``murmur``
+entry point."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from node.cli import add_run_command
+from node.cli import add_migrate_command, add_run_command
 
 __all__ = ["main"]
 
@@ -14,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m node", description="Murmur node")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_run_command(sub)
+    add_migrate_command(sub)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -1,6 +1,7 @@
 """``murmur node run``: command-line wiring and the process lifecycle of a node.
 
-:func:`add_node_commands` registers ``node run`` on the ``murmur`` CLI's argparse
+:func:`add_node_commands` registers ``node run`` and ``node migrate-store``
+(:mod:`node.migrate`) on the ``murmur`` CLI's argparse
 subparsers (the handler is stored as ``func`` on the parsed namespace);
 :func:`run_node` serves a config until SIGINT or SIGTERM, then shuts down gracefully:
 stop accepting, close live streams, let in-flight batches commit and answer, close
@@ -29,7 +30,7 @@ from node.store.factory import StoreOpenError
 from node.store.migrations import SchemaError
 from node.workers import MAX_WORKERS, WORKER_ENV, run_workers
 
-__all__ = ["add_node_commands", "add_run_command", "run_node"]
+__all__ = ["add_migrate_command", "add_node_commands", "add_run_command", "run_node"]
 
 log = logging.getLogger("murmur.node")
 
@@ -125,6 +126,50 @@ def add_node_commands(subparsers: Any) -> None:
     node = subparsers.add_parser("node", help="run and manage a Murmur node")
     node_sub = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
     add_run_command(node_sub)
+    add_migrate_command(node_sub)
+
+
+def add_migrate_command(subparsers: Any) -> None:
+    """Register ``migrate-store`` on ``subparsers``."""
+    move = subparsers.add_parser(
+        "migrate-store",
+        help="copy a SQLite node into a PostgreSQL database",
+        description="Copy a stopped SQLite node's events (with their cursors), node id and "
+        "peers into an empty PostgreSQL database, with progress; resumable; checks counts "
+        "and the negentropy fingerprint of both sets before saying it is done.",
+    )
+    move.add_argument("--from", dest="source", metavar="DATA_DIR", required=True,
+                      help="the node's data directory (holding murmur.sqlite3)")  # fmt: skip
+    move.add_argument("--to", dest="target", metavar="URL", required=True,
+                      help="postgresql://USER@HOST:PORT/DB")  # fmt: skip
+    move.set_defaults(func=_cmd_migrate)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(None, {"data_dir": args.source, "store_url": args.target})
+    except ConfigError as exc:
+        print(f"murmur node: {exc}", file=sys.stderr)
+        return 2
+    assert config.store_url is not None  # noqa: S101 - given above
+    try:
+        from node.migrate import MigrationError, migrate_store
+    except ImportError:
+        print("murmur node: migrate-store needs asyncpg: pip install 'murmur[postgresql]'",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    import asyncpg
+
+    try:
+        asyncio.run(migrate_store(config.data_dir, config.store_url))
+    except MigrationError as exc:
+        print(f"murmur node: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        where = redact_url(config.store_url)
+        print(f"murmur node: cannot migrate to {where}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

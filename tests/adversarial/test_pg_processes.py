@@ -248,3 +248,29 @@ def test_sqlite_postgresql_and_two_process_postgresql_nodes_converge(
     cluster.wait_until(lambda: info(rest)["federation"]["leader"], "Q's other process leading")
     later = set(post_events(s, Author(2000).posts(5, "after the kill ")))
     cluster.wait_until(lambda: event_ids(rest) >= expected | later, "Q receiving after it")
+
+
+def test_migrate_store_moves_a_stopped_sqlite_node(cluster: Cluster, pg_db: str) -> None:
+    """spec 0004 #store-migrate, end to end: a SQLite node process ingests, is killed
+    (kill -9), ``murmur node migrate-store`` copies it, and a node process on the
+    PostgreSQL database serves the same node id and events."""
+    import subprocess
+    import sys
+
+    from bench.common import ROOT
+
+    s = cluster.start("s")
+    node_id = info(s.url)["node_id"]
+    posted = set(post_events(s.url, Author(3000).posts(40, "moving ")))
+    cluster.kill("s")
+    done = subprocess.run(
+        [sys.executable, "-m", "node", "migrate-store",
+         "--from", str(cluster.data_dir("s")), "--to", pg_db],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "done: 40 events" in done.stderr
+    p = cluster.start("p", extra=("--store", pg_db))
+    assert info(p.url)["node_id"] == node_id
+    assert event_ids(p.url) == posted

@@ -1,0 +1,133 @@
+"""``murmur node migrate-store``: a SQLite node moved into PostgreSQL (spec 0004
+#store-migrate): same node id, events under their cursors (body-less ones after their
+delete), peers, a check of counts and the negentropy fingerprint; resumable."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import node.migrate
+from node.migrate import MigrationError, migrate_store
+from node.store.base import PeerRecord
+from node.store.postgres import PostgresStore
+from node.store.sqlite import SqliteStore
+from protocol.events import Event, decode_event
+from tests.node.conftest import T0, Clock, new_author
+
+
+def _verified(ev: Event) -> Event:
+    return decode_event(ev.wire, now_ms=T0)
+
+
+async def _source(data_dir: Path, clock: Clock) -> tuple[str, list[tuple[int, bytes]]]:
+    """A SQLite node with two authors' posts in two batches, a deleted post, a peer;
+    its node id and ``(cursor, id)`` of everything it holds."""
+    src = SqliteStore(data_dir, now_ms=clock)
+    await src.open()
+    try:
+        a, b = new_author(clock), new_author(clock)
+        posts = [_verified(a.post(f"a{i}")) for i in range(20)]
+        posts += [_verified(b.post(f"b{i}")) for i in range(15)]
+        await src.apply_batch(posts[:12])
+        await src.apply_batch(posts[12:])
+        await src.apply_batch([_verified(a.sign("delete", {"target": posts[3].id}))])
+        await src.save_peer(
+            PeerRecord(url="https://peer.example", source="static", node_id="ab" * 16, cursor=41)
+        )
+        held = [(e.cursor, e.id) for e in await src.events_after(0, limit=1000)]
+        return await src.node_id(), held
+    finally:
+        await src.close()
+
+
+async def _target(url: str, clock: Clock) -> tuple[str, list[tuple[int, bytes]], Any]:
+    dst = PostgresStore(url, now_ms=clock)
+    await dst.open()
+    try:
+        held = [(e.cursor, e.id) for e in await dst.events_after(0, limit=1000)]
+        return await dst.node_id(), held, await dst.load_peers()
+    finally:
+        await dst.close()
+
+
+async def test_a_sqlite_node_moves_with_its_id_cursors_and_peers(
+    tmp_path: Path, pg_url: str, clock: Clock
+) -> None:
+    node_id, held = await _source(tmp_path, clock)
+    out = io.StringIO()
+    report = await migrate_store(tmp_path, pg_url, chunk=7, out=out)
+    assert report.events == len(held) == 36 and report.renumbered == 1
+    their_id, their_held, peers = await _target(pg_url, clock)
+    assert their_id == node_id
+    # Every event but the deleted post keeps its cursor; that one follows its delete.
+    deleted = held[3]
+    assert sorted(set(their_held) - set(held)) == [(held[-1][0] + 1, deleted[1])]
+    assert set(held) - set(their_held) == {deleted}
+    assert [(p.url, p.cursor, p.node_id) for p in peers] == [
+        ("https://peer.example", 41, "ab" * 16)
+    ]
+    assert "done: 36 events" in out.getvalue() and "fingerprint" in out.getvalue()
+
+
+async def test_an_interrupted_migration_resumes(
+    tmp_path: Path, pg_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, held = await _source(tmp_path, clock)
+    real = PostgresStore.apply_batch
+    calls = 0
+
+    async def failing(self: PostgresStore, events: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionResetError("the server went away")
+        return await real(self, events)
+
+    monkeypatch.setattr(PostgresStore, "apply_batch", failing)
+    with pytest.raises(ConnectionResetError):
+        await migrate_store(tmp_path, pg_url, chunk=7, out=io.StringIO())
+    monkeypatch.setattr(PostgresStore, "apply_batch", real)
+    out = io.StringIO()
+    report = await migrate_store(tmp_path, pg_url, chunk=7, out=out)
+    assert "resuming after cursor" in out.getvalue()
+    assert 0 < report.applied < len(held)
+    _, their_held, _ = await _target(pg_url, clock)
+    assert len(their_held) == len(held)
+
+
+async def test_a_target_of_another_node_is_refused(
+    tmp_path: Path, pg_url: str, clock: Clock
+) -> None:
+    await _source(tmp_path, clock)
+    other = PostgresStore(pg_url, now_ms=clock)
+    await other.open()
+    try:
+        await other.apply_batch([_verified(new_author(clock).post("someone else's"))])
+    finally:
+        await other.close()
+    with pytest.raises(MigrationError, match="already holds 1 events of another node"):
+        await migrate_store(tmp_path, pg_url, out=io.StringIO())
+
+
+async def test_the_check_catches_a_missing_event(
+    tmp_path: Path, pg_url: str, clock: Clock
+) -> None:
+    await _source(tmp_path, clock)
+    await migrate_store(tmp_path, pg_url, out=io.StringIO())
+    dst = PostgresStore(pg_url, now_ms=clock)
+    await dst.open()
+    try:
+        await dst.pool.execute("DELETE FROM events WHERE cursor = 5")
+    finally:
+        await dst.close()
+    src = SqliteStore(tmp_path, now_ms=clock)
+    await src.open()
+    try:
+        with pytest.raises(MigrationError, match=r"events 36 != 35.*negentropy fingerprint"):
+            await node.migrate._check(src, pg_url)
+    finally:
+        await src.close()
