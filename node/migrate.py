@@ -107,6 +107,9 @@ async def _claim(src: SqliteStore, dst: PostgresStore) -> int:
     started = await _meta(dst, "migrated_from")
     if started is None:
         held = await dst.pool.fetchval("SELECT count(*) FROM events")
+        if held and await _meta(dst, "node_id") == node_id:
+            raise MigrationError(f"the target already holds this node ({held} events): "
+                                 "it was migrated before")  # fmt: skip
         if held:
             raise MigrationError(f"the target already holds {held} events of another node")
         await dst.pool.execute("DELETE FROM meta WHERE key = 'node_id'")
