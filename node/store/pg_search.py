@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from node.search_terms import _words, post_tags, post_words
 from protocol import kinds
@@ -32,7 +32,17 @@ from protocol.encoding import decode
 if TYPE_CHECKING:
     from node.store.pg_write import Conn
 
-__all__ = ["SCHEMA", "backfill_search", "fold", "index_post", "search_keys", "unindex_post"]
+__all__ = [
+    "SCHEMA",
+    "IndexArgs",
+    "backfill_search",
+    "fold",
+    "index_args",
+    "index_post",
+    "index_posts",
+    "search_keys",
+    "unindex_post",
+]
 
 log = logging.getLogger("murmur.node.store")
 
@@ -67,27 +77,55 @@ def folded_words(text: str) -> list[str]:
     return [w for w in dict.fromkeys(fold(w) for w in _words(text)) if w]
 
 
-async def index_post(c: Conn, *, eid: bytes, ts: int, cursor: int, body: dict[str, Any]) -> None:
-    """Index the post ``eid`` stored at ``cursor`` (a no-op if it already is)."""
+#: One statement: the highest free key of the _KEY_TRIES at or below the natural one
+#: ($1), unless the post is indexed already (ON CONFLICT on its id).
+_INDEX: Final = (
+    "INSERT INTO post_search (key, id, words, tags) "
+    "SELECT k, $2, $3, $4 FROM generate_series($1::bigint, "
+    "greatest($1::bigint - $5, 0), -1) AS k "
+    "WHERE NOT EXISTS (SELECT 1 FROM post_search WHERE key = k) "
+    "ORDER BY k DESC LIMIT 1 ON CONFLICT (id) DO NOTHING"
+)
+#: The arguments of :data:`_INDEX` for one post: key, id, words, tags, tries - 1.
+IndexArgs: TypeAlias = tuple[int, bytes, list[str], list[str], int]
+
+
+def index_args(*, eid: bytes, ts: int, cursor: int, body: dict[str, Any]) -> IndexArgs | None:
+    """What indexing the post ``eid`` stored at ``cursor`` inserts (None: nothing any
+    query could find)."""
     words = folded_words(post_words(body))
     tags = post_tags(body)
     if not words and not tags:
-        return  # nothing any query could find
+        return None
     natural = (min(ts, _MAX_KEY_TS) << _LOW_BITS) | (cursor & _LOW_MASK)
-    # One statement: the highest free key of the _KEY_TRIES at or below the natural
-    # one, unless the post is indexed already (ON CONFLICT on its id).
-    done = await c.execute(
-        "INSERT INTO post_search (key, id, words, tags) "
-        "SELECT k, $2, $3, $4 FROM generate_series($1::bigint, "
-        "greatest($1::bigint - $5, 0), -1) AS k "
-        "WHERE NOT EXISTS (SELECT 1 FROM post_search WHERE key = k) "
-        "ORDER BY k DESC LIMIT 1 ON CONFLICT (id) DO NOTHING",
-        natural, eid, words, tags, _KEY_TRIES - 1,
-    )  # fmt: skip
+    return natural, eid, words, tags, _KEY_TRIES - 1
+
+
+async def index_post(c: Conn, *, eid: bytes, ts: int, cursor: int, body: dict[str, Any]) -> None:
+    """Index the post ``eid`` stored at ``cursor`` (a no-op if it already is)."""
+    args = index_args(eid=eid, ts=ts, cursor=cursor, body=body)
+    if args is None:
+        return
+    done = await c.execute(_INDEX, *args)
     if done == "INSERT 0 0" and (
         await c.fetchval("SELECT 1 FROM post_search WHERE id = $1", eid) is None
     ):
         log.warning("search key space full ts=%d cursor=%d: post not indexed", ts, cursor)
+
+
+async def index_posts(c: Conn, rows: Sequence[IndexArgs]) -> None:
+    """Index several posts in one round trip (then one more to check them), in order:
+    the keys are those :func:`index_post` would give one by one."""
+    if not rows:
+        return
+    await c.executemany(_INDEX, rows)
+    missing = await c.fetch(
+        "SELECT u.id FROM unnest($1::bytea[]) AS u(id) "
+        "WHERE NOT EXISTS (SELECT 1 FROM post_search p WHERE p.id = u.id)",
+        [r[1] for r in rows],
+    )
+    for (eid,) in missing:
+        log.warning("search key space full id=%s: post not indexed", bytes(eid).hex())
 
 
 async def unindex_post(c: Conn, eid: bytes) -> None:

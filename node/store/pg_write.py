@@ -39,8 +39,10 @@ from node.store.base import WriteResult
 from node.store.keyplan import CANONICAL, PENDING, batch_phases
 from node.store.pg_effects import BODY_EFFECTS, apply_body
 from node.store.pg_keys import PgKeyBook
-from node.store.pg_social import on_insert
+from node.store.pg_search import IndexArgs, index_args, index_posts
+from node.store.pg_social import SOCIAL_KINDS, on_insert
 from node.store.sqlite_effects import BatchStats
+from node.store.sqlite_social import _mentions, _refs_of
 from node.store.sqlite_write import _reply_of
 from protocol import kinds
 from protocol.errors import BodyRequiredError, ProtocolError
@@ -57,24 +59,32 @@ class UnsupportedByStore(RuntimeError):
 
 
 _HELD, _FILLABLE = 1, 2
-#: Already stored (0 no, 1 yes, 2 yes without a body a full copy may fill in)?
-#: Tombstoned by its author? Another event at this seq (a fork)? Any event of the author?
-#: Do held events reference it (they notify its author once it is held)?
+#: Everything the write path must know about the events of a phase before inserting
+#: them, in one statement, a row each in batch order: already stored (0 no, 1 yes, 2
+#: yes without a body a full copy may fill in)? Tombstoned by its author? Another event
+#: at this seq (a fork)? Any event of the author? Do held events reference it (they
+#: notify its author once it is held)? Then what a v2 event needs to be settled alone
+#: (keyplan.Around): the kind and kev of its held prev (NULL: not held), and whether a
+#: child is held.
 _PROBE: Final = (
-    "SELECT coalesce((SELECT CASE WHEN body IS NULL AND NOT deleted THEN 2 ELSE 1 END "
-    "FROM events WHERE id = $1), 0), "
-    "EXISTS(SELECT 1 FROM tombstones WHERE target = $1 AND author = $2), "
-    "EXISTS(SELECT 1 FROM events WHERE author = $2 AND seq = $3), "
-    "EXISTS(SELECT 1 FROM events WHERE author = $2), "
-    "EXISTS(SELECT 1 FROM refs WHERE target = $1)"
+    "SELECT coalesce((SELECT CASE WHEN e.body IS NULL AND NOT e.deleted THEN 2 ELSE 1 END "
+    "FROM events e WHERE e.id = b.id), 0), "
+    "EXISTS(SELECT 1 FROM tombstones t WHERE t.target = b.id AND t.author = b.author), "
+    "EXISTS(SELECT 1 FROM events e WHERE e.author = b.author AND e.seq = b.seq), "
+    "EXISTS(SELECT 1 FROM events e WHERE e.author = b.author), "
+    "EXISTS(SELECT 1 FROM refs r WHERE r.target = b.id), "
+    "(SELECT e.kind FROM events e WHERE e.id = b.prev AND e.author = b.author), "
+    "(SELECT e.kev FROM events e WHERE e.id = b.prev AND e.author = b.author), "
+    "EXISTS(SELECT 1 FROM events e WHERE e.author = b.author AND e.seq = b.seq + 1 "
+    "AND e.prev = b.id) "
+    'FROM (SELECT u.id, u.author COLLATE "C" AS author, u.seq, u.prev, u.n '
+    "FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bytea[]) "
+    "WITH ORDINALITY AS u(id, author, seq, prev, n)) AS b ORDER BY b.n"
 )
-#: For a v2 event, the same and what settling it alone needs: the kind and kev of its
-#: held prev (NULL: not held), and whether a child is held (keyplan.Around).
-_PROBE_V2: Final = (
-    _PROBE + ", (SELECT kind FROM events WHERE id = $4 AND author = $2), "  # noqa: S608
-    "(SELECT kev FROM events WHERE id = $4 AND author = $2), "
-    "EXISTS(SELECT 1 FROM events WHERE author = $2 AND seq = $3 + 1 AND prev = $1)"
-)
+#: Events probed at least at once after a stretch ended early (see _Batch.apply_phase).
+_MIN_WINDOW: Final = 16
+#: Kinds whose body effects never read the events table (labels, the latest profile).
+_NO_EVENT_READS: Final = frozenset({kinds.LABEL, kinds.PROFILE})
 _INSERT: Final = (
     "INSERT INTO events (cursor, id, author, seq, prev, ts, kind, header, sig, body, "
     "deleted, reply_root, reply_parent, received_ms, kev, key, status) "
@@ -83,7 +93,19 @@ _INSERT: Final = (
 
 
 class _Batch:
-    """One write transaction: the connection, the cursors it gives, what it changed."""
+    """One write transaction: the connection, the cursors it gives, what it changed.
+
+    Round trips are the cost here (one is ~0.3 ms on a loaded box, far more than the
+    work of an insert), so the batch is applied in stretches: one statement probes every
+    event left in the phase (:data:`_PROBE`), the rows to insert and the posts to index
+    are buffered and written in one round trip each (:meth:`flush`), and what the
+    stretch itself stores is laid over the probe's answers (an id stored is held, an
+    author known, a seq forked, a reference recorded, a v2 event's prev and child
+    held). An effect that reads the events table flushes first; one that changes what
+    the probe said in ways the overlay does not follow (a delete, a body fill) ends the
+    stretch, and the rest of the phase is probed again. Nothing else changes: one
+    transaction, under the stream_head lock, cursors given in batch order.
+    """
 
     def __init__(self, conn: Conn, now_ms: int, top: int) -> None:
         self.conn = conn
@@ -91,20 +113,58 @@ class _Batch:
         self.top = top
         self.stats = BatchStats()
         self.book = PgKeyBook(conn, top, self.next_cursor)
+        self._rows: list[tuple[Any, ...]] = []
+        self._search: list[IndexArgs] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the overlay: the probe that follows reads what is stored."""
+        #: What this stretch stored: id -> (author, kind, kev).
+        self._stored: dict[bytes, tuple[str, str, bytes | None]] = {}
+        self._authors: set[str] = set()
+        self._seqs: set[tuple[str, int]] = set()
+        #: (author, seq, prev) of the stored events: a child of a later event.
+        self._links: set[tuple[str, int, bytes | None]] = set()
+        self._targets: set[bytes] = set()
+        #: The probe's answers may be wrong from here on: probe the rest again.
+        self.stale = False
 
     def next_cursor(self) -> int:
         self.top += 1
         return self.top
 
-    async def apply_one(self, ev: Event) -> WriteResult:
+    async def flush(self) -> None:
+        """Write the buffered rows, then index the buffered posts."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            await self.conn.executemany(_INSERT, rows)
+        if self._search:
+            search, self._search = self._search, []
+            await index_posts(self.conn, search)
+
+    async def probe(self, events: Sequence[Event]) -> list[Sequence[Any]]:
+        """The probe's row of each of ``events`` (after writing what is buffered)."""
+        await self.flush()
+        self._reset()
+        rows = await self.conn.fetch(
+            _PROBE,
+            [ev.id for ev in events],
+            [ev.author for ev in events],
+            [ev.seq for ev in events],
+            [ev.prev for ev in events],
+        )
+        return list(rows)
+
+    async def apply_one(self, ev: Event, row: Sequence[Any]) -> WriteResult:
         c = self.conn
         author, kind, signer = ev.author, ev.kind, ev.key
-        if signer is None:
-            row = await c.fetchrow(_PROBE, ev.id, author, ev.seq)
-        else:
-            row = await c.fetchrow(_PROBE_V2, ev.id, author, ev.seq, ev.prev)
-        assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
         held, tombstoned, same_seq, known_author, referenced = row[:5]
+        # What this stretch stored, over what the probe read before it.
+        if ev.id in self._stored:
+            held = _HELD
+        same_seq = same_seq or (author, ev.seq) in self._seqs
+        known_author = known_author or author in self._authors
+        referenced = referenced or ev.id in self._targets
         if kind == kinds.DELETE or (signer is not None and kind in kinds.KEY_EVENT_KINDS):
             # A delete is never deleted (spec 0003 #delete-of-delete), nor is a key
             # event's body ever dropped (0008 #key-event-body).
@@ -129,22 +189,34 @@ class _Batch:
                 keyed = self.book.check(ev)
             except ProtocolError as exc:
                 return WriteResult(status="rejected", error=exc)
-            alone = self.book.settles_alone(author, keyed, (row[5], row[6], bool(row[7])))
+            prev_kind, prev_kev = row[5], row[6]
+            if prev_kind is None and ev.prev in self._stored:
+                prev_author, prev_kind, prev_kev = self._stored[ev.prev]
+                if prev_author != author:
+                    prev_kind = prev_kev = None
+            child = bool(row[7]) or (author, ev.seq + 1, ev.id) in self._links
+            alone = self.book.settles_alone(author, keyed, (prev_kind, prev_kev, child))
             status = CANONICAL if alone else PENDING
         body_bytes = None if tombstoned else ev.body_bytes
         root, parent = (None, None) if tombstoned else _reply_of(ev)
         if not known_author:
             self.stats.new_authors += 1
         cursor = self.next_cursor()
-        await c.execute(
-            _INSERT, cursor, ev.id, author, ev.seq, ev.prev, ev.ts, kind,
-            ev.header_bytes, ev.sig, body_bytes, bool(tombstoned), root, parent, self.now_ms,
-            ev.kev, signer, status,
+        self._rows.append(
+            (
+                cursor, ev.id, author, ev.seq, ev.prev, ev.ts, kind, ev.header_bytes, ev.sig,
+                body_bytes, bool(tombstoned), root, parent, self.now_ms, ev.kev, signer, status,
+            )
         )  # fmt: skip
+        self._stored[ev.id] = (author, kind, ev.kev)
+        self._authors.add(author)
+        self._seqs.add((author, ev.seq))
+        self._links.add((author, ev.seq, ev.prev))
         self.stats.events += 1
         if signer is not None:
             self.book.stored(ev.id)
         if referenced or not known_author:
+            # Reads refs and notifications only, never the events table.
             await on_insert(
                 c, eid=ev.id, author=author, new_author=not known_author,
                 referenced=referenced, now_ms=self.now_ms,
@@ -166,15 +238,35 @@ class _Batch:
                 ts=ev.ts, alone=alone,
             )  # fmt: skip
         elif body_bytes is not None and ev.body is not None and kind in BODY_EFFECTS:
-            await apply_body(
-                c, eid=ev.id, author=author, kind=kind, seq=ev.seq, ts=ev.ts, cursor=cursor,
-                body=ev.body, stats=self.stats,
-            )  # fmt: skip
+            await self._effects(ev, cursor, ev.body)
         return WriteResult(status="accepted", cursor=cursor)
+
+    async def _effects(self, ev: Event, cursor: int, body: dict[str, Any]) -> None:
+        """The body effects of a v1 event just buffered: a post that references nothing
+        is only indexed (buffered too); anything else may read the events table, so the
+        buffer is written first; a delete changes what the probe said."""
+        kind = ev.kind
+        refs = _refs_of(kind, body) if kind in SOCIAL_KINDS else []
+        if kind == kinds.POST and not refs and not _mentions(body):
+            args = index_args(eid=ev.id, ts=ev.ts, cursor=cursor, body=body)
+            if args is not None:
+                self._search.append(args)
+            return
+        if kind not in _NO_EVENT_READS:
+            await self.flush()
+        await apply_body(
+            self.conn, eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts,
+            cursor=cursor, body=body, stats=self.stats,
+        )  # fmt: skip
+        self._targets.update(target for _, target in refs)
+        if kind == kinds.DELETE:
+            self.stale = True
 
     async def _fill_body(self, ev: Event) -> WriteResult:
         """Complete a held body-less event from a verified full copy (spec 0004
         #body-fill): it moves to a new cursor, so the live stream carries it again."""
+        await self.flush()
+        self.stale = True
         cursor = self.next_cursor()
         root, parent = _reply_of(ev)
         status = await self.conn.fetchval(
@@ -190,6 +282,27 @@ class _Batch:
                 cursor=cursor, body=ev.body, stats=self.stats,
             )  # fmt: skip
         return WriteResult(status="accepted", cursor=cursor)
+
+    async def apply_phase(
+        self, events: Sequence[Event], order: Sequence[int], results: list[WriteResult | None]
+    ) -> None:
+        """Apply ``events[i]`` for ``i`` in ``order``, in stretches (see the class doc);
+        then settle the v2 authors touched and write everything buffered."""
+        pos = 0
+        window = len(order)
+        while pos < len(order):
+            rest = order[pos : pos + window]
+            rows = await self.probe([events[i] for i in rest])
+            start = pos
+            for i, row in zip(rest, rows, strict=True):
+                results[i] = await self.apply_one(events[i], row)
+                pos += 1
+                if self.stale:
+                    break
+            # A batch of many deletes must not probe its whole rest after each one.
+            window = max(_MIN_WINDOW, 2 * (pos - start)) if self.stale else window
+        await self.flush()
+        await self.book.settle(self.stats)
 
 
 async def apply_batch_pg(
@@ -208,9 +321,7 @@ async def apply_batch_pg(
         batch = _Batch(conn, now_ms, int(top))
         await batch.book.preload(events)
         for order in phases:
-            for i in order:
-                results[i] = await batch.apply_one(events[i])
-            await batch.book.settle(batch.stats)
+            await batch.apply_phase(events, order, results)
         if batch.top != top:
             await conn.execute("UPDATE stream_head SET top = $1", batch.top)
     batch.stats.top_cursor = batch.top

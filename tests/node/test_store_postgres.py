@@ -239,3 +239,83 @@ async def test_posts_of_one_millisecond_with_colliding_keys_take_the_next_free_k
         ]
     finally:
         await store.close()
+
+
+def _entangled_batch(clock: Clock) -> list[Event]:
+    """One batch whose events depend on each other: a reply and a like before their
+    target, a delete before its target, duplicates, a fork, a new follower, a label,
+    a profile, and a did:murmur theft and rotation, children before parents."""
+    from tests.node.test_key_rotation import theft
+
+    alice, bob, carol = new_author(clock), new_author(clock), new_author(clock)
+    p = alice.post("hello entangled world")
+    gone = alice.post("soon gone")
+    delete = alice.sign("delete", {"target": gone.id})
+    fork = alice.sign("post", {"text": "another first"}, seq=1, prev=None)
+    reply = bob.post("re entangled", reply={"root": p.id, "parent": p.id})
+    like = carol.sign("like", {"target": p.id})
+    follow = bob.sign("follow", {"subject": alice.did})
+    label = carol.sign("label", {"subject": p.id, "val": "spam"})
+    profile = bob.sign("profile", {"name": "bob entangled"})
+    _, ev = theft("entangled")
+    v2 = list(ev.values())[::-1]
+    return [reply, like, like, p, delete, gone, p, fork, follow, label, profile, *v2, reply]
+
+
+async def _answers(store: Any, events: list[Event]) -> tuple[Any, ...]:
+    """What the store's read API says about ``events`` (no cursors: they may differ)."""
+    ids = list(dict.fromkeys(e.id for e in events))
+    authors = sorted({e.author for e in events})
+    held = {
+        e.id: (e.status, e.revoked_by, e.deleted, e.body is None)
+        for e in await store.get_events(ids)
+    }
+    notes = {
+        a: sorted(
+            (n.reason, n.event.id)
+            for n in await store.notifications(
+                a, reasons=("reply", "mention", "like", "follow", "repost", "quote"),
+                before=None, limit=50,
+            )
+        )
+        for a in authors
+    }  # fmt: skip
+    found = await store.search(SearchQuery(words=("entangled",), before=None, limit=50))
+    return (
+        held,
+        notes,
+        await store.event_counts(ids),
+        await store.author_stats(authors),
+        {a: await store.forked(a) for a in authors},
+        sorted(e.id for e in found.events),
+        [(r.author, r.name) for r in await store.profiles("", limit=50)],
+        sorted(
+            (r.labeler, r.val)
+            for r in await store.labels(subject=None, labeler=None, after=0, limit=50)
+        ),
+        (lambda c: (c.events, c.authors, c.deleted, c.forked_authors))(store.counts()),
+    )
+
+
+async def test_a_batch_answers_as_on_sqlite(pg_url: str, clock: Clock, tmp_path: Any) -> None:
+    """spec 0004 #store-contract: the PostgreSQL write path probes and inserts a batch in
+    bulk (node/store/pg_write.py), yet a batch whose events depend on each other gives
+    the same results and the same reads as SQLite, which applies it event by event."""
+    from node.store.sqlite import SqliteStore
+
+    events = [
+        decode_event(e.wire, now_ms=T0 + 10**9, allow_v2=True) for e in _entangled_batch(clock)
+    ]
+    got = []
+    for store in (SqliteStore(tmp_path, now_ms=clock), PostgresStore(pg_url, now_ms=clock)):
+        await store.open()
+        try:
+            results = await store.apply_batch(events)
+            got.append(([r.status for r in results], await _answers(store, events)))
+        finally:
+            await store.close()
+    (sqlite_results, sqlite_reads), (pg_results, pg_reads) = got
+    assert sqlite_results.count("accepted") > 10 and "duplicate" in sqlite_results
+    assert pg_results == sqlite_results
+    for part, (mine, theirs) in enumerate(zip(pg_reads, sqlite_reads, strict=True)):
+        assert mine == theirs, part
