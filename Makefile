@@ -10,7 +10,8 @@ BIN    := $(VENV)/bin
 .PHONY: help install dev lint test test-fast run clean browser-deps pg-deps
 
 help:
-	@echo "make run    create .venv, install Murmur, start a 3-node local devnet with a demo"
+	@echo "make run    create .venv, install Murmur, start a 3-node local devnet with a demo and"
+	@echo "            the web client (murmur web) for its alice; prints the web URL to open"
 	@echo "make test   create .venv if needed, install dev deps, run lint + the whole test suite"
 	@echo "make lint   ruff + mypy --strict on protocol/, node/, client/, bench/"
 	@echo "make browser-deps  Debian's chromium for the browser tests (apt-get; sudo -n if not root)"
@@ -68,10 +69,13 @@ test-fast: dev
 	$(PY) -m pytest -x -q -m "not e2e"
 
 # A local devnet: 3 real nodes on ports 8701-8703 (data in .murmur-dev/), a seeded
-# demo (people, posts, replies, a labeler) and a supervisor; Ctrl-C stops everything.
+# demo (people, posts, replies, a labeler), a supervisor and, once the demo is on every
+# node, the web client for alice on 127.0.0.1:8700 (its URL with the secret token is
+# printed last); Ctrl-C stops everything.
 RUN_NODES ?= 3
+RUN_WEB_PORT ?= 8700
 run: install
-	$(BIN)/murmur devnet up --nodes $(RUN_NODES) --seed-demo
+	$(BIN)/murmur devnet up --nodes $(RUN_NODES) --seed-demo --web --web-port $(RUN_WEB_PORT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/interop/node_modules \

@@ -3,8 +3,11 @@
 ``up`` runs in the foreground like ``node run`` and returns an exit status; what the
 supervisor reports (a node exited, is back) is printed one line at a time, flushed, so
 the output can be followed from a file. With ``--json``, ``up`` prints one JSON
-document when the devnet is ready (after the demo, with ``--seed-demo``) and its
-progress lines go to stderr. The machinery is :mod:`client.devnet`.
+document when the devnet is ready (after the demo, with ``--seed-demo``; with the web
+client's URL, with ``--web``) and its progress lines go to stderr. ``--web`` also
+serves ``murmur web`` for the devnet's home (the demo's alice) once the demo is
+seeded, on 127.0.0.1:``--web-port``, and prints its URL with the secret token; Ctrl-C
+stops it with the nodes. The machinery is :mod:`client.devnet`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, TextIO
 
 from client.cli import read_cmds
 from client.cli.output import Context, Result
+from client.cli.web_cmds import DEFAULT_PORT as DEFAULT_WEB_PORT
+from client.cli.web_cmds import serve_beside
 from client.devnet import (
     DEFAULT_BASE_PORT,
     DEFAULT_DIR,
@@ -159,6 +164,21 @@ def _seed_text(report: SeedReport, timeline: str, dir: Path, urls: list[str]) ->
     return "\n".join(lines)
 
 
+def _web_text(url: str) -> str:
+    """The web client's URL, set apart so it is seen at the end of the output."""
+    return "\n".join(
+        [
+            "",
+            "Web client (murmur web, as alice) — open this URL in a browser:",
+            "",
+            f"    {url}",
+            "",
+            "Only this URL lets a browser in (its token becomes a session cookie). "
+            "Ctrl-C here stops the web client and the devnet.",
+        ]
+    )
+
+
 def _seed_doc(report: SeedReport, timeline: str) -> dict[str, Any]:
     doc: dict[str, Any] = report.to_json()
     doc["timeline"] = timeline
@@ -180,20 +200,20 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
     def on_ready(state: DevnetState) -> None:
         ready_doc.update(state.to_json())
         if ctx.json:
-            if not args.seed_demo:
+            if not (args.seed_demo or args.web):
                 _say(ctx.stdout, json.dumps(ready_doc, indent=2))
         else:
             _say(ctx.stdout, _ready_text(plan, state, args.seed_demo))
         if args.seed_demo:
             _say(progress, f"\nSeeding the demo in {plan.client_home} ...")
 
-    def seed(cancelled: threading.Event) -> None:
+    def seed(cancelled: threading.Event) -> bool:
         try:
             report = seed_demo(plan.client_home, plan.urls, cancelled=cancelled)
             timeline = _timeline(report.home)
         except ProtocolError as exc:
             if cancelled.is_set():
-                return
+                return False
             _say(
                 ctx.stderr,
                 f"murmur: error: demo seeding failed: {exc.message}\n"
@@ -201,16 +221,50 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
             )
             if ctx.json:
                 ready_doc["demo"] = {"error": exc.code, "message": exc.message}
-                _say(ctx.stdout, json.dumps(ready_doc, indent=2))
-            return
+            return False
         if ctx.json:
             ready_doc["demo"] = _seed_doc(report, timeline)
-            _say(ctx.stdout, json.dumps(ready_doc, indent=2))
         else:
             _say(ctx.stdout, "\n" + _seed_text(report, timeline, plan.dir, plan.urls))
+        return True
+
+    def started(url: str) -> None:
+        if ctx.json:
+            ready_doc["web"] = {"url": url}
+            _say(ctx.stdout, json.dumps(ready_doc, indent=2))
+        else:
+            _say(ctx.stdout, _web_text(url))
+
+    def serve(cancelled: threading.Event) -> None:
+        """The web client for the devnet's home, until the devnet stops."""
+        try:
+            serve_beside(plan.client_home, cancelled, port=args.web_port, on_start=started)
+        except OSError as exc:
+            _say(
+                ctx.stderr,
+                f"murmur: error: the web client cannot listen on 127.0.0.1:{args.web_port}: "
+                f"{exc.strerror or exc}\n(the devnet keeps running; pick another port: "
+                "--web-port PORT, or run: murmur web --port PORT)",
+            )
+            if ctx.json:
+                ready_doc["web"] = {"error": "web-port", "message": str(exc)}
+                _say(ctx.stdout, json.dumps(ready_doc, indent=2))
+
+    def after_ready(cancelled: threading.Event) -> None:
+        if args.seed_demo and not seed(cancelled):
+            if ctx.json and not cancelled.is_set():
+                _say(ctx.stdout, json.dumps(ready_doc, indent=2))
+            return  # the web client is for the demo: not without it
+        if args.web:
+            serve(cancelled)  # prints the document (--json) once it listens
+        elif ctx.json:
+            _say(ctx.stdout, json.dumps(ready_doc, indent=2))
 
     report = run_devnet(
-        plan, notify=notify, on_ready=on_ready, after_ready=seed if args.seed_demo else None
+        plan,
+        notify=notify,
+        on_ready=on_ready,
+        after_ready=after_ready if args.seed_demo or args.web else None,
     )
     text = f"Devnet stopped ({len(report.stopped) + len(report.killed)} node(s))"
     if report.killed:
@@ -322,6 +376,19 @@ def register(
         "--seed-demo",
         action="store_true",
         help="publish a demo conversation (alice, bob, carol, a labeler) in DIR/client",
+    )
+    up.add_argument(
+        "--web",
+        action="store_true",
+        help="also serve the web client (murmur web) for DIR/client, after the demo; "
+        "prints its URL with the secret token",
+    )
+    up.add_argument(
+        "--web-port",
+        type=_port_arg,
+        default=DEFAULT_WEB_PORT,
+        metavar="PORT",
+        help=f"port of the web client on 127.0.0.1 (default {DEFAULT_WEB_PORT})",
     )
     up.set_defaults(handler=cmd_up)
 

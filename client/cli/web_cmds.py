@@ -1,19 +1,23 @@
 """``murmur web``: the client in a browser (issue #17), served by :mod:`client.web`.
 
-This module only parses the flags and calls :func:`client.web.app.run`; everything
+This module only parses the flags and calls :func:`client.web.app.run` (or, beside
+``murmur devnet up --web``, :func:`client.web.background.serve_until`); everything
 else (pages, security) lives in ``client/web/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from client.cli.output import Context
 from client.secretfiles import STDIN
 from client.web import DEFAULT_HOST, DEFAULT_PORT
 from protocol.errors import BadRequestError
 
-__all__ = ["register"]
+__all__ = ["DEFAULT_PORT", "register", "serve_beside"]
 
 
 def _port(text: str) -> int:
@@ -43,6 +47,17 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
         nodes=ctx.nodes,
         passphrase_file=ctx.passphrase_file,
     )
+
+
+def serve_beside(
+    home: Path, stop: threading.Event, *, port: int, on_start: Callable[[str], None]
+) -> None:
+    """``murmur web`` for ``home`` on 127.0.0.1:``port`` from this (worker) thread until
+    ``stop`` is set (``murmur devnet up --web``); ``on_start`` gets the token URL.
+    ``OSError`` when the port is taken."""
+    from client.web.background import serve_until  # the web face loads only for this
+
+    serve_until(home, stop, on_start=on_start, port=port)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

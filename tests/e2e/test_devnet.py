@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -282,6 +283,39 @@ def test_seed_demo_reseed_and_ctrl_c(
     assert dn.proc.wait(timeout=30) == 0
     assert not [p for p in pids if pid_alive(p)]
     assert not (dn.dir / "devnet.json").exists()
+
+
+def test_seed_demo_with_web_prints_a_url_that_opens_alices_timeline(
+    devnets: Callable[..., Devnet],
+) -> None:
+    """Issue #17 point 1 (``make run``): ``devnet up --seed-demo --web`` serves ``murmur
+    web`` for the demo home once the demo is seeded and prints its token URL; the URL
+    answers 200 with a session (alice's timeline, the demo's posts), the bare origin
+    403 (spec 0007 #web-security); Ctrl-C stops the web client with the nodes."""
+    base = free_ports(3)
+    web_port = base + 2
+    dn = devnets(
+        "web",
+        *("--nodes", "2", "--base-port", str(base), "--seed-demo"),
+        *("--web", "--web-port", str(web_port)),
+    )
+    origin = f"http://127.0.0.1:{web_port}"
+    dn.wait_for(f"{origin}/?token=", deadline_s=60)
+    out = dn.out.read_text()
+    assert out.index("Try next") < out.index("Web client (murmur web, as alice)")
+    found = re.search(rf"^    ({re.escape(origin)}/\?token=[A-Za-z0-9_-]+)$", out, re.M)
+    assert found is not None, out
+    with httpx.Client(timeout=15, follow_redirects=True) as web:
+        assert web.get(origin + "/").status_code == 403  # no token, no session
+        page = web.get(found.group(1))
+        assert page.status_code == 200, page.text[:500]
+        assert str(page.url) == origin + "/" and web.cookies  # the token left for a cookie
+        assert "Hi Alice! Your post reached node 2." in page.text
+        assert web.get(origin + "/notifications").status_code == 200
+    dn.proc.send_signal(signal.SIGINT)
+    assert dn.proc.wait(timeout=30) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(origin + "/", timeout=5)
 
 
 def test_a_node_that_cannot_start_fails_up_with_its_log(tmp_path: Path) -> None:
