@@ -16,6 +16,7 @@ from typing import Any, Final
 import jinja2
 from aiohttp import web
 
+from client.errors import IdentityNotFoundError
 from client.session import Session
 from client.web.render import LINK_REL, iso_time, post_html, relative_time, short_did, short_id
 from client.web.security import CSRF_FIELD, SESSION_KEY, Guard
@@ -97,10 +98,15 @@ def render(
     state = request.app[WEB]
     session = request.get(SESSION_KEY)
     signed_in = session is not None
+    try:
+        who = state.reads.stored_identity() if signed_in else None
+    except IdentityNotFoundError:
+        who = None
     html = state.templates.get_template(template).render(
         nav=nav(request) if signed_in else [],
         csrf=session.csrf if session is not None else "",
-        me=state.reads.me() if signed_in else None,
+        me=None if who is None else who.did,
+        me_name=None if who is None else who.name,
         path=request.path,
         **context,
     )

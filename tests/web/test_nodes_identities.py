@@ -305,7 +305,8 @@ async def test_switching_the_acting_identity_and_the_home_default(tmp_path: Path
         assert status == 303
         html = await w.page("/identities")
         assert re.search(r'data-name="zed" data-acting="true" data-default="false"', html)
-        assert 'data-testid="me">' in html and Keystore(home).default().name == "me"
+        assert 'data-testid="me">zed</a>' in html  # the nav names who reads, by name
+        assert Keystore(home).default().name == "me"
         assert other.did[:20] in (await w.page("/identities"))
         status, _ = await _post(w, "/identities/use", {"name": "me", "default": "1"})
         status, _ = await _post(w, "/identities/use", {"name": "zed", "default": "1"})
