@@ -27,9 +27,10 @@ each of another random ``--follows`` authors, then the same 10 filters:
 
 * **did:key**: 500 did:key authors (their page needs no key history);
 * **did:murmur, warm**: 500 did:murmur authors, by a home whose key cache
-  (:mod:`client.keycache`, spec 0007 #key-status) holds their key events: the feed,
-  one ``POST /v1/keys`` (spec 0004 #keys-batch), the key events decoded without their
-  signature check, the key state resolved, only canonical events shown;
+  (:mod:`client.keycache`, spec 0007 #key-status) holds the key events of all 1,000
+  (read once before): the feed, whose key-event tips (spec 0004 #feed-key-tips) the
+  home holds, so no ``POST /v1/keys``; the key events read from the home, the key
+  state resolved, only canonical events shown;
 * **did:murmur, cold**: the same by a home that never read them (every key event's
   signature checked, the cache file written).
 
@@ -167,9 +168,11 @@ async def _compare_readers(
     shown: list[int] = []
     warm = where / "warm-home"
     async with httpx.AsyncClient(timeout=60) as http:
-        # The warm home read every rotatable author once (that is what warm means).
+        # The warm home read every rotatable author's key history once (that is what
+        # warm means; a read of a page resolves only the authors on it).
         for at in range(0, len(murmur_dids), follows):
-            await _read(url, http, murmur_dids[at : at + follows], KeyCache(warm), pipeline)
+            reader = Reader([NodeClient(url, http)], timeout=60, keycache=KeyCache(warm))
+            await reader.keys.settle(murmur_dids[at : at + follows])
         for n in range(repeat):
             order = ["read_key", "read_warm", "read_cold"]
             rng.shuffle(order)

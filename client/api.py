@@ -16,6 +16,8 @@ import base64
 import binascii
 import json
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +31,10 @@ from protocol.errors import RemoteError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "INFO_TTL_S",
     "MAX_KEYS_AUTHORS",
     "MAX_KEY_PAGES",
+    "FeedPage",
     "IngestResult",
     "KeysBatch",
     "NodeClient",
@@ -49,6 +53,14 @@ _FEED_GET_AUTHORS = 20
 #: Most dids in one ``POST /v1/keys`` when the node does not say (spec 0004
 #: #keys-batch: the default ``max_feed_authors``); a node's ``/v1/info`` limit wins.
 MAX_KEYS_AUTHORS = 500
+#: How long a node's ``max_feed_authors`` (``/v1/info``) is kept for every client of
+#: that node over the same HTTP client (a session; spec 0007 #key-status): a limit
+#: changes with the node's configuration, and a stale one costs at most a 400.
+INFO_TTL_S = 600.0
+#: HTTP client -> url -> (monotonic time read, max_feed_authors as used).
+_INFO_KEPT: weakref.WeakKeyDictionary[httpx.AsyncClient, dict[str, tuple[float, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 #: Pages of ``GET /v1/authors/{did}/keys`` read per author per read (spec 0004
 #: #author-keys: at most 1000 key events a page).
 MAX_KEY_PAGES = 50
@@ -83,6 +95,35 @@ class KeysBatch:
 
     keys: dict[str, list[WireItem]]
     deferred: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedPage:
+    """One feed answer (spec 0004 #feed): its events, ``next`` cursor, and the
+    key-event tips it named per did:murmur author of the page (#feed-key-tips; None
+    when the node does not send them). Tips are a hint: nothing is decided by them."""
+
+    items: list[WireItem]
+    next: str | None
+    key_tips: dict[str, frozenset[bytes]] | None
+
+
+def _key_tips(value: object) -> dict[str, frozenset[bytes]] | None:
+    """A feed answer's ``key_tips``; an author whose entry is not a list of 64-hex ids
+    is left out (as if the node had named none: the reader then asks ``/keys``)."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, frozenset[bytes]] = {}
+    for did, tips in value.items():
+        if not isinstance(did, str) or not isinstance(tips, list) or not tips:
+            continue
+        try:
+            ids = frozenset(bytes.fromhex(t) for t in tips if isinstance(t, str))
+        except ValueError:
+            continue
+        if len(ids) == len(tips) and all(len(i) == 32 for i in ids):
+            out[did] = ids
+    return out
 
 
 def _wire_item(obj: object) -> WireItem:
@@ -290,11 +331,16 @@ class NodeClient:
 
     async def max_authors(self) -> int:
         """The node's ``max_feed_authors`` (``/v1/info`` limits), read once per client
+        and kept for the node's clients over the same HTTP client for :data:`INFO_TTL_S`
         (at most what a ``POST /v1/keys`` body holds); :data:`MAX_KEYS_AUTHORS`, the
         spec default, when the node does not say. A node that cannot be reached now
         raises, and is asked again next time."""
         if self._max_authors is not None:
             return self._max_authors
+        kept = _INFO_KEPT.get(self._http, {}).get(self.url)
+        if kept is not None and time.monotonic() - kept[0] < INFO_TTL_S:
+            self._max_authors = kept[1]
+            return kept[1]
         try:
             limits = (await self.info()).get("limits")
         except (RemoteError, BadResponseError):
@@ -304,6 +350,7 @@ class NodeClient:
             self._max_authors = min(value, _KEYS_BODY_AUTHORS)
         else:
             self._max_authors = MAX_KEYS_AUTHORS
+        _INFO_KEPT.setdefault(self._http, {})[self.url] = (time.monotonic(), self._max_authors)
         return self._max_authors
 
     async def keys_batch(self, dids: Sequence[str]) -> KeysBatch | None:
@@ -343,6 +390,18 @@ class NodeClient:
         before: str | None = None,
     ) -> tuple[list[WireItem], str | None]:
         """Newest first; returns the items and the ``next`` cursor."""
+        page = await self.feed_page(authors=authors, kinds=kinds, limit=limit, before=before)
+        return page.items, page.next
+
+    async def feed_page(
+        self,
+        *,
+        authors: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> FeedPage:
+        """:meth:`feed`, with the answer's key-event tips (spec 0004 #feed-key-tips)."""
         if authors and len(authors) > _FEED_GET_AUTHORS:
             # A long author list goes in a body (spec 0004 §feed-post): as a query string
             # it would be tens of KiB, slow to build and refused by some intermediaries.
@@ -362,7 +421,11 @@ class NodeClient:
                 params.append(("before", before))
             doc = await self._get_json("/v1/feed", params)
         nxt = doc.get("next")
-        return _items(doc, "events", self.url), nxt if isinstance(nxt, str) else None
+        return FeedPage(
+            items=_items(doc, "events", self.url),
+            next=nxt if isinstance(nxt, str) else None,
+            key_tips=_key_tips(doc.get("key_tips")),
+        )
 
     async def thread(
         self, root: str, *, limit: int = 500, after: str | None = None

@@ -15,6 +15,15 @@ asked of every node (bounded) and the author resolved again.
 
 A node whose ``/keys`` lacks a valid key event that another node served is reported
 as withholding it (0008 #clients).
+
+A feed answer names the key-event tips of its page's did:murmur authors (spec 0004
+#feed-key-tips). For such an author, the tracker first takes the key events the
+home's cache keeps (:meth:`client.keycache.KeyCache.key_event_wires`, verified before)
+and resolves; when every node that served the author's events named tips, and they
+are exactly the tips of that resolution, and no held event names a key event not
+held, ``/keys`` is not asked for the author (0007 #key-status). Tips decide nothing:
+a node naming others (newer, older, made up) only has the author's ``/keys`` asked of
+every node, as without tips, where what it lacks is reported as withheld.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from client.keycache import known_key_event
 from protocol.errors import ProtocolError
 from protocol.events import Event
 from protocol.identity import did_method
@@ -140,7 +150,21 @@ class KeyTracker:
         self._walked: dict[str, int] = {}
         #: did → node url → ids of the key events its ``/keys`` served.
         self._served: dict[str, dict[str, set[bytes]]] = {}
+        #: node url → did → key-event tips its feed answers named (None: a feed
+        #: answer without tips, an older node).
+        self._tips: dict[str, dict[str, frozenset[bytes]] | None] = {}
         self._busy = False
+
+    def offer_tips(self, url: str, tips: dict[str, frozenset[bytes]] | None) -> None:
+        """A feed answer of the node at ``url`` named ``tips`` (spec 0004
+        #feed-key-tips); a later page's tips for an author add to the earlier ones."""
+        if tips is None or (url in self._tips and self._tips[url] is None):
+            self._tips[url] = None
+            return
+        held = self._tips.setdefault(url, {})
+        assert held is not None  # noqa: S101 - set above
+        for did, ids in tips.items():
+            held[did] = held.get(did, frozenset()) | ids
 
     def note(self, event: Event) -> None:
         """A verified v2 event was merged (called by :meth:`Reader.add`)."""
@@ -157,16 +181,62 @@ class KeyTracker:
             while self._dirty:
                 dids = sorted(self._dirty)
                 self._dirty.clear()
-                await self._fetch_keys([d for d in dids if d not in self._asked])
+                todo = [d for d in dids if d not in self._asked]
+                settled = self._from_home(todo)
+                await self._fetch_keys([d for d in todo if d not in settled])
                 self._dirty.difference_update(dids)  # what /keys added is resolved below
                 for did in dids:
-                    self._resolve(did)
+                    if did not in settled:
+                        self._resolve(did)
                 for did in dids:
                     await self._walk_gaps(did)
         finally:
             self._busy = False
             if self.reader.keycache is not None:
                 self.reader.keycache.flush()
+
+    def _from_home(self, dids: list[str]) -> set[str]:
+        """Of ``dids``, those resolved from the key events the home keeps, whose tips
+        every node that served their events named, exactly (no ``/keys`` needed)."""
+        cache = self.reader.keycache
+        named = {d for tips in self._tips.values() if tips for d in tips}
+        wanted = [d for d in dids if d in named]
+        if cache is None or not wanted:
+            return set()
+        wires = cache.key_event_wires(wanted)
+        out: set[str] = set()
+        for did in wanted:
+            events = self.held.setdefault(did, {})
+            for wire in wires.get(did, ()):
+                e = known_key_event(cache, wire, self.reader.net)
+                if e is not None and e.author == did:
+                    events.setdefault(e.id, e)
+            self._resolve(did)
+            if self._tips_agree(did):
+                out.add(did)
+        return out
+
+    def _tips_agree(self, did: str) -> bool:
+        history = self.histories[did]
+        if "unknown-key-event" in history.errors.values():
+            return False  # an event names a key event not held: ask the nodes
+        res = history.resolution
+        mine = frozenset((*res.path[-1:], *res.contenders))
+        ids = self.held.get(did, {})
+        agreed = False
+        for report in self.reader.report.nodes:
+            if not report.ok:
+                continue
+            tips = self._tips.get(report.url)
+            theirs = None if tips is None else tips.get(did)
+            if theirs is None:
+                if any(i in report.served for i in ids):
+                    return False  # it served the author's events and named no tips
+                continue
+            if theirs != mine:
+                return False
+            agreed = True
+        return agreed
 
     async def _fetch_keys(self, dids: list[str]) -> None:
         if not dids:
@@ -212,22 +282,7 @@ class KeyTracker:
 
     def _resolve(self, did: str) -> None:
         events = self.held.get(did, {})
-        built: dict[bytes, KeyEvent] = {}
-        unbuilt = {i: e for i, e in events.items() if e.kind in KEY_EVENT_KINDS}
-        errors: dict[bytes, str] = {}
-        # A key event's state may inherit from its kev's (a rotate keeps the recovery
-        # list), so build parents first.
-        progress = True
-        while progress and unbuilt:
-            progress = False
-            for i, e in list(unbuilt.items()):
-                if e.kev is None or e.kev in built:
-                    del unbuilt[i]
-                    progress = True
-                    try:
-                        built[i] = key_event_of(e, built)
-                    except ProtocolError as exc:
-                        errors[i] = exc.code
+        built, errors, unbuilt = _build(events)
         links: list[Link] = [link_of(e) for e in events.values() if e.kind not in KEY_EVENT_KINDS]
         res = resolve(built.values(), links)
         status = dict(res.status)
@@ -310,6 +365,44 @@ class KeyTracker:
         await self.reader.fetch_log(did, from_seq=lo, to_seq=hi, max_pages=2)
         if len(self.held.get(did, {})) != before:
             self._dirty.add(did)
+
+
+#: Key events built from the same key events (ids, and whether each has its body)
+#: by this process: :func:`protocol.keystate.key_event_of` is a pure function of them.
+_BUILT: dict[frozenset[tuple[bytes, bool]], tuple[dict[bytes, KeyEvent], dict[bytes, str]]] = {}
+MAX_BUILT = 10_000
+
+
+def _build(
+    events: dict[bytes, Event],
+) -> tuple[dict[bytes, KeyEvent], dict[bytes, str], dict[bytes, Event]]:
+    """The key events among ``events`` built (parents first: a rotate keeps its kev's
+    recovery list), the §8.5 codes of those that fail, and those whose kev chain
+    never reached a built one; kept per exact set of key events for the process."""
+    keyed = {i: e for i, e in events.items() if e.kind in KEY_EVENT_KINDS}
+    memo_key = frozenset((i, e.body is not None) for i, e in keyed.items())
+    kept = _BUILT.get(memo_key)
+    if kept is not None:
+        done = kept[0].keys() | kept[1].keys()
+        return kept[0], dict(kept[1]), {i: e for i, e in keyed.items() if i not in done}
+    built: dict[bytes, KeyEvent] = {}
+    errors: dict[bytes, str] = {}
+    unbuilt = dict(keyed)
+    progress = True
+    while progress and unbuilt:
+        progress = False
+        for i, e in list(unbuilt.items()):
+            if e.kev is None or e.kev in built:
+                del unbuilt[i]
+                progress = True
+                try:
+                    built[i] = key_event_of(e, built)
+                except ProtocolError as exc:
+                    errors[i] = exc.code
+    _BUILT[memo_key] = (built, dict(errors))
+    if len(_BUILT) > MAX_BUILT:
+        del _BUILT[next(iter(_BUILT))]
+    return built, errors, unbuilt
 
 
 def _key_event_of_author(did: str) -> Callable[[Event], bool]:

@@ -497,9 +497,11 @@ class Reader:
             before: str | None = None
             oldest: int | None = None
             for _ in range(max_pages):
-                items, before = await node.feed(
+                page = await node.feed_page(
                     authors=authors, kinds=kinds_, limit=limit, before=before
                 )
+                items, before = page.items, page.next
+                self.keys.offer_tips(node.url, page.key_tips)  # spec 0004 #feed-key-tips
                 await self.preverify(items)
                 for item in items:
                     e = self.add(node.url, item, accept)

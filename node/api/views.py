@@ -29,6 +29,7 @@ from node.limits import read_json
 from node.state import CONFIG, STORE
 from node.store.base import FeedQuery
 from protocol.errors import BadRequestError, NotFoundError
+from protocol.identity import DID_MURMUR_PREFIX
 from protocol.limits import MAX_NAME_BYTES
 
 __all__ = ["feed", "feed_post", "labels", "profiles", "thread"]
@@ -89,11 +90,17 @@ async def feed_post(request: web.Request) -> web.Response:
 async def _feed_page(request: web.Request, query: FeedQuery) -> web.Response:
     config = request.app[CONFIG]
     binary = wants_msgpack(request)
-    rows = await request.app[STORE].feed(query)
+    store = request.app[STORE]
+    rows = await store.feed(query)
     nxt = pair_cursor(rows[-1].ts, rows[-1].cursor) if len(rows) == query.limit else None
+    # The key-event tips of the page's did:murmur authors (spec 0004 #feed-key-tips):
+    # a reader whose home holds them resolves from those and skips POST /v1/keys.
+    rotatable = sorted({r.author for r in rows if r.author.startswith(DID_MURMUR_PREFIX)})
+    tips = await store.key_tips(rotatable) if rotatable else {}
     doc = {
         "events": [event_json(r, net=config.network, binary=binary) for r in rows],
         "next": nxt,
+        "key_tips": {a: [t.hex() for t in tips[a]] for a in rotatable if a in tips},
     }
     return respond(request, doc, binary=binary)
 

@@ -313,6 +313,15 @@ class Store(abc.ABC):
         the histories that fit, and (in request order) the authors whose history did
         not, which are never read in full. Authors with none are left out of both."""
 
+    async def key_tips(self, authors: Sequence[str]) -> dict[str, list[bytes]]:
+        """The key-event tips of each of ``authors`` with held key events (spec 0004
+        #feed-key-tips): the last key event of the canonical path as last resolved,
+        then the contenders of its dispute. Stores override it with one indexed
+        query; this form reads the histories (an author that does not fit is left out).
+        """
+        histories, _ = await self.key_histories(authors, max_events=2000)
+        return {a: [*h.path[-1:], *h.contenders] for a, h in histories.items()}
+
     @abc.abstractmethod
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         """The stored events among ``ids`` (any order; unknown ids are left out)."""

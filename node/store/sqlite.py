@@ -543,6 +543,24 @@ class SqliteStore(Store):
 
         return await self._read(q)
 
+    async def key_tips(self, authors: Sequence[str]) -> dict[str, list[bytes]]:
+        def q(c: sqlite3.Connection) -> dict[str, list[bytes]]:
+            out: dict[str, list[bytes]] = {}
+            wanted = list(dict.fromkeys(authors))
+            for at in range(0, len(wanted), _IDS_PER_QUERY):
+                part = wanted[at : at + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(part))
+                for author, path, contenders in c.execute(
+                    "SELECT author, substr(path, -32), contenders FROM key_paths "  # noqa: S608 - constant SQL + placeholders
+                    f"WHERE author IN ({marks})",
+                    part,
+                ):
+                    blob = bytes(path or b"") + bytes(contenders)
+                    out[author] = [blob[i : i + 32] for i in range(0, len(blob), 32)]
+            return out
+
+        return await self._read(q)
+
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         rows = await self._read(lambda c: _rows_by_id(c, _COLS, ids))
         return [_row(r) for r in rows]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from client.api import NodeClient
-from client.keycache import MAGIC, KeyCache, wire_digest
+from client.keycache import EVENTS_FILE, MAGIC, KeyCache, known_key_event, wire_digest
 from client.reader import Reader
 from client.views import author_view
 from protocol.events import Event, sign_event_v2, sign_genesis
@@ -174,3 +174,36 @@ def test_the_cache_keeps_its_newest_entries(tmp_path: Path) -> None:
     again = KeyCache(tmp_path, max_entries=3)
     assert [again.holds(w) for w in wires] == [False, False, True, True, True]
     assert len((tmp_path / "verified").read_bytes()) == len(MAGIC) + 3 * 32
+
+
+def test_kept_key_event_wires_add_bytes_never_trust(tmp_path: Path) -> None:
+    """spec 0007 #key-status: the home keeps verified key events' wires by author
+    (0600); one is decoded only while its digest is in
+    ``verified``; a file others may write, or that is not a database, is not read,
+    and is replaced at the next flush."""
+    did, g, rot, _ = rotated_author()
+    cache = KeyCache(tmp_path, max_entries=2)
+    for e in (g, rot):
+        cache.add(e.wire)
+        cache.keep(e, e.wire)
+    cache.flush()
+    events = tmp_path / EVENTS_FILE
+    assert stat.S_IMODE(events.stat().st_mode) == 0o600
+    again = KeyCache(tmp_path)
+    assert sorted(again.key_event_wires([did, "did:key:other"])[did]) == sorted([g.wire, rot.wire])
+    decoded = known_key_event(again, rot.wire, "murmur")
+    assert decoded is not None and decoded.id == rot.id
+    (tmp_path / "verified").unlink()
+    assert known_key_event(KeyCache(tmp_path), rot.wire, "murmur") is None
+
+    events.chmod(0o666)
+    assert KeyCache(tmp_path).key_event_wires([did]) == {}
+    events.chmod(0o600)
+    events.write_bytes(b"not a database" * 100)
+    assert KeyCache(tmp_path).key_event_wires([did]) == {}
+    cache = KeyCache(tmp_path, max_entries=2)
+    cache.keep(g, g.wire)
+    cache.flush()  # the damaged file goes
+    cache.keep(g, g.wire)
+    cache.flush()
+    assert KeyCache(tmp_path).key_event_wires([did]) == {did: [g.wire]}

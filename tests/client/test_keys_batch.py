@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from client import api
 from client.api import NodeClient
 from client.reader import Reader
 from client.views import View, timeline
@@ -101,3 +102,24 @@ async def test_deferred_authors_are_asked_one_by_one(net: tuple[Net, Clients]) -
     shown, excluded = _outcome(view)
     assert mine <= shown and not forged & shown
     assert all(excluded[i] is Status.REVOKED for i in forged)
+
+
+async def test_a_nodes_limits_are_read_once_a_session(net: tuple[Net, Clients]) -> None:
+    """spec 0007 #key-status: a node's max_feed_authors (/v1/info) is read once for
+    every read over the same HTTP client (a session; the CLI's reads and the web's
+    each make new node clients), and again once INFO_TTL_S has passed."""
+    fake, clients = net
+    me, nodes, _, _ = _world(fake, "info")
+    for node in nodes:
+        node.max_feed_authors = 15  # 40 authors: three POST /v1/keys a read
+    for _ in range(2):
+        await timeline(Reader(clients(*nodes)), me.did, limit=200)
+    for node in nodes:
+        assert node.requests.count("GET /v1/info") == 1
+        assert _key_requests(node) == (6, 0)
+    for kept in api._INFO_KEPT.values():  # as if INFO_TTL_S had passed
+        for url, (read_at, value) in list(kept.items()):
+            kept[url] = (read_at - api.INFO_TTL_S - 1, value)
+    await timeline(Reader(clients(*nodes)), me.did, limit=200)
+    for node in nodes:
+        assert node.requests.count("GET /v1/info") == 2
