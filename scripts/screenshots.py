@@ -15,7 +15,7 @@ saves:
   setting";
 - ``shown-anyway.png``: that post after "Show anyway", with its why panel.
 
-Then it stops the devnet (SIGINT, as Ctrl-C). Run from the repository root:
+Then it stops the devnet (SIGTERM, which it takes as Ctrl-C). Run from the repository root:
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
@@ -26,15 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import queue
-import re
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Final
 
@@ -43,7 +36,7 @@ from playwright.async_api import Page, async_playwright, expect
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.web.harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - after the path
+from tests.web.harness import CHROMIUM, CHROMIUM_ARGS, TokenURLProcess  # noqa: E402
 
 #: How long the devnet may take to seed the demo and print the web URL (a hang guard).
 START_DEADLINE_S: Final = 180.0
@@ -53,62 +46,6 @@ MUTED_WORD: Final = "consensus"
 VIEWPORT: Final = {"width": 1100, "height": 900}
 #: Room kept above and below the hidden row and its neighbours in its screenshot.
 MARGIN_PX: Final = 12
-_TOKEN_URL = re.compile(r"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]+")
-
-
-class Devnet:
-    """``murmur devnet up ... --seed-demo --web`` as a process; its output kept."""
-
-    def __init__(self, dir: Path, base_port: int, web_port: int) -> None:
-        cmd = [sys.executable, "-m", "client.cli.main", "devnet", "up", "--dir", str(dir)]
-        cmd += ["--nodes", "3", "--base-port", str(base_port), "--seed-demo"]
-        cmd += ["--web", "--web-port", str(web_port)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(  # noqa: S603 - our own command, no shell
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def token_url(self) -> str:
-        """The web client's URL once the devnet printed it."""
-        end = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.log.append(line)
-            if found := _TOKEN_URL.search(line):
-                return found.group(0)
-        raise SystemExit(
-            f"murmur devnet up printed no web URL (exit {self.proc.poll()}):\n"
-            + "".join(self.log[-40:])
-        )
-
-    def stop(self) -> None:
-        """Ctrl-C, as a user stops ``make run``; killed if it does not end."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 async def _why_hidden(page: Page, origin: str, out: Path) -> list[Path]:
@@ -168,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="murmur-screenshots-") as tmp:
-        devnet = Devnet(Path(tmp) / "devnet", args.base_port, args.web_port)
+        argv = ["devnet", "up", "--dir", str(Path(tmp) / "devnet"), "--nodes", "3"]
+        argv += ["--base-port", str(args.base_port), "--seed-demo"]
+        argv += ["--web", "--web-port", str(args.web_port)]
+        # SIGTERM at the end stops it as Ctrl-C does (the nodes, then the web client).
+        devnet = TokenURLProcess(argv, deadline_s=START_DEADLINE_S, stop_timeout_s=60)
         try:
-            paths = asyncio.run(shoot(devnet.token_url(), args.out))
+            paths = asyncio.run(shoot(devnet.token_url, args.out))
         finally:
             devnet.stop()
     for path in paths:

@@ -5,7 +5,9 @@
   the devnet is seeded through the client's public face, not by hand-built events.
 * :class:`WebProcess` is ``murmur web`` as a real subprocess on a free loopback port,
   with its own ``MURMUR_HOME``; the token URL it prints at start is read within a
-  deadline (never a fixed sleep), and its output is kept for failure messages.
+  deadline (never a fixed sleep), and its output is kept for failure messages;
+  :class:`TokenURLProcess` is the same for any ``murmur`` command that prints one
+  (``devnet up --web``, used by ``scripts/screenshots.py``).
 * :class:`PageGuard` collects what a page must never do on its own: open a dialog
   (``alert``: a script ran), log a console error (a CSP violation, a failed load),
   throw an uncaught error, or send a request anywhere but the app's own origin.
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,7 @@ __all__ = [
     "TOKEN_PARAM",
     "VIEWPORTS",
     "PageGuard",
+    "TokenURLProcess",
     "WebProcess",
     "axe_violations",
     "browser_missing",
@@ -132,19 +135,26 @@ def murmur(home: Path, *argv: str, as_name: str | None = None) -> Any:
 # -- murmur web ---------------------------------------------------------------------------
 
 
-class WebProcess:
-    """``murmur --home HOME web --host 127.0.0.1 --port P``, a real process.
+class TokenURLProcess:
+    """A real ``murmur`` process that serves the web client and prints its token URL
+    (``murmur web``, ``murmur devnet up --web``; ``argv`` after ``murmur``).
 
     ``url`` is the origin it serves (``http://127.0.0.1:P``) and ``token_url`` the
-    secret URL it printed; ``stop()`` terminates it (then kills it).
+    secret URL it printed; ``stop()`` terminates it (SIGTERM, which ``devnet up``
+    takes as Ctrl-C), then kills it after ``stop_timeout_s``.
     """
 
-    def __init__(self, home: Path, *args: str, deadline_s: float = WEB_START_DEADLINE_S) -> None:
-        self.home = home
-        self.port = free_port()
-        cmd = [sys.executable, "-m", "client.cli.main", "--home", str(home), "web"]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.port), *args]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MURMUR_HOME": str(home)}
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        deadline_s: float = WEB_START_DEADLINE_S,
+        stop_timeout_s: float = 10.0,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.stop_timeout_s = stop_timeout_s
+        cmd = [sys.executable, "-m", "client.cli.main", *argv]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
         env.pop("MURMUR_DEBUG", None)
         self.proc = subprocess.Popen(
             cmd,
@@ -201,10 +211,22 @@ class WebProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+class WebProcess(TokenURLProcess):
+    """``murmur --home HOME web --host 127.0.0.1 --port P``, a real process."""
+
+    def __init__(self, home: Path, *args: str, deadline_s: float = WEB_START_DEADLINE_S) -> None:
+        self.home = home
+        self.port = free_port()
+        argv = ["--home", str(home), "web", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(
+            [*argv, *args], deadline_s=deadline_s, extra_env={"MURMUR_HOME": str(home)}
+        )
 
 
 # -- what a page must not do --------------------------------------------------------------
