@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "timeline": ("bench.timeline", "50-item timeline, 500 followed authors, 10 filters"),
     "moderation": ("bench.moderation", "10 filters over 1,000 items vs verifying them"),
     "social": ("bench.social", "notifications, followers, counts over 1M events, p50/p95"),
+    "web": ("bench.web", "murmur web's timeline over HTTP and first page in Chromium, 3 nodes"),
 }
 
 

@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 
 from client.errors import BadResponseError, NodeTimeoutError, NodeUnreachableError
+from client.readcache import Answer, KeptDoc, Key, NodeAnswers, cacheable, count
 from protocol import jsontext
 from protocol.encoding import encode
 from protocol.errors import RemoteError
@@ -48,6 +50,8 @@ DEFAULT_TIMEOUT_S = 5.0
 #: Largest response body the client reads from a node (a full page of big events).
 MAX_RESPONSE_BYTES = 48 * 1024 * 1024
 _MSGPACK = "application/msgpack"
+#: ``GET /v1/events/{id}``: its 404 ("not held") is an answer worth keeping too.
+_BY_ID = re.compile(r"/v1/events/[0-9a-f]{64}\Z")
 #: Feeds of more authors than this are asked for with POST /v1/feed (a JSON body).
 _FEED_GET_AUTHORS = 20
 #: Most dids in one ``POST /v1/keys`` when the node does not say (spec 0004
@@ -140,6 +144,15 @@ def _wire_item(obj: object) -> WireItem:
 
 
 def _items(doc: dict[str, Any], key: str, url: str) -> list[WireItem]:
+    if isinstance(doc, KeptDoc):  # a kept answer: its items decoded once
+        kept = doc.parsed.get(key)
+        if kept is None:
+            kept = doc.parsed[key] = tuple(_parse_items(doc, key, url))
+        return list(kept)
+    return _parse_items(doc, key, url)
+
+
+def _parse_items(doc: dict[str, Any], key: str, url: str) -> list[WireItem]:
     value = doc.get(key)
     if not isinstance(value, list):
         raise BadResponseError(f"{url}: the answer has no list {key!r}", url=url)
@@ -150,11 +163,19 @@ class NodeClient:
     """The HTTP API of the node at ``url`` (normalised, no trailing slash)."""
 
     def __init__(
-        self, url: str, http: httpx.AsyncClient, *, timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        answers: NodeAnswers | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._http = http
         self.timeout = timeout
+        #: This node's kept answers (a long-running face, :mod:`client.readcache`),
+        #: validated by whoever made this client; None: every read asks the node.
+        self.answers = answers
         #: The node's ``max_feed_authors`` from ``/v1/info``, once read.
         self._max_authors: int | None = None
 
@@ -172,6 +193,7 @@ class NodeClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        count(cached=False)
         try:
             async with self._http.stream(
                 method,
@@ -234,16 +256,51 @@ class NodeClient:
     async def _get_json(
         self, path: str, params: Sequence[tuple[str, str | int]] | None = None
     ) -> dict[str, Any]:
-        return self._json_object(path, await self._request("GET", path, params=params))
+        return await self._json("GET", path, params=params)
 
     async def _post_json(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
-        response = await self._request(
-            "POST",
-            path,
-            content=json.dumps(doc, separators=(",", ":")).encode(),
-            headers={"Content-Type": "application/json"},
+        return await self._json(
+            "POST", path, content=json.dumps(doc, separators=(",", ":")).encode()
         )
-        return self._json_object(path, response)
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str | int]] | None = None,
+        content: bytes | None = None,
+    ) -> dict[str, Any]:
+        """The JSON object a read answers; from :attr:`answers` when it holds it (the
+        parsed object, shared: never changed by the callers), else asked and kept
+        there (a ``200``, or the ``404`` of an event asked by id; spec 0007
+        #web-read-cache)."""
+        answers = self.answers if self.answers is not None and cacheable(method, path) else None
+        key: Key = (method, path, tuple((k, str(v)) for k, v in params or ()), content or b"")
+        generation = 0
+        if answers is not None:
+            kept = answers.get(key)
+            if kept is not None:
+                count(cached=True)
+                if isinstance(kept.doc, RemoteError):
+                    err = kept.doc
+                    raise RemoteError(err.code, err.message, status=err.status)
+                return kept.doc
+            generation = answers.generation
+        headers = None if content is None else {"Content-Type": "application/json"}
+        try:
+            response = await self._request(
+                method, path, params=params, content=content, headers=headers
+            )
+        except RemoteError as exc:
+            if answers is not None and exc.status == 404 and _BY_ID.match(path):
+                answers.put(generation, key, Answer(exc, 0))
+            raise
+        doc = self._json_object(path, response)
+        if answers is not None:
+            doc = KeptDoc(doc)
+            answers.put(generation, key, Answer(doc, len(response.content)))
+        return doc
 
     def _json_object(self, path: str, response: httpx.Response) -> dict[str, Any]:
         try:

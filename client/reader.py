@@ -35,6 +35,7 @@ from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
 from client.fanout import Cut, until_quorum
 from client.keycache import KeyCache, verify_cached, verify_cached_sync
 from client.keyview import Excluded, KeyTracker
+from client.readcache import VerifiedWires
 from client.textsafety import safe_line
 from protocol import kinds
 from protocol.chain import analyze_chain
@@ -170,6 +171,42 @@ def latest_by_seq(events: Iterable[Event]) -> Event | None:
     return best
 
 
+class MergedEvents(dict[bytes, Event]):
+    """The merged events by id, also indexed by author (:meth:`Reader.of_author` is
+    asked for every author of a page, often: a scan each time was a page's largest
+    cost in ``murmur bench web``). Only ``[]=``, ``del`` and ``pop`` change it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_author: dict[str, dict[bytes, Event]] = {}
+
+    def __setitem__(self, key: bytes, value: Event) -> None:
+        old = self.get(key)
+        if old is not None and old.author != value.author:
+            self.by_author[old.author].pop(key, None)
+        super().__setitem__(key, value)
+        self.by_author.setdefault(value.author, {})[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        event = self[key]
+        super().__delitem__(key)
+        self.by_author.get(event.author, {}).pop(key, None)
+
+    def pop(self, key: bytes, *default: Any) -> Any:
+        if key not in self:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        event = self[key]
+        del self[key]
+        return event
+
+    def _unsupported(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("MergedEvents changes only by []=, del and pop")
+
+    update = setdefault = popitem = clear = __ior__ = _unsupported
+
+
 class Reader:
     """One read session over a set of nodes; holds the merged, verified events."""
 
@@ -181,15 +218,19 @@ class Reader:
         timeout: float = DEFAULT_TIMEOUT_S,
         keycache: KeyCache | None = None,
         cut: Cut | None = None,
+        verified: VerifiedWires | None = None,
     ) -> None:
         if not nodes:
             raise NoNodesError("no node configured: add one with 'murmur nodes add URL'")
         self.nodes = list(nodes)
         self.net = net
         self.timeout = timeout
-        self.events: dict[bytes, Event] = {}
+        self.events = MergedEvents()
         self.report = ReadReport(nodes=[NodeReport(url=n.url) for n in self.nodes])
         self._verified: dict[bytes, Event | ProtocolError] = {}
+        #: Events this process verified before, by exact wire bytes (a long-running
+        #: face, :mod:`client.readcache`): not verified again.
+        self.verified = verified
         #: Key events verified by earlier reads of this home (spec 0007 #key-status).
         self.keycache = keycache
         #: Key state of the did:murmur authors read (spec 0008 #clients).
@@ -205,12 +246,28 @@ class Reader:
         """Verify a page's new events together, over the CPUs, before :meth:`add`
         merges them one by one (which then finds them verified)."""
         fresh = list(
-            {i.wire for i in items if i.wire is not None and i.wire not in self._verified}
+            {
+                i.wire
+                for i in items
+                if i.wire is not None and i.wire not in self._verified and not self._known(i.wire)
+            }
         )
         if len(fresh) > 1 or (fresh and self.keycache is not None):
             checked = await verify_cached(fresh, self.keycache, net=self.net)
             for wire, result in zip(fresh, checked, strict=True):
                 self._verified[wire] = result
+                if self.verified is not None:
+                    self.verified.keep(self.net, wire, result)
+
+    def _known(self, wire: bytes) -> bool:
+        """Whether this process verified ``wire`` before (then it is taken as verified)."""
+        if self.verified is None:
+            return False
+        event = self.verified.get(self.net, wire)
+        if event is None:
+            return False
+        self._verified[wire] = event
+        return True
 
     def add(
         self, url: str, item: WireItem, accept: Callable[[Event], bool] | None = None
@@ -227,9 +284,13 @@ class Reader:
             )
             return None
         cached = self._verified.get(item.wire)
+        if cached is None and self._known(item.wire):
+            cached = self._verified[item.wire]
         if cached is None:
             (cached,) = verify_cached_sync([item.wire], self.keycache, net=self.net)
             self._verified[item.wire] = cached
+            if self.verified is not None:
+                self.verified.keep(self.net, item.wire, cached)
         if isinstance(cached, ProtocolError):
             report.invalid.append(
                 {"id": item.claimed_id, "code": cached.code, "message": cached.message}
@@ -257,7 +318,7 @@ class Reader:
         return merged
 
     def of_author(self, did: str) -> list[Event]:
-        return [e for e in self.events.values() if e.author == did]
+        return list(self.events.by_author.get(did, {}).values())
 
     def deleted_ids(self) -> set[bytes]:
         """Targets of held, verified deletes by their own author (spec 0003 §3.8)."""

@@ -41,10 +41,12 @@ from client.keystore import Keystore, StoredIdentity, loose_permissions
 from client.moderation.apply import Moderated, Moderation, moderate_page
 from client.moderation.config import ModerationConfig
 from client.moderation.core import ViewContext
+from client.moderation.reuse import Pipelines
 from client.moderation.settings import resolve_account
 from client.ownchain import OwnChain
 from client.ownprofile import OwnProfiles
 from client.publish import Publisher
+from client.readcache import ReadCache
 from client.reader import Reader
 from client.readlog import ReadLog, reading
 from client.shortids import EventRef, resolve_event_id, sent_ids
@@ -90,7 +92,15 @@ class Session:
     #: The last reads' reports (what each node withheld, served invalid...), for the
     #: web's nodes page (spec 0007 #web-nodes); kept in memory only.
     history: ReadLog = field(default_factory=ReadLog)
+    #: A long-running face's kept reads (spec 0007 #web-read-cache): each
+    #: :meth:`reader` validates them first; None: every read asks the nodes.
+    cache: ReadCache | None = None
+    #: A long-running face's moderation pipeline, kept between views while the
+    #: settings are unchanged (spec 0006 #worker-reuse); None: built for each view.
+    pipelines: Pipelines | None = None
     _config: ClientConfig | None = field(default=None, init=False, repr=False)
+    #: The window the last :meth:`page` of each view context read (a hint).
+    _windows: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.keycache is None:
@@ -213,20 +223,32 @@ class Session:
 
     # -- nodes and reads --------------------------------------------------------------
 
-    def node_clients(self, http: httpx.AsyncClient | None = None) -> list[NodeClient]:
-        """Clients of the node set over ``http`` (else the session's shared client)."""
+    def node_clients(
+        self, http: httpx.AsyncClient | None = None, *, cached: bool = False
+    ) -> list[NodeClient]:
+        """Clients of the node set over ``http`` (else the session's shared client);
+        ``cached``: with the session's kept answers (the caller validates them)."""
         client = http or self.http
         if client is None:
             raise RuntimeError("node_clients() needs an HTTP client: use nodes()")
         config = self.config
         timeout = self.timeout(config)
-        return [NodeClient(u, client, timeout=timeout) for u in self.node_urls(config)]
+        cache = self.cache if cached else None
+        return [
+            NodeClient(u, client, timeout=timeout, answers=cache.node(u) if cache else None)
+            for u in self.node_urls(config)
+        ]
 
     @asynccontextmanager
-    async def nodes_open(self) -> AsyncIterator[list[NodeClient]]:
-        """The node set over the shared client, or over one opened for this block."""
+    async def nodes_open(self, *, cached: bool = False) -> AsyncIterator[list[NodeClient]]:
+        """The node set over the shared client, or over one opened for this block;
+        ``cached``: with the session's kept answers, validated first (one
+        ``/v1/info`` a node, spec 0007 #web-read-cache)."""
         if self.http is not None:
-            yield self.node_clients()
+            nodes = self.node_clients(cached=cached)
+            if cached and self.cache is not None:
+                await self.cache.validate(nodes)
+            yield nodes
             return
         config = self.config
         urls, timeout = self.node_urls(config), self.timeout(config)
@@ -239,9 +261,13 @@ class Session:
         (spec 0007 #no-answer), checked when the read ends, and also when it ends in an
         error (a "not found" from nodes that all failed is really "no node answered")."""
         config = self.config
-        async with self.nodes_open() as nodes:
+        async with self.nodes_open(cached=True) as nodes:
             reader = Reader(
-                nodes, net=self.net(config), timeout=self.timeout(config), keycache=self.keycache
+                nodes,
+                net=self.net(config),
+                timeout=self.timeout(config),
+                keycache=self.keycache,
+                verified=None if self.cache is None else self.cache.verified,
             )
             try:
                 yield reader
@@ -255,16 +281,30 @@ class Session:
             reader.report.require_answer()
 
     async def moderation(
-        self, reader: Reader, *, viewer: str, context: ViewContext, follows: frozenset[str]
+        self,
+        reader: Reader,
+        *,
+        viewer: str,
+        context: ViewContext,
+        follows: frozenset[str],
+        keep: bool = True,
     ) -> Moderation:
-        """The reader's filters, labels and lists for one view (spec 0006); close it."""
+        """The reader's filters, labels and lists for one view (spec 0006); close it.
+        With :attr:`pipelines`, the pipeline kept from the last view when the settings
+        are unchanged and no other view has it (spec 0006 #worker-reuse); ``keep=False``
+        (a view held open for long, a live stream): one built for it."""
+        config = ModerationConfig.load(self.home)
+        shared = None
+        if keep and self.pipelines is not None:
+            shared = await self.pipelines.lend(config)
         return await Moderation.open(
             reader,
             viewer=viewer,
             context=context,
-            config=ModerationConfig.load(self.home),
+            config=config,
             follows=follows,
             home=self.home,
+            shared=shared,
         )
 
     async def page(
@@ -280,8 +320,22 @@ class Session:
         """``limit`` items after moderation: hidden ones do not eat the page (spec 0007
         #limit-after-moderation); ``build(n)`` makes the view of the ``n`` newest."""
         moderation = await self.moderation(reader, viewer=viewer, context=context, follows=follows)
+        # A long-running face starts where the last page of the same kind ended up (a
+        # page whose filters hide a tenth of the items needs a wider window each time):
+        # one round instead of two.
+        windows: list[int] = []
+
+        async def counted(n: int) -> View:
+            windows.append(n)
+            return await build(n)
+
         async with moderation:
-            return await moderate_page(build, limit, moderation)
+            out = await moderate_page(
+                counted, limit, moderation, window=self._windows.get(context.value)
+            )
+        if not self.settings_once:
+            self._windows[context.value] = windows[-1]
+        return out
 
     async def judge(
         self,

@@ -49,6 +49,7 @@ __all__ = [
     "MAX_FILL_WINDOW",
     "Moderated",
     "Moderation",
+    "SharedPipeline",
     "active_labels",
     "build_filter",
     "build_pipeline",
@@ -412,6 +413,16 @@ class _Items:
 # -- the result -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SharedPipeline:
+    """A pipeline lent to one view: built from the reader's settings, with the warnings
+    of building it, and how to give it back."""
+
+    pipeline: Pipeline
+    warnings: list[str]
+    release: Callable[[], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class Moderated:
     """A view after moderation.
@@ -456,8 +467,11 @@ class Moderation:
         context: ViewContext,
         follows: frozenset[str],
         now_ms: int,
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        #: Gives a shared pipeline back at the end of the view (its workers kept).
+        self._release = release
         self._warnings = warnings
         self._labels = labels
         self._viewer = viewer
@@ -480,11 +494,21 @@ class Moderation:
         home: Path | None = None,
         now_ms: int | None = None,
         only: str | None = None,
+        shared: SharedPipeline | None = None,
     ) -> Moderation:
         """Build the pipeline (raises only what ``build_pipeline(only=...)`` raises),
-        fetch labels and lists, start and prepare the filters."""
+        fetch labels and lists, start and prepare the filters.
+
+        ``shared``: the pipeline built from ``config`` before, lent to this view by
+        :class:`~client.moderation.reuse.Pipelines` (its custom filters' workers kept
+        running, prepared again; spec 0006 #worker-reuse), given back by :meth:`aclose`.
+        """
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        pipeline, warnings = build_pipeline(config, only=only)
+        release = None
+        if shared is not None:
+            pipeline, warnings, release = shared.pipeline, list(shared.warnings), shared.release
+        else:
+            pipeline, warnings = build_pipeline(config, only=only)
         labels: dict[str, list[Label]] = {}
         if config.labelers:
             labels = await _fetch_labels(reader, [s.did for s in config.labelers], now, warnings)
@@ -505,13 +529,13 @@ class Moderation:
             latest_list=lists.latest,
         )
         try:
-            await pipeline.start(env)
+            await pipeline.start(env, keep_workers=release is not None)
         except BaseException:
-            await pipeline.aclose()
+            await (pipeline.aclose() if release is None else release())
             raise
         moderation = cls(
             pipeline, warnings, labels, viewer=viewer, context=context, follows=follows,
-            now_ms=now,
+            now_ms=now, release=release,
         )  # fmt: skip
         if wants_account_age(pipeline):
             moderation.ages = _Ages(reader, warnings)
@@ -524,7 +548,11 @@ class Moderation:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the custom filters' workers."""
+        """Stop the custom filters' workers (a shared pipeline: give it back)."""
+        if self._release is not None:
+            release, self._release = self._release, None
+            await release()
+            return
         await self.pipeline.aclose()
 
     async def judge(self, view: View) -> Moderated:
@@ -587,6 +615,7 @@ async def moderate_page(
     moderation: Moderation,
     *,
     max_rounds: int = MAX_FILL_ROUNDS,
+    window: int | None = None,
 ) -> tuple[View, Moderated]:
     """A view of ``limit`` *shown* items: hidden ones do not eat the page (spec 0007
     #limit-after-moderation).
@@ -596,9 +625,10 @@ async def moderate_page(
     and the view says there is more (``View.more``), the window grows (at least
     doubling, at most :data:`MAX_FILL_WINDOW`) for at most ``max_rounds`` more rounds.
     The result is cut after the ``limit``-th shown item: its ``hidden`` are the items
-    hidden before that point.
+    hidden before that point. ``window``: where the first round starts (at least
+    ``limit``), e.g. what the last page of the same list needed.
     """
-    window = limit
+    window = min(MAX_FILL_WINDOW, max(limit, window or limit))
     view = await build(window)
     mod = await moderation.judge(view)
     for _ in range(max_rounds):

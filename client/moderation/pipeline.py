@@ -159,23 +159,48 @@ class Pipeline:
         finally:
             await self.aclose()
 
-    async def start(self, env: Env | None) -> None:
+    async def start(self, env: Env | None, *, keep_workers: bool = False) -> None:
         """Begin a run (one view): forget the last one's failures, start isolated
         filters, run each ``prepare(env)``. Then :meth:`judge_all`, as often as the
-        view needs (its failures add up), and :meth:`aclose`."""
+        view needs (its failures add up), and :meth:`aclose`.
+
+        ``keep_workers``: a worker still running from the last view is kept (a
+        long-running face, spec 0006 #worker-reuse); the filter is prepared again."""
         self._failures = {}
         self._skipped = {}
         self._disabled = set()
         self._notes = []
         with _alarm_handler():
-            await self._start_isolated()
+            await self._start_isolated(keep=keep_workers)
             if env is not None:
                 for conf in self.filters:
                     if conf.name not in self._disabled:
                         await self._prepare(conf, env)
 
     async def judge_all(self, items: Sequence[Item]) -> list[Verdict]:
-        """One verdict per item, in order, within the run :meth:`start` began."""
+        """One verdict per item, in order, within the run :meth:`start` began.
+
+        Each custom filter's worker is first sent the checks of every item and embed
+        at once (spec 0006 #worker-reuse), its workers in parallel; the per-item walk
+        then takes those replies with the same budgets and failure rules."""
+        targets = [t for item in items for t in (item, *item.embeds.values())]
+        isolated = [
+            c.filter
+            for c in self.filters
+            if isinstance(c.filter, IsolatedFilter) and c.name not in self._disabled
+        ]
+        budgets = {
+            id(c.filter): c.budget_ms / 1000
+            for c in self.filters
+            if isinstance(c.filter, IsolatedFilter)
+        }
+        if targets and isolated:
+            await asyncio.gather(
+                *(
+                    f.check_ahead(targets, budgets[id(f)], max_failures=MAX_FAILURES)
+                    for f in isolated
+                )
+            )
         with _alarm_handler():
             return [await self.judge(item) for item in items]
 
@@ -185,10 +210,15 @@ class Pipeline:
             if isinstance(conf.filter, IsolatedFilter):
                 await conf.filter.close()
 
-    async def _start_isolated(self) -> None:
-        """Start every isolated filter's worker, concurrently; one that cannot be loaded
-        or built is left out of the run with a view-level warning."""
-        isolated = [c for c in self.filters if isinstance(c.filter, IsolatedFilter)]
+    async def _start_isolated(self, *, keep: bool = False) -> None:
+        """Start every isolated filter's worker (``keep``: not one still running),
+        concurrently; one that cannot be loaded or built is left out of the run with a
+        view-level warning."""
+        isolated = [
+            c
+            for c in self.filters
+            if isinstance(c.filter, IsolatedFilter) and not (keep and c.filter.running)
+        ]
         starts = [c.filter.start() for c in isolated if isinstance(c.filter, IsolatedFilter)]
         results = await asyncio.gather(*starts, return_exceptions=True)
         for conf, result in zip(isolated, results, strict=True):
@@ -271,9 +301,11 @@ class Pipeline:
                 self._fail(conf, verdict, exc.message if isinstance(exc, FilterError) else str(exc))
                 return []
         start = self._clock()
+        # Time a worker spent on checks answered ahead (IsolatedFilter.check_ahead).
+        replayed = 0.0
         targets: list[tuple[str | None, Item]] = [(None, item), *item.embeds.items()]
         for via, target in targets:
-            remaining = conf.budget_ms - (self._clock() - start) * 1000
+            remaining = conf.budget_ms - (self._clock() - start + replayed) * 1000
             if remaining <= 0:
                 self._fail(conf, verdict, f"exceeded its {conf.budget_ms:g} ms budget")
                 return []
@@ -282,12 +314,15 @@ class Pipeline:
             except _Failure as exc:
                 self._fail(conf, verdict, str(exc))
                 return []
+            finally:
+                if isinstance(conf.filter, IsolatedFilter):
+                    replayed += conf.filter.replayed_s
             if decision is None:
                 continue
             if via is not None and decision.action is Action.ALLOW:
                 continue  # allowing a quoted post does not allow the post quoting it
             out.append(replace(decision, filter=conf.name, via=via))
-        if (self._clock() - start) * 1000 > conf.budget_ms:
+        if (self._clock() - start + replayed) * 1000 > conf.budget_ms:
             self._fail(conf, verdict, f"exceeded its {conf.budget_ms:g} ms budget")
             return []
         return out

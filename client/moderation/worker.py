@@ -16,6 +16,7 @@ defeats both is the reader's to kill.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import errno
@@ -187,8 +188,11 @@ def _call(
         return {"failed": _describe(exc, prepare=prepare)}
     if prepare:
         return {"ok": True}
+    # How long the check took: a check answered ahead counts it against the item's
+    # budget as a live call would have (spec 0006 #worker-reuse).
+    spent = time.monotonic() - start
     if result is None:
-        return {"decision": None}
+        return {"decision": None, "spent_s": spent}
     if not isinstance(result, Decision):
         return {"failed": f"returned {type(result).__name__}, not a Decision or None"}
     try:
@@ -198,7 +202,8 @@ def _call(
                 "reason": str(result.reason),
                 "source": str(result.source),
                 "source_kind": str(result.source_kind.value),
-            }
+            },
+            "spent_s": spent,
         }
     except Exception:  # a Decision built with fields of the wrong types
         return {"failed": "returned a Decision with bad fields"}
@@ -218,6 +223,8 @@ class _Session:
         asyncio.set_event_loop(self.loop)
         #: The id of the reader's request being served (every reply carries it).
         self.call_id = 0
+        #: Checks the reader sent ahead, read while waiting for a lookup's answer.
+        self.pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self._lookups = 0
 
     async def latest_list(self, author: str, name: str) -> Event | None:
@@ -243,6 +250,9 @@ class _Session:
             )
             while True:
                 frame = self.channel.receive()
+                if frame[0] == "check":  # sent ahead by the reader (check_ahead): later
+                    self.pending.append(frame)
+                    continue
                 if frame[0] != "list":
                     os._exit(_OUT_OF_STEP)  # a request while one is served: not the reader
                 if frame[1:3] == (call_id, lookup):
@@ -254,6 +264,9 @@ class _Session:
 
     def prepare(self, request: tuple[Any, ...]) -> dict[str, Any]:
         _, _, viewer, now_ms, context, follows, home, seconds = request
+        # A new view: the reader sends its items afresh (spec 0006 #worker-reuse).
+        self.items.clear()
+        self.follows.clear()
         prepare = getattr(self.instance, "prepare", None)
         if not callable(prepare):
             return {"ok": True}
@@ -316,7 +329,7 @@ def main() -> None:
         session = _Session(channel, instance)
         while True:
             try:
-                request = channel.receive()
+                request = session.pending.popleft() if session.pending else channel.receive()
             except EOFError:
                 return
             kind, session.call_id = request[0], request[1]

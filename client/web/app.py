@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 import webbrowser
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,8 +20,10 @@ from typing import Any, Final
 import httpx
 from aiohttp import web
 
+from client.moderation.reuse import Pipelines
+from client.readcache import ReadCache, tally
 from client.session import Session
-from client.web import DEFAULT_HOST, DEFAULT_PORT, pages
+from client.web import DEFAULT_HOST, DEFAULT_PORT, pages, timing
 from client.web.context import WEB, WebState, render, templates
 from client.web.security import (
     Guard,
@@ -31,6 +32,7 @@ from client.web.security import (
     is_loopback,
     security_headers,
 )
+from client.web.timing import PageTiming
 from protocol.errors import ProtocolError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "WEB", "WebState", "make_app", "run"]
@@ -50,12 +52,18 @@ async def _refuse(request: web.Request, why: str) -> web.StreamResponse:
 
 @web.middleware
 async def _timing(request: web.Request, handler: Any) -> web.StreamResponse:
-    """``Server-Timing: app;dur=MS`` on every answer: what the page cost the server
-    (measurements compare it with what the browser waited)."""
-    start = time.perf_counter()
-    response: web.StreamResponse = await handler(request)
+    """``Server-Timing`` on every answer: what the page cost the server, its phases,
+    its requests to nodes and its cached answers (:mod:`client.web.timing`)."""
+    page = PageTiming()
+    timing_token = timing.current.set(page)
+    tally_token = tally.set(page.tally)
+    try:
+        response: web.StreamResponse = await handler(request)
+    finally:
+        tally.reset(tally_token)
+        timing.current.reset(timing_token)
     if not response.prepared:
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+        response.headers["Server-Timing"] = page.header()
     return response
 
 
@@ -101,7 +109,14 @@ def make_app(
     own_http = http is None
     client = http if http is not None else httpx.AsyncClient(follow_redirects=False)
     app[WEB] = WebState(
-        reads=Session(home=home, http=client, as_name=as_name, nodes=tuple(nodes)),
+        reads=Session(
+            home=home,
+            http=client,
+            as_name=as_name,
+            nodes=tuple(nodes),
+            cache=ReadCache(),
+            pipelines=Pipelines(),
+        ),
         guard=guard,
         templates=templates(),
         passphrase_file=passphrase_file,
@@ -109,6 +124,9 @@ def make_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
+        pipelines = app[WEB].reads.pipelines
+        if pipelines is not None:
+            await pipelines.aclose()
         if own_http:
             await client.aclose()
 

@@ -138,3 +138,27 @@ def test_social_benchmark_runs(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 600
     finally:
         conn.close()
+
+
+@pytest.mark.e2e
+def test_web_benchmark_runs(tmp_path: Path) -> None:
+    """A tiny ``bench web``: three real nodes, ``murmur web`` as a process, GET / over
+    HTTP with the Server-Timing breakdown, and the first page in Chromium (issue #17
+    point 6)."""
+    from bench import web
+
+    out = tmp_path / "web.json"
+    argv = ["--authors", "6", "--posts", "3", "--runs", "3", "--browser-runs", "1"]
+    assert web.main([*argv, "--out", str(out)]) == 0
+    doc = _doc(out, "web")
+    assert doc["nodes"] == 3 and doc["filters"] == 10 and doc["authors"] == 6
+    http = doc["http"]
+    assert http["items"] > 0 and http["runs"] == 3
+    assert http["get_p95_ms"] >= http["get_p50_ms"] > 0
+    assert {"app", "cpu", "validate", "follows", "page", "render"} <= set(http["server"])
+    assert http["node_requests_p50"] == 3 and http["cached_answers_p50"] > 0
+    browser = doc["browser"]
+    assert browser is not None
+    if "skipped" not in browser:  # Chromium present (make test installs it)
+        assert browser["runs"] == 1 and browser["usable_p50_ms"] > 0
+    assert isinstance(doc["target_met"], bool) and doc["target_p95_ms"] == 100.0

@@ -134,7 +134,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         base = Reader(nodes, net=reads.net(), timeout=reads.timeout(), keycache=reads.keycache)
         follows = frozenset(await follow_set(base, me, mark=False))
         moderation = await reads.moderation(
-            base, viewer=me, context=ViewContext.NOTIFICATIONS, follows=follows
+            base, viewer=me, context=ViewContext.NOTIFICATIONS, follows=follows, keep=False
         )
         async with moderation:
 

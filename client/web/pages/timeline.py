@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Final
 
 from aiohttp import web
@@ -29,11 +30,12 @@ from client.web.context import WEB, render
 from client.web.pages.common import listing
 from client.web.pages.live import Announce, seen_ids, stream_ids, stream_starts
 from client.web.render import Names
+from client.web.timing import phase, record
 
 __all__ = ["setup"]
 
 #: Items a page shows (after moderation).
-PAGE_ITEMS: Final = 30
+PAGE_ITEMS: Final = 50
 
 routes = web.RouteTableDef()
 
@@ -48,39 +50,53 @@ async def home(request: web.Request) -> web.Response:
     raw_cursor = request.query.get("cursor")
     cursor = None if not raw_cursor else MergedCursor.decode(raw_cursor, "timeline")
 
+    started = time.perf_counter()
     async with reads.reader() as reader:
-        starts_task = asyncio.ensure_future(start_cursors(reader.nodes)) if cursor is None else None
+        record("validate", started)  # the read cache validated: one /v1/info a node
+        # The live stream starts where each node stood before the page was read
+        # (nothing posted meanwhile is missed): the cursors the cache was validated
+        # with, else asked alongside the page.
+        starts_task = None
+        if cursor is None and reads.cache is None:
+            starts_task = asyncio.ensure_future(start_cursors(reader.nodes))
         try:
-            follows = await follow_set(reader, me, mark=False)
+            with phase("follows"):
+                follows = await follow_set(reader, me, mark=False)
             feed = timeline_feed(reader, me, follows, cursor=cursor)
 
             async def build(n: int) -> View:
                 return await timeline(reader, me, limit=n, follows=follows, feed=feed)
 
-            view, mod = await reads.page(
-                reader,
-                build,
-                PAGE_ITEMS,
-                viewer=me,
-                context=ViewContext.TIMELINE,
-                follows=frozenset(follows),
-            )
+            with phase("page"):
+                view, mod = await reads.page(
+                    reader,
+                    build,
+                    PAGE_ITEMS,
+                    viewer=me,
+                    context=ViewContext.TIMELINE,
+                    follows=frozenset(follows),
+                )
             nxt = feed.next_cursor(view.items)
-            starts = None if starts_task is None else await starts_task
+            starts: dict[str, int | None] | None = None
+            if starts_task is not None:
+                starts = await starts_task
+            elif cursor is None and reads.cache is not None:
+                starts = reads.cache.cursors([n.url for n in reader.nodes])
         finally:
             if starts_task is not None and not starts_task.done():
                 starts_task.cancel()
-    names = Names(reads.config, reads.profiles_with_own(view.profiles))
-    return render(
-        request,
-        "timeline.html",
-        title="Home",
-        lst=listing(request, view, mod, names),
-        empty=not view.items,
-        next_cursor=None if nxt is None else nxt.encode(),
-        live_from=None if starts is None else json.dumps(starts, separators=(",", ":")),
-        seen=",".join(e.id_hex for e in view.items),
-    )
+    with phase("render"):
+        names = Names(reads.config, reads.profiles_with_own(view.profiles))
+        return render(
+            request,
+            "timeline.html",
+            title="Home",
+            lst=listing(request, view, mod, names),
+            empty=not view.items,
+            next_cursor=None if nxt is None else nxt.encode(),
+            live_from=None if starts is None else json.dumps(starts, separators=(",", ":")),
+            seen=",".join(e.id_hex for e in view.items),
+        )
 
 
 @routes.get("/live/timeline", name="live-timeline")
@@ -97,15 +113,17 @@ async def live(request: web.Request) -> web.StreamResponse:
     async def pump(announce: Announce) -> None:
         reader = Reader(nodes, net=reads.net(), timeout=reads.timeout(), keycache=reads.keycache)
         follows = frozenset(await follow_set(reader, me, mark=False))
-        moderation = await reads.moderation(
-            reader, viewer=me, context=ViewContext.TIMELINE, follows=follows
-        )
-        async with moderation:
-            watch = TimelineWatch(reader, me, follows, starts=starts, seen=seen)
-            async for view in watch.views():
+        watch = TimelineWatch(reader, me, follows, starts=starts, seen=seen)
+        async for view in watch.views():
+            # The reader's filters as they are now, for each batch of new items: the
+            # stream holds no pipeline between them (pages borrow the kept one).
+            moderation = await reads.moderation(
+                reader, viewer=me, context=ViewContext.TIMELINE, follows=follows
+            )
+            async with moderation:
                 mod = await moderation.judge(view)
-                if mod.shown:
-                    await announce([e.id_hex for e, _ in mod.shown])
+            if mod.shown:
+                await announce([e.id_hex for e, _ in mod.shown])
 
     return await stream_ids(request, event="posts", pump=pump)
 
