@@ -330,6 +330,6 @@ def test_a_node_that_cannot_start_fails_up_with_its_log(tmp_path: Path) -> None:
     message = exc.value.message
     assert message.startswith(f"node2 exited with code 1 while starting on port {base + 1}")
     assert str(plan.nodes[1].log_path) in message
-    assert "cannot start node" in message  # the tail of node2's log
+    assert "the port is already in use" in message  # the tail of node2's log
     assert not (plan.dir / "devnet.json").exists()
     assert not healthy(plan.urls[0])  # node1 started, and was stopped
