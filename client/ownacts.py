@@ -23,7 +23,7 @@ the nodes that answered, and the command names the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from client.ownchain import OwnChain
@@ -66,12 +66,18 @@ def _unsent(chain: OwnChain | None) -> list[Event]:
 
 
 async def own_acts(
-    reader: Reader, me: str, kinds_: Sequence[str], *, chain: OwnChain | None = None
+    reader: Reader,
+    me: str,
+    kinds_: Sequence[str],
+    *,
+    chain: OwnChain | None = None,
+    follows: Iterable[str] | None = None,
 ) -> OwnActs:
     """``me``'s standing events of ``kinds_`` and its deletes (nodes and outbox).
 
     With ``follow`` among ``kinds_``, ``following`` is filled (the follow set, then the
-    unsent follows and unfollows in chain order on top).
+    unsent follows and unfollows in chain order on top); ``follows``: the follow set
+    the caller read already with this reader (a page's), not read again.
     """
     unsent = _unsent(chain)
     deleted = {
@@ -105,7 +111,7 @@ async def own_acts(
         )
     acts.deleted = deleted
     if kinds.FOLLOW in kinds_:
-        following = set(await follow_set(reader, me, mark=False))
+        following = set(await follow_set(reader, me, mark=False) if follows is None else follows)
         for e in unsent:
             if e.body is None or e.id in deleted:
                 continue

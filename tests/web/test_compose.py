@@ -295,3 +295,87 @@ async def test_a_sealed_key_is_unsealed_with_the_typed_passphrase(
         status, location, _ = await post(w, "/compose", {"text": "no typing"})
         assert status == 303, location
         assert len(signed(node, sealed.did, "post")) == 2
+
+
+# -- one control per state, follow from the author page (spec 0007 #web-own-state) ----------
+
+
+def controls(page: str, eid: str) -> set[str]:
+    """The action buttons under the post ``eid`` (its ``post-actions`` block)."""
+    m = re.search(rf'data-testid="post-actions" data-id="{eid}">(.*?)</div>', page, re.S)
+    assert m is not None, page
+    return set(re.findall(r'data-testid="action-([a-z]+)"', m.group(1)))
+
+
+async def test_a_post_offers_like_or_unlike_from_your_own_acts(web: Web, node: FakeNode) -> None:
+    """spec 0007 #web-own-state: each post shows Like or Unlike and Repost or Unrepost,
+    from the reader's standing likes and reposts (their nodes), on every page."""
+    bob = new_author()
+    target = bob.post("like me")
+    node.add(target)
+    pages = (f"/thread/{target.id_hex}", f"/author/{bob.did}")
+    for path in pages:
+        assert {"like", "repost"} <= controls(await web.page(path), target.id_hex)
+        assert not {"unlike", "unrepost"} & controls(await web.page(path), target.id_hex)
+    status, _, _ = await post(web, "/act", {"kind": "like", "id": target.id_hex})
+    assert status == 303
+    for path in pages:
+        shown = controls(await web.page(path), target.id_hex)
+        assert "unlike" in shown and "like" not in shown, (path, shown)
+        assert "repost" in shown and "unrepost" not in shown, (path, shown)
+    status, _, _ = await post(web, "/act", {"kind": "repost", "id": target.id_hex})
+    status, _, _ = await post(web, "/act", {"kind": "unlike", "id": target.id_hex})
+    shown = controls(await web.page(f"/thread/{target.id_hex}"), target.id_hex)
+    assert shown >= {"like", "unrepost"} and not shown & {"unlike", "repost"}, shown
+
+
+async def test_follow_then_the_author_page_offers_unfollow(web: Web, node: FakeNode) -> None:
+    """spec 0007 #web-own-state: the author page follows and unfollows (with a petname,
+    as murmur follow DID --alias), answers with a 303 back to itself and the outcome,
+    and its button says what holds; never offered on yourself."""
+    bob = new_author()
+    node.add(bob.post("hello"))
+    page = await web.page(f"/author/{bob.did}")
+    assert 'data-testid="follow"' in page and 'data-testid="unfollow"' not in page
+    status, location, _ = await post(
+        web, "/follow", {"kind": "follow", "did": bob.did, "alias": "bobby"}
+    )
+    assert status == 303 and location.startswith(f"/author/{bob.did}?done="), location
+    page = await web.page(location)
+    said = re.search(r'data-testid="outcome" data-changed="([a-z]+)"[^>]*>(.*?)</p>', page)
+    assert said is not None and said.group(1) == "true", page
+    assert said.group(2).startswith("Followed @bobby:"), said.group(2)
+    assert 'data-testid="unfollow"' in page and 'data-testid="follow"' not in page
+    (follow,) = signed(node, web.me.did, "follow")
+    assert follow.body is not None and follow.body["subject"] == bob.did
+    assert web.client.app is not None
+    assert web.client.app[WEB].reads.config.petnames.get("bobby") == bob.did
+    # A second follow signs nothing and says so; the button still says Unfollow.
+    status, location, _ = await post(web, "/follow", {"kind": "follow", "did": bob.did})
+    page = await web.page(location)
+    assert 'data-changed="false"' in page and 'data-testid="unfollow"' in page
+    status, location, _ = await post(web, "/follow", {"kind": "unfollow", "did": bob.did})
+    page = await web.page(location)
+    assert 'data-changed="true"' in page and "Unfollowed" in page
+    assert 'data-testid="follow"' in page and 'data-testid="unfollow"' not in page
+    assert len(signed(node, web.me.did, "unfollow")) == 1
+    mine = await web.page(f"/author/{web.me.did}")
+    assert 'data-testid="follow-form"' not in mine
+
+
+async def test_follow_refuses_cross_site_requests(web: Web, node: FakeNode) -> None:
+    """spec 0007 #web-security: a follow needs the session's CSRF token and a
+    same-origin Origin; a refused one signs nothing."""
+    bob = new_author()
+    csrf = await web.csrf("/compose")
+    form = {"kind": "follow", "did": bob.did}
+    for headers, token in (
+        ({"Origin": web.origin}, {}),
+        ({"Origin": web.origin}, {"csrf": "wrong"}),
+        ({"Origin": "http://evil.example"}, {"csrf": csrf}),
+    ):
+        r = await web.client.post("/follow", data={**form, **token}, headers=headers)
+        assert r.status == 403, (headers, token)
+    assert node.submitted == []
+    status, _, _ = await post(web, "/follow", form)  # the same form, same-origin: signed
+    assert status == 303 and len(signed(node, web.me.did, "follow")) == 1

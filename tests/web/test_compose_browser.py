@@ -6,6 +6,8 @@
 * A reply from a post's "Reply" link appears in that post's thread, under it.
 * Posting works with the keyboard only: Tab to the labelled text box, type, Tab to the
   submit button, Enter; and Ctrl+Enter in the home page's box.
+* Like, unlike, unfollow and follow with the keyboard only, each control showing what
+  holds afterwards (Like or Unlike, Follow or Unfollow).
 """
 
 from __future__ import annotations
@@ -128,3 +130,43 @@ async def test_posting_with_the_keyboard_only(
         doc = await asyncio.to_thread(murmur, web_devnet.reader, "thread", eid)
         root = doc["root"]
         assert root["text"] == text
+
+
+async def test_like_and_follow_with_the_keyboard_show_what_holds(
+    browse: Browsing,
+    web_app: WebProcess,
+    web_devnet: WebDevnet,
+    screenshot: Screenshot,
+    axe: Axe,
+) -> None:
+    """spec 0007 #web-own-state, keyboard only: carol's post offers Like (not Unlike);
+    liked, it offers Unlike (not Like), and unliked, Like again. Carol's page, whom
+    alice follows, offers Unfollow; unfollowed, Follow; followed again, Unfollow."""
+    carol_post = web_devnet.posts[SEED_POSTS[1][2]]
+    page = await browse.open("desktop")
+    await page.goto(f"{web_app.url}/thread/{carol_post}")
+    root = page.get_by_test_id("thread-root")
+    for done, undo in (("like", "unlike"), ("unlike", "like")):
+        await expect(root.get_by_test_id(f"action-{undo}")).to_have_count(0)
+        await _tab_to(page, f"action-{done}")
+        await page.keyboard.press("Enter")
+        await _posted_id(page)
+        await _tab_to(page, "back")
+        await page.keyboard.press("Enter")
+        await expect(root.get_by_test_id(f"action-{undo}")).to_be_visible()
+        await expect(root.get_by_test_id(f"action-{done}")).to_have_count(0)
+        if done == "like":
+            await screenshot(page, "liked")
+
+    await page.goto(f"{web_app.url}/author/{web_devnet.dids['carol']}")
+    form = page.get_by_test_id("follow-form")
+    await expect(form).to_have_attribute("data-following", "true")
+    for done, now in (("unfollow", "false"), ("follow", "true")):
+        await _tab_to(page, done)
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_test_id("outcome")).to_have_attribute("data-changed", "true")
+        await expect(form).to_have_attribute("data-following", now)
+        if done == "unfollow":
+            await screenshot(page, "unfollowed")
+            violations = await axe(page)
+            assert violations == [], "axe-core:\n" + describe_violations(violations)

@@ -5,6 +5,9 @@ put on the author, the state of their log (events held, verified chain head, gap
 forks; for a ``did:murmur``, events not shown as theirs for their key state, spec
 0008), follower and following figures, then their posts and reposts from the whole
 verified log, moderated in the author context and paged by boundary (``?cursor=``).
+A Follow or Unfollow button (``POST /follow``, never on yourself) from whom the reader
+follows (their signed follows, as ``murmur following``, and the unsent ones of their
+outbox); ``?done=TICKET`` shows what a follow or unfollow just did.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from client.reader import Reader
 from client.textsafety import safe_line
 from client.views import AuthorPages, author_list, follow_set
 from client.web.context import WEB, render
-from client.web.pages.common import listing
+from client.web.pages.common import listing, own_state
+from client.web.pages.compose import held_outcome, needs_passphrase
 from client.web.render import Names, source_text
 from protocol import kinds
 from protocol.chain import analyze_chain
@@ -85,6 +89,7 @@ async def author(request: web.Request) -> web.Response:
         view, mod = await reads.page(
             reader, pages.build, PAGE_ITEMS, viewer=me, context=ViewContext.AUTHOR, follows=follows
         )
+        mine = await own_state(reads, reader, me, view.items, follows=follows)
         stats: SocialStats = await social_stats(reader, did)
         log_events = reader.of_author(did)
         names = Names(reads.config, reads.profiles_with_own(view.profiles))
@@ -109,8 +114,11 @@ async def author(request: web.Request) -> web.Response:
         events=len(log_events),
         rotatable=is_murmur(did),
         excluded=len(excluded),
-        following=did in follows,
-        lst=listing(request, view, mod, names),
+        following=did in mine.following,
+        can_follow=bool(me) and did != me,
+        needs_passphrase=bool(me) and needs_passphrase(request.app[WEB]),
+        outcome=held_outcome(request, request.query.get("done", "")[:64]),
+        lst=listing(request, view, mod, names, mine=mine),
         next_cursor=None if nxt is None else nxt.encode(),
     )
 

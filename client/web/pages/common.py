@@ -6,14 +6,16 @@ opened with a native ``<details>``), ``hidden`` (a one-line "hidden: why" row na
 the filter, who decided, and the rule and term in the reason, with a "show anyway"
 link) or ``revealed`` (hidden, shown because the reader asked with ``?show=ID``).
 A :class:`Listing` is the rows plus what drawing them needs: names, referenced events,
-counts, and the read's report as lines (failed nodes, withheld and invalid events,
-gaps, forks, moderation warnings).
+counts, the read's report as lines (failed nodes, withheld and invalid events, gaps,
+forks, moderation warnings) and :class:`Mine`, what the reader did to those posts
+(:func:`own_state`: one bounded read a page, so each post offers Like or Unlike, Repost
+or Unrepost, spec 0007 #web-own-state).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -23,10 +25,15 @@ from client.counts import FIGURES, MAX_COUNT, Counts
 from client.moderation.apply import Moderated
 from client.moderation.core import Action, Decision, SourceKind
 from client.moderation.pipeline import Verdict
+from client.ownacts import own_acts
+from client.ownchain import OwnChain
+from client.reader import Reader
 from client.reportlines import ReportLine, report_lines
+from client.session import Session
 from client.textsafety import safe_line
 from client.views import View
 from client.web.render import Names, source_text
+from client.web.timing import phase
 from protocol import kinds
 from protocol.errors import BadRequestError
 from protocol.events import Event
@@ -34,10 +41,12 @@ from protocol.events import Event
 __all__ = [
     "SHOW_PARAM",
     "Listing",
+    "Mine",
     "Row",
     "Why",
     "counted_id",
     "listing",
+    "own_state",
     "revealed_ids",
     "setting_anchor",
 ]
@@ -93,6 +102,57 @@ class Row:
     focus: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Mine:
+    """What the reader's own standing events say about a page (spec 0007
+    #web-own-state): the posts they like and repost (of those on the page), whom they
+    follow. Read from their nodes and their home's unsent outbox, as
+    :mod:`client.ownacts` does before an action signs."""
+
+    liked: frozenset[bytes] = frozenset()
+    reposted: frozenset[bytes] = frozenset()
+    following: frozenset[str] = frozenset()
+
+
+async def own_state(
+    reads: Session,
+    reader: Reader,
+    me: str | None,
+    events: Iterable[Event],
+    *,
+    follows: Collection[str] | None = None,
+) -> Mine:
+    """``me``'s likes and reposts of the posts among ``events`` (a repost's target),
+    and with ``follows`` (the follow set the page read with ``reader``) whom they
+    follow once their unsent follows and unfollows are on top.
+
+    One read a page whatever its size: ``me``'s own likes, reposts and deletes through
+    the feed (bounded like every own-acts check, ``client.reader.MAX_FEED_PAGES``),
+    kept between pages by the read cache; nothing is read without an identity or a
+    post. Past that bound an old like shows as "Like", and liking again signs
+    nothing (spec 0007 #no-duplicates)."""
+    subjects = {counted_id(e) for e in events}
+    if not me or (not subjects and follows is None):
+        return Mine(following=frozenset(follows or ()))
+    asked = [kinds.LIKE, kinds.REPOST] if subjects else []
+    if follows is not None:
+        asked.append(kinds.FOLLOW)
+    stored = reads.stored_identity()
+    chain = OwnChain(reads.home, me) if stored.rotatable and stored.did == me else None
+    with phase("own"):
+        acts = await own_acts(reader, me, asked, chain=chain, follows=follows)
+    standing = {
+        (e.kind, e.body["target"])
+        for e in acts.events
+        if e.body is not None and isinstance(e.body.get("target"), bytes)
+    }
+    return Mine(
+        liked=frozenset(s for s in subjects if (kinds.LIKE, s) in standing),
+        reposted=frozenset(s for s in subjects if (kinds.REPOST, s) in standing),
+        following=frozenset(acts.following),
+    )
+
+
 @dataclass(slots=True)
 class Listing:
     rows: list[Row]
@@ -102,6 +162,9 @@ class Listing:
     report: list[ReportLine]
     hidden: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: The reader's likes and reposts of these posts (:func:`own_state`); None: not
+    #: read, and the post offers both of each.
+    mine: Mine | None = None
 
     def counts_of(self, e: Event) -> list[tuple[str, str, str]]:
         """``(figure, number, label)`` for each non-zero figure of the item's counts."""
@@ -231,8 +294,10 @@ def listing(
     items: Iterable[Event] | None = None,
     depths: Mapping[bytes, int] | None = None,
     focus: bytes | None = None,
+    mine: Mine | None = None,
 ) -> Listing:
-    """``view``'s items (or ``items``, in that order) as rows, hidden ones included."""
+    """``view``'s items (or ``items``, in that order) as rows, hidden ones included;
+    ``mine``: the reader's own acts on them (:func:`own_state`)."""
     reveal = revealed_ids(request)
     rows = []
     for e in view.items if items is None else items:
@@ -250,4 +315,5 @@ def listing(
         report=report_lines(view.report, names, counts_failed=view.counts_failed),
         hidden=sum(r.state == "hidden" for r in rows),
         warnings=warnings,
+        mine=mine,
     )

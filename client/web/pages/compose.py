@@ -12,6 +12,10 @@
 - ``POST /act`` (``kind`` = like, unlike, repost, unrepost, delete; ``id``) signs one
   of those; a delete is first confirmed (``GET /delete/{id}`` or the same form without
   ``confirm``), and so is any action that needs a passphrase the server does not have.
+- ``POST /follow`` (``kind`` = follow, unfollow; ``did``; ``alias``, a petname saved
+  with a follow, as ``murmur follow DID --alias``) from the author page, which it
+  answers with a ``303`` back to ``/author/{did}?done=TICKET``: the outcome shown
+  above the profile, the button now saying what holds (spec 0007 #web-own-state).
 - What was done (or that it stood already: nothing signed) is a page of its own,
   ``GET /done/{ticket}``, after a ``303`` (a reload signs nothing twice): each node's
   outcome, the nodes the checks went without, and links to the post.
@@ -27,6 +31,7 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -44,9 +49,9 @@ from client.web.context import WEB, WebState, render
 from client.web.security import SESSION_KEY
 from protocol import kinds
 from protocol.errors import BadRequestError, ProtocolError
-from protocol.identity import Identity
+from protocol.identity import Identity, did_method
 
-__all__ = ["COMPOSE", "ComposeState", "DraftForm", "setup"]
+__all__ = ["COMPOSE", "ComposeState", "DraftForm", "held_outcome", "setup"]
 
 log = logging.getLogger("murmur.client.web.compose")
 
@@ -336,7 +341,47 @@ async def act(request: web.Request) -> web.StreamResponse:
     return _to_outcome(request, outcome)
 
 
+# -- follow, unfollow --------------------------------------------------------------------------
+
+
+@routes.post("/follow", name="follow")
+async def follow(request: web.Request) -> web.StreamResponse:
+    state = request.app[WEB]
+    raw = await _form(request)
+    kind = _field(raw, "kind", 16)
+    did = _field(raw, "did", 256).strip()
+    alias = _field(raw, "alias", 128).strip() if kind == "follow" else ""
+    if kind not in ("follow", "unfollow"):
+        raise BadRequestError(f"unknown action {kind!r}: follow or unfollow")
+    did_method(did)  # invalid-did (400): only a did, never a name to resolve
+    back = f"/author/{quote(did, safe=':')}"  # as the pages link it
+    try:
+        identity = await _unseal(state, raw)
+        done = await actions.follow(
+            state.reads, did, unfollow=kind == "unfollow", alias=alias or None, identity=identity
+        )
+    except ProtocolError as exc:
+        log.info("%s failed code=%s", kind, exc.code)
+        raise
+    if isinstance(done, Unchanged):
+        outcome = _unchanged_outcome(request, done, back)
+    else:
+        who = _names(request, done).display(did)
+        outcome = _done_outcome(done, f"{kind.capitalize()}ed {who}:", back=back)
+    log.info("%s %s", kind, "signed" if outcome.changed else "stood already")
+    ticket = request.app[COMPOSE].add_outcome(_browser(request), outcome)
+    raise web.HTTPSeeOther(f"{back}?done={ticket}")
+
+
 # -- outcomes ---------------------------------------------------------------------------------
+
+
+def held_outcome(request: web.Request, ticket: str) -> Outcome | None:
+    """The outcome kept under ``ticket`` for this browser session, else None."""
+    held = request.app[COMPOSE].outcomes.get(ticket)
+    if held is None or not secrets.compare_digest(held[0], _browser(request)):
+        return None
+    return held[1]
 
 
 def _names(request: web.Request, done: Done | Unchanged) -> Names:
@@ -405,8 +450,8 @@ def _to_outcome(request: web.Request, outcome: Outcome) -> web.StreamResponse:
 
 @routes.get("/done/{ticket}", name="done")
 async def done_page(request: web.Request) -> web.Response:
-    held = request.app[COMPOSE].outcomes.get(request.match_info["ticket"])
-    if held is None or not secrets.compare_digest(held[0], _browser(request)):
+    outcome = held_outcome(request, request.match_info["ticket"])
+    if outcome is None:
         return render(
             request,
             "error.html",
@@ -415,7 +460,7 @@ async def done_page(request: web.Request) -> web.Response:
             code="not-found",
             message="this outcome is no longer kept (or belongs to another browser session)",
         )
-    return render(request, "done.html", title=held[1].title, outcome=held[1])
+    return render(request, "done.html", title=outcome.title, outcome=outcome)
 
 
 def setup(app: web.Application) -> None:

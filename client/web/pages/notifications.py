@@ -38,9 +38,10 @@ from client.reader import Reader
 from client.views import View, follow_set
 from client.watch import NotificationWatch, start_cursors
 from client.web.context import WEB, render
-from client.web.pages.common import listing
+from client.web.pages.common import listing, own_state
 from client.web.pages.live import Announce, seen_ids, stream_ids, stream_starts
 from client.web.render import Names
+from protocol import kinds
 from protocol.events import Event
 
 __all__ = ["setup"]
@@ -75,6 +76,8 @@ async def notifications(request: web.Request) -> web.Response:
                 )
                 stop = (lambda e: e.ts <= seen.floor) if only_unread else None
                 page = await notifier.page(limit=PAGE_ITEMS, cursor=cursor, stop=stop)
+            posts = [n.event for n in [*page.shown, *page.hidden] if n.event.kind == kinds.POST]
+            mine = await own_state(reads, reader, me, posts)
             starts = None if starts_task is None else await starts_task
         finally:
             if starts_task is not None and not starts_task.done():
@@ -91,7 +94,7 @@ async def notifications(request: web.Request) -> web.Response:
         profiles=page.profiles,
     )
     mod = Moderated(shown=[], hidden=[], verdicts=page.verdicts, warnings=page.warnings)
-    lst = listing(request, view, mod, names)
+    lst = listing(request, view, mod, names, mine=mine)
     by_id = {n.event.id: n for n in walked}
     next_query = {"cursor": page.next.encode()} if page.next is not None else None
     if next_query is not None and only_unread:

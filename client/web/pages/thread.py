@@ -16,7 +16,7 @@ from client.shortids import parse_event_ref
 from client.threadtree import reply_tree
 from client.views import follow_set, thread_root_id, thread_view
 from client.web.context import WEB, render
-from client.web.pages.common import listing
+from client.web.pages.common import listing, own_state
 from client.web.render import Names
 
 __all__ = ["setup"]
@@ -36,10 +36,14 @@ async def thread(request: web.Request) -> web.Response:
         mod = await reads.judge(
             reader, view, viewer=me, context=ViewContext.THREAD, follows=follows
         )
+        shown = [view.root, *view.items] if view.root is not None else view.items
+        mine = await own_state(reads, reader, me, shown)
     names = Names(reads.config, reads.profiles_with_own(view.profiles))
     root_id = thread_root_id(view, eid)
     order = reply_tree(view.items, root_id)
-    root_rows = listing(request, view, mod, names, items=[view.root] if view.root else [])
+    root_rows = listing(
+        request, view, mod, names, items=[view.root] if view.root else [], mine=mine
+    )
     replies = listing(
         request,
         view,
@@ -48,6 +52,7 @@ async def thread(request: web.Request) -> web.Response:
         items=[e for _, e in order],
         depths={e.id: d for d, e in order},
         focus=eid,
+        mine=mine,
     )
     for row in root_rows.rows:
         row.focus = row.event.id == eid

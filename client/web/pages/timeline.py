@@ -27,7 +27,7 @@ from client.reader import Reader
 from client.views import View, follow_set, timeline, timeline_feed
 from client.watch import TimelineWatch, start_cursors
 from client.web.context import WEB, render
-from client.web.pages.common import listing
+from client.web.pages.common import listing, own_state
 from client.web.pages.live import Announce, seen_ids, stream_ids, stream_starts
 from client.web.render import Names
 from client.web.timing import phase, record
@@ -76,6 +76,7 @@ async def home(request: web.Request) -> web.Response:
                     context=ViewContext.TIMELINE,
                     follows=frozenset(follows),
                 )
+            mine = await own_state(reads, reader, me, view.items)  # Like or Unlike…
             nxt = feed.next_cursor(view.items)
             starts: dict[str, int | None] | None = None
             if starts_task is not None:
@@ -91,7 +92,7 @@ async def home(request: web.Request) -> web.Response:
             request,
             "timeline.html",
             title="Home",
-            lst=listing(request, view, mod, names),
+            lst=listing(request, view, mod, names, mine=mine),
             empty=not view.items,
             next_cursor=None if nxt is None else nxt.encode(),
             live_from=None if starts is None else json.dumps(starts, separators=(",", ":")),
