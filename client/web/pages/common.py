@@ -129,8 +129,8 @@ async def own_state(
     One read a page whatever its size: ``me``'s own likes, reposts and deletes through
     the feed (bounded like every own-acts check, ``client.reader.MAX_FEED_PAGES``),
     kept between pages by the read cache; nothing is read without an identity or a
-    post. Past that bound an old like shows as "Like", and liking again signs
-    nothing (spec 0007 #no-duplicates)."""
+    post. Past that bound an old like shows as "Like", as the check before signing
+    misses it too (spec 0007 #no-duplicates: readers discount the duplicate)."""
     subjects = {counted_id(e) for e in events}
     if not me or (not subjects and follows is None):
         return Mine(following=frozenset(follows or ()))
