@@ -10,9 +10,12 @@ from the **complete region**: a node not read to its end has served every event 
 its own with a ``ts`` above the ``ts`` of the last event it served, so at or below the
 highest such ``ts`` among those nodes another event could still come; events there
 wait, and the nodes holding the region back are read further, a page at a time,
-within a page budget. When that budget is spent the events *at* that ``ts`` are
-offered too (never older ones): a run of equal timestamps longer than the budget then
-still moves on, and the cursor's passed ids keep its other events for the next page.
+within a page budget. When that budget is spent and nothing above that ``ts`` is left
+to offer, the events *at* it are offered too (never older ones): a run of equal
+timestamps longer than the budget then still moves on, and the cursor's passed ids
+keep its other events for the next page. While complete events remain the page ends
+with them instead (it may be short), since a node out of budget may hold more events
+at that ``ts`` that go before these.
 
 Two ways to take a page, one merge and one cursor:
 
@@ -313,7 +316,8 @@ class MergedList:
         self._events: dict[bytes, Event] = {}
         #: The nodes that served each event (to report the ones a list should not hold).
         self.served_by: dict[bytes, set[str]] = {}
-        #: The nodes holding the region back are out of page budget.
+        #: The nodes holding the region back are out of page budget and nothing above
+        #: the horizon is left: the items at it are offered (spec 0007 #merged-pages).
         self._stuck = False
 
     # -- reading ------------------------------------------------------------------
@@ -373,10 +377,21 @@ class MergedList:
             size = min(self._page, max(want, 20))
             await self.reader.each(functools.partial(self._one, limiting=limiting, size=size))
         h = self.horizon()
-        self._stuck = h is not None and not any(
-            _last(s) == h and len(s.pages) < self._max_pages
-            for s in self._states.values()
-            if not s.done and not s.failed
+        # Items at the horizon are offered only when nothing above it is left to take:
+        # a node out of budget may hold more items at that ``ts``, which go (ts, seq,
+        # id) before some of those here, so offering them while the page could take
+        # complete items instead would put the list out of order across pages.
+        self._stuck = (
+            h is not None
+            and not any(
+                _last(s) == h and len(s.pages) < self._max_pages
+                for s in self._states.values()
+                if not s.done and not s.failed
+            )
+            and not any(
+                e.ts > h and self.admits(e) and i in self.reader.events
+                for i, e in self._events.items()
+            )
         )
 
     async def _one(self, node: NodeClient, *, limiting: set[str], size: int) -> None:

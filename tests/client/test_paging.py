@@ -27,6 +27,7 @@ from client.views import follow_set, timeline, timeline_feed
 from protocol import kinds
 from protocol.errors import BadRequestError
 from protocol.events import Event
+from protocol.identity import Identity
 from tests.client.conftest import Author, FakeNode, Net, broken_signature
 
 Clients = Callable[..., list[NodeClient]]
@@ -126,14 +127,18 @@ def _is_post(e: Event) -> bool:
     return e.kind == kinds.POST
 
 
-async def _walk(clients: list[NodeClient], limit: int, page: int) -> list[Event]:
+async def _walk(
+    clients: list[NodeClient], limit: int, page: int, *, max_pages: int = 3
+) -> list[Event]:
     """Every page of the merged post feed, ``limit`` items a page, through encoded
     cursors and a fresh reader each page (as the CLI does)."""
     out: list[Event] = []
     cursor: MergedCursor | None = None
     for _ in range(200):
         reader = Reader(clients)
-        lst = MergedList(reader, "posts", _feed, _is_post, cursor=cursor, page=page, max_pages=3)
+        lst = MergedList(
+            reader, "posts", _feed, _is_post, cursor=cursor, page=page, max_pages=max_pages
+        )
         await lst.fill(limit)
         taken = lst.events()[:limit]
         out += taken
@@ -168,6 +173,60 @@ async def test_merged_pages_skip_and_repeat_nothing(net: tuple[Net, Clients], se
     limit, page = rng.randint(1, 5), rng.randint(1, 4)
     got = await _walk(clients(*nodes), limit, page)
     assert [e.id for e in got] == [e.id for e in sorted(everything, key=key_of, reverse=True)]
+
+
+def _fixed_author(n: int, ts: int) -> Author:
+    """An author whose keys (so ids) do not depend on which tests ran before, whose
+    next post is at ``ts``."""
+    return Author(identity=Identity.from_seed(bytes([n]) * 32), ts=ts - 1000)
+
+
+async def test_a_tie_cut_by_the_page_budget_waits_for_its_other_items(
+    net: tuple[Net, Clients],
+) -> None:
+    """spec 0007 #merged-pages: node Y is out of page budget in the middle of a run of
+    equal timestamps; what the page offers at that ``ts`` could be passed by an item
+    at that ``ts`` Y has not served yet (``f2``, the highest ``seq``), so the page
+    ends with the complete items above it, and ``f2`` still comes before the others
+    at its ``ts`` (before: ``e`` and ``f1`` were offered, ``f2`` came a page later)."""
+    fake, clients = net
+    t = 1_700_000_004_000
+    c = _fixed_author(1, t - 3000)
+    c1, c2 = c.post("c1"), c.post("c2")
+    c.ts = t - 1000
+    f2 = c.post("f2")  # seq 3 at t: first of the tie
+    e = _fixed_author(2, t).post("e")  # seq 1 at t
+    f1 = _fixed_author(3, t).post("f1")  # seq 1 at t
+    g = _fixed_author(4, t + 1000).post("g")
+    x, y = _node(fake, "tie-x"), _node(fake, "tie-y")
+    x.add(e, c2, c1)
+    y.add(g, f1, f2)  # served g, f1, f2: the budget ends after f1
+    everything = [c1, c2, f2, e, f1, g]
+    expected = [ev.id for ev in sorted(everything, key=key_of, reverse=True)]
+    assert expected[:2] == [g.id, f2.id]
+
+    lst = MergedList(Reader(clients(x, y)), "posts", _feed, _is_post, page=1, max_pages=2)
+    await lst.fill(3)
+    assert [ev.id for ev in lst.events()] == [g.id]  # nothing at t while f2 may come
+    got = await _walk(clients(x, y), limit=3, page=1, max_pages=2)
+    assert [ev.id for ev in got] == expected
+
+
+async def test_a_run_of_equal_timestamps_longer_than_the_budget_moves_on(
+    net: tuple[Net, Clients],
+) -> None:
+    """spec 0007 #merged-pages: with nothing above a run of equal timestamps longer
+    than a node's page budget, the items at that ``ts`` are offered anyway, and the
+    boundary's ids keep the rest for later pages: each item once, none older first."""
+    fake, clients = net
+    t = 1_700_000_004_000
+    run = [_fixed_author(10 + i, t).post(f"r{i}") for i in range(7)]
+    older = _fixed_author(30, t - 1000).post("older")
+    y = _node(fake, "run-y")
+    y.add(*run, older)
+    got = await _walk(clients(y), limit=2, page=1, max_pages=2)
+    assert sorted(ev.id for ev in got[:-1]) == sorted(ev.id for ev in run)
+    assert got[-1].id == older.id
 
 
 async def test_a_node_added_between_pages_is_read_from_its_top(net: tuple[Net, Clients]) -> None:
