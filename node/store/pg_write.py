@@ -40,9 +40,9 @@ from node.store.keyplan import CANONICAL, PENDING, batch_phases
 from node.store.pg_effects import BODY_EFFECTS, apply_body
 from node.store.pg_keys import PgKeyBook
 from node.store.pg_search import IndexArgs, index_args, index_posts
-from node.store.pg_social import SOCIAL_KINDS, on_insert
+from node.store.pg_social import SOCIAL_KINDS, add_social, on_insert
 from node.store.sqlite_effects import BatchStats
-from node.store.sqlite_social import _mentions, _refs_of
+from node.store.sqlite_social import _refs_of
 from node.store.sqlite_write import _reply_of
 from protocol import kinds
 from protocol.errors import BodyRequiredError, ProtocolError
@@ -114,6 +114,8 @@ class _Batch:
         self.stats = BatchStats()
         self.book = PgKeyBook(conn, top, self.next_cursor)
         self._rows: list[tuple[Any, ...]] = []
+        #: The ids of the buffered rows.
+        self._pending: set[bytes] = set()
         self._search: list[IndexArgs] = []
         self._reset()
 
@@ -133,14 +135,16 @@ class _Batch:
         self.top += 1
         return self.top
 
-    async def flush(self) -> None:
-        """Write the buffered rows, then index the buffered posts."""
+    async def flush(self, *, search: bool = True) -> None:
+        """Write the buffered rows, then (unless ``search`` is false) index the
+        buffered posts."""
         if self._rows:
             rows, self._rows = self._rows, []
+            self._pending.clear()
             await self.conn.executemany(_INSERT, rows)
-        if self._search:
-            search, self._search = self._search, []
-            await index_posts(self.conn, search)
+        if self._search and search:
+            entries, self._search = self._search, []
+            await index_posts(self.conn, entries)
 
     async def probe(self, events: Sequence[Event]) -> list[Sequence[Any]]:
         """The probe's row of each of ``events`` (after writing what is buffered)."""
@@ -208,6 +212,7 @@ class _Batch:
                 body_bytes, bool(tombstoned), root, parent, self.now_ms, ev.kev, signer, status,
             )
         )  # fmt: skip
+        self._pending.add(ev.id)
         self._stored[ev.id] = (author, kind, ev.kev)
         self._authors.add(author)
         self._seqs.add((author, ev.seq))
@@ -242,23 +247,32 @@ class _Batch:
         return WriteResult(status="accepted", cursor=cursor)
 
     async def _effects(self, ev: Event, cursor: int, body: dict[str, Any]) -> None:
-        """The body effects of a v1 event just buffered: a post that references nothing
-        is only indexed (buffered too); anything else may read the events table, so the
-        buffer is written first; a delete changes what the probe said."""
+        """The body effects of a v1 event just buffered. Posts are indexed from the
+        buffer; the buffered rows are written first only when an effect reads one of
+        them (a reference to an event of this stretch; a follow reads its own row); a
+        delete changes what the probe said."""
         kind = ev.kind
-        refs = _refs_of(kind, body) if kind in SOCIAL_KINDS else []
-        if kind == kinds.POST and not refs and not _mentions(body):
-            args = index_args(eid=ev.id, ts=ev.ts, cursor=cursor, body=body)
-            if args is not None:
-                self._search.append(args)
+        if kind in SOCIAL_KINDS and kind not in (kinds.FOLLOW, kinds.UNFOLLOW):
+            refs = _refs_of(kind, body)
+            if any(target in self._pending for _, target in refs):
+                await self.flush(search=False)
+            await add_social(
+                self.conn, eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts,
+                cursor=cursor, body=body,
+            )  # fmt: skip
+            self._targets.update(target for _, target in refs)
+            if kind == kinds.POST:
+                args = index_args(eid=ev.id, ts=ev.ts, cursor=cursor, body=body)
+                if args is not None:
+                    self._search.append(args)
             return
         if kind not in _NO_EVENT_READS:
-            await self.flush()
+            # A delete may unindex a post still buffered: that goes in first.
+            await self.flush(search=kind == kinds.DELETE)
         await apply_body(
             self.conn, eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts,
             cursor=cursor, body=body, stats=self.stats,
         )  # fmt: skip
-        self._targets.update(target for _, target in refs)
         if kind == kinds.DELETE:
             self.stale = True
 

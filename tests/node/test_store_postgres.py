@@ -243,7 +243,7 @@ async def test_posts_of_one_millisecond_with_colliding_keys_take_the_next_free_k
 
 def _entangled_batch(clock: Clock) -> list[Event]:
     """One batch whose events depend on each other: a reply and a like before their
-    target, a delete before its target, duplicates, a fork, a new follower, a label,
+    target, a delete before its target and one after, duplicates, a fork, a new follower, a label,
     a profile, and a did:murmur theft and rotation, children before parents."""
     from tests.node.test_key_rotation import theft
 
@@ -251,6 +251,8 @@ def _entangled_batch(clock: Clock) -> list[Event]:
     p = alice.post("hello entangled world")
     gone = alice.post("soon gone")
     delete = alice.sign("delete", {"target": gone.id})
+    gone_later = alice.post("entangled and deleted in the same batch")
+    delete_later = alice.sign("delete", {"target": gone_later.id})
     fork = alice.sign("post", {"text": "another first"}, seq=1, prev=None)
     reply = bob.post("re entangled", reply={"root": p.id, "parent": p.id})
     like = carol.sign("like", {"target": p.id})
@@ -259,7 +261,10 @@ def _entangled_batch(clock: Clock) -> list[Event]:
     profile = bob.sign("profile", {"name": "bob entangled"})
     _, ev = theft("entangled")
     v2 = list(ev.values())[::-1]
-    return [reply, like, like, p, delete, gone, p, fork, follow, label, profile, *v2, reply]
+    return [
+        reply, like, like, p, delete, gone, p, fork, follow, gone_later, delete_later, label,
+        profile, *v2, reply,
+    ]  # fmt: skip
 
 
 async def _answers(store: Any, events: list[Event]) -> tuple[Any, ...]:
