@@ -57,7 +57,9 @@ async def _pg_database(admin_url: str) -> str:
 async def _run(args: argparse.Namespace) -> None:
     from node.store.postgres import PostgresStore
 
-    data = generate(args.events, authors=args.authors, rotatable=args.rotatable)
+    data = generate(
+        args.events, authors=args.authors, rotatable=args.rotatable, mix=not args.posts_only
+    )
     now = 2**62
     events = [decode_event(w, now_ms=now, allow_v2=True) for w in data.wires]
     tmp = Path(tempfile.mkdtemp(prefix="murmur-store-write-"))
@@ -78,7 +80,7 @@ async def _run(args: argparse.Namespace) -> None:
             cluster.stop()
             shutil.rmtree(cluster.root, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    kind = "v2 (did:murmur)" if args.rotatable else "v1"
+    kind = ("v2 (did:murmur)" if args.rotatable else "v1") + (" posts" if args.posts_only else "")
     print(f"{len(events)} {kind} events, {args.authors} authors, batches of {args.batch}")
     print(f"  sqlite      {sqlite:9.0f} ev/s")
     print(f"  postgresql  {pg:9.0f} ev/s")
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--authors", type=int, default=100)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rotatable", action="store_true", help="did:murmur authors (v2)")
+    parser.add_argument("--posts-only", action="store_true", help="no likes, follows...")
     parser.add_argument("--pg-url", help="a PostgreSQL server to create a database on")
     args = parser.parse_args(argv)
     asyncio.run(_run(args))
