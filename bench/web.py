@@ -1,7 +1,7 @@
 """``murmur web``: the home timeline over HTTP, and the first page in a real browser.
 
 ``murmur bench web [--authors 30] [--posts 10] [--runs 200] [--browser-runs 10]
-[--no-browser] [--quick]``
+[--changed-runs 10] [--no-browser] [--quick]``
 
 Issue #17 point 6. A real devnet: three federating node processes (a mesh), a corpus
 signed here and each author's events sent to one node (the others get them by
@@ -20,10 +20,15 @@ Measured:
 
 1. ``GET /`` over HTTP (keep-alive, one client, warm: after ``WARMUP`` reads): p50,
    p95 and max of the whole answer, and the server's own ``Server-Timing`` (``app``,
-   the whole handler, and its phases: ``nodes`` validating the read cache,
-   ``follows``, ``page`` reading and moderating the page, ``render``), with the
-   requests the page made to the nodes and the answers it took from its cache;
-2. the first page in Debian's Chromium (``/usr/bin/chromium`` through Playwright, the
+   the whole handler; ``cpu``, the server's CPU time meanwhile, which a busy machine
+   does not inflate; its phases: ``validate`` asking every node's ``/v1/info`` for the
+   read cache, ``follows``, ``page`` reading and moderating the page, ``render``),
+   with the requests the page made to the nodes and the answers it took from its
+   cache (spec 0007 #web-read-cache);
+2. ``GET /`` right after an author posted through one node (``--changed-runs``, once
+   every node holds the post, which must be on the page): every node's kept answers
+   are dropped, so this is a page after a change, read afresh;
+3. the first page in Debian's Chromium (``/usr/bin/chromium`` through Playwright, the
    flags of the browser tests), each run a fresh context (no cookie, no cache): from
    navigating to the printed ``?token=`` URL to the timeline being usable
    (``DOMContentLoaded`` fired, so the page's script ran, and the first post visible),
@@ -348,6 +353,38 @@ def measure_http(web: WebServer, runs: int) -> dict[str, Any]:
     return doc
 
 
+def measure_changed(
+    web: WebServer, urls: list[str], chains: list[_Chain], runs: int, held: int
+) -> dict[str, Any]:
+    """``GET /`` right after an author posted through one node and every node holds
+    it: every node's kept answers are dropped (spec 0007 #web-read-cache), so this is
+    the page after a change, read afresh."""
+    times: list[float] = []
+    requests: list[int] = []
+    with httpx.Client(timeout=60, follow_redirects=True) as http:
+        http.get(web.token_url).raise_for_status()
+        for i in range(runs):
+            chain = chains[i % len(chains)]
+            ev = chain.sign(kinds.POST, {"text": f"a new post {i}"}, int(time.time() * 1000))
+            _send(http, urls[i % NODES], [ev])
+            held += 1
+            _wait_held(http, urls, held)
+            t0 = time.perf_counter()
+            r = http.get(web.origin + "/")
+            times.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+            if ev.id_hex not in r.text:
+                raise RuntimeError("the new post is not on the next page")
+            timing = server_timing(r.headers.get("Server-Timing", ""))
+            requests.append(_counts(str(timing.get("nodes_desc", ""))).get("requests", 0))
+    return {
+        "runs": runs,
+        "get_p50_ms": round(percentile(times, 50), 1),
+        "get_p95_ms": round(percentile(times, 95), 1),
+        "node_requests_p50": int(percentile(requests, 50)),
+    }
+
+
 async def _first_pages(web: WebServer, runs: int) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
@@ -445,6 +482,8 @@ def run(args: argparse.Namespace, where: Path) -> dict[str, Any]:
         else:
             progress(f"first page in Chromium x {args.browser_runs}")
             doc["browser"] = asyncio.run(_first_pages(web, args.browser_runs))
+        progress(f"GET / after a new post x {args.changed_runs}")
+        doc["changed"] = measure_changed(web, urls, chains, args.changed_runs, len(events))
         doc["load_average"] = [round(x, 2) for x in (*load, *os.getloadavg())]
     return doc
 
@@ -457,16 +496,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="timed GET / reads")
     parser.add_argument("--browser-runs", type=int, default=10, help="fresh browser contexts")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium part")
+    parser.add_argument("--changed-runs", type=int, default=10, help="pages after a new post")
     args = parser.parse_args(argv)
     if args.quick:
         args.authors, args.posts = min(args.authors, 20), min(args.posts, 6)
         args.runs, args.browser_runs = min(args.runs, 60), min(args.browser_runs, 5)
+        args.changed_runs = min(args.changed_runs, 5)
     with scratch_dir("web") as where:
         doc = run(args, where)
     http = doc["http"]
     server = http["server"]
     rows = [("GET / (client)", http["get_p50_ms"], http["get_p95_ms"])]
     rows += [(f"  server {n}", v["p50_ms"], v["p95_ms"]) for n, v in server.items()]
+    changed = doc["changed"]
+    rows.append(("GET / after a new post", changed["get_p50_ms"], changed["get_p95_ms"]))
     browser = doc["browser"]
     if browser and "usable_p50_ms" in browser:
         rows.append(("first page usable (Chromium)", browser["usable_p50_ms"],

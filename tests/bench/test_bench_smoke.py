@@ -149,7 +149,7 @@ def test_web_benchmark_runs(tmp_path: Path) -> None:
 
     out = tmp_path / "web.json"
     argv = ["--authors", "6", "--posts", "3", "--runs", "3", "--browser-runs", "1"]
-    assert web.main([*argv, "--out", str(out)]) == 0
+    assert web.main([*argv, "--changed-runs", "2", "--out", str(out)]) == 0
     doc = _doc(out, "web")
     assert doc["nodes"] == 3 and doc["filters"] == 10 and doc["authors"] == 6
     http = doc["http"]
@@ -157,6 +157,8 @@ def test_web_benchmark_runs(tmp_path: Path) -> None:
     assert http["get_p95_ms"] >= http["get_p50_ms"] > 0
     assert {"app", "cpu", "validate", "follows", "page", "render"} <= set(http["server"])
     assert http["node_requests_p50"] == 3 and http["cached_answers_p50"] > 0
+    changed = doc["changed"]  # a page after a new post: the nodes asked again
+    assert changed["runs"] == 2 and changed["node_requests_p50"] > 3
     browser = doc["browser"]
     assert browser is not None
     if "skipped" not in browser:  # Chromium present (make test installs it)
