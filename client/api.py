@@ -39,6 +39,7 @@ __all__ = [
     "FeedPage",
     "IngestResult",
     "KeysBatch",
+    "LogRange",
     "NodeClient",
     "WireItem",
 ]
@@ -141,6 +142,26 @@ def _wire_item(obj: object) -> WireItem:
         return WireItem(wire=base64.b64decode(raw, validate=True), claimed_id=claimed)
     except (binascii.Error, ValueError):
         return WireItem(wire=None, claimed_id=claimed)
+
+
+def _figures(stats: dict[str, Any]) -> dict[str, int | None]:
+    """The figures of a ``stats`` object (spec 0004 #author-stats) that are a
+    non-negative integer or null."""
+    figures: dict[str, int | None] = {}
+    for key, value in stats.items():
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            figures[str(key)] = value
+    return figures
+
+
+@dataclass(frozen=True, slots=True)
+class LogRange:
+    """One range of a ``POST /v1/authors/events`` answer: the author asked, the items
+    served and where the range goes on (None: it was read to its end)."""
+
+    author: str
+    items: list[WireItem]
+    next_from_seq: int | None
 
 
 def _items(doc: dict[str, Any], key: str, url: str) -> list[WireItem]:
@@ -552,6 +573,60 @@ class NodeClient:
         asked = set(ids)
         return {k: v for k, v in counts.items() if k in asked and isinstance(v, dict)}
 
+    async def stats_batch(self, dids: Sequence[str]) -> dict[str, dict[str, int | None]] | None:
+        """``POST /v1/stats`` (spec 0004 #stats-batch) for at most :meth:`max_authors`
+        dids: the figures of each did asked (those that are a non-negative integer or
+        null); None from a node without the endpoint (404 or 405: an older node)."""
+        try:
+            doc = await self._post_json("/v1/stats", {"authors": list(dids)})
+        except RemoteError as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        stats = doc.get("stats")
+        if not isinstance(stats, dict):
+            raise BadResponseError(f"{self.url}: /v1/stats has no object 'stats'", url=self.url)
+        asked = set(dids)
+        return {
+            did: _figures(value)
+            for did, value in stats.items()
+            if did in asked and isinstance(value, dict)
+        }
+
+    async def author_ranges(
+        self, ranges: Sequence[tuple[str, int, int]], *, limit: int = 500
+    ) -> list[LogRange] | None:
+        """``POST /v1/authors/events`` (spec 0004 #author-ranges): seq ranges
+        ``(did, from_seq, to_seq)`` of many logs at once (at most 200); per range asked,
+        its items and ``next_from_seq`` (the range was not read to its end). None from a
+        node without the endpoint (404 or 405), which is then asked range by range."""
+        body = {
+            "ranges": [{"author": d, "from_seq": a, "to_seq": b} for d, a, b in ranges],
+            "limit": limit,
+        }
+        try:
+            doc = await self._post_json("/v1/authors/events", body)
+        except RemoteError as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        logs = doc.get("logs")
+        if not isinstance(logs, list) or len(logs) != len(ranges):
+            raise BadResponseError(
+                f"{self.url}: /v1/authors/events has not one log per range", url=self.url
+            )
+        out: list[LogRange] = []
+        for (did, first, _), log_doc in zip(ranges, logs, strict=True):
+            if not isinstance(log_doc, dict):
+                raise BadResponseError(f"{self.url}: a log is not an object", url=self.url)
+            nxt = log_doc.get("next_from_seq")
+            if nxt is not None and (
+                not isinstance(nxt, int) or isinstance(nxt, bool) or nxt < first
+            ):
+                raise BadResponseError(f"{self.url}: bad next_from_seq {nxt!r}", url=self.url)
+            out.append(LogRange(did, _items(log_doc, "events", self.url), nxt))
+        return out
+
     async def reactions(
         self, eid: str, kind: str, *, before: str | None = None, limit: int = 100
     ) -> tuple[list[WireItem], str | None]:
@@ -630,12 +705,7 @@ class NodeClient:
             params.append(("before", before))
         doc = await self._get_json(f"/v1/followers/{did}", params)
         stats = doc.get("stats")
-        figures: dict[str, int | None] = {}
-        for key, value in (stats.items() if isinstance(stats, dict) else ()):
-            if value is None or (
-                isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            ):
-                figures[str(key)] = value
+        figures = _figures(stats) if isinstance(stats, dict) else {}
         return _items(doc, "events", self.url), figures, self._next(doc, before)
 
     async def stream_chunks(

@@ -76,7 +76,7 @@ CACHED_PATHS: Final = (
     "/v1/profiles",
 )
 #: The reads asked with a POST (a long author list, many ids).
-_POST_READS: Final = ("/v1/feed", "/v1/counts", "/v1/keys")
+_POST_READS: Final = ("/v1/feed", "/v1/counts", "/v1/keys", "/v1/stats", "/v1/authors/events")
 #: Answers kept per node, and their bytes per node.
 MAX_ENTRIES: Final = 4096
 MAX_BYTES: Final = 32 * 1024 * 1024

@@ -66,6 +66,10 @@ MAX_FEED_PAGES = 10
 MAX_THREAD_PAGES = 10
 MAX_REPAIR_ROUNDS = 2
 MAX_REPAIR_SEQS = 500
+#: Ranges in one ``POST /v1/authors/events`` (spec 0004 #author-ranges).
+MAX_BATCH_RANGES = 200
+#: Batch requests one node answers in one repair round (each serves up to PAGE events).
+MAX_BATCH_PAGES = 16
 MAX_LOOKUPS = 100
 MAX_FEED_AUTHORS = 500  # spec 0004 default max_feed_authors
 MAX_LABELS = 2000  # label events read per labeler per node
@@ -448,6 +452,93 @@ class Reader:
                     return
 
         await self.each(one)
+
+    async def _ranges_of(self, node: NodeClient, ranges: list[tuple[str, int, int]]) -> None:
+        """Ask ``node`` for every seq range ``(did, first, last)``: batched (``POST
+        /v1/authors/events``, spec 0004 #author-ranges), each range followed for at most
+        2 pages of its own as :meth:`fetch_log` would; range by range with the author
+        log endpoint on a node without the batch."""
+        todo = [(d, a, b, 0) for d, a, b in ranges]
+        for _ in range(MAX_BATCH_PAGES):
+            if not todo:
+                return
+            chunk, todo = todo[:MAX_BATCH_RANGES], todo[MAX_BATCH_RANGES:]
+            logs = await node.author_ranges([(d, a, b) for d, a, b, _ in chunk], limit=PAGE)
+            if logs is None:  # an older node: one author log request a range
+                for d, a, b, _ in [*chunk, *todo]:
+                    await self._log_of(node, d, a, b, max_pages=2)
+                return
+            items = [item for lg in logs for item in lg.items]
+            await self.preverify(items)
+            progress = False
+            for (did, first, last, pages), lg in zip(chunk, logs, strict=True):
+
+                def accept(e: Event, did: str = did, first: int = first, last: int = last) -> bool:
+                    return e.author == did and first <= e.seq <= last
+
+                for item in lg.items:
+                    self.add(node.url, item, accept)
+                nxt = lg.next_from_seq
+                if lg.items:
+                    progress, pages = True, pages + 1
+                if nxt is not None and nxt <= last and pages < 2:
+                    todo.append((did, max(nxt, first), last, pages))
+            if not progress and todo and all(r in chunk for r in todo):
+                return  # the node served nothing of what is left: stop asking it
+
+    async def _log_of(
+        self, node: NodeClient, did: str, first: int, last: int | None, *, max_pages: int
+    ) -> None:
+        def accept(e: Event) -> bool:
+            return e.author == did and e.seq >= first and (last is None or e.seq <= last)
+
+        start: int | None = first
+        for _ in range(max_pages):
+            assert start is not None  # noqa: S101 - loop invariant
+            items, start = await node.author_events(did, from_seq=start, to_seq=last, limit=PAGE)
+            await self.preverify(items)
+            for item in items:
+                self.add(node.url, item, accept)
+            if start is None or (last is not None and start > last):
+                return
+
+    async def repair_all(self, lows: dict[str, int]) -> None:
+        """:meth:`repair` of many authors at once (each above its ``low``): every round
+        asks each node for the gaps of all of them in batched requests (spec 0007
+        #repair-batch), not one author log request per author and node. The same
+        bounds: at most 2 rounds and 500 seqs per author; an author whose round found
+        nothing new is not asked again."""
+        active = dict(lows)
+        for _ in range(MAX_REPAIR_ROUNDS):
+            gaps_of: dict[str, list[tuple[int, int]]] = {}
+            ranges: list[tuple[str, int, int]] = []
+            for did, low in sorted(active.items()):
+                gaps = self._gaps(did, low)
+                if not gaps:
+                    continue
+                gaps_of[did] = gaps
+                budget = MAX_REPAIR_SEQS
+                for first, last in gaps:
+                    if budget <= 0:
+                        break
+                    last = min(last, first + budget - 1)
+                    budget -= last - first + 1
+                    ranges.append((did, first, last))
+            if not ranges:
+                return
+            held = set(self.events)
+            counts = {did: len(self.of_author(did)) for did in gaps_of}
+            log.debug("repair authors=%d ranges=%d", len(gaps_of), len(ranges))
+
+            async def one(node: NodeClient, ranges: list[tuple[str, int, int]] = ranges) -> None:
+                await self._ranges_of(node, ranges)
+
+            await self.each(one)
+            active = {}
+            for did, gaps in gaps_of.items():
+                self._note_repair(did, gaps, held)
+                if len(self.of_author(did)) != counts[did]:
+                    active[did] = lows[did]
 
     async def repair(self, did: str, *, low: int = 1) -> None:
         """Ask every node for the seqs missing from ``did``'s chain above ``low``."""

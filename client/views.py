@@ -249,7 +249,7 @@ async def timeline(
     for e in reader.events.values():
         if e.author in authors and e.kind in TIMELINE_KINDS and feed.complete(e):
             lows[e.author] = min(lows.get(e.author, e.seq), e.seq)
-    await asyncio.gather(*(reader.repair(did, low=low) for did, low in lows.items()))
+    await reader.repair_all(lows)
     reader.check_chains(lows, low=lows)
     wanted = set(authors)
     # Only what this page of the merged feed may show (spec 0007 #paging).

@@ -53,6 +53,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/events", events.get_events)
     r.add_get("/v1/events/{id}", events.get_event)
     r.add_get("/v1/authors/{did}/events", events.author_events)
+    r.add_post("/v1/authors/events", events.author_ranges)
     r.add_get("/v1/authors/{did}/head", events.author_head)
     r.add_get("/v1/authors/{did}/keys", events.author_keys)
     r.add_post("/v1/keys", events.keys_batch)
@@ -66,6 +67,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/followers/{did}", social.followers)
     r.add_get("/v1/events/{id}/reactions", social.reactions)
     r.add_post("/v1/counts", social.counts)
+    r.add_post("/v1/stats", social.stats)
     r.add_get("/v1/stream", live.stream)
     r.add_post("/v1/sync", federation.sync)
     r.add_get("/v1/peers", federation.list_peers)
@@ -195,4 +197,3 @@ def create_app(
     meta.register_gauges(app)
     _routes(app)
     return app
-

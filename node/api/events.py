@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from node.api.params import (
+    MAX_CURSOR,
     did_list,
     did_param,
     event_id_param,
@@ -25,15 +26,17 @@ from node.api.render import event_json, respond, wants_msgpack
 from node.ingest import ingest_batch, parse_batch
 from node.limits import read_body, read_json
 from node.state import CONFIG, HUB, METRICS, STORE, VERIFIER
-from node.store.base import KeyHistory
+from node.store.base import KeyHistory, StoredEvent
 from protocol.chain import analyze_chain
 from protocol.errors import BadRequestError, NotFoundError
 
 __all__ = [
     "MAX_PREFIX_MATCHES",
     "MIN_ID_PREFIX",
+    "MAX_LOG_RANGES",
     "author_events",
     "author_head",
+    "author_ranges",
     "author_keys",
     "get_event",
     "get_events",
@@ -136,9 +139,7 @@ async def _events_by_prefix(request: web.Request) -> web.Response:
             f"id_prefix must be {MIN_ID_PREFIX} to 64 hex characters of an event id"
         )
     binary = wants_msgpack(request)
-    found = await request.app[STORE].events_by_id_prefix(
-        prefix.lower(), limit=MAX_PREFIX_MATCHES
-    )
+    found = await request.app[STORE].events_by_id_prefix(prefix.lower(), limit=MAX_PREFIX_MATCHES)
     net = request.app[CONFIG].network
     doc = {"events": [event_json(ev, net=net, binary=binary) for ev in found]}
     return respond(request, doc, binary=binary)
@@ -156,20 +157,94 @@ async def author_events(request: web.Request) -> web.Response:
     rows = await request.app[STORE].author_events(
         author, from_seq=from_seq, to_seq=to_seq, limit=limit + 1
     )
-    next_from: int | None = None
-    if len(rows) > limit:
-        # Never split the events of one seq (a fork) across pages.
-        next_from = rows[limit].seq
-        page = [r for r in rows[:limit] if r.seq < next_from]
-        if not page:
-            page, next_from = rows[:limit], next_from + 1
-        rows = page
+    rows, next_from = _log_page(rows, limit)
     doc = {
         "author": author,
         "events": [event_json(r, net=config.network, binary=binary) for r in rows],
         "next_from_seq": next_from,
     }
     return respond(request, doc, binary=binary)
+
+
+def _log_page(rows: list[StoredEvent], limit: int) -> tuple[list[StoredEvent], int | None]:
+    """At most ``limit`` of ``rows`` (read with ``limit + 1``) and the next from_seq."""
+    if len(rows) <= limit:
+        return rows, None
+    # Never split the events of one seq (a fork) across pages.
+    next_from = rows[limit].seq
+    page = [r for r in rows[:limit] if r.seq < next_from]
+    if not page:
+        return rows[:limit], next_from + 1
+    return page, next_from
+
+
+#: Most seq ranges in one ``POST /v1/authors/events`` (spec 0004 #author-ranges).
+MAX_LOG_RANGES = 200
+#: Widest range: the seqs a reader repairs per author and read (spec 0007 #repair).
+MAX_RANGE_SEQS = 500
+_RANGES_BODY = '{"ranges": [{"author": did, "from_seq": int, "to_seq": int}], "limit": int}'
+
+
+def _seq(value: object, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_CURSOR:
+        raise BadRequestError(f"{name} must be an integer from 1")
+    return value
+
+
+async def author_ranges(request: web.Request) -> web.Response:
+    """``POST /v1/authors/events``: seq ranges of many authors' logs in one request
+    (spec 0004 #author-ranges), each answered as ``GET /v1/authors/{did}/events`` would
+    be, under one ``limit`` of events for the whole answer."""
+    config = request.app[CONFIG]
+    binary = wants_msgpack(request)
+    doc = await read_json(
+        request,
+        max_bytes=MAX_KEYS_BODY,
+        timeout_s=config.limits.body_timeout_ms / 1000,
+        shape=_RANGES_BODY,
+    )
+    if not isinstance(doc, dict) or not set(doc) <= {"ranges", "limit"} or "ranges" not in doc:
+        raise BadRequestError(f"ranges body is {_RANGES_BODY}, no other keys")
+    raw = doc["ranges"]
+    if not isinstance(raw, list) or not raw:
+        raise BadRequestError("ranges must be a non-empty list")
+    if len(raw) > MAX_LOG_RANGES:
+        raise BadRequestError(f"ranges has more than {MAX_LOG_RANGES} values")
+    limit = doc.get("limit", config.limits.max_page)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise BadRequestError("limit must be a positive integer")
+    limit = min(limit, config.limits.max_page)
+    ranges: list[tuple[str, int, int]] = []
+    for r in raw:
+        if not isinstance(r, dict) or set(r) != {"author", "from_seq", "to_seq"}:
+            raise BadRequestError(f"each range is {{author, from_seq, to_seq}}: {_RANGES_BODY}")
+        if not isinstance(r["author"], str):
+            raise BadRequestError("author must be a did")
+        author = did_param(r["author"], "author")
+        first, last = _seq(r["from_seq"], "from_seq"), _seq(r["to_seq"], "to_seq")
+        if last < first or last - first >= MAX_RANGE_SEQS:
+            raise BadRequestError(f"to_seq: from from_seq to from_seq + {MAX_RANGE_SEQS - 1}")
+        ranges.append((author, first, last))
+    store = request.app[STORE]
+    room = limit
+    logs: list[dict[str, Any]] = []
+    for author, first, last in ranges:
+        rows: list[StoredEvent] = []
+        next_from: int | None = first
+        if room > 0:
+            found = await store.author_events(author, from_seq=first, to_seq=last, limit=room + 1)
+            rows, next_from = _log_page(found, room)
+            room -= len(rows)
+        logs.append(
+            {
+                "author": author,
+                "from_seq": first,
+                "to_seq": last,
+                "events": [event_json(e, net=config.network, binary=binary) for e in rows],
+                "next_from_seq": next_from,
+            }
+        )
+    return respond(request, {"logs": logs}, binary=binary)
 
 
 async def author_head(request: web.Request) -> web.Response:

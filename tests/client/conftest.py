@@ -120,6 +120,11 @@ class FakeNode:
         #: Key events per ``GET /v1/authors/{did}/keys`` page (then ``next``).
         self.keys_page = 1000
         self.accept_v2 = True
+        #: Serve ``POST /v1/authors/events`` and ``POST /v1/stats`` (False: an older
+        #: node, 404).
+        self.batches = True
+        #: ``first_seen_ms`` by author in ``stats`` answers.
+        self.first_seen: dict[str, int] = {}
         self.requests: list[str] = []
         #: Every wire submitted, in order (to compare retried bytes).
         self.submitted: list[bytes] = []
@@ -140,6 +145,15 @@ class FakeNode:
             for i, w in self.wires.items()
             if i not in self.hidden
         ]
+
+    def _stats(self, did: str) -> dict[str, int | None]:
+        ts = [e.ts for e in self._events() if e.author == did]
+        return {
+            "followers": 0,
+            "following": 0,
+            "first_ts": min(ts, default=None),
+            "first_seen_ms": self.first_seen.get(did),
+        }
 
     def _doc(self, events: list[Event]) -> list[dict[str, Any]]:
         return [event_json(self.wires[e.id]) for e in events]
@@ -162,6 +176,37 @@ class FakeNode:
             if wire is None or bytes.fromhex(parts[2]) in self.hidden:
                 return _error(404, "not-found")
             return httpx.Response(200, json={"event": event_json(wire)})
+        if request.method == "POST" and path == "/v1/authors/events":
+            if not self.batches:
+                return _error(404, "not-found")
+            body = json.loads(request.content)
+            room = int(body.get("limit", 500))
+            logs = []
+            for r in body["ranges"]:
+                evs = sorted(
+                    (
+                        e
+                        for e in self._events()
+                        if e.author == r["author"] and r["from_seq"] <= e.seq <= r["to_seq"]
+                    ),
+                    key=lambda e: e.seq,
+                )
+                page, nxt = evs[:room], None
+                if len(evs) > room:
+                    nxt = evs[room].seq if page else r["from_seq"]
+                room -= len(page)
+                logs.append({**r, "events": self._doc(page), "next_from_seq": nxt})
+            return httpx.Response(200, json={"logs": logs})
+        if request.method == "POST" and path == "/v1/stats":
+            if not self.batches:
+                return _error(404, "not-found")
+            authors = json.loads(request.content)["authors"]
+            return httpx.Response(200, json={"stats": {a: self._stats(a) for a in authors}})
+        if request.method == "GET" and parts[:2] == ["v1", "followers"]:
+            return httpx.Response(
+                200,
+                json={"did": parts[2], "stats": self._stats(parts[2]), "events": [], "next": None},
+            )
         if parts[:2] == ["v1", "authors"] and parts[3] == "events":
             lo, hi = int(q.get("from_seq", 1)), int(q.get("to_seq", 2**62))
             limit = int(q.get("limit", 100))

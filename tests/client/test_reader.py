@@ -12,7 +12,7 @@ from client.fanout import Cut
 from client.reader import Reader
 from client.views import author_view, follow_set, thread_view, timeline
 from protocol.events import Event
-from tests.client.conftest import Author, Net, broken_signature
+from tests.client.conftest import Author, FakeNode, Net, broken_signature
 
 Clients = Callable[..., list[NodeClient]]
 
@@ -290,3 +290,79 @@ async def test_a_cut_read_goes_on_without_a_silent_node(net: tuple[Net, Clients]
     assert await reader.find(Author.new().post("other").id) is None
     await follow_set(reader, carol.did)
     assert len(slow.requests) == asked  # cut once, skipped for the rest of the read
+
+
+def _gappy_network(
+    fake: Net, names: tuple[str, ...], authors: int
+) -> tuple[str, list[str], list[FakeNode]]:
+    """Nodes holding ``me`` following ``authors`` people who each posted, liked, posted:
+    the likes are gaps between the feed's posts that repair must fill."""
+    me = Author.new()
+    nodes = [fake.node(n) for n in names]
+    dids: list[str] = []
+    for _ in range(authors):
+        who = Author.new()
+        first = who.post("one")
+        events = [me.sign("follow", {"subject": who.did}), first]
+        events += [who.sign("like", {"target": first.id}), who.post("two")]
+        for node in nodes:
+            node.add(*events)
+            node.first_seen[who.did] = 1_000
+        dids.append(who.did)
+    return me.did, dids, nodes
+
+
+@pytest.mark.parametrize("batches", [True, False], ids=["batch", "older-node"])
+async def test_a_cold_timeline_asks_each_node_a_bounded_number_of_times(
+    net: tuple[Net, Clients], batches: bool
+) -> None:
+    """spec 0007 #repair-batch: the gaps of every author of a timeline are asked of a
+    node in one batched request (0004 #author-ranges), not one author log request per
+    author; a node without the batch is still asked range by range (and the gaps are
+    filled either way: spec 0007 #repair)."""
+    fake, clients = net
+    me, dids, nodes = _gappy_network(fake, ("a", "b"), 30)
+    for node in nodes:
+        node.batches = batches
+    reader = Reader(clients(*nodes))
+    view = await timeline(reader, me, limit=100)
+    assert len(view.items) == 60
+    assert reader.report.gaps == []
+    assert {r["author"] for r in reader.report.repaired} == set(dids)
+    for node in nodes:
+        asked = node.requests
+        logs = [r for r in asked if r.startswith("GET /v1/authors/")]
+        if batches:
+            assert len(asked) <= 8, asked  # follows, feed, the repair batch, lookups…
+            assert logs == []
+        else:
+            assert len(logs) == 30
+
+
+@pytest.mark.parametrize("batches", [True, False], ids=["batch", "older-node"])
+async def test_account_ages_are_one_request_per_node(
+    net: tuple[Net, Clients], batches: bool
+) -> None:
+    """spec 0004 #stats-batch, 0006 #account-age: the ages of a view's authors are one
+    ``POST /v1/stats`` per node (``followers`` per author only on an older node), the
+    earliest first_seen_ms of the nodes."""
+    from client.moderation.apply import _Ages  # the view's age fetcher
+
+    fake, clients = net
+    _, dids, nodes = _gappy_network(fake, ("a", "b"), 30)
+    nodes[1].first_seen[dids[0]] = 500
+    for node in nodes:
+        node.batches = batches
+    warnings: list[str] = []
+    ages = _Ages(Reader(clients(*nodes)), warnings)
+    await ages.fetch(dids)
+    assert warnings == []
+    assert ages.ages[dids[0]][0] == 500
+    assert all(ages.ages[d][0] == 1_000 for d in dids[1:])
+    for node in nodes:
+        asked = [r for r in node.requests if r != "GET /v1/info"]
+        assert asked == (
+            ["POST /v1/stats"]
+            if batches
+            else ["POST /v1/stats"] + ["GET /v1/followers/" + d for d in dids]
+        ), asked
