@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
@@ -102,10 +107,45 @@ class Session(library.Session):
         return Names(self.config, self.profiles_with_own(profiles))
 
 
+#: After Ctrl-C, how long a command may take to wind down before it is ended hard.
+INTERRUPT_GRACE_S = 5.0
+_EXIT_INTERRUPTED = 130  # 128 + SIGINT, as client.cli.main
+
+
+def _force_exit() -> None:
+    """Ctrl-C came and the command did not end within the grace: end it anyway."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os._exit(_EXIT_INTERRUPTED)
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: raise KeyboardInterrupt as Python does, and end the process hard if
+    winding down (closing streams, stopping tasks) has not ended it within
+    :data:`INTERRUPT_GRACE_S` (a second Ctrl-C raises again at once)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(INTERRUPT_GRACE_S, _force_exit)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
 def run(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run one async command body to completion."""
+    """Run one async command body to completion. Ctrl-C always ends it: a command
+    that does not wind down within :data:`INTERRUPT_GRACE_S` is ended with status
+    130 (a SIGINT the parent ignored stays ignored)."""
 
     async def main() -> T:
         return await fn()
 
-    return asyncio.run(main())
+    guarded = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    if guarded:
+        signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        return asyncio.run(main())
+    finally:
+        if guarded and signal.getsignal(signal.SIGINT) is _on_interrupt:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -215,13 +215,17 @@ def _follows_bob(cli: Cli, url: str) -> None:
 
 
 def _watch(cli: Cli, *extra: str) -> tuple[subprocess.Popen[bytes], queue.Queue[str]]:
-    """A real `murmur timeline --watch` process and a queue of its stdout lines."""
+    """A real `murmur timeline --watch` process and a queue of its stdout lines. Its
+    stderr goes to a file beside the home: a pipe nobody reads would fill up and block
+    the process in a write, so that it could not exit on SIGINT."""
+    errors = (cli.home.parent / "watch-stderr.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "client.cli.main", "--home", str(cli.home), "timeline",
          "--watch", *extra],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
     )  # fmt: skip
+    errors.close()  # the child holds its own copy
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_reader_thread, args=(proc.stdout, lines), daemon=True).start()
     return proc, lines
@@ -258,7 +262,7 @@ def test_watch_shows_new_posts_live(cli: Cli, node: NodeProcess, tmp_path: Path)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    err = (cli.home.parent / "watch-stderr.log").read_text("utf-8", "replace")
     assert code in (0, EXIT_INTERRUPTED), err
     assert "Traceback" not in err
 
@@ -313,7 +317,7 @@ def test_watch_exits_after_n_new_items_with_json_lines(cli: Cli, node: NodeProce
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    err = (cli.home.parent / "watch-stderr.log").read_text("utf-8", "replace")
     assert code == 0, err
     page, *items = [json.loads(line) for line in seen if line.strip()]
     assert [p["text"] for p in page["posts"]] == ["before the watch"]
