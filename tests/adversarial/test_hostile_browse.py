@@ -214,6 +214,10 @@ def _follows_bob(cli: Cli, url: str) -> None:
     cli.json("follow", dids["bob"], "--alias", "bob")
 
 
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _watch(cli: Cli, *extra: str) -> tuple[subprocess.Popen[bytes], queue.Queue[str]]:
     """A real `murmur timeline --watch` process and a queue of its stdout lines. Its
     stderr goes to a file beside the home: a pipe nobody reads would fill up and block
@@ -224,6 +228,10 @@ def _watch(cli: Cli, *extra: str) -> tuple[subprocess.Popen[bytes], queue.Queue[
          "--watch", *extra],
         stdout=subprocess.PIPE,
         stderr=errors,
+        # Ctrl-C at a terminal: SIGINT is not ignored there, whereas a parent run as a
+        # background job (a CI runner, `cmd &`) passes SIGINT on ignored, and Python
+        # then keeps ignoring it.
+        preexec_fn=_sigint_as_at_a_terminal,
     )  # fmt: skip
     errors.close()  # the child holds its own copy
     lines: queue.Queue[str] = queue.Queue()
