@@ -6,11 +6,11 @@
 # Run by `make pg-deps` (and so by `make test`); fast and silent when everything is
 # already there.
 #
-# As root it runs apt-get itself, otherwise `sudo -n` (never a password prompt: CI has
-# no stdin). `apt-get update` runs only when the install fails, e.g. on a machine whose
-# package lists were never downloaded. MURMUR_SKIP_POSTGRES=1 skips it (developers
+# How it installs: scripts/apt-lib.sh (apt-get as root, else `sudo -n`, never a
+# prompt). MURMUR_SKIP_POSTGRES=1 skips it (developers
 # only; CI never sets it, and the PostgreSQL tests then skip with that reason).
 set -eu
+. "$(dirname "$0")/apt-lib.sh"
 
 PACKAGES="postgresql"
 PG_USER=murmur-pg
@@ -37,11 +37,7 @@ if have_server && ! need_user; then
     exit 0
 fi
 
-if [ "$(id -u)" = 0 ]; then
-    SUDO=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-else
+if ! apt_sudo; then
     cat >&2 <<MSG
 pg-deps: the PostgreSQL tests need Debian's PostgreSQL server (initdb and pg_ctl under
 /usr/lib/postgresql/*/bin), and this user can neither run apt-get (not root) nor
@@ -53,21 +49,8 @@ MSG
 fi
 
 if ! have_server; then
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "pg-deps: no apt-get here; install PostgreSQL (initdb, pg_ctl) by hand" >&2
-        exit 1
-    fi
-    install() {
-        # shellcheck disable=SC2086  # $SUDO and $PACKAGES are word lists on purpose
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
-            $PACKAGES </dev/null
-    }
-    echo "pg-deps: installing $PACKAGES with apt-get"
-    if ! install; then
-        echo "pg-deps: install failed; refreshing the package lists and retrying"
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -q </dev/null
-        install
-    fi
+    # shellcheck disable=SC2086  # $PACKAGES is a word list on purpose
+    apt_install pg-deps "PostgreSQL (initdb, pg_ctl)" $PACKAGES
     if ! have_server; then
         echo "pg-deps: apt-get finished but no initdb/pg_ctl under /usr/lib/postgresql/*/bin" >&2
         exit 1
