@@ -35,7 +35,10 @@ import httpx
 from client.verify import usable_cpus as cpu_count
 
 __all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
     "RESULTS",
+    "TOKEN_URL",
     "ROOT",
     "NodeProcess",
     "add_common_args",
@@ -49,6 +52,26 @@ __all__ = [
     "write_config",
     "write_result",
 ]
+
+#: Debian's Chromium (``make browser-deps``), as ``murmur bench web`` and the browser
+#: tests (tests/web/harness.py) launch it through Playwright.
+CHROMIUM = Path("/usr/bin/chromium")
+#: Headless Chromium on a machine with a closed network: without the background
+#: networking flags it keeps trying (and failing) to reach Google's services; as root
+#: it needs --no-sandbox. Playwright gives every launch a new empty profile directory.
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+)
+#: The URL ``murmur web`` prints: its origin and its token.
+TOKEN_URL = re.compile(r"(http://[\w.\[\]:-]+)/\?token=([A-Za-z0-9_\-.~%]+)")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

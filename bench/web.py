@@ -59,7 +59,10 @@ from typing import Any
 import httpx
 
 from bench.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     ROOT,
+    TOKEN_URL,
     NodeProcess,
     add_common_args,
     free_ports,
@@ -93,26 +96,11 @@ DEADLINE_S = 120.0
 WEB_START_S = 60.0
 PAGE_TIMEOUT_MS = 30_000
 POLL_S = 0.1
-#: Debian's Chromium and the flags of the browser tests (tests/web/harness.py): a
-#: closed network, root needs --no-sandbox.
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-)
 MUTED_WORD = "giveaway"
 WORDS = (
     "the node federation signed post reader filter garden coffee rain train music "
     "river bread window letter morning city lamp book quiet bridge"
 ).split()
-_TOKEN_URL = re.compile(r"(http://[\w.:-]+)/\?token=([A-Za-z0-9_\-.~%]+)")
 _TIMING = re.compile(r'([a-z-]+)(?:;dur=([0-9.]+))?(?:;desc="([^"]*)")?')
 
 
@@ -261,7 +249,7 @@ class WebServer:
                     break
                 continue
             self.log.append(line)
-            if m := _TOKEN_URL.search(line):
+            if m := TOKEN_URL.search(line):
                 self.origin, self.token_url = m.group(1), m.group(0)
                 return
         self.stop()

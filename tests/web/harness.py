@@ -29,7 +29,6 @@ import io
 import json
 import os
 import queue
-import re
 import subprocess
 import sys
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bench.common import free_port
+from bench.common import CHROMIUM, CHROMIUM_ARGS, TOKEN_URL, free_port
 from tests.e2e.nodeproc import ROOT
 
 if TYPE_CHECKING:
@@ -65,22 +64,6 @@ __all__ = [
 ]
 
 HERE = Path(__file__).resolve().parent
-#: Debian's Chromium, installed by ``make browser-deps``.
-CHROMIUM = Path("/usr/bin/chromium")
-#: Headless Chromium on a machine with a closed network: without the background
-#: networking flags it keeps trying (and failing) to reach Google's services; as root
-#: it needs --no-sandbox. Playwright gives every launch a new empty profile directory.
-CHROMIUM_ARGS: tuple[str, ...] = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-)
 #: A developer's opt-out (never set in CI): browser tests skip instead of failing.
 SKIP_ENV = "MURMUR_SKIP_BROWSER"
 #: axe-core from the npm registry, pinned by tests/web/package-lock.json.
@@ -101,7 +84,6 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
 WEB_START_DEADLINE_S = 30.0
 #: The query parameter of the secret URL ``murmur web`` prints at start.
 TOKEN_PARAM = "token"
-_TOKEN_URL = re.compile(r"(http://[\w.\[\]:-]+)/\?token=([A-Za-z0-9_\-.~%]+)")
 
 
 def browser_missing() -> str | None:
@@ -191,7 +173,7 @@ class TokenURLProcess:
                     break
                 continue
             self._log.append(line)
-            if m := _TOKEN_URL.search(line):
+            if m := TOKEN_URL.search(line):
                 return m.group(1), m.group(2)
         self.stop()
         raise AssertionError(
