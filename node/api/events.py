@@ -12,11 +12,10 @@ from aiohttp import web
 
 from node.api.params import (
     MAX_CURSOR,
-    did_list,
+    authors_body,
     did_param,
     event_id_param,
     int_param,
-    json_list,
     key_cursor,
     limit_param,
     list_param,
@@ -55,7 +54,6 @@ MAX_KEYS_BATCH_EVENTS = 2000
 #: Most key events in one ``GET /v1/authors/{did}/keys`` page (spec 0004
 #: #author-keys): an author with more is read page by page, following ``next``.
 MAX_KEYS_PAGE = 1000
-_KEYS_BODY = '{"authors": [did]}'
 #: Shortest ``id_prefix`` (spec 0004 #events-by-prefix): 32 bits, so a prefix matches
 #: few events even in a large store, and the answer stays a lookup, not a listing.
 MIN_ID_PREFIX = 8
@@ -319,16 +317,13 @@ async def keys_batch(request: web.Request) -> web.Response:
     """
     config = request.app[CONFIG]
     binary = wants_msgpack(request)
-    doc = await read_json(
+    authors = await authors_body(
         request,
+        "keys",
         max_bytes=MAX_KEYS_BODY,
+        max_authors=config.limits.max_feed_authors,
         timeout_s=config.limits.body_timeout_ms / 1000,
-        shape=_KEYS_BODY,
     )
-    if not isinstance(doc, dict) or set(doc) != {"authors"}:
-        raise BadRequestError(f"keys body is {_KEYS_BODY}, no other keys")
-    authors = did_list(json_list(doc, "authors", max_items=config.limits.max_feed_authors))
-    assert authors is not None  # noqa: S101 - the key is present
     # Bounded in the store: a history that does not fit is never read in full.
     histories, deferred = await request.app[STORE].key_histories(
         authors, max_events=MAX_KEYS_BATCH_EVENTS

@@ -10,11 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
+from node.limits import read_json
 from protocol import limits as plimits
 from protocol.errors import BadRequestError, InvalidDidError
 from protocol.identity import did_method
 
 __all__ = [
+    "AUTHORS_BODY",
+    "authors_body",
     "did_param",
     "event_id_param",
     "int_param",
@@ -28,6 +31,22 @@ __all__ = [
 ]
 
 _MAX_INT = 2**63 - 1
+
+#: The body of the POST reads that name many authors (#keys-batch, #stats-batch).
+AUTHORS_BODY = '{"authors": [did]}'
+
+
+async def authors_body(
+    request: web.Request, what: str, *, max_bytes: int, max_authors: int, timeout_s: float
+) -> tuple[str, ...]:
+    """The dids of a ``{"authors": [did]}`` body (no other keys, at most
+    ``max_authors``); ``what`` names the body in errors."""
+    doc = await read_json(request, max_bytes=max_bytes, timeout_s=timeout_s, shape=AUTHORS_BODY)
+    if not isinstance(doc, dict) or set(doc) != {"authors"}:
+        raise BadRequestError(f"{what} body is {AUTHORS_BODY}, no other keys")
+    authors = did_list(json_list(doc, "authors", max_items=max_authors))
+    assert authors is not None  # noqa: S101 - the key is present
+    return authors
 
 
 def int_param(
@@ -142,8 +161,12 @@ def parse_pair_cursor(raw: str | None, name: str) -> tuple[int, int] | None:
     ts, sep, cur = raw.partition(".")
     if (
         not sep
-        or not ts.isascii() or not ts.isdigit() or len(ts) > 19
-        or not cur.isascii() or not cur.isdigit() or len(cur) > 19
+        or not ts.isascii()
+        or not ts.isdigit()
+        or len(ts) > 19
+        or not cur.isascii()
+        or not cur.isdigit()
+        or len(cur) > 19
     ):
         raise BadRequestError(f"{name} is not a cursor returned by this node")
     ts_value, cursor = int(ts), int(cur)

@@ -15,10 +15,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from node.api.params import (
-    did_list,
+    authors_body,
     did_param,
     event_id_param,
-    json_list,
     limit_param,
     list_param,
     pair_cursor,
@@ -180,22 +179,16 @@ async def counts(request: web.Request) -> web.Response:
     return respond(request, {"counts": {i.hex(): counts_json(found[i]) for i in ids}})
 
 
-_STATS_BODY: Final = '{"authors": [did]}'
-
-
 async def stats(request: web.Request) -> web.Response:
     """``POST /v1/stats`` with ``{"authors": [did]}``: the figures of many authors at once
     (spec 0004 #stats-batch): every did asked, with the ``stats`` of #author-stats."""
     config = request.app[CONFIG]
-    doc = await read_json(
+    authors = await authors_body(
         request,
+        "stats",
         max_bytes=MAX_COUNTS_BODY,
+        max_authors=config.limits.max_feed_authors,
         timeout_s=config.limits.body_timeout_ms / 1000,
-        shape=_STATS_BODY,
     )
-    if not isinstance(doc, dict) or set(doc) != {"authors"}:
-        raise BadRequestError(f"stats body is {_STATS_BODY}, no other keys")
-    authors = did_list(json_list(doc, "authors", max_items=config.limits.max_feed_authors))
-    assert authors is not None  # noqa: S101 - the key is present
     found = await request.app[STORE].author_stats(authors)
     return respond(request, {"stats": {a: stats_json(found[a]) for a in authors}})
