@@ -4,8 +4,11 @@
 [--pg-url URL]`` signs and verifies a realistic corpus (:func:`bench.dataset.generate`:
 posts, replies, likes, follows, profiles...), then times ``Store.apply_batch`` alone
 in one process: a fresh SQLite store, then a fresh PostgreSQL database (a throwaway
-cluster, tests/pg.py, unless ``--pg-url`` names a server). No HTTP, no verification
-in the timed part: the write path only. ``murmur bench ingest`` measures whole nodes.
+cluster of :mod:`bench.pgcluster`, unless ``--pg-url`` names a server). That cluster
+has the tests' settings (durability off: the write path's own cost) unless
+``--durable`` asks for the benchmarks' (fsync and synchronous commit on, as ``murmur
+bench ingest --store postgresql`` runs it). No HTTP, no verification in the timed
+part: the write path only. ``murmur bench ingest`` measures whole nodes.
 """
 
 from __future__ import annotations
@@ -67,9 +70,9 @@ async def _run(args: argparse.Namespace) -> None:
     try:
         admin = args.pg_url
         if admin is None:
-            from tests.pg import start_cluster
+            from bench.pgcluster import BENCH_SETTINGS, TEST_SETTINGS, start_cluster
 
-            cluster = start_cluster()
+            cluster = start_cluster(BENCH_SETTINGS if args.durable else TEST_SETTINGS)
             admin = cluster.url()
         sqlite = await measure(SqliteStore(tmp, now_ms=lambda: now), events, args.batch)
         pg = await measure(
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotatable", action="store_true", help="did:murmur authors (v2)")
     parser.add_argument("--posts-only", action="store_true", help="no likes, follows...")
     parser.add_argument("--pg-url", help="a PostgreSQL server to create a database on")
+    parser.add_argument(
+        "--durable", action="store_true",
+        help="the throwaway cluster with fsync and synchronous commit on (the benchmarks')",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     asyncio.run(_run(args))
     return 0
