@@ -8,7 +8,9 @@ Moves a SQLite node into an empty PostgreSQL database (spec 0004 #store-migrate)
    ``stream_head.top`` set just below each run, so each event keeps its cursor and
    stream subscribers resume where they were. Body-less (deleted) events wait until the
    end: the target stores one only once it holds the delete that explains it (#bodyless);
-   they get new cursors above the rest.
+   they get new cursors above the rest. A held event missing its body because the
+   delete that dropped it was revoked since (spec 0008 #revoked-delete) is replayed the
+   way it came to be: with that delete, before the key event that revokes it.
 3. Peers are copied (their cursors included).
 4. The check: event, author, deleted and forked-author counts, and the negentropy
    fingerprint of both whole sets (spec 0005), must be equal; only then is it done.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -65,26 +67,92 @@ def _event(ev: StoredEvent) -> Event:
     return decode_unverified(ev.wire, allow_v2=True)
 
 
-def _runs(events: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
-    """Consecutive-cursor runs of ``events`` (in cursor order)."""
+def _runs(events: Sequence[StoredEvent], breaks: Set[int] = frozenset()) -> list[list[StoredEvent]]:
+    """Consecutive-cursor runs of ``events`` (in cursor order); a run also starts at
+    each cursor of ``breaks``."""
     runs: list[list[StoredEvent]] = []
     for ev in events:
-        if runs and runs[-1][-1].cursor + 1 == ev.cursor:
+        if runs and runs[-1][-1].cursor + 1 == ev.cursor and ev.cursor not in breaks:
             runs[-1].append(ev)
         else:
             runs.append([ev])
     return runs
 
 
-def _bodyless(data_dir: Path) -> dict[int, bytes]:
-    """Cursor -> id of the source's body-less events (a read-only look at its file)."""
+@dataclass(slots=True)
+class _Replay:
+    """A held event missing its body (no deletion explains it), and the revoked
+    deletes that once dropped it: applied together at source cursor ``at`` (before the
+    key event that revokes them), the target stores it the way the source came to."""
+
+    at: int
+    missing: StoredEvent
+    deletes: list[StoredEvent]
+
+
+def _bodyless(data_dir: Path) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    """Cursor -> id of the source's body-less events: those a deletion explains, and
+    those missing their body (a read-only look at its file)."""
     uri = f"file:{data_dir / DB_FILENAME}?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     try:
-        rows = conn.execute("SELECT cursor, id FROM events WHERE body IS NULL ORDER BY cursor")
-        return {int(r[0]): bytes(r[1]) for r in rows}
+        rows = conn.execute(
+            "SELECT cursor, id, deleted FROM events WHERE body IS NULL ORDER BY cursor"
+        ).fetchall()
     finally:
         conn.close()
+    deleted = {int(c): bytes(i) for c, i, d in rows if d}
+    return deleted, {int(c): bytes(i) for c, i, d in rows if not d}
+
+
+def _revoked_deletes(data_dir: Path, author: str) -> list[bytes]:
+    """Ids of ``author``'s revoked deletes in the source (a read-only look)."""
+    uri = f"file:{data_dir / DB_FILENAME}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT id FROM events WHERE author = ? AND kind = 'delete' AND status = 'revoked'",
+            (author,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [bytes(r[0]) for r in rows]
+
+
+async def _replays(src: SqliteStore, data_dir: Path, missing: Sequence[bytes]) -> list[_Replay]:
+    """What replays each of the ``missing`` events (spec 0008 #revoked-delete): the
+    author's revoked deletes of it, at the cursor of the first key event revoking one
+    (or the event's own, if lower). Raises :class:`MigrationError` for an event no
+    held delete ever dropped (the target's write path cannot store it)."""
+    replays: list[_Replay] = []
+    for start in range(0, len(missing), _BY_ID):
+        for ev in await src.get_events(missing[start : start + _BY_ID]):
+            deletes: list[StoredEvent] = []
+            at = ev.cursor
+            for d in await src.get_events(_revoked_deletes(data_dir, ev.author)):
+                if d.body is None or (_event(d).body or {}).get("target") != ev.id:
+                    continue
+                deletes.append(d)
+                revoker = await src.get_event(d.revoked_by) if d.revoked_by else None
+                if revoker is not None:
+                    at = min(at, revoker.cursor)
+            if not deletes:
+                raise MigrationError(
+                    f"event {ev.id.hex()} is held without its body and no held delete "
+                    "explains it: fetch its body (a peer's sync repairs it) and migrate again"
+                )
+            replays.append(_Replay(at=at, missing=ev, deletes=deletes))
+    return sorted(replays, key=lambda r: r.at)
+
+
+async def _replay(dst: PostgresStore, replay: _Replay) -> tuple[bool, int]:
+    """Apply ``replay``'s deletes and body-less event: is the event held now, and how
+    many events were stored (under cursors of their own)."""
+    await dst.pool.execute("UPDATE stream_head SET top = $1 WHERE top < $1", replay.at - 1)
+    events = [*replay.deletes, replay.missing]
+    written = await dst.apply_batch([_event(ev) for ev in events])
+    stored = sum(w.status == "accepted" for w in written)
+    return written[-1].status in ("accepted", "duplicate"), stored
 
 
 async def _meta(dst: PostgresStore, key: str) -> str | None:
@@ -152,7 +220,10 @@ async def _migrate(
 ) -> MigrationReport:
     total = src.counts().events
     after = await _claim(src, dst)
-    bodyless = _bodyless(data_dir)
+    bodyless, missing = _bodyless(data_dir)
+    replays = await _replays(src, data_dir, [missing[c] for c in sorted(missing)])
+    breaks = {r.at for r in replays}
+    skip = bodyless.keys() | missing.keys()
     print(f"migrating {total} events from {data_dir} to {redact_url(url)}"
           + (f" (resuming after cursor {after})" if after else ""), file=out)  # fmt: skip
     applied = renumbered = 0
@@ -161,7 +232,14 @@ async def _migrate(
         page = await src.events_after(after, limit=chunk)
         if not page:
             break
-        for run in _runs([ev for ev in page if ev.cursor not in bodyless]):
+        for run in _runs([ev for ev in page if ev.cursor not in skip], breaks):
+            # Replays due here (retried at each run until the target takes them).
+            for replay in [r for r in replays if r.at <= run[0].cursor]:
+                held, stored = await _replay(dst, replay)
+                applied += stored
+                renumbered += stored
+                if held:
+                    replays.remove(replay)
             await dst.pool.execute(
                 "UPDATE stream_head SET top = $1 WHERE top < $1", run[0].cursor - 1
             )
@@ -177,6 +255,15 @@ async def _migrate(
         done = done_before + applied
         rate = applied / max(time.monotonic() - started, 1e-3)
         print(f"  {done}/{total} events, cursor {after}, {rate:.0f} ev/s", file=out)
+    for replay in replays:
+        held, stored = await _replay(dst, replay)
+        applied += stored
+        renumbered += stored
+        if not held:
+            raise MigrationError(
+                f"event {replay.missing.id.hex()} (held without its body) was refused "
+                "with the revoked deletes that dropped it"
+            )
     # Body-less events last: every delete is in by now (spec 0004 #bodyless).
     ordered = [bodyless[c] for c in sorted(bodyless)]
     for start in range(0, len(ordered), _BY_ID):

@@ -4,6 +4,7 @@ delete), peers, a check of counts and the negentropy fingerprint; resumable."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from node.store.postgres import PostgresStore
 from node.store.sqlite import SqliteStore
 from protocol.events import Event, decode_event
 from tests.node.conftest import T0, Clock, new_author
+from tests.node.test_key_rotation import theft
+from tests.rotatable import Rotatable
 
 
 def _verified(ev: Event) -> Event:
@@ -131,3 +134,77 @@ async def test_the_check_catches_a_missing_event(
             await node.migrate._check(src, pg_url)
     finally:
         await src.close()
+
+
+async def _v2_source(data_dir: Path, clock: Clock) -> dict[str, Any]:
+    """A SQLite node holding did:murmur authors, one event a batch as peers would send
+    them: alice's theft settled by her rotation (the forged events revoked, her post a
+    missing body again), bob's theft left as a tie (disputed), carol's rotation above a
+    gap (pending), and a did:key author's posts and delete."""
+    alice, ev = theft("migrate-alice")
+    bob, bv = theft("migrate-bob")
+    t_rot = bob.rotate("N0", "T1", "T2", after=bv["t_post"], kev=bob.genesis)
+    t_rot_post = bob.sign("T1", "post", {"text": "mine now"}, after=t_rot, kev=t_rot)
+    carol = Rotatable("migrate-carol")
+    c1 = carol.sign("S0", "post", {"text": "c1"}, after=carol.genesis, kev=carol.genesis)
+    c2 = carol.sign("S0", "post", {"text": "c2"}, after=c1, kev=carol.genesis)
+    c_rot = carol.rotate("N0", "S1", "N1", after=c2, kev=carol.genesis)
+    dk = new_author(clock)
+    dk_posts = [dk.post(f"k{i}") for i in range(3)]
+    events = [
+        *ev.values(),
+        *(bv[n] for n in ("G", "p1", "prof", "t_post")), t_rot, t_rot_post, bv["K1"], bv["p2"],
+        carol.genesis, c1, c_rot,  # c2 is never held
+        *dk_posts, dk.sign("delete", {"target": dk_posts[1].id}),
+    ]  # fmt: skip
+    src = SqliteStore(data_dir, now_ms=clock)
+    await src.open()
+    try:
+        for e in events:
+            (w,) = await src.apply_batch([decode_event(e.wire, now_ms=T0, allow_v2=True)])
+            assert w.status == "accepted", (e.kind, w)
+        return await _store_view(src, [alice.did, bob.did, carol.did, dk.did])
+    finally:
+        await src.close()
+
+
+async def _store_view(store: Any, authors: list[str]) -> dict[str, Any]:
+    """What readers see of ``authors`` in ``store``: every event's status, revocation,
+    deletion and body, the key histories and the feed key tips."""
+    held = await store.events_after(0, limit=1000)
+    histories: dict[str, Any] = {}
+    for did in authors:
+        h = await store.key_history(did, limit=100)
+        histories[did] = (
+            None
+            if h is None
+            else ([e.id for e in h.events], h.path, h.contenders, h.disputed, h.point)
+        )
+    return {
+        "events": {e.id: (e.status, e.revoked_by, e.deleted, e.body is None) for e in held},
+        "histories": histories,
+        "tips": await store.key_tips(authors),
+        "counts": dataclasses.replace(store.counts(), cursor=0),  # the deleted renumbered
+    }
+
+
+async def test_did_murmur_events_move_with_their_key_histories_and_statuses(
+    tmp_path: Path, pg_url: str, clock: Clock
+) -> None:
+    """spec 0004 #store-migrate, spec 0008 #status, #revoked-delete: rotations, revoked
+    events, a dispute, a pending event and a post missing its body since the delete
+    that dropped it was revoked move with the same statuses, key histories and tips."""
+    before = await _v2_source(tmp_path, clock)
+    statuses = {s for s, *_ in before["events"].values()}
+    assert statuses == {"canonical", "revoked", "disputed", "pending"}, statuses
+    # alice's first post: held without its body, no longer deleted (#revoked-delete).
+    assert ("canonical", None, False, True) in before["events"].values()
+    report = await migrate_store(tmp_path, pg_url, chunk=5, out=io.StringIO())
+    dst = PostgresStore(pg_url, now_ms=clock)
+    await dst.open()
+    try:
+        after = await _store_view(dst, list(before["histories"]))
+    finally:
+        await dst.close()
+    assert after == before
+    assert report.events == len(before["events"])
