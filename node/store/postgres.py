@@ -43,13 +43,13 @@ from node.store.base import (
 from node.store.keyplan import split_ids
 from node.store.pg_migrations import pg_migrate
 from node.store.pg_search import search_keys
-from node.store.pg_write import Conn, UnsupportedByStore, apply_batch_pg
+from node.store.pg_write import Conn, apply_batch_pg
 from node.store.sqlite import id_prefix_range
 from node.store.sqlite_effects import BatchStats
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
-__all__ = ["PostgresStore", "UnsupportedByStore"]
+__all__ = ["PostgresStore"]
 
 log = logging.getLogger("murmur.node.store")
 
@@ -334,6 +334,16 @@ class PostgresStore(Store):
                     budget -= len(history.events)
                     out[author] = history
         return out, deferred
+
+    async def key_tips(self, authors: Sequence[str]) -> dict[str, list[bytes]]:
+        # One read of the fork-choice rows (as the SQLite store's): the path's last id,
+        # then the contenders, whatever the length of the histories.
+        rows = await self.pool.fetch(
+            "SELECT author, substring(path FROM greatest(octet_length(path) - 31, 1)) "
+            "|| contenders FROM key_paths WHERE author = ANY($1::text[])",
+            list(dict.fromkeys(authors)),
+        )
+        return {r[0]: list(split_ids(bytes(r[1]))) for r in rows}
 
     @staticmethod
     async def _key_page(
