@@ -1,6 +1,6 @@
 """Ingest: events/s a node accepts, verifies and durably stores over HTTP.
 
-``murmur bench ingest [--events N] [--batch B] [--concurrency C] [--quick]``
+``murmur bench ingest [--events N] [--batch B] [--concurrency C] [--store postgresql] [--quick]``
 
 A separate client process (this one) posts pre-signed, realistic events (see
 :mod:`bench.dataset`) to a fresh node as msgpack batches, ``C`` requests in flight,
@@ -23,6 +23,22 @@ kind of corpus written by ``did:murmur`` authors (spec 0008: v2 events with ``ke
 each chain starting with its genesis, about 1% rotations), and the ratio of its rate to
 the did:key corpus's is reported (issue #15: the key check is a lookup, so at least
 :data:`TARGET_V2_RATIO`).
+
+With ``--store postgresql``, the same run then starts a throwaway PostgreSQL cluster
+(:mod:`bench.pgcluster`, :data:`~bench.pgcluster.BENCH_SETTINGS`: fsync and synchronous
+commit on, as a durable node must run) and measures, each into a fresh database, with
+the did:key corpus, the same batches and requests in flight: one node process, then
+one node served by two processes on one database (spec 0004 #store-processes). The two
+are started separately on two ports and the client's senders are spread over them
+(two connections each, each sender taking the next batch when its last is
+acknowledged), as a load balancer would: ``--workers 2`` shares one port through
+``SO_REUSEPORT``, whose kernel hash can put all four keep-alive connections on one
+process, which would measure one process half the time. Nothing is pinned: the client,
+the node processes and the PostgreSQL server share the machine's cores as the client
+and the node do in the "all cores" SQLite set-up they are compared with. Reported:
+events/s, the ratio to that SQLite node (issue #18: the two processes at least
+:data:`TARGET_PG_RATIO`), and CPU per event of the node processes, the PostgreSQL
+server and the client, with the share of the machine's CPU time they used.
 """
 
 from __future__ import annotations
@@ -31,6 +47,8 @@ import argparse
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,17 +66,29 @@ from bench.common import (
     write_result,
 )
 from bench.dataset import Dataset, generate
+from bench.pgcluster import BENCH_SETTINGS, ActivitySampler, PgCluster, running_cluster
 from node.store.migrations import migrate
 from protocol.encoding import decode, encode_bins
 from protocol.errors import UnknownKeyEventError
 from protocol.events import decode_unverified, signing_message
 from protocol.identity import PublicKey
 
-__all__ = ["TARGET_V2_RATIO", "Posted", "main", "post_all", "raw_sqlite_rate", "raw_verify_rate"]
+__all__ = [
+    "TARGET_PG_RATIO",
+    "TARGET_V2_RATIO",
+    "Posted",
+    "main",
+    "measure_pg",
+    "post_all",
+    "raw_sqlite_rate",
+    "raw_verify_rate",
+]
 
 MSGPACK = "application/msgpack"
 #: Rotatable authors' events/s over did:key authors' events/s, same set-up, same run.
 TARGET_V2_RATIO = 0.90
+#: PostgreSQL, one node served by 2 processes, over the SQLite node on all cores (#18).
+TARGET_PG_RATIO = 1.0
 #: A batch shed (429/503) is retried after its Retry-After this many times at most.
 _MAX_TRIES = 20
 #: Rounds of sending again what was refused as "not yet", and their batch size.
@@ -118,14 +148,20 @@ class Posted:
 
 
 async def post_all(
-    url: str, bodies: list[bytes], concurrency: int, *, expect: int, first: int = 0
-) -> Posted:
+    url: str | Sequence[str], bodies: list[bytes], concurrency: int, *, expect: int,
+    first: int = 0,
+) -> Posted:  # fmt: skip
     """POST every batch body with ``concurrency`` in flight, then what was refused as
     "not yet" (a retryable code: with requests in flight a did:murmur author's event can
     reach the writer before the key event its ``kev`` names, spec 0008 #nodes), as a
     peer would; every event must end up accepted. The ``first`` bodies are all
     acknowledged before the others are sent (the batches that start the chains: a
-    genesis is held before the events relying on it, as a peer's stream has them)."""
+    genesis is held before the events relying on it, as a peer's stream has them).
+
+    Several URLs (the processes of one node) share the requests in flight: sender
+    ``i`` posts to ``url[i % len(url)]``, each taking the next batch when its last is
+    acknowledged, as a load balancer holding a fixed set of connections would."""
+    urls = [url] if isinstance(url, str) else list(url)
     accepted = retried = 0
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     waves = [bodies[:first], bodies[first:]]
@@ -133,7 +169,7 @@ async def post_all(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
 
-        async def worker() -> None:
+        async def worker(url: str) -> None:
             nonlocal accepted
             while not queue.empty():
                 body = queue.get_nowait()
@@ -159,7 +195,7 @@ async def post_all(
         for wave in waves:
             for b in wave:
                 queue.put_nowait(b)
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
         for _ in range(_MAX_ROUNDS):
             if not again:
                 break
@@ -167,7 +203,7 @@ async def post_all(
             for at in range(0, len(again), _RETRY_BATCH):
                 queue.put_nowait(encode_bins(again[at : at + _RETRY_BATCH]))
             again.clear()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - start
     if accepted != expect:
         raise RuntimeError(f"node accepted {accepted} of {expect} events")
@@ -230,6 +266,99 @@ def measure_node(
     }
 
 
+def measure_pg(
+    data: Dataset, batch: int, concurrency: int, *, cluster: PgCluster, processes: int,
+    where: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Start ``processes`` node processes on one fresh database of ``cluster`` (each on
+    its own port: one node, spec 0004 #store-processes), post everything spread over
+    them, report the rate and where the CPU went (node processes, PostgreSQL server,
+    this client), nothing pinned."""
+    url = asyncio.run(cluster.create_database(f"ingest_{processes}p"))
+    config = write_config(where / "node.toml", node={"verify_workers": 0})
+    bodies = _batches(data, batch)
+    with ExitStack() as stack:
+        nodes = [
+            stack.enter_context(
+                NodeProcess(where / f"data{i}", "--store", url, "--config", str(config))
+            )
+            for i in range(processes)
+        ]
+        node_before = sum(n.cpu_seconds() for n in nodes)
+        pg_before = cluster.cpu_seconds()
+        client_before = time.process_time()
+        chains = -(-len(data.authors) // batch)
+        with ActivitySampler(cluster, url.rsplit("/", 1)[1]) as activity:
+            posted = asyncio.run(
+                post_all([n.url for n in nodes], bodies, concurrency, expect=len(data.wires),
+                         first=chains)
+            )  # fmt: skip
+        client = time.process_time() - client_before
+        pg = cluster.cpu_seconds() - pg_before
+        node = sum(n.cpu_seconds() for n in nodes) - node_before
+        rss = [n.rss_bytes()[1] for n in nodes]
+    accepted = posted.accepted
+    return {
+        "processes": processes,
+        "events": accepted,
+        "seconds": round(posted.seconds, 3),
+        "events_per_s": round(accepted / posted.seconds, 1),
+        "node_cpu_us_per_event": round(node / accepted * 1e6, 1),
+        "pg_cpu_us_per_event": round(pg / accepted * 1e6, 1),
+        "client_cpu_us_per_event": round(client / accepted * 1e6, 1),
+        # Of all the CPU time the machine had during the run: near 1.0 = CPU-bound.
+        "cpu_busy": round((node + pg + client) / (posted.seconds * cpu_count()), 3),
+        "node_peak_rss_mb": [round(r / 2**20, 1) for r in rss],
+        # The node's connections to the server, on average, by what they were doing.
+        "pg_connections": activity.shares(),
+    }
+
+
+def _measure_postgresql(
+    data: Dataset, args: argparse.Namespace, sqlite_rate: float, where: Path
+) -> dict[str, Any]:
+    """One node process, then one node served by two, each into a fresh database of a
+    throwaway cluster with the benchmarks' durable settings; their rates against the
+    SQLite node's on all cores, same corpus, same run."""
+    out: dict[str, Any] = {}
+    progress("starting a throwaway PostgreSQL cluster (fsync and synchronous commit on)")
+    with running_cluster(BENCH_SETTINGS) as cluster:
+        for key, processes in (("one_process", 1), ("two_processes", 2)):
+            progress(f"PostgreSQL node, {processes} process{'es' if processes > 1 else ''}")
+            (where / key).mkdir()
+            r = measure_pg(data, args.batch, args.concurrency, cluster=cluster,
+                           processes=processes, where=where / key)  # fmt: skip
+            r["vs_sqlite"] = round(r["events_per_s"] / sqlite_rate, 3)
+            out[key] = r
+    out["settings"] = dict(BENCH_SETTINGS)
+    out["target_vs_sqlite"] = TARGET_PG_RATIO
+    out["target_met"] = out["two_processes"]["vs_sqlite"] >= TARGET_PG_RATIO
+    return out
+
+
+def _print_postgresql(pg: dict[str, Any], sqlite_rate: float, cpus: int) -> None:
+    rows: list[list[Any]] = [[f"SQLite node, {cpus} cores (above)", sqlite_rate, 1.0,
+                              "-", "-", "-", "-"]]  # fmt: skip
+    for key, label in (("one_process", "1 process"), ("two_processes", "2 processes")):
+        r = pg[key]
+        rows.append([f"PostgreSQL node, {label}", r["events_per_s"], r["vs_sqlite"],
+                     r["node_cpu_us_per_event"], r["pg_cpu_us_per_event"],
+                     r["client_cpu_us_per_event"], r["cpu_busy"]])  # fmt: skip
+    print_table(
+        f"ingest into PostgreSQL (same corpus, one database, nothing pinned on {cpus} "
+        "cores, fsync + synchronous_commit on)",
+        rows,
+        ["what", "events/s", "x SQLite", "node CPU us/ev", "PG CPU us/ev",
+         "client CPU us/ev", "CPU busy"],
+    )  # fmt: skip
+    for key, label in (("one_process", "1 process"), ("two_processes", "2 processes")):
+        states = ", ".join(f"{k} {v:.2f}" for k, v in pg[key]["pg_connections"].items())
+        print(f"  server connections of {label} (average number): {states}")
+    ratio = pg["two_processes"]["vs_sqlite"]
+    print(f"  target: PostgreSQL, 2 processes >= {TARGET_PG_RATIO:.2f}x SQLite ({cpus} cores): "
+          f"{'met' if pg['target_met'] else 'NOT met'} ({ratio:.2f}x)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="murmur bench ingest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-rotatable", action="store_true",
         help="skip the corpus of did:murmur authors (v2 events)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgresql"), default="sqlite",
+        help="postgresql: also measure PostgreSQL nodes (1 and 2 processes) in this run",
     )  # fmt: skip
     add_common_args(parser, "ingest")
     args = parser.parse_args(argv)
@@ -273,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                     corpus, args.batch, args.concurrency, node_cpus=node_cpus,
                     client_cpus=client_cpus, workers=workers, where=where / f"{key}{suffix}",
                 )  # fmt: skip
+        if args.store == "postgresql":
+            pg = _measure_postgresql(data, args, results["all_cores"]["events_per_s"], where)
     rows: list[list[Any]] = [
         ["raw Ed25519 verify, 1 core", verify, 1.0, "-", "-"],
         ["raw SQLite insert (same rows)", sqlite_rate, sqlite_rate / verify, "-", "-"],
@@ -322,5 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  target: did:murmur ingest >= {TARGET_V2_RATIO:.2f}x did:key "
               f"({target.replace('_', ' ')}): {'met' if doc['target_v2_met'] else 'NOT met'} "
               f"({ratio:.2f}x)")  # fmt: skip
+    if args.store == "postgresql":
+        _print_postgresql(pg, results["all_cores"]["events_per_s"], cpus)
+        doc["postgresql"] = pg
     write_result(args.out, "ingest", doc)
     return 0

@@ -19,6 +19,7 @@ shutdown, no recovery at the next start) and left in place.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -26,6 +27,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import Any, Final
 
 __all__ = [
     "BENCH_SETTINGS",
+    "ActivitySampler",
     "PG_USER",
     "SUPERUSER",
     "TEST_SETTINGS",
@@ -295,3 +299,59 @@ def running_cluster(
             shutil.rmtree(cluster.root, ignore_errors=True)
         else:
             cluster.stop("fast")
+
+
+#: What a server process of a benchmark's database is doing, from ``pg_stat_activity``.
+_ACTIVITY_SQL = """
+SELECT CASE
+  WHEN state = 'idle' THEN 'idle'
+  WHEN state LIKE 'idle in transaction%' THEN 'in transaction, waiting for the node'
+  WHEN wait_event = 'advisory' THEN 'advisory lock (federation leader)'
+  WHEN wait_event_type = 'Lock' THEN 'waiting for a lock'
+  WHEN wait_event_type IN ('IO', 'LWLock') THEN 'I/O and WAL'
+  WHEN wait_event_type IS NULL THEN 'running'
+  ELSE lower(wait_event_type) END
+FROM pg_stat_activity
+WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+
+
+class ActivitySampler:
+    """Where a database's server processes spend a benchmark, sampled from a thread:
+    ``with ActivitySampler(cluster, "db") as s: ...`` then ``s.shares()``, the average
+    number of its connections in each state (running, waiting for a lock, for the node
+    inside a transaction, I/O and WAL...) over the samples."""
+
+    def __init__(self, cluster: PgCluster, database: str, every_s: float = 0.05) -> None:
+        self._url = cluster.url()
+        self._database = database
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._states: Counter[str] = Counter()
+        self._samples = 0
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._url)
+        try:
+            while not self._stop.is_set():
+                for (state,) in await conn.fetch(_ACTIVITY_SQL, self._database):
+                    self._states[state] += 1
+                self._samples += 1
+                await asyncio.sleep(self._every_s)  # the sampling period
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> ActivitySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def shares(self) -> dict[str, float]:
+        n = max(1, self._samples)
+        return {k: round(v / n, 2) for k, v in self._states.most_common()}

@@ -1,6 +1,7 @@
 """Timeline: a 50-item page for a reader following 500 authors, over N stored events.
 
-``murmur bench timeline [--events N] [--follows 500] [--repeat R] [--quick]``
+``murmur bench timeline [--events N] [--follows 500] [--repeat R] [--store postgresql]
+[--quick]``
 
 The node holds the corpus of :mod:`bench.corpus` (1,000,000 events by 10,000 authors
 by default; quick: 50,000, built if missing). Each repetition takes another reader
@@ -38,6 +39,15 @@ Target (issue #15): the warm did:murmur read within :data:`TARGET_MURMUR_RATIO` 
 did:key read at p50. Last, the key-history steps alone per page (``POST /v1/keys``;
 verifying the key events first and later through the cache; 500 single-author ``GET
 /v1/authors/{did}/keys``, the way before the batch).
+
+With ``--store postgresql`` the same corpus is also read from a PostgreSQL node, in the
+same run: it is moved there by ``murmur node migrate-store``'s own code and checked
+(counts and negentropy fingerprint; :mod:`bench.pgcorpus`, which keeps the migrated
+cluster beside the corpus for later runs, verified by counts, unless
+``--no-pg-cache``); the migration's time and check are reported. Both nodes run side
+by side; each repetition shows the same reader's page from both, in rotating order;
+then the whole reads and key steps above, node after node, with the same readers.
+Each backend gets its own p50/p95 columns and its own verdict on the target.
 """
 
 from __future__ import annotations
@@ -48,8 +58,8 @@ import base64
 import json
 import random
 import sqlite3
-import statistics
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +68,6 @@ import httpx
 from bench.common import (
     NodeProcess,
     add_common_args,
-    percentile,
-    print_table,
     progress,
     scratch_dir,
     write_config,
@@ -69,6 +77,17 @@ from bench.corpus import CACHE, Corpus, build_corpus, cached_corpus
 from bench.dataset import generate
 from bench.ingest import post_all
 from bench.moderation import _filters
+from bench.pgcorpus import PgCorpus, pg_corpus
+from bench.timeline_report import (
+    BACKENDS,
+    PAGE,
+    SINGLE_REPEAT,
+    TARGET_MURMUR_RATIO,
+    TARGET_P95_MS,
+    print_migration,
+    print_report,
+    summary,
+)
 from client.api import NodeClient
 from client.keycache import KeyCache, verify_cached
 from client.moderation.core import Item, ViewContext
@@ -79,12 +98,8 @@ from node.store.sqlite import DB_FILENAME
 from protocol.encoding import encode_bins
 from protocol.events import Event
 
-__all__ = ["TARGET_MURMUR_RATIO", "main"]
+__all__ = ["TARGET_MURMUR_RATIO", "TARGET_P95_MS", "main"]
 
-TARGET_P95_MS = 20.0
-#: A did:murmur reader's whole read, key cache warm, over a did:key reader's (p50).
-TARGET_MURMUR_RATIO = 1.10
-PAGE = 50
 KINDS = ("post", "repost")
 
 
@@ -98,8 +113,6 @@ def _page(client: httpx.Client, url: str, authors: list[str]) -> list[bytes]:
     return [base64.b64decode(item["wire"]) for item in resp.json()["events"]]
 
 
-#: Pages timed the older way (one GET per author): 500 requests each.
-SINGLE_REPEAT = 5
 
 
 def _time_range(corpus: Corpus) -> tuple[int, int]:
@@ -119,8 +132,7 @@ def _ensure_rotatable(corpus: Corpus, url: str, count: int, span: tuple[int, int
     its node the first time (the same corpus always gets the same events)."""
     meta = corpus.data_dir.parent / f"rotatable-{count}.json"
     events = count * max(2, corpus.events // max(1, len(corpus.authors)))
-    if meta.is_file():
-        dids: list[str] = json.loads(meta.read_text())["dids"]
+    if (dids := _rotatable_dids(corpus, count)) is not None:
         return dids
     progress(f"signing and ingesting {events:,} events of {count} did:murmur authors (once)")
     step = max(1, (span[1] - span[0]) // events)
@@ -249,6 +261,62 @@ def _time_keys(
     return samples
 
 
+def _time_pages(
+    client: httpx.Client, urls: dict[str, str], authors: list[str], follows: int,
+    repeat: int, pipeline: Pipeline, rng: random.Random,
+) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """Per repetition, one new reader's page (fetch, verify, filter) from every node in
+    turn, the order rotating: the same readers on every backend, at the same moments."""
+    steps: dict[str, dict[str, list[float]]] = {
+        b: {"fetch": [], "verify": [], "filter": [], "items": []} for b in urls
+    }
+    warm = rng.sample(authors, follows)
+    for url in urls.values():
+        _page(client, url, warm)  # warm-up
+    names = list(urls)
+    for n in range(repeat):
+        follow = rng.sample(authors, follows)
+        viewer = follow[0]
+        follow_set = frozenset(follow)
+        for backend in names[n % len(names) :] + names[: n % len(names)]:
+            t0 = time.perf_counter()
+            wires = _page(client, urls[backend], follow)
+            t1 = time.perf_counter()
+            checked = asyncio.run(verify_many(wires))
+            events = [e for e in checked if isinstance(e, Event)]
+            t2 = time.perf_counter()
+            items = [
+                Item(
+                    event=e,
+                    context=ViewContext.TIMELINE,
+                    viewer=viewer,
+                    follows=follow_set,
+                    now_ms=int(time.time() * 1000),
+                )
+                for e in events
+            ]
+            asyncio.run(pipeline.run(items))
+            t3 = time.perf_counter()
+            s = steps[backend]
+            s["fetch"].append((t1 - t0) * 1000)
+            s["verify"].append((t2 - t1) * 1000)
+            s["filter"].append((t3 - t2) * 1000)
+            s["items"].append(len(events))
+    for s in steps.values():
+        s["total"] = [a + b + c for a, b, c in zip(s["fetch"], s["verify"], s["filter"],
+                                                   strict=True)]  # fmt: skip
+    return steps
+
+
+def _rotatable_dids(corpus: Corpus, count: int) -> list[str] | None:
+    """The dids of the corpus's ``count`` did:murmur authors, if ingested before."""
+    meta = corpus.data_dir.parent / f"rotatable-{count}.json"
+    if not meta.is_file():
+        return None
+    dids: list[str] = json.loads(meta.read_text())["dids"]
+    return dids
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="murmur bench timeline",
@@ -263,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-keys", action="store_true", help="skip the readers of rotatable authors"
     )
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgresql"), default="sqlite",
+        help="postgresql: also read the same corpus from a PostgreSQL node (migrated)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-pg-cache", action="store_true",
+        help="migrate the corpus into PostgreSQL again even if a verified copy is kept",
+    )  # fmt: skip
     add_common_args(parser, "timeline")
     args = parser.parse_args(argv)
     n = args.events or (50_000 if args.quick else 1_000_000)
@@ -274,56 +350,49 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(5)
     follows = min(args.follows, len(corpus.authors))
     pipeline = Pipeline(_filters(rng, corpus.authors[:2]))
-    fetch_ms: list[float] = []
-    verify_ms: list[float] = []
-    filter_ms: list[float] = []
-    sizes: list[int] = []
     span = _time_range(corpus)
-    with scratch_dir("timeline") as where:
+    samples: dict[str, dict[str, list[float]]] = {}
+    with scratch_dir("timeline") as where, ExitStack() as stack:
         config = write_config(where / "node.toml")
-        with NodeProcess(corpus.data_dir, "--config", str(config)) as node:
-            progress(f"timing {repeat} timeline pages over {n:,} events")
-            with httpx.Client(timeout=60) as client:
-                _page(client, node.url, rng.sample(corpus.authors, follows))  # warm-up
-                for _ in range(repeat):
-                    authors = rng.sample(corpus.authors, follows)
-                    viewer = authors[0]
-                    t0 = time.perf_counter()
-                    wires = _page(client, node.url, authors)
-                    t1 = time.perf_counter()
-                    checked = asyncio.run(verify_many(wires))
-                    events = [e for e in checked if isinstance(e, Event)]
-                    t2 = time.perf_counter()
-                    follow_set = frozenset(authors)
-                    items = [
-                        Item(
-                            event=e,
-                            context=ViewContext.TIMELINE,
-                            viewer=viewer,
-                            follows=follow_set,
-                            now_ms=int(time.time() * 1000),
-                        )
-                        for e in events
-                    ]
-                    asyncio.run(pipeline.run(items))
-                    t3 = time.perf_counter()
-                    fetch_ms.append((t1 - t0) * 1000)
-                    verify_ms.append((t2 - t1) * 1000)
-                    filter_ms.append((t3 - t2) * 1000)
-                    sizes.append(len(events))
-                keys: dict[str, list[float]] = {}
-                if not args.no_keys:
+        murmur: list[str] = []
+        if not args.no_keys:
+            # Before any timing (and before a migration reads the corpus): the corpus's
+            # did:murmur authors, ingested through its node the first time.
+            murmur = _rotatable_dids(corpus, 2 * follows) or []
+            if not murmur:
+                with NodeProcess(corpus.data_dir, "--config", str(config)) as node:
                     murmur = _ensure_rotatable(corpus, node.url, 2 * follows, span)
-                    progress(f"timing {repeat} x 3 whole reads: did:key, did:murmur warm, cold")
-                    keys = asyncio.run(_compare_readers(
-                        node.url, corpus.authors, murmur, follows, repeat, pipeline,
-                        where / "readers",
+        pg: PgCorpus | None = None
+        if args.store == "postgresql":
+            pg = stack.enter_context(pg_corpus(corpus, reuse=not args.no_pg_cache))
+        urls = {
+            "sqlite": stack.enter_context(
+                NodeProcess(corpus.data_dir, "--config", str(config))
+            ).url
+        }
+        if pg is not None:
+            urls["postgresql"] = stack.enter_context(NodeProcess(
+                where / "pg-node", "--store", pg.url, "--config", str(config), deadline_s=120
+            )).url  # fmt: skip
+        progress(f"timing {repeat} timeline pages over {n:,} events"
+                 + (" on each node" if pg else ""))  # fmt: skip
+        with httpx.Client(timeout=60) as client:
+            samples = _time_pages(client, urls, corpus.authors, follows, repeat, pipeline, rng)
+            if murmur:
+                dids = rng.sample(murmur, follows)
+                for backend, url in urls.items():
+                    on = f" ({BACKENDS[backend]})" if pg else ""
+                    progress(f"timing {repeat} x 3 whole reads: did:key, did:murmur warm, "
+                             f"cold{on}")  # fmt: skip
+                    samples[backend] |= asyncio.run(_compare_readers(
+                        url, corpus.authors, murmur, follows, repeat, pipeline,
+                        where / backend / "readers",
                     ))  # fmt: skip
-                    progress("timing the key-history steps alone")
-                    dids = rng.sample(murmur, follows)
-                    keys |= _time_keys(client, node.url, dids, repeat, where / "homes")
-    total = [a + b + c for a, b, c in zip(fetch_ms, verify_ms, filter_ms, strict=True)]
-    share = statistics.median(filter_ms) / statistics.median(total)
+                    progress(f"timing the key-history steps alone{on}")
+                    samples[backend] |= _time_keys(
+                        client, url, dids, repeat, where / backend / "homes"
+                    )
+    docs = {backend: summary(s) for backend, s in samples.items()}
     doc: dict[str, Any] = {
         "events": n,
         "authors": args.authors,
@@ -331,79 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         "page": PAGE,
         "filters": len(pipeline.filters),
         "repeat": repeat,
-        "items_per_page_min": min(sizes),
+        **docs["sqlite"],
     }
-    rows = []
-    for name, samples in (
-        ("fetch (node, HTTP)", fetch_ms),
-        ("verify 50 events", verify_ms),
-        ("filter (10 filters)", filter_ms),
-        ("total", total),
-    ):
-        p50, p95 = percentile(samples, 50), percentile(samples, 95)
-        key = name.split()[0]
-        doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
-        rows.append([name, p50, p95])
-    read_rows = []
-    for name, key in (
-        (f"{follows} did:key authors", "read_key"),
-        (f"{follows} did:murmur authors, key cache warm", "read_warm"),
-        (f"{follows} did:murmur authors, key cache cold", "read_cold"),
-    ):
-        if keys.get(key):
-            p50, p95 = percentile(keys[key], 50), percentile(keys[key], 95)
-            doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
-            base = doc.get("read_key_p50_ms") or p50
-            read_rows.append([name, p50, p95, p50 / base])
-    if read_rows:
-        doc["murmur_warm_ratio"] = round(doc["read_warm_p50_ms"] / doc["read_key_p50_ms"], 3)
-        doc["murmur_cold_ratio"] = round(doc["read_cold_p50_ms"] / doc["read_key_p50_ms"], 3)
-        doc["target_murmur_ratio"] = TARGET_MURMUR_RATIO
-        doc["target_murmur_met"] = doc["murmur_warm_ratio"] <= TARGET_MURMUR_RATIO
+    if murmur:
         doc["rotatable_authors"] = 2 * follows
-    key_rows = []
-    for name, key in (
-        ("POST /v1/keys (node, HTTP)", "keys_fetch"),
-        ("verify their key events, first read", "keys_verify"),
-        ("verify their key events, later reads (cache)", "keys_cached"),
-        (f"{follows} x GET .../keys (old way)", "keys_single"),
-    ):
-        if keys.get(key):
-            p50, p95 = percentile(keys[key], 50), percentile(keys[key], 95)
-            doc[f"{key}_p50_ms"], doc[f"{key}_p95_ms"] = round(p50, 2), round(p95, 2)
-            key_rows.append([name, p50, p95])
-    doc["filtering_share"] = round(share, 3)
-    doc["target_p95_ms"] = TARGET_P95_MS
-    doc["target_met"] = doc["total_p95_ms"] < TARGET_P95_MS
-    print_table(
-        f"timeline: {PAGE} items, {follows} followed authors, {n:,} stored events, "
-        f"{len(pipeline.filters)} filters ({repeat} pages)",
-        rows,
-        ["step", "p50 ms", "p95 ms"],
-    )
-    print(f"  filtering share of the median page: {share:.0%}")
-    print(
-        f"  target: p95 < {TARGET_P95_MS:.0f} ms: {'met' if doc['target_met'] else 'NOT met'} "
-        f"({doc['total_p95_ms']:.1f} ms)"
-    )
-    if read_rows:
-        print_table(
-            f"whole reads, {follows} followed authors of one kind each ({repeat} reads each; "
-            f"the store also holds {2 * follows} did:murmur authors)",
-            read_rows,
-            ["reader", "p50 ms", "p95 ms", "x did:key p50"],
-        )
-        print(
-            f"  target: did:murmur read, warm key cache, <= {TARGET_MURMUR_RATIO:.2f}x the "
-            f"did:key read (p50): {'met' if doc['target_murmur_met'] else 'NOT met'} "
-            f"({doc['murmur_warm_ratio']:.2f}x)"
-        )
-    if key_rows:
-        print_table(
-            f"key histories of {follows} followed rotatable authors alone ({repeat} pages, "
-            f"old way {SINGLE_REPEAT})",
-            key_rows,
-            ["step", "p50 ms", "p95 ms"],
-        )
+    print_report(docs, n, follows, len(pipeline.filters), repeat)
+    if pg is not None:
+        doc["postgresql"] = {**docs["postgresql"], "migration": pg.migration}
+        print_migration(pg.migration)
     write_result(args.out, "timeline", doc)
     return 0

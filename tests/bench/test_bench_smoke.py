@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import ingest, memory, moderation, timeline
+from tests.pg import require_postgres
 
 
 def test_moderation_benchmark_runs(tmp_path: Path) -> None:
@@ -164,3 +168,74 @@ def test_web_benchmark_runs(tmp_path: Path) -> None:
     if "skipped" not in browser:  # Chromium present (make test installs it)
         assert browser["runs"] == 1 and browser["usable_p50_ms"] > 0
     assert isinstance(doc["target_met"], bool) and doc["target_p95_ms"] == 100.0
+
+
+@pytest.mark.e2e
+def test_ingest_benchmark_measures_postgresql_in_the_same_run(tmp_path: Path) -> None:
+    """``--store postgresql`` (issue #18 point 6): after the SQLite set-ups, one
+    PostgreSQL node process and one node served by two, each into a fresh database of
+    a durable throwaway cluster; every event accepted, rates against SQLite's."""
+    require_postgres()
+    out = tmp_path / "ingest.json"
+    argv = ["--events", "600", "--authors", "60", "--batch", "100", "--no-rotatable"]
+    assert ingest.main([*argv, "--store", "postgresql", "--out", str(out)]) == 0
+    doc = _doc(out, "ingest")
+    pg = doc["postgresql"]
+    assert pg["settings"]["fsync"] == "on" and pg["settings"]["synchronous_commit"] == "on"
+    for key, processes in (("one_process", 1), ("two_processes", 2)):
+        r = pg[key]
+        assert r["processes"] == processes and r["events"] == 600
+        assert r["events_per_s"] > 0 and r["vs_sqlite"] > 0 and r["pg_cpu_us_per_event"] > 0
+        assert len(r["node_peak_rss_mb"]) == processes and r["pg_connections"]
+    assert isinstance(pg["target_met"], bool) and pg["target_vs_sqlite"] == 1.0
+
+
+@pytest.fixture
+def reachable_cache() -> Iterator[Path]:
+    """A cache dir the PostgreSQL server's own user can reach when the tests run as
+    root (pytest's tmp_path is under a 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="murmur-bench-cache-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_timeline_benchmark_reads_a_migrated_postgresql_corpus(
+    tmp_path: Path, reachable_cache: Path
+) -> None:
+    """``timeline --store postgresql`` (issue #18 point 6): the corpus moved by
+    migrate-store (its check passed), the same pages read from both nodes; the migrated
+    cluster is kept and reused while it still matches, migrated again when not."""
+    require_postgres()
+    argv = ["--events", "1500", "--authors", "60", "--cache", str(reachable_cache)]
+    assert memory.main([*argv, "--out", str(tmp_path / "memory.json")]) == 0
+    argv += ["--follows", "20", "--store", "postgresql"]
+
+    def run(*more: str) -> dict[str, Any]:
+        out = tmp_path / "timeline.json"
+        assert timeline.main([*argv, *more, "--out", str(out)]) == 0
+        return _doc(out, "timeline")
+
+    doc = run("--repeat", "3")
+    pg = doc["postgresql"]
+    assert pg["total_p95_ms"] >= pg["total_p50_ms"] > 0 and pg["items_per_page_min"] > 0
+    assert pg["read_warm_p50_ms"] > 0 and pg["keys_fetch_p50_ms"] > 0
+    assert isinstance(pg["target_met"], bool) and doc["total_p95_ms"] > 0
+    migration = pg["migration"]
+    assert migration["cached"] is False and migration["check"].startswith("passed")
+    assert migration["counts"]["events"] == migration["events"] == 1500 + 40 * 25
+    assert migration["seconds"] > 0
+    kept = list((reachable_cache / "corpus-1500-60").glob("pg-*/migrated.json"))
+    assert len(kept) == 1
+    # A second run reuses the kept cluster (verified by counts)...
+    again = run("--repeat", "2", "--no-keys")["postgresql"]["migration"]
+    assert again["cached"] is True and again["fingerprint"] == migration["fingerprint"]
+    # ...and a kept copy that no longer matches its record is migrated again.
+    record = json.loads(kept[0].read_text())
+    record["counts"]["events"] += 1
+    kept[0].write_text(json.dumps(record))
+    third = run("--repeat", "2", "--no-keys")["postgresql"]["migration"]
+    assert third["cached"] is False and third["counts"]["events"] == migration["events"]
