@@ -28,7 +28,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -163,6 +163,9 @@ class Federation:
         #: 0004 #store-processes); the others answer peers but contact none.
         self.leading = True
         self._gossip: asyncio.Task[None] | None = None
+        #: Awaited after a process that is not the leader saved a new peer, so that
+        #: the leader takes it now (node.cluster: NOTIFY, then :meth:`adopt_peers`).
+        self.on_peer_saved: Callable[[], Awaitable[None]] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -243,6 +246,31 @@ class Federation:
         self.leading = True
         self._run_loops()
         log.info("federation leader node_id=%s peers=%d", self.node_id, len(self.table))
+
+    async def adopt_peers(self) -> int:
+        """The leader takes the peers another process of the node saved (announced to
+        it) since: each new row of the peer table joins as if announced here (an
+        untried one may make room, spec 0005 #peer-eviction) and its loops start.
+        Returns how many joined."""
+        if not self.leading or self._stopping.is_set():
+            return 0
+        added = 0
+        for rec in await self.store.load_peers():
+            if rec.url in self.table:
+                continue
+            if rec.source != "static" and not self.config.federation.peer_exchange:
+                continue
+            peer = Peer.from_record(rec)
+            if not self.table.add(peer):
+                victim = self.table.untried_victim(by_gossip_at_ms=None)
+                if victim is None or len(self.table) - 1 >= self.table.max_peers:
+                    continue
+                self._replace(victim, by=peer.url)
+                self.table.add(peer)
+            log.info("peer adopted url=%s source=%s", peer.url, peer.source)
+            self._spawn(peer)
+            added += 1
+        return added
 
     async def follow(self) -> None:
         """This process is no longer the leader (its lock connection was lost): stop
@@ -339,9 +367,15 @@ class Federation:
             self._replace(victim, by=url)
             self.table.add(peer)
         log.info("peer learnt url=%s via=%s", url, via)
-        self._keep(asyncio.create_task(self._save(peer)))
+        self._keep(asyncio.create_task(self._save_learnt(peer)))
         self._spawn(peer)
         return "added"
+
+    async def _save_learnt(self, peer: Peer) -> None:
+        await self._save(peer)
+        if not self.leading and self.on_peer_saved is not None:
+            # Saved: the process that runs the federation takes it from the table.
+            await self.on_peer_saved()
 
     @property
     def advertised_url(self) -> str | None:

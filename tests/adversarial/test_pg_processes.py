@@ -26,8 +26,17 @@ from typing import Any
 import httpx
 import pytest
 
+from protocol.events import Event, sign_event
 from tests.adversarial.chaos import Ledger, Poster, present_ids
-from tests.e2e.fedproc import Author, Cluster, event_ids, metric, post_events, wait_until
+from tests.e2e.fedproc import (
+    Author,
+    Cluster,
+    event_ids,
+    metric,
+    peer_entry,
+    post_events,
+    wait_until,
+)
 from tests.e2e.nodeproc import NodeProcess
 from tests.pg import PgCluster
 
@@ -274,3 +283,90 @@ def test_migrate_store_moves_a_stopped_sqlite_node(cluster: Cluster, pg_db: str)
     p = cluster.start("p", extra=("--store", pg_db))
     assert info(p.url)["node_id"] == node_id
     assert event_ids(p.url) == posted
+
+
+def test_a_peer_announced_to_a_follower_is_followed_by_the_leader_at_once(
+    cluster: Cluster, pg_db: str
+) -> None:
+    """spec 0004 #store-processes: a peer announced (POST /v1/peers) to a process that
+    does not run the federation is taken by the one that does, without a leadership
+    change: the leader follows it and receives its events."""
+    c = cluster.start("c")
+    posted = set(post_events(c.url, Author(4000).posts(3, "announced ")))
+    names = ("a", "b")
+    for name in names:
+        cluster.start(name, peer_exchange=True, extra=("--store", pg_db))
+    def leaders() -> list[str]:
+        found = [n for n in names if info(cluster.url(n))["federation"]["leader"]]
+        return found if len(found) == 1 else []
+
+    (leader,) = cluster.wait_until(leaders, "one leader")
+    follower = next(n for n in names if n != leader)
+    response = httpx.post(cluster.url(follower) + "/v1/peers", json={"url": c.url}, timeout=5)
+    assert response.status_code == 202 and response.json() == {"status": "added"}
+    cluster.wait_until(
+        lambda: (entry := peer_entry(cluster.url(leader), c.url)) and entry["state"] == "live",
+        "the leader following the announced peer",
+    )
+    cluster.wait_until(lambda: event_ids(cluster.url(leader)) >= posted, "its events")
+    assert info(cluster.url(leader))["federation"]["leader"]
+
+
+def _delete(author: Author, target: bytes) -> Event:
+    """``author``'s next event: a delete of ``target``."""
+    author.seq += 1
+    ev = sign_event(
+        author.identity, kind="delete", body={"target": target}, seq=author.seq, prev=author.prev
+    )
+    author.prev = ev.id
+    return ev
+
+
+def _cut_listener(db_url: str, pid: int) -> int:
+    """Terminate the LISTEN connection of node process ``pid`` (as a network cut or a
+    server restart would end it); how many backends were ended."""
+    import asyncpg
+
+    async def cut() -> int:
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                f"murmur listen {pid}",
+            )
+            return len(rows)
+        finally:
+            await conn.close()
+
+    return asyncio.run(cut())
+
+
+def test_counts_agree_after_the_listen_connection_is_cut(cluster: Cluster, pg_db: str) -> None:
+    """spec 0004 #store-processes: process B's LISTEN connection is ended; what A
+    commits meanwhile is not heard by B (no notification), yet once B listens again
+    its counts (events, authors, deleted) are the database's, as A's are."""
+    a = cluster.start("a", extra=("--store", pg_db))
+    b = cluster.start("b", extra=("--store", pg_db))
+    author = Author(5000)
+    for attempt in range(5):
+        heard = metric(b.url, "murmur_cluster_notifications_total")
+        assert _cut_listener(pg_db, b.pid) == 1
+        events = author.posts(4, f"unheard {attempt} ")
+        events.append(_delete(author, events[0].id))
+        assert len(post_events(a.url, events)) == 5
+        top: int = info(a.url)["cursor"]
+
+        def caught_up(top: int = top) -> bool:
+            return bool(info(b.url)["cursor"] >= top)
+
+        cluster.wait_until(caught_up, "B's cursor catching up")
+        if metric(b.url, "murmur_cluster_notifications_total") == heard:
+            break  # B missed them (else it listened again first: cut again)
+    else:
+        raise AssertionError("B heard every commit: the cut never landed")
+    cluster.wait_until(
+        lambda: info(b.url)["counts"] == info(a.url)["counts"], "B's counts agreeing with A's"
+    )
+    assert info(b.url)["counts"]["deleted"] >= 1
+    assert metric(b.url, "murmur_cluster_count_reloads_total") >= 1
