@@ -68,6 +68,8 @@ _TOP: Final = (1 << 63) - 1
 def fold(word: str) -> str:
     """The compared form of a word: decomposed, combining marks dropped, case-folded
     (``Café`` and ``CAFE`` are one word), recomposed."""
+    if word.isascii():
+        return word.lower()  # the same fold: ASCII has no marks, and casefolds to lower
     bare = "".join(ch for ch in unicodedata.normalize("NFD", word) if not unicodedata.combining(ch))
     return unicodedata.normalize("NFC", bare.casefold())
 
@@ -77,17 +79,14 @@ def folded_words(text: str) -> list[str]:
     return [w for w in dict.fromkeys(fold(w) for w in _words(text)) if w]
 
 
-#: One statement: the highest free key of the _KEY_TRIES at or below the natural one
-#: ($1), unless the post is indexed already (ON CONFLICT on its id).
+#: A post under its natural key; nothing if that key is taken or the post is indexed
+#: already (then :func:`_index_below` looks for a free key). A plain insert: a query
+#: that searched free keys in SQL planned a scan of the table once prepared.
 _INDEX: Final = (
-    "INSERT INTO post_search (key, id, words, tags) "
-    "SELECT k, $2, $3, $4 FROM generate_series($1::bigint, "
-    "greatest($1::bigint - $5, 0), -1) AS k "
-    "WHERE NOT EXISTS (SELECT 1 FROM post_search WHERE key = k) "
-    "ORDER BY k DESC LIMIT 1 ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO post_search (key, id, words, tags) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING"
 )
-#: The arguments of :data:`_INDEX` for one post: key, id, words, tags, tries - 1.
-IndexArgs: TypeAlias = tuple[int, bytes, list[str], list[str], int]
+#: The arguments of indexing one post: natural key, id, words, tags.
+IndexArgs: TypeAlias = tuple[int, bytes, list[str], list[str]]
 
 
 def index_args(*, eid: bytes, ts: int, cursor: int, body: dict[str, Any]) -> IndexArgs | None:
@@ -98,34 +97,47 @@ def index_args(*, eid: bytes, ts: int, cursor: int, body: dict[str, Any]) -> Ind
     if not words and not tags:
         return None
     natural = (min(ts, _MAX_KEY_TS) << _LOW_BITS) | (cursor & _LOW_MASK)
-    return natural, eid, words, tags, _KEY_TRIES - 1
+    return natural, eid, words, tags
 
 
 async def index_post(c: Conn, *, eid: bytes, ts: int, cursor: int, body: dict[str, Any]) -> None:
     """Index the post ``eid`` stored at ``cursor`` (a no-op if it already is)."""
     args = index_args(eid=eid, ts=ts, cursor=cursor, body=body)
-    if args is None:
-        return
-    done = await c.execute(_INDEX, *args)
-    if done == "INSERT 0 0" and (
-        await c.fetchval("SELECT 1 FROM post_search WHERE id = $1", eid) is None
-    ):
-        log.warning("search key space full ts=%d cursor=%d: post not indexed", ts, cursor)
+    if args is not None:
+        await index_posts(c, [args])
 
 
 async def index_posts(c: Conn, rows: Sequence[IndexArgs]) -> None:
-    """Index several posts in one round trip (then one more to check them), in order:
-    the keys are those :func:`index_post` would give one by one."""
+    """Index several posts: one round trip inserts each under its natural key, one more
+    finds those left out (their key was taken), and each of those, rare, takes the
+    highest free key of the :data:`_KEY_TRIES` below (writers are serialized, spec 0004
+    #store-cursor, so nobody takes it in between)."""
     if not rows:
         return
     await c.executemany(_INDEX, rows)
     missing = await c.fetch(
-        "SELECT u.id FROM unnest($1::bytea[]) AS u(id) "
+        "SELECT u.n FROM unnest($1::bytea[]) WITH ORDINALITY AS u(id, n) "
         "WHERE NOT EXISTS (SELECT 1 FROM post_search p WHERE p.id = u.id)",
         [r[1] for r in rows],
     )
-    for (eid,) in missing:
-        log.warning("search key space full id=%s: post not indexed", bytes(eid).hex())
+    for (n,) in missing:
+        await _index_below(c, rows[n - 1])
+
+
+async def _index_below(c: Conn, args: IndexArgs) -> None:
+    natural, eid, words, tags = args
+    low = max(natural - _KEY_TRIES + 1, 0)
+    taken = {
+        int(r[0])
+        for r in await c.fetch(
+            "SELECT key FROM post_search WHERE key BETWEEN $1 AND $2", low, natural
+        )
+    }
+    free = next((k for k in range(natural, low - 1, -1) if k not in taken), None)
+    if free is None:
+        log.warning("search key space full id=%s: post not indexed", eid.hex())
+        return
+    await c.execute(_INDEX, free, eid, words, tags)
 
 
 async def unindex_post(c: Conn, eid: bytes) -> None:

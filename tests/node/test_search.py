@@ -5,6 +5,7 @@ a schema-4 database, and queries that must never reach FTS5 as syntax."""
 from __future__ import annotations
 
 import sqlite3
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from node.search_terms import (
     MAX_QUERY_BYTES,
     MAX_QUERY_WORDS,
     MAX_WORD_BYTES,
+    _words,
     normalize_tag,
     post_tags,
     query_tag,
@@ -24,6 +26,7 @@ from node.search_terms import (
 from node.store import SqliteStore
 from node.store.migrations import MIGRATIONS
 from node.store.sqlite import DB_FILENAME
+from node.store.pg_search import fold
 from node.store.sqlite_search import search_keys, tag_keys
 from protocol.errors import BadRequestError
 from protocol.events import Event
@@ -230,6 +233,30 @@ def test_query_words_split_on_everything_but_letters_digits_and_marks() -> None:
     assert query_words("a\x00b") == ("a", "b")
     with pytest.raises(BadRequestError):
         query_words("\x00 \" * ( )")
+
+
+def _slow_words(text: str) -> list[str]:
+    """Words cut one character at a time by category: what the ASCII fast path of
+    ``_words`` must agree with."""
+    out, word = [], ""
+    for ch in text:
+        if unicodedata.category(ch)[0] in "LNM" or unicodedata.category(ch) == "Co":
+            word += ch
+        elif word:
+            out, word = [*out, word], ""
+    return [*out, word] if word else out
+
+
+def _slow_fold(word: str) -> str:
+    bare = "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", bare.casefold())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=60))
+def test_the_ascii_fast_paths_cut_and_fold_as_the_general_ones(text: str) -> None:
+    assert list(_words(text)) == _slow_words(text)
+    assert [fold(w) for w in _words(text)] == [_slow_fold(w) for w in _slow_words(text)]
 
 
 def test_tags_are_normalized_alike_on_both_sides() -> None:

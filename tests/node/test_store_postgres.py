@@ -6,6 +6,7 @@ writers, one winner per event across connections, versioned schema (spec 0004
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import asyncpg
@@ -219,7 +220,7 @@ async def test_upgrade_from_a_populated_v2_database_indexes_the_posts_held(
 
 
 async def test_posts_of_one_millisecond_with_colliding_keys_take_the_next_free_key(
-    pg_url: str, clock: Clock
+    pg_url: str, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """spec 0004 #search-order: a post whose natural key (ts over the cursor's low 20
     bits) is taken gets the next free key below, and indexing it again is a no-op."""
@@ -232,11 +233,20 @@ async def test_posts_of_one_millisecond_with_colliding_keys_take_the_next_free_k
                 await pg_search.index_post(c, eid=eid, ts=T0, cursor=cursor, body=body)
             await pg_search.index_post(c, eid=b"\x02" * 32, ts=T0, cursor=5, body=body)
             rows = await c.fetch("SELECT key, id FROM post_search ORDER BY key DESC")
-        natural = (T0 << 20) | 5
-        assert [(r["key"], bytes(r["id"])) for r in rows] == [
-            (natural, b"\x01" * 32),
-            (natural - 1, b"\x02" * 32),
-        ]
+            natural = (T0 << 20) | 5
+            assert [(r["key"], bytes(r["id"])) for r in rows] == [
+                (natural, b"\x01" * 32),
+                (natural - 1, b"\x02" * 32),
+            ]
+            # Several at once take the free keys below in batch order; once the 64
+            # keys at and below the natural one are taken, a post is left out, logged.
+            many = [(natural, bytes([3, i]) * 16, ["same"], []) for i in range(63)]
+            await pg_search.index_posts(c, many)
+            with caplog.at_level(logging.WARNING, logger="murmur.node.store"):
+                await pg_search.index_posts(c, [(natural, b"\x04" * 32, ["same"], [])])
+            keys = [r["key"] for r in await c.fetch("SELECT key FROM post_search ORDER BY key")]
+        assert keys == list(range(natural - 63 - 1, natural + 1))[1:]
+        assert "search key space full" in caplog.text
     finally:
         await store.close()
 
