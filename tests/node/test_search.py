@@ -25,8 +25,8 @@ from node.search_terms import (
 )
 from node.store import SqliteStore
 from node.store.migrations import MIGRATIONS
-from node.store.sqlite import DB_FILENAME
 from node.store.pg_search import fold
+from node.store.sqlite import DB_FILENAME
 from node.store.sqlite_search import search_keys, tag_keys
 from protocol.errors import BadRequestError
 from protocol.events import Event

@@ -91,9 +91,7 @@ async def test_cursors_follow_commit_order_under_concurrent_writers(
             await s.close()
 
 
-async def test_one_event_from_two_connections_is_accepted_once(
-    pg_url: str, clock: Clock
-) -> None:
+async def test_one_event_from_two_connections_is_accepted_once(pg_url: str, clock: Clock) -> None:
     """Dup-first across connections (spec 0004 #store-cursor): the same events sent
     through two stores at once are accepted once each, the other copy a duplicate,
     never an error (the second writer waits for the first to commit, then probes)."""
