@@ -40,22 +40,17 @@ from node.store.keyplan import CANONICAL, PENDING, batch_phases
 from node.store.pg_effects import BODY_EFFECTS, apply_body
 from node.store.pg_keys import PgKeyBook
 from node.store.pg_search import IndexArgs, index_args, index_posts
-from node.store.pg_social import SOCIAL_KINDS, add_social, on_insert
+from node.store.pg_social import SOCIAL_KINDS, SocialWrites
 from node.store.sqlite_effects import BatchStats
-from node.store.sqlite_social import _refs_of
 from node.store.sqlite_write import _reply_of
 from protocol import kinds
 from protocol.errors import BodyRequiredError, ProtocolError
 from protocol.events import Event
 
-__all__ = ["Conn", "UnsupportedByStore", "apply_batch_pg"]
+__all__ = ["Conn", "apply_batch_pg"]
 
 #: A connection, on its own or lent by a pool.
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
-
-
-class UnsupportedByStore(RuntimeError):
-    """The batch holds what this backend cannot store yet; nothing of it was stored."""
 
 
 _HELD, _FILLABLE = 1, 2
@@ -101,7 +96,9 @@ class _Batch:
     are buffered and written in one round trip each (:meth:`flush`), and what the
     stretch itself stores is laid over the probe's answers (an id stored is held, an
     author known, a seq forked, a reference recorded, a v2 event's prev and child
-    held). An effect that reads the events table flushes first; one that changes what
+    held). The social index work of the stretch is buffered too and written in a few
+    statements after the rows (:class:`node.store.pg_social.SocialWrites`). A delete,
+    whose effects read what the buffers hold, flushes first; one that changes what
     the probe said in ways the overlay does not follow (a delete, a body fill) ends the
     stretch, and the rest of the phase is probed again. Nothing else changes: one
     transaction, under the stream_head lock, cursors given in batch order.
@@ -114,9 +111,8 @@ class _Batch:
         self.stats = BatchStats()
         self.book = PgKeyBook(conn, top, self.next_cursor)
         self._rows: list[tuple[Any, ...]] = []
-        #: The ids of the buffered rows.
-        self._pending: set[bytes] = set()
         self._search: list[IndexArgs] = []
+        self._social = SocialWrites()
         self._reset()
 
     def _reset(self) -> None:
@@ -135,14 +131,13 @@ class _Batch:
         self.top += 1
         return self.top
 
-    async def flush(self, *, search: bool = True) -> None:
-        """Write the buffered rows, then (unless ``search`` is false) index the
-        buffered posts."""
+    async def flush(self) -> None:
+        """Write the buffered rows, then their social index work and search entries."""
         if self._rows:
             rows, self._rows = self._rows, []
-            self._pending.clear()
             await self.conn.executemany(_INSERT, rows)
-        if self._search and search:
+        await self._social.flush(self.conn, self.now_ms)
+        if self._search:
             entries, self._search = self._search, []
             await index_posts(self.conn, entries)
 
@@ -212,7 +207,6 @@ class _Batch:
                 body_bytes, bool(tombstoned), root, parent, self.now_ms, ev.kev, signer, status,
             )
         )  # fmt: skip
-        self._pending.add(ev.id)
         self._stored[ev.id] = (author, kind, ev.kev)
         self._authors.add(author)
         self._seqs.add((author, ev.seq))
@@ -220,12 +214,11 @@ class _Batch:
         self.stats.events += 1
         if signer is not None:
             self.book.stored(ev.id)
-        if referenced or not known_author:
-            # Reads refs and notifications only, never the events table.
-            await on_insert(
-                c, eid=ev.id, author=author, new_author=not known_author,
-                referenced=referenced, now_ms=self.now_ms,
-            )  # fmt: skip
+        if not known_author:
+            self._social.authors.add(author)
+        if referenced:
+            # Their references notify this author now (written with the stretch).
+            self._social.referenced[ev.id] = author
         if tombstoned:
             self.stats.deleted += 1
         if same_seq:
@@ -247,28 +240,24 @@ class _Batch:
         return WriteResult(status="accepted", cursor=cursor)
 
     async def _effects(self, ev: Event, cursor: int, body: dict[str, Any]) -> None:
-        """The body effects of a v1 event just buffered. Posts are indexed from the
-        buffer; the buffered rows are written first only when an effect reads one of
-        them (a reference to an event of this stretch; a follow reads its own row); a
-        delete changes what the probe said."""
+        """The body effects of a v1 event just buffered. Social index work and posts'
+        search entries are buffered too (written after the rows); labels and profiles
+        read nothing the buffers hold; a delete reads and changes the indexes, so
+        everything is written first, and it changes what the probe said."""
         kind = ev.kind
-        if kind in SOCIAL_KINDS and kind not in (kinds.FOLLOW, kinds.UNFOLLOW):
-            refs = _refs_of(kind, body)
-            if any(target in self._pending for _, target in refs):
-                await self.flush(search=False)
-            await add_social(
-                self.conn, eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts,
-                cursor=cursor, body=body,
+        if kind in SOCIAL_KINDS:
+            targets = self._social.add(
+                eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts, cursor=cursor,
+                body=body,
             )  # fmt: skip
-            self._targets.update(target for _, target in refs)
+            self._targets.update(targets)
             if kind == kinds.POST:
                 args = index_args(eid=ev.id, ts=ev.ts, cursor=cursor, body=body)
                 if args is not None:
                     self._search.append(args)
             return
         if kind not in _NO_EVENT_READS:
-            # A delete may unindex a post still buffered: that goes in first.
-            await self.flush(search=kind == kinds.DELETE)
+            await self.flush()
         await apply_body(
             self.conn, eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts,
             cursor=cursor, body=body, stats=self.stats,
