@@ -6,8 +6,8 @@ writers, one winner per event across connections, versioned schema (spec 0004
 from __future__ import annotations
 
 import asyncio
-import random
 import logging
+import random
 from typing import Any
 
 import asyncpg
