@@ -79,9 +79,8 @@ def folded_words(text: str) -> list[str]:
     return [w for w in dict.fromkeys(fold(w) for w in _words(text)) if w]
 
 
-#: A post under its natural key; nothing if that key is taken or the post is indexed
-#: already (then :func:`_index_below` looks for a free key). A plain insert: a query
-#: that searched free keys in SQL planned a scan of the table once prepared.
+#: A post under a free key (a query that searched free keys in SQL planned a scan of
+#: the table once prepared: keys are chosen in Python, writers being serialized).
 _INDEX: Final = (
     "INSERT INTO post_search (key, id, words, tags) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING"
 )
@@ -108,20 +107,36 @@ async def index_post(c: Conn, *, eid: bytes, ts: int, cursor: int, body: dict[st
 
 
 async def index_posts(c: Conn, rows: Sequence[IndexArgs]) -> None:
-    """Index several posts: one round trip inserts each under its natural key, one more
-    finds those left out (their key was taken), and each of those, rare, takes the
-    highest free key of the :data:`_KEY_TRIES` below (writers are serialized, spec 0004
-    #store-cursor, so nobody takes it in between)."""
+    """Index several posts: one read finds which are indexed already and which natural
+    keys are taken, one binary COPY writes the others under their natural keys, and a
+    post whose key was taken (rare) gets the highest free key of the
+    :data:`_KEY_TRIES` below. Writers are serialized (spec 0004 #store-cursor): nobody
+    takes a key in between."""
     if not rows:
         return
-    await c.executemany(_INDEX, rows)
-    missing = await c.fetch(
-        "SELECT u.n FROM unnest($1::bytea[]) WITH ORDINALITY AS u(id, n) "
-        "WHERE NOT EXISTS (SELECT 1 FROM post_search p WHERE p.id = u.id)",
-        [r[1] for r in rows],
-    )
-    for (n,) in missing:
-        await _index_below(c, rows[n - 1])
+    held = await c.fetch(
+        "SELECT key, id FROM post_search WHERE key = ANY($1::bigint[]) OR id = ANY($2::bytea[])",
+        [r[0] for r in rows], [r[1] for r in rows],
+    )  # fmt: skip
+    keys = {int(k) for k, _ in held}
+    done = {bytes(i) for _, i in held}
+    fresh: list[IndexArgs] = []
+    later: list[IndexArgs] = []
+    for row in rows:
+        if row[1] in done:
+            continue
+        done.add(row[1])
+        if row[0] in keys:
+            later.append(row)
+        else:
+            keys.add(row[0])
+            fresh.append(row)
+    if fresh:
+        await c.copy_records_to_table(
+            "post_search", records=fresh, columns=("key", "id", "words", "tags")
+        )
+    for row in later:
+        await _index_below(c, row)
 
 
 async def _index_below(c: Conn, args: IndexArgs) -> None:

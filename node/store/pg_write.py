@@ -80,11 +80,13 @@ _PROBE: Final = (
 _MIN_WINDOW: Final = 16
 #: Kinds whose body effects never read the events table (labels, the latest profile).
 _NO_EVENT_READS: Final = frozenset({kinds.LABEL, kinds.PROFILE})
-_INSERT: Final = (
-    "INSERT INTO events (cursor, id, author, seq, prev, ts, kind, header, sig, body, "
-    "deleted, reply_root, reply_parent, received_ms, kev, key, status) "
-    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
-)
+#: The columns of an event row, in the order the write path builds them. Rows go in
+#: with binary COPY: no row can conflict, since the probe (and the overlay) found each
+#: id not held and writers are serialized (spec 0004 #store-cursor).
+_COLUMNS: Final = (
+    "cursor", "id", "author", "seq", "prev", "ts", "kind", "header", "sig", "body",
+    "deleted", "reply_root", "reply_parent", "received_ms", "kev", "key", "status",
+)  # fmt: skip
 
 
 class _Batch:
@@ -135,7 +137,7 @@ class _Batch:
         """Write the buffered rows, then their social index work and search entries."""
         if self._rows:
             rows, self._rows = self._rows, []
-            await self.conn.executemany(_INSERT, rows)
+            await self.conn.copy_records_to_table("events", records=rows, columns=_COLUMNS)
         await self._social.flush(self.conn, self.now_ms)
         if self._search:
             entries, self._search = self._search, []
