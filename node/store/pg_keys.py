@@ -14,7 +14,7 @@ into the book as it is written, so the checks are lookups.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from node.store.keyplan import (
     Around,
@@ -24,7 +24,7 @@ from node.store.keyplan import (
     split_ids,
     state_of,
 )
-from node.store.pg_effects import BODY_EFFECTS, apply_body, recompute_profile, undo_body
+from node.store.pg_effects import BODY_EFFECTS, recompute_profile, undo_body
 from node.store.sqlite_effects import BatchStats
 from protocol import kinds
 from protocol.encoding import decode
@@ -34,14 +34,26 @@ from protocol.keystate import KeyEvent, Link, check_event, input_of
 if TYPE_CHECKING:
     from node.store.pg_write import Conn
 
-__all__ = ["PgKeyBook"]
+__all__ = ["Effects", "PgKeyBook"]
+
+
+class Effects(Protocol):
+    """Where the effects of events settled alone go: the write path's buffers."""
+
+    async def effect(
+        self, *, eid: bytes, author: str, kind: str, seq: int, ts: int, cursor: int,
+        body: dict[str, Any],
+    ) -> None: ...  # fmt: skip
+
+    async def flush(self) -> None: ...
 
 
 class PgKeyBook:
     """The key events of the authors one write transaction touches (see module doc)."""
 
-    def __init__(self, conn: Conn, base: int, next_cursor: Any) -> None:
+    def __init__(self, conn: Conn, base: int, next_cursor: Any, effects: Effects) -> None:
         self._conn = conn
+        self._effects = effects
         #: The highest cursor before this transaction: an event at or below it whose
         #: status changes moves to a new cursor (spec 0004 #stream-status).
         self._base = base
@@ -138,6 +150,12 @@ class PgKeyBook:
         fast, self._fast = self._fast, {}
         for author, links in sorted(fast.items()):
             await self._settle_alone(author, links, stats)
+        if touched:
+            # Resolution undoes effects event by event, reading the indexes: write what
+            # is buffered first. The effects it applies are buffered again, after the
+            # author's undoing; what another author's undoing reads (its own events'
+            # references, follow pairs and tombstones) they never touch, and counts add.
+            await self._effects.flush()
         for author in touched:
             await self._settle(author, stats)
 
@@ -156,9 +174,9 @@ class PgKeyBook:
                 profile = True
                 continue
             if body is not None:  # as stored in this batch: no event has changed it since
-                await apply_body(
-                    self._conn, eid=link.id, author=author, kind=link.kind, seq=link.seq,
-                    ts=ts, cursor=cursor, body=body, stats=stats,
+                await self._effects.effect(
+                    eid=link.id, author=author, kind=link.kind, seq=link.seq, ts=ts,
+                    cursor=cursor, body=body,
                 )  # fmt: skip
         if profile:
             await recompute_profile(self._conn, author)
@@ -183,19 +201,25 @@ class PgKeyBook:
             author, b"".join(plan.path), b"".join(plan.contenders),
         )  # fmt: skip
         self._paths[author] = (plan.path, plan.contenders)
-        for eid, new, by, streamed in plan.changed:
-            if streamed:
-                # Streamed before with another status: again, at a new cursor (spec 0004
-                # #stream-status), before any index that keeps cursors learns the state.
-                stats.moved += 1
-                await c.execute(
-                    "UPDATE events SET status = $2, revoked_by = $3, cursor = $4 WHERE id = $1",
-                    eid, new, by, self._next_cursor(),
-                )  # fmt: skip
-            else:
-                await c.execute(
-                    "UPDATE events SET status = $2, revoked_by = $3 WHERE id = $1", eid, new, by
-                )
+        moved = [(eid, new, by, self._next_cursor()) for eid, new, by, up in plan.changed if up]
+        kept = [(eid, new, by) for eid, new, by, up in plan.changed if not up]
+        stats.moved += len(moved)
+        if moved:
+            # Streamed before with another status: again, at a new cursor (spec 0004
+            # #stream-status), before any index that keeps cursors learns the state.
+            await c.execute(
+                "UPDATE events e SET status = u.status, revoked_by = u.by, cursor = u.cursor "
+                "FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::bigint[]) "
+                "AS u(id, status, by, cursor) WHERE e.id = u.id",
+                *map(list, zip(*moved, strict=True)),
+            )  # fmt: skip
+        if kept:
+            await c.execute(
+                "UPDATE events e SET status = u.status, revoked_by = u.by "
+                "FROM unnest($1::bytea[], $2::text[], $3::bytea[]) AS u(id, status, by) "
+                "WHERE e.id = u.id",
+                *map(list, zip(*kept, strict=True)),
+            )  # fmt: skip
         if not plan.flips:
             return
         for eid, kind in plan.undo:
@@ -203,13 +227,19 @@ class PgKeyBook:
             decoded = None if body is None else decode(body)
             if isinstance(decoded, dict):
                 await undo_body(c, eid=eid, author=author, kind=kind, body=decoded, stats=stats)
-        for eid, kind, seq in plan.apply:
-            row = await c.fetchrow(
-                "SELECT cursor, ts, body FROM events WHERE id = $1 AND body IS NOT NULL", eid
+        held = {
+            bytes(r[0]): r
+            for r in await c.fetch(
+                "SELECT id, cursor, ts, body FROM events WHERE id = ANY($1::bytea[]) "
+                "AND body IS NOT NULL",
+                [eid for eid, _, _ in plan.apply],
             )
+        }
+        for eid, kind, seq in plan.apply:
+            row = held.get(eid)
             if row is not None:
-                await apply_body(
-                    c, eid=eid, author=author, kind=kind, seq=seq, ts=row["ts"],
-                    cursor=row["cursor"], body=decode(row["body"]), stats=stats,
+                await self._effects.effect(
+                    eid=eid, author=author, kind=kind, seq=seq, ts=row["ts"],
+                    cursor=row["cursor"], body=decode(row["body"]),
                 )  # fmt: skip
         await recompute_profile(c, author)

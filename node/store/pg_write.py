@@ -111,7 +111,7 @@ class _Batch:
         self.now_ms = now_ms
         self.top = top
         self.stats = BatchStats()
-        self.book = PgKeyBook(conn, top, self.next_cursor)
+        self.book = PgKeyBook(conn, top, self.next_cursor, self)
         self._rows: list[tuple[Any, ...]] = []
         self._search: list[IndexArgs] = []
         self._social = SocialWrites()
@@ -242,30 +242,39 @@ class _Batch:
         return WriteResult(status="accepted", cursor=cursor)
 
     async def _effects(self, ev: Event, cursor: int, body: dict[str, Any]) -> None:
-        """The body effects of a v1 event just buffered. Social index work and posts'
-        search entries are buffered too (written after the rows); labels and profiles
-        read nothing the buffers hold; a delete reads and changes the indexes, so
-        everything is written first, and it changes what the probe said."""
-        kind = ev.kind
+        """The body effects of a v1 event just buffered (see :meth:`effect`); a delete
+        changes what the probe said."""
+        await self.effect(
+            eid=ev.id, author=ev.author, kind=ev.kind, seq=ev.seq, ts=ev.ts, cursor=cursor,
+            body=body,
+        )  # fmt: skip
+        if ev.kind == kinds.DELETE:
+            self.stale = True
+
+    async def effect(
+        self, *, eid: bytes, author: str, kind: str, seq: int, ts: int, cursor: int,
+        body: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """Apply one stored event's body effects (``kind`` in BODY_EFFECTS). Social index
+        work and posts' search entries are buffered (written after the rows); labels
+        and profiles read nothing the buffers hold; a delete reads and changes the
+        indexes, so everything buffered is written first."""
         if kind in SOCIAL_KINDS:
             targets = self._social.add(
-                eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts, cursor=cursor,
-                body=body,
-            )  # fmt: skip
+                eid=eid, author=author, kind=kind, seq=seq, ts=ts, cursor=cursor, body=body
+            )
             self._targets.update(targets)
             if kind == kinds.POST:
-                args = index_args(eid=ev.id, ts=ev.ts, cursor=cursor, body=body)
+                args = index_args(eid=eid, ts=ts, cursor=cursor, body=body)
                 if args is not None:
                     self._search.append(args)
             return
         if kind not in _NO_EVENT_READS:
             await self.flush()
         await apply_body(
-            self.conn, eid=ev.id, author=ev.author, kind=kind, seq=ev.seq, ts=ev.ts,
-            cursor=cursor, body=body, stats=self.stats,
+            self.conn, eid=eid, author=author, kind=kind, seq=seq, ts=ts, cursor=cursor,
+            body=body, stats=self.stats,
         )  # fmt: skip
-        if kind == kinds.DELETE:
-            self.stale = True
 
     async def _fill_body(self, ev: Event) -> WriteResult:
         """Complete a held body-less event from a verified full copy (spec 0004
@@ -308,6 +317,7 @@ class _Batch:
             window = max(_MIN_WINDOW, 2 * (pos - start)) if self.stale else window
         await self.flush()
         await self.book.settle(self.stats)
+        await self.flush()  # the effects of events settled alone
 
 
 async def apply_batch_pg(
