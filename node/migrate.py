@@ -36,6 +36,7 @@ from node.config import redact_url, system_now_ms
 from node.store.base import StoredEvent
 from node.store.postgres import PostgresStore
 from node.store.sqlite import DB_FILENAME, SqliteStore
+from protocol import kinds
 from protocol.events import Event, decode_unverified
 
 __all__ = ["CHUNK", "MigrationError", "MigrationReport", "migrate_store"]
@@ -55,7 +56,7 @@ class MigrationReport:
     events: int
     #: Events applied by this run (not counting those a resumed run had done).
     applied: int
-    #: Events stored under another cursor than in the source (body-less ones).
+    #: Events held under another cursor than in the source (see :func:`_renumbered`).
     renumbered: int
     peers: int
     fingerprint: str
@@ -226,18 +227,20 @@ async def _migrate(
     skip = bodyless.keys() | missing.keys()
     print(f"migrating {total} events from {data_dir} to {redact_url(url)}"
           + (f" (resuming after cursor {after})" if after else ""), file=out)  # fmt: skip
-    applied = renumbered = 0
+    applied = 0
     done_before = await dst.pool.fetchval("SELECT count(*) FROM events")
     while True:
         page = await src.events_after(after, limit=chunk)
         if not page:
             break
-        for run in _runs([ev for ev in page if ev.cursor not in skip], breaks):
+        # The write path applies a batch's key events first (keyplan.batch_phases): each
+        # starts a run of its own, so nothing before it in the run takes a later cursor.
+        keyed = {ev.cursor for ev in page if ev.kind in kinds.KEY_EVENT_KINDS}
+        for run in _runs([ev for ev in page if ev.cursor not in skip], breaks | keyed):
             # Replays due here (retried at each run until the target takes them).
             for replay in [r for r in replays if r.at <= run[0].cursor]:
                 held, stored = await _replay(dst, replay)
                 applied += stored
-                renumbered += stored
                 if held:
                     replays.remove(replay)
             await dst.pool.execute(
@@ -247,7 +250,6 @@ async def _migrate(
             for ev, w in zip(run, written, strict=True):
                 if w.status == "accepted":
                     applied += 1
-                    renumbered += w.cursor != ev.cursor
                 elif w.status != "duplicate":
                     raise MigrationError(f"event {ev.id.hex()} refused: {w.error}")
         after = page[-1].cursor
@@ -258,7 +260,6 @@ async def _migrate(
     for replay in replays:
         held, stored = await _replay(dst, replay)
         applied += stored
-        renumbered += stored
         if not held:
             raise MigrationError(
                 f"event {replay.missing.id.hex()} (held without its body) was refused "
@@ -274,24 +275,53 @@ async def _migrate(
         for ev, w in zip(events, written, strict=True):
             if w.status == "accepted":
                 applied += 1
-                renumbered += 1
             elif w.status != "duplicate":
                 raise MigrationError(f"body-less event {ev.id.hex()} refused: {w.error}")
     peers = await src.load_peers()
     for rec in peers:
         await dst.save_peer(rec)
     fingerprint = await _check(src, url)
+    renumbered = await _renumbered(data_dir, dst)
     await dst.pool.execute("DELETE FROM meta WHERE key IN ('migrated_from', 'migrated_cursor')")
     report = MigrationReport(
         events=total, applied=applied, renumbered=renumbered, peers=len(peers),
         fingerprint=fingerprint, seconds=time.monotonic() - started,
     )  # fmt: skip
     print(
-        f"done: {total} events ({renumbered} under new cursors: body-less ones), "
+        f"done: {total} events ({renumbered} under new cursors), "
         f"{len(peers)} peers, fingerprint {fingerprint}, {report.seconds:.1f} s",
         file=out,
     )
     return report
+
+
+async def _renumbered(data_dir: Path, dst: PostgresStore) -> int:
+    """How many events the target holds under another cursor than the source: the
+    source's (id, cursor) pairs go to a temporary table with COPY, then one join.
+
+    Body-less events go last, and an event whose status the copy resolves again moves
+    up as it did on the source; after a move, later events follow above it. None is
+    held below its source cursor but a revoked delete replayed before the key event
+    that revokes it (spec 0004 #store-migrate)."""
+    uri = f"file:{data_dir / DB_FILENAME}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        async with dst.pool.acquire() as c, c.transaction():
+            await c.execute(
+                "CREATE TEMPORARY TABLE source_cursors (id BYTEA, cursor BIGINT) ON COMMIT DROP"
+            )
+            rows = conn.execute("SELECT id, cursor FROM events")
+            while page := rows.fetchmany(50_000):
+                await c.copy_records_to_table(
+                    "source_cursors", records=[(bytes(i), int(n)) for i, n in page]
+                )
+            found = await c.fetchval(
+                "SELECT count(*) FROM events e JOIN source_cursors s ON e.id = s.id "
+                "WHERE e.cursor <> s.cursor"
+            )
+    finally:
+        conn.close()
+    return int(found)
 
 
 async def _check(src: SqliteStore, url: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 import node.migrate
 from node.migrate import MigrationError, migrate_store
-from node.store.base import PeerRecord
+from node.store.base import PeerRecord, StoredEvent
 from node.store.postgres import PostgresStore
 from node.store.sqlite import SqliteStore
 from protocol.events import Event, decode_event
@@ -168,6 +168,21 @@ async def _v2_source(data_dir: Path, clock: Clock) -> dict[str, Any]:
         await src.close()
 
 
+async def _cursor_pairs(
+    data_dir: Path, pg_url: str, clock: Clock
+) -> list[tuple[StoredEvent, int, int]]:
+    """Each source event with its cursor on the source and on the target."""
+    src, dst = SqliteStore(data_dir, now_ms=clock), PostgresStore(pg_url, now_ms=clock)
+    await src.open()
+    await dst.open()
+    try:
+        theirs = {e.id: e.cursor for e in await dst.events_after(0, limit=1000)}
+        return [(e, e.cursor, theirs[e.id]) for e in await src.events_after(0, limit=1000)]
+    finally:
+        await src.close()
+        await dst.close()
+
+
 async def _store_view(store: Any, authors: list[str]) -> dict[str, Any]:
     """What readers see of ``authors`` in ``store``: every event's status, revocation,
     deletion and body, the key histories and the feed key tips."""
@@ -208,3 +223,12 @@ async def test_did_murmur_events_move_with_their_key_histories_and_statuses(
         await dst.close()
     assert after == before
     assert report.events == len(before["events"])
+    # Cursors (spec 0004 #store-migrate): no event lands below its source cursor (a
+    # subscriber resuming misses none) but the revoked delete replayed before the
+    # rotation that revokes it. The write path applies a batch's key events first, so
+    # each key event starts a run of its own; otherwise the events before it in the
+    # run would take later cursors and it a lower one.
+    pairs = await _cursor_pairs(tmp_path, pg_url, clock)
+    lower = {(e.kind, e.status) for e, old, new in pairs if new < old}
+    assert lower == {("delete", "revoked")}, lower
+    assert report.renumbered == sum(old != new for _, old, new in pairs)
