@@ -64,7 +64,7 @@ async def info(request: web.Request) -> web.Response:
             # This process runs the node's federation (spec 0004 #store-processes).
             "leader": request.app[FEDERATION].leading,
         },
-        "store": "sqlite" if config.store_url is None else "postgresql",
+        "store": request.app[STORE].backend,
     }
     return respond(request, doc)
 

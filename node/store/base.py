@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 from protocol.encoding import encode_bins
 from protocol.errors import ProtocolError
@@ -232,6 +232,9 @@ class AuthorStats:
 class Store(abc.ABC):
     """Durable event storage. All methods are coroutines; implementations must not
     block the event loop."""
+
+    #: The backend's name, as ``/v1/info`` gives it (``sqlite``, ``postgresql``).
+    backend: ClassVar[str]
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -94,6 +94,8 @@ class _Sql:
 class PostgresStore(Store):
     """:class:`Store` on one PostgreSQL database (``url``: ``postgresql://...``)."""
 
+    backend = "postgresql"
+
     def __init__(self, url: str, *, now_ms: Callable[[], int], pool_size: int = POOL_SIZE):
         self._url = url
         self._now_ms = now_ms

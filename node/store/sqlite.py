@@ -215,6 +215,8 @@ def _like_escape(text: str) -> str:
 class SqliteStore(Store):
     """:class:`Store` on one SQLite file under ``data_dir``."""
 
+    backend = "sqlite"
+
     def __init__(
         self, data_dir: Path, *, synchronous: str = "full", now_ms: Callable[[], int]
     ) -> None:

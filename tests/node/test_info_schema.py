@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from node.state import STORE
 from tests.node.backends import both_backends
 from tests.node.conftest import Author, Node
 
@@ -60,4 +61,5 @@ async def test_every_info_field_is_declared_in_the_openapi_document(
     assert undeclared(info, schema, "info") == []
     assert set(schema["required"]) <= set(info)
     assert info["store"] in schema["properties"]["store"]["enum"]
+    assert info["store"] == node.app[STORE].backend  # the store serving, not the config's
     assert info["federation"]["leader"] is True
