@@ -267,8 +267,9 @@ class PostgresStore(Store):
         ]
 
     async def search(self, query: SearchQuery) -> SearchPage:
-        async with self.pool.acquire() as c, c.transaction(
-            isolation="repeatable_read", readonly=True
+        async with (
+            self.pool.acquire() as c,
+            c.transaction(isolation="repeatable_read", readonly=True),
         ):  # the keys and the events they name agree
             keys = await search_keys(
                 c, words=query.words, tag=query.tag, before=query.before, limit=query.limit
@@ -315,27 +316,79 @@ class PostgresStore(Store):
         out: dict[str, KeyHistory] = {}
         deferred: list[str] = []
         budget = max_events
+        wanted = list(dict.fromkeys(authors))
         async with self.pool.acquire() as c:
             async with c.transaction(isolation="repeatable_read", readonly=True):
-                for author in authors:
-                    # An index-only count of at most budget + 1 entries: an author with
-                    # a huge history is deferred without being read.
-                    n = await c.fetchval(
-                        "SELECT count(*) FROM "
-                        "(SELECT 1 FROM key_events WHERE author = $1 LIMIT $2) AS k",
-                        author, budget + 1,
-                    )  # fmt: skip
+                # Index-only counts of at most budget + 1 entries each, in one round trip:
+                # an author with a huge history is deferred without being read.
+                counts = await c.fetch(
+                    "SELECT u.a, (SELECT count(*) FROM (SELECT 1 FROM key_events "
+                    'WHERE author = u.a COLLATE "C" LIMIT $2) AS k) '
+                    "FROM unnest($1::text[]) WITH ORDINALITY AS u(a, n) ORDER BY u.n",
+                    wanted, budget + 1,
+                )  # fmt: skip
+                read: list[str] = []
+                for author, n in counts:
                     if n == 0:
                         continue
                     if n > budget:
                         deferred.append(author)
                         continue
-                    history = await self._key_page(c, author, None, n)
-                    if history is None:
-                        continue
-                    budget -= len(history.events)
-                    out[author] = history
+                    budget -= n
+                    read.append(author)
+                if read:
+                    out = await self._whole_histories(c, read)
         return out, deferred
+
+    @staticmethod
+    async def _whole_histories(c: Conn, authors: list[str]) -> dict[str, KeyHistory]:
+        """The whole key histories of ``authors`` (as :meth:`_key_page` with no limit),
+        in three round trips whatever their number."""
+        paths = {
+            r[0]: list(split_ids(r[1]))
+            for r in await c.fetch(
+                "SELECT author, contenders FROM key_paths WHERE author = ANY($1::text[])",
+                authors,
+            )
+        }
+        rows = await c.fetch(
+            f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
+            "(SELECT id FROM key_events WHERE author = ANY($1::text[])) "
+            "ORDER BY author, seq, id",
+            [a for a in authors if a in paths],
+        )  # fmt: skip
+        by_author: dict[str, list[StoredEvent]] = {}
+        for r in rows:
+            ev = _row(r)
+            by_author.setdefault(ev.author, []).append(ev)
+        firsts = [k[0] for k in paths.values() if k]
+        points = (
+            {
+                bytes(i): kev
+                for i, kev in await c.fetch(
+                    "SELECT id, kev FROM key_events WHERE id = ANY($1::bytea[])", firsts
+                )
+            }
+            if firsts
+            else {}
+        )
+        out: dict[str, KeyHistory] = {}
+        for author in authors:
+            contenders = paths.get(author)
+            if contenders is None:
+                continue
+            events = by_author.get(author, [])
+            ids = {e.id for e in events}
+            out[author] = KeyHistory(
+                author=author,
+                events=events,
+                path=[e.id for e in events if e.status == "canonical"],
+                contenders=[k for k in contenders if k in ids],
+                disputed=bool(contenders),
+                point=points.get(contenders[0]) if contenders else None,
+                more=False,
+            )
+        return out
 
     async def key_tips(self, authors: Sequence[str]) -> dict[str, list[bytes]]:
         # One read of the fork-choice rows (as the SQLite store's): the path's last id,
@@ -412,8 +465,7 @@ class PostgresStore(Store):
         if not ids:
             return set()
         rows = await self.pool.fetch(
-            "SELECT id FROM events WHERE id = ANY($1::bytea[]) "
-            "AND (body IS NOT NULL OR deleted)",
+            "SELECT id FROM events WHERE id = ANY($1::bytea[]) AND (body IS NOT NULL OR deleted)",
             list(dict.fromkeys(ids)),
         )
         return {bytes(r[0]) for r in rows}
@@ -430,8 +482,9 @@ class PostgresStore(Store):
         """One snapshot, read page by page while :meth:`NegentropyStorage.from_sorted`
         consumes it on a thread: about 44 bytes an event, plus one page."""
         loop = asyncio.get_running_loop()
-        async with self.pool.acquire() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             cur = await conn.cursor("SELECT ts, id FROM events ORDER BY ts, id")
 
@@ -456,8 +509,14 @@ class PostgresStore(Store):
         rows = await self.pool.fetch(f"SELECT {_PEER_COLS} FROM peers ORDER BY added_ms, url")  # noqa: S608 - constant SQL
         return [
             PeerRecord(
-                url=r[0], source=r[1], node_id=r[2], cursor=r[3], score=r[4],
-                failures=r[5], last_ok_ms=r[6], added_ms=r[7],
+                url=r[0],
+                source=r[1],
+                node_id=r[2],
+                cursor=r[3],
+                score=r[4],
+                failures=r[5],
+                last_ok_ms=r[6],
+                added_ms=r[7],
             )
             for r in rows
         ]

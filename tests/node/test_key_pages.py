@@ -44,6 +44,15 @@ async def test_a_deferred_history_is_never_read_in_full(
             return await real_pg(c, author, after, limit)
 
         monkeypatch.setattr(PostgresStore, "_key_page", staticmethod(spy_pg))
+        real_whole = PostgresStore._whole_histories
+
+        async def spy_whole(c: Any, authors: list[str]) -> Any:
+            # The batch read of whole histories: what it read, as (author, events).
+            got = await real_whole(c, authors)
+            reads.extend((a, len(h.events)) for a, h in got.items())
+            return got
+
+        monkeypatch.setattr(PostgresStore, "_whole_histories", staticmethod(spy_whole))
     store = node.app[STORE]
     histories, deferred = await store.key_histories([big.did, small.did], max_events=5)
     assert deferred == [big.did] and list(histories) == [small.did]
