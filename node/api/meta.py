@@ -96,3 +96,13 @@ def register_gauges(app: web.Application) -> None:
     m.gauge("murmur_authors", "Distinct authors held.", lambda: app[STORE].counts().authors)
     m.gauge("murmur_stream_cursor", "Highest stream cursor.", lambda: app[STORE].counts().cursor)
     m.gauge("murmur_stream_subscribers", "Open stream connections.", lambda: app[HUB].subscribers)
+    m.counter(
+        "murmur_write_transactions_total",
+        "Write transactions the store ran (concurrent batches share one: group commit).",
+        lambda: app[STORE].write_groups()[0],
+    )
+    m.counter(
+        "murmur_write_batches_total",
+        "Batches written (several in one transaction when they arrive together).",
+        lambda: app[STORE].write_groups()[1],
+    )

@@ -13,12 +13,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final, Literal
+from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
 from protocol.encoding import encode_bins
 from protocol.errors import ProtocolError
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
+
+if TYPE_CHECKING:
+    from node.store.group import GroupCommit
 
 __all__ = [
     "AuthorStats",
@@ -244,8 +247,28 @@ class Store(abc.ABC):
     async def close(self) -> None:
         """Finish the write in progress (if any) and release every resource."""
 
-    @abc.abstractmethod
+    #: Concurrent batches' shared transactions (made at the first write).
+    _group: GroupCommit | None = None
+
     async def apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
+        """Store verified events; return their results once the transaction holding
+        them committed. Batches written concurrently share transactions (group commit,
+        :mod:`node.store.group`, spec 0004 #group-commit)."""
+        if not events:
+            return []
+        if self._group is None:
+            from node.store.group import GroupCommit
+
+            self._group = GroupCommit(self._apply_batch)
+        return await self._group.submit(events)
+
+    def write_groups(self) -> tuple[int, int]:
+        """Write transactions run and the batches they carried."""
+        g = self._group
+        return (0, 0) if g is None else (g.transactions, g.batches)
+
+    @abc.abstractmethod
+    async def _apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
         """Store verified events in ONE transaction; return after it committed."""
 
     @abc.abstractmethod

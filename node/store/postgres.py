@@ -149,7 +149,7 @@ class PostgresStore(Store):
 
     # -- writes -----------------------------------------------------------------------
 
-    async def apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
+    async def _apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
         if not events:
             return []
         now = self._now_ms()

@@ -317,7 +317,7 @@ class SqliteStore(Store):
 
     # -- writes -----------------------------------------------------------------------
 
-    async def apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
+    async def _apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
         if not events:
             return []
         now = self._now_ms()

@@ -46,12 +46,17 @@ class CrashPlan:
     #: Concurrent posting clients, and each one's pause between requests (seconds).
     posters: int
     pause_s: tuple[float, float] = (0.0, 0.0)
+    #: Events a request (uniform, inclusive).
+    batch: tuple[int, int] = (1, 100)
 
 
 #: Flat out: about a thousand events a second acknowledged between kills.
 DEFAULT = CrashPlan(kills=10, delay_s=(0.0, 0.6), posters=2)
 #: Many more kills at a gentler rate, so the store stays in the tens of thousands.
 SOAK = CrashPlan(kills=150, delay_s=(0.0, 1.5), posters=2, pause_s=(0.0, 0.3))
+#: Many clients posting one event a request: their batches share commits (spec 0004
+#: #group-commit), and a kill lands amid a shared transaction.
+ONE_EVENT = CrashPlan(kills=6, delay_s=(0.0, 0.6), posters=16, batch=(1, 1))
 PLANS = [pytest.param(DEFAULT, id="default"), soak_param(SOAK)]
 
 #: Deadline of every wait (a node restarts and gets busy in a second or two).
@@ -82,7 +87,7 @@ def _check_after_crash(cluster: Cluster, name: str, must_hold: frozenset[str]) -
     )
 
 
-@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("plan", [*PLANS, pytest.param(ONE_EVENT, id="one-event-posts")])
 def test_kill9_during_ingest_loses_nothing_acknowledged(
     cluster: Cluster, plan: CrashPlan, request: pytest.FixtureRequest
 ) -> None:
@@ -100,7 +105,7 @@ def test_kill9_during_ingest_loses_nothing_acknowledged(
             lambda _r: a,
             ledger,
             seed=rng.getrandbits(32),
-            batch=(1, 100),
+            batch=plan.batch,
             pause_s=plan.pause_s,
             retry=True,
         )
