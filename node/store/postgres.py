@@ -72,6 +72,24 @@ def _row(r: Sequence[Any] | asyncpg.Record) -> StoredEvent:
     )  # fmt: skip
 
 
+def _history(
+    author: str, events: list[StoredEvent], contenders: list[bytes], point: bytes | None,
+    more: bool,
+) -> KeyHistory:  # fmt: skip
+    """A page of key history: the canonical key events among ``events`` are exactly the
+    path (spec 0008 §8.7), the contenders those of the page."""
+    ids = {e.id for e in events}
+    return KeyHistory(
+        author=author,
+        events=events,
+        path=[e.id for e in events if e.status == "canonical"],
+        contenders=[k for k in contenders if k in ids],
+        disputed=bool(contenders),
+        point=point,
+        more=more,
+    )
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -377,17 +395,8 @@ class PostgresStore(Store):
             contenders = paths.get(author)
             if contenders is None:
                 continue
-            events = by_author.get(author, [])
-            ids = {e.id for e in events}
-            out[author] = KeyHistory(
-                author=author,
-                events=events,
-                path=[e.id for e in events if e.status == "canonical"],
-                contenders=[k for k in contenders if k in ids],
-                disputed=bool(contenders),
-                point=points.get(contenders[0]) if contenders else None,
-                more=False,
-            )
+            point = points.get(contenders[0]) if contenders else None
+            out[author] = _history(author, by_author.get(author, []), contenders, point, False)
         return out
 
     async def key_tips(self, authors: Sequence[str]) -> dict[str, list[bytes]]:
@@ -418,20 +427,11 @@ class PostgresStore(Store):
             "ORDER BY seq, id LIMIT $4) ORDER BY seq, id",
             author, seq, eid, limit + 1,
         )  # fmt: skip
-        events = [_row(r) for r in rows[:limit]]
-        ids = {e.id for e in events}
         point = None
         if contenders:
             point = await c.fetchval("SELECT kev FROM key_events WHERE id = $1", contenders[0])
-        return KeyHistory(
-            author=author,
-            events=events,
-            path=[e.id for e in events if e.status == "canonical"],
-            contenders=[k for k in contenders if k in ids],
-            disputed=bool(contenders),
-            point=point,
-            more=len(rows) > limit,
-        )
+        events = [_row(r) for r in rows[:limit]]
+        return _history(author, events, contenders, point, len(rows) > limit)
 
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         if not ids:
