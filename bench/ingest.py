@@ -1,6 +1,7 @@
 """Ingest: events/s a node accepts, verifies and durably stores over HTTP.
 
-``murmur bench ingest [--events N] [--batch B] [--concurrency C] [--store postgresql] [--quick]``
+``murmur bench ingest [--events N] [--batch B] [--concurrency C] [--one-event N]
+[--clients 8,64] [--lone-posts N] [--store postgresql] [--quick]``
 
 A separate client process (this one) posts pre-signed, realistic events (see
 :mod:`bench.dataset`) to a fresh node as msgpack batches, ``C`` requests in flight,
@@ -24,6 +25,18 @@ each chain starting with its genesis, about 1% rotations), and the ratio of its 
 the did:key corpus's is reported (issue #15: the key check is a lookup, so at least
 :data:`TARGET_V2_RATIO`).
 
+Then, unless ``--clients 0``, each set-up again with **one event per request**, as
+users post (:mod:`bench.one_event`, issue #19): the first ``--one-event`` events of the
+did:key corpus, each a request of its own, by 8 and by 64 concurrent posters (each on
+its own keep-alive connection, posting its next event when its last is acknowledged),
+each run into a fresh node; events/s against raw verify (issue #19: 64 clients on one
+core at least :data:`~bench.one_event.TARGET_RATIO`) and against the batched rate of
+the same set-up, node CPU per event, p50/p99 acknowledgement latency (p99 under
+:data:`~bench.one_event.TARGET_P99_MS` ms), the client's own CPU share; then, on the
+same node once idle, ``--lone-posts`` posts one at a time (spec 0004 #group-commit: a
+lone post is not delayed). The node's admission gate is widened so that every poster
+of the one client address fits (:func:`bench.one_event.measure_one_event`).
+
 With ``--store postgresql``, the same run then starts a throwaway PostgreSQL cluster
 (:mod:`bench.pgcluster`, :data:`~bench.pgcluster.BENCH_SETTINGS`: fsync and synchronous
 commit on, as a durable node must run) and measures, each into a fresh database, with
@@ -46,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import statistics
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -59,6 +73,7 @@ from bench.common import (
     NodeProcess,
     add_common_args,
     cpu_count,
+    percentile,
     print_table,
     progress,
     scratch_dir,
@@ -66,6 +81,7 @@ from bench.common import (
     write_result,
 )
 from bench.dataset import Dataset, generate
+from bench.one_event import CLIENTS, TARGET_P99_MS, TARGET_RATIO, measure_one_event
 from bench.pgcluster import BENCH_SETTINGS, ActivitySampler, PgCluster, running_cluster
 from node.store.migrations import migrate
 from protocol.encoding import decode, encode_bins
@@ -80,6 +96,7 @@ __all__ = [
     "main",
     "measure_pg",
     "post_all",
+    "raw_commit_ms",
     "raw_sqlite_rate",
     "raw_verify_rate",
 ]
@@ -135,6 +152,30 @@ def raw_sqlite_rate(data: Dataset, limit: int, batch: int, where: Path) -> float
     rate = len(rows) / (time.perf_counter() - start)
     conn.close()
     return rate
+
+
+def raw_commit_ms(data: Dataset, count: int, where: Path) -> list[float]:
+    """Milliseconds of each of ``count`` transactions of one row into the node's
+    ``events`` table (WAL, FULL sync): a durable commit, the floor of a lone post."""
+    events = [decode_unverified(w) for w in data.wires[:count]]
+    conn = sqlite3.connect(where / "commit.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    migrate(conn)
+    out = []
+    for e in events:
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO events (id, author, seq, prev, ts, kind, header, sig, body, deleted, "
+            "received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (e.id, e.author, e.seq, e.prev, e.ts, e.kind, e.header_bytes, e.sig, e.body_bytes,
+             0, 0),
+        )  # fmt: skip
+        conn.execute("COMMIT")
+        out.append((time.perf_counter() - start) * 1000)
+    conn.close()
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +261,77 @@ def _refused_not_yet(body: bytes, results: list[dict[str, Any]]) -> list[bytes]:
         if result["error"] not in _NOT_YET:
             raise RuntimeError(f"node rejected an event: {result['error']}: {result['message']}")
         out.append(wire)
+    return out
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """``--clients``: comma-separated positive counts; ``0`` for none."""
+    try:
+        counts = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from None
+    if counts == (0,):
+        return ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("client counts must be positive (or just 0)")
+    return counts
+
+
+def _one_event_report(
+    runs: dict[str, dict[str, Any]], batched: dict[str, Any],
+    setups: Sequence[tuple[str, str, Any, Any, int]], verify: float, single: int, lone: int,
+    commit_ms: Sequence[float],
+) -> dict[str, Any]:  # fmt: skip
+    """Add the ratios to the one-event runs, print their table and targets, return the
+    JSON part (issue #19 point 4)."""
+    rows: list[list[Any]] = []
+    for key, label, *_ in setups:
+        alone = None
+        for r in list(runs[key].values()):
+            r["vs_raw_verify"] = round(r["events_per_s"] / verify, 3)
+            r["vs_batched"] = round(r["events_per_s"] / batched[key]["events_per_s"], 3)
+            rows.append([f"node over HTTP, {label}, {r['clients']} clients", r["events_per_s"],
+                         r["vs_raw_verify"], r["vs_batched"], r["node_cpu_us_per_event"],
+                         r["p50_ms"], r["p99_ms"], r["client_cpu_share"]])  # fmt: skip
+            if "lone" in r:
+                runs[key]["lone"] = alone = r.pop("lone")
+        if alone is not None:
+            rows.append([f"lone post, {label} (idle node)", alone["events_per_s"], "-", "-",
+                         "-", alone["p50_ms"], alone["p99_ms"],
+                         alone["client_cpu_share"]])  # fmt: skip
+    commit = {"p50_ms": round(percentile(commit_ms, 50), 2),
+              "p99_ms": round(percentile(commit_ms, 99), 2)}  # fmt: skip
+    if commit_ms:
+        rows.append(["raw SQLite commit of one row (WAL, FULL)", 1000 / statistics.fmean(commit_ms),
+                     "-", "-", "-", commit["p50_ms"], commit["p99_ms"], "-"])  # fmt: skip
+    print_table(
+        f"one event per request: {single:,} events a run (each on a fresh node), "
+        f"then {lone:,} lone posts",
+        rows,
+        ["what", "events/s", "x raw verify", "x batched", "node CPU us/event", "p50 ms",
+         "p99 ms", "client CPU share"],
+    )  # fmt: skip
+    key = "one_core" if "one_core" in runs else "all_cores"
+    r64 = runs[key].get("clients_64")
+    out: dict[str, Any] = {"events": single, "lone_posts": lone, **runs,
+                           "raw_commit": commit if commit_ms else None,
+                           "target_ratio": TARGET_RATIO, "target_p99_ms": TARGET_P99_MS,
+                           "target_met": None, "target_p99_met": None}  # fmt: skip
+    if r64 is not None:
+        out["target_met"] = r64["vs_raw_verify"] >= TARGET_RATIO
+        out["target_p99_met"] = r64["p99_ms"] < TARGET_P99_MS
+        where = key.replace("_", " ")
+        print(f"  target: one event per request, 64 clients, {where} >= {TARGET_RATIO:.2f}x "
+              f"raw verify: {'met' if out['target_met'] else 'NOT met'} "
+              f"({r64['vs_raw_verify']:.2f}x)")  # fmt: skip
+        print(f"  target: its p99 acknowledgement latency < {TARGET_P99_MS:.0f} ms: "
+              f"{'met' if out['target_p99_met'] else 'NOT met'} ({r64['p99_ms']:.1f} ms)")
+    pegged = [f"{label}, {r['clients']} clients" for k, label, *_ in setups
+              for name, r in runs[k].items()
+              if name != "lone" and r["client_cpu_share"] > 0.8]  # fmt: skip
+    if pegged:
+        print(f"  warning: the client was near its CPU's limit ({'; '.join(pegged)}): "
+              "those rates may be the client's, not the node's")
     return out
 
 
@@ -371,6 +483,18 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the corpus of did:murmur authors (v2 events)",
     )  # fmt: skip
     parser.add_argument(
+        "--one-event", type=int, metavar="N",
+        help="events posted one a request, by each client count (default 20000; quick 3000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clients", type=_counts, default=CLIENTS, metavar="A,B",
+        help="concurrent one-event posters of each run (default 8,64); 0 skips them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lone-posts", type=int, metavar="N",
+        help="posts one at a time on the idle node (default 1000; quick 200)",
+    )  # fmt: skip
+    parser.add_argument(
         "--store", choices=("sqlite", "postgresql"), default="sqlite",
         help="postgresql: also measure PostgreSQL nodes (1 and 2 processes) in this run",
     )  # fmt: skip
@@ -385,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_rotatable:
         progress(f"signing {n:,} realistic events by did:murmur authors")
         data_v2 = generate(n, authors=args.authors, ts_start=ts_start, rotatable=True)
+    lone = args.lone_posts if args.lone_posts is not None else min(200 if args.quick else 1000,
+                                                                   n // 10)  # fmt: skip
+    single = args.one_event or min(3_000 if args.quick else 20_000, n - lone)
+    if args.clients and (single < 1 or lone < 0 or single + lone > n):
+        parser.error(f"--one-event plus --lone-posts must be from 1 to --events ({n:,})")
+    one_event: dict[str, dict[str, Any]] = {}
     sample = min(n, 20_000)
     progress("measuring raw Ed25519 verify and raw SQLite insert")
     verify = raw_verify_rate(data, sample)
@@ -395,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     setups.append(("all_cores", f"{cpus} cores", None, None, 0))
     with scratch_dir("ingest") as where:
         sqlite_rate = raw_sqlite_rate(data, sample, args.batch, where)
+        commit_ms = raw_commit_ms(data, lone, where) if args.clients and lone else []
         for key, label, node_cpus, client_cpus, workers in setups:
             # did:key and did:murmur one after the other, so both see the same machine.
             for suffix, corpus in (("", data), ("_v2", data_v2)):
@@ -405,6 +536,16 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"{key}{suffix}"] = measure_node(
                     corpus, args.batch, args.concurrency, node_cpus=node_cpus,
                     client_cpus=client_cpus, workers=workers, where=where / f"{key}{suffix}",
+                )  # fmt: skip
+            for i, clients in enumerate(args.clients):
+                progress(f"node on {label}: one event per request, {clients} clients"
+                         + (f", then {lone} lone posts" if i == len(args.clients) - 1 else ""))
+                at = where / f"{key}_one_event_{clients}"
+                at.mkdir()
+                one_event.setdefault(key, {})[f"clients_{clients}"] = measure_one_event(
+                    data.wires[:single], clients, node_cpus=node_cpus, client_cpus=client_cpus,
+                    workers=workers, where=at,
+                    lone=data.wires[single : single + lone] if i == len(args.clients) - 1 else (),
                 )  # fmt: skip
         if args.store == "postgresql":
             pg = _measure_postgresql(data, args, results["all_cores"]["events_per_s"], where)
@@ -460,5 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.store == "postgresql":
         _print_postgresql(pg, results["all_cores"]["events_per_s"], cpus)
         doc["postgresql"] = pg
+    if args.clients:
+        doc["one_event"] = _one_event_report(
+            one_event, results, setups, verify, single, lone, commit_ms
+        )
     write_result(args.out, "ingest", doc)
     return 0

@@ -35,7 +35,7 @@ def _doc(path: Path, name: str) -> dict[str, Any]:
 def test_ingest_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
     argv = ["--events", "600", "--authors", "60", "--batch", "100", "--out", str(out)]
-    assert ingest.main(argv) == 0
+    assert ingest.main([*argv, "--clients", "0"]) == 0  # one event a request: below
     doc = _doc(out, "ingest")
     assert doc["raw_verify_per_s"] > 0 and doc["raw_sqlite_insert_per_s"] > 0
     setups = [doc[k] for k in ("one_core", "all_cores") if k in doc]
@@ -48,6 +48,37 @@ def test_ingest_benchmark_runs(tmp_path: Path) -> None:
     assert all(s["events"] == 600 and s["vs_did_key"] > 0 for s in rotatable)
     assert doc["v2_avg_event_bytes"] > doc["avg_event_bytes"] and doc["v2_rotations"] > 0
     assert isinstance(doc["target_v2_met"], bool) and doc["target_v2_ratio"] == 0.9
+
+
+@pytest.mark.e2e
+def test_ingest_benchmark_posts_one_event_a_request_in_the_same_run(tmp_path: Path) -> None:
+    """Issue #19 point 4: next to the batched set-ups, one event per request by 8 and
+    64 concurrent posters (the node's admission gate widened for 64 from one address),
+    every event accepted, each set-up's rate against raw verify and its batched rate,
+    p50/p99 acknowledgement latency, then lone posts on the idle node (spec 0004
+    #group-commit)."""
+    out = tmp_path / "ingest.json"
+    argv = ["--events", "400", "--authors", "40", "--batch", "100", "--no-rotatable"]
+    assert ingest.main([*argv, "--one-event", "200", "--lone-posts", "20", "--out", str(out)]) == 0
+    doc = _doc(out, "ingest")
+    one = doc["one_event"]
+    assert one["events"] == 200 and one["lone_posts"] == 20
+    setups = [k for k in ("one_core", "all_cores") if k in doc]
+    assert setups and all(k in one for k in setups)
+    for key in setups:
+        runs = one[key]
+        for clients in (8, 64):
+            r = runs[f"clients_{clients}"]
+            assert r["clients"] == clients and r["events"] == 200 and r["shed"] == 0
+            assert r["events_per_s"] > 0 and r["vs_raw_verify"] > 0 and r["vs_batched"] > 0
+            assert r["node_cpu_us_per_event"] > 0 and 0 < r["client_cpu_share"]
+            assert r["max_ms"] >= r["p99_ms"] >= r["p50_ms"] > 0
+        lone = runs["lone"]
+        assert lone["events"] == 20 and lone["p99_ms"] >= lone["p50_ms"] > 0
+    # The floor of a lone post, same run: one durable one-row SQLite commit.
+    assert one["raw_commit"]["p99_ms"] >= one["raw_commit"]["p50_ms"] > 0
+    assert one["target_ratio"] == 0.35 and one["target_p99_ms"] == 50.0
+    assert isinstance(one["target_met"], bool) and isinstance(one["target_p99_met"], bool)
 
 
 @pytest.mark.e2e
@@ -178,6 +209,7 @@ def test_ingest_benchmark_measures_postgresql_in_the_same_run(tmp_path: Path) ->
     require_postgres()
     out = tmp_path / "ingest.json"
     argv = ["--events", "600", "--authors", "60", "--batch", "100", "--no-rotatable"]
+    argv += ["--clients", "0"]
     assert ingest.main([*argv, "--store", "postgresql", "--out", str(out)]) == 0
     doc = _doc(out, "ingest")
     pg = doc["postgresql"]
