@@ -40,7 +40,8 @@ from node.store.keyplan import CANONICAL, PENDING, batch_phases
 from node.store.pg_effects import BODY_EFFECTS, apply_body
 from node.store.pg_keys import PgKeyBook
 from node.store.pg_search import IndexArgs, index_args, index_posts
-from node.store.pg_social import SOCIAL_KINDS, SocialWrites
+from node.store.pg_social import SOCIAL_KINDS
+from node.store.pg_social_bulk import SocialWrites
 from node.store.sqlite_effects import BatchStats
 from node.store.sqlite_write import _reply_of
 from protocol import kinds
