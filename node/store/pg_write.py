@@ -100,7 +100,7 @@ class _Batch:
     stretch itself stores is laid over the probe's answers (an id stored is held, an
     author known, a seq forked, a reference recorded, a v2 event's prev and child
     held). The social index work of the stretch is buffered too and written in a few
-    statements after the rows (:class:`node.store.pg_social.SocialWrites`). A delete,
+    statements after the rows (:class:`node.store.pg_social_bulk.SocialWrites`). A delete,
     whose effects read what the buffers hold, flushes first; one that changes what
     the probe said in ways the overlay does not follow (a delete, a body fill) ends the
     stretch, and the rest of the phase is probed again. Nothing else changes: one
