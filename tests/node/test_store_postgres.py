@@ -384,7 +384,7 @@ async def test_social_batches_answer_as_on_sqlite(
     pg_url: str, clock: Clock, tmp_path: Any, seed: int
 ) -> None:
     """spec 0004 #social, #store-contract: the PostgreSQL write path buffers a stretch's
-    social index work and writes it in set statements (pg_social.SocialWrites), SQLite
+    social index work and writes it in set statements (pg_social_bulk.SocialWrites), SQLite
     indexes event by event; after random social traffic in random batches, every
     notification, count, follower list and stat agrees."""
     from node.store.sqlite import SqliteStore
