@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from node.store import pg_keyreads as keyreads
 from node.store import pg_social as social
 from node.store.base import (
     AuthorStats,
@@ -42,6 +43,8 @@ from node.store.base import (
 )
 from node.store.keyplan import split_ids
 from node.store.pg_migrations import pg_migrate
+from node.store.pg_rows import COLS as _COLS
+from node.store.pg_rows import row as _row
 from node.store.pg_search import search_keys
 from node.store.pg_write import Conn, apply_batch_pg
 from node.store.sqlite import id_prefix_range
@@ -53,9 +56,6 @@ __all__ = ["PostgresStore"]
 
 log = logging.getLogger("murmur.node.store")
 
-_COLS: Final = (
-    "cursor, id, author, seq, prev, ts, kind, header, sig, body, deleted, status, revoked_by"
-)
 #: Feeds and threads leave out revoked and disputed events (spec 0008 #status).
 _SHOWN: Final = "status IN ('canonical', 'pending')"
 _PEER_COLS: Final = "url, source, node_id, cursor, score, failures, last_ok_ms, added_ms"
@@ -63,31 +63,6 @@ _PEER_COLS: Final = "url, source, node_id, cursor, score, failures, last_ok_ms, 
 POOL_SIZE: Final = 8
 #: Negentropy items fetched per round trip while the snapshot is built.
 _SYNC_PAGE: Final = 8192
-
-
-def _row(r: Sequence[Any] | asyncpg.Record) -> StoredEvent:
-    return StoredEvent(
-        cursor=r[0], id=r[1], author=r[2], seq=r[3], prev=r[4], ts=r[5], kind=r[6],
-        header=r[7], sig=r[8], body=r[9], deleted=r[10], status=r[11], revoked_by=r[12],
-    )  # fmt: skip
-
-
-def _history(
-    author: str, events: list[StoredEvent], contenders: list[bytes], point: bytes | None,
-    more: bool,
-) -> KeyHistory:  # fmt: skip
-    """A page of key history: the canonical key events among ``events`` are exactly the
-    path (spec 0008 §8.7), the contenders those of the page."""
-    ids = {e.id for e in events}
-    return KeyHistory(
-        author=author,
-        events=events,
-        path=[e.id for e in events if e.status == "canonical"],
-        contenders=[k for k in contenders if k in ids],
-        disputed=bool(contenders),
-        point=point,
-        more=more,
-    )
 
 
 def _like_escape(text: str) -> str:
@@ -326,78 +301,14 @@ class PostgresStore(Store):
         async with self.pool.acquire() as c:
             # The page, its statuses and the contenders agree.
             async with c.transaction(isolation="repeatable_read", readonly=True):
-                return await self._key_page(c, author, after, limit)
+                return await keyreads.key_page(c, author, after, limit)
 
     async def key_histories(
         self, authors: Sequence[str], *, max_events: int
     ) -> tuple[dict[str, KeyHistory], list[str]]:
-        out: dict[str, KeyHistory] = {}
-        deferred: list[str] = []
-        budget = max_events
-        wanted = list(dict.fromkeys(authors))
         async with self.pool.acquire() as c:
             async with c.transaction(isolation="repeatable_read", readonly=True):
-                # Index-only counts of at most budget + 1 entries each, in one round trip:
-                # an author with a huge history is deferred without being read.
-                counts = await c.fetch(
-                    "SELECT u.a, (SELECT count(*) FROM (SELECT 1 FROM key_events "
-                    'WHERE author = u.a COLLATE "C" LIMIT $2) AS k) '
-                    "FROM unnest($1::text[]) WITH ORDINALITY AS u(a, n) ORDER BY u.n",
-                    wanted, budget + 1,
-                )  # fmt: skip
-                read: list[str] = []
-                for author, n in counts:
-                    if n == 0:
-                        continue
-                    if n > budget:
-                        deferred.append(author)
-                        continue
-                    budget -= n
-                    read.append(author)
-                if read:
-                    out = await self._whole_histories(c, read)
-        return out, deferred
-
-    @staticmethod
-    async def _whole_histories(c: Conn, authors: list[str]) -> dict[str, KeyHistory]:
-        """The whole key histories of ``authors`` (as :meth:`_key_page` with no limit),
-        in three round trips whatever their number."""
-        paths = {
-            r[0]: list(split_ids(r[1]))
-            for r in await c.fetch(
-                "SELECT author, contenders FROM key_paths WHERE author = ANY($1::text[])",
-                authors,
-            )
-        }
-        rows = await c.fetch(
-            f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
-            "(SELECT id FROM key_events WHERE author = ANY($1::text[])) "
-            "ORDER BY author, seq, id",
-            [a for a in authors if a in paths],
-        )  # fmt: skip
-        by_author: dict[str, list[StoredEvent]] = {}
-        for r in rows:
-            ev = _row(r)
-            by_author.setdefault(ev.author, []).append(ev)
-        firsts = [k[0] for k in paths.values() if k]
-        points = (
-            {
-                bytes(i): kev
-                for i, kev in await c.fetch(
-                    "SELECT id, kev FROM key_events WHERE id = ANY($1::bytea[])", firsts
-                )
-            }
-            if firsts
-            else {}
-        )
-        out: dict[str, KeyHistory] = {}
-        for author in authors:
-            contenders = paths.get(author)
-            if contenders is None:
-                continue
-            point = points.get(contenders[0]) if contenders else None
-            out[author] = _history(author, by_author.get(author, []), contenders, point, False)
-        return out
+                return await keyreads.key_histories(c, authors, max_events)
 
     async def key_tips(self, authors: Sequence[str]) -> dict[str, list[bytes]]:
         # One read of the fork-choice rows (as the SQLite store's): the path's last id,
@@ -408,30 +319,6 @@ class PostgresStore(Store):
             list(dict.fromkeys(authors)),
         )
         return {r[0]: list(split_ids(bytes(r[1]))) for r in rows}
-
-    @staticmethod
-    async def _key_page(
-        c: Conn, author: str, after: tuple[int, bytes] | None, limit: int
-    ) -> KeyHistory | None:
-        """At most ``limit`` key events of ``author`` after ``(seq, id)`` ``after``, by
-        ``(seq, id)``, with the path and contenders among them (as the SQLite store's
-        ``_key_page``: the canonical key events are exactly the path, spec 0008 §8.7)."""
-        blob = await c.fetchval("SELECT contenders FROM key_paths WHERE author = $1", author)
-        if blob is None:
-            return None
-        contenders = list(split_ids(blob))
-        seq, eid = after if after is not None else (0, b"")
-        rows = await c.fetch(
-            f"SELECT {_COLS} FROM events WHERE id IN "  # noqa: S608 - constant SQL + placeholders
-            "(SELECT id FROM key_events WHERE author = $1 AND (seq, id) > ($2, $3) "
-            "ORDER BY seq, id LIMIT $4) ORDER BY seq, id",
-            author, seq, eid, limit + 1,
-        )  # fmt: skip
-        point = None
-        if contenders:
-            point = await c.fetchval("SELECT kev FROM key_events WHERE id = $1", contenders[0])
-        events = [_row(r) for r in rows[:limit]]
-        return _history(author, events, contenders, point, len(rows) > limit)
 
     async def get_events(self, ids: Sequence[bytes]) -> list[StoredEvent]:
         if not ids:

@@ -35,16 +35,16 @@ async def test_a_deferred_history_is_never_read_in_full(
 
         monkeypatch.setattr(sqlite_store, "_key_page", spy)
     else:
-        from node.store.postgres import PostgresStore
+        from node.store import pg_keyreads
 
-        real_pg = PostgresStore._key_page
+        real_pg = pg_keyreads.key_page
 
         async def spy_pg(c: Any, author: str, after: Any, limit: int) -> Any:
             reads.append((author, limit))
             return await real_pg(c, author, after, limit)
 
-        monkeypatch.setattr(PostgresStore, "_key_page", staticmethod(spy_pg))
-        real_whole = PostgresStore._whole_histories
+        monkeypatch.setattr(pg_keyreads, "key_page", spy_pg)
+        real_whole = pg_keyreads.whole_histories
 
         async def spy_whole(c: Any, authors: list[str]) -> Any:
             # The batch read of whole histories: what it read, as (author, events).
@@ -52,7 +52,7 @@ async def test_a_deferred_history_is_never_read_in_full(
             reads.extend((a, len(h.events)) for a, h in got.items())
             return got
 
-        monkeypatch.setattr(PostgresStore, "_whole_histories", staticmethod(spy_whole))
+        monkeypatch.setattr(pg_keyreads, "whole_histories", spy_whole)
     store = node.app[STORE]
     histories, deferred = await store.key_histories([big.did, small.did], max_events=5)
     assert deferred == [big.did] and list(histories) == [small.did]
