@@ -37,21 +37,8 @@ same node once idle, ``--lone-posts`` posts one at a time (spec 0004 #group-comm
 lone post is not delayed). The node's admission gate is widened so that every poster
 of the one client address fits (:func:`bench.one_event.measure_one_event`).
 
-With ``--store postgresql``, the same run then starts a throwaway PostgreSQL cluster
-(:mod:`bench.pgcluster`, :data:`~bench.pgcluster.BENCH_SETTINGS`: fsync and synchronous
-commit on, as a durable node must run) and measures, each into a fresh database, with
-the did:key corpus, the same batches and requests in flight: one node process, then
-one node served by two processes on one database (spec 0004 #store-processes). The two
-are started separately on two ports and the client's senders are spread over them
-(two connections each, each sender taking the next batch when its last is
-acknowledged), as a load balancer would: ``--workers 2`` shares one port through
-``SO_REUSEPORT``, whose kernel hash can put all four keep-alive connections on one
-process, which would measure one process half the time. Nothing is pinned: the client,
-the node processes and the PostgreSQL server share the machine's cores as the client
-and the node do in the "all cores" SQLite set-up they are compared with. Reported:
-events/s, the ratio to that SQLite node (issue #18: the two processes at least
-:data:`TARGET_PG_RATIO`), and CPU per event of the node processes, the PostgreSQL
-server and the client, with the share of the machine's CPU time they used.
+With ``--store postgresql``, the same run then measures PostgreSQL nodes
+(:mod:`bench.pg_ingest`).
 """
 
 from __future__ import annotations
@@ -62,7 +49,6 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +68,6 @@ from bench.common import (
 )
 from bench.dataset import Dataset, generate
 from bench.one_event import CLIENTS, TARGET_P99_MS, TARGET_RATIO, measure_one_event
-from bench.pgcluster import BENCH_SETTINGS, ActivitySampler, PgCluster, running_cluster
 from node.store.migrations import migrate
 from protocol.encoding import decode, encode_bins
 from protocol.errors import UnknownKeyEventError
@@ -90,11 +75,10 @@ from protocol.events import decode_unverified, signing_message
 from protocol.identity import PublicKey
 
 __all__ = [
-    "TARGET_PG_RATIO",
     "TARGET_V2_RATIO",
     "Posted",
+    "batches",
     "main",
-    "measure_pg",
     "post_all",
     "raw_commit_ms",
     "raw_sqlite_rate",
@@ -104,8 +88,6 @@ __all__ = [
 MSGPACK = "application/msgpack"
 #: Rotatable authors' events/s over did:key authors' events/s, same set-up, same run.
 TARGET_V2_RATIO = 0.90
-#: PostgreSQL, one node served by 2 processes, over the SQLite node on all cores (#18).
-TARGET_PG_RATIO = 1.0
 #: A batch shed (429/503) is retried after its Retry-After this many times at most.
 _MAX_TRIES = 20
 #: Rounds of sending again what was refused as "not yet", and their batch size.
@@ -335,7 +317,7 @@ def _one_event_report(
     return out
 
 
-def _batches(data: Dataset, size: int) -> list[bytes]:
+def batches(data: Dataset, size: int) -> list[bytes]:
     return [encode_bins(data.wires[i : i + size]) for i in range(0, len(data.wires), size)]
 
 
@@ -347,7 +329,7 @@ def measure_node(
     import os
 
     config = write_config(where / "node.toml", node={"verify_workers": workers})
-    bodies = _batches(data, batch)
+    bodies = batches(data, batch)
     with NodeProcess(where / "data", "--config", str(config), cpus=node_cpus) as node:
         before = node.cpu_seconds()
         old = os.sched_getaffinity(0) if client_cpus else None
@@ -376,99 +358,6 @@ def measure_node(
         "node_rss_mb": round(rss / 2**20, 1),
         "node_peak_rss_mb": round(peak / 2**20, 1),
     }
-
-
-def measure_pg(
-    data: Dataset, batch: int, concurrency: int, *, cluster: PgCluster, processes: int,
-    where: Path,
-) -> dict[str, Any]:  # fmt: skip
-    """Start ``processes`` node processes on one fresh database of ``cluster`` (each on
-    its own port: one node, spec 0004 #store-processes), post everything spread over
-    them, report the rate and where the CPU went (node processes, PostgreSQL server,
-    this client), nothing pinned."""
-    url = asyncio.run(cluster.create_database(f"ingest_{processes}p"))
-    config = write_config(where / "node.toml", node={"verify_workers": 0})
-    bodies = _batches(data, batch)
-    with ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                NodeProcess(where / f"data{i}", "--store", url, "--config", str(config))
-            )
-            for i in range(processes)
-        ]
-        node_before = sum(n.cpu_seconds() for n in nodes)
-        pg_before = cluster.cpu_seconds()
-        client_before = time.process_time()
-        chains = -(-len(data.authors) // batch)
-        with ActivitySampler(cluster, url.rsplit("/", 1)[1]) as activity:
-            posted = asyncio.run(
-                post_all([n.url for n in nodes], bodies, concurrency, expect=len(data.wires),
-                         first=chains)
-            )  # fmt: skip
-        client = time.process_time() - client_before
-        pg = cluster.cpu_seconds() - pg_before
-        node = sum(n.cpu_seconds() for n in nodes) - node_before
-        rss = [n.rss_bytes()[1] for n in nodes]
-    accepted = posted.accepted
-    return {
-        "processes": processes,
-        "events": accepted,
-        "seconds": round(posted.seconds, 3),
-        "events_per_s": round(accepted / posted.seconds, 1),
-        "node_cpu_us_per_event": round(node / accepted * 1e6, 1),
-        "pg_cpu_us_per_event": round(pg / accepted * 1e6, 1),
-        "client_cpu_us_per_event": round(client / accepted * 1e6, 1),
-        # Of all the CPU time the machine had during the run: near 1.0 = CPU-bound.
-        "cpu_busy": round((node + pg + client) / (posted.seconds * cpu_count()), 3),
-        "node_peak_rss_mb": [round(r / 2**20, 1) for r in rss],
-        # The node's connections to the server, on average, by what they were doing.
-        "pg_connections": activity.shares(),
-    }
-
-
-def _measure_postgresql(
-    data: Dataset, args: argparse.Namespace, sqlite_rate: float, where: Path
-) -> dict[str, Any]:
-    """One node process, then one node served by two, each into a fresh database of a
-    throwaway cluster with the benchmarks' durable settings; their rates against the
-    SQLite node's on all cores, same corpus, same run."""
-    out: dict[str, Any] = {}
-    progress("starting a throwaway PostgreSQL cluster (fsync and synchronous commit on)")
-    with running_cluster(BENCH_SETTINGS) as cluster:
-        for key, processes in (("one_process", 1), ("two_processes", 2)):
-            progress(f"PostgreSQL node, {processes} process{'es' if processes > 1 else ''}")
-            (where / key).mkdir()
-            r = measure_pg(data, args.batch, args.concurrency, cluster=cluster,
-                           processes=processes, where=where / key)  # fmt: skip
-            r["vs_sqlite"] = round(r["events_per_s"] / sqlite_rate, 3)
-            out[key] = r
-    out["settings"] = dict(BENCH_SETTINGS)
-    out["target_vs_sqlite"] = TARGET_PG_RATIO
-    out["target_met"] = out["two_processes"]["vs_sqlite"] >= TARGET_PG_RATIO
-    return out
-
-
-def _print_postgresql(pg: dict[str, Any], sqlite_rate: float, cpus: int) -> None:
-    rows: list[list[Any]] = [[f"SQLite node, {cpus} cores (above)", sqlite_rate, 1.0,
-                              "-", "-", "-", "-"]]  # fmt: skip
-    for key, label in (("one_process", "1 process"), ("two_processes", "2 processes")):
-        r = pg[key]
-        rows.append([f"PostgreSQL node, {label}", r["events_per_s"], r["vs_sqlite"],
-                     r["node_cpu_us_per_event"], r["pg_cpu_us_per_event"],
-                     r["client_cpu_us_per_event"], r["cpu_busy"]])  # fmt: skip
-    print_table(
-        f"ingest into PostgreSQL (same corpus, one database, nothing pinned on {cpus} "
-        "cores, fsync + synchronous_commit on)",
-        rows,
-        ["what", "events/s", "x SQLite", "node CPU us/ev", "PG CPU us/ev",
-         "client CPU us/ev", "CPU busy"],
-    )  # fmt: skip
-    for key, label in (("one_process", "1 process"), ("two_processes", "2 processes")):
-        states = ", ".join(f"{k} {v:.2f}" for k, v in pg[key]["pg_connections"].items())
-        print(f"  server connections of {label} (average number): {states}")
-    ratio = pg["two_processes"]["vs_sqlite"]
-    print(f"  target: PostgreSQL, 2 processes >= {TARGET_PG_RATIO:.2f}x SQLite ({cpus} cores): "
-          f"{'met' if pg['target_met'] else 'NOT met'} ({ratio:.2f}x)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                     lone=data.wires[single : single + lone] if i == len(args.clients) - 1 else (),
                 )  # fmt: skip
         if args.store == "postgresql":
-            pg = _measure_postgresql(data, args, results["all_cores"]["events_per_s"], where)
+            from bench.pg_ingest import measure_postgresql  # it imports this module
+
+            pg = measure_postgresql(data, args, results["all_cores"]["events_per_s"], where)
     rows: list[list[Any]] = [
         ["raw Ed25519 verify, 1 core", verify, 1.0, "-", "-"],
         ["raw SQLite insert (same rows)", sqlite_rate, sqlite_rate / verify, "-", "-"],
@@ -599,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({target.replace('_', ' ')}): {'met' if doc['target_v2_met'] else 'NOT met'} "
               f"({ratio:.2f}x)")  # fmt: skip
     if args.store == "postgresql":
-        _print_postgresql(pg, results["all_cores"]["events_per_s"], cpus)
+        from bench.pg_ingest import print_postgresql
+
+        print_postgresql(pg, results["all_cores"]["events_per_s"], cpus)
         doc["postgresql"] = pg
     if args.clients:
         doc["one_event"] = _one_event_report(
