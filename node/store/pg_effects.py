@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from node.store.pg_search import index_post, unindex_post
-from node.store.pg_social import SOCIAL_KINDS, add_social, remove_social
+from node.store.pg_social import SOCIAL_KINDS, remove_social
+from node.store.pg_social_bulk import add_social
 from node.store.sqlite_effects import BatchStats, _label_subject, _profile_fields
 from protocol import kinds
 from protocol.encoding import decode

@@ -21,7 +21,7 @@ from node.store.migrations import SchemaError
 from node.store.pg_search import SCHEMA as SEARCH_SCHEMA
 from node.store.pg_search import backfill_search
 from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
-from node.store.pg_social import backfill_social
+from node.store.pg_social_bulk import backfill_social
 
 if TYPE_CHECKING:
     from node.store.pg_write import Conn

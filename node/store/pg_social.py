@@ -2,9 +2,9 @@
 
 Spec 0004 #social, the same tables and rules as :mod:`node.store.sqlite_social` (whose
 docstring says what each table holds): the write side runs inside the batch's write
-transaction (:mod:`node.store.pg_write`; a stretch of new events is indexed in sets by
-:mod:`node.store.pg_social_bulk`, the functions here index one event at a time: body
-fills, deletions, status changes, the migration's backfill), the read side is one index
+transaction (:mod:`node.store.pg_write`): new events are indexed in sets by
+:mod:`node.store.pg_social_bulk`, and withdrawn here, one event at a time (a deletion,
+a status change); the read side is one index
 range with a LIMIT per call. What a body references and which reason wins are computed by the SQLite
 module's pure helpers, so both backends index exactly the same things.
 """
@@ -17,15 +17,9 @@ from typing import TYPE_CHECKING, Any, Final
 from node.store.base import AuthorStats, EventCounts, Notification, StoredEvent
 from node.store.sqlite_social import (
     _ONCE_PER_AUTHOR,
-    _REASON_OF,
     COUNT_KINDS,
     SOCIAL_KINDS,
-    _mentions,
-    _refs_of,
-    _stronger,
 )
-from protocol import kinds
-from protocol.encoding import decode
 
 if TYPE_CHECKING:
     from node.store.pg_write import Conn
@@ -34,9 +28,7 @@ __all__ = [
     "NOTIFY",
     "SCHEMA",
     "SOCIAL_KINDS",
-    "add_social",
     "author_stats",
-    "backfill_social",
     "event_counts",
     "followers_page",
     "notifications_page",
@@ -112,14 +104,8 @@ _COUNT_FIELD: Final = {"like": "likes", "repost": "reposts", "reply": "replies",
 # -- write side ---------------------------------------------------------------------------
 
 
-async def _bump(c: Conn, target: bytes, kind: str, delta: int) -> None:
-    if delta > 0:
-        await c.execute(
-            "INSERT INTO ref_counts (target, kind, n) VALUES ($1,$2,1) "
-            "ON CONFLICT (target, kind) DO UPDATE SET n = ref_counts.n + 1",
-            target, kind,
-        )  # fmt: skip
-        return
+async def _unbump(c: Conn, target: bytes, kind: str) -> None:
+    """One reference of ``kind`` to ``target`` fewer (the row goes at zero)."""
     await c.execute("UPDATE ref_counts SET n = n - 1 WHERE target = $1 AND kind = $2", target, kind)
     await c.execute(
         "DELETE FROM ref_counts WHERE target = $1 AND kind = $2 AND n <= 0", target, kind
@@ -175,58 +161,6 @@ async def _settle_pair(c: Conn, follower: str, subject: str) -> None:
         )
 
 
-async def add_social(
-    c: Conn,
-    *,
-    eid: bytes,
-    author: str,
-    kind: str,
-    seq: int,
-    ts: int,
-    cursor: int,
-    body: dict[str, Any],
-) -> None:
-    """Index one counting event (``kind`` in :data:`SOCIAL_KINDS`). Idempotent."""
-    if kind in (kinds.FOLLOW, kinds.UNFOLLOW):
-        subject = body.get("subject")
-        if not isinstance(subject, str):
-            return
-        await c.execute(
-            "INSERT INTO follow_edges (follower, subject, seq, id, follow) "
-            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
-            author, subject, seq, eid, kind == kinds.FOLLOW,
-        )  # fmt: skip
-        await _settle_pair(c, author, subject)
-        return
-    refs = _refs_of(kind, body)
-    mentions = _mentions(body) if kind == kinds.POST else []
-    if not refs and not mentions:
-        return
-    notify: dict[str, str] = {}  # recipient -> strongest reason
-    for ref, target in refs:
-        added = await c.fetchval(
-            "INSERT INTO refs (target, kind, ts, cursor, src, author) "
-            "VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING RETURNING 1",
-            target, ref, ts, cursor, eid, author,
-        )  # fmt: skip
-        if added is None:
-            continue  # applied before: its notifications are in
-        if ref in COUNT_KINDS and (
-            ref not in _ONCE_PER_AUTHOR or await _author_refs(c, target, ref, author) == 1
-        ):
-            await _bump(c, target, ref, 1)
-        held = await c.fetchval("SELECT author FROM events WHERE id = $1", target)
-        if held is not None and held != author:
-            _stronger(notify, held, _REASON_OF[ref])
-    for did in mentions:
-        if did != author:
-            _stronger(notify, did, "mention")
-    if notify:
-        await c.executemany(
-            NOTIFY, [(recipient, reason, ts, cursor, eid) for recipient, reason in notify.items()]
-        )
-
-
 async def remove_social(c: Conn, eid: bytes) -> None:
     """Withdraw everything ``eid`` added (it was deleted, or stopped being canonical)."""
     refs = await c.fetch("SELECT target, kind, author FROM refs WHERE src = $1", eid)
@@ -237,7 +171,7 @@ async def remove_social(c: Conn, eid: bytes) -> None:
         if ref in COUNT_KINDS and (
             ref not in _ONCE_PER_AUTHOR or await _author_refs(c, target, ref, author) == 0
         ):
-            await _bump(c, target, ref, -1)
+            await _unbump(c, target, ref)
     await c.execute("DELETE FROM notifications WHERE src = $1", eid)
     pairs = await c.fetch("SELECT follower, subject FROM follow_edges WHERE id = $1", eid)
     for follower, subject in pairs:
@@ -246,33 +180,6 @@ async def remove_social(c: Conn, eid: bytes) -> None:
             follower, subject, eid,
         )  # fmt: skip
         await _settle_pair(c, follower, subject)
-
-
-async def backfill_social(c: Conn) -> None:
-    """Fill the social indexes from the events already held (a migration step, in its
-    transaction)."""
-    await c.execute(
-        "INSERT INTO authors (author, first_seen_ms) "
-        "SELECT author, min(received_ms) FROM events GROUP BY author ON CONFLICT DO NOTHING"
-    )
-    last = 0
-    while True:
-        rows = await c.fetch(
-            "SELECT cursor, id, author, kind, seq, ts, body FROM events WHERE cursor > $1 "
-            "AND kind = ANY($2::text[]) AND status = 'canonical' AND NOT deleted "
-            "AND body IS NOT NULL ORDER BY cursor LIMIT 2048",
-            last, sorted(SOCIAL_KINDS),
-        )  # fmt: skip
-        if not rows:
-            return
-        last = rows[-1]["cursor"]
-        for cursor, eid, author, kind, seq, ts, raw in rows:
-            body = decode(raw)
-            if isinstance(body, dict):
-                await add_social(
-                    c, eid=eid, author=author, kind=kind, seq=seq, ts=ts, cursor=cursor,
-                    body=body,
-                )  # fmt: skip
 
 
 # -- read side ----------------------------------------------------------------------------

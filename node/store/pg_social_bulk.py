@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from node.store.pg_social import NOTIFY
+from node.store.pg_social import NOTIFY, SOCIAL_KINDS
 from node.store.sqlite_social import (
     _ONCE_PER_AUTHOR,
     _RANK,
@@ -25,11 +25,12 @@ from node.store.sqlite_social import (
     _refs_of,
 )
 from protocol import kinds
+from protocol.encoding import decode
 
 if TYPE_CHECKING:
     from node.store.pg_write import Conn
 
-__all__ = ["SocialWrites"]
+__all__ = ["SocialWrites", "add_social", "backfill_social"]
 
 #: A (source, recipient) pair's pending notification: reason, ts, cursor.
 _Notes = dict[tuple[bytes, str], tuple[str, int, int]]
@@ -38,8 +39,8 @@ _Notes = dict[tuple[bytes, str], tuple[str, int, int]]
 class SocialWrites:
     """The social index work of a stretch of events, written in a few statements.
 
-    :mod:`node.store.pg_write` buffers here what :func:`add_social` and
-    :func:`on_insert` would do one event at a time, and calls :meth:`flush` once the
+    :mod:`node.store.pg_write` buffers here the indexing of a stretch's events, and
+    calls :meth:`flush` once the
     stretch's rows are written (and before anything reads these tables: a delete's
     effects, the probe of the next stretch, a v2 author's settling). The end state is
     the one-at-a-time one: a reference counts once per author for likes and reposts,
@@ -282,3 +283,42 @@ async def _write_notes(c: Conn, notes: _Notes) -> None:
             NOTIFY,
             [(r, reason, ts, cursor, src) for (src, r), (reason, ts, cursor) in notes.items()],
         )
+
+
+async def add_social(
+    c: Conn, *, eid: bytes, author: str, kind: str, seq: int, ts: int, cursor: int,
+    body: dict[str, Any],
+) -> None:  # fmt: skip
+    """Index one counting event (``kind`` in SOCIAL_KINDS) at once: a body filled in
+    (spec 0004 #body-fill). Idempotent: a reference held already adds nothing."""
+    writes = SocialWrites()
+    writes.add(eid=eid, author=author, kind=kind, seq=seq, ts=ts, cursor=cursor, body=body)
+    await writes.flush(c, now_ms=0)  # no author is buffered: now_ms is not read
+
+
+async def backfill_social(c: Conn) -> None:
+    """Fill the social indexes from the events already held (a migration step, in its
+    transaction), a page of events per flush."""
+    await c.execute(
+        "INSERT INTO authors (author, first_seen_ms) "
+        "SELECT author, min(received_ms) FROM events GROUP BY author ON CONFLICT DO NOTHING"
+    )
+    last = 0
+    while True:
+        rows = await c.fetch(
+            "SELECT cursor, id, author, kind, seq, ts, body FROM events WHERE cursor > $1 "
+            "AND kind = ANY($2::text[]) AND status = 'canonical' AND NOT deleted "
+            "AND body IS NOT NULL ORDER BY cursor LIMIT 2048",
+            last, sorted(SOCIAL_KINDS),
+        )  # fmt: skip
+        if not rows:
+            return
+        last = rows[-1]["cursor"]
+        writes = SocialWrites()
+        for cursor, eid, author, kind, seq, ts, raw in rows:
+            body = decode(raw)
+            if isinstance(body, dict):
+                writes.add(
+                    eid=eid, author=author, kind=kind, seq=seq, ts=ts, cursor=cursor, body=body
+                )
+        await writes.flush(c, now_ms=0)
