@@ -103,6 +103,25 @@ class KeyHistory:
     #: #author-keys). ``path`` and ``contenders`` then list those of this page only.
     more: bool = False
 
+    @classmethod
+    def page(
+        cls, author: str, events: list[StoredEvent], contenders: Sequence[bytes],
+        point: bytes | None, *, more: bool,
+    ) -> KeyHistory:  # fmt: skip
+        """A page of key events read in ``(seq, id)`` order, ``contenders`` as stored for
+        the author: the canonical key events among them are exactly the path (spec 0008
+        §8.7), the contenders those of the page."""
+        ids = {e.id for e in events}
+        return cls(
+            author=author,
+            events=events,
+            path=[e.id for e in events if e.status == "canonical"],
+            contenders=[k for k in contenders if k in ids],
+            disputed=bool(contenders),
+            point=point,
+            more=more,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteResult:

@@ -22,24 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["key_histories", "key_page", "whole_histories"]
 
 
-def _history(
-    author: str, events: list[StoredEvent], contenders: list[bytes], point: bytes | None,
-    more: bool,
-) -> KeyHistory:  # fmt: skip
-    """A page of key history: the canonical key events among ``events`` are exactly the
-    path (spec 0008 §8.7), the contenders those of the page."""
-    ids = {e.id for e in events}
-    return KeyHistory(
-        author=author,
-        events=events,
-        path=[e.id for e in events if e.status == "canonical"],
-        contenders=[k for k in contenders if k in ids],
-        disputed=bool(contenders),
-        point=point,
-        more=more,
-    )
-
-
 async def key_histories(
     c: Conn, authors: Sequence[str], max_events: int
 ) -> tuple[dict[str, KeyHistory], list[str]]:
@@ -105,7 +87,9 @@ async def whole_histories(c: Conn, authors: list[str]) -> dict[str, KeyHistory]:
         if contenders is None:
             continue
         point = points.get(contenders[0]) if contenders else None
-        out[author] = _history(author, by_author.get(author, []), contenders, point, False)
+        out[author] = KeyHistory.page(
+            author, by_author.get(author, []), contenders, point, more=False
+        )
     return out
 
 
@@ -130,4 +114,4 @@ async def key_page(
     if contenders:
         point = await c.fetchval("SELECT kev FROM key_events WHERE id = $1", contenders[0])
     events = [row(r) for r in rows[:limit]]
-    return _history(author, events, contenders, point, len(rows) > limit)
+    return KeyHistory.page(author, events, contenders, point, more=len(rows) > limit)

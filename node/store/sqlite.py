@@ -87,21 +87,12 @@ def _key_page(
         "ORDER BY seq, id LIMIT ?) ORDER BY seq, id",
         (author, seq, eid, limit + 1),
     ).fetchall()
-    events = [_row(r) for r in rows[:limit]]
-    ids = {e.id for e in events}
     point = None
     if contenders:
         kev = c.execute("SELECT kev FROM key_events WHERE id = ?", (contenders[0],)).fetchone()
         point = None if kev is None else kev[0]
-    return KeyHistory(
-        author=author,
-        events=events,
-        path=[e.id for e in events if e.status == "canonical"],
-        contenders=[k for k in contenders if k in ids],
-        disputed=bool(contenders),
-        point=point,
-        more=len(rows) > limit,
-    )
+    events = [_row(r) for r in rows[:limit]]
+    return KeyHistory.page(author, events, contenders, point, more=len(rows) > limit)
 
 
 def _row(r: Sequence[Any]) -> StoredEvent:
