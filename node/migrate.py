@@ -156,6 +156,16 @@ async def _replay(dst: PostgresStore, replay: _Replay) -> tuple[bool, int]:
     return written[-1].status in ("accepted", "duplicate"), stored
 
 
+async def _apply(dst: PostgresStore, events: Sequence[StoredEvent], what: str) -> int:
+    """Apply ``events`` in one batch: how many were stored (a duplicate is one a run
+    before this one stored); any refusal ends the migration."""
+    written = await dst.apply_batch([_event(ev) for ev in events])
+    for ev, w in zip(events, written, strict=True):
+        if w.status not in ("accepted", "duplicate"):
+            raise MigrationError(f"{what} {ev.id.hex()} refused: {w.error}")
+    return sum(w.status == "accepted" for w in written)
+
+
 async def _meta(dst: PostgresStore, key: str) -> str | None:
     value = await dst.pool.fetchval("SELECT value FROM meta WHERE key = $1", key)
     return None if value is None else str(value)
@@ -246,12 +256,7 @@ async def _migrate(
             await dst.pool.execute(
                 "UPDATE stream_head SET top = $1 WHERE top < $1", run[0].cursor - 1
             )
-            written = await dst.apply_batch([_event(ev) for ev in run])
-            for ev, w in zip(run, written, strict=True):
-                if w.status == "accepted":
-                    applied += 1
-                elif w.status != "duplicate":
-                    raise MigrationError(f"event {ev.id.hex()} refused: {w.error}")
+            applied += await _apply(dst, run, "event")
         after = page[-1].cursor
         await _set_meta(dst, "migrated_cursor", str(after))
         done = done_before + applied
@@ -271,12 +276,7 @@ async def _migrate(
         events = sorted(
             await src.get_events(ordered[start : start + _BY_ID]), key=lambda ev: ev.cursor
         )
-        written = await dst.apply_batch([_event(ev) for ev in events])
-        for ev, w in zip(events, written, strict=True):
-            if w.status == "accepted":
-                applied += 1
-            elif w.status != "duplicate":
-                raise MigrationError(f"body-less event {ev.id.hex()} refused: {w.error}")
+        applied += await _apply(dst, events, "body-less event")
     peers = await src.load_peers()
     for rec in peers:
         await dst.save_peer(rec)

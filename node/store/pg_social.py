@@ -229,23 +229,23 @@ async def notifications_page(
     ]
 
 
+async def _page(c: Conn, cols: str, row: Any, sql: str, *args: Any) -> list[StoredEvent]:
+    """The events whose cursors ``sql`` lists (one index range, newest first)."""
+    cursors = [r[0] for r in await c.fetch(sql, *args)]
+    events = await _by_cursor(c, cols, cursors)
+    return [row(events[x]) for x in cursors if x in events]
+
+
 async def followers_page(
     c: Conn, cols: str, row: Any, subject: str, before: tuple[int, int] | None, limit: int
 ) -> list[StoredEvent]:
     ts, cur = before if before is not None else _NEWEST
-    cursors = [
-        r[0]
-        for r in await c.fetch(
-            "SELECT cursor FROM followers WHERE subject = $1 AND (ts, cursor) < ($2, $3) "
-            "ORDER BY ts DESC, cursor DESC LIMIT $4",
-            subject,
-            ts,
-            cur,
-            limit,
-        )
-    ]
-    events = await _by_cursor(c, cols, cursors)
-    return [row(events[x]) for x in cursors if x in events]
+    return await _page(
+        c, cols, row,
+        "SELECT cursor FROM followers WHERE subject = $1 AND (ts, cursor) < ($2, $3) "
+        "ORDER BY ts DESC, cursor DESC LIMIT $4",
+        subject, ts, cur, limit,
+    )  # fmt: skip
 
 
 async def reactions_page(
@@ -258,20 +258,12 @@ async def reactions_page(
     limit: int,
 ) -> list[StoredEvent]:
     ts, cur = before if before is not None else _NEWEST
-    cursors = [
-        r[0]
-        for r in await c.fetch(
-            "SELECT cursor FROM refs WHERE target = $1 AND kind = $2 "
-            "AND (ts, cursor) < ($3, $4) ORDER BY ts DESC, cursor DESC LIMIT $5",
-            target,
-            kind,
-            ts,
-            cur,
-            limit,
-        )
-    ]
-    events = await _by_cursor(c, cols, cursors)
-    return [row(events[x]) for x in cursors if x in events]
+    return await _page(
+        c, cols, row,
+        "SELECT cursor FROM refs WHERE target = $1 AND kind = $2 "
+        "AND (ts, cursor) < ($3, $4) ORDER BY ts DESC, cursor DESC LIMIT $5",
+        target, kind, ts, cur, limit,
+    )  # fmt: skip
 
 
 async def event_counts(c: Conn, ids: Sequence[bytes]) -> dict[bytes, EventCounts]:
