@@ -517,13 +517,7 @@ class Reader:
                 if not gaps:
                     continue
                 gaps_of[did] = gaps
-                budget = MAX_REPAIR_SEQS
-                for first, last in gaps:
-                    if budget <= 0:
-                        break
-                    last = min(last, first + budget - 1)
-                    budget -= last - first + 1
-                    ranges.append((did, first, last))
+                ranges += [(did, first, last) for first, last in _within_budget(gaps)]
             if not ranges:
                 return
             held = set(self.events)
@@ -548,12 +542,7 @@ class Reader:
                 return
             before = len(self.events)
             held = set(self.events)
-            budget = MAX_REPAIR_SEQS
-            for first, last in gaps:
-                if budget <= 0:
-                    break
-                last = min(last, first + budget - 1)
-                budget -= last - first + 1
+            for first, last in _within_budget(gaps):
                 log.debug("repair author=%s seqs=%d-%d", did, first, last)
                 await self.fetch_log(did, from_seq=first, to_seq=last, max_pages=2)
             self._note_repair(did, gaps, held)
@@ -798,3 +787,17 @@ def reply_root(e: Event) -> bytes | None:
         return None
     root = e.body["reply"]["root"]
     return root if isinstance(root, bytes) else None
+
+
+def _within_budget(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The first :data:`MAX_REPAIR_SEQS` seqs of ``gaps`` (inclusive ranges, in order):
+    what one repair round asks for of one author."""
+    out: list[tuple[int, int]] = []
+    budget = MAX_REPAIR_SEQS
+    for first, last in gaps:
+        if budget <= 0:
+            break
+        last = min(last, first + budget - 1)
+        budget -= last - first + 1
+        out.append((first, last))
+    return out
