@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from protocol import kinds
 from protocol.events import Event
 from protocol.keystate import KeyEvent, KeyState, Link, resolve
 
 __all__ = [
+    "alone_effects",
     "CANONICAL",
     "MEMO_AUTHORS",
     "PENDING",
@@ -81,6 +82,29 @@ def batch_phases(events: Sequence[Event]) -> tuple[list[int], list[int]]:
     ]
     bodiless = [i for i, ev in enumerate(events) if ev.body_bytes is None and i not in first]
     return bodied, bodiless
+
+
+_Entry = TypeVar("_Entry", bound=tuple[Any, ...])
+
+
+def alone_effects(
+    links: Iterable[_Entry], body_effects: frozenset[str]
+) -> tuple[list[_Entry], bool]:
+    """Of the entries of events settled alone (each ``(link, cursor, body, ...)``), those
+    whose body effects apply, in ``(seq, id)`` order, bodies as stored in this batch (no
+    event has changed them since); and whether a profile is among them (the caller then
+    recomputes the author's latest profile instead)."""
+    out: list[_Entry] = []
+    profile = False
+    for entry in sorted(links, key=lambda e: (e[0].seq, e[0].id)):
+        kind = entry[0].kind
+        if kind not in body_effects:
+            continue
+        if kind == kinds.PROFILE:
+            profile = True
+        elif entry[2] is not None:
+            out.append(entry)
+    return out, profile
 
 
 def head_epoch_only(known: Path, link: Link, around: Around) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from node.store.keyplan import (
     Around,
     Path,
+    alone_effects,
     head_epoch_only,
     plan_settle,
     split_ids,
@@ -26,7 +27,6 @@ from node.store.keyplan import (
 )
 from node.store.pg_effects import BODY_EFFECTS, recompute_profile, undo_body
 from node.store.sqlite_effects import BatchStats
-from protocol import kinds
 from protocol.encoding import decode
 from protocol.events import Event
 from protocol.keystate import KeyEvent, Link, check_event, input_of
@@ -165,19 +165,13 @@ class PgKeyBook:
         links: list[tuple[Link, int, dict[str, Any] | None, int]],
         stats: BatchStats,
     ) -> None:
-        links.sort(key=lambda entry: (entry[0].seq, entry[0].id))
-        profile = False
-        for link, cursor, body, ts in links:
-            if link.kind not in BODY_EFFECTS:
-                continue
-            if link.kind == kinds.PROFILE:
-                profile = True
-                continue
-            if body is not None:  # as stored in this batch: no event has changed it since
-                await self._effects.effect(
-                    eid=link.id, author=author, kind=link.kind, seq=link.seq, ts=ts,
-                    cursor=cursor, body=body,
-                )  # fmt: skip
+        effects, profile = alone_effects(links, BODY_EFFECTS)
+        for link, cursor, body, ts in effects:
+            assert body is not None  # noqa: S101 - alone_effects keeps bodied entries only
+            await self._effects.effect(
+                eid=link.id, author=author, kind=link.kind, seq=link.seq, ts=ts,
+                cursor=cursor, body=body,
+            )  # fmt: skip
         if profile:
             await recompute_profile(self._conn, author)
 

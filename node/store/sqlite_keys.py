@@ -44,6 +44,7 @@ from node.store.keyplan import (
     Around,
     KeyMemo,
     Path,
+    alone_effects,
     head_epoch_only,
     plan_settle,
     split_ids,
@@ -56,7 +57,6 @@ from node.store.sqlite_effects import (
     recompute_profile,
     undo_body,
 )
-from protocol import kinds
 from protocol.encoding import decode
 from protocol.events import Event
 from protocol.keystate import KeyEvent, Link, check_event, input_of
@@ -224,19 +224,13 @@ class KeyBook:
         """Head-epoch events, stored canonical: their body effects (as :meth:`_settle`
         applies them to an event that became canonical)."""
         conn = self._conn
-        links.sort(key=lambda entry: (entry[0].seq, entry[0].id))
-        profile = False
-        for link, cursor, body in links:
-            if link.kind not in BODY_EFFECTS:
-                continue
-            if link.kind == kinds.PROFILE:
-                profile = True
-                continue
-            if body is not None:  # as stored in this batch: no event has changed it since
-                apply_body(
-                    conn, eid=link.id, author=author, kind=link.kind, seq=link.seq,
-                    cursor=cursor, body=body, stats=stats,
-                )
+        effects, profile = alone_effects(links, BODY_EFFECTS)
+        for link, cursor, body in effects:
+            assert body is not None  # noqa: S101 - alone_effects keeps bodied entries only
+            apply_body(
+                conn, eid=link.id, author=author, kind=link.kind, seq=link.seq,
+                cursor=cursor, body=body, stats=stats,
+            )  # fmt: skip
         if profile:
             recompute_profile(conn, author)
 
