@@ -17,7 +17,7 @@ from node.config import NodeConfig, redact_url
 from node.store.base import Store
 from node.store.sqlite import SqliteStore
 
-__all__ = ["CONNECT_TIMEOUT_S", "StoreOpenError", "backend_name", "make_store", "open_store"]
+__all__ = ["CONNECT_TIMEOUT_S", "StoreOpenError", "make_store", "open_store"]
 
 #: Seconds to reach a PostgreSQL server (and migrate) before giving up at startup.
 CONNECT_TIMEOUT_S: Final = 30.0
@@ -25,11 +25,6 @@ CONNECT_TIMEOUT_S: Final = 30.0
 
 class StoreOpenError(RuntimeError):
     """The configured store cannot be opened; the message says why and what to do."""
-
-
-def backend_name(config: NodeConfig) -> str:
-    """``"postgresql"`` or ``"sqlite"`` (for ``/v1/info`` and logs)."""
-    return "sqlite" if config.store_url is None else "postgresql"
 
 
 def make_store(config: NodeConfig) -> Store:
