@@ -20,7 +20,6 @@ from node.api import events, federation, live, meta, social, views
 from node.api.search import search
 from node.config import NodeConfig, redact_url
 from node.federation.manager import Federation
-from node.ingest import Verifier
 from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.middleware import murmur_middleware
@@ -38,6 +37,7 @@ from node.state import (
 from node.store.base import Store
 from node.store.factory import make_store, open_store
 from node.stream import StreamHub
+from node.verify import Verifier
 
 if TYPE_CHECKING:
     from node.cluster import ProcessGroup
@@ -135,6 +135,7 @@ def create_app(
         await open_store(the_store, config)
         verifier = Verifier(
             workers=config.verify_workers,
+            mode=config.verify_in,
             net=config.network,
             max_event_bytes=config.limits.max_event_bytes,
         )
@@ -145,6 +146,17 @@ def create_app(
             "Events whose decoding and signature check ran (duplicates and unknown "
             "key events are answered before it).",
             lambda: verifier.verified,
+        )
+        app[METRICS].counter(
+            "murmur_verify_jobs_total",
+            "Jobs handed to verification workers; fewer than requests when concurrent "
+            "requests were checked together.",
+            lambda: verifier.jobs,
+        )
+        app[METRICS].counter(
+            "murmur_verify_pool_restarts_total",
+            "Times the verification worker processes were started again after one died.",
+            lambda: verifier.restarts,
         )
         app[HUB].publish(the_store.counts().cursor)
         fed = Federation(

@@ -16,11 +16,14 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from protocol.events import DEFAULT_NETWORK
 from protocol.limits import MAX_WIRE_BYTES
+
+#: ``node.verify_in`` (spec 0004 #verify-workers).
+VERIFY_MODES: Final = ("auto", "processes", "threads")
 
 __all__ = [
     "DEFAULT_PORT",
@@ -28,6 +31,7 @@ __all__ = [
     "FederationConfig",
     "NodeConfig",
     "NodeLimits",
+    "VERIFY_MODES",
     "default_data_dir",
     "load_config",
     "redact_url",
@@ -202,8 +206,11 @@ class NodeConfig:
     #: The URL other nodes reach this one at, announced to peers; None derives it from
     #: host and port unless the node listens on a wildcard address (then: not announced).
     public_url: str | None = None
-    #: Signature-verification workers (threads); 0 means one per CPU.
+    #: Decoding and signature-check workers; 0 means one per usable CPU.
     verify_workers: int = 0
+    #: Where they run (spec 0004 #verify-workers): "processes", "threads", or "auto"
+    #: (processes where the node may use more than one CPU, else threads).
+    verify_in: str = "auto"
     #: SQLite ``synchronous`` mode: "full" (fsync every commit) or "normal".
     sqlite_synchronous: str = "full"
     log_level: str = "info"
@@ -225,6 +232,8 @@ class NodeConfig:
             raise ConfigError("node.log_level must be debug, info, warning or error")
         if not isinstance(self.verify_workers, int) or self.verify_workers < 0:
             raise ConfigError("node.verify_workers must be a non-negative integer")
+        if self.verify_in not in VERIFY_MODES:
+            raise ConfigError('node.verify_in must be "auto", "processes" or "threads"')
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise ConfigError(f"peer {peer!r} must be an http:// or https:// URL")
@@ -260,6 +269,7 @@ _NODE_KEYS: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
     "allow_private_peers": ((bool,), bool),
     "public_url": ((str,), str),
     "verify_workers": ((int,), int),
+    "verify_in": ((str,), str),
     "sqlite_synchronous": ((str,), str),
     "log_level": ((str,), str),
 }

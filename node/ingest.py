@@ -7,9 +7,10 @@
    batch as a whole only when the container itself is wrong;
 2. events already held are answered ``duplicate``, and v2 events whose ``kev`` names
    nothing held ``unknown-key-event``, each from one index lookup, unverified;
-   :class:`Verifier` runs :func:`protocol.events.decode_event` (size, decode, fields,
-   network, clock, body hash, signature) on a thread pool, in chunks, so the loop
-   stays responsive; each event is either an :class:`Event` or its ``ProtocolError``;
+   :class:`node.verify.Verifier` runs :func:`protocol.events.decode_event` (size,
+   decode, fields, network, clock, body hash, signature) in worker processes or
+   threads, coalescing concurrent requests, so the loop stays responsive; each event
+   is either an :class:`Event` or its ``ProtocolError``;
 3. the store applies the valid events in one transaction and returns after commit;
 4. results come back in batch order: ``accepted``, ``duplicate`` or ``rejected`` with
    the stable error code. Only then is anything acknowledged.
@@ -20,13 +21,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from node.store.base import Store, WriteResult
+from node.verify import Verifier, Wire
 from protocol import jsontext
 from protocol.encoding import DecodeLimits, decode
 from protocol.errors import (
@@ -39,13 +39,12 @@ from protocol.errors import (
     UnknownKeyEventError,
     UnsupportedMediaTypeError,
 )
-from protocol.events import Event, claimed_id_kev, try_decode_event
+from protocol.events import Event, claimed_id_kev
 
 __all__ = [
     "JSON_TYPE",
     "MSGPACK_TYPES",
     "IngestResult",
-    "Verifier",
     "ingest_batch",
     "parse_batch",
 ]
@@ -53,12 +52,6 @@ __all__ = [
 JSON_TYPE = "application/json"
 #: ``application/msgpack`` is the registered-in-practice name; the vnd form is accepted.
 MSGPACK_TYPES = ("application/msgpack", "application/vnd.murmur+msgpack", "application/x-msgpack")
-
-#: Events verified per executor job: big enough to amortise the hop, small enough to
-#: spread a batch over every worker.
-_CHUNK = 64
-
-Wire = bytes | ProtocolError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,9 +115,7 @@ def _parse_json(body: bytes, max_batch: int) -> list[Wire]:
     return out
 
 
-def parse_batch(
-    content_type: str, body: bytes, *, max_batch: int, max_bytes: int
-) -> list[Wire]:
+def parse_batch(content_type: str, body: bytes, *, max_batch: int, max_bytes: int) -> list[Wire]:
     """The wire events of a request body, or raise a request-level ``ProtocolError``."""
     if content_type in MSGPACK_TYPES:
         return _parse_msgpack(body, max_batch, max_bytes)
@@ -133,60 +124,6 @@ def parse_batch(
     raise UnsupportedMediaTypeError(
         f"ingest takes {MSGPACK_TYPES[0]} or {JSON_TYPE}, not {content_type or 'no type'!r}"
     )
-
-
-def _verify_chunk(
-    wires: Sequence[Wire], net: str, now_ms: int, max_event_bytes: int
-) -> list[Event | ProtocolError]:
-    return [
-        wire
-        if isinstance(wire, ProtocolError)
-        else TooLargeError(f"event is {len(wire)} bytes; limit {max_event_bytes}")
-        if len(wire) > max_event_bytes
-        # v2 (spec 0008): safe only because the store runs §8.5 steps 1-4 on every
-        # v2 event in its write transaction (node.store.sqlite_keys).
-        else try_decode_event(wire, net=net, now_ms=now_ms, allow_v2=True)
-        for wire in wires
-    ]
-
-
-class Verifier:
-    """Runs :func:`decode_event` on a thread pool, keeping the event loop free.
-
-    Threads avoid pickling events; how far they scale over cores depends on how much
-    of a verification runs without the GIL, which ``bench/`` is to measure.
-    """
-
-    def __init__(self, *, workers: int, net: str, max_event_bytes: int) -> None:
-        # 0: one per CPU this process may use (it may be pinned to fewer than exist).
-        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.workers = workers or (len(usable) if usable else os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="murmur-verify"
-        )
-        self._net = net
-        self._max_event_bytes = max_event_bytes
-        #: Wire events handed to :func:`decode_event` (and so, unless an earlier check
-        #: refused them, to a signature check): ``murmur_events_verified_total``.
-        self.verified = 0
-
-    async def verify(self, wires: Sequence[Wire], now_ms: int) -> list[Event | ProtocolError]:
-        self.verified += sum(not isinstance(w, ProtocolError) for w in wires)
-        loop = asyncio.get_running_loop()
-        chunks = [wires[i : i + _CHUNK] for i in range(0, len(wires), _CHUNK)]
-        jobs = [
-            loop.run_in_executor(
-                self._pool, _verify_chunk, chunk, self._net, now_ms, self._max_event_bytes
-            )
-            for chunk in chunks
-        ]
-        out: list[Event | ProtocolError] = []
-        for part in await asyncio.gather(*jobs):
-            out.extend(part)
-        return out
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
 
 
 async def _unknown_key_events(

@@ -10,11 +10,11 @@ from aiohttp import web
 
 from node.config import NodeConfig
 from node.federation.manager import Federation
-from node.ingest import Verifier
 from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub
+from node.verify import Verifier
 
 __all__ = [
     "ANNOUNCE_LIMITER",

@@ -65,10 +65,11 @@ from node.federation.sync import (
     offer_missing,
     reconcile_with,
 )
-from node.ingest import Verifier, ingest_batch
+from node.ingest import ingest_batch
 from node.metrics import Metrics
 from node.store.base import Store
 from node.stream import StreamHub, client_address
+from node.verify import Verifier
 from protocol import jsontext
 from protocol.errors import BodyRequiredError, ProtocolError, UnknownKeyEventError
 from protocol.events import decode_unverified

@@ -21,6 +21,7 @@ from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
 if TYPE_CHECKING:
+    from node.coalesce import Coalescer
     from node.store.group import GroupCommit
 
 __all__ = [
@@ -216,6 +217,8 @@ class Counts:
 NOTIFICATION_REASONS: Final = ("reply", "quote", "mention", "like", "repost", "follow")
 #: What is counted and listed per event (spec 0004 #counts, #reactions).
 REACTION_KINDS: Final = ("like", "repost", "reply", "quote")
+#: Most ids one shared ``settled_ids`` read asks for (a batch's worth).
+_SETTLED_PER_READ: Final = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -383,11 +386,33 @@ class Store(abc.ABC):
         #ingest-v2). Stores override it with an index-only query."""
         return {e.id for e in await self.get_events(ids)}
 
-    @abc.abstractmethod
+    #: Concurrent ``settled_ids`` asks' shared reads (made at the first one).
+    _settled: Coalescer[bytes, bool] | None = None
+
     async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``ids`` are stored in a form no copy can change: with their body,
         or deleted. A held body-less event that no deletion explains is not settled:
-        a full copy may still complete it (spec 0004 #body-fill)."""
+        a full copy may still complete it (spec 0004 #body-fill).
+
+        Ingest asks this of every request before anything else, so concurrent asks
+        share reads (:mod:`node.coalesce`): one read per request would cost a thread
+        hand-off per posted event."""
+        if not ids:
+            return set()
+        if self._settled is None:
+            from node.coalesce import Coalescer
+
+            async def read(asked: list[bytes]) -> list[bool]:
+                held = await self._settled_ids(asked)
+                return [i in held for i in asked]
+
+            self._settled = Coalescer(read, max_inflight=2, max_items=_SETTLED_PER_READ)
+        answers = await self._settled.submit(ids)
+        return {i for i, held in zip(ids, answers, strict=True) if held}
+
+    @abc.abstractmethod
+    async def _settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        """:meth:`settled_ids`, in one read."""
 
     @abc.abstractmethod
     async def missing_bodies(self, *, after: int, limit: int) -> list[tuple[int, bytes]]:

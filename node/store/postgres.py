@@ -348,7 +348,7 @@ class PostgresStore(Store):
         )
         return {bytes(r[0]) for r in rows}
 
-    async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+    async def _settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         if not ids:
             return set()
         rows = await self.pool.fetch(

@@ -586,7 +586,7 @@ class SqliteStore(Store):
             return set()
         return await self._read(lambda c: {bytes(r[0]) for r in _rows_by_id(c, "id", ids)})
 
-    async def settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+    async def _settled_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         if not ids:
             return set()
 
