@@ -240,6 +240,36 @@ def write_config(
     return path
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's user + system seconds, and those of its children it waited for."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every live process under it."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, ()))
+    return out
+
+
 class NodeProcess:
     """A ``python -m node run`` subprocess on 127.0.0.1, optionally pinned to CPUs.
 
@@ -325,10 +355,10 @@ class NodeProcess:
         return found.get("VmRSS", 0), found.get("VmHWM", 0)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds the node process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        """User + system CPU seconds the node has used so far: its process and every
+        process under it (verification workers, spec 0004 #verify-workers), live or
+        reaped."""
+        return sum(_cpu_seconds(pid) for pid in _tree(self.pid))
 
     def stop(self) -> None:
         if self.proc.poll() is None:

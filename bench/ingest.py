@@ -8,10 +8,11 @@ A separate client process (this one) posts pre-signed, realistic events (see
 and times from the first request to the last acknowledgement; every event must come
 back ``accepted``. Two node set-ups are measured:
 
-* **one core**: the node pinned to one CPU with one verification worker, the client
-  on another CPU;
-* **all cores**: the node free on every CPU, verification spread over a thread pool
-  (``cryptography`` releases the GIL while it verifies).
+* **one core**: the node pinned to one CPU with one verification worker (a thread:
+  ``verify_in = "auto"`` on one CPU), the client on another CPU;
+* **all cores**: the node free on every CPU, verification in one worker process per
+  CPU (``verify_in = "auto"``, spec 0004 #verify-workers); the node's CPU counts its
+  workers'.
 
 Next to them, in the same run, the physical limits: the raw Ed25519 verify rate of
 ``cryptography`` on one core (keys already loaded, nothing but ``verify``) and the

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Callable, Sequence
@@ -192,19 +191,17 @@ async def ingest_batch(
     ]
     valid = [item for item in checked if isinstance(item, Event)]
 
-    async def commit() -> list[WriteResult]:
-        written = await store.apply_batch(valid)
+    def committed(written: list[WriteResult]) -> None:
         top = max((w.cursor for w in written if w.cursor is not None), default=0)
         if top:
             # Held events whose status changed moved above the new ones (spec 0004
             # #stream-status): the store's cursor has the highest.
             on_commit(max(top, store.counts().cursor))
-        return written
 
-    # Shielded: if the request is cancelled (deadline, client gone) once the write has
-    # started, the commit still completes and subscribers still hear of it; only the
+    # If the request is cancelled (deadline, client gone) once the write has started,
+    # the commit still completes and ``committed`` still tells subscribers; only the
     # acknowledgement is lost, and a retry is then a harmless duplicate.
-    written = await asyncio.shield(commit())
+    written = await store.apply_batch(valid, committed)
     stored = iter(written)
     results: list[IngestResult] = []
     for n, item in enumerate(checked):

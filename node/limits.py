@@ -219,14 +219,21 @@ def check_content_length(request: web.Request, max_bytes: int) -> None:
     """413 from the declared length alone, before reading a byte of the body."""
     length = request.content_length
     if length is not None and length > max_bytes:
-        raise PayloadTooLargeError(
-            f"request body is {length} bytes; the limit is {max_bytes}"
-        )
+        raise PayloadTooLargeError(f"request body is {length} bytes; the limit is {max_bytes}")
 
 
 async def read_body(request: web.Request, *, max_bytes: int, timeout_s: float) -> bytes:
     """Read the whole body, bounded in size and time."""
     check_content_length(request, max_bytes)
+    content = request.content
+    if content.is_eof():
+        # All of it already arrived (a small body, with its headers): no timer to set.
+        body = content.read_nowait(-1)
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError(
+                f"request body is larger than the limit of {max_bytes} bytes"
+            )
+        return body
     parts: list[bytes] = []
     size = 0
     try:

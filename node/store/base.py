@@ -11,7 +11,7 @@ the position used by the live stream.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
@@ -272,17 +272,22 @@ class Store(abc.ABC):
     #: Concurrent batches' shared transactions (made at the first write).
     _group: GroupCommit | None = None
 
-    async def apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
+    async def apply_batch(
+        self,
+        events: Sequence[Event],
+        then: Callable[[list[WriteResult]], None] | None = None,
+    ) -> list[WriteResult]:
         """Store verified events; return their results once the transaction holding
         them committed. Batches written concurrently share transactions (group commit,
-        :mod:`node.store.group`, spec 0004 #group-commit)."""
+        :mod:`node.store.group`, spec 0004 #group-commit). ``then`` is called with the
+        results right after the commit, even if the caller was cancelled meanwhile."""
         if not events:
             return []
         if self._group is None:
             from node.store.group import GroupCommit
 
             self._group = GroupCommit(self._apply_batch)
-        return await self._group.submit(events)
+        return await self._group.submit(events, then)
 
     def write_groups(self) -> tuple[int, int]:
         """Write transactions run and the batches they carried."""

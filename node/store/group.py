@@ -36,9 +36,15 @@ log = logging.getLogger("murmur.node.store")
 MAX_GROUP_EVENTS: Final = 2000
 
 
+#: Called with a batch's results once its transaction committed, by the writer: it
+#: runs even when the caller has stopped waiting.
+Then = Callable[[list[WriteResult]], None]
+
+
 @dataclass(slots=True)
 class _Waiting:
     events: Sequence[Event]
+    then: Then | None = None
     done: asyncio.Future[list[WriteResult]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -62,9 +68,10 @@ class GroupCommit:
         self.transactions = 0
         self.batches = 0
 
-    async def submit(self, events: Sequence[Event]) -> list[WriteResult]:
-        """The results of ``events``, once the transaction holding them committed."""
-        waiting = _Waiting(events)
+    async def submit(self, events: Sequence[Event], then: Then | None = None) -> list[WriteResult]:
+        """The results of ``events``, once the transaction holding them committed;
+        ``then`` is called with them at that moment, even if the caller gave up."""
+        waiting = _Waiting(events, then)
         self._queue.append(waiting)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())
@@ -118,5 +125,10 @@ def _settle(waiting: _Waiting, outcome: list[WriteResult] | Exception) -> None:
         return
     if isinstance(outcome, Exception):
         waiting.done.set_exception(outcome)
-    else:
-        waiting.done.set_result(outcome)
+        return
+    waiting.done.set_result(outcome)
+    if waiting.then is not None:
+        try:
+            waiting.then(outcome)
+        except Exception:  # a listener's bug must not stop the writer
+            log.exception("after-commit callback failed")
