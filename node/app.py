@@ -192,7 +192,7 @@ def create_app(
             await fed.stop()
             if group is not None:
                 await group.stop()
-            verifier.close()
+            await verifier.close()
             await the_store.close()
             if config.store_url is None:
                 log.info("node stopped data=%s", config.data_dir)

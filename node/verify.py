@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final, Literal
 
 from node.coalesce import Coalescer
 from node.config import VERIFY_MODES
+from node.procpool import ProcessPool, WorkerDiedError
 from protocol.errors import ProtocolError, TooLargeError, UnavailableError
 from protocol.events import Event, try_decode_event
 
@@ -78,26 +75,6 @@ def _check(job: Sequence[tuple[Wire, int]], net: str, max_event_bytes: int) -> l
     ]
 
 
-def _worker_init() -> None:
-    """In a worker process: ^C belongs to the node, which stops the pool; and a
-    worker never outlives the process that started it (Linux ``PR_SET_PDEATHSIG``)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _process_pool(workers: int) -> ProcessPoolExecutor:
-    # Never fork the node itself (it has threads and open databases): a forkserver
-    # starts clean workers quickly, with the protocol already imported.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(["node.verify"])
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
-
-
 class Verifier:
     """Runs :func:`protocol.events.decode_event` on workers, coalescing what arrives
     while they are busy. ``workers`` 0 is one per usable CPU."""
@@ -112,7 +89,16 @@ class Verifier:
         )
         self._net = net
         self._max_event_bytes = max_event_bytes
-        self._pool: Executor = self._new_pool()
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPool[list[tuple[Wire, int]], list[Checked]] | None = None
+        if self.mode == "processes":
+            self._processes = ProcessPool(
+                _check, (net, max_event_bytes), workers=self.workers, preload=("node.verify",)
+            )
+        else:
+            self._threads = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="murmur-verify"
+            )
         self._jobs: Coalescer[tuple[Wire, int], Checked] = Coalescer(
             self._run, max_inflight=self.workers * _INFLIGHT_PER_WORKER, max_items=JOB_EVENTS
         )
@@ -120,8 +106,6 @@ class Verifier:
         #: Wire events handed to :func:`decode_event` (and so, unless an earlier check
         #: refused them, to a signature check): ``murmur_events_verified_total``.
         self.verified = 0
-        #: Worker pools started again after a worker process died.
-        self.restarts = 0
 
     @property
     def jobs(self) -> int:
@@ -129,10 +113,14 @@ class Verifier:
         when requests were coalesced."""
         return self._jobs.jobs
 
-    def _new_pool(self) -> Executor:
-        if self.mode == "processes":
-            return _process_pool(self.workers)
-        return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="murmur-verify")
+    @property
+    def restarts(self) -> int:
+        """Worker processes started again after one died."""
+        return 0 if self._processes is None else self._processes.restarts
+
+    def worker_pids(self) -> list[int]:
+        """The live worker processes (none in threads mode)."""
+        return [] if self._processes is None else self._processes.pids()
 
     async def verify(self, wires: Sequence[Wire], now_ms: int) -> list[Checked]:
         """Each wire's :class:`Event`, or the ``ProtocolError`` that refuses it, in order."""
@@ -151,23 +139,27 @@ class Verifier:
         return out
 
     async def _run(self, job: list[tuple[Wire, int]]) -> list[Checked]:
-        pool = self._pool
+        if self._processes is not None:
+            try:
+                return await self._processes.run(job)
+            except WorkerDiedError:
+                # Killed or out of memory: only the events it held are lost, and their
+                # requests may be sent again; the next job starts a fresh worker.
+                raise UnavailableError(
+                    "a verification worker died; send the events again"
+                ) from None
+        if self._threads is None:
+            raise UnavailableError("the node is stopping")
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(pool, _check, job, self._net, self._max_event_bytes)
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): only the events in flight are lost,
-            # and their requests may be sent again. Later work goes to a fresh pool.
-            if pool is self._pool and not self._closed:
-                log.warning("verify worker died; pool restarted")
-                self.restarts += 1
-                self._pool = self._new_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise UnavailableError("a verification worker died; send the events again") from None
-        except RuntimeError:  # the pool was shut down under it: the node is stopping
-            raise UnavailableError("the node is stopping") from None
+        return await loop.run_in_executor(
+            self._threads, _check, job, self._net, self._max_event_bytes
+        )
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Fail what waits and stop the workers (processes exit, threads finish)."""
         self._closed = True
         self._jobs.fail_waiting(UnavailableError("the node is stopping"))
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._processes is not None:
+            await self._processes.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
