@@ -139,6 +139,12 @@ def create_app(
             net=config.network,
             max_event_bytes=config.limits.max_event_bytes,
         )
+        try:
+            await verifier.start()
+        except BaseException:
+            await verifier.close()
+            await the_store.close()
+            raise
         app[STORE] = the_store
         app[VERIFIER] = verifier
         app[METRICS].counter(

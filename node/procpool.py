@@ -10,10 +10,11 @@ worker took the jobs. The only per-job work in the parent is a pickle, a write a
 read callback.
 
 Workers are started from a clean ``forkserver`` (never a fork of the node, which has
-threads and open databases), lazily, at the first job. A worker that dies (killed, out
-of memory) fails only the jobs it held, with :class:`WorkerDiedError`, and is replaced
-at the next job. Frames come from our own children and are bounded only by the jobs we
-send them; nothing a peer sends reaches a worker but the wire bytes inside a job.
+threads and open databases), by :meth:`ProcessPool.start` or else at the first job. A
+worker that dies (killed, out of memory) fails only the jobs it held, with
+:class:`WorkerDiedError`, and is replaced at the next job. Frames come from our own
+children and are bounded only by the jobs we send them; nothing a peer sends reaches a
+worker but the wire bytes inside a job.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ class ProcessPool(Generic[J, R]):
         self._closed = False
         #: Workers started to replace one that died.
         self.restarts = 0
+
+    async def start(self) -> None:
+        """Start the workers now (else the first job starts them): a node starts its
+        before it listens, so that no request waits for a process to start."""
+        await self._pick()
 
     def pids(self) -> list[int]:
         """The live workers' process ids (tests, diagnostics)."""

@@ -155,6 +155,11 @@ class Verifier:
             self._threads, _check, job, self._net, self._max_event_bytes
         )
 
+    async def start(self) -> None:
+        """Start the worker processes, if any (a node does before it listens)."""
+        if self._processes is not None:
+            await self._processes.start()
+
     async def close(self) -> None:
         """Fail what waits and stop the workers (processes exit, threads finish)."""
         self._closed = True
