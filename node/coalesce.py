@@ -76,12 +76,14 @@ class Coalescer(Generic[T, R]):
         while self._queue and self._inflight < self._max_inflight:
             job: list[_Waiting[T, R]] = []
             items: list[T] = []
-            while self._queue and (
-                not job or len(items) + len(self._queue[0].items) <= self._max_items
-            ):
-                waiting = self._queue.popleft()
+            while self._queue:
+                waiting = self._queue[0]
                 if waiting.done.done():  # withdrawn while it waited
+                    self._queue.popleft()
                     continue
+                if job and len(items) + len(waiting.items) > self._max_items:
+                    break
+                self._queue.popleft()
                 job.append(waiting)
                 items.extend(waiting.items)
             if not job:

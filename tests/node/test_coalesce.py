@@ -143,6 +143,20 @@ async def test_a_submission_cancelled_while_it_waits_is_not_sent() -> None:
     assert withdrawn.cancelled()
 
 
+async def test_a_withdrawn_submission_takes_no_room_in_the_next_job() -> None:
+    jobs = _Jobs()
+    co = _coalescer(jobs, max_items=3)
+    busy = co.submit([0])
+    await _until(lambda: len(jobs.calls) == 1)
+    first, withdrawn, last = co.submit([1, 2]), co.submit([7, 8, 9]), co.submit([3])
+    withdrawn.cancel()
+    jobs.release(0)
+    await _until(lambda: len(jobs.calls) == 2)
+    assert jobs.calls[1] == [1, 2, 3]  # the withdrawn three never counted
+    jobs.release(1)
+    assert (await busy, await first, await last) == (["r0"], ["r1", "r2"], ["r3"])
+
+
 async def test_a_cancelled_submission_alone_makes_no_job() -> None:
     jobs = _Jobs()
     co = _coalescer(jobs)
