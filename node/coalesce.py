@@ -65,6 +65,19 @@ class Coalescer(Generic[T, R]):
         self._pump()
         return waiting.done
 
+    async def run(self, items: Sequence[T]) -> list[R]:
+        """:meth:`submit` and wait. With a slot free and nothing waiting (no load), the
+        job runs in the caller's own task: no task of its own, no hand-off back."""
+        if self._queue or self._inflight >= self._max_inflight:
+            return await self.submit(items)
+        self._inflight += 1
+        self.jobs += 1
+        try:
+            return await self._run(list(items))
+        finally:
+            self._inflight -= 1
+            self._pump()
+
     def fail_waiting(self, exc: BaseException) -> None:
         """Fail every submission not yet sent (the owner is stopping)."""
         while self._queue:

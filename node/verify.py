@@ -128,6 +128,8 @@ class Verifier:
             raise UnavailableError("the node is stopping")
         self.verified += sum(not isinstance(w, ProtocolError) for w in wires)
         stamped = [(w, now_ms) for w in wires]
+        if len(stamped) <= PART:
+            return await self._jobs.run(stamped)
         parts = [self._jobs.submit(stamped[i : i + PART]) for i in range(0, len(wires), PART)]
         out: list[Checked] = []
         try:

@@ -412,7 +412,7 @@ class Store(abc.ABC):
                 return [i in held for i in asked]
 
             self._settled = Coalescer(read, max_inflight=2, max_items=_SETTLED_PER_READ)
-        answers = await self._settled.submit(ids)
+        answers = await self._settled.run(ids)
         return {i for i, held in zip(ids, answers, strict=True) if held}
 
     @abc.abstractmethod

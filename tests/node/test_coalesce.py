@@ -189,3 +189,28 @@ def test_bounds_must_be_positive() -> None:
         Coalescer(jobs.run, max_inflight=0, max_items=1)
     with pytest.raises(ValueError, match="at least 1"):
         Coalescer(jobs.run, max_inflight=1, max_items=0)
+
+
+async def test_run_without_load_runs_in_the_callers_task_and_with_load_waits_its_turn() -> None:
+    jobs = _Jobs()
+    co = _coalescer(jobs, max_inflight=1)
+    caller = asyncio.current_task()
+    ran_in: list[asyncio.Task[object] | None] = []
+    real = jobs.run
+
+    async def run(items: list[int]) -> list[str]:
+        ran_in.append(asyncio.current_task())
+        return await real(items)
+
+    co._run = run
+    alone = asyncio.ensure_future(co.run([1]))
+    await _until(lambda: len(jobs.calls) == 1)
+    assert ran_in == [alone]  # no task of its own: the caller's
+    later = [asyncio.ensure_future(co.run([i])) for i in (2, 3)]
+    await _until(lambda: len(co._queue) == 2)  # the slot is busy: they wait, together
+    jobs.release(0)
+    await _until(lambda: len(jobs.calls) == 2)
+    assert jobs.calls[1] == [2, 3] and ran_in[1] not in (alone, *later, caller)
+    jobs.release(1)
+    assert await alone == ["r1"] and [await f for f in later] == [["r2"], ["r3"]]
+    assert co.jobs == 2
