@@ -175,20 +175,23 @@ async def ingest_batch(
     # lacks its body is verified again, since a full copy completes it (spec 0004
     # #body-fill) -- otherwise a stripped copy, sent first, would suppress the body.
     # One decode of each wire's outer form gives both claims (id, kev): on the loop.
-    claims = [(None, None) if isinstance(w, ProtocolError) else claimed_id_kev(w) for w in wires]
-    claimed = [c[0] for c in claims]
-    held = await store.settled_ids([i for i in claimed if i is not None])
-    unknown = await _unknown_key_events(claimed, [c[1] for c in claims], held, store)
-    fresh = [
-        w
-        for n, (w, i) in enumerate(zip(wires, claimed, strict=True))
-        if (i is None or i not in held) and n not in unknown
-    ]
-    verified = iter(await verifier.verify(fresh, now_ms()) if fresh else [])
-    checked: list[Event | ProtocolError | bytes] = [
-        i if i is not None and i in held else unknown[n] if n in unknown else next(verified)
-        for n, i in enumerate(claimed)
-    ]
+    with store.write_coming():
+        claims = [
+            (None, None) if isinstance(w, ProtocolError) else claimed_id_kev(w) for w in wires
+        ]
+        claimed = [c[0] for c in claims]
+        held = await store.settled_ids([i for i in claimed if i is not None])
+        unknown = await _unknown_key_events(claimed, [c[1] for c in claims], held, store)
+        fresh = [
+            w
+            for n, (w, i) in enumerate(zip(wires, claimed, strict=True))
+            if (i is None or i not in held) and n not in unknown
+        ]
+        verified = iter(await verifier.verify(fresh, now_ms()) if fresh else [])
+        checked: list[Event | ProtocolError | bytes] = [
+            i if i is not None and i in held else unknown[n] if n in unknown else next(verified)
+            for n, i in enumerate(claimed)
+        ]
     valid = [item for item in checked if isinstance(item, Event)]
 
     def committed(written: list[WriteResult]) -> None:

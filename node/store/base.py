@@ -11,6 +11,7 @@ the position used by the live stream.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
@@ -283,11 +284,19 @@ class Store(abc.ABC):
         results right after the commit, even if the caller was cancelled meanwhile."""
         if not events:
             return []
+        return await self._group_commit().submit(events, then)
+
+    def _group_commit(self) -> GroupCommit:
         if self._group is None:
             from node.store.group import GroupCommit
 
             self._group = GroupCommit(self._apply_batch)
-        return await self._group.submit(events, then)
+        return self._group
+
+    def write_coming(self) -> contextlib.AbstractContextManager[None]:
+        """Around a batch's verification, before :meth:`apply_batch`: the transaction
+        about to start may wait a moment to take it too (spec 0004 #group-commit)."""
+        return self._group_commit().coming()
 
     def write_groups(self) -> tuple[int, int]:
         """Write transactions run and the batches they carried."""

@@ -18,19 +18,24 @@ of the group is tried again alone, so one caller's failure never becomes another
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from node.store.base import WriteResult
 from protocol.events import Event
 
-__all__ = ["MAX_GROUP_EVENTS", "GroupCommit"]
+__all__ = ["COMMIT_DELAY_S", "MAX_GROUP_EVENTS", "GroupCommit"]
 
 log = logging.getLogger("murmur.node.store")
 
+#: Longest a transaction waits for batches still on their way to it (being verified):
+#: PostgreSQL's ``commit_delay``, taken only when such batches exist (its
+#: ``commit_siblings``), so a lone post never waits.
+COMMIT_DELAY_S: Final = 0.001
 #: Most events one shared transaction takes (a batch bigger than this goes alone):
 #: bounds a transaction's size, so that no caller's wait grows without limit.
 MAX_GROUP_EVENTS: Final = 2000
@@ -59,20 +64,58 @@ class GroupCommit:
         apply: Callable[[Sequence[Event]], Awaitable[list[WriteResult]]],
         *,
         max_events: int = MAX_GROUP_EVENTS,
+        max_delay_s: float = COMMIT_DELAY_S,
     ) -> None:
         self._apply = apply
         self._max_events = max_events
+        self._max_delay_s = max_delay_s
         self._queue: deque[_Waiting] = deque()
         self._writer: asyncio.Task[None] | None = None
+        #: Batches on their way (between ``coming`` and their submission).
+        self._coming = 0
+        self._changed: asyncio.Event | None = None
         #: Transactions run and batches they carried (``/metrics``, tests).
         self.transactions = 0
         self.batches = 0
+
+    @contextlib.contextmanager
+    def coming(self) -> Iterator[None]:
+        """Around the work before a batch's :meth:`submit` (its verification): while
+        such batches exist, the next transaction waits for them, at most
+        ``max_delay_s`` (spec 0004 #group-commit)."""
+        self._coming += 1
+        try:
+            yield
+        finally:
+            self._coming -= 1
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _wait_for_company(self) -> None:
+        """Before a transaction: while batches are on their way and the group has room,
+        wait for them, until ``max_delay_s`` has passed."""
+        if self._coming <= 0 or self._max_delay_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_delay_s
+        changed = self._changed = self._changed or asyncio.Event()
+        while self._coming > 0 and sum(len(w.events) for w in self._queue) < self._max_events:
+            changed.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
+            except TimeoutError:
+                return
 
     async def submit(self, events: Sequence[Event], then: Then | None = None) -> list[WriteResult]:
         """The results of ``events``, once the transaction holding them committed;
         ``then`` is called with them at that moment, even if the caller gave up."""
         waiting = _Waiting(events, then)
         self._queue.append(waiting)
+        self._wake()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())
         # Shielded: a caller that gives up does not cancel the group's write.
@@ -97,6 +140,7 @@ class GroupCommit:
 
     async def _drain_queue(self) -> None:
         while self._queue:
+            await self._wait_for_company()
             group = self._take()
             self.transactions += 1
             self.batches += len(group)
