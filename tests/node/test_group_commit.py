@@ -154,3 +154,35 @@ async def test_one_event_posts_at_once_share_commits_on_the_node(
         if line.startswith("murmur_write_")
     }
     assert (value["murmur_write_transactions_total"], value["murmur_write_batches_total"]) == (2, 8)
+
+
+async def test_a_transaction_waits_briefly_for_batches_still_being_verified() -> None:
+    """commit_delay with commit_siblings: a batch submitted while another is still on
+    its way (inside ``coming``) waits for it, so both share one transaction."""
+    fake = _FakeStore()
+    group = GroupCommit(fake.apply, max_delay_s=30.0)
+    with group.coming():  # a second batch is being verified
+        first = asyncio.create_task(group.submit(["a"]))  # type: ignore[list-item]
+        await _until(lambda: group._changed is not None)  # the writer waits for company
+        assert fake.calls == []
+        second = asyncio.create_task(group.submit(["b"]))  # type: ignore[list-item]
+        await _until(lambda: len(group._queue) == 2)
+    await asyncio.gather(first, second)
+    assert fake.calls == [["a", "b"]] and group.transactions == 1
+
+
+async def test_a_batch_verified_in_vain_ends_the_wait() -> None:
+    """A batch that never comes (all of it refused or duplicate) releases the writer at
+    once, long before the delay, and a lone batch never waits at all."""
+    fake = _FakeStore()
+    group = GroupCommit(fake.apply, max_delay_s=30.0)
+    assert await group.submit(["alone"]) == [  # type: ignore[list-item]
+        WriteResult(status="accepted", cursor=hash("alone") & 0xFFFF)
+    ]
+    with group.coming():
+        waiting = asyncio.create_task(group.submit(["a"]))  # type: ignore[list-item]
+        await _until(lambda: group._changed is not None)
+        assert len(fake.calls) == 1
+    async with asyncio.timeout(5):  # not the 30 s delay
+        await waiting
+    assert fake.calls == [["alone"], ["a"]]
