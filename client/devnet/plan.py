@@ -66,7 +66,10 @@ SYNC_INTERVAL_S = 5
 #: Settings without a flag, written to each node's ``node.toml``. Every node, the
 #: supervisor and the client share 127.0.0.1, so the per-IP rate limit would see them
 #: as one busy client; and a peer that comes back should be reconnected within seconds.
+#: Several nodes share one machine at a developer's rates: signatures are checked on
+#: threads, not in worker processes (~40 MB each, spec 0004 #verify-workers).
 _NODE_TOML: dict[str, dict[str, Any]] = {
+    "node": {"verify_in": "threads"},
     "limits": {"rate_per_ip": 100_000, "rate_burst": 100_000},
     "federation": {
         "backoff_min_ms": 250,

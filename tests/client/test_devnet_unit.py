@@ -124,6 +124,7 @@ def test_node_config_is_accepted_by_the_node(tmp_path: Path) -> None:
     assert config.limits.rate_per_ip >= 10_000  # every devnet process shares 127.0.0.1
     assert config.federation.backoff_max_ms <= 10_000  # a restarted peer is back in seconds
     assert config.federation.sync_interval_ms == 5000
+    assert config.verify_in == "threads"  # several nodes on one machine: no worker processes
 
 
 def test_restart_delay_doubles_and_is_capped() -> None:
