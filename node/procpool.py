@@ -75,7 +75,10 @@ def _serve(sock: socket.socket, fn: Callable[..., Any], args: tuple[Any, ...]) -
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     with sock:
         while True:
-            head = _recv_exactly(sock, _LEN.size)
+            try:
+                head = _recv_exactly(sock, _LEN.size)
+            except OSError:  # reset by the node's end
+                return
             if head is None:
                 return
             body = _recv_exactly(sock, _LEN.unpack(head)[0])
@@ -86,7 +89,10 @@ def _serve(sock: socket.socket, fn: Callable[..., Any], args: tuple[Any, ...]) -
             except Exception as exc:
                 answer = (False, exc)
             out = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-            sock.sendall(_LEN.pack(len(out)) + out)
+            try:
+                sock.sendall(_LEN.pack(len(out)) + out)
+            except OSError:  # the node closed its end (stopping): nobody waits for it
+                return
 
 
 @dataclass(eq=False)
@@ -125,7 +131,7 @@ class ProcessPool(Generic[J, R]):
         self._workers: list[_Worker[R]] = []
         self._starting = asyncio.Lock()
         self._closed = False
-        #: Workers started to replace one that died.
+        #: Workers that died (each is replaced at the next job).
         self.restarts = 0
 
     async def start(self) -> None:
@@ -214,17 +220,18 @@ class ProcessPool(Generic[J, R]):
                     asyncio.get_running_loop().run_in_executor(None, _reap, worker.process)
 
     async def close(self) -> None:
-        """Stop every worker: close their sockets (they exit on EOF), then reap them."""
+        """Stop every worker: close their sockets (they exit on EOF once their job is
+        done), reap them (killed after a grace period), then their readers."""
         self._closed = True
         workers, self._workers = self._workers, []
         for w in workers:
             w.writer.close()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, _reap, w.process) for w in workers))
         for w in workers:
             if w.reader_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await w.reader_task
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, _reap, w.process) for w in workers))
+                    await w.reader_task  # ends at EOF: its process has exited
 
 
 def _reap(process: BaseProcess) -> None:

@@ -10,15 +10,16 @@ Verification is most of what ingest costs, and the event loop must not run it. T
 * **threads**: no process to start and nothing to copy between processes; on one CPU
   a process would only add the copying.
 
-Either way the work is **coalesced**: at most a few jobs are in flight, and what
-arrives meanwhile waits and goes out together in the next job. A worker hand-off
-costs far more than one event's check where events come one per request (a process
-round trip ~200 µs of the node's CPU, see ``bench/README.md``), so under load many
-requests share one hand-off, while a lone request is sent at once, never held back.
-A big batch is cut into parts of :data:`PART` events, spread over the workers.
+Either way the work is **coalesced** (:mod:`node.coalesce`): at most a few jobs are in
+flight, and what arrives meanwhile waits and goes out together in the next job. A
+hand-off (a thread wake-up, a process round trip: :mod:`node.procpool`) costs more
+than one event's check where events come one per request, so under load many requests
+share one, while a lone request is sent at once, never held back. A big batch is cut
+into parts of :data:`PART` events, spread over the workers.
 
 A worker process that dies (killed, out of memory) fails only the requests whose
-events it held, with the retryable ``unavailable``; the pool is started again.
+events it held, with ``unavailable`` (503: send them again); it is replaced at the
+next job.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class Verifier:
 
     @property
     def restarts(self) -> int:
-        """Worker processes started again after one died."""
+        """Worker processes that died (each is replaced at the next job)."""
         return 0 if self._processes is None else self._processes.restarts
 
     def worker_pids(self) -> list[int]:
