@@ -354,6 +354,24 @@ class NodeProcess:
                 found[key] = int(value.split()[0]) * 1024
         return found.get("VmRSS", 0), found.get("VmHWM", 0)
 
+    def workers_memory_bytes(self) -> tuple[int, int]:
+        """(RSS, PSS) summed over the processes under the node (its verification
+        workers and their forkserver, spec 0004 #verify-workers), in bytes. PSS
+        shares the pages they have in common (they are forked from one server)."""
+        rss = pss = 0
+        for pid in _tree(self.pid)[1:]:
+            try:
+                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            for line in text.splitlines():
+                key, _, value = line.partition(":")
+                if key == "Rss":
+                    rss += int(value.split()[0]) * 1024
+                elif key == "Pss":
+                    pss += int(value.split()[0]) * 1024
+        return rss, pss
+
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the node has used so far: its process and every
         process under it (verification workers, spec 0004 #verify-workers), live or

@@ -47,6 +47,9 @@ def _readings(node: NodeProcess, data: Dataset) -> dict[str, Any]:
     rss, peak = node.rss_bytes()
     out["rss_after_sync_snapshot_mb"] = round(rss / 2**20, 1)
     out["peak_rss_mb"] = round(peak / 2**20, 1)
+    workers_rss, workers_pss = node.workers_memory_bytes()
+    out["workers_rss_mb"] = round(workers_rss / 2**20, 1)
+    out["workers_pss_mb"] = round(workers_pss / 2**20, 1)
     out["wire_bytes_per_event"] = round(data.total_bytes / len(data.wires), 1)
     return out
 
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         ["RSS after ingest", info["rss_after_ingest_mb"], "MB"],
         ["RSS after sync snapshot", info["rss_after_sync_snapshot_mb"], "MB"],
         ["peak RSS overall", info["peak_rss_mb"], "MB"],
+        # Absent from a corpus cached before the verification workers.
+        ["worker processes, RSS", info.get("workers_rss_mb", "-"), "MB"],
+        ["worker processes, PSS (shared pages split)", info.get("workers_pss_mb", "-"), "MB"],
         ["disk per event", info["disk_bytes_per_event"], "B"],
         ["wire bytes per event", info["wire_bytes_per_event"], "B"],
         ["disk / wire", info["disk_vs_wire"], "x"],
