@@ -15,6 +15,7 @@ from protocol import kinds, limits
 from protocol.chain import ChainItem, ChainReport, analyze_chain
 from protocol.encoding import DEFAULT_LIMITS, DecodeLimits, decode, encode
 from protocol.errors import (
+    BadBlobError,
     BadFieldError,
     BadPrevError,
     BadRequestError,
@@ -121,6 +122,7 @@ __all__ = [
     "ChainReport",
     "analyze_chain",
     # errors (specs/README.md)
+    "BadBlobError",
     "BadFieldError",
     "BadPrevError",
     "BadRequestError",

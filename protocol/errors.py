@@ -36,6 +36,7 @@ The tree::
     │   ├── RateLimitedError            rate-limited         429
     │   └── UnavailableError            unavailable          503
     ├── NegentropyError                 negentropy           400
+    ├── BadBlobError                    bad-blob             400  (spec 0003 #embed)
     └── RemoteError                     (raised by clients: a node answered with an error)
 
 ``RemoteError`` carries the code and message a node sent, so a client can show the
@@ -49,6 +50,7 @@ them is not at fault and a node does not remember the id as bad.
 from __future__ import annotations
 
 __all__ = [
+    "BadBlobError",
     "BadFieldError",
     "BadKevError",
     "BadPrevError",
@@ -297,6 +299,20 @@ class NegentropyError(ProtocolError):
     """A negentropy message is malformed or breaks the protocol (spec 0005)."""
 
     code = "negentropy"
+
+
+# -- blobs --------------------------------------------------------------------------
+
+
+class BadBlobError(ProtocolError):
+    """Bytes offered as an image are not one (spec 0003 #embed).
+
+    Not PNG, JPEG, WebP or GIF by their header, dimensions outside 1-16384, more than
+    ``MAX_BLOB_BYTES``, or not what a post's embed claims (hash, size, type, width,
+    height). Never retryable: the same bytes never become a different image.
+    """
+
+    code = "bad-blob"
 
 
 # -- remote ---------------------------------------------------------------------------

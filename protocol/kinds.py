@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
+from protocol.embeds import validate_embed
 from protocol.errors import BadFieldError, InvalidDidError
 from protocol.facets import validate_facets
 from protocol.identity import (
@@ -181,6 +182,8 @@ def _post(body: dict[str, Any]) -> None:
     _str_list(body, "warn", MAX_WARN, is_label_value, "label values ([a-z0-9-], 1-128 bytes)")
     if "facets" in body:  # spec 0003 #facets; text is a str by now
         validate_facets(body["text"], body["facets"])
+    if "embed" in body:  # spec 0003 #embed
+        validate_embed(body["embed"])
 
 
 def _target(body: dict[str, Any]) -> None:

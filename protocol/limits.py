@@ -8,14 +8,18 @@ from __future__ import annotations
 
 __all__ = [
     "FUTURE_SKEW_MS",
+    "MAX_ALT_BYTES",
+    "MAX_BLOB_BYTES",
     "MAX_BIO_BYTES",
     "MAX_BODY_BYTES",
     "MAX_BODY_ITEMS",
     "MAX_DEPTH",
     "MAX_DID_BYTES",
+    "MAX_EMBED_IMAGES",
     "MAX_FACETS",
     "MAX_FACET_TYPE_BYTES",
     "MAX_HEADER_BYTES",
+    "MAX_IMAGE_SIDE",
     "MAX_KIND_BYTES",
     "MAX_LABEL_BYTES",
     "MAX_LANGS",
@@ -79,3 +83,12 @@ MAX_LIST_NAME_BYTES = 128
 MAX_LIST_MEMBERS = 1000
 #: Recovery keys in a genesis or recover body (spec 0008 #genesis): 1 to this many.
 MAX_RECOVERY_KEYS = 3
+#: Images of one post's ``embed`` (spec 0003 #embed): 1 to this many.
+MAX_EMBED_IMAGES = 4
+#: Bytes of one blob (an embedded image, spec 0003 #embed): 2 MiB. Checked before
+#: hashing or sniffing, so a checker never reads more than this per image.
+MAX_BLOB_BYTES = 2 * 1024 * 1024
+#: Width and height of an embedded image, in pixels: 1 to this many each.
+MAX_IMAGE_SIDE = 16384
+#: An embedded image's ``alt`` text (its description), in UTF-8 bytes.
+MAX_ALT_BYTES = 2000

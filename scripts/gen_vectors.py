@@ -49,10 +49,25 @@ from protocol.identity import (  # noqa: E402
     did_murmur_from_genesis_body,
     next_key_commitment,
 )
-from protocol.limits import FUTURE_SKEW_MS, MAX_TEXT_BYTES, MAX_TS, MAX_WIRE_BYTES  # noqa: E402
+from protocol.limits import (  # noqa: E402
+    FUTURE_SKEW_MS,
+    MAX_ALT_BYTES,
+    MAX_BLOB_BYTES,
+    MAX_IMAGE_SIDE,
+    MAX_TEXT_BYTES,
+    MAX_TS,
+    MAX_WIRE_BYTES,
+)
 
 if str(ROOT / "scripts") not in sys.path:  # the sibling module of the key histories
     sys.path.insert(0, str(ROOT / "scripts"))
+from blob_vectors import (  # noqa: E402
+    GIF89A_1X1,
+    JPEG_BASELINE_3X2,
+    PNG_RGB_3X2,
+    WEBP_LOSSY_3X2,
+    blob_vectors,
+)
 from key_history_vectors import key_history_cases, keys_json  # noqa: E402
 
 VECTORS = ROOT / "specs" / "vectors"
@@ -194,6 +209,22 @@ def _facet(kind: str, text: str, part: str, **value: Any) -> dict[str, Any]:
 FACET_MURMUR_DID = did_murmur_from_genesis_body(b"\x80")
 #: The text of the facet cases: 2-, 3- and 4-byte characters before and between them.
 FACET_TEXT = "Olá @bob! 🎉 lisez https://murmur.example/spec?x=1 #Murmur"
+
+
+def _embed_image(data: bytes, mime: str, width: int, height: int, alt: str) -> dict[str, Any]:
+    """The ``embed.images`` map naming ``data`` (spec 0003 #embed)."""
+    return {
+        "hash": hashlib.sha256(data).digest(),
+        "mime": mime,
+        "size": len(data),
+        "width": width,
+        "height": height,
+        "alt": alt,
+    }
+
+
+#: The one-image embed of the vectors: the 3x2 PNG of blobs.json.
+EMBED_PNG = _embed_image(PNG_RGB_3X2, "image/png", 3, 2, "a gradient from teal to rose")
 
 
 @dataclass
@@ -449,6 +480,60 @@ def valid_events() -> list[dict[str, Any]]:
         },
         T0 + 22_000,
     )  # fmt: skip
+    # Embeds (spec 0003 #embed): appended last, so the events above keep their bytes.
+    add(
+        "post with one embedded image: the 3x2 PNG of blobs.json, named by its SHA-256",
+        a,
+        "post",
+        {"text": "a 3×2 picture", "embed": {"images": [EMBED_PNG]}},
+        T0 + 23_000,
+    )
+    add(
+        "post with 4 images, one of each type; an empty alt (no description), unknown "
+        "keys in an image map and in embed (ignored)",
+        a,
+        "post",
+        {
+            "text": "",
+            "embed": {
+                "images": [
+                    {**_embed_image(JPEG_BASELINE_3X2, "image/jpeg", 3, 2, ""),
+                     "org.example.focus": [1, 1]},
+                    _embed_image(WEBP_LOSSY_3X2, "image/webp", 3, 2, "the same, lossy"),
+                    _embed_image(GIF89A_1X1, "image/gif", 1, 1, "a clear pixel"),
+                    EMBED_PNG,
+                ],
+                "org.example.video": {"uri": "https://murmur.example/v"},
+            },
+        },
+        T0 + 24_000,
+    )  # fmt: skip
+    add(
+        f"post embed at the edges: size {MAX_BLOB_BYTES}, sides 1 and {MAX_IMAGE_SIDE}, "
+        f"alt of {MAX_ALT_BYTES} bytes (the claims only: no blob needs to be held)",
+        a,
+        "post",
+        {
+            "text": "edges",
+            "embed": {
+                "images": [
+                    {"hash": _id("blob at the edges"), "mime": "image/png",
+                     "size": MAX_BLOB_BYTES, "width": MAX_IMAGE_SIDE, "height": 1,
+                     "alt": "é" * (MAX_ALT_BYTES // 2)},
+                    {"hash": _id("smallest blob"), "mime": "image/gif", "size": 1,
+                     "width": 1, "height": MAX_IMAGE_SIDE, "alt": ""},
+                ]
+            },
+        },
+        T0 + 25_000,
+    )  # fmt: skip
+    add(
+        "post embed without images: only a future embed, ignored",
+        a,
+        "post",
+        {"text": "soon", "embed": {"org.example.video": {}}},
+        T0 + 26_000,
+    )
     return cases
 
 
@@ -838,6 +923,53 @@ def invalid_events() -> list[dict[str, Any]]:
         {"type": "tag", "start": link["end"] - 4, "end": link["end"], "tag": "spec"},
     )
     facet_case("post with the same mention facet twice (overlap)", mention, mention)
+
+    # post embeds (spec 0003 #embed): each case breaks one rule of EMBED_PNG's embed
+    def embed_case(comment: str, embed: Any) -> None:
+        body = {"text": "a picture", "embed": embed}
+        add(comment, craft(encode(body)), "bad-field", "0003-kinds.md#embed")
+
+    def image_case(comment: str, **change: Any) -> None:
+        image = {k: v for k, v in {**EMBED_PNG, **change}.items() if v is not None}
+        embed_case(comment, {"images": [image]})
+
+    img = EMBED_PNG
+    other = _embed_image(JPEG_BASELINE_3X2, "image/jpeg", 3, 2, "")
+    embed_case("post embed that is an array, not a map", [img])
+    embed_case("post embed images that is a map, not an array", {"images": img})
+    embed_case("post embed with no images (0, the least is 1)", {"images": []})
+    embed_case("post embed with 5 images (the limit is 4)", {"images": [
+        {**img, "hash": _id(f"image {i}")} for i in range(5)]})  # fmt: skip
+    embed_case("post embed image that is its hash, not a map", {"images": [img["hash"]]})
+    embed_case("post embed with the same hash twice", {"images": [img, img]})
+    embed_case(
+        "post embed with the same hash twice under different claims",
+        {"images": [other, {**img, "hash": other["hash"]}]},
+    )
+    image_case("post embed image without hash", hash=None)
+    image_case("post embed image hash of 31 bytes", hash=img["hash"][:31])
+    image_case("post embed image hash of 33 bytes", hash=img["hash"] + b"\x00")
+    image_case("post embed image hash as a hex str, not bin", hash=img["hash"].hex())
+    image_case("post embed image without mime", mime=None)
+    image_case("post embed image/svg+xml: SVG is never an embedded image", mime="image/svg+xml")
+    image_case("post embed image mime in uppercase", mime="image/PNG")
+    image_case("post embed image/bmp: not one of the four types", mime="image/bmp")
+    image_case("post embed image mime as bin, not str", mime=b"image/png")
+    image_case("post embed image without size", size=None)
+    image_case("post embed image size 0", size=0)
+    image_case(f"post embed image size {MAX_BLOB_BYTES + 1} (2 MiB + 1)", size=MAX_BLOB_BYTES + 1)
+    image_case("post embed image size = true (bool is not an int)", size=True)
+    image_case("post embed image without width", width=None)
+    image_case("post embed image width 0", width=0)
+    image_case(f"post embed image width {MAX_IMAGE_SIDE + 1}", width=MAX_IMAGE_SIDE + 1)
+    image_case("post embed image width = true (bool is not an int)", width=True)
+    image_case("post embed image without height", height=None)
+    image_case("post embed image height -2", height=-2)
+    image_case(f"post embed image height {MAX_IMAGE_SIDE + 1}", height=MAX_IMAGE_SIDE + 1)
+    image_case("post embed image height as a str", height="2")
+    image_case("post embed image without alt", alt=None)
+    image_case(f"post embed image alt of {MAX_ALT_BYTES + 1} bytes", alt="a" * (MAX_ALT_BYTES + 1))
+    image_case("post embed image alt as bin, not str", alt=b"a gradient")
 
     # -- step 7: network
     add(
@@ -1635,6 +1767,13 @@ def render() -> dict[str, str]:
             "Invalid events (spec 0002 §2.8). decode_event(wire, net, now_ms) rejects each "
             "with exactly the error code `error`; `spec` names the requirement.",
             invalid_events(),
+        ),
+        "blobs.json": _doc(
+            "Blobs of spec 0003 #embed, bytes as base64. valid: sniff(bytes) gives mime, "
+            "width and height; invalid: sniff(bytes) fails with `error` (bad-blob); "
+            "checks: verify_blob(bytes, image) passes when `error` is null, else fails "
+            "with `error`. `spec` names the requirement: 0003-kinds.md#blob-check.",
+            blob_vectors(to_json),
         ),
         "encoding.json": _doc(
             "Canonical MessagePack (spec 0002 §2.2). valid: encode(value) == hex and "
