@@ -25,17 +25,26 @@ from typing import Any
 
 import httpx
 
-from client.errors import BadResponseError, NodeTimeoutError, NodeUnreachableError
+from client.errors import (
+    BadResponseError,
+    BlobMismatchError,
+    NodeTimeoutError,
+    NodeUnreachableError,
+)
 from client.readcache import Answer, KeptDoc, Key, NodeAnswers, cacheable, count
 from protocol import jsontext
+from protocol.blobs import blob_hash, verify_blob
+from protocol.embeds import EmbedImage
 from protocol.encoding import encode
-from protocol.errors import RemoteError
+from protocol.errors import BadBlobError, RemoteError
+from protocol.limits import MAX_BLOB_BYTES
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "INFO_TTL_S",
     "MAX_KEYS_AUTHORS",
     "MAX_KEY_PAGES",
+    "BlobReceipt",
     "FeedPage",
     "IngestResult",
     "KeysBatch",
@@ -180,6 +189,19 @@ def _parse_items(doc: dict[str, Any], key: str, url: str) -> list[WireItem]:
     return [_wire_item(v) for v in value]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlobReceipt:
+    """A node's answer to a blob upload: what it found the bytes to be; ``held``:
+    a stored post names them already (else they wait for one, spec 0004 #blobs)."""
+
+    hash: bytes
+    mime: str
+    size: int
+    width: int
+    height: int
+    held: bool
+
+
 class NodeClient:
     """The HTTP API of the node at ``url`` (normalised, no trailing slash)."""
 
@@ -213,6 +235,7 @@ class NodeClient:
         params: Sequence[tuple[str, str | int]] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        cap: int = MAX_RESPONSE_BYTES,
     ) -> httpx.Response:
         count(cached=False)
         try:
@@ -224,7 +247,7 @@ class NodeClient:
                 headers=headers,
                 timeout=self.timeout,
             ) as streamed:
-                body = await self._read_capped(streamed)
+                body = await self._read_capped(streamed, cap)
         except httpx.TimeoutException as exc:
             raise NodeTimeoutError(
                 f"{self.url} did not answer within {self.timeout:g} s", url=self.url
@@ -243,19 +266,19 @@ class NodeClient:
             raise self._remote_error(response)
         return response
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
-        """The body, read in chunks and abandoned as soon as it passes the cap.
+    async def _read_capped(self, response: httpx.Response, cap: int = MAX_RESPONSE_BYTES) -> bytes:
+        """The body, read in chunks and abandoned as soon as it passes ``cap``.
 
-        A hostile node must not make the client buffer more than ``MAX_RESPONSE_BYTES``,
-        whatever its ``Content-Length`` says or omits.
+        A hostile node must not make the client buffer more than ``MAX_RESPONSE_BYTES``
+        (a blob: ``MAX_BLOB_BYTES``), whatever its ``Content-Length`` says or omits.
         """
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        if declared.isdigit() and int(declared) > cap:
             raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
         body = bytearray()
         async for chunk in response.aiter_bytes():
             body += chunk
-            if len(body) > MAX_RESPONSE_BYTES:
+            if len(body) > cap:
                 raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
         return bytes(body)
 
@@ -738,6 +761,54 @@ class NodeClient:
             raise NodeUnreachableError(
                 f"{self.url} stream failed: {type(exc).__name__}: {exc}", url=self.url
             ) from exc
+
+    # -- blobs (spec 0004 #blobs, spec 0007 #images) -----------------------------------
+
+    async def upload_blob(self, data: bytes, mime: str) -> BlobReceipt:
+        """``POST /v1/blobs``: the node keeps ``data`` for a post that names it soon
+        (its upload grace period). The node's answer must name these very bytes."""
+        response = await self._request(
+            "POST",
+            "/v1/blobs",
+            content=data,
+            headers={"Content-Type": mime, "Accept": "application/json"},
+        )
+        doc = self._json_object("/v1/blobs", response)
+        try:
+            receipt = BlobReceipt(
+                hash=bytes.fromhex(str(doc["hash"])),
+                mime=str(doc["mime"]),
+                size=int(doc["size"]),
+                width=int(doc["width"]),
+                height=int(doc["height"]),
+                held=bool(doc.get("held", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadResponseError(
+                f"{self.url}: the blob upload answer is malformed: {exc}", url=self.url
+            ) from exc
+        if receipt.hash != blob_hash(data) or receipt.size != len(data):
+            raise BadResponseError(
+                f"{self.url}: the node names another blob ({receipt.hash.hex()}, "
+                f"{receipt.size} bytes) than the one sent",
+                url=self.url,
+            )
+        return receipt
+
+    async def fetch_blob(self, claim: EmbedImage) -> bytes:
+        """``GET /v1/blobs/{hash}``: the bytes of the image ``claim`` names, always
+        checked against it (spec 0003 #blob-hash): ``blob-mismatch`` naming this node
+        when they are not those bytes, ``RemoteError`` (``not-found``) when the node
+        does not hold them."""
+        response = await self._request("GET", f"/v1/blobs/{claim.hash.hex()}", cap=MAX_BLOB_BYTES)
+        try:
+            verify_blob(response.content, claim)
+        except BadBlobError as exc:
+            raise BlobMismatchError(
+                f"{self.url} served altered bytes for image {claim.hash.hex()[:12]}: {exc.message}",
+                url=self.url,
+            ) from exc
+        return response.content
 
     async def submit(self, wires: Sequence[bytes]) -> list[IngestResult]:
         """``POST /v1/events`` as a canonical msgpack batch; one result per event."""

@@ -15,7 +15,14 @@
     │   ├── NoNodeAnsweredError   no-node-answered   a read that no node answered
     │   ├── PublishError          publish-failed     no node stored the event
     │   ├── UnknownIdError        unknown-id         no event id starts with that prefix
-    │   └── AmbiguousIdError      ambiguous-id       several event ids start with it
+    │   ├── AmbiguousIdError      ambiguous-id       several event ids start with it
+    │   ├── ImageError            bad-image          an image file that cannot be posted
+    │   │   ├── UnsupportedImageError unsupported-image  not a PNG, JPEG, WebP or GIF
+    │   │   ├── ImageTooLargeError    image-too-large    a file or a picture too big to open
+    │   │   └── AltTextRequiredError  alt-required       --image without --alt (or --no-alt)
+    │   ├── UploadError           upload-failed      no node took every image of a post
+    │   ├── BlobMismatchError     blob-mismatch      a node served bytes a post does not name
+    │   └── BlobUnavailableError  blob-unavailable   no node served an image's bytes
     ├── FilterError               filter-error       moderation config (spec 0006)
     │   ├── FilterNotFoundError   filter-not-found   no filter/type/labeler by that name
     │   └── FilterLoadError       filter-load        a custom filter cannot be loaded
@@ -36,14 +43,19 @@ from typing import Any
 from protocol.errors import ProtocolError
 
 __all__ = [
+    "AltTextRequiredError",
     "AmbiguousIdError",
     "BadResponseError",
+    "BlobMismatchError",
+    "BlobUnavailableError",
     "ClientError",
     "FilterError",
     "FilterLoadError",
     "FilterNotFoundError",
     "IdentityExistsError",
     "IdentityNotFoundError",
+    "ImageError",
+    "ImageTooLargeError",
     "KeystoreError",
     "NoNodeAnsweredError",
     "NoNodesError",
@@ -57,6 +69,8 @@ __all__ = [
     "RecoveryPointRequiredError",
     "RecoveryPointUnknownError",
     "UnknownIdError",
+    "UnsupportedImageError",
+    "UploadError",
 ]
 
 
@@ -146,6 +160,53 @@ class AmbiguousIdError(ClientError):
     def details(self) -> dict[str, object]:
         """Extra fields of the CLI's ``--json`` error document."""
         return {"candidates": self.candidates}
+
+
+class ImageError(ClientError):
+    """An image given to post that the client will not prepare (spec 0007 #images)."""
+
+    code = "bad-image"
+
+
+class UnsupportedImageError(ImageError):
+    """Not a PNG, JPEG, WebP or GIF image (SVG, text, another format), or one that
+    does not decode."""
+
+    code = "unsupported-image"
+
+
+class ImageTooLargeError(ImageError):
+    """A file too large to open, or a picture of more pixels than the client decodes
+    (a decompression bomb: a small file that would fill memory once decoded)."""
+
+    code = "image-too-large"
+
+
+class AltTextRequiredError(ImageError):
+    """An image without a description: ``--alt`` for each ``--image``, or ``--no-alt``
+    (spec 0007 #images)."""
+
+    code = "alt-required"
+
+
+class UploadError(ClientError):
+    """No node took every image of a post; nothing was signed. The message lists what
+    each node said."""
+
+    code = "upload-failed"
+
+
+class BlobMismatchError(ClientError):
+    """A node served bytes that are not the image a post names (altered or swapped;
+    spec 0003 #blob-hash); ``url`` names the node."""
+
+    code = "blob-mismatch"
+
+
+class BlobUnavailableError(ClientError):
+    """No node served the verified bytes of an image; the message says what each did."""
+
+    code = "blob-unavailable"
 
 
 class FilterError(ProtocolError):
