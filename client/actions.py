@@ -29,6 +29,8 @@ from typing import Any
 
 from client.facets import fill_post
 from client.fanout import Cut
+from client.imagexfer import upload_images
+from client.media import PreparedImage
 from client.names import short_id
 from client.ownacts import own_acts
 from client.publish import Publisher, PublishResult
@@ -37,14 +39,23 @@ from client.session import Session
 from client.shortids import EventRef, parse_event_ref
 from client.views import profile_view, profiles_of
 from protocol import kinds
-from protocol.errors import BadRequestError, InvalidDidError, NotAuthorError, NotFoundError
+from protocol.embeds import EmbedImage
+from protocol.errors import (
+    BadFieldError,
+    BadRequestError,
+    InvalidDidError,
+    NotAuthorError,
+    NotFoundError,
+)
 from protocol.events import Event
 from protocol.identity import Identity
 from protocol.kinds import is_label_value
+from protocol.limits import MAX_EMBED_IMAGES
 
 __all__ = [
     "Done",
     "Draft",
+    "DraftImage",
     "Unchanged",
     "act_on",
     "checks_reader",
@@ -67,6 +78,27 @@ def is_blank(text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DraftImage:
+    """One image of a draft: the bytes to upload and what the post will claim."""
+
+    prepared: PreparedImage
+    claim: EmbedImage
+
+    @classmethod
+    def of(cls, prepared: PreparedImage, alt: str) -> DraftImage:
+        """``bad-field`` for an alt text the protocol refuses (too long)."""
+        claim = EmbedImage(
+            hash=prepared.hash,
+            mime=prepared.mime,
+            size=prepared.size,
+            width=prepared.width,
+            height=prepared.height,
+            alt=alt,
+        )
+        return cls(prepared=prepared, claim=claim)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Draft:
     """A post to write: text, what it replies to and quotes, content warnings (self
     labels, e.g. ``spoiler``) and languages (BCP 47)."""
@@ -76,6 +108,9 @@ class Draft:
     quote: EventRef | None = None
     warn: tuple[str, ...] = ()
     langs: tuple[str, ...] = ()
+    #: Images to embed (spec 0007 #images): prepared bytes and their claims (alt text
+    #: included), uploaded to the node set right before the post is signed.
+    images: tuple[DraftImage, ...] = ()
 
     @classmethod
     def parse(
@@ -86,15 +121,21 @@ class Draft:
         quote: str | None = None,
         warn: Sequence[str] = (),
         langs: Sequence[str] = (),
+        images: Sequence[tuple[PreparedImage, str]] = (),
     ) -> Draft:
         """A draft from what a person typed; ``bad-request`` for an empty post (spec
-        0007 #empty-post) or an id that is not one (spec 0007 #short-ids)."""
-        if is_blank(text) and not quote:
+        0007 #empty-post) or an id that is not one (spec 0007 #short-ids); ``images``:
+        prepared images with their alt text (``bad-field`` for more than
+        ``MAX_EMBED_IMAGES`` or an alt text over ``MAX_ALT_BYTES``)."""
+        if is_blank(text) and not quote and not images:
             raise BadRequestError(
                 "a post needs text: this one is empty or only spaces (spec 0007 #empty-post; "
-                "only a quote may leave its text empty)"
+                "only a quote or images may leave its text empty)"
             )
+        if len(images) > MAX_EMBED_IMAGES:
+            raise BadFieldError(f"{len(images)} images: a post embeds at most {MAX_EMBED_IMAGES}")
         return cls(
+            images=tuple(DraftImage.of(p, alt) for p, alt in images),
             text=text,
             reply_to=parse_event_ref(reply_to) if reply_to else None,
             quote=parse_event_ref(quote) if quote else None,
@@ -232,9 +273,19 @@ def _mention_resolver(session: Session) -> Callable[[str], str | None]:
 # -- post -------------------------------------------------------------------------------
 
 
-async def post(session: Session, draft: Draft, *, identity: Identity | None = None) -> Done:
+async def post(
+    session: Session,
+    draft: Draft,
+    *,
+    identity: Identity | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Done:
     """Sign and publish ``draft`` (a reply when it has ``reply_to``). ``identity``: the
-    acting identity, unsealed by the face already (else the session unseals it)."""
+    acting identity, unsealed by the face already (else the session unseals it).
+
+    The draft's images are uploaded to every node right before signing (spec 0007
+    #images; ``progress`` hears of each upload): ``upload-failed`` and nothing signed
+    unless one node took them all; a node that did not is a note (``session.warn``)."""
     body: dict[str, Any] = {"text": draft.text}
     if draft.langs:
         body["langs"] = list(draft.langs)
@@ -250,8 +301,21 @@ async def post(session: Session, draft: Draft, *, identity: Identity | None = No
             body["reply"] = {"root": reply_root(parent) or parent.id, "parent": parent.id}
         if draft.quote is not None:
             body["quote"] = await session.event_id(reader, draft.quote)
+        if draft.images:
+            uploaded = await upload_images(
+                pub.nodes, [i.prepared for i in draft.images], progress=progress or _quiet
+            )
+            for f in uploaded.failed:
+                note = f"{f.url} did not take the images ({f.code}); it may fetch them from peers"
+                session.warn(note)
+                notes = (*notes, note)
+            body["embed"] = {"images": [i.claim.to_map() for i in draft.images]}
         result = await pub.publish(kinds.POST, body)
         return Done(result=result, not_consulted=_cut(reader), notes=notes)
+
+
+def _quiet(message: str) -> None:
+    """No progress reports."""
 
 
 # -- like, repost, delete, and their undoing --------------------------------------------

@@ -23,6 +23,7 @@ from client.cli import (
     browse_cmds,
     devnet_cmds,
     id_cmds,
+    media_cmds,
     mod_cmds,
     nodes_cmds,
     notify_cmds,
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     id_cmds.register(sub, common)
     nodes_cmds.register(sub, common)
     post_cmds.register(sub, common)
+    media_cmds.register(sub, common)
     social_cmds.register(sub, common)
     read_cmds.register(sub, common)
     browse_cmds.register(sub, common)

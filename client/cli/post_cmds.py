@@ -1,6 +1,10 @@
 """``murmur post|repost|like|delete|unlike|unrepost``: sign an event and publish it to
 every node.
 
+``murmur post --image PATH --alt TEXT`` (repeatable) re-encodes each image from its
+pixels (:mod:`client.media`), uploads it to every node and signs the post naming it;
+an image without alt text is refused unless ``--no-alt`` (spec 0007 #images).
+
 The face over :mod:`client.actions`, which holds the rules (short ids, the empty-post
 rule, no duplicates, slow nodes): this module parses arguments and draws results. An
 action that stands already is not signed again; the command says so, exits 0 and its
@@ -20,14 +24,27 @@ from client.actions import Done, Draft, Unchanged
 from client.cli.output import Context, Result
 from client.cli.render import event_doc, format_publish, short_id
 from client.cli.session import Session, run
+from client.errors import AltTextRequiredError, ImageError
+from client.imagexfer import human_size
+from client.media import PreparedImage, prepare_image
 from client.publish import PublishResult
 from client.reader import NodeReport
 from client.shortids import parse_event_ref
-from client.textsafety import safe_line
+from client.textsafety import safe_line, safe_text
 from protocol import kinds
+from protocol.errors import BadRequestError
 from protocol.events import Event
+from protocol.limits import MAX_EMBED_IMAGES
 
-__all__ = ["done_result", "publish_result", "register", "unchanged_result", "with_unconsulted"]
+__all__ = [
+    "ALT_WHY",
+    "done_result",
+    "progress",
+    "publish_result",
+    "register",
+    "unchanged_result",
+    "with_unconsulted",
+]
 
 
 def with_unconsulted(result: Result, cut: tuple[NodeReport, ...]) -> Result:
@@ -81,16 +98,78 @@ def done_result(session: Session, done: Done, what: str) -> Result:
     )
 
 
+#: Why ``--image`` wants ``--alt`` (spec 0007 #images), said when it is missing.
+ALT_WHY = (
+    'each --image needs --alt "what it shows": people who cannot see the picture (a '
+    "screen reader, a text terminal, a slow link, a filter reading the post) only get "
+    "its description; give --no-alt to post it without one, on purpose"
+)
+
+
+def _image_args(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Each ``--image`` with its alt text: the n-th ``--alt`` goes with the n-th
+    ``--image``; ``--no-alt`` gives every image an empty one."""
+    paths: list[str] = list(args.image or [])
+    alts: list[str] = list(args.alt or [])
+    if not paths:
+        if alts or args.no_alt:
+            raise BadRequestError("--alt and --no-alt describe images: give --image PATH too")
+        return []
+    if len(paths) > MAX_EMBED_IMAGES:
+        raise BadRequestError(f"{len(paths)} images: a post embeds at most {MAX_EMBED_IMAGES}")
+    if args.no_alt:
+        if alts:
+            raise BadRequestError("--no-alt and --alt together: choose one")
+        return [(p, "") for p in paths]
+    if len(alts) > len(paths):
+        raise BadRequestError(
+            f"{len(alts)} --alt for {len(paths)} --image: the n-th --alt describes the n-th --image"
+        )
+    if len(alts) < len(paths):
+        missing = ", ".join(str(n) for n in range(len(alts) + 1, len(paths) + 1))
+        raise AltTextRequiredError(f"image {missing} has no description: {ALT_WHY}")
+    for n, alt in enumerate(alts, 1):
+        if not alt.strip():
+            raise AltTextRequiredError(f"--alt of image {n} is blank: {ALT_WHY}")
+    return list(zip(paths, alts, strict=True))
+
+
+def _prepare(ctx: Context, images: list[tuple[str, str]]) -> list[tuple[PreparedImage, str]]:
+    """Each image re-encoded from its pixels (spec 0007 #images), said on stderr."""
+    out: list[tuple[PreparedImage, str]] = []
+    for n, (path, alt) in enumerate(images, 1):
+        try:
+            prepared = prepare_image(path)
+        except ImageError as exc:
+            raise type(exc)(f"image {n} ({path}): {exc.message}") from exc
+        removed = "; removed: " + ", ".join(prepared.dropped) if prepared.dropped else ""
+        progress(
+            ctx,
+            f"image {n}/{len(images)} {path}: {prepared.width}×{prepared.height} "
+            f"{prepared.mime}, {human_size(prepared.size)}, re-encoded{removed}",
+        )
+        out.append((prepared, alt))
+    return out
+
+
+def progress(ctx: Context, message: str) -> None:
+    """A progress line on stderr (stdout stays the result, one document with --json)."""
+    ctx.stderr.write(f"murmur: {safe_text(message)}\n")
+    ctx.stderr.flush()
+
+
 def cmd_post(args: argparse.Namespace, ctx: Context) -> Result:
+    images = _prepare(ctx, _image_args(args))
     draft = Draft.parse(
         args.text,
         reply_to=args.reply_to,
         quote=args.quote,
         warn=args.warn or (),
         langs=args.lang or (),
+        images=images,
     )
     session = Session.open(ctx)
-    done = run(lambda: actions.post(session, draft))
+    done = run(lambda: actions.post(session, draft, progress=lambda m: progress(ctx, m)))
     return done_result(session, done, "Replied" if draft.reply_to is not None else "Posted")
 
 
@@ -151,6 +230,25 @@ def register(
         metavar="CODE",
         action="append",
         help="language of the text (BCP 47, e.g. en, pt-BR); repeatable",
+    )
+    post.add_argument(
+        "--image",
+        metavar="PATH",
+        action="append",
+        help=f"attach an image (PNG, JPEG, WebP or GIF; up to {MAX_EMBED_IMAGES}, repeatable): "
+        "re-encoded from its pixels, so no metadata (EXIF, GPS position...) is posted",
+    )
+    post.add_argument(
+        "--alt",
+        metavar="TEXT",
+        action="append",
+        help="what the image shows, for who cannot see it; the n-th --alt describes the "
+        "n-th --image (required for each image unless --no-alt)",
+    )
+    post.add_argument(
+        "--no-alt",
+        action="store_true",
+        help="post the images without descriptions (on purpose; not recommended)",
     )
     post.set_defaults(handler=cmd_post)
 

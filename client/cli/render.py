@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from client.facets import facets_of, post_segments
+from client.imagexfer import human_size
 from client.moderation.core import Action, Decision
 from client.moderation.pipeline import Verdict
 from client.names import Names as BaseNames
@@ -27,6 +28,8 @@ from client.reader import ReadReport
 from client.reportlines import EXCLUDED, report_lines
 from client.textsafety import display_name, safe_line, safe_text
 from protocol import kinds
+from protocol.embeds import EmbedImage, post_images
+from protocol.errors import ProtocolError
 from protocol.events import Event
 from protocol.facets import LINK, MENTION, Facet
 
@@ -39,6 +42,10 @@ __all__ = [
     "format_source",
     "format_publish",
     "format_report",
+    "image_doc",
+    "image_line",
+    "image_lines",
+    "images_of",
     "indented",
     "post_text",
     "relative_time",
@@ -93,6 +100,52 @@ def post_text(e: Event, names: Names) -> str:
     return "".join(out)
 
 
+# -- images (spec 0003 #embed, spec 0007 #images) ---------------------------------------
+
+#: How an image type is named on a terminal.
+_IMAGE_TYPE = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/gif": "GIF"}
+
+
+def images_of(e: Event) -> tuple[EmbedImage, ...]:
+    """A post's images; ``()`` for other events, a withheld body, or an embed that is
+    not valid (a verified event's never is)."""
+    if e.kind != kinds.POST or e.body is None:
+        return ()
+    try:
+        return post_images(e.body)
+    except ProtocolError:
+        return ()
+
+
+def image_doc(image: EmbedImage) -> dict[str, Any]:
+    """The ``--json`` form of one image: the claim, its hash in hex."""
+    return {
+        "hash": image.hash.hex(),
+        "mime": image.mime,
+        "size": image.size,
+        "width": image.width,
+        "height": image.height,
+        "alt": image.alt,
+    }
+
+
+def image_line(image: EmbedImage, n: int, total: int) -> str:
+    """``[image 1/2: <alt> · 1200×800 JPEG · 230 KB]``: the alt text on one line,
+    terminal-safe (spec 0007 #terminal-safety), ``no description`` when empty."""
+    alt = safe_line(" ".join(image.alt.split())) if image.alt.strip() else "no description"
+    kind = _IMAGE_TYPE.get(image.mime, safe_line(image.mime))
+    return (
+        f"[image {n}/{total}: {alt} · {image.width}×{image.height} {kind} · "
+        f"{human_size(image.size)}]"
+    )
+
+
+def image_lines(e: Event, indent: str = "") -> list[str]:
+    """One :func:`image_line` a line for each of a post's images."""
+    images = images_of(e)
+    return [indent + image_line(im, n, len(images)) for n, im in enumerate(images, 1)]
+
+
 def _facet_doc(f: Facet, text: bytes, names: Names) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "type": f.type,
@@ -135,6 +188,7 @@ def event_doc(
             doc[key] = list(body.get(key, []))
         data = str(body.get("text", "")).encode("utf-8")
         doc["facets"] = [_facet_doc(f, data, names) for f in facets_of(e)]
+        doc["images"] = [image_doc(image) for image in images_of(e)]
     elif "target" in body:
         doc["target"] = _hex(body["target"])
     elif "subject" in body:
@@ -208,6 +262,7 @@ def format_event(
         lines.append(f"{indent}  [content warning: {warn}]")
     text = post_text(e, names) if e.body is not None else "(deleted or withheld body)"
     lines.append(indented(text, indent + "  ", safe=True))
+    lines.extend(image_lines(e, indent + "  "))
     if isinstance(body.get("quote"), bytes):
         quoted = related.get(body["quote"])
         who = names.display(quoted.author) if quoted is not None else short_id(body["quote"])
@@ -251,6 +306,7 @@ def format_publish(result: PublishResult, what: str) -> str:
         if not o.stored:
             parts = (o.url, o.status, o.code, o.message)
             lines.append("! " + ": ".join(safe_line(str(x)) for x in parts if x is not None))
+    lines.extend(image_lines(e))
     lines.append(f"id: {e.id_hex}")
     return "\n".join(lines)
 
