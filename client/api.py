@@ -235,7 +235,7 @@ class NodeClient:
         params: Sequence[tuple[str, str | int]] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
-        cap: int = MAX_RESPONSE_BYTES,
+        cap: int | None = None,
     ) -> httpx.Response:
         count(cached=False)
         try:
@@ -266,12 +266,15 @@ class NodeClient:
             raise self._remote_error(response)
         return response
 
-    async def _read_capped(self, response: httpx.Response, cap: int = MAX_RESPONSE_BYTES) -> bytes:
-        """The body, read in chunks and abandoned as soon as it passes ``cap``.
+    async def _read_capped(self, response: httpx.Response, cap: int | None = None) -> bytes:
+        """The body, read in chunks and abandoned as soon as it passes ``cap`` (None:
+        ``MAX_RESPONSE_BYTES``).
 
         A hostile node must not make the client buffer more than ``MAX_RESPONSE_BYTES``
         (a blob: ``MAX_BLOB_BYTES``), whatever its ``Content-Length`` says or omits.
         """
+        if cap is None:
+            cap = MAX_RESPONSE_BYTES
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             raise BadResponseError(f"{self.url}: the answer is too large", url=self.url)
