@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import httpx
 from aiohttp import web
 
-from node.api import events, federation, live, meta, social, views
+from node.api import blobs, events, federation, live, meta, social, views
 from node.api.search import search
+from node.blobs import BlobKeeper
 from node.config import NodeConfig, redact_url
 from node.federation.manager import Federation
 from node.limits import AdmissionGate, RateLimiter
@@ -25,6 +26,7 @@ from node.metrics import Metrics
 from node.middleware import murmur_middleware
 from node.state import (
     ANNOUNCE_LIMITER,
+    BLOBS,
     CONFIG,
     FEDERATION,
     GATE,
@@ -68,6 +70,8 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/events/{id}/reactions", social.reactions)
     r.add_post("/v1/counts", social.counts)
     r.add_post("/v1/stats", social.stats)
+    r.add_post("/v1/blobs", blobs.post_blob)
+    r.add_get("/v1/blobs/{hash}", blobs.get_blob)
     r.add_get("/v1/stream", live.stream)
     r.add_post("/v1/sync", federation.sync)
     r.add_get("/v1/peers", federation.list_peers)
@@ -123,6 +127,7 @@ def create_app(
         max_requests=config.limits.max_inflight_ingest,
         max_bytes=config.limits.max_inflight_bytes,
     )
+    app[BLOBS] = BlobKeeper(config)
     app[METRICS].gauge(
         "murmur_inflight_requests", "Requests with a body in flight.", lambda: gate.requests
     )
@@ -145,6 +150,7 @@ def create_app(
             await verifier.close()
             await the_store.close()
             raise
+        the_store.blob_author_bytes = config.limits.blob_author_bytes
         app[STORE] = the_store
         app[VERIFIER] = verifier
         app[METRICS].counter(
@@ -191,9 +197,11 @@ def create_app(
             await group.start()
         else:
             await fed.start()
+        app[BLOBS].start(the_store)
         try:
             yield
         finally:
+            await app[BLOBS].stop()
             # Federation first: the leader saves its peers before its lock goes.
             await fed.stop()
             if group is not None:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from node.store.base import BLOB_AUTHOR_BYTES
 from protocol.events import DEFAULT_NETWORK
-from protocol.limits import MAX_WIRE_BYTES
+from protocol.limits import MAX_BLOB_BYTES, MAX_WIRE_BYTES
 
 #: ``node.verify_in`` (spec 0004 #verify-workers).
 VERIFY_MODES: Final = ("auto", "processes", "threads")
@@ -138,6 +139,16 @@ class NodeLimits:
     #: 429 (spec 0005 §announce-limits).
     announce_per_minute: int = 12
     announce_burst: int = 8
+    #: Image uploads (spec 0004 #blob-upload): most bytes one client address may
+    #: upload in an hour (a token bucket; more get 429), and most bytes of uploads no
+    #: stored post uses yet the node holds in all (more get 503).
+    blob_upload_bytes_per_hour: int = 64 * 1024 * 1024
+    blob_pending_bytes: int = 256 * 1024 * 1024
+    #: How long an upload no stored post uses is kept (spec 0004 #blob-keep).
+    blob_upload_grace_ms: int = 15 * 60 * 1000
+    #: Most held image bytes the posts of one author keep; a post beyond it is
+    #: stored, its new images' bytes are not.
+    blob_author_bytes: int = BLOB_AUTHOR_BYTES
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -148,6 +159,10 @@ class NodeLimits:
             raise ConfigError(f"limits.max_event_bytes cannot exceed {MAX_WIRE_BYTES}")
         if self.rate_burst < 1:
             raise ConfigError("limits.rate_burst must be at least 1")
+        for name in ("blob_upload_bytes_per_hour", "blob_pending_bytes", "blob_author_bytes"):
+            if getattr(self, name) < MAX_BLOB_BYTES:
+                # Else one image of the largest size could never be taken.
+                raise ConfigError(f"limits.{name} must be at least {MAX_BLOB_BYTES}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

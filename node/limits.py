@@ -109,19 +109,20 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def take(self, key: str) -> None:
-        """Spend one token for ``key`` or raise ``RateLimitedError`` with a retry hint."""
+    def take(self, key: str, cost: float = 1.0) -> None:
+        """Spend ``cost`` tokens (one request; bytes for a byte budget) for ``key`` or
+        raise ``RateLimitedError`` with a retry hint. ``cost`` is at most ``burst``."""
         now = self._now_ms()
         tokens, last = self._buckets.pop(key, (float(self._burst), now))
         tokens = min(float(self._burst), tokens + max(0, now - last) * self._rate / 1000)
-        if tokens < 1.0:
+        if tokens < cost:
             self._buckets[key] = (tokens, now)
-            wait_s = (1.0 - tokens) / self._rate
+            wait_s = (cost - tokens) / self._rate
             raise RateLimitedError(
                 f"more than {self._what} from this address",
                 retry_after=max(1, math.ceil(wait_s)),
             )
-        self._buckets[key] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - cost, now)
         while len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
 

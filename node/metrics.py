@@ -9,7 +9,7 @@ are read at scrape time from the store's in-memory counts and the stream hub.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -43,6 +43,7 @@ class Metrics:
         self.bodies_repaired = 0
         self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
         self._counters: dict[str, tuple[str, Callable[[], int]]] = {}
+        self._labeled: dict[str, tuple[str, str, Callable[[], Mapping[str, int]]]] = {}
 
     def gauge(self, name: str, help_text: str, read: Callable[[], int]) -> None:
         """Register a gauge whose value is read when ``/metrics`` is scraped."""
@@ -51,6 +52,13 @@ class Metrics:
     def counter(self, name: str, help_text: str, read: Callable[[], int]) -> None:
         """Register a counter kept elsewhere (e.g. by the verifier), read at scrape time."""
         self._counters[name] = (help_text, read)
+
+    def labeled_counter(
+        self, name: str, help_text: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Register a counter with one label kept elsewhere: ``read`` maps each value
+        of ``label`` (a closed set) to its count, read at scrape time."""
+        self._labeled[name] = (help_text, label, read)
 
     def count_request(self, route: str, method: str, status: int) -> None:
         self.requests[(route, method, status)] += 1
@@ -108,6 +116,10 @@ class Metrics:
         ]
         for name, (help_text, read) in sorted(self._counters.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {read()}"]
+        for name, (help_text, label, values) in sorted(self._labeled.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            for value, n in sorted(values().items()):
+                lines.append(f"{name}{_labels([(label, value)])} {n}")
         for name, (help_text, read) in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"

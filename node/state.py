@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from node.blobs import BlobKeeper
 from node.config import NodeConfig
 from node.federation.manager import Federation
 from node.limits import AdmissionGate, RateLimiter
@@ -18,6 +19,7 @@ from node.verify import Verifier
 
 __all__ = [
     "ANNOUNCE_LIMITER",
+    "BLOBS",
     "CONFIG",
     "FEDERATION",
     "GATE",
@@ -42,3 +44,4 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 ANNOUNCE_LIMITER = web.AppKey("announce_limiter", RateLimiter)
 GATE = web.AppKey("gate", AdmissionGate)
 FEDERATION = web.AppKey("federation", Federation)
+BLOBS = web.AppKey("blobs", BlobKeeper)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.api.render import respond
 from node.metrics import CONTENT_TYPE
-from node.state import CONFIG, FEDERATION, HUB, METRICS, NODE_VERSION, STORE
+from node.state import BLOBS, CONFIG, FEDERATION, HUB, METRICS, NODE_VERSION, STORE
 from protocol import limits as plimits
 from protocol.errors import UnavailableError
 from protocol.events import EVENT_VERSION
@@ -96,6 +96,34 @@ def register_gauges(app: web.Application) -> None:
     m.gauge("murmur_authors", "Distinct authors held.", lambda: app[STORE].counts().authors)
     m.gauge("murmur_stream_cursor", "Highest stream cursor.", lambda: app[STORE].counts().cursor)
     m.gauge("murmur_stream_subscribers", "Open stream connections.", lambda: app[HUB].subscribers)
+    m.gauge(
+        "murmur_blobs_held",
+        "Images held because stored posts use them (spec 0004 #blob-keep).",
+        lambda: app[STORE].blob_totals().held,
+    )
+    m.gauge(
+        "murmur_blob_bytes_held",
+        "Bytes of the images held.",
+        lambda: app[STORE].blob_totals().held_bytes,
+    )
+    m.gauge(
+        "murmur_blob_bytes_pending",
+        "Bytes of uploads no stored post uses yet (in their grace period).",
+        lambda: app[STORE].blob_totals().pending_bytes,
+    )
+    m.labeled_counter(
+        "murmur_blob_uploads_total",
+        "Image uploads by result: stored, or the refusal's error code.",
+        "result",
+        lambda: app[BLOBS].uploads,
+    )
+    m.labeled_counter(
+        "murmur_blobs_dropped_total",
+        "Images whose bytes were dropped, by reason: grace (no post used the upload "
+        "in time), deleted (no post uses it any more), author-quota.",
+        "reason",
+        lambda: app[STORE].blob_drops,
+    )
     m.counter(
         "murmur_write_transactions_total",
         "Write transactions the store ran (concurrent batches share one: group commit).",

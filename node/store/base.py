@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
+from protocol.blobs import BlobInfo
+from protocol.embeds import EmbedImage
 from protocol.encoding import encode_bins
 from protocol.errors import ProtocolError
 from protocol.events import Event
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthorStats",
+    "BLOB_AUTHOR_BYTES",
+    "BlobTotals",
+    "HeldBlob",
     "ChainRow",
     "Counts",
     "EventCounts",
@@ -255,6 +260,29 @@ class AuthorStats:
     first_seen_ms: int | None
 
 
+#: Default of ``limits.blob_author_bytes``: most held blob bytes one author's posts
+#: may keep on a node (spec 0004 #blob-keep).
+BLOB_AUTHOR_BYTES: Final = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlobTotals:
+    """The blobs a store holds (spec 0004 #blob-keep): ``held`` ones (a stored post
+    references them) and their bytes, and the bytes of ``pending`` uploads (none yet)."""
+
+    held: int = 0
+    held_bytes: int = 0
+    pending_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldBlob:
+    """A blob the node serves: its bytes and their (sniffed = claimed) type."""
+
+    mime: str
+    data: bytes
+
+
 class Store(abc.ABC):
     """Durable event storage. All methods are coroutines; implementations must not
     block the event loop."""
@@ -305,7 +333,67 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def _apply_batch(self, events: Sequence[Event]) -> list[WriteResult]:
-        """Store verified events in ONE transaction; return after it committed."""
+        """Store verified events in ONE transaction; return after it committed.
+
+        A post whose ``embed`` names images records a blob reference per image, and
+        keeps a pending upload of it that matches the claim (within the author's
+        quota, :attr:`blob_author_bytes`); an event losing its body drops its
+        references, and the bytes of a blob left without any (spec 0004 #blob-keep).
+        """
+
+    # -- blobs (spec 0004 #blobs) ------------------------------------------------------
+
+    #: Most held blob bytes the posts of one author keep (``limits.blob_author_bytes``,
+    #: set by the app): beyond it a post is stored, its new images' bytes are not.
+    blob_author_bytes: int = BLOB_AUTHOR_BYTES
+    #: Blobs whose bytes were dropped, by reason (``grace``, ``deleted``,
+    #: ``author-quota``), by this process since it started (``/metrics``).
+    blob_drops: dict[str, int]
+
+    @abc.abstractmethod
+    def blob_totals(self) -> BlobTotals:
+        """The blobs held and pending, as of this process's last blob write (no I/O)."""
+
+    @abc.abstractmethod
+    async def put_upload(
+        self, digest: bytes, info: BlobInfo, data: bytes, *, now_ms: int, max_pending: int
+    ) -> bool:
+        """Take uploaded bytes (``info`` = their :func:`protocol.blobs.sniff`, ``digest``
+        their hash) in one transaction: held at once if a stored post's claim matches
+        them (and its author's quota allows), else pending from ``now_ms`` (a pending
+        upload sent again starts its grace period again). Returns whether the blob is
+        held. Raises ``UnavailableError`` when new pending bytes would bring the node's
+        total above ``max_pending`` (spec 0004 #blob-upload)."""
+
+    @abc.abstractmethod
+    async def get_blob(self, digest: bytes) -> HeldBlob | None:
+        """The blob's bytes if a stored, undeleted post references it and they are held;
+        None otherwise (a pending upload is never served, spec 0004 #blob-serve)."""
+
+    @abc.abstractmethod
+    async def sweep_blobs(self, *, received_before_ms: int, limit: int) -> int:
+        """Drop at most ``limit`` pending uploads received before the given time (their
+        grace period is over); return how many were dropped."""
+
+    @abc.abstractmethod
+    async def missing_blobs(self, limit: int) -> list[tuple[bytes, EmbedImage]]:
+        """At most ``limit`` blobs a stored post references whose bytes are not held,
+        each with one claim made of it (``alt`` empty): what the federation asks peers
+        for."""
+
+    @abc.abstractmethod
+    async def put_fetched_blob(self, digest: bytes, data: bytes) -> bool:
+        """Keep bytes fetched from a peer: held if they verify against a stored claim
+        of ``digest`` (:func:`protocol.blobs.verify_blob`, 0003 #blob-hash) within its
+        author's quota; otherwise nothing is stored. Returns whether they are held."""
+
+    @abc.abstractmethod
+    async def blob_ref_count(self, digest: bytes) -> int:
+        """How many stored posts reference ``digest`` (tests and diagnostics)."""
+
+    @abc.abstractmethod
+    async def blob_bytes_stored(self, digest: bytes) -> bool:
+        """Whether any bytes of ``digest`` are stored, held or pending."""
 
     @abc.abstractmethod
     async def get_event(self, eid: bytes) -> StoredEvent | None: ...

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Final
 
+from node.store.sqlite_blobs import SCHEMA as BLOB_SCHEMA
 from node.store.sqlite_search import SCHEMA as SEARCH_SCHEMA
 from node.store.sqlite_search import backfill_search
 from node.store.sqlite_social import backfill_social
@@ -224,8 +225,12 @@ _V5: Final[list[Step]] = [
     backfill_search,
 ]
 
+#: Blobs (spec 0004 #blobs, node/store/sqlite_blobs.py): bytes, the posts' references
+#: to them, their totals. (Posts held from before embeds were valid name none.)
+_V6: Final[list[Step]] = [*BLOB_SCHEMA]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5]
+MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5, _V6]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

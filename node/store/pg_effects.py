@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from node.store.pg_blobs import add_blob_refs, drop_blob_refs
 from node.store.pg_search import index_post, unindex_post
 from node.store.pg_social import SOCIAL_KINDS, remove_social
 from node.store.pg_social_bulk import add_social
@@ -76,6 +77,7 @@ async def drop_body(c: Conn, target: bytes, author: str, stats: BatchStats) -> N
     await c.execute("DELETE FROM labels WHERE id = $1", target)
     await remove_social(c, target)
     await unindex_post(c, target)
+    await drop_blob_refs(c, target, stats)
     current = await c.fetchval("SELECT id FROM profiles WHERE author = $1", author)
     if current == target:
         await recompute_profile(c, author)
@@ -110,6 +112,8 @@ async def apply_body(
         )
         if kind == kinds.POST:
             await index_post(c, eid=eid, ts=ts, cursor=cursor, body=body)
+            if "embed" in body:
+                await add_blob_refs(c, eid, author, body, stats)
     elif kind == kinds.DELETE:
         target: bytes = body["target"]
         held = await c.fetchrow("SELECT kind, author FROM events WHERE id = $1", target)
@@ -171,5 +175,6 @@ async def undo_body(
         await remove_social(c, eid)
         if kind == kinds.POST:
             await unindex_post(c, eid)
+            await drop_blob_refs(c, eid, stats)
     elif kind == kinds.DELETE:
         await _undo_delete(c, eid, author, body, stats)

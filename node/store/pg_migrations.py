@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from node.store.migrations import SchemaError
+from node.store.pg_blobs import SCHEMA as BLOB_SCHEMA
 from node.store.pg_search import SCHEMA as SEARCH_SCHEMA
 from node.store.pg_search import backfill_search
 from node.store.pg_social import SCHEMA as SOCIAL_SCHEMA
@@ -163,8 +164,12 @@ _V4: Final[list[Step]] = [
     # (author, seq) already (events_author_seq).
 ]
 
+#: Blobs (spec 0004 #blobs, node/store/pg_blobs.py): bytes, the posts' references to
+#: them, their totals. (Posts held from before embeds were valid name none.)
+_V5: Final[list[Step]] = [*BLOB_SCHEMA]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4]
+PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4, _V5]
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 
 

@@ -35,8 +35,9 @@ from typing import Any, Final, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from node.store.base import WriteResult
+from node.store.base import BLOB_AUTHOR_BYTES, WriteResult
 from node.store.keyplan import CANONICAL, PENDING, batch_phases
+from node.store.pg_blobs import add_blob_refs
 from node.store.pg_effects import BODY_EFFECTS, apply_body
 from node.store.pg_keys import PgKeyBook
 from node.store.pg_search import IndexArgs, index_args, index_posts
@@ -107,11 +108,11 @@ class _Batch:
     transaction, under the stream_head lock, cursors given in batch order.
     """
 
-    def __init__(self, conn: Conn, now_ms: int, top: int) -> None:
+    def __init__(self, conn: Conn, now_ms: int, top: int, blob_quota: int) -> None:
         self.conn = conn
         self.now_ms = now_ms
         self.top = top
-        self.stats = BatchStats()
+        self.stats = BatchStats(blob_quota=blob_quota)
         self.book = PgKeyBook(conn, top, self.next_cursor, self)
         self._rows: list[tuple[Any, ...]] = []
         self._search: list[IndexArgs] = []
@@ -269,6 +270,9 @@ class _Batch:
                 args = index_args(eid=eid, ts=ts, cursor=cursor, body=body)
                 if args is not None:
                     self._search.append(args)
+                if "embed" in body:
+                    # Reads and writes only the blob tables: nothing buffered.
+                    await add_blob_refs(self.conn, eid, author, body, self.stats)
             return
         if kind not in _NO_EVENT_READS:
             await self.flush()
@@ -322,9 +326,10 @@ class _Batch:
 
 
 async def apply_batch_pg(
-    conn: Conn, events: Sequence[Event], now_ms: int
+    conn: Conn, events: Sequence[Event], now_ms: int, *, blob_quota: int = BLOB_AUTHOR_BYTES
 ) -> tuple[list[WriteResult], BatchStats]:
     """Apply ``events`` in one transaction on ``conn``; return once it has committed.
+    ``blob_quota``: the most held blob bytes one author's posts keep (0004 #blob-keep).
 
     Raises (after rolling back) if PostgreSQL fails: then nothing of the batch is
     stored and nothing may be acknowledged.
@@ -334,7 +339,7 @@ async def apply_batch_pg(
     async with conn.transaction(isolation="read_committed"):
         # The writers' lock (spec 0004 #store-cursor): held until commit.
         top = await conn.fetchval("SELECT top FROM stream_head FOR UPDATE")
-        batch = _Batch(conn, now_ms, int(top))
+        batch = _Batch(conn, now_ms, int(top), blob_quota)
         await batch.book.preload(events)
         for order in phases:
             await batch.apply_phase(events, order, results)

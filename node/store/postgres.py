@@ -18,18 +18,21 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
+from node.store import pg_blobs as blobs
 from node.store import pg_keyreads as keyreads
 from node.store import pg_social as social
 from node.store.base import (
     AuthorStats,
+    BlobTotals,
     ChainRow,
     Counts,
     EventCounts,
     FeedQuery,
+    HeldBlob,
     KeyHistory,
     LabelRow,
     Notification,
@@ -49,6 +52,8 @@ from node.store.pg_search import search_keys
 from node.store.pg_write import Conn, apply_batch_pg
 from node.store.sqlite import id_prefix_range
 from node.store.sqlite_effects import BatchStats
+from protocol.blobs import BlobInfo
+from protocol.embeds import EmbedImage
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
@@ -56,6 +61,7 @@ __all__ = ["PostgresStore"]
 
 log = logging.getLogger("murmur.node.store")
 
+_T = TypeVar("_T")
 #: Feeds and threads leave out revoked and disputed events (spec 0008 #status).
 _SHOWN: Final = "status IN ('canonical', 'pending')"
 _PEER_COLS: Final = "url, source, node_id, cursor, score, failures, last_ok_ms, added_ms"
@@ -95,6 +101,8 @@ class PostgresStore(Store):
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._counts = Counts(events=0, authors=0, deleted=0, forked_authors=0, cursor=0)
+        self._blob_totals = BlobTotals()
+        self.blob_drops = {}
         #: Awaited on the batch's connection after each commit that stored something
         #: (node.cluster: NOTIFY the node's other processes, spec 0004 #store-processes).
         self.after_commit: Callable[[Conn, BatchStats], Awaitable[None]] | None = None
@@ -115,6 +123,7 @@ class PostgresStore(Store):
                 if old:
                     log.debug("store schema from=%d", old)
                 self._counts = await self._load_counts(conn)
+                self._blob_totals = await blobs.load_totals(conn)
         except BaseException:
             await pool.close()
             raise
@@ -147,7 +156,9 @@ class PostgresStore(Store):
             return []
         now = self._now_ms()
         async with self.pool.acquire() as conn:
-            results, stats = await apply_batch_pg(conn, events, now)
+            results, stats = await apply_batch_pg(
+                conn, events, now, blob_quota=self.blob_author_bytes
+            )
             if self.after_commit is not None and stats.top_cursor:
                 await self.after_commit(conn, stats)
         self.absorb(stats)
@@ -156,6 +167,10 @@ class PostgresStore(Store):
     def absorb(self, stats: BatchStats) -> None:
         """Add a committed batch's changes to :meth:`counts` (this process's batches,
         and other processes' ones as :mod:`node.cluster` hears of them)."""
+        if stats.blob_totals is not None:
+            self._blob_totals = stats.blob_totals
+        for reason, n in stats.blob_drops.items():
+            self.blob_drops[reason] = self.blob_drops.get(reason, 0) + n
         c = self._counts
         self._counts = Counts(
             events=c.events + stats.events,
@@ -164,6 +179,53 @@ class PostgresStore(Store):
             forked_authors=c.forked_authors + stats.forked_authors,
             cursor=max(c.cursor, stats.top_cursor),
         )
+
+    # -- blobs (spec 0004 #blobs, node/store/pg_blobs.py) ------------------------------
+
+    def blob_totals(self) -> BlobTotals:
+        return self._blob_totals
+
+    async def _blob_write(self, fn: Callable[[Conn, BatchStats], Awaitable[_T]]) -> _T:
+        stats = BatchStats(blob_quota=self.blob_author_bytes)
+        async with self.pool.acquire() as conn:
+            out = await fn(conn, stats)
+        self.absorb(stats)  # committed
+        return out
+
+    async def put_upload(
+        self, digest: bytes, info: BlobInfo, data: bytes, *, now_ms: int, max_pending: int
+    ) -> bool:
+        return await self._blob_write(
+            lambda c, s: blobs.put_upload(
+                c, digest, info, data, now_ms=now_ms, max_pending=max_pending, stats=s
+            )
+        )
+
+    async def put_fetched_blob(self, digest: bytes, data: bytes) -> bool:
+        now = self._now_ms()
+        return await self._blob_write(
+            lambda c, s: blobs.put_fetched(c, digest, data, now_ms=now, stats=s)
+        )
+
+    async def sweep_blobs(self, *, received_before_ms: int, limit: int) -> int:
+        return await self._blob_write(
+            lambda c, s: blobs.sweep(c, received_before_ms=received_before_ms, limit=limit, stats=s)
+        )
+
+    async def get_blob(self, digest: bytes) -> HeldBlob | None:
+        async with self.pool.acquire() as c:
+            return await blobs.get_blob(c, digest)
+
+    async def missing_blobs(self, limit: int) -> list[tuple[bytes, EmbedImage]]:
+        async with self.pool.acquire() as c:
+            return await blobs.missing_blobs(c, limit)
+
+    async def blob_ref_count(self, digest: bytes) -> int:
+        n = await self.pool.fetchval("SELECT count(*) FROM blob_refs WHERE hash = $1", digest)
+        return int(n)
+
+    async def blob_bytes_stored(self, digest: bytes) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1 FROM blobs WHERE hash = $1", digest))
 
     # -- reads ------------------------------------------------------------------------
 

@@ -19,13 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from node.store import sqlite_blobs as blobs
 from node.store import sqlite_social_read as social
 from node.store.base import (
     AuthorStats,
+    BlobTotals,
     ChainRow,
     Counts,
     EventCounts,
     FeedQuery,
+    HeldBlob,
     KeyHistory,
     LabelRow,
     Notification,
@@ -38,9 +41,12 @@ from node.store.base import (
     WriteResult,
 )
 from node.store.migrations import migrate
+from node.store.sqlite_effects import BatchStats
 from node.store.sqlite_keys import KeyMemo, key_contenders
 from node.store.sqlite_search import search_keys, tag_keys
 from node.store.sqlite_write import apply_batch_sync
+from protocol.blobs import BlobInfo
+from protocol.embeds import EmbedImage
 from protocol.events import Event
 from protocol.negentropy_storage import NegentropyStorage
 
@@ -225,6 +231,8 @@ class SqliteStore(Store):
         self._rconns: list[sqlite3.Connection] = []
         self._rlock = threading.Lock()
         self._counts = Counts(events=0, authors=0, deleted=0, forked_authors=0, cursor=0)
+        self._blob_totals = BlobTotals()
+        self.blob_drops = {}
 
     @property
     def path(self) -> Path:
@@ -290,6 +298,7 @@ class SqliteStore(Store):
         self._counts = Counts(
             events=events, authors=authors, deleted=deleted, forked_authors=forked, cursor=cursor
         )
+        self._blob_totals = blobs.load_totals(conn)
         return conn
 
     async def close(self) -> None:
@@ -313,7 +322,11 @@ class SqliteStore(Store):
             return []
         now = self._now_ms()
         memo = self._key_memo
-        results, stats = await self._write(lambda c: apply_batch_sync(c, events, now, memo))
+        quota = self.blob_author_bytes
+        results, stats = await self._write(
+            lambda c: apply_batch_sync(c, events, now, memo, blob_quota=quota)
+        )
+        self._absorb_blobs(stats)
         c = self._counts
         cursors = [r.cursor for r in results if r.cursor is not None]
         self._counts = Counts(
@@ -324,6 +337,62 @@ class SqliteStore(Store):
             cursor=max([c.cursor, stats.top_cursor, *cursors]),
         )
         return results
+
+    # -- blobs (spec 0004 #blobs, node/store/sqlite_blobs.py) --------------------------
+
+    def _absorb_blobs(self, stats: BatchStats) -> None:
+        if stats.blob_totals is not None:
+            self._blob_totals = stats.blob_totals
+        for reason, n in stats.blob_drops.items():
+            self.blob_drops[reason] = self.blob_drops.get(reason, 0) + n
+
+    async def _blob_write(self, fn: Callable[[sqlite3.Connection, BatchStats], _T]) -> _T:
+        stats = BatchStats(blob_quota=self.blob_author_bytes)
+        out = await self._write(lambda c: fn(c, stats))
+        self._absorb_blobs(stats)  # committed
+        return out
+
+    def blob_totals(self) -> BlobTotals:
+        return self._blob_totals
+
+    async def put_upload(
+        self, digest: bytes, info: BlobInfo, data: bytes, *, now_ms: int, max_pending: int
+    ) -> bool:
+        return await self._blob_write(
+            lambda c, s: blobs.put_upload(
+                c, digest, info, data, now_ms=now_ms, max_pending=max_pending, stats=s
+            )
+        )
+
+    async def put_fetched_blob(self, digest: bytes, data: bytes) -> bool:
+        now = self._now_ms()
+        return await self._blob_write(
+            lambda c, s: blobs.put_fetched(c, digest, data, now_ms=now, stats=s)
+        )
+
+    async def sweep_blobs(self, *, received_before_ms: int, limit: int) -> int:
+        return await self._blob_write(
+            lambda c, s: blobs.sweep(c, received_before_ms=received_before_ms, limit=limit, stats=s)
+        )
+
+    async def get_blob(self, digest: bytes) -> HeldBlob | None:
+        return await self._read(lambda c: blobs.get_blob(c, digest))
+
+    async def missing_blobs(self, limit: int) -> list[tuple[bytes, EmbedImage]]:
+        return await self._read(lambda c: blobs.missing_blobs(c, limit))
+
+    async def blob_ref_count(self, digest: bytes) -> int:
+        return await self._read(
+            lambda c: int(
+                c.execute("SELECT count(*) FROM blob_refs WHERE hash = ?", (digest,)).fetchone()[0]
+            )
+        )
+
+    async def blob_bytes_stored(self, digest: bytes) -> bool:
+        return await self._read(
+            lambda c: c.execute("SELECT 1 FROM blobs WHERE hash = ?", (digest,)).fetchone()
+            is not None
+        )
 
     # -- reads ------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Final
 
+from node.store.base import BLOB_AUTHOR_BYTES, BlobTotals
+from node.store.sqlite_blobs import add_blob_refs, drop_blob_refs
 from node.store.sqlite_search import index_post, unindex_post
 from node.store.sqlite_social import SOCIAL_KINDS, add_social, remove_social
 from protocol import kinds
@@ -41,10 +43,17 @@ class BatchStats:
     """What a committed batch changed, for the in-memory counters."""
 
     __slots__ = (
-        "deleted", "events", "filled", "forked_authors", "moved", "new_authors", "top_cursor"
-    )
+        "blob_drops", "blob_quota", "blob_totals", "deleted", "events", "filled",
+        "forked_authors", "moved", "new_authors", "top_cursor",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, *, blob_quota: int = BLOB_AUTHOR_BYTES) -> None:
+        #: Most held blob bytes one author's posts keep (spec 0004 #blob-keep).
+        self.blob_quota = blob_quota
+        #: Blobs whose bytes the batch dropped, by reason.
+        self.blob_drops: dict[str, int] = {}
+        #: The blob totals after the batch, when it changed them.
+        self.blob_totals: BlobTotals | None = None
         self.events = 0
         #: Held events moved to a new cursor because their status changed (spec 0004
         #: #stream-status), and the highest cursor such a move gave.
@@ -106,6 +115,7 @@ def drop_body(conn: sqlite3.Connection, target: bytes, author: str, stats: Batch
         stats.deleted += 1
     conn.execute("DELETE FROM labels WHERE id = ?", (target,))
     remove_social(conn, target)
+    drop_blob_refs(conn, target, stats)
     current = conn.execute("SELECT id FROM profiles WHERE author = ?", (author,)).fetchone()
     if current is not None and current[0] == target:
         recompute_profile(conn, author)
@@ -144,6 +154,8 @@ def apply_body(
         add_social(conn, eid=eid, author=author, kind=kind, seq=seq, cursor=cursor, body=body)
         if kind == kinds.POST:
             index_post(conn, cursor, body)
+            if "embed" in body:
+                add_blob_refs(conn, eid, author, body, stats)
     elif kind == kinds.DELETE:
         target: bytes = body["target"]
         held = conn.execute("SELECT kind, author FROM events WHERE id = ?", (target,)).fetchone()
@@ -211,5 +223,6 @@ def undo_body(
         remove_social(conn, eid)
         if kind == kinds.POST:
             unindex_post(conn, eid, author)
+            drop_blob_refs(conn, eid, stats)
     elif kind == kinds.DELETE:
         _undo_delete(conn, eid, author, body, stats)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from node.store.base import WriteResult
+from node.store.base import BLOB_AUTHOR_BYTES, WriteResult
 from node.store.keyplan import PENDING, KeyMemo, batch_phases
 from node.store.sqlite_effects import BODY_EFFECTS, CANONICAL, BatchStats, apply_body
 from node.store.sqlite_keys import KeyBook
@@ -207,15 +207,18 @@ def apply_batch_sync(
     events: Sequence[Event],
     now_ms: int,
     memo: KeyMemo | None = None,
+    *,
+    blob_quota: int = BLOB_AUTHOR_BYTES,
 ) -> tuple[list[WriteResult], BatchStats]:
     """Apply ``events`` in one ``BEGIN IMMEDIATE`` transaction; commit; return results.
 
     ``memo`` is the writer's :class:`KeyMemo` of recent authors' key state, kept
     between calls on this connection (none: the key tables are read as needed).
-    Raises (after rolling back) if SQLite fails: then nothing of the batch is stored
+    ``blob_quota`` is the most held blob bytes one author's posts keep (spec 0004
+    #blob-keep). Raises (after rolling back) if SQLite fails: then nothing of the batch is stored
     and nothing may be acknowledged.
     """
-    stats = BatchStats()
+    stats = BatchStats(blob_quota=blob_quota)
     results: list[WriteResult | None] = [None] * len(events)
     # Key events first, then the other events with a body, then the body-less ones
     # (keyplan.batch_phases says why).

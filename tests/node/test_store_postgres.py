@@ -167,7 +167,8 @@ async def test_upgrade_from_a_populated_v1_database_fills_the_social_indexes(
     conn = await asyncpg.connect(pg_url)
     try:
         tables = [s.split()[2] for s in SOCIAL_SCHEMA if s.startswith("CREATE TABLE")]
-        later = ["post_search", "key_events", "key_paths"]  # schema 3 and 4
+        # Schemas 3, 4 and 5.
+        later = ["post_search", "key_events", "key_paths", "blobs", "blob_refs", "blob_totals"]
         await conn.execute(f"DROP TABLE {', '.join([*tables, *later])}")
         await conn.execute("UPDATE schema_version SET version = 1")
     finally:
@@ -207,7 +208,9 @@ async def test_upgrade_from_a_populated_v2_database_indexes_the_posts_held(
     assert ingested == ([other.id, cafe.id], [cafe.id])
     conn = await asyncpg.connect(pg_url)
     try:
-        await conn.execute("DROP TABLE post_search, key_events, key_paths")  # schema 3, 4
+        await conn.execute(  # schemas 3, 4 and 5
+            "DROP TABLE post_search, key_events, key_paths, blobs, blob_refs, blob_totals"
+        )
         await conn.execute("UPDATE schema_version SET version = 2")
     finally:
         await conn.close()
