@@ -17,7 +17,7 @@ distinct. Whether a key was entitled to sign one, against the author's key state
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 from protocol.embeds import validate_embed
@@ -49,6 +49,7 @@ __all__ = [
     "GENESIS",
     "KEY_EVENT_KINDS",
     "LABEL",
+    "LABEL_SUBJECT_BLOB",
     "LIST",
     "LIKE",
     "LIST_PURPOSES",
@@ -63,6 +64,7 @@ __all__ = [
     "is_key_event_kind",
     "is_known_kind",
     "is_label_value",
+    "label_subject_type",
     "validate_body",
 ]
 
@@ -82,6 +84,10 @@ MOVE: Final = "move"
 
 LIST_PURPOSES: Final = frozenset({"mute", "block", "curate"})
 
+#: ``label.subject_type`` of a label on a blob: ``subject`` is the SHA-256 of an image's
+#: bytes, as a post's embed names it (spec 0003 #label-blob, #embed).
+LABEL_SUBJECT_BLOB: Final = "blob"
+
 _LABEL_RE = re.compile(r"[a-z0-9-]+\Z")
 # BCP 47, loosely: a 2–3 letter primary subtag, then alphanumeric subtags.
 _LANG_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})*\Z")
@@ -94,6 +100,15 @@ def is_label_value(value: object) -> bool:
         and 0 < len(value) <= MAX_LABEL_BYTES
         and _LABEL_RE.match(value) is not None
     )
+
+
+def label_subject_type(body: Mapping[str, Any]) -> str | None:
+    """What a valid ``label`` body's ``subject`` names (spec 0003 #label-blob): None
+    for the original subjects (a 32-byte bin is an event id, a str a did),
+    :data:`LABEL_SUBJECT_BLOB` for a blob, or another value a reader MUST ignore the
+    label for."""
+    subject_type = body.get("subject_type")
+    return subject_type if isinstance(subject_type, str) else None
 
 
 # -- field checkers -------------------------------------------------------------------
@@ -203,6 +218,20 @@ def _label(body: dict[str, Any]) -> None:
             raise BadFieldError("body.subject must be a 32-byte event id or a did")
     else:
         _did(body, "subject")
+    # spec 0003 #label-blob. The subject rule above holds whatever the type, so a node
+    # that predates subject_type accepts exactly the labels a newer one does; readers
+    # ignore a label whose subject_type they do not know (a future subject).
+    if "subject_type" in body:
+        subject_type = body["subject_type"]
+        if (
+            not isinstance(subject_type, str)
+            or not 0 < len(subject_type.encode("utf-8")) <= MAX_LABEL_BYTES
+        ):
+            raise BadFieldError(f"body.subject_type must be a string of 1-{MAX_LABEL_BYTES} bytes")
+        if subject_type == LABEL_SUBJECT_BLOB and not isinstance(subject, bytes):
+            raise BadFieldError(
+                'body.subject must be the 32-byte SHA-256 of a blob when subject_type is "blob"'
+            )
     if not is_label_value(body.get("val")):
         raise BadFieldError("body.val must be a label value ([a-z0-9-], 1-128 bytes)")
     if "neg" in body and not isinstance(body["neg"], bool):

@@ -54,6 +54,7 @@ from protocol.limits import (  # noqa: E402
     MAX_ALT_BYTES,
     MAX_BLOB_BYTES,
     MAX_IMAGE_SIDE,
+    MAX_LABEL_BYTES,
     MAX_TEXT_BYTES,
     MAX_TS,
     MAX_WIRE_BYTES,
@@ -534,6 +535,38 @@ def valid_events() -> list[dict[str, Any]]:
         {"text": "soon", "embed": {"org.example.video": {}}},
         T0 + 26_000,
     )
+    # Labels on blobs (spec 0003 #label-blob): appended last, so the events above keep
+    # their bytes.
+    add(
+        'label on a blob: subject_type "blob", subject the SHA-256 of the 3x2 PNG that '
+        "the embed posts above name; it covers every post embedding that hash",
+        b,
+        "label",
+        {"subject": EMBED_PNG["hash"], "subject_type": "blob", "val": "gore"},
+        T0 + 27_000,
+    )
+    add(
+        "label on a blob retracted (neg): only another blob label retracts a blob label",
+        b,
+        "label",
+        {"subject": EMBED_PNG["hash"], "subject_type": "blob", "val": "gore", "neg": True},
+        T0 + 28_000,
+    )
+    add(
+        "label with an unknown subject_type (a future subject) on 32 bytes: valid; "
+        "readers ignore the label",
+        b,
+        "label",
+        {"subject": _id("a future subject"), "subject_type": "org.example.thing", "val": "spam"},
+        T0 + 29_000,
+    )
+    add(
+        "label with an unknown subject_type on a did: valid; readers ignore the label",
+        b,
+        "label",
+        {"subject": ALICE.did, "subject_type": "x" * MAX_LABEL_BYTES, "val": "spam"},
+        T0 + 30_000,
+    )
     return cases
 
 
@@ -843,6 +876,44 @@ def invalid_events() -> list[dict[str, Any]]:
             "bad-field",
             "0003-kinds.md#label-exp",
         )
+    # label subject_type (spec 0003 #label-blob)
+    for comment, body in (
+        (
+            'label subject_type "blob" on a did (a blob is named by its 32-byte hash)',
+            {"subject": BOB.did, "subject_type": "blob", "val": "gore"},
+        ),
+        (
+            'label subject_type "blob" on 31 bytes',
+            {"subject": EMBED_PNG["hash"][:31], "subject_type": "blob", "val": "gore"},
+        ),
+        (
+            'label subject_type "blob" on the hash as a hex str, not bin',
+            {"subject": EMBED_PNG["hash"].hex(), "subject_type": "blob", "val": "gore"},
+        ),
+        (
+            "label subject_type of 0 bytes",
+            {"subject": EMBED_PNG["hash"], "subject_type": "", "val": "gore"},
+        ),
+        (
+            f"label subject_type of {MAX_LABEL_BYTES + 1} bytes",
+            {"subject": EMBED_PNG["hash"], "subject_type": "x" * (MAX_LABEL_BYTES + 1),
+             "val": "gore"},
+        ),
+        (
+            "label subject_type as bin, not str",
+            {"subject": EMBED_PNG["hash"], "subject_type": b"blob", "val": "gore"},
+        ),
+        (
+            "label subject_type 1, not str",
+            {"subject": EMBED_PNG["hash"], "subject_type": 1, "val": "gore"},
+        ),
+        (
+            "label with an unknown subject_type on a subject that is not a did: the "
+            "subject rule holds for every subject_type",
+            {"subject": "alice", "subject_type": "org.example.thing", "val": "spam"},
+        ),
+    ):  # fmt: skip
+        add(comment, craft(encode(body), kind="label"), "bad-field", "0003-kinds.md#label-blob")
     body_case("list purpose 'ban'", "list", {"name": "x", "purpose": "ban", "members": []})
     body_case(
         "list purpose that is an array, not a str",
