@@ -10,7 +10,6 @@ processes at once, would otherwise each miss the other, leaving matching bytes p
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
 from node.store.base import BlobTotals, HeldBlob
@@ -19,8 +18,10 @@ from node.store.blobplan import (
     DELETED,
     GRACE,
     Claim,
+    Facts,
     claim_image,
     claims_of,
+    facts_of,
     matching_authors,
 )
 from protocol.blobs import BlobInfo
@@ -130,13 +131,14 @@ async def add_blob_refs(
             "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING",
             image.hash, eid, author, image.mime, image.size, image.width, image.height,
         )  # fmt: skip
-        row = await c.fetchrow("SELECT held, size, data FROM blobs WHERE hash = $1", image.hash)
+        row = await c.fetchrow(
+            "SELECT held, mime, size, width, height FROM blobs WHERE hash = $1", image.hash
+        )
         if row is None or row["held"]:
             continue
-        size, data = row["size"], bytes(row["data"])
+        size = row["size"]
         claim = (author, image.mime, image.size, image.width, image.height)
-        # On a thread: a 2 MiB JPEG walk is not for the event loop.
-        if not await asyncio.to_thread(matching_authors, image.hash, data, [claim]):
+        if not matching_authors((row[1], row[2], row[3], row[4]), [claim]):
             continue
         if await _fits(c, [author], size, stats.blob_quota):
             await c.execute("UPDATE blobs SET held = true WHERE hash = $1", image.hash)
@@ -190,7 +192,7 @@ async def put_upload(
             return bool(held)
         size = len(data)
         claims = _claims(await c.fetch(_CLAIMS, digest))
-        authors = await asyncio.to_thread(matching_authors, digest, data, claims)
+        authors = matching_authors(facts_of(info, size), claims)
         if authors:
             if not await _fits(c, authors, size, stats.blob_quota):
                 _dropped(stats, AUTHOR_QUOTA)
@@ -209,16 +211,16 @@ async def put_upload(
 
 
 async def put_fetched(
-    c: Conn, digest: bytes, data: bytes, *, now_ms: int, stats: BatchStats
+    c: Conn, digest: bytes, data: bytes, facts: Facts, *, now_ms: int, stats: BatchStats
 ) -> bool:
-    """:meth:`node.store.base.Store.put_fetched_blob` in one transaction."""
+    """:meth:`node.store.base.Store.put_fetched_blob` in one transaction; ``facts``
+    are those of ``data``, checked to hash to ``digest`` (:func:`fetched_facts`)."""
     async with c.transaction():
         await _lock_writers(c)
         held = await c.fetchval("SELECT held FROM blobs WHERE hash = $1", digest)
         if held:
             return True
-        claims = _claims(await c.fetch(_CLAIMS, digest))
-        authors = await asyncio.to_thread(matching_authors, digest, data, claims)
+        authors = matching_authors(facts, _claims(await c.fetch(_CLAIMS, digest)))
         if not authors:
             return False
         size = len(data)
@@ -229,7 +231,7 @@ async def put_fetched(
             await c.execute("UPDATE blobs SET held = true WHERE hash = $1", digest)
             await _bump(c, stats, 1, size, -size)
             return True
-        _, mime, _, width, height = next(x for x in claims if x[0] == authors[0])
+        mime, _, width, height = facts
         info = BlobInfo(mime=mime, width=width, height=height)
         await _insert(c, digest, info, data, held=True, now_ms=now_ms)
         await _bump(c, stats, 1, size)

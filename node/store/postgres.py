@@ -44,6 +44,7 @@ from node.store.base import (
     StoredEvent,
     WriteResult,
 )
+from node.store.blobplan import fetched_facts
 from node.store.keyplan import split_ids
 from node.store.pg_migrations import pg_migrate
 from node.store.pg_rows import COLS as _COLS
@@ -202,9 +203,12 @@ class PostgresStore(Store):
         )
 
     async def put_fetched_blob(self, digest: bytes, data: bytes) -> bool:
+        facts = await asyncio.to_thread(fetched_facts, digest, data)
+        if facts is None:
+            return False  # not the bytes of that hash, or not an acceptable image
         now = self._now_ms()
         return await self._blob_write(
-            lambda c, s: blobs.put_fetched(c, digest, data, now_ms=now, stats=s)
+            lambda c, s: blobs.put_fetched(c, digest, data, facts, now_ms=now, stats=s)
         )
 
     async def sweep_blobs(self, *, received_before_ms: int, limit: int) -> int:

@@ -19,9 +19,10 @@ from node.store.blobplan import (
     AUTHOR_QUOTA,
     DELETED,
     GRACE,
-    Claim,
+    Facts,
     claim_image,
     claims_of,
+    facts_of,
     matching_authors,
 )
 from protocol.blobs import BlobInfo
@@ -132,13 +133,13 @@ def add_blob_refs(
             (image.hash, eid, author, image.mime, image.size, image.width, image.height),
         )
         row = conn.execute(
-            "SELECT held, size, data FROM blobs WHERE hash = ?", (image.hash,)
+            "SELECT held, mime, size, width, height FROM blobs WHERE hash = ?", (image.hash,)
         ).fetchone()
         if row is None or row[0]:
             continue  # not uploaded yet (the federation fetches it), or already held
-        size, data = row[1], row[2]
+        size = row[2]
         claim = (author, image.mime, image.size, image.width, image.height)
-        if not matching_authors(image.hash, data, [claim]):
+        if not matching_authors(tuple(row[1:]), [claim]):
             continue  # not kept for this claim: the sweep drops it after the grace
         if _fits(conn, [author], size, stats.blob_quota):
             conn.execute("UPDATE blobs SET held = 1 WHERE hash = ?", (image.hash,))
@@ -192,7 +193,8 @@ def put_upload(
                 conn.execute("UPDATE blobs SET received_ms = ? WHERE hash = ?", (now_ms, digest))
             return bool(row[0])
         size = len(data)
-        authors = matching_authors(digest, data, conn.execute(_CLAIMS, (digest,)).fetchall())
+        claims = conn.execute(_CLAIMS, (digest,)).fetchall()
+        authors = matching_authors(facts_of(info, size), claims)
         if authors:
             if not _fits(conn, authors, size, stats.blob_quota):
                 _dropped(stats, AUTHOR_QUOTA)
@@ -224,16 +226,17 @@ def _insert(
 
 
 def put_fetched(
-    conn: sqlite3.Connection, digest: bytes, data: bytes, *, now_ms: int, stats: BatchStats
-) -> bool:
-    """:meth:`node.store.base.Store.put_fetched_blob` in one transaction."""
+    conn: sqlite3.Connection, digest: bytes, data: bytes, facts: Facts, *, now_ms: int,
+    stats: BatchStats,
+) -> bool:  # fmt: skip
+    """:meth:`node.store.base.Store.put_fetched_blob` in one transaction; ``facts``
+    are those of ``data``, checked to hash to ``digest`` (:func:`fetched_facts`)."""
 
     def run() -> bool:
         row = conn.execute("SELECT held FROM blobs WHERE hash = ?", (digest,)).fetchone()
         if row is not None and row[0]:
             return True
-        claims: list[Claim] = conn.execute(_CLAIMS, (digest,)).fetchall()
-        authors = matching_authors(digest, data, claims)
+        authors = matching_authors(facts, conn.execute(_CLAIMS, (digest,)).fetchall())
         if not authors:
             return False
         size = len(data)
@@ -244,7 +247,7 @@ def put_fetched(
             conn.execute("UPDATE blobs SET held = 1 WHERE hash = ?", (digest,))
             _bump(conn, stats, 1, size, -size)
             return True
-        _, mime, _, width, height = next(c for c in claims if c[0] == authors[0])
+        mime, _, width, height = facts
         _insert(
             conn, digest, BlobInfo(mime=mime, width=width, height=height), data, held=True,
             now_ms=now_ms,

@@ -151,6 +151,8 @@ async def test_claim_mismatch_is_not_served(node: Node, author: Author) -> None:
     wider = claim(PNG_RGB_3X2, width=4)
     await node.ingest(image_post(author, wider))
     assert (await node.http.get(f"/v1/blobs/{digest.hex()}")).status_code == 404
+    # The same bytes from a peer match no claim either.
+    assert await store(node).put_fetched_blob(digest, PNG_RGB_3X2) is False
     node.clock.advance(GRACE_MS + 1)
     assert await node.app[BLOBS].sweep_once() == 1
     assert not await store(node).blob_bytes_stored(digest)
