@@ -18,6 +18,7 @@ from aiohttp import web
 
 from client.errors import IdentityNotFoundError
 from client.session import Session
+from client.web.media import MediaState
 from client.web.render import LINK_REL, iso_time, post_html, relative_time, short_did, short_id
 from client.web.security import CSRF_FIELD, SESSION_KEY, Guard
 
@@ -50,6 +51,8 @@ class WebState:
     #: left blank in its form reads it (else ``$MURMUR_PASSPHRASE``; spec 0007
     #: #web-passphrase). Read at each use, never kept.
     passphrase_file: str | None = None
+    #: Posts' images: the claims drawn in pages, the verified bytes kept (``/media/``).
+    media: MediaState = field(default_factory=MediaState)
 
 
 WEB: Final = web.AppKey("murmur.web", WebState)

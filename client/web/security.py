@@ -187,7 +187,8 @@ def host_guard(guard: Guard) -> Middleware:
 
 def _set_headers(response: web.StreamResponse, *, page: bool) -> None:
     h = response.headers
-    h["Content-Security-Policy"] = CSP
+    # A handler may set a stricter policy of its own (an image: ``sandbox``).
+    h.setdefault("Content-Security-Policy", CSP)
     h["X-Content-Type-Options"] = "nosniff"
     h["Referrer-Policy"] = "same-origin"
     h["Cross-Origin-Resource-Policy"] = "same-origin"

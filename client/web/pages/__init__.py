@@ -19,6 +19,7 @@ from client.web.pages import (
     author,
     compose,
     identities,
+    media,
     moderation,
     nodes,
     notifications,
@@ -42,6 +43,7 @@ GROUPS: Final = (
     identities,
     notifications,
     moderation,
+    media,
 )
 
 

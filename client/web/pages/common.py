@@ -32,6 +32,8 @@ from client.reportlines import ReportLine, report_lines
 from client.session import Session
 from client.textsafety import safe_line
 from client.views import View
+from client.web.context import WEB
+from client.web.media import Images, post_images_view
 from client.web.render import Names, source_text
 from client.web.timing import phase
 from protocol import kinds
@@ -165,6 +167,13 @@ class Listing:
     #: The reader's likes and reposts of these posts (:func:`own_state`); None: not
     #: read, and the post offers both of each.
     mine: Mine | None = None
+    #: Why the images of a drawn post are blurred (the moderation's warning), by id.
+    blurs: dict[bytes, str] = field(default_factory=dict)
+
+    def images(self, e: Event) -> Images:
+        """``e``'s images, blurred if it is self-labelled sensitive or the reader's
+        moderation warned about it (spec 0007 #web-images)."""
+        return post_images_view(e, warned=self.blurs.get(e.id, ""))
 
     def counts_of(self, e: Event) -> list[tuple[str, str, str]]:
         """``(figure, number, label)`` for each non-zero figure of the item's counts."""
@@ -306,6 +315,8 @@ def listing(
         row.depth = 0 if depths is None else depths.get(e.id, 1)
         row.focus = e.id == focus
         rows.append(row)
+    related = view.related
+    blurs = _drawn_images(request, rows, related)
     warnings = [] if mod is None else [safe_line(w) for w in dict.fromkeys(mod.warnings)]
     return Listing(
         rows=rows,
@@ -316,4 +327,28 @@ def listing(
         hidden=sum(r.state == "hidden" for r in rows),
         warnings=warnings,
         mine=mine,
+        blurs=blurs,
     )
+
+
+def _drawn_images(
+    request: web.Request, rows: Iterable[Row], related: Mapping[bytes, Event]
+) -> dict[bytes, str]:
+    """Remember the images of the posts the rows draw (``/media/`` serves only those,
+    spec 0007 #web-images) and say which are blurred by a moderation warning: a warned
+    item, or a hidden one shown because the reader asked."""
+    drawn: list[Event] = []
+    blurs: dict[bytes, str] = {}
+    for row in rows:
+        if row.state == "hidden":
+            continue
+        e = row.event
+        t = (e.body or {}).get("target") if e.kind == kinds.REPOST else None
+        target = related.get(t) if isinstance(t, bytes) else None
+        events = [e] if target is None else [e, target]
+        drawn += events
+        if row.state in ("warned", "revealed") and row.why is not None:
+            for x in events:
+                blurs[x.id] = row.why.reason
+    request.app[WEB].media.drawn(drawn)
+    return blurs
