@@ -38,10 +38,12 @@ from client.moderation.pipeline import Configured, Pipeline, Verdict
 from client.reader import MAX_FEED_PAGES, MAX_LABELS, PAGE, Reader, latest_by_seq
 from client.views import View
 from protocol import kinds
-from protocol.errors import ProtocolError
+from protocol.embeds import post_images
+from protocol.errors import BadFieldError, ProtocolError
 from protocol.events import Event
 
 __all__ = [
+    "BLOB_KEY_PREFIX",
     "DEFAULT_FILTERS",
     "LABELERS_FILTER",
     "MAX_AGE_AUTHORS",
@@ -51,6 +53,7 @@ __all__ = [
     "Moderation",
     "SharedPipeline",
     "active_labels",
+    "blob_key",
     "build_filter",
     "build_pipeline",
     "moderate",
@@ -66,6 +69,8 @@ MAX_FILL_ROUNDS = 3
 MAX_FILL_WINDOW = 2000
 #: Authors whose account age is asked of the nodes in one view (spec 0006 #account-age).
 MAX_AGE_AUTHORS = 200
+#: Prefix of :func:`active_labels` keys of labels on blobs (an image's hash).
+BLOB_KEY_PREFIX = "blob:"
 #: The name of the filter built from ``[[labelers]]`` when no ``type = "labelers"``
 #: filter is configured (it then runs last).
 LABELERS_FILTER = "labelers"
@@ -170,20 +175,36 @@ def build_pipeline(
 # -- labels and lists -----------------------------------------------------------------
 
 
+def blob_key(hash_hex: str) -> str:
+    """The key of :func:`active_labels` for labels on the image ``hash_hex`` (spec 0003
+    #label-blob): apart from labels on an event id of the same 32 bytes."""
+    return BLOB_KEY_PREFIX + hash_hex
+
+
 def active_labels(events: Iterable[Event], *, now_ms: int) -> dict[str, list[Label]]:
-    """Subject (event id hex or did) → the labels that apply at ``now_ms``.
+    """Subject (event id hex, did, or :func:`blob_key` of an image hash) → the labels
+    that apply at ``now_ms``.
 
     Per (labeler, subject, value) the latest label wins (spec 0003 §3.9); it applies
     unless it has ``neg`` or an ``exp`` at or before ``now_ms``. Header-only events
-    (their body was dropped) and other kinds do not count.
+    (their body was dropped) and other kinds do not count, nor do labels whose
+    ``subject_type`` this client does not know (spec 0003 #label-blob). A blob label's
+    subject is (``"blob"``, hash): only another blob label supersedes it.
     """
     latest: dict[tuple[str, str, str], Event] = {}
     for e in events:
         if e.kind != kinds.LABEL or e.body is None:
             continue
         subject, val = e.body.get("subject"), e.body.get("val")
+        subject_type = kinds.label_subject_type(e.body)
+        if subject_type not in (None, kinds.LABEL_SUBJECT_BLOB):
+            continue  # a future subject: ignored (spec 0003 #label-blob)
         if isinstance(subject, bytes):
             subject = subject.hex()
+            if subject_type is not None:
+                subject = blob_key(subject)
+        elif subject_type is not None:
+            continue  # a blob named by a did: invalid, never verified; be safe anyway
         if not isinstance(subject, str) or not isinstance(val, str):
             continue
         key = (e.author, subject, val)
@@ -194,14 +215,16 @@ def active_labels(events: Iterable[Event], *, now_ms: int) -> dict[str, list[Lab
     for (labeler, subject, val), e in latest.items():
         body = e.body or {}
         exp = body.get("exp")
+        blob = subject.startswith(BLOB_KEY_PREFIX)
         label = Label(
             labeler=labeler,
-            subject=subject,
+            subject=subject.removeprefix(BLOB_KEY_PREFIX) if blob else subject,
             val=val,
             neg=body.get("neg") is True,
             exp=exp if isinstance(exp, int) and not isinstance(exp, bool) else None,
             ts=e.ts,
             id=e.id_hex,
+            subject_type=kinds.LABEL_SUBJECT_BLOB if blob else None,
         )
         if label.active(now_ms):
             out.setdefault(subject, []).append(label)
@@ -384,6 +407,16 @@ def _refs(e: Event) -> list[tuple[str, bytes]]:
     return out
 
 
+def _image_hashes(e: Event) -> list[str]:
+    """The hex hashes of the images a post embeds, in order (spec 0003 #embed)."""
+    if e.kind != kinds.POST or e.body is None:
+        return []
+    try:
+        return [image.hash.hex() for image in post_images(e.body)]
+    except BadFieldError:
+        return []
+
+
 @dataclass(slots=True)
 class _Items:
     """Builds one :class:`Item` per event, sharing embedded items.
@@ -427,7 +460,15 @@ class _Items:
             viewer=self.viewer,
             follows=self.follows,
             profile=None if profile is None else profile.body,
-            labels=(*self.labels.get(e.id_hex, ()), *self.labels.get(e.author, ())),
+            labels=(
+                *self.labels.get(e.id_hex, ()),
+                *self.labels.get(e.author, ()),
+                *(
+                    label
+                    for digest in dict.fromkeys(_image_hashes(e))
+                    for label in self.labels.get(blob_key(digest), ())
+                ),
+            ),
             embeds={role: self.memo[t] for role, t in _refs(e) if t in self.memo},
             now_ms=self.now_ms,
             author_first_seen_ms=first_seen,

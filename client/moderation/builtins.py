@@ -394,8 +394,9 @@ class Labelers:
 
     ``item.labels`` holds only the active labels of subscribed labelers (the client
     resolved ``neg`` and ``exp`` before); a label on the author's did applies to all
-    of their posts. The most severe label wins; values a subscription does not name,
-    or maps to ``ignore``, do nothing.
+    of their posts, one on an image's hash to every post embedding it. The most
+    severe label wins; values a subscription does not name, or maps to ``ignore``, do
+    nothing.
     """
 
     name = "labelers"
@@ -425,7 +426,13 @@ class Labelers:
         sub = self.subs.get(label.labeler)
         if sub is None or (item.now_ms and not label.active(item.now_ms)):
             return None
-        if label.subject == item.event.id_hex:
+        if label.on_blob:  # spec 0006 #images: a label on a picture, on every post of it
+            if label.subject not in item.image_hashes:
+                return None
+            reason = f'image labeled "{label.val}"'
+        elif label.subject_type is not None:
+            return None  # a subject this client does not know (spec 0003 #label-blob)
+        elif label.subject == item.event.id_hex:
             reason = f'labeled "{label.val}"'
         elif label.subject == item.author:
             reason = f'author labeled "{label.val}"'

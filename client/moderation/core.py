@@ -2,10 +2,10 @@
 
 A **filter** is any object with a ``name`` and one method, ``check(item)``, sync or
 async, that returns a :class:`Decision` or ``None``. It sees an :class:`Item`: the
-verified event, its author and profile, the labels that the reader's subscribed
-labelers put on it or its author, the items it embeds (quoted, reposted, the parent
-it replies to), and the :class:`ViewContext` it is shown in. Filters never fetch or
-verify: the client has done both before they run.
+verified event, its author and profile, its images, the labels that the reader's
+subscribed labelers put on it, its author or its images, the items it embeds
+(quoted, reposted, the parent it replies to), and the :class:`ViewContext` it is
+shown in. Filters never fetch or verify: the client has done both before they run.
 
 Decisions are ``hide`` (dropped from lists), ``warn`` (collapsed behind a warning) and
 ``badge`` (shown with a note), each with a human ``reason`` and a ``source`` (who
@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from protocol import kinds
+from protocol.embeds import EmbedImage, post_images
+from protocol.errors import BadFieldError
 from protocol.events import Event
+from protocol.kinds import LABEL_SUBJECT_BLOB
 
 __all__ = [
     "Action",
@@ -99,8 +103,10 @@ class Decision:
 class Label:
     """One label a subscribed labeler published (spec 0003 §label), already verified.
 
-    ``subject`` is an event id (hex) or a did. ``neg`` retracts an earlier label of
-    the same value; ``exp`` (ms) makes it lapse.
+    ``subject`` is an event id (hex) or a did, or, when ``subject_type`` is
+    ``"blob"``, the hex SHA-256 of an image (spec 0003 #label-blob): such a label is
+    on every post that embeds that image (spec 0006 #images). ``neg`` retracts an
+    earlier label of the same value; ``exp`` (ms) makes it lapse.
     """
 
     labeler: str
@@ -110,6 +116,12 @@ class Label:
     exp: int | None = None
     ts: int = 0
     id: str = ""
+    #: None for an event id or a did (as ``subject`` reads), ``"blob"`` for an image.
+    subject_type: str | None = None
+
+    @property
+    def on_blob(self) -> bool:
+        return self.subject_type == LABEL_SUBJECT_BLOB
 
     def active(self, now_ms: int) -> bool:
         return not self.neg and (self.exp is None or self.exp > now_ms)
@@ -126,7 +138,8 @@ class Item:
     follows: frozenset[str] = frozenset()
     #: The author's latest profile body (``name``, ``bio``), if known.
     profile: Mapping[str, Any] | None = None
-    #: Active labels on this event or its author from the reader's labelers.
+    #: Active labels from the reader's labelers on this event, its author, or one of
+    #: its images (``Label.on_blob``, subject the image's hash in hex).
     labels: tuple[Label, ...] = ()
     #: Embedded items: ``{"quoted": Item, "reposted": Item, "parent": Item}``.
     embeds: dict[str, Item] = field(default_factory=dict)
@@ -165,6 +178,24 @@ class Item:
     def self_labels(self) -> tuple[str, ...]:
         body = self.event.body or {}
         return tuple(t for t in body.get("warn", ()) if isinstance(t, str))
+
+    @property
+    def images(self) -> tuple[EmbedImage, ...]:
+        """The images a post embeds (spec 0003 #embed), in order: each one's ``hash``
+        (32 bytes), ``mime``, ``size``, ``width``, ``height`` and ``alt``, as the author
+        signed them; ``()`` for other kinds, posts without images and dropped bodies."""
+        body = self.event.body
+        if self.event.kind != kinds.POST or body is None:
+            return ()
+        try:
+            return post_images(body)
+        except BadFieldError:  # verified events never get here; a hand-made item may
+            return ()
+
+    @property
+    def image_hashes(self) -> frozenset[str]:
+        """The hex SHA-256 of each image: what a blob label's ``subject`` names."""
+        return frozenset(image.hash.hex() for image in self.images)
 
     @property
     def is_reply(self) -> bool:
