@@ -464,12 +464,19 @@ async def label(
     neg: bool = False,
     exp: int | None = None,
     identity: Identity | None = None,
+    blob: bool = False,
 ) -> Done:
     """Label ``subject`` (a did, or an event: full or short id) ``value`` as the acting
-    identity (spec 0003 §3.9); ``neg`` retracts that label, ``exp`` ends it (ms)."""
+    identity (spec 0003 §3.9); ``neg`` retracts that label, ``exp`` ends it (ms).
+    With ``blob``, ``subject`` is the 32-byte SHA-256 of an image (spec 0003
+    #label-blob): the label is on every post that embeds it."""
     if not is_label_value(value):
         raise BadRequestError(f"label {value!r}: use 1-128 of a-z 0-9 -")
     body: dict[str, Any] = {"val": value}
+    if blob:
+        if not isinstance(subject, bytes) or len(subject) != 32:
+            raise BadRequestError("an image is labeled by its hash: all 64 hex of its SHA-256")
+        body["subject_type"] = kinds.LABEL_SUBJECT_BLOB
     if neg:
         body["neg"] = True
     if exp is not None:

@@ -72,15 +72,34 @@ def _subject(session: Session, text: str) -> Subject | str:
 
 def cmd_label(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(_acting_as(ctx, args.labeler))
-    given = _subject(session, args.subject)
+    blob = bool(args.blob)
+    given = _blob_hash(args.subject) if blob else _subject(session, args.subject)
     exp = parse_when(args.exp) if args.exp is not None else None
-    done = run(lambda: actions.label(session, given, args.value, neg=bool(args.neg), exp=exp))
+    done = run(
+        lambda: actions.label(session, given, args.value, neg=bool(args.neg), exp=exp, blob=blob)
+    )
     subject: Subject = done.target if done.target is not None else str(done.subject)
     shown = short_id(subject) if isinstance(subject, bytes) else session.names().display(subject)
+    if blob:
+        shown = f"image {subject_key(subject)}"
     verb = "Retracted label" if args.neg else "Labeled"
     out = publish_result(session, done.result, f"{verb} {shown} {args.value!r}:")
     out.data.update(subject=subject_key(subject), val=args.value, neg=bool(args.neg), exp=exp)
+    if blob:
+        out.data["subject_type"] = kinds.LABEL_SUBJECT_BLOB
     return out
+
+
+def _blob_hash(text: str) -> bytes:
+    """An image's SHA-256, all 64 hex (spec 0006 #label-blob-cli): no short form, since
+    a label on a prefix could name no image, or another one."""
+    cleaned = text.strip().lower()
+    if not _HEX_ID.match(cleaned):
+        raise BadRequestError(
+            f"{text!r} is not an image hash: give all 64 hex of its SHA-256 "
+            "(murmur media save names files by it; --json lists it)"
+        )
+    return bytes.fromhex(cleaned)
 
 
 # -- lists ------------------------------------------------------------------------------
@@ -238,14 +257,21 @@ def register(
     label = sub.add_parser(
         "label",
         parents=[common],
-        help="publish a signed label on an event or an account (as a labeler)",
+        help="publish a signed label on an event, an account or an image (as a labeler)",
         description="Anyone can label; readers choose whose labels count "
         "(murmur labelers subscribe).",
     )
     label.add_argument(
-        "subject", metavar="SUBJECT", help="event id (as printed, or all 64 hex), did or alias"
+        "subject",
+        metavar="SUBJECT",
+        help="event id (as printed, or all 64 hex), did or alias; with --blob an image hash",
     )
     label.add_argument("value", metavar="VALUE", help="the label ([a-z0-9-], e.g. spam)")
+    label.add_argument(
+        "--blob",
+        action="store_true",
+        help="SUBJECT is an image's SHA-256 (64 hex): label every post that embeds it",
+    )
     label.add_argument("--neg", action="store_true", help="retract an earlier label")
     label.add_argument("--exp", metavar="WHEN", help="lapse at WHEN: 7d, 12h, 30m or ISO 8601")
     label.add_argument("--as", dest="labeler", metavar="LABELER", help="identity to label as")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from client.cli.label_cmds import parse_when
 from protocol.errors import BadRequestError
@@ -249,6 +250,36 @@ def test_labels_from_a_subscribed_labeler(cli: Cli, world: dict[str, str]) -> No
     code, err = cli.error("labelers", "subscribe", world["lab"], "--set", "spam=delete")
     assert code == "bad-request" and "hide, warn, badge, ignore" in err
     assert cli.error("label", spam, "Not-Valid", "--as", "lab")[0] == "bad-request"
+
+
+def test_a_label_on_an_image_hides_every_post_using_it(
+    cli: Cli, world: dict[str, str], tmp_path: Path
+) -> None:
+    """spec 0006 #images, #label-blob-cli: ``murmur label HASH VALUE --blob`` labels the
+    image; two posts of it are hidden, a post of another image is not."""
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(red)
+    Image.new("RGB", (8, 6), (10, 10, 200)).save(blue)
+
+    def post(text: str, path: Path) -> tuple[str, str]:
+        doc = cli.json("post", text, "--image", str(path), "--alt", "a square", as_name="bob")
+        return doc["id"], doc["images"][0]["hash"]
+
+    first, red_hash = post("red one", red)
+    second, again = post("red again", red)
+    other, blue_hash = post("blue one", blue)
+    assert again == red_hash != blue_hash
+    labeled = cli.json("label", red_hash, "gore", "--blob", "--as", "lab")
+    assert (labeled["subject"], labeled["subject_type"]) == (red_hash, "blob")
+    assert cli.error("label", red_hash[:12], "gore", "--blob", "--as", "lab")[0] == "bad-request"
+    cli.json("labelers", "subscribe", world["lab"], "--set", "gore=hide")
+    doc = cli.json("timeline")
+    hidden = {h["id"]: h["moderation"]["final"] for h in doc["moderation"]["hidden"]}
+    assert set(hidden) == {first, second}
+    assert {f["reason"] for f in hidden.values()} == {'image labeled "gore"'}
+    assert other in [p["id"] for p in doc["posts"]]
+    cli.json("labelers", "subscribe", world["lab"], "--set", "gore=warn")
+    assert 'image labeled "gore"' in cli.ok("timeline")
 
 
 def test_subscribed_list_follows_new_versions(cli: Cli, world: dict[str, str]) -> None:
