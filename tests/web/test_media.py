@@ -276,3 +276,28 @@ def test_known_images_are_bounded_and_keep_every_claim_of_a_hash() -> None:
     assert known.claims(claims[2].hash) == (liar, claims[2])
     state = MediaState()
     assert len(state.known) == 0 and state.cache.budget == 64 * 1024 * 1024
+
+
+async def test_a_lying_claim_on_a_hash_does_not_break_the_true_one(tmp_path: Path) -> None:
+    """A post naming another post's image hash with a wrong size: the true bytes fail
+    its claim, and the server goes on to the true claim and serves them (spec 0007
+    #web-images)."""
+    net = Net()
+    data = _png((5, 50, 150))
+    claim = _claim(data, "true")
+    liar = EmbedImage(
+        hash=claim.hash, mime=claim.mime, size=claim.size + 1, width=2, height=2, alt="lie"
+    )
+    a = _blob_node(net, "a", data)
+    bob, eve = new_author(), new_author()
+    async with serve(tmp_path / "home", net, [a]) as w:
+        eve.ts -= 3_600_000  # older: drawn after the true post, its claim the newest
+        lie = eve.post("older, lying", embed=_embed(liar))
+        true = bob.post("newer, true", embed=_embed(claim))
+        a.add(w.me.sign("follow", {"subject": bob.did}), w.me.sign("follow", {"subject": eve.did}))
+        a.add(lie, true)
+        html = await _home(w)
+        assert html.index(true.id_hex) < html.index(lie.id_hex)
+        r = await w.client.get(f"/media/{claim.hash.hex()}")
+        assert r.status == 200 and await r.read() == data
+        assert len(_blob_gets(a)) == 2  # the lying claim's try, then the true one
