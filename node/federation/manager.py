@@ -15,7 +15,9 @@ Spec 0005. For each known peer the manager runs two tasks:
   This is what repairs anything the stream missed: restarts, partitions, shed load.
 
 A third task, when peer exchange is on, asks connected peers for their peers every
-``gossip_interval_ms`` and adds the new ones (bounded by ``max_peers``).
+``gossip_interval_ms`` and adds the new ones (bounded by ``max_peers``). A fourth
+fetches the images that stored posts name and the node lacks
+(:mod:`node.federation.blobfetch`, spec 0005 #blob-fetch).
 Every outbound call goes through the one client made by
 :func:`node.federation.outbound.create_peer_client`.
 """
@@ -34,6 +36,7 @@ from typing import Any
 import httpx
 
 from node.config import NodeConfig
+from node.federation.blobfetch import BlobFetcher
 from node.federation.errors import (
     ForbiddenAddressError,
     PeerBadResponseError,
@@ -71,6 +74,7 @@ from node.store.base import Store
 from node.stream import StreamHub, client_address
 from node.verify import Verifier
 from protocol import jsontext
+from protocol.embeds import post_images
 from protocol.errors import BodyRequiredError, ProtocolError, UnknownKeyEventError
 from protocol.events import decode_unverified
 
@@ -167,6 +171,22 @@ class Federation:
         #: Awaited after a process that is not the leader saved a new peer, so that
         #: the leader takes it now (node.cluster: NOTIFY, then :meth:`adopt_peers`).
         self.on_peer_saved: Callable[[], Awaitable[None]] | None = None
+        self.blobs = BlobFetcher(
+            store=store,
+            client=lambda: self.client,
+            policy=self.policy,
+            table=self.table,
+            now_ms=self._now,
+            interval_ms=fed.sync_interval_ms,
+            rng=self._rng,
+        )
+        self._blob_task: asyncio.Task[None] | None = None
+        metrics.labeled_counter(
+            "murmur_blob_fetches_total",
+            "Images asked of peers, one per peer asked, by result (spec 0005 #blob-fetch).",
+            "result",
+            lambda: self.blobs.results,
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -231,6 +251,9 @@ class Federation:
         if self.config.federation.peer_exchange and self._gossip is None:
             self._gossip = asyncio.create_task(self._gossip_loop(), name="murmur-gossip")
             self._keep(self._gossip)
+        if self._blob_task is None:
+            self._blob_task = asyncio.create_task(self.blobs.run(), name="murmur-blob-fetch")
+            self._keep(self._blob_task)
 
     async def lead(self) -> None:
         """This process became the node's federation leader: take the peers the
@@ -279,8 +302,12 @@ class Federation:
         if not self.leading:
             return
         self.leading = False
-        tasks = [*self._tasks.values(), *([self._gossip] if self._gossip else [])]
-        self._gossip = None
+        tasks = [
+            *self._tasks.values(),
+            *([self._gossip] if self._gossip else []),
+            *([self._blob_task] if self._blob_task else []),
+        ]
+        self._gossip = self._blob_task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -679,10 +706,12 @@ class Federation:
         accepted = bad = 0
         codes: set[str] = set()
         now = self._now()
+        images: list[bytes] = []
         for wire, result in zip(wires, results, strict=True):
             self.metrics.federated[(path, result.status)] += 1
             if result.status == "accepted":
                 accepted += 1
+                images += _image_hashes(wire)
             elif result.status == "rejected" and result.error is not None:
                 codes.add(result.error.code)
                 if result.error.retryable:
@@ -695,6 +724,9 @@ class Federation:
                 if eid is not None:
                     self._remember_rejected(peer.url, eid, now)
                 bad += 1
+        if images:
+            # Posts naming images came from this peer: ask it for them first.
+            self.blobs.post_stored(images, peer.url)
         peer.events_received += accepted
         peer.events_rejected += bad
         if bad:
@@ -985,6 +1017,18 @@ def _has_body(wire: bytes) -> bool:
         return decode_unverified(wire, allow_v2=True).body_bytes is not None
     except ProtocolError:
         return True  # let ingest reject it and score the peer
+
+
+def _image_hashes(wire: bytes) -> list[bytes]:
+    """The hashes of the images a stored post names (spec 0003 #embed); a cheap byte
+    test first, as most events name none."""
+    if b"embed" not in wire:
+        return []
+    try:
+        body = decode_unverified(wire, allow_v2=True).body
+        return [image.hash for image in post_images(body)] if body is not None else []
+    except ProtocolError:
+        return []
 
 
 def _server_address(response: httpx.Response) -> str | None:

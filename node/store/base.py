@@ -376,10 +376,13 @@ class Store(abc.ABC):
         grace period is over); return how many were dropped."""
 
     @abc.abstractmethod
-    async def missing_blobs(self, limit: int) -> list[tuple[bytes, EmbedImage]]:
+    async def missing_blobs(
+        self, limit: int, *, after: bytes = b""
+    ) -> list[tuple[bytes, EmbedImage]]:
         """At most ``limit`` blobs a stored post references whose bytes are not held,
+        in hash order after ``after`` (a cursor: the last hash of the previous page),
         each with one claim made of it (``alt`` empty): what the federation asks peers
-        for."""
+        for (spec 0005 #blob-fetch)."""
 
     @abc.abstractmethod
     async def put_fetched_blob(self, digest: bytes, data: bytes) -> bool:

@@ -262,11 +262,14 @@ async def get_blob(c: Conn, digest: bytes) -> HeldBlob | None:
     return None if row is None else HeldBlob(mime=row[0], data=bytes(row[1]))
 
 
-async def missing_blobs(c: Conn, limit: int) -> list[tuple[bytes, EmbedImage]]:
+async def missing_blobs(
+    c: Conn, limit: int, *, after: bytes = b""
+) -> list[tuple[bytes, EmbedImage]]:
     rows = await c.fetch(
         "SELECT DISTINCT ON (r.hash) r.hash, r.mime, r.size, r.width, r.height "
-        "FROM blob_refs r WHERE NOT EXISTS "
+        "FROM blob_refs r WHERE r.hash > $2 AND NOT EXISTS "
         "(SELECT 1 FROM blobs b WHERE b.hash = r.hash AND b.held) ORDER BY r.hash LIMIT $1",
         limit,
+        after,
     )
     return [(bytes(r[0]), claim_image(bytes(r[0]), r[1], r[2], r[3], r[4])) for r in rows]

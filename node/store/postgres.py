@@ -220,9 +220,11 @@ class PostgresStore(Store):
         async with self.pool.acquire() as c:
             return await blobs.get_blob(c, digest)
 
-    async def missing_blobs(self, limit: int) -> list[tuple[bytes, EmbedImage]]:
+    async def missing_blobs(
+        self, limit: int, *, after: bytes = b""
+    ) -> list[tuple[bytes, EmbedImage]]:
         async with self.pool.acquire() as c:
-            return await blobs.missing_blobs(c, limit)
+            return await blobs.missing_blobs(c, limit, after=after)
 
     async def blob_ref_count(self, digest: bytes) -> int:
         n = await self.pool.fetchval("SELECT count(*) FROM blob_refs WHERE hash = $1", digest)

@@ -382,8 +382,10 @@ class SqliteStore(Store):
     async def get_blob(self, digest: bytes) -> HeldBlob | None:
         return await self._read(lambda c: blobs.get_blob(c, digest))
 
-    async def missing_blobs(self, limit: int) -> list[tuple[bytes, EmbedImage]]:
-        return await self._read(lambda c: blobs.missing_blobs(c, limit))
+    async def missing_blobs(
+        self, limit: int, *, after: bytes = b""
+    ) -> list[tuple[bytes, EmbedImage]]:
+        return await self._read(lambda c: blobs.missing_blobs(c, limit, after=after))
 
     async def blob_ref_count(self, digest: bytes) -> int:
         return await self._read(

@@ -286,12 +286,15 @@ def get_blob(conn: sqlite3.Connection, digest: bytes) -> HeldBlob | None:
     return None if row is None else HeldBlob(mime=row[0], data=bytes(row[1]))
 
 
-def missing_blobs(conn: sqlite3.Connection, limit: int) -> list[tuple[bytes, EmbedImage]]:
+def missing_blobs(
+    conn: sqlite3.Connection, limit: int, *, after: bytes = b""
+) -> list[tuple[bytes, EmbedImage]]:
     # A bare column with GROUP BY: SQLite takes them from one row of the group.
     rows = conn.execute(
         "SELECT r.hash, r.mime, r.size, r.width, r.height FROM blob_refs r "
-        "WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = r.hash AND b.held = 1) "
+        "WHERE r.hash > ? "
+        "AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = r.hash AND b.held = 1) "
         "GROUP BY r.hash ORDER BY r.hash LIMIT ?",
-        (limit,),
+        (after, limit),
     ).fetchall()
     return [(bytes(r[0]), claim_image(bytes(r[0]), r[1], r[2], r[3], r[4])) for r in rows]

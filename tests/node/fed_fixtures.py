@@ -257,9 +257,13 @@ class FakePeer:
         app.router.add_post("/v1/events", self._post_events)
         app.router.add_get("/v1/peers", self._get_peers)
         app.router.add_post("/v1/peers", self._announce)
+        self.add_routes(app.router)
         self.server = TestServer(app, host="127.0.0.1", port=self.port)
         await self.server.start_server()
         return self
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """More routes, for subclasses (none here)."""
 
     async def close(self) -> None:
         self.release.set()
