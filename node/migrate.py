@@ -11,7 +11,10 @@ Moves a SQLite node into an empty PostgreSQL database (spec 0004 #store-migrate)
    they get new cursors above the rest. A held event missing its body because the
    delete that dropped it was revoked since (spec 0008 #revoked-delete) is replayed the
    way it came to be: with that delete, before the key event that revokes it.
-3. Peers are copied (their cursors included).
+3. Peers are copied (their cursors included), and the bytes of every held image blob
+   (#blob-keep), through the target's :meth:`~node.store.base.Store.put_fetched_blob`:
+   checked against the claims the copied posts recorded, as a peer's copy would be.
+   Pending uploads (in their grace period) are not copied: the client uploads again.
 4. The check: event, author, deleted and forked-author counts, and the negentropy
    fingerprint of both whole sets (spec 0005), must be equal; only then is it done.
 
@@ -43,6 +46,8 @@ __all__ = ["CHUNK", "MigrationError", "MigrationReport", "migrate_store"]
 
 #: Source events read and applied per chunk (one target transaction per run in it).
 CHUNK = 2000
+#: Blobs read from the source per query (each up to ``MAX_BLOB_BYTES``).
+_BLOBS_PER_READ = 16
 #: Ids per by-id read of the source.
 _BY_ID = 100
 
@@ -59,6 +64,8 @@ class MigrationReport:
     #: Events held under another cursor than in the source (see :func:`_renumbered`).
     renumbered: int
     peers: int
+    #: Held image blobs copied (or already held by a resumed run).
+    blobs: int
     fingerprint: str
     seconds: float
 
@@ -280,19 +287,46 @@ async def _migrate(
     peers = await src.load_peers()
     for rec in peers:
         await dst.save_peer(rec)
+    blobs = await _copy_blobs(data_dir, dst)
     fingerprint = await _check(src, url)
     renumbered = await _renumbered(data_dir, dst)
     await dst.pool.execute("DELETE FROM meta WHERE key IN ('migrated_from', 'migrated_cursor')")
     report = MigrationReport(
-        events=total, applied=applied, renumbered=renumbered, peers=len(peers),
+        events=total, applied=applied, renumbered=renumbered, peers=len(peers), blobs=blobs,
         fingerprint=fingerprint, seconds=time.monotonic() - started,
     )  # fmt: skip
     print(
         f"done: {total} events ({renumbered} under new cursors), "
-        f"{len(peers)} peers, fingerprint {fingerprint}, {report.seconds:.1f} s",
+        f"{len(peers)} peers, {blobs} images, fingerprint {fingerprint}, "
+        f"{report.seconds:.1f} s",
         file=out,
     )
     return report
+
+
+async def _copy_blobs(data_dir: Path, dst: PostgresStore) -> int:
+    """Copy the source's held blobs (a read-only look, a few at a time); every one
+    must be kept by the target, whose posts are the source's."""
+    uri = f"file:{data_dir / DB_FILENAME}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    copied, after = 0, 0
+    try:
+        while rows := conn.execute(
+            "SELECT rowid, hash, data FROM blobs WHERE held = 1 AND rowid > ? "
+            "ORDER BY rowid LIMIT ?",
+            (after, _BLOBS_PER_READ),
+        ).fetchall():
+            for rowid, digest, data in rows:
+                after = int(rowid)
+                if not await dst.put_fetched_blob(bytes(digest), bytes(data)):
+                    raise MigrationError(
+                        f"the target did not keep image {bytes(digest).hex()} "
+                        "(its posts' claims or an author's quota, limits.blob_author_bytes)"
+                    )
+                copied += 1
+    finally:
+        conn.close()
+    return copied
 
 
 async def _renumbered(data_dir: Path, dst: PostgresStore) -> int:

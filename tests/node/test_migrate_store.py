@@ -16,7 +16,10 @@ from node.migrate import MigrationError, migrate_store
 from node.store.base import PeerRecord, StoredEvent
 from node.store.postgres import PostgresStore
 from node.store.sqlite import SqliteStore
+from protocol.blobs import blob_hash, sniff
+from protocol.embeds import EmbedImage
 from protocol.events import Event, decode_event
+from scripts.blob_vectors import PNG_RGB_3X2
 from tests.node.conftest import T0, Clock, new_author
 from tests.node.test_key_rotation import theft
 from tests.rotatable import Rotatable
@@ -232,3 +235,39 @@ async def test_did_murmur_events_move_with_their_key_histories_and_statuses(
     lower = {(e.kind, e.status) for e, old, new in pairs if new < old}
     assert lower == {("delete", "revoked")}, lower
     assert report.renumbered == sum(old != new for _, old, new in pairs)
+
+
+async def test_held_image_bytes_move_too(tmp_path: Path, pg_url: str, clock: Clock) -> None:
+    """spec 0004 #store-migrate, #blob-keep: the bytes of held images are copied and
+    served by the target; a pending upload (no post uses it) is not."""
+    used = PNG_RGB_3X2 + b"used"
+    pending = PNG_RGB_3X2 + b"pending"
+    info = sniff(used)
+    image = EmbedImage(
+        hash=blob_hash(used), mime=info.mime, size=len(used), width=info.width,
+        height=info.height, alt="",
+    )  # fmt: skip
+    src = SqliteStore(tmp_path, now_ms=clock)
+    await src.open()
+    try:
+        author = new_author(clock)
+        await src.apply_batch([_verified(author.post("look", embed={"images": [image.to_map()]}))])
+        assert await src.put_fetched_blob(image.hash, used)
+        held = await src.put_upload(
+            blob_hash(pending), sniff(pending), pending, now_ms=clock(), max_pending=1 << 20
+        )
+        assert not held
+    finally:
+        await src.close()
+    out = io.StringIO()
+    report = await migrate_store(tmp_path, pg_url, out=out)
+    assert report.blobs == 1 and "1 images" in out.getvalue()
+    dst = PostgresStore(pg_url, now_ms=clock)
+    await dst.open()
+    try:
+        got = await dst.get_blob(image.hash)
+        assert got is not None and got.data == used and got.mime == "image/png"
+        assert not await dst.blob_bytes_stored(blob_hash(pending))
+        assert await dst.missing_blobs(10) == []
+    finally:
+        await dst.close()
