@@ -71,9 +71,12 @@ FETCH_BUDGET_BYTES: Final = 2 * MAX_BLOB_BYTES
 #: from the cursor on).
 SCAN_SLICE: Final = 64
 SCAN_MAX: Final = 1_024
-#: Rounds in which no peer served a hash before it is left for :data:`GIVE_UP_MS`.
-MAX_ATTEMPTS: Final = 6
-RETRY_MIN_MS: Final = 1_000
+#: Rounds in which no peer served a hash before it is left for :data:`GIVE_UP_MS`;
+#: the delay between them doubles from :data:`RETRY_MIN_MS` (short: the peer that sent
+#: the post is often still fetching its image) to :data:`RETRY_MAX_MS` (about 4 min
+#: of tries in all).
+MAX_ATTEMPTS: Final = 10
+RETRY_MIN_MS: Final = 250
 RETRY_MAX_MS: Final = 120_000
 GIVE_UP_MS: Final = 3_600_000
 #: Hashes remembered with the peer that sent their post, and with their failures.
