@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 from protocol import kinds
+from protocol.embeds import EmbedImage, post_images
 from protocol.encoding import DecodeLimits, decode, encode, encode_bins
 from protocol.errors import (
     BadFieldError,
@@ -390,6 +391,18 @@ class Event:
     @property
     def id_hex(self) -> str:
         return self.id.hex()
+
+    @property
+    def images(self) -> tuple[EmbedImage, ...]:
+        """The images a post embeds (spec 0003 #embed), in order, as the author signed
+        them; ``()`` for other kinds, posts without images and dropped bodies (and for a
+        malformed embed, which a verified event never has)."""
+        if self.header.kind != kinds.POST or self.body is None:
+            return ()
+        try:
+            return post_images(self.body)
+        except BadFieldError:
+            return ()
 
     def without_body(self) -> Event:
         """The same event with its body dropped (after a deletion, or by policy)."""

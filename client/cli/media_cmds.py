@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from client.cli.output import Context, Result
-from client.cli.render import image_doc, image_line, images_of
+from client.cli.render import image_doc, image_line
 from client.cli.session import Session, run
 from client.errors import ClientError
 from client.files import atomic_write
@@ -42,7 +42,7 @@ async def _fetch_all(
         if event.kind != kinds.POST:
             raise BadRequestError(f"event {eid.hex()} is a {event.kind}, not a post")
         out: list[FetchedImage | ProtocolError] = []
-        for claim in images_of(event):
+        for claim in event.images:
             try:
                 out.append(await fetch_image(reader.nodes, claim))
             except ClientError as exc:
@@ -57,7 +57,7 @@ def _failure_line(f: NodeFailure) -> str:
 def cmd_save(args: argparse.Namespace, ctx: Context) -> Result:
     session = Session.open(ctx)
     event, fetched = run(lambda: _fetch_all(session, args.id))
-    images = images_of(event)
+    images = event.images
     if not images:
         return Result(
             {"id": event.id_hex, "images": []}, f"Post {event.id_hex[:12]} has no images."

@@ -28,8 +28,7 @@ from client.reader import ReadReport
 from client.reportlines import EXCLUDED, report_lines
 from client.textsafety import display_name, safe_line, safe_text
 from protocol import kinds
-from protocol.embeds import EmbedImage, post_images
-from protocol.errors import ProtocolError
+from protocol.embeds import EmbedImage
 from protocol.events import Event
 from protocol.facets import LINK, MENTION, Facet
 
@@ -45,7 +44,6 @@ __all__ = [
     "image_doc",
     "image_line",
     "image_lines",
-    "images_of",
     "indented",
     "post_text",
     "relative_time",
@@ -106,17 +104,6 @@ def post_text(e: Event, names: Names) -> str:
 _IMAGE_TYPE = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/gif": "GIF"}
 
 
-def images_of(e: Event) -> tuple[EmbedImage, ...]:
-    """A post's images; ``()`` for other events, a withheld body, or an embed that is
-    not valid (a verified event's never is)."""
-    if e.kind != kinds.POST or e.body is None:
-        return ()
-    try:
-        return post_images(e.body)
-    except ProtocolError:
-        return ()
-
-
 def image_doc(image: EmbedImage) -> dict[str, Any]:
     """The ``--json`` form of one image: the claim, its hash in hex."""
     return {
@@ -142,7 +129,7 @@ def image_line(image: EmbedImage, n: int, total: int) -> str:
 
 def image_lines(e: Event, indent: str = "") -> list[str]:
     """One :func:`image_line` a line for each of a post's images."""
-    images = images_of(e)
+    images = e.images
     return [indent + image_line(im, n, len(images)) for n, im in enumerate(images, 1)]
 
 
@@ -188,7 +175,7 @@ def event_doc(
             doc[key] = list(body.get(key, []))
         data = str(body.get("text", "")).encode("utf-8")
         doc["facets"] = [_facet_doc(f, data, names) for f in facets_of(e)]
-        doc["images"] = [image_doc(image) for image in images_of(e)]
+        doc["images"] = [image_doc(image) for image in e.images]
     elif "target" in body:
         doc["target"] = _hex(body["target"])
     elif "subject" in body:

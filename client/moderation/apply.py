@@ -38,8 +38,7 @@ from client.moderation.pipeline import Configured, Pipeline, Verdict
 from client.reader import MAX_FEED_PAGES, MAX_LABELS, PAGE, Reader, latest_by_seq
 from client.views import View
 from protocol import kinds
-from protocol.embeds import post_images
-from protocol.errors import BadFieldError, ProtocolError
+from protocol.errors import ProtocolError
 from protocol.events import Event
 
 __all__ = [
@@ -409,12 +408,7 @@ def _refs(e: Event) -> list[tuple[str, bytes]]:
 
 def _image_hashes(e: Event) -> list[str]:
     """The hex hashes of the images a post embeds, in order (spec 0003 #embed)."""
-    if e.kind != kinds.POST or e.body is None:
-        return []
-    try:
-        return [image.hash.hex() for image in post_images(e.body)]
-    except BadFieldError:
-        return []
+    return [image.hash.hex() for image in e.images]
 
 
 @dataclass(slots=True)

@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from protocol import kinds
-from protocol.embeds import EmbedImage, post_images
-from protocol.errors import BadFieldError
+from protocol.embeds import EmbedImage
 from protocol.events import Event
 from protocol.kinds import LABEL_SUBJECT_BLOB
 
@@ -184,13 +182,7 @@ class Item:
         """The images a post embeds (spec 0003 #embed), in order: each one's ``hash``
         (32 bytes), ``mime``, ``size``, ``width``, ``height`` and ``alt``, as the author
         signed them; ``()`` for other kinds, posts without images and dropped bodies."""
-        body = self.event.body
-        if self.event.kind != kinds.POST or body is None:
-            return ()
-        try:
-            return post_images(body)
-        except BadFieldError:  # verified events never get here; a hand-made item may
-            return ()
+        return self.event.images
 
     @property
     def image_hashes(self) -> frozenset[str]:

@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from client.textsafety import safe_line
-from protocol import kinds
-from protocol.embeds import EmbedImage, post_images
-from protocol.errors import ProtocolError
+from protocol.embeds import EmbedImage
 from protocol.events import Event
 
 __all__ = [
@@ -43,7 +41,6 @@ __all__ = [
     "Images",
     "KnownImages",
     "MediaState",
-    "images_of",
     "post_images_view",
 ]
 
@@ -57,17 +54,6 @@ MAX_CLAIMS_A_HASH: Final = 4
 #: Self-labels (a post's ``warn``) that blur its images whatever the reader's filters
 #: make of the post (spec 0007 #web-images).
 MEDIA_LABELS: Final = frozenset({"nsfw", "porn", "sexual", "nudity", "gore", "graphic-media"})
-
-
-def images_of(e: Event) -> tuple[EmbedImage, ...]:
-    """A post's images; ``()`` for other events, a withheld body, or an embed that is not
-    valid (a verified event's never is)."""
-    if e.kind != kinds.POST or e.body is None:
-        return ()
-    try:
-        return post_images(e.body)
-    except ProtocolError:
-        return ()
 
 
 class KnownImages:
@@ -144,7 +130,7 @@ class MediaState:
     def drawn(self, events: Iterable[Event]) -> None:
         """Remember the images of ``events``, which a page is about to draw."""
         for e in events:
-            for claim in images_of(e):
+            for claim in e.images:
                 self.known.add(claim)
 
 
@@ -171,7 +157,7 @@ def post_images_view(e: Event, *, warned: str = "") -> Images:
     """``e``'s images for a page; blurred when ``e`` carries one of :data:`MEDIA_LABELS`
     in its ``warn`` or when ``warned`` (why the reader's moderation warned about or hid
     the item) is given."""
-    claims = images_of(e)
+    claims = e.images
     if not claims:
         return Images(items=())
     views = tuple(
