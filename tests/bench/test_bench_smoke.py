@@ -271,3 +271,27 @@ def test_timeline_benchmark_reads_a_migrated_postgresql_corpus(
     kept[0].write_text(json.dumps(record))
     third = run("--repeat", "2", "--no-keys")["postgresql"]["migration"]
     assert third["cached"] is False and third["counts"]["events"] == migration["events"]
+
+
+@pytest.mark.e2e
+def test_media_benchmark_runs(tmp_path: Path) -> None:
+    """A tiny ``bench media`` (issue #20): three real nodes in each topology, pictures
+    prepared, uploaded and posted on node 1 through the client library, every one
+    served by node 3 (spec 0005 #blob-fetch), each store's growth beyond the images."""
+    from bench import media
+
+    out = tmp_path / "media.json"
+    argv = ["--images", "2", "--width", "320", "--height", "240", "--out", str(out)]
+    assert media.main(argv) == 0
+    doc = _doc(out, "media")
+    assert doc["nodes"] == 3 and doc["images"] == 2
+    for topology in ("mesh", "line"):
+        res = doc[topology]
+        assert res["images"] == 2 and len(res["replicate_all_ms"]) == 2
+        for what in ("replicate", "prepare", "upload"):
+            assert res[what]["max_ms"] >= res[what]["p95_ms"] >= res[what]["p50_ms"] > 0
+        assert [s["node"] for s in res["stores"]] == [1, 2, 3]
+        for store in res["stores"]:  # each node holds one copy of every image's bytes
+            assert store["blob_bytes_held"] >= 2 * res["min_image_bytes"]
+            assert store["per_image_bytes"] > res["mean_image_bytes"]
+            assert store["overhead_bytes"] > 0 and store["overhead_ratio"] > 0
