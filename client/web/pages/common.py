@@ -346,9 +346,10 @@ def _drawn_images(
         t = (e.body or {}).get("target") if e.kind == kinds.REPOST else None
         target = related.get(t) if isinstance(t, bytes) else None
         events = [e] if target is None else [e, target]
-        drawn += events
+        drawn += [x for x in events if x.images]
         if row.state in ("warned", "revealed") and row.why is not None:
             for x in events:
                 blurs[x.id] = row.why.reason
-    request.app[WEB].media.drawn(drawn)
+    if drawn:  # a page without pictures leaves the known images as they are
+        request.app[WEB].media.drawn(drawn)
     return blurs
