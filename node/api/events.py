@@ -22,9 +22,10 @@ from node.api.params import (
     parse_key_cursor,
 )
 from node.api.render import event_json, respond, wants_msgpack
+from node.federation.blobfetch import wire_image_hashes
 from node.ingest import ingest_batch, parse_batch
 from node.limits import read_body, read_json
-from node.state import CONFIG, HUB, METRICS, STORE, VERIFIER
+from node.state import CONFIG, FEDERATION, HUB, METRICS, STORE, VERIFIER
 from node.store.base import KeyHistory, StoredEvent
 from protocol.chain import analyze_chain
 from protocol.errors import BadRequestError, NotFoundError
@@ -88,9 +89,18 @@ async def post_events(request: web.Request) -> web.Response:
     metrics = app[METRICS]
     metrics.batches += 1
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for r in results:
+    images = False
+    for wire, r in zip(wires, results, strict=True):
         counts[r.status] += 1
         metrics.count_event(r.status, r.error.code if r.error is not None else "")
+        if r.status == "accepted" and isinstance(wire, bytes) and wire_image_hashes(wire):
+            images = True
+    if images:
+        # A client uploads a post's images before posting it; any this node lacks (an
+        # upload that failed here) are fetched from peers in a round now (spec 0005
+        # #blob-fetch), not at the next periodic one. A wake only: each hash keeps its
+        # backoff, so posting cannot make the node ask its peers faster.
+        app[FEDERATION].blobs.wake()
     doc: dict[str, Any] = {"results": [r.to_json() for r in results], **counts}
     return respond(request, doc, binary=binary)
 

@@ -47,7 +47,9 @@ from node.federation.outbound import OutboundPolicy, open_stream
 from node.federation.peers import Peer, PeerState, PeerTable, Score
 from node.store.base import Store
 from protocol.blobs import blob_hash
-from protocol.embeds import EmbedImage
+from protocol.embeds import EmbedImage, post_images
+from protocol.errors import ProtocolError
+from protocol.events import decode_unverified
 from protocol.limits import MAX_BLOB_BYTES
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "BlobFetcher",
     "ByteBudget",
+    "wire_image_hashes",
 ]
 
 log = logging.getLogger("murmur.node.federation.blobs")
@@ -315,3 +318,15 @@ class BlobFetcher:
                     return bytes(body)
         except TimeoutError:
             raise PeerTimeoutError(f"{url}: image not read in time", url=url) from None
+
+
+def wire_image_hashes(wire: bytes) -> list[bytes]:
+    """The hashes of the images a stored post names (spec 0003 #embed); a cheap byte
+    test first, as most events name none."""
+    if b"embed" not in wire:
+        return []
+    try:
+        body = decode_unverified(wire, allow_v2=True).body
+        return [image.hash for image in post_images(body)] if body is not None else []
+    except ProtocolError:
+        return []

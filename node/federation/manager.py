@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from node.config import NodeConfig
-from node.federation.blobfetch import BlobFetcher
+from node.federation.blobfetch import BlobFetcher, wire_image_hashes
 from node.federation.errors import (
     ForbiddenAddressError,
     PeerBadResponseError,
@@ -74,7 +74,6 @@ from node.store.base import Store
 from node.stream import StreamHub, client_address
 from node.verify import Verifier
 from protocol import jsontext
-from protocol.embeds import post_images
 from protocol.errors import BodyRequiredError, ProtocolError, UnknownKeyEventError
 from protocol.events import decode_unverified
 
@@ -711,7 +710,7 @@ class Federation:
             self.metrics.federated[(path, result.status)] += 1
             if result.status == "accepted":
                 accepted += 1
-                images += _image_hashes(wire)
+                images += wire_image_hashes(wire)
             elif result.status == "rejected" and result.error is not None:
                 codes.add(result.error.code)
                 if result.error.retryable:
@@ -1017,18 +1016,6 @@ def _has_body(wire: bytes) -> bool:
         return decode_unverified(wire, allow_v2=True).body_bytes is not None
     except ProtocolError:
         return True  # let ingest reject it and score the peer
-
-
-def _image_hashes(wire: bytes) -> list[bytes]:
-    """The hashes of the images a stored post names (spec 0003 #embed); a cheap byte
-    test first, as most events name none."""
-    if b"embed" not in wire:
-        return []
-    try:
-        body = decode_unverified(wire, allow_v2=True).body
-        return [image.hash for image in post_images(body)] if body is not None else []
-    except ProtocolError:
-        return []
 
 
 def _server_address(response: httpx.Response) -> str | None:

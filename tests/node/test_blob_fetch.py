@@ -208,3 +208,18 @@ async def test_missing_blobs_pages_with_a_cursor(cluster: Cluster, clock: Clock)
     first = [h for h, _ in await a.store.missing_blobs(2)]
     rest = [h for h, _ in await a.store.missing_blobs(10, after=first[-1])]
     assert first + rest == everything
+
+
+async def test_a_post_from_a_client_wakes_the_fetcher(cluster: Cluster, clock: Clock) -> None:
+    """spec 0005 #blob-fetch: a post sent by a client (its upload failed on this node)
+    names an image a peer holds: the node fetches it in a round now, not at the next
+    periodic one (the cluster's is 10 minutes away)."""
+    data = png(9)
+    fake = await blob_peer(cluster, blobs={blob_hash(data): data})
+    a = await cluster.start("a", peers=[fake.url])
+    await wait_for(lambda: a.state_of(fake.url) == "live", "A's stream to the fake peer")
+    rounds_before = fake.blob_hits
+    doc = await a.ingest(image_post(new_author(clock), data))
+    assert doc["accepted"] == 1
+    await wait_for(lambda: held(a, data), "the image fetched after a client's post")
+    assert fake.blob_hits == rounds_before + 1
