@@ -27,13 +27,16 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from client.errors import ImageTooLargeError, UnsupportedImageError
 from protocol.blobs import blob_hash, sniff
+from protocol.embeds import EmbedImage
 from protocol.errors import BadBlobError
 from protocol.limits import MAX_BLOB_BYTES
+
+if TYPE_CHECKING:  # Pillow is imported when an image is prepared, not with every command
+    from PIL import Image
 
 __all__ = [
     "INPUT_FORMATS",
@@ -79,6 +82,14 @@ class PreparedImage:
     def size(self) -> int:
         return len(self.data)
 
+    def claim(self, alt: str) -> EmbedImage:
+        """What a post says of these bytes (spec 0003 #embed), with ``alt`` as their
+        description; ``bad-field`` for an alt text the protocol refuses (too long)."""
+        return EmbedImage(
+            hash=self.hash, mime=self.mime, size=self.size, width=self.width,
+            height=self.height, alt=alt,
+        )  # fmt: skip
+
 
 def _read(source: str | Path | bytes) -> bytes:
     if isinstance(source, bytes):
@@ -108,6 +119,8 @@ def _too_big(size: int) -> str:
 
 def _open(data: bytes) -> Image.Image:
     """The image of ``data``, header read, pixels not decoded yet."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -182,6 +195,8 @@ _NOT_TEXT = frozenset(
 def _to_srgb(im: Image.Image, icc: object, dropped: list[str]) -> Image.Image:
     """``im`` in sRGB when it came with an ICC profile (``icc``) that can be applied;
     the profile is dropped either way (the new bytes carry none)."""
+    from PIL import ImageCms
+
     if not isinstance(icc, bytes) or not icc:
         return im
     if im.mode not in ("RGB", "RGBA"):
@@ -210,6 +225,8 @@ def _has_alpha(im: Image.Image) -> bool:
 def _pixels_only(im: Image.Image) -> Image.Image:
     """A new image of ``im``'s pixels and nothing else: no ``info``, no EXIF, no
     palette metadata, no frames. Grey stays grey; anything else becomes RGB(A)."""
+    from PIL import Image
+
     alpha = _has_alpha(im)
     if im.mode in ("L", "LA", "1", "I", "I;16", "F") or (im.mode == "P" and _grey_palette(im)):
         mode = "LA" if alpha else "L"
@@ -240,6 +257,8 @@ def _encode(im: Image.Image, quality: int) -> bytes:
 def _fit(im: Image.Image) -> bytes:
     """The encoded picture, at most ``MAX_BLOB_BYTES``: the qualities first, then
     smaller sizes (bounded: at most ``len(_QUALITIES) + _MAX_SHRINKS`` encodings)."""
+    from PIL import Image
+
     lossy = im.mode in ("RGB", "L")
     for quality in _QUALITIES if lossy else _QUALITIES[:1]:
         data = _encode(im, quality)
@@ -269,6 +288,8 @@ def prepare_image(source: str | Path | bytes) -> PreparedImage:
     decodes, ``image-too-large`` for a file over ``MAX_INPUT_BYTES`` or a picture over
     ``MAX_INPUT_PIXELS`` (a decompression bomb).
     """
+    from PIL import Image, ImageOps
+
     data = _read(source)
     im = _open(data)
     dropped = _dropped(im)
