@@ -202,14 +202,7 @@ async def post_images(nodes: list[NodeProcess], raws: list[bytes]) -> dict[str, 
             t1 = time.perf_counter()
             await node1.upload_blob(prepared.data, prepared.mime)
             t2 = time.perf_counter()
-            claim = EmbedImage(
-                hash=prepared.hash,
-                mime=prepared.mime,
-                size=prepared.size,
-                width=prepared.width,
-                height=prepared.height,
-                alt=f"a generated photo, number {seq}",
-            )
+            claim = prepared.claim(f"a generated photo, number {seq}")
             body = {"text": f"picture {seq}", "embed": {"images": [claim.to_map()]}}
             event = sign_event(identity, kind=kinds.POST, body=body, seq=seq, prev=prev)
             prev = event.id

@@ -87,15 +87,7 @@ class DraftImage:
     @classmethod
     def of(cls, prepared: PreparedImage, alt: str) -> DraftImage:
         """``bad-field`` for an alt text the protocol refuses (too long)."""
-        claim = EmbedImage(
-            hash=prepared.hash,
-            mime=prepared.mime,
-            size=prepared.size,
-            width=prepared.width,
-            height=prepared.height,
-            alt=alt,
-        )
-        return cls(prepared=prepared, claim=claim)
+        return cls(prepared=prepared, claim=prepared.claim(alt))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
