@@ -37,6 +37,11 @@ The tree::
     │   └── UnavailableError            unavailable          503
     ├── NegentropyError                 negentropy           400
     ├── BadBlobError                    bad-blob             400  (spec 0003 #embed)
+    ├── FeedError                       feed-error           502  (spec 0009: a feed failed)
+    │   ├── BadCursorError              bad-cursor           400  (a cursor the feed did not make)
+    │   ├── FeedNotFoundError           feed-not-found       404
+    │   ├── FeedLoadError               feed-load            400  (its code failed to load)
+    │   └── FeedTimeoutError            feed-timeout         504  (retryable)
     └── RemoteError                     (raised by clients: a node answered with an error)
 
 ``RemoteError`` carries the code and message a node sent, so a client can show the
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadBlobError",
+    "BadCursorError",
     "BadFieldError",
     "BadKevError",
     "BadPrevError",
@@ -59,6 +65,10 @@ __all__ = [
     "BodyRequiredError",
     "EncodingError",
     "EventError",
+    "FeedError",
+    "FeedLoadError",
+    "FeedNotFoundError",
+    "FeedTimeoutError",
     "FutureTimestampError",
     "InvalidDidError",
     "InvalidSignatureError",
@@ -313,6 +323,47 @@ class BadBlobError(ProtocolError):
     """
 
     code = "bad-blob"
+
+
+# -- feeds ----------------------------------------------------------------------------
+
+
+class FeedError(ProtocolError):
+    """A feed (spec 0009) failed to make a page: its code raised, or answered what a
+    feed may not (more ids than asked, a cursor too long, not a page)."""
+
+    code = "feed-error"
+    status = 502
+
+
+class BadCursorError(FeedError):
+    """A cursor the feed did not make, or can no longer read: start again without one."""
+
+    code = "bad-cursor"
+    status = 400
+
+
+class FeedNotFoundError(FeedError):
+    """No feed of that name here (a node serves only the feeds its operator enabled)."""
+
+    code = "feed-not-found"
+    status = 404
+
+
+class FeedLoadError(FeedError):
+    """A feed's code could not be loaded or built: no such file or entry point, an
+    exception while importing or constructing it, or a class without ``page``."""
+
+    code = "feed-load"
+    status = 400
+
+
+class FeedTimeoutError(FeedError):
+    """The feed did not make its page within its deadline (spec 0009 #deadline)."""
+
+    code = "feed-timeout"
+    status = 504
+    retryable = True
 
 
 # -- remote ---------------------------------------------------------------------------
