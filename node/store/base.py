@@ -21,6 +21,7 @@ from protocol.embeds import EmbedImage
 from protocol.encoding import encode_bins
 from protocol.errors import ProtocolError
 from protocol.events import Event
+from protocol.feeds import Reacted
 from protocol.negentropy_storage import NegentropyStorage
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
     "PeerRecord",
     "ProfileRow",
     "REACTION_KINDS",
+    "SEARCH_KEY_LOW_BITS",
     "SearchPage",
     "SearchQuery",
     "Store",
@@ -161,6 +163,12 @@ class SearchQuery:
     #: Exclusive bound: the ``next`` of the previous page; None starts at the newest.
     before: int | None
     limit: int
+
+
+#: Low bits of a post's search key below its ``ts`` (both backends, spec 0004
+#: #search-order): ``SearchQuery.before = ts << SEARCH_KEY_LOW_BITS`` starts a page at
+#: the posts of ``ts - 1`` and older.
+SEARCH_KEY_LOW_BITS: Final = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -585,3 +593,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def author_stats(self, authors: Sequence[str]) -> dict[str, AuthorStats]:
         """Follow counts and first-seen facts of each of ``authors`` (every one present)."""
+
+    @abc.abstractmethod
+    async def top_reacted(self, *, since_ts: int, until_ts: int, limit: int) -> list[Reacted]:
+        """The targets most liked and reposted by the counting ``like`` and ``repost``
+        events with ``since_ts <= ts < until_ts`` (spec 0004 #reacted): distinct authors
+        per target and kind, most likes + reposts first, then by id; at most ``limit``.
+        One range of the ``(kind, ts)`` index: the work is the window's reactions, not
+        the store's. The targets need not be held."""

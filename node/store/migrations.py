@@ -229,8 +229,13 @@ _V5: Final[list[Step]] = [
 #: to them, their totals. (Posts held from before embeds were valid name none.)
 _V6: Final[list[Step]] = [*BLOB_SCHEMA]
 
+#: Feeds (spec 0004 #reacted): the likes and reposts of a time window, read as one
+#: range of this index (covering: target and author are in it, cursor is the table's
+#: key) instead of the whole ``refs`` table.
+_V7: Final[list[Step]] = ["CREATE INDEX refs_kind_ts ON refs (kind, ts, target, author)"]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5, _V6]
+MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5, _V6, _V7]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -168,8 +168,13 @@ _V4: Final[list[Step]] = [
 #: them, their totals. (Posts held from before embeds were valid name none.)
 _V5: Final[list[Step]] = [*BLOB_SCHEMA]
 
+#: Feeds (spec 0004 #reacted): the likes and reposts of a time window, read as one
+#: range of this index (target and author ride along, for an index-only scan) instead
+#: of the whole ``refs`` table.
+_V6: Final[list[Step]] = ["CREATE INDEX refs_kind_ts ON refs (kind, ts) INCLUDE (target, author)"]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4, _V5]
+PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4, _V5, _V6]
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 
 

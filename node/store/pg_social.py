@@ -20,6 +20,7 @@ from node.store.sqlite_social import (
     COUNT_KINDS,
     SOCIAL_KINDS,
 )
+from protocol.feeds import Reacted
 
 if TYPE_CHECKING:
     from node.store.pg_write import Conn
@@ -34,6 +35,7 @@ __all__ = [
     "notifications_page",
     "reactions_page",
     "remove_social",
+    "top_reacted",
 ]
 
 SCHEMA: Final = [
@@ -297,3 +299,19 @@ async def author_stats(c: Conn, authors: Sequence[str]) -> dict[str, AuthorStats
             first_seen_ms=None if r[3] is None else int(r[3]),
         )
     return out
+
+
+async def top_reacted(c: Conn, since_ts: int, until_ts: int, limit: int) -> list[Reacted]:
+    """Spec 0004 #reacted: most distinct likers + reposters first, then by id; the
+    window is one range per kind of ``refs_kind_ts`` (PostgreSQL migration 6)."""
+    if since_ts >= until_ts or limit < 1:
+        return []
+    rows = await c.fetch(
+        "SELECT target, likes, reposts FROM (SELECT target, "
+        "count(DISTINCT author) FILTER (WHERE kind = 'like') AS likes, "
+        "count(DISTINCT author) FILTER (WHERE kind = 'repost') AS reposts "
+        "FROM refs WHERE kind IN ('like', 'repost') AND ts >= $1 AND ts < $2 "
+        "GROUP BY target) AS w ORDER BY likes + reposts DESC, target LIMIT $3",
+        since_ts, until_ts, limit,
+    )  # fmt: skip
+    return [Reacted(id=bytes(t), likes=int(lk), reposts=int(rp)) for t, lk, rp in rows]

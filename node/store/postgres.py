@@ -56,6 +56,7 @@ from node.store.sqlite_effects import BatchStats
 from protocol.blobs import BlobInfo
 from protocol.embeds import EmbedImage
 from protocol.events import Event
+from protocol.feeds import Reacted
 from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = ["PostgresStore"]
@@ -524,3 +525,7 @@ class PostgresStore(Store):
     async def author_stats(self, authors: Sequence[str]) -> dict[str, AuthorStats]:
         async with self.pool.acquire() as c:
             return await social.author_stats(c, authors)
+
+    async def top_reacted(self, *, since_ts: int, until_ts: int, limit: int) -> list[Reacted]:
+        async with self.pool.acquire() as c:
+            return await social.top_reacted(c, since_ts, until_ts, limit)

@@ -49,6 +49,7 @@ from node.store.sqlite_write import apply_batch_sync
 from protocol.blobs import BlobInfo
 from protocol.embeds import EmbedImage
 from protocol.events import Event
+from protocol.feeds import Reacted
 from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = ["DB_FILENAME", "SqliteStore", "id_prefix_range"]
@@ -776,3 +777,6 @@ class SqliteStore(Store):
 
     async def author_stats(self, authors: Sequence[str]) -> dict[str, AuthorStats]:
         return await self._read(lambda c: social.author_stats(c, authors))
+
+    async def top_reacted(self, *, since_ts: int, until_ts: int, limit: int) -> list[Reacted]:
+        return await self._read(lambda c: social.top_reacted(c, since_ts, until_ts, limit))

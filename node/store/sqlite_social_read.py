@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from node.store.base import AuthorStats, EventCounts, Notification, StoredEvent
+from protocol.feeds import Reacted
 
 __all__ = [
     "author_stats",
@@ -22,6 +23,7 @@ __all__ = [
     "followers_page",
     "notifications_page",
     "reactions_page",
+    "top_reacted",
 ]
 
 #: A page's upper bound on ``(ts, cursor)``: ts, ts, cursor.
@@ -159,3 +161,24 @@ def author_stats(conn: sqlite3.Connection, authors: Sequence[str]) -> dict[str, 
             first_seen_ms=None if seen is None else int(seen[0]),
         )
     return out
+
+
+#: The window's likes and reposts, one range per kind of the ``refs_kind_ts`` index
+#: (migration 7, covering); each author counts once per target and kind.
+_TOP_REACTED: Final = (
+    "SELECT target, count(DISTINCT CASE WHEN kind = 'like' THEN author END) AS likes, "
+    "count(DISTINCT CASE WHEN kind = 'repost' THEN author END) AS reposts "
+    "FROM refs INDEXED BY refs_kind_ts "
+    "WHERE kind IN ('like', 'repost') AND ts >= ? AND ts < ? "
+    "GROUP BY target ORDER BY likes + reposts DESC, target LIMIT ?"
+)
+
+
+def top_reacted(
+    conn: sqlite3.Connection, since_ts: int, until_ts: int, limit: int
+) -> list[Reacted]:
+    """Spec 0004 #reacted: most distinct likers + reposters first, then by id."""
+    if since_ts >= until_ts or limit < 1:
+        return []
+    rows = conn.execute(_TOP_REACTED, (since_ts, until_ts, limit)).fetchall()
+    return [Reacted(id=bytes(t), likes=int(lk), reposts=int(rp)) for t, lk, rp in rows]

@@ -211,6 +211,7 @@ async def test_upgrade_from_a_populated_v2_database_indexes_the_posts_held(
         await conn.execute(  # schemas 3, 4 and 5
             "DROP TABLE post_search, key_events, key_paths, blobs, blob_refs, blob_totals"
         )
+        await conn.execute("DROP INDEX refs_kind_ts")  # schema 6
         await conn.execute("UPDATE schema_version SET version = 2")
     finally:
         await conn.close()
