@@ -37,6 +37,7 @@ from protocol.blobs import blob_hash, verify_blob
 from protocol.embeds import EmbedImage
 from protocol.encoding import encode
 from protocol.errors import BadBlobError, RemoteError
+from protocol.feeds import MAX_CURSOR_CHARS, MAX_LIMIT, MAX_TOP, MAX_WHY_CHARS, FeedItem, Reacted
 from protocol.limits import MAX_BLOB_BYTES
 
 __all__ = [
@@ -45,12 +46,15 @@ __all__ = [
     "MAX_KEYS_AUTHORS",
     "MAX_KEY_PAGES",
     "BlobReceipt",
+    "FeedInfo",
     "FeedPage",
     "IngestResult",
     "KeysBatch",
     "LogRange",
     "NodeClient",
+    "Skeleton",
     "WireItem",
+    "skeleton_cap",
 ]
 
 log = logging.getLogger("murmur.client.api")
@@ -153,6 +157,11 @@ def _wire_item(obj: object) -> WireItem:
         return WireItem(wire=None, claimed_id=claimed)
 
 
+def _count_ok(value: object) -> bool:
+    """A count a node may claim: a non-negative integer (no bool), below 2**53."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
 def _figures(stats: dict[str, Any]) -> dict[str, int | None]:
     """The figures of a ``stats`` object (spec 0004 #author-stats) that are a
     non-negative integer or null."""
@@ -187,6 +196,62 @@ def _parse_items(doc: dict[str, Any], key: str, url: str) -> list[WireItem]:
     if not isinstance(value, list):
         raise BadResponseError(f"{url}: the answer has no list {key!r}", url=url)
     return [_wire_item(v) for v in value]
+
+
+# -- feeds (spec 0004 #feeds; a feed server is untrusted: spec 0007 #feed-bounds) -------
+
+#: A feed's name (spec 0003 #feed): it goes in a URL path, so nothing else is asked for.
+_FEED_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+#: Longest ``description`` kept of a ``GET /v1/feeds`` entry (the ``feed`` kind's bound).
+MAX_FEED_DESCRIPTION = 300
+#: Most entries kept of a ``GET /v1/feeds`` answer, and its largest body.
+MAX_FEED_LIST = 200
+_FEED_LIST_CAP = 256 * 1024
+
+
+def skeleton_cap(limit: int) -> int:
+    """The most bytes read of a skeleton of ``limit`` items: 4 KiB plus 1 KiB an item
+    (an id, a ``why`` of 200 characters even escaped, the JSON around them): 104 KiB
+    for 100 items. A server that sends more is abandoned as soon as it passes it."""
+    return 4096 + 1024 * max(1, limit)
+
+
+def _cursor_ok(cursor: str) -> bool:
+    """protocol.feeds' cursor rule: 1-512 printable ASCII characters, no space."""
+    return 0 < len(cursor) <= MAX_CURSOR_CHARS and all(33 <= ord(c) <= 126 for c in cursor)
+
+
+def _one_line(text: str, max_chars: int) -> str:
+    """``text`` as one line of printable characters, runs of blanks made one space, at
+    most ``max_chars`` (escapes for the terminal are the renderer's: this only keeps a
+    feed server's words to one short line)."""
+    cleaned = "".join(c if c.isprintable() else " " for c in text[: 4 * max_chars])
+    return " ".join(cleaned.split())[:max_chars]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedInfo:
+    """One entry of ``GET /v1/feeds``: a feed the node serves."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Skeleton:
+    """A feed server's page, parsed strictly (spec 0007 #feed-bounds): at most the
+    ``limit`` asked of ids (``extra``: how many more it sent, not kept), each ``why``
+    one line of at most ``MAX_WHY_CHARS``; ``cursor`` None on the last page, and also
+    when the server answered the cursor it was asked for again (``endless``: it would
+    have the client read the same page forever)."""
+
+    feed: str
+    items: list[FeedItem]
+    cursor: str | None
+    extra: int = 0
+    endless: bool = False
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -680,6 +745,119 @@ class NodeClient:
             params.append(("before", before))
         doc = await self._get_json("/v1/search", params)
         return _items(doc, "events", self.url), self._next(doc, before)
+
+    # -- feeds (spec 0004 #feeds) ---------------------------------------------------------
+
+    async def feeds(self) -> list[FeedInfo]:
+        """``GET /v1/feeds``: the feeds this node serves (at most 200 kept; entries
+        whose name is not a feed name are left out, descriptions made one line)."""
+        response = await self._request("GET", "/v1/feeds", cap=_FEED_LIST_CAP)
+        doc = self._json_object("/v1/feeds", response)
+        rows = doc.get("feeds")
+        if not isinstance(rows, list):
+            raise BadResponseError(f"{self.url}: /v1/feeds has no list 'feeds'", url=self.url)
+        out: dict[str, FeedInfo] = {}
+        for row in rows[:MAX_FEED_LIST]:
+            name = row.get("name") if isinstance(row, dict) else None
+            if not isinstance(name, str) or not _FEED_NAME.match(name) or name in out:
+                continue
+            description = row.get("description")
+            text = description if isinstance(description, str) else ""
+            out[name] = FeedInfo(name=name, description=_one_line(text, MAX_FEED_DESCRIPTION))
+        return list(out.values())
+
+    async def feed_skeleton(
+        self,
+        name: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        viewer: str | None = None,
+    ) -> Skeleton:
+        """``GET /v1/feeds/{name}``: one page of ids chosen by the feed, never trusted
+        (spec 0007 #feed-bounds). At most :func:`skeleton_cap` bytes are read; the
+        answer must be ``{"feed": name, "items": [{"id": 64 hex, "why": str}],
+        "cursor": str|null}`` with a cursor of 1-512 printable ASCII characters, else
+        ``bad-response``. Items past ``limit`` are counted, not kept; a cursor equal
+        to the one asked for ends the paging (``endless``)."""
+        if not _FEED_NAME.match(name):
+            raise BadResponseError(f"{name!r} is not a feed name", url=self.url)
+        limit = max(1, min(limit, MAX_LIMIT))
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        if viewer is not None:
+            params.append(("viewer", viewer))
+        path = f"/v1/feeds/{name}"
+        response = await self._request("GET", path, params=params, cap=skeleton_cap(limit))
+        doc = self._json_object(path, response)
+        if doc.get("feed") != name:
+            raise BadResponseError(f"{self.url}{path}: the answer names another feed", url=self.url)
+        rows, nxt = doc.get("items"), doc.get("cursor")
+        if not isinstance(rows, list):
+            raise BadResponseError(
+                f"{self.url}{path}: the answer has no list 'items'", url=self.url
+            )
+        if nxt is not None and (not isinstance(nxt, str) or not _cursor_ok(nxt)):
+            raise BadResponseError(
+                f"{self.url}{path}: the cursor is not 1-{MAX_CURSOR_CHARS} printable ASCII "
+                "characters",
+                url=self.url,
+            )
+        items: list[FeedItem] = []
+        for row in rows[:limit]:
+            eid = row.get("id") if isinstance(row, dict) else None
+            why = row.get("why", "") if isinstance(row, dict) else None
+            if not isinstance(eid, str) or not _HEX64.match(eid) or not isinstance(why, str):
+                raise BadResponseError(
+                    f"{self.url}{path}: an item is not {{'id': 64 hex, 'why': text}}",
+                    url=self.url,
+                )
+            items.append(FeedItem(bytes.fromhex(eid), _one_line(why, MAX_WHY_CHARS)))
+        endless = nxt is not None and nxt == cursor
+        return Skeleton(
+            feed=name,
+            items=items,
+            cursor=None if endless else nxt,
+            extra=max(0, len(rows) - limit),
+            endless=endless,
+            size=len(response.content),
+        )
+
+    async def reacted(self, *, since: int, until: int, limit: int = 200) -> list[Reacted]:
+        """``GET /v1/reacted`` (spec 0004 #reacted): the targets most liked and reposted
+        by events with ``since <= ts < until``, as this node counts them (a claim: a
+        feed that shows one fetches and verifies it). At most ``limit`` (1-1000) kept;
+        an entry that is not ``{"id": 64 hex, "likes": n, "reposts": n}`` fails the
+        answer (``bad-response``)."""
+        limit = max(1, min(limit, MAX_TOP))
+        params: list[tuple[str, str | int]] = [
+            ("since", since),
+            ("until", until),
+            ("limit", limit),
+        ]
+        response = await self._request("GET", "/v1/reacted", params=params, cap=4096 + 160 * limit)
+        doc = self._json_object("/v1/reacted", response)
+        rows = doc.get("targets")
+        if not isinstance(rows, list):
+            raise BadResponseError(f"{self.url}: /v1/reacted has no list 'targets'", url=self.url)
+        out: list[Reacted] = []
+        for row in rows[:limit]:
+            eid = row.get("id") if isinstance(row, dict) else None
+            likes = row.get("likes", 0) if isinstance(row, dict) else None
+            reposts = row.get("reposts", 0) if isinstance(row, dict) else None
+            if (
+                not isinstance(eid, str)
+                or not _HEX64.match(eid)
+                or not _count_ok(likes)
+                or not _count_ok(reposts)
+            ):
+                raise BadResponseError(
+                    f"{self.url}: a /v1/reacted target is malformed", url=self.url
+                )
+            assert isinstance(likes, int) and isinstance(reposts, int)  # noqa: S101 - checked
+            out.append(Reacted(bytes.fromhex(eid), likes, reposts))
+        return out
 
     def _next(self, doc: dict[str, Any], before: str | None) -> str | None:
         """A page's ``next`` cursor; a node that names the page it was asked for again

@@ -22,7 +22,8 @@
     │   │   └── AltTextRequiredError  alt-required       --image without --alt (or --no-alt)
     │   ├── UploadError           upload-failed      no node took every image of a post
     │   ├── BlobMismatchError     blob-mismatch      a node served bytes a post does not name
-    │   └── BlobUnavailableError  blob-unavailable   no node served an image's bytes
+    │   ├── BlobUnavailableError  blob-unavailable   no node served an image's bytes
+    │   └── FeedUnavailableError  feed-unavailable   no serving node gave a feed's page
     ├── FilterError               filter-error       moderation config (spec 0006)
     │   ├── FilterNotFoundError   filter-not-found   no filter/type/labeler by that name
     │   └── FilterLoadError       filter-load        a custom filter cannot be loaded
@@ -49,6 +50,7 @@ __all__ = [
     "BlobMismatchError",
     "BlobUnavailableError",
     "ClientError",
+    "FeedUnavailableError",
     "FilterError",
     "FilterLoadError",
     "FilterNotFoundError",
@@ -207,6 +209,14 @@ class BlobUnavailableError(ClientError):
     """No node served the verified bytes of an image; the message says what each did."""
 
     code = "blob-unavailable"
+
+
+class FeedUnavailableError(ClientError):
+    """No node serving a subscribed feed gave a usable page within the feed's
+    deadline (spec 0007 #feed-fallback); the message says what each node did."""
+
+    code = "feed-unavailable"
+    status = 502
 
 
 class FilterError(ProtocolError):

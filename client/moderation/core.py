@@ -66,6 +66,7 @@ class ViewContext(enum.StrEnum):
     AUTHOR = "author"
     PROFILE = "profile"
     NOTIFICATIONS = "notifications"
+    FEED = "feed"  # a custom feed's page (spec 0007 #feeds)
 
 
 @dataclass(frozen=True, slots=True)
