@@ -30,6 +30,10 @@ from protocol.identity import (
 )
 from protocol.limits import (
     MAX_BIO_BYTES,
+    MAX_FEED_DESCRIPTION_BYTES,
+    MAX_FEED_NAME_BYTES,
+    MAX_FEED_NODE_URL_BYTES,
+    MAX_FEED_NODES,
     MAX_LABEL_BYTES,
     MAX_LANGS,
     MAX_LIST_MEMBERS,
@@ -45,6 +49,7 @@ from protocol.limits import (
 
 __all__ = [
     "DELETE",
+    "FEED",
     "FOLLOW",
     "GENESIS",
     "KEY_EVENT_KINDS",
@@ -61,6 +66,8 @@ __all__ = [
     "ROTATE",
     "UNFOLLOW",
     "V1_KINDS",
+    "is_feed_name",
+    "is_feed_node_url",
     "is_key_event_kind",
     "is_known_kind",
     "is_label_value",
@@ -81,6 +88,9 @@ GENESIS: Final = "genesis"
 ROTATE: Final = "rotate"
 RECOVER: Final = "recover"
 MOVE: Final = "move"
+#: A feed announcement (spec 0003 #feed, spec 0009): a name, a description and the
+#: nodes that serve ``GET /v1/feeds/{name}``.
+FEED: Final = "feed"
 
 LIST_PURPOSES: Final = frozenset({"mute", "block", "curate"})
 
@@ -91,6 +101,7 @@ LABEL_SUBJECT_BLOB: Final = "blob"
 _LABEL_RE = re.compile(r"[a-z0-9-]+\Z")
 # BCP 47, loosely: a 2–3 letter primary subtag, then alphanumeric subtags.
 _LANG_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})*\Z")
+_FEED_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
 
 
 def is_label_value(value: object) -> bool:
@@ -100,6 +111,38 @@ def is_label_value(value: object) -> bool:
         and 0 < len(value) <= MAX_LABEL_BYTES
         and _LABEL_RE.match(value) is not None
     )
+
+
+def is_feed_name(value: object) -> bool:
+    """A feed's name (spec 0003 #feed): 1 to 64 bytes of ``[a-z0-9_.-]``, starting with
+    a letter or digit; what ``GET /v1/feeds/{name}`` and ``DID/NAME`` carry as is."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_FEED_NAME_BYTES
+        and _FEED_NAME_RE.match(value) is not None
+    )
+
+
+def is_feed_node_url(value: object) -> bool:
+    """A node's base URL in a ``feed`` event (spec 0003 #feed): ``http://`` or
+    ``https://`` (lowercase), a non-empty host, then an optional path; at most 256
+    bytes of printable ASCII; no userinfo (``@`` before the path), query or fragment.
+
+    A client appends ``/v1/feeds/{name}`` to it, so anything that would make that
+    ambiguous (a query, a fragment) or smuggle credentials (userinfo) is refused.
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_FEED_NODE_URL_BYTES:
+        return False
+    if not value.isascii() or not all(33 <= ord(c) <= 126 for c in value):
+        return False
+    for scheme in ("https://", "http://"):
+        if value.startswith(scheme):
+            rest = value[len(scheme) :]
+            break
+    else:
+        return False
+    authority = rest.partition("/")[0]
+    return bool(authority) and not any(c in value for c in "?#") and "@" not in authority
 
 
 def label_subject_type(body: Mapping[str, Any]) -> str | None:
@@ -265,6 +308,27 @@ def _list(body: dict[str, Any]) -> None:
         raise BadFieldError("body.members has duplicates")
 
 
+def _feed(body: dict[str, Any]) -> None:
+    """spec 0003 #feed: who serves which feed, announced by its author."""
+    if not is_feed_name(body.get("name")):
+        raise BadFieldError(
+            f"body.name must be 1-{MAX_FEED_NAME_BYTES} bytes of [a-z0-9_.-], "
+            "starting with a letter or digit"
+        )
+    _text(body, "description", MAX_FEED_DESCRIPTION_BYTES, required=False)
+    nodes = body.get("nodes")
+    if not isinstance(nodes, list) or not 0 < len(nodes) <= MAX_FEED_NODES:
+        raise BadFieldError(f"body.nodes must be a list of 1 to {MAX_FEED_NODES} node URLs")
+    for url in nodes:
+        if not is_feed_node_url(url):
+            raise BadFieldError(
+                f"body.nodes items must be http:// or https:// URLs of at most "
+                f"{MAX_FEED_NODE_URL_BYTES} bytes, without userinfo, query or fragment"
+            )
+    if len(set(nodes)) != len(nodes):
+        raise BadFieldError("body.nodes has duplicates")
+
+
 # -- key events and moves (spec 0008) ----------------------------------------------------
 
 
@@ -337,6 +401,7 @@ _VALIDATORS: Final[dict[str, Callable[[dict[str, Any]], None]]] = {
     DELETE: _target,
     LABEL: _label,
     LIST: _list,
+    FEED: _feed,
     GENESIS: _genesis,
     ROTATE: _rotate,
     RECOVER: _recover,

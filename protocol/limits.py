@@ -17,6 +17,10 @@ __all__ = [
     "MAX_DID_BYTES",
     "MAX_EMBED_IMAGES",
     "MAX_FACETS",
+    "MAX_FEED_DESCRIPTION_BYTES",
+    "MAX_FEED_NAME_BYTES",
+    "MAX_FEED_NODES",
+    "MAX_FEED_NODE_URL_BYTES",
     "MAX_FACET_TYPE_BYTES",
     "MAX_HEADER_BYTES",
     "MAX_IMAGE_SIDE",
@@ -92,3 +96,10 @@ MAX_BLOB_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_SIDE = 16384
 #: An embedded image's ``alt`` text (its description), in UTF-8 bytes.
 MAX_ALT_BYTES = 2000
+#: A ``feed`` event (spec 0003 #feed): its ``name`` (1 to this many bytes of
+#: ``[a-z0-9_.-]``), its ``description``, how many nodes it names (1 to this many) and
+#: the bytes of each node's URL.
+MAX_FEED_NAME_BYTES = 64
+MAX_FEED_DESCRIPTION_BYTES = 300
+MAX_FEED_NODES = 8
+MAX_FEED_NODE_URL_BYTES = 256

@@ -53,6 +53,10 @@ from protocol.limits import (  # noqa: E402
     FUTURE_SKEW_MS,
     MAX_ALT_BYTES,
     MAX_BLOB_BYTES,
+    MAX_FEED_DESCRIPTION_BYTES,
+    MAX_FEED_NAME_BYTES,
+    MAX_FEED_NODE_URL_BYTES,
+    MAX_FEED_NODES,
     MAX_IMAGE_SIDE,
     MAX_LABEL_BYTES,
     MAX_TEXT_BYTES,
@@ -566,6 +570,46 @@ def valid_events() -> list[dict[str, Any]]:
         "label",
         {"subject": ALICE.did, "subject_type": "x" * MAX_LABEL_BYTES, "val": "spam"},
         T0 + 30_000,
+    )
+    # Feed announcements (spec 0003 #feed): appended last, so the events above keep
+    # their bytes.
+    add(
+        "feed: a name, a description and two nodes serving GET /v1/feeds/hot",
+        a,
+        "feed",
+        {
+            "name": "hot",
+            "description": "Posts most liked and reposted in the last day",
+            "nodes": ["https://node1.murmur.example", "http://127.0.0.1:8080"],
+        },
+        T0 + 31_000,
+    )
+    add(
+        f"feed at the edges: a name of {MAX_FEED_NAME_BYTES} bytes using every allowed "
+        f"character, no description (optional), {MAX_FEED_NODES} nodes with ports and "
+        f"paths, one URL of {MAX_FEED_NODE_URL_BYTES} bytes, an unknown key (ignored)",
+        a,
+        "feed",
+        {
+            "name": ("0a_.-" + "z" * MAX_FEED_NAME_BYTES)[:MAX_FEED_NAME_BYTES],
+            "nodes": [f"https://n{i}.murmur.example:8443/murmur" for i in range(
+                MAX_FEED_NODES - 1)] + [
+                "https://" + "n" * (MAX_FEED_NODE_URL_BYTES - len("https://"))],
+            "org.example.icon": "flame",
+        },
+        T0 + 32_000,
+    )  # fmt: skip
+    add(
+        f"feed with an empty description and one of {MAX_FEED_DESCRIPTION_BYTES} bytes "
+        "would both be valid: here the longest, in 2-byte characters",
+        a,
+        "feed",
+        {
+            "name": "long-posts",
+            "description": "é" * (MAX_FEED_DESCRIPTION_BYTES // 2),
+            "nodes": ["http://localhost:7000/"],
+        },
+        T0 + 33_000,
     )
     return cases
 
@@ -1159,6 +1203,36 @@ def invalid_events() -> list[dict[str, Any]]:
         "non-canonical",
         "0002-events.md#validation-order",
     )
+    # feed bodies (spec 0003 #feed): appended last, so the cases above keep their bytes.
+    node = "https://node.murmur.example"
+    for comment, body in (
+        ("feed without a name", {"nodes": [node]}),
+        ("feed name with an uppercase letter", {"name": "Hot", "nodes": [node]}),
+        ("feed name starting with '-'", {"name": "-hot", "nodes": [node]}),
+        ("feed name with a '/'", {"name": "a/b", "nodes": [node]}),
+        (f"feed name of {MAX_FEED_NAME_BYTES + 1} bytes",
+         {"name": "x" * (MAX_FEED_NAME_BYTES + 1), "nodes": [node]}),
+        (f"feed description of {MAX_FEED_DESCRIPTION_BYTES + 1} bytes",
+         {"name": "hot", "description": "x" * (MAX_FEED_DESCRIPTION_BYTES + 1),
+          "nodes": [node]}),
+        ("feed description as bin, not str", {"name": "hot", "description": b"x",
+                                              "nodes": [node]}),
+        ("feed without nodes", {"name": "hot"}),
+        ("feed with an empty nodes list", {"name": "hot", "nodes": []}),
+        (f"feed with {MAX_FEED_NODES + 1} nodes",
+         {"name": "hot", "nodes": [f"https://n{i}.murmur.example"
+                                   for i in range(MAX_FEED_NODES + 1)]}),
+        ("feed naming the same node twice", {"name": "hot", "nodes": [node, node]}),
+        ("feed node with an ftp: URL", {"name": "hot", "nodes": ["ftp://node.murmur.example"]}),
+        ("feed node without a host", {"name": "hot", "nodes": ["https://"]}),
+        ("feed node URL with userinfo",
+         {"name": "hot", "nodes": ["https://me:secret@node.murmur.example"]}),
+        ("feed node URL with a fragment", {"name": "hot", "nodes": [node + "/#top"]}),
+        ("feed node URL with a query", {"name": "hot", "nodes": [node + "/?x=1"]}),
+        (f"feed node URL of {MAX_FEED_NODE_URL_BYTES + 1} bytes",
+         {"name": "hot", "nodes": ["https://" + "n" * (MAX_FEED_NODE_URL_BYTES - 7)]}),
+    ):  # fmt: skip
+        add(comment, craft(encode(body), kind="feed"), "bad-field", "0003-kinds.md#feed")
     return cases
 
 

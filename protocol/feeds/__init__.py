@@ -48,6 +48,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from protocol.errors import BadCursorError, FeedError
 from protocol.events import Event
+from protocol.limits import MAX_TS
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -259,6 +260,8 @@ def read_time_cursor(cursor: str | None) -> TimeMark | None:
     if len(raw) != 40:
         raise BadCursorError("not a cursor of this feed: start again without one")
     (ts,) = struct.unpack(">Q", raw[:8])
+    if ts > MAX_TS:  # a time no event has, and more than a store's integer holds
+        raise BadCursorError("not a cursor of this feed: start again without one")
     return TimeMark(ts, raw[8:])
 
 
