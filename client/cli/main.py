@@ -22,6 +22,7 @@ import protocol
 from client.cli import (
     browse_cmds,
     devnet_cmds,
+    feed_cmds,
     id_cmds,
     media_cmds,
     mod_cmds,
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     social_cmds.register(sub, common)
     read_cmds.register(sub, common)
     browse_cmds.register(sub, common)
+    feed_cmds.register(sub, common)
     notify_cmds.register(sub, common)
     mod_cmds.register(sub, common)
     devnet_cmds.register(sub, common)
