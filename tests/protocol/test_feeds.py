@@ -170,3 +170,24 @@ def test_check_page_bounds_what_a_feed_returns() -> None:
     assert page.ids == [a, b]
     assert page.items[0].why.startswith("two lines ") and len(page.items[0].why) == MAX_WHY_CHARS
     assert check_page(Page((), "x" * 512), limit=1).cursor == "x" * 512
+
+
+def test_every_spec_0009_anchor_named_by_the_feed_code_and_tests_exists() -> None:
+    """The anchors ``spec 0009 #...`` named in protocol/feeds and these tests are real."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    text = (root / "specs" / "0009-feeds.md").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    files = [
+        *(root / "protocol" / "feeds").glob("*.py"),
+        *Path(__file__).parent.glob("test_feed*.py"),
+    ]
+    named: set[str] = set()
+    for path in files:
+        for chunk in re.findall(
+            r"spec 0009 ((?:#[a-z-]+[ ,]*)+)", path.read_text(encoding="utf-8")
+        ):
+            named.update(re.findall(r"#([a-z-]+)", chunk))
+    assert named and named <= anchors, sorted(named - anchors)

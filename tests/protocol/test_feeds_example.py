@@ -71,3 +71,14 @@ def test_the_readme_snippet_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
     monkeypatch.syspath_prepend(str(EXAMPLES.parents[1]))
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 (our own README)
+
+
+def test_spec_0009_shows_the_example_as_it_is_and_its_test_snippet_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """spec 0009 #interface quotes examples/feeds/long_posts.py whole; #testing runs."""
+    spec = (EXAMPLES.parents[1] / "specs" / "0009-feeds.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", spec, re.S)
+    assert blocks[0] == (EXAMPLES / "long_posts.py").read_text(encoding="utf-8")
+    monkeypatch.syspath_prepend(str(EXAMPLES.parents[1]))
+    exec(compile(blocks[1], "0009-feeds.md", "exec"), {})  # noqa: S102 (our own spec)
