@@ -43,7 +43,7 @@ from client.feeds.config import (
     check_feed_nodes,
 )
 from client.feeds.source import ReaderSource
-from client.feeds.view import SERVER_DEADLINE_S, FeedView, feed_view
+from client.feeds.view import DROP_REASONS, SERVER_DEADLINE_S, FeedView, feed_view
 from client.moderation.core import ViewContext
 from client.moderation.settings import parse_param
 from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
@@ -276,13 +276,28 @@ def _more_line(ctx: Context, args: argparse.Namespace, cursor: str | None) -> st
     return "more: " + safe_line(shlex.join([*words, "--cursor", cursor]))
 
 
-def _why_lines(fv: FeedView, shown: list[Event]) -> str:
+def _explain_lines(fv: FeedView, shown: list[Event]) -> str:
+    """``--explain``: where the page came from, every drop reason with its example
+    ids, and why the feed chose each shown item."""
+    report = fv.report
+    origin = "run here" if report.node is None else f"served by {report.node}"
     lines = [
-        f"  {e.id_hex[:12]}  {safe_line(fv.report.why[e.id][:MAX_WHY_CHARS])}"
-        for e in shown
-        if e.id in fv.report.why
+        f"Feed (--explain): {safe_name(report.name)}, {report.kind} "
+        f"({safe_line(report.source)}), {origin}, {report.pages} page(s)"
     ]
-    return "why the feed chose them:\n" + "\n".join(lines) if lines else ""
+    for reason, text in DROP_REASONS.items():
+        if reason in report.dropped:
+            ids = ", ".join(i.hex() for i in report.examples.get(reason, []))
+            more = report.dropped[reason] - len(report.examples.get(reason, []))
+            lines.append(f"  dropped, {text}: {ids}" + (f" and {more} more" if more > 0 else ""))
+    why = [
+        f"  {e.id_hex[:12]}  {safe_line(report.why[e.id][:MAX_WHY_CHARS])}"
+        for e in shown
+        if e.id in report.why
+    ]
+    if why:
+        lines += ["  why the feed chose them:", *("  " + w for w in why)]
+    return "\n".join(lines)
 
 
 def cmd_feed(args: argparse.Namespace, ctx: Context) -> Result:
@@ -318,7 +333,7 @@ def cmd_feed(args: argparse.Namespace, ctx: Context) -> Result:
     footer = view_footer(args, mod, names, judged_items(view, mod), len(hidden))
     warnings = "\n".join(f"! {line}" for line in report.summary())
     if args.explain:
-        warnings = "\n\n".join(p for p in (warnings, _why_lines(fv, shown)) if p)
+        warnings = "\n\n".join(p for p in (warnings, _explain_lines(fv, shown)) if p)
     footer = "\n\n".join(p for p in (warnings, footer) if p)
     feed_doc = report.to_json()
     doc = view_doc(view, names, mod, shown, hidden, feed=feed_doc, cursor=report.cursor)
