@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 import httpx
 from aiohttp import web
 
-from node.api import blobs, events, federation, live, meta, social, views
+from node.api import blobs, events, federation, feeds, live, meta, social, views
 from node.api.search import search
 from node.blobs import BlobKeeper
 from node.config import NodeConfig, redact_url
 from node.federation.manager import Federation
+from node.feeds import RESULTS, FeedServer
 from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.middleware import murmur_middleware
@@ -29,6 +30,7 @@ from node.state import (
     BLOBS,
     CONFIG,
     FEDERATION,
+    FEEDS,
     GATE,
     HUB,
     LIMITER,
@@ -70,6 +72,9 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/events/{id}/reactions", social.reactions)
     r.add_post("/v1/counts", social.counts)
     r.add_post("/v1/stats", social.stats)
+    r.add_get("/v1/feeds", feeds.list_feeds)
+    r.add_get("/v1/feeds/{name}", feeds.feed_page)
+    r.add_get("/v1/reacted", feeds.reacted)
     r.add_post("/v1/blobs", blobs.post_blob)
     r.add_get("/v1/blobs/{hash}", blobs.get_blob)
     r.add_get("/v1/stream", live.stream)
@@ -80,6 +85,38 @@ def _routes(app: web.Application) -> None:
     r.add_get("/health", meta.health)
     r.add_get("/metrics", meta.metrics)
     r.add_get("/openapi.json", meta.openapi)
+
+
+def _feed_metrics(app: web.Application) -> None:
+    served = app[FEEDS]
+    m = app[METRICS]
+
+    def pages() -> dict[tuple[str, ...], int]:
+        # Every (feed, result) from the start (0 until it happens): a closed set.
+        out: dict[tuple[str, ...], int] = {
+            (name, result): 0 for name in served.names() for result in RESULTS
+        }
+        out.update({k: n for k, n in served.results.items()})
+        return out
+
+    m.multi_counter(
+        "murmur_feed_pages_total",
+        "Served feed pages asked for, by feed and result: computed, cached, shared (a "
+        "concurrent identical request's computation), error, timeout, unavailable.",
+        ("feed", "result"),
+        pages,
+    )
+    m.summary(
+        "murmur_feed_page_seconds",
+        "Time spent computing feed pages (those that succeeded), by feed.",
+        "feed",
+        lambda: served.seconds,
+    )
+    m.gauge(
+        "murmur_feed_cache_entries",
+        "Feed pages held in the node's cache (at most limits.feed_cache_entries).",
+        lambda: len(served.pages),
+    )
 
 
 #: Longest request line accepted (spec 0004 §limits).
@@ -128,6 +165,16 @@ def create_app(
         max_bytes=config.limits.max_inflight_bytes,
     )
     app[BLOBS] = BlobKeeper(config)
+    # Feeds are loaded (their code run) before anything opens: a bad one stops the
+    # node at once, with FeedLoadError naming it (spec 0004 #feeds-config).
+    app[FEEDS] = FeedServer.load(
+        config.feeds,
+        now_ms=config.now_ms,
+        deadline_s=config.limits.feed_deadline_ms / 1000,
+        cache_entries=config.limits.feed_cache_entries,
+        concurrency=config.limits.feed_concurrency,
+    )
+    _feed_metrics(app)
     app[METRICS].gauge(
         "murmur_inflight_requests", "Requests with a body in flight.", lambda: gate.requests
     )
@@ -152,6 +199,7 @@ def create_app(
             raise
         the_store.blob_author_bytes = config.limits.blob_author_bytes
         app[STORE] = the_store
+        app[FEEDS].bind(the_store)
         app[VERIFIER] = verifier
         app[METRICS].counter(
             "murmur_events_verified_total",

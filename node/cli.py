@@ -29,6 +29,7 @@ from node.state import FEDERATION
 from node.store.factory import StoreOpenError
 from node.store.migrations import SchemaError
 from node.workers import MAX_WORKERS, WORKER_ENV, run_workers
+from protocol.errors import FeedError
 
 __all__ = ["add_migrate_command", "add_node_commands", "add_run_command", "run_node"]
 
@@ -344,6 +345,10 @@ def run_node(config: NodeConfig, *, reuse_port: bool = False) -> int:
         log.error("cannot open store error=%s", exc)
         print(f"murmur node: cannot open the store: {exc}", file=sys.stderr)
         return 1
+    except FeedError as exc:  # a [[feeds]] entry that does not load (spec 0004 #feeds-config)
+        log.error("cannot load feed error=%s", exc.message)
+        print(f"murmur node: cannot load a feed: {exc.message}", file=sys.stderr)
+        return 2
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:  # taken between the check and the bind
             print(_busy_port_message(config), file=sys.stderr)

@@ -1,8 +1,8 @@
 """Node configuration: one frozen dataclass, loaded from TOML with CLI overrides.
 
 A node is configured by :class:`NodeConfig`. :func:`load_config` reads an optional
-TOML file (``[node]``, ``[limits]``, ``[federation]`` and ``[store]`` tables, spec 0004
-§configuration), applies
+TOML file (``[node]``, ``[limits]``, ``[federation]`` and ``[store]`` tables, and
+``[[feeds]]`` entries: spec 0004 §configuration, #feeds-config), applies
 overrides given as a flat mapping (the CLI flags), and rejects unknown keys and values
 of the wrong type with a :class:`ConfigError` that names the key. There is no global
 configuration: ``create_app(config)`` receives it, and tests build one directly.
@@ -11,6 +11,7 @@ configuration: ``create_app(config)`` receives it, and tests build one directly.
 from __future__ import annotations
 
 import os
+import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,7 +21,9 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from node.store.base import BLOB_AUTHOR_BYTES
+from protocol.errors import FeedError
 from protocol.events import DEFAULT_NETWORK
+from protocol.feeds.load import check_feed_type
 from protocol.limits import MAX_BLOB_BYTES, MAX_WIRE_BYTES
 
 #: ``node.verify_in`` (spec 0004 #verify-workers).
@@ -29,7 +32,9 @@ VERIFY_MODES: Final = ("auto", "processes", "threads")
 __all__ = [
     "DEFAULT_PORT",
     "ConfigError",
+    "FEED_NAME",
     "FederationConfig",
+    "FeedConfig",
     "NodeConfig",
     "NodeLimits",
     "VERIFY_MODES",
@@ -149,6 +154,13 @@ class NodeLimits:
     #: Most held image bytes the posts of one author keep; a post beyond it is
     #: stored, its new images' bytes are not.
     blob_author_bytes: int = BLOB_AUTHOR_BYTES
+    #: Served feeds (spec 0004 #feed-cache): a page not made within this long is
+    #: ``feed-timeout`` (504); pages kept in the node's cache (all feeds, least
+    #: recently used dropped); pages of one feed computed at once (a request finding
+    #: none free within 250 ms gets 503).
+    feed_deadline_ms: int = 1000
+    feed_cache_entries: int = 1000
+    feed_concurrency: int = 4
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -208,6 +220,62 @@ class FederationConfig:
             raise ConfigError("federation.fetch_batch cannot exceed 100 (GET /v1/events?ids=)")
 
 
+#: A served feed's name (spec 0004 #feeds-config): its path segment in
+#: ``/v1/feeds/{name}``, as the ``feed`` kind's ``name`` (spec 0003 #feed).
+FEED_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
+#: Longest configured description, in UTF-8 bytes (the ``feed`` kind's bound).
+MAX_FEED_DESCRIPTION_BYTES: Final = 300
+#: Longest page cache lifetime a feed may ask for, in seconds.
+MAX_FEED_CACHE_S: Final = 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedConfig:
+    """One ``[[feeds]]`` entry: a feed plugin this node serves at ``/v1/feeds/{name}``.
+
+    ``type`` is a built-in name, ``PATH.py:Class`` (a relative path is resolved against
+    the directory of the configuration file when loaded from one) or ``entry:NAME``;
+    the feed is built as ``Class(**params)`` when the node starts (spec 0009
+    #loading). ``description`` None: the feed's own. ``cache_s``: how long a page is
+    served from the cache (0: never cached)."""
+
+    name: str
+    type: str
+    description: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    cache_s: float = 30
+
+    def __post_init__(self) -> None:
+        where = f"feeds {self.name!r}"
+        if not isinstance(self.name, str) or not FEED_NAME.match(self.name):
+            raise ConfigError(
+                f"feeds: name {self.name!r} must be 1-64 of a-z 0-9 _ . - starting with "
+                "a letter or digit"
+            )
+        if not isinstance(self.type, str) or not self.type:
+            raise ConfigError(f"{where}: type must be a feed type (a built-in, PATH.py:Class "
+                              "or entry:NAME)")  # fmt: skip
+        if self.description is not None and (
+            not isinstance(self.description, str)
+            or len(self.description.encode("utf-8", "surrogatepass"))
+            > MAX_FEED_DESCRIPTION_BYTES
+        ):
+            raise ConfigError(
+                f"{where}: description must be a string of at most "
+                f"{MAX_FEED_DESCRIPTION_BYTES} bytes"
+            )
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(f"{where}: params must be a table")
+        cache = self.cache_s
+        if (
+            not isinstance(cache, int | float)
+            or isinstance(cache, bool)
+            or not 0 <= cache <= MAX_FEED_CACHE_S
+        ):
+            raise ConfigError(f"{where}: cache_s must be a number of seconds from 0 to "
+                              f"{MAX_FEED_CACHE_S}")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """Everything a node needs to run. ``now_ms`` is the injected clock."""
@@ -234,6 +302,8 @@ class NodeConfig:
     store_url: str | None = None
     limits: NodeLimits = field(default_factory=NodeLimits)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    #: Feed plugins served at ``/v1/feeds/{name}`` (``[[feeds]]``, spec 0004 #feeds).
+    feeds: tuple[FeedConfig, ...] = ()
     now_ms: Callable[[], int] = field(default=system_now_ms, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -258,6 +328,10 @@ class NodeConfig:
             ("http://", "https://")
         ):
             raise ConfigError("node.public_url must be an http:// or https:// URL")
+        names = [f.name for f in self.feeds]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"feeds: the name {name!r} is given twice (names are unique)")
 
     @property
     def url(self) -> str:
@@ -343,6 +417,53 @@ def _store_values(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+_FEED_KEYS: Final = frozenset({"name", "type", "description", "params", "cache_s"})
+
+
+def _resolve_feed_type(type_: str, base: Path | None) -> str:
+    """``type_`` with a relative ``PATH.py`` made absolute against ``base`` (the
+    configuration file's directory), so that the node's working directory does not
+    matter; built-ins and entry points are left as they are."""
+    if base is None or type_.startswith("entry:") or ".py:" not in type_:
+        return type_
+    path_text, _, cls = type_.rpartition(":")
+    path = Path(path_text).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    return f"{path}:{cls}"
+
+
+def _feed_values(entries: Any, base: Path | None) -> tuple[FeedConfig, ...]:
+    """The ``[[feeds]]`` entries, each checked: keys and types, the name, and that its
+    type exists (:func:`protocol.feeds.load.check_feed_type`, which runs none of the
+    feed's code: that is done when the node starts, by ``load_feed``)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError("feeds must be [[feeds]] tables (name, type, params, ...)")
+    out: list[FeedConfig] = []
+    for i, entry in enumerate(entries):
+        label = f"feeds[{i}]" + (f" {entry['name']!r}" if "name" in entry else "")
+        for key in entry:
+            if key not in _FEED_KEYS:
+                raise ConfigError(f"unknown key {key!r} in {label} (expected "
+                                  f"{', '.join(sorted(_FEED_KEYS))})")  # fmt: skip
+        for key in ("name", "type"):
+            if not isinstance(entry.get(key), str):
+                raise ConfigError(f"{label}: {key} must be a string")
+        feed = FeedConfig(
+            name=entry["name"],
+            type=_resolve_feed_type(entry["type"], base),
+            description=entry.get("description"),
+            params=entry.get("params", {}),
+            cache_s=entry.get("cache_s", 30),
+        )
+        try:
+            check_feed_type(feed.type)
+        except FeedError as exc:
+            raise ConfigError(f"feeds {feed.name!r}: {exc.message}") from None
+        out.append(feed)
+    return tuple(out)
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -366,10 +487,10 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     for key in raw:
-        if key not in ("node", "limits", "federation", "store"):
+        if key not in ("node", "limits", "federation", "store", "feeds"):
             raise ConfigError(
                 f"unknown table or key {key!r} "
-                "(expected [node], [limits], [federation] and [store])"
+                "(expected [node], [limits], [federation], [store] and [[feeds]])"
             )
     node_table = raw.get("node", {})
     limits_table = raw.get("limits", {})
@@ -388,7 +509,11 @@ def load_config(
     limits = NodeLimits(**_limit_values(limits_table))
     fed_values = _federation_values(federation_table, "federation")
     fed_values.update(_federation_values(federation_given, "option"))
-    config = NodeConfig(**values, limits=limits, federation=FederationConfig(**fed_values))
+    base = None if path is None else Path(path).expanduser().absolute().parent
+    feeds = _feed_values(raw.get("feeds", []), base)
+    config = NodeConfig(
+        **values, limits=limits, federation=FederationConfig(**fed_values), feeds=feeds
+    )
     if now_ms is not None:
         config = replace(config, now_ms=now_ms)
     return config

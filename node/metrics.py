@@ -44,6 +44,12 @@ class Metrics:
         self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
         self._counters: dict[str, tuple[str, Callable[[], int]]] = {}
         self._labeled: dict[str, tuple[str, str, Callable[[], Mapping[str, int]]]] = {}
+        self._multi: dict[
+            str, tuple[str, tuple[str, ...], Callable[[], Mapping[tuple[str, ...], int]]]
+        ] = {}
+        self._summaries: dict[
+            str, tuple[str, str, Callable[[], Mapping[str, tuple[float, int]]]]
+        ] = {}
 
     def gauge(self, name: str, help_text: str, read: Callable[[], int]) -> None:
         """Register a gauge whose value is read when ``/metrics`` is scraped."""
@@ -59,6 +65,28 @@ class Metrics:
         """Register a counter with one label kept elsewhere: ``read`` maps each value
         of ``label`` (a closed set) to its count, read at scrape time."""
         self._labeled[name] = (help_text, label, read)
+
+    def multi_counter(
+        self,
+        name: str,
+        help_text: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Mapping[tuple[str, ...], int]],
+    ) -> None:
+        """Register a counter with several labels kept elsewhere: ``read`` maps each
+        tuple of label values (bounded sets) to its count, read at scrape time."""
+        self._multi[name] = (help_text, labels, read)
+
+    def summary(
+        self,
+        name: str,
+        help_text: str,
+        label: str,
+        read: Callable[[], Mapping[str, tuple[float, int]]],
+    ) -> None:
+        """Register a summary without quantiles (``_sum`` and ``_count``) per value of
+        ``label``: ``read`` maps each value to ``(sum, count)``, read at scrape time."""
+        self._summaries[name] = (help_text, label, read)
 
     def count_request(self, route: str, method: str, status: int) -> None:
         self.requests[(route, method, status)] += 1
@@ -120,6 +148,16 @@ class Metrics:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
             for value, n in sorted(values().items()):
                 lines.append(f"{name}{_labels([(label, value)])} {n}")
+        for name, (help_text, label_names, counts) in sorted(self._multi.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            for label_values, n in sorted(counts().items()):
+                pairs = list(zip(label_names, label_values, strict=True))
+                lines.append(f"{name}{_labels(pairs)} {n}")
+        for name, (help_text, label, sums) in sorted(self._summaries.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} summary"]
+            for value, (total, n) in sorted(sums().items()):
+                lines.append(f"{name}_sum{_labels([(label, value)])} {total:.6f}")
+                lines.append(f"{name}_count{_labels([(label, value)])} {n}")
         for name, (help_text, read) in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"

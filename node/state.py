@@ -11,6 +11,7 @@ from aiohttp import web
 from node.blobs import BlobKeeper
 from node.config import NodeConfig
 from node.federation.manager import Federation
+from node.feeds import FeedServer
 from node.limits import AdmissionGate, RateLimiter
 from node.metrics import Metrics
 from node.store.base import Store
@@ -22,6 +23,7 @@ __all__ = [
     "BLOBS",
     "CONFIG",
     "FEDERATION",
+    "FEEDS",
     "GATE",
     "HUB",
     "LIMITER",
@@ -45,3 +47,5 @@ ANNOUNCE_LIMITER = web.AppKey("announce_limiter", RateLimiter)
 GATE = web.AppKey("gate", AdmissionGate)
 FEDERATION = web.AppKey("federation", Federation)
 BLOBS = web.AppKey("blobs", BlobKeeper)
+#: The feeds this node serves (spec 0004 #feeds).
+FEEDS = web.AppKey("feeds", FeedServer)

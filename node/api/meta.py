@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.api.render import respond
 from node.metrics import CONTENT_TYPE
-from node.state import BLOBS, CONFIG, FEDERATION, HUB, METRICS, NODE_VERSION, STORE
+from node.state import BLOBS, CONFIG, FEDERATION, FEEDS, HUB, METRICS, NODE_VERSION, STORE
 from protocol import limits as plimits
 from protocol.errors import UnavailableError
 from protocol.events import EVENT_VERSION
@@ -65,6 +65,8 @@ async def info(request: web.Request) -> web.Response:
             "leader": request.app[FEDERATION].leading,
         },
         "store": request.app[STORE].backend,
+        # The feeds served at /v1/feeds/{name} (spec 0004 #feeds).
+        "feeds": request.app[FEEDS].names(),
     }
     return respond(request, doc)
 

@@ -229,6 +229,7 @@ async def test_openapi_served_verbatim_and_matches_specs(node: Node) -> None:
         "/v1/info", "/health", "/metrics", "/openapi.json", "/v1/sync", "/v1/peers",
         "/v1/notifications", "/v1/followers/{did}", "/v1/events/{id}/reactions", "/v1/counts",
         "/v1/stats", "/v1/authors/events", "/v1/blobs", "/v1/blobs/{hash}",
+        "/v1/feeds", "/v1/feeds/{name}", "/v1/reacted",
     }
     assert set(doc["paths"]) == routes
     served = {
