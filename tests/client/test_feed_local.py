@@ -254,3 +254,27 @@ async def test_feed_skeleton_is_parsed_strictly() -> None:
         await _skeleton_client(b" " * (skeleton_cap(1) + 1)).feed_skeleton("hot", limit=1)
     with pytest.raises(BadResponseError, match="not a feed name"):
         await ok.feed_skeleton("../admin", limit=1)
+
+
+async def test_the_whats_hot_builtin_runs_locally_over_real_nodes(
+    start_node: StartNode, http: httpx.AsyncClient
+) -> None:
+    """spec 0007 #feed-source: the built-in what's hot over the reader's node: the
+    reader's Source counts reactions (GET /v1/reacted) and gets the posts, verified."""
+    node = NodeClient(await start_node(), http)
+    alice, bob, carol, dave = Author.new(), Author.new(), Author.new(), Author.new()
+    hot, warm, cold = alice.post("hot"), alice.post("warm"), alice.post("cold")
+    likes = [
+        bob.sign("like", {"target": hot.id}),
+        carol.sign("like", {"target": hot.id}),
+        dave.sign("like", {"target": hot.id}),
+        carol.sign("repost", {"target": warm.id}),
+        bob.sign("like", {"target": bob.post("bob's own, never published").id}),
+    ]
+    await publish(node, hot, warm, cold, *likes)
+    now = max(e.ts for e in likes) + 1000
+    entry = LocalFeed(name="hot", type="whats-hot", params={"anchor_ms": now})
+    fv = await feed_view(Reader([node]), entry, viewer=None, limit=10, now_ms=now)
+    assert [e.id for e in fv.view.items] == [hot.id, warm.id]
+    assert fv.report.why[hot.id] == "3 likes, 0 reposts in the last day"
+    assert fv.report.dropped == {}

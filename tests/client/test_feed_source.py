@@ -164,3 +164,21 @@ async def test_top_reacted_takes_the_largest_count_per_kind_never_a_sum(
     finally:
         for server in servers:
             await server.close()
+
+
+async def test_top_reacted_from_real_nodes(start_node: StartNode, http: httpx.AsyncClient) -> None:
+    """spec 0007 #feed-source over the real ``GET /v1/reacted`` (spec 0004 #reacted):
+    two nodes holding the same likes count them once, not twice."""
+    a, b = NodeClient(await start_node(), http), NodeClient(await start_node(), http)
+    x, y, z = Author.new(), Author.new(), Author.new()
+    hot, warm = at(x, TS, "post", {"text": "hot"}), at(x, TS + 1, "post", {"text": "warm"})
+    reactions = [
+        at(y, TS + 10, "like", {"target": hot.id}),
+        at(z, TS + 11, "like", {"target": hot.id}),
+        at(z, TS + 12, "repost", {"target": hot.id}),
+        at(y, TS + 13, "like", {"target": warm.id}),
+    ]
+    for node in (a, b):
+        await publish(node, hot, warm, *reactions)
+    top = await ReaderSource(Reader([a, b])).top_reacted(since_ts=TS, until_ts=TS + 100)
+    assert top == [Reacted(hot.id, 2, 1), Reacted(warm.id, 1, 0)]
