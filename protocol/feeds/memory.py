@@ -122,7 +122,7 @@ class MemorySource:
         """spec 0009 #source-events."""
         want = _bound(limit, MAX_SOURCE_EVENTS)
         kind_set = None if kinds is None else set(kinds)
-        author_set = None if authors is None else set(list(authors)[:MAX_AUTHORS])
+        author_set = None if authors is None else set(list(dict.fromkeys(authors))[:MAX_AUTHORS])
         out: list[Event] = []
         if want == 0:
             return out
