@@ -11,7 +11,6 @@ configuration: ``create_app(config)`` receives it, and tests build one directly.
 from __future__ import annotations
 
 import os
-import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -24,7 +23,8 @@ from node.store.base import BLOB_AUTHOR_BYTES
 from protocol.errors import FeedError
 from protocol.events import DEFAULT_NETWORK
 from protocol.feeds.load import check_feed_type
-from protocol.limits import MAX_BLOB_BYTES, MAX_WIRE_BYTES
+from protocol.kinds import is_feed_name
+from protocol.limits import MAX_BLOB_BYTES, MAX_FEED_DESCRIPTION_BYTES, MAX_WIRE_BYTES
 
 #: ``node.verify_in`` (spec 0004 #verify-workers).
 VERIFY_MODES: Final = ("auto", "processes", "threads")
@@ -32,7 +32,6 @@ VERIFY_MODES: Final = ("auto", "processes", "threads")
 __all__ = [
     "DEFAULT_PORT",
     "ConfigError",
-    "FEED_NAME",
     "FederationConfig",
     "FeedConfig",
     "NodeConfig",
@@ -220,11 +219,6 @@ class FederationConfig:
             raise ConfigError("federation.fetch_batch cannot exceed 100 (GET /v1/events?ids=)")
 
 
-#: A served feed's name (spec 0004 #feeds-config): its path segment in
-#: ``/v1/feeds/{name}``, as the ``feed`` kind's ``name`` (spec 0003 #feed).
-FEED_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
-#: Longest configured description, in UTF-8 bytes (the ``feed`` kind's bound).
-MAX_FEED_DESCRIPTION_BYTES: Final = 300
 #: Longest page cache lifetime a feed may ask for, in seconds.
 MAX_FEED_CACHE_S: Final = 3600
 
@@ -247,7 +241,9 @@ class FeedConfig:
 
     def __post_init__(self) -> None:
         where = f"feeds {self.name!r}"
-        if not isinstance(self.name, str) or not FEED_NAME.match(self.name):
+        # A served feed's name is its path segment in /v1/feeds/{name}, and the
+        # ``feed`` kind's ``name`` (spec 0003 #feed) that announces it.
+        if not is_feed_name(self.name):
             raise ConfigError(
                 f"feeds: name {self.name!r} must be 1-64 of a-z 0-9 _ . - starting with "
                 "a letter or digit"

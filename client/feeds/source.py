@@ -23,12 +23,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from client.api import NodeClient, WireItem
 from client.browse import matches_tag, normalize_tag
-from client.reader import MAX_FEED_AUTHORS, MAX_LOOKUPS, PAGE, Reader
+from client.reader import MAX_FEED_AUTHORS, PAGE, Reader
 from client.views import follow_set
+from protocol.errors import RemoteError
 from protocol.events import Event
 from protocol.feeds import MAX_SOURCE_EVENTS, MAX_SOURCE_IDS, MAX_TOP, Reacted, TimeMark
 
-__all__ = ["MAX_SOURCE_PAGES", "ReaderSource", "feed_before", "search_before"]
+__all__ = ["MAX_SOURCE_PAGES", "ReaderSource", "feed_before", "fetch_ids", "search_before"]
 
 log = logging.getLogger("murmur.client.feeds")
 
@@ -58,6 +59,40 @@ def _newest_first(events: list[Event]) -> list[Event]:
 
 #: One page of a node's list from its cursor: the items and the next cursor.
 Fetch = Callable[[NodeClient, str | None, int], Awaitable[tuple[list[WireItem], str | None]]]
+
+
+#: Ids in one ``GET /v1/events?ids=`` (spec 0004 #events-by-id).
+MAX_IDS_REQUEST = 100
+
+
+async def fetch_ids(reader: Reader, ids: Sequence[bytes]) -> dict[bytes, Event]:
+    """The events of ``ids`` (at most :data:`~protocol.feeds.MAX_SOURCE_IDS`) from
+    every node of ``reader``, verified and merged by it, in requests of 100 ids
+    (``GET /v1/events?ids=``: a page of 50 is one request a node, not 50). A node
+    without that form (an older one: 400, 404 or 405) is asked id by id."""
+    wanted = [i for i in dict.fromkeys(ids) if i not in reader.events][:MAX_SOURCE_IDS]
+    if wanted:
+        asked = set(wanted)
+
+        def accept(e: Event) -> bool:
+            return e.id in asked
+
+        async def one(node: NodeClient) -> None:
+            for at in range(0, len(wanted), MAX_IDS_REQUEST):
+                chunk = wanted[at : at + MAX_IDS_REQUEST]
+                try:
+                    items = await node.events_by_ids(chunk)
+                except RemoteError as exc:
+                    if exc.status not in (400, 404, 405):
+                        raise
+                    found = [await node.get_event(i.hex()) for i in chunk]
+                    items = [item for item in found if item is not None]
+                await reader.preverify(items)
+                for item in items:
+                    reader.add(node.url, item, accept)
+
+        await reader.each(one)
+    return {i: reader.events[i] for i in dict.fromkeys(ids) if i in reader.events}
 
 
 class ReaderSource:
@@ -185,10 +220,7 @@ class ReaderSource:
 
     async def get(self, ids: Sequence[bytes]) -> dict[bytes, Event]:
         wanted = [i for i in dict.fromkeys(ids) if isinstance(i, bytes) and len(i) == 32]
-        wanted = wanted[:MAX_SOURCE_IDS]
-        found: dict[bytes, Event] = {}
-        for at in range(0, len(wanted), MAX_LOOKUPS):
-            found.update(await self.reader.lookup(wanted[at : at + MAX_LOOKUPS]))
+        found = await fetch_ids(self.reader, wanted[:MAX_SOURCE_IDS])
         deleted = self.reader.deleted_ids()
         return {
             i: e

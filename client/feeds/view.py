@@ -37,9 +37,9 @@ from client.api import NodeClient, Skeleton
 from client.errors import FeedUnavailableError
 from client.feeds.config import FeedEntry, LocalFeed, SubscribedFeed
 from client.feeds.run import LOCAL_FEED_DEADLINE_S, run_page
-from client.feeds.source import ReaderSource
+from client.feeds.source import ReaderSource, fetch_ids
 from client.moderation.apply import Moderated, Moderation
-from client.reader import MAX_LOOKUPS, Reader
+from client.reader import Reader
 from client.textsafety import safe_line
 from client.views import View, _finish
 from protocol import kinds
@@ -312,9 +312,7 @@ async def _resolve(
             continue
         seen.add(item.id)
         fresh.append(item)
-    ids = [i.id for i in fresh]
-    for at in range(0, len(ids), MAX_LOOKUPS):
-        await reader.lookup(ids[at : at + MAX_LOOKUPS])
+    await fetch_ids(reader, [i.id for i in fresh])
     deleted = reader.deleted_ids()
     excluded = reader.report.excluded
     kept: list[Event] = []
