@@ -187,8 +187,9 @@ def _seed_doc(report: SeedReport, timeline: str) -> dict[str, Any]:
 
 def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
     plan = make_plan(
-        nodes=args.count, base_port=args.base_port, topology=args.topology, dir=args.dir
-    )
+        nodes=args.count, base_port=args.base_port, topology=args.topology, dir=args.dir,
+        feeds=args.feed,
+    )  # fmt: skip
     progress = ctx.stderr if ctx.json else ctx.stdout
     for note in prepare(plan):
         _say(ctx.stderr, f"murmur devnet: {note}")
@@ -372,6 +373,15 @@ def register(
         "node1 (default mesh)",
     )
     up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=dir_help)
+    up.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE",
+        help="also serve this feed from every node at /v1/feeds/NAME: a built-in "
+        "(whats-hot, friends-of-friends, tag), ./my_feed.py:Class or entry:NAME "
+        "(repeatable; every node serves 'hot' and 'friends' already)",
+    )
     up.add_argument(
         "--seed-demo",
         action="store_true",

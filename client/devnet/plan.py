@@ -25,12 +25,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import tomli_w
 
 from client.errors import ClientError
-from protocol.errors import BadRequestError
+from protocol.errors import BadRequestError, ProtocolError
+from protocol.kinds import is_feed_name
 
 __all__ = [
     "DEFAULT_BASE_PORT",
@@ -78,6 +79,11 @@ _NODE_TOML: dict[str, dict[str, Any]] = {
         "connect_timeout_ms": 2_000,
     },
 }
+
+
+#: The feeds every devnet node serves (spec 0009 #builtins, 0004 #feeds): what's hot and
+#: friends of friends, at ``/v1/feeds/hot`` and ``/v1/feeds/friends``. ``--feed`` adds more.
+DEVNET_FEEDS: Final = (("hot", "whats-hot"), ("friends", "friends-of-friends"))
 
 
 class DevnetError(ClientError):
@@ -133,6 +139,9 @@ class DevnetPlan:
     topology: Topology
     base_port: int
     nodes: tuple[NodePlan, ...]
+    #: ``(name, type)`` of the feeds every node serves: :data:`DEVNET_FEEDS`, then
+    #: those of ``--feed`` (a file's path made absolute).
+    feeds: tuple[tuple[str, str], ...] = DEVNET_FEEDS
 
     @property
     def state_path(self) -> Path:
@@ -154,8 +163,10 @@ def make_plan(
     base_port: int = DEFAULT_BASE_PORT,
     topology: Topology | str = Topology.MESH,
     dir: Path = DEFAULT_DIR,
+    feeds: Sequence[str] = (),
 ) -> DevnetPlan:
-    """The plan of a devnet; ``BadRequestError`` for a count or port range that cannot work."""
+    """The plan of a devnet; ``BadRequestError`` for a count or port range that cannot
+    work, or a ``--feed NAME=TYPE`` that names no feed (checked without running it)."""
     if not MIN_NODES <= nodes <= MAX_NODES:
         raise BadRequestError(f"--nodes must be from {MIN_NODES} to {MAX_NODES}, got {nodes}")
     if base_port < 1 or base_port + nodes - 1 > 65535:
@@ -184,7 +195,38 @@ def make_plan(
         )
         for i, peers in enumerate(peer_indices(topo, nodes))
     )
-    return DevnetPlan(dir=root, topology=topo, base_port=base_port, nodes=plans)
+    return DevnetPlan(
+        dir=root, topology=topo, base_port=base_port, nodes=plans,
+        feeds=(*DEVNET_FEEDS, *_feed_args(feeds)),
+    )  # fmt: skip
+
+
+def _feed_args(feeds: Sequence[str]) -> list[tuple[str, str]]:
+    """``--feed NAME=TYPE`` values as ``(name, type)``, a file's path made absolute."""
+    from protocol.feeds.load import check_feed_type
+
+    out: list[tuple[str, str]] = []
+    taken = {name for name, _ in DEVNET_FEEDS}
+    for arg in feeds:
+        name, sep, type_ = arg.partition("=")
+        name, type_ = name.strip(), type_.strip()
+        if not sep or not is_feed_name(name) or not type_:
+            raise BadRequestError(
+                f"--feed {arg!r}: use NAME=TYPE, NAME 1-64 of a-z 0-9 _ . - and TYPE a "
+                "built-in feed, PATH.py:Class or entry:NAME"
+            )
+        if name in taken:
+            raise BadRequestError(f"--feed {arg!r}: a devnet node already serves a feed {name!r}")
+        if ".py:" in type_ and not type_.startswith("entry:"):
+            path, _, cls = type_.rpartition(":")
+            type_ = f"{Path(path).expanduser().absolute()}:{cls}"
+        try:
+            check_feed_type(type_)
+        except ProtocolError as exc:
+            raise BadRequestError(f"--feed {arg!r}: {exc.message}") from None
+        taken.add(name)
+        out.append((name, type_))
+    return out
 
 
 def node_argv(node: NodePlan, *, python: str = sys.executable) -> list[str]:
@@ -215,10 +257,15 @@ def node_argv(node: NodePlan, *, python: str = sys.executable) -> list[str]:
     return argv
 
 
-def node_config_toml() -> str:
-    """The ``node.toml`` every devnet node reads (limits and backoff; flags do the rest)."""
+def node_config_toml(feeds: Sequence[tuple[str, str]] = DEVNET_FEEDS) -> str:
+    """The ``node.toml`` every devnet node reads (limits, backoff and the feeds it serves;
+    flags do the rest)."""
+    doc: dict[str, Any] = {
+        **_NODE_TOML,
+        "feeds": [{"name": name, "type": type_} for name, type_ in feeds],
+    }
     return "# Written by murmur devnet up; flags on the command line override it.\n" + (
-        tomli_w.dumps(_NODE_TOML)
+        tomli_w.dumps(doc)
     )
 
 

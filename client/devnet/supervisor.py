@@ -147,7 +147,7 @@ class Supervisor:
         """Spawn every node and wait until all are healthy; ``DevnetError`` if one is not."""
         for node in self.nodes:
             node.plan.data_dir.mkdir(parents=True, exist_ok=True)
-            node.plan.config_path.write_text(node_config_toml())
+            node.plan.config_path.write_text(node_config_toml(self.plan.feeds))
         for node in self.nodes:
             await self._spawn(node)
         results = await asyncio.gather(

@@ -38,7 +38,7 @@ from client.devnet import (
     restart_delay,
     stop_devnet,
 )
-from client.devnet.plan import node_config_toml
+from client.devnet.plan import DEVNET_FEEDS, node_config_toml
 from client.devnet.state import pid_alive
 from node.config import load_config
 from protocol.errors import BadRequestError
@@ -125,6 +125,39 @@ def test_node_config_is_accepted_by_the_node(tmp_path: Path) -> None:
     assert config.federation.backoff_max_ms <= 10_000  # a restarted peer is back in seconds
     assert config.federation.sync_interval_ms == 5000
     assert config.verify_in == "threads"  # several nodes on one machine: no worker processes
+    assert [(f.name, f.type) for f in config.feeds] == list(DEVNET_FEEDS)
+
+
+def test_feed_flags_are_served_by_every_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed_file = tmp_path / "my_feed.py"
+    feed_file.write_text("class Mine:\n    name = 'mine'\n")
+    monkeypatch.chdir(tmp_path)
+    rel = "my_feed.py"  # relative to where `murmur devnet up` runs, not to node.toml
+    plan = make_plan(nodes=2, dir=tmp_path, feeds=["tags=tag", f"mine={rel}:Mine"])
+    assert plan.feeds[: len(DEVNET_FEEDS)] == DEVNET_FEEDS
+    assert plan.feeds[len(DEVNET_FEEDS) :] == (("tags", "tag"), ("mine", f"{feed_file}:Mine"))
+    path = tmp_path / "node.toml"
+    path.write_text(node_config_toml(plan.feeds))
+    config = load_config(path, {"port": 1234})
+    assert [f.name for f in config.feeds] == ["hot", "friends", "tags", "mine"]
+
+
+@pytest.mark.parametrize(
+    ("arg", "needle"),
+    [
+        ("hot", "NAME=TYPE"),
+        ("Hot=whats-hot", "NAME=TYPE"),
+        ("x=", "NAME=TYPE"),
+        ("hot=tag", "already serves"),
+        ("x=no-such-builtin", "--feed 'x=no-such-builtin'"),
+        ("x=./missing.py:C", "--feed"),
+    ],
+)
+def test_bad_feed_flags_are_refused_before_anything_starts(arg: str, needle: str) -> None:
+    with pytest.raises(BadRequestError, match=needle):
+        make_plan(nodes=1, feeds=[arg])
 
 
 def test_restart_delay_doubles_and_is_capped() -> None:
