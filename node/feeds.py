@@ -52,6 +52,7 @@ from protocol.feeds import (
     TimeMark,
     check_page,
     feed_description,
+    feed_is_personal,
 )
 from protocol.feeds.load import load_feed
 
@@ -271,6 +272,9 @@ class ServedFeed:
     description: str
     cache_ms: int
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: False: pages do not depend on the viewer, so one page serves every reader
+    #: (spec 0009 #personal): the feed runs without one.
+    personal: bool = True
 
 
 K = TypeVar("K")
@@ -279,12 +283,16 @@ V = TypeVar("V")
 
 class SharedWork(Generic[K, V]):
     """A bounded LRU cache with a time to live per entry, in front of computations
-    that identical concurrent requests share (one runs; the others await it)."""
+    that identical concurrent requests share (one runs; the others await it).
+
+    An entry is fresh for its time to live, then stale for as long again
+    (:meth:`stale`: served while a new one is computed), then gone."""
 
     def __init__(self, *, entries: int, now_ms: Callable[[], int]) -> None:
         self._entries = entries
         self._now_ms = now_ms
-        self._cache: OrderedDict[K, tuple[int, V]] = OrderedDict()
+        #: key -> (fresh until, stale until, value), least recently used first.
+        self._cache: OrderedDict[K, tuple[int, int, V]] = OrderedDict()
         self._flights: dict[K, asyncio.Task[V]] = {}
 
     def __len__(self) -> int:
@@ -295,19 +303,30 @@ class SharedWork(Generic[K, V]):
         return len(self._flights)
 
     def cached(self, key: K) -> V | None:
+        """The fresh value of ``key``, if any."""
+        hit = self._cache.get(key)
+        if hit is None or hit[0] <= self._now_ms():
+            return None
+        self._cache.move_to_end(key)
+        return hit[2]
+
+    def stale(self, key: K) -> V | None:
+        """The value of ``key`` past its time to live but within as long again (a
+        caller serves it while it computes the new one); older ones are dropped."""
         hit = self._cache.get(key)
         if hit is None:
             return None
-        if hit[0] <= self._now_ms():
+        if hit[1] <= self._now_ms():
             del self._cache[key]
             return None
         self._cache.move_to_end(key)
-        return hit[1]
+        return hit[2]
 
     def keep(self, key: K, value: V, ttl_ms: int) -> None:
         if ttl_ms <= 0:
             return
-        self._cache[key] = (self._now_ms() + ttl_ms, value)
+        now = self._now_ms()
+        self._cache[key] = (now + ttl_ms, now + 2 * ttl_ms, value)
         self._cache.move_to_end(key)
         while len(self._cache) > self._entries:
             self._cache.popitem(last=False)
@@ -336,7 +355,7 @@ class SharedWork(Generic[K, V]):
 #: Page cache key: feed name, viewer, cursor, limit.
 PageKey = tuple[str, str | None, str | None, int]
 #: ``pages_total`` results (spec 0004 #feed-cache).
-RESULTS: Final = ("cached", "computed", "error", "shared", "timeout", "unavailable")
+RESULTS: Final = ("cached", "computed", "error", "shared", "stale", "timeout", "unavailable")
 
 
 class FeedServer:
@@ -389,6 +408,7 @@ class FeedServer:
                     else feed_description(feed),
                     cache_ms=round(c.cache_s * 1000),
                     params=dict(c.params),
+                    personal=feed_is_personal(feed),
                 )
             )
             log.info("feed loaded name=%s type=%s", c.name, c.type)
@@ -421,12 +441,20 @@ class FeedServer:
         served = self._feeds.get(name)
         if served is None:
             raise FeedNotFoundError(f"this node serves no feed {name!r} (GET /v1/feeds)")
+        if not served.personal:
+            viewer = None  # one page for every reader (spec 0009 #personal)
         key: PageKey = (name, viewer, cursor, limit)
         hit = self.pages.cached(key)
         if hit is not None:
             self._count(name, "cached")
             return hit
+        old = self.pages.stale(key)
         computing, joined = self.pages.flight(key, lambda: self._compute(served, key))
+        if old is not None:
+            # Stale while revalidate: this reader gets the page at once; the new one,
+            # computed meanwhile (once, whoever asks), serves the next.
+            self._count(name, "stale")
+            return old
         if joined:
             self._count(name, "shared")
         return await computing

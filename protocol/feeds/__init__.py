@@ -67,6 +67,7 @@ __all__ = [
     "TimeMark",
     "check_page",
     "feed_description",
+    "feed_is_personal",
     "read_time_cursor",
     "time_cursor",
 ]
@@ -208,11 +209,20 @@ class Feed(Protocol):
 
     ``description`` (optional) is one line shown by ``murmur feeds list`` and
     announced in the ``feed`` event; it defaults to the class docstring's first line.
+    ``personal = False`` (optional) promises that pages do not depend on
+    ``ctx.viewer``: a node then runs the feed without one and shares its pages among
+    all readers (:func:`feed_is_personal`, spec 0009 #interface).
     """
 
     name: str
 
     async def page(self, ctx: FeedContext, src: Source) -> Page: ...
+
+
+def feed_is_personal(feed: object) -> bool:
+    """Whether ``feed``'s pages may depend on the viewer: true unless it says
+    ``personal = False`` (exactly ``False``: anything else is taken as personal)."""
+    return getattr(feed, "personal", True) is not False
 
 
 def feed_description(feed: object) -> str:

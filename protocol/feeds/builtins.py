@@ -130,6 +130,7 @@ class WhatsHot:
     """
 
     name = "whats-hot"
+    personal = False  # the same page for every reader: a node shares it
 
     def __init__(
         self,
@@ -225,6 +226,7 @@ class FriendsOfFriends:
     """
 
     name = "friends-of-friends"
+    personal = True  # the viewer's follows choose the authors
     description = "Posts by people the people you follow follow"
 
     async def authors(self, viewer: str, src: Source) -> dict[str, int]:
@@ -267,6 +269,7 @@ class Tag:
     newest first. spec 0009 #tag-feed."""
 
     name = "tag"
+    personal = False
 
     def __init__(self, tag: str | None = None, tags: Sequence[str] | None = None) -> None:
         if isinstance(tags, str | bytes):

@@ -17,7 +17,7 @@ import pytest
 from node.feeds import FeedServer, ServedFeed
 from node.store import SqliteStore
 from protocol.errors import FeedError, FeedNotFoundError, FeedTimeoutError, UnavailableError
-from protocol.feeds import Feed
+from protocol.feeds import Feed, FeedContext, Page, Source, feed_is_personal
 from tests.node import feed_plugins as plugins
 from tests.node.conftest import Clock
 
@@ -67,10 +67,75 @@ async def test_pages_are_cached_per_key_until_their_time_is_up(
     await server.page("latest", viewer=None, cursor=None, limit=5)
     assert feed.calls == 3
     clock.advance(1)
-    await server.page("latest", viewer=None, cursor=None, limit=5)
+    # Stale while revalidate: the old page at once, the new one computed meanwhile.
+    assert await server.page("latest", viewer=None, cursor=None, limit=5) == first
+    await until(lambda: server.results[("latest", "computed")] == 4, "the refresh")
     assert feed.calls == 4
     assert server.results[("latest", "cached")] == 2
-    assert server.results[("latest", "computed")] == 4
+    assert server.results[("latest", "stale")] == 1
+    await server.page("latest", viewer=None, cursor=None, limit=5)
+    assert server.results[("latest", "cached")] == 3  # the refreshed page, fresh
+
+
+async def test_a_stale_page_is_served_once_while_one_refresh_runs(
+    store: SqliteStore, clock: Clock
+) -> None:
+    """spec 0004 #feed-cache: past cache_s and within as long again, readers get the
+    old page at once while one computation (shared) makes the new one; past twice
+    cache_s the old page is gone and the reader waits for a new one."""
+    gated = plugins.Gated()
+    server = serve(store, clock, gated, cache_ms=10_000)
+    gated.gate.set()
+    first = await server.page("gated", viewer=None, cursor=None, limit=1)
+    gated.gate.clear()
+    clock.advance(10_000)
+    again = [await server.page("gated", viewer=None, cursor=None, limit=1) for _ in range(3)]
+    assert again == [first] * 3
+    await until(lambda: gated.entered == 2, "one refresh")
+    assert server.pages.in_flight == 1
+    gated.gate.set()
+    await until(lambda: server.pages.in_flight == 0, "the refresh to land")
+    fresh = await server.page("gated", viewer=None, cursor=None, limit=1)
+    assert fresh != first and gated.entered == 2
+    clock.advance(20_000)  # past twice cache_s: nothing stale to serve
+    assert server.pages.stale(("gated", None, None, 1)) is None
+    await server.page("gated", viewer=None, cursor=None, limit=1)
+    assert gated.entered == 3
+
+
+class Everyone(plugins.Latest):
+    """Posts, newest first, the same for every reader"""
+
+    personal = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.viewers: list[str | None] = []
+
+    async def page(self, ctx: FeedContext, src: Source) -> Page:
+        self.viewers.append(ctx.viewer)
+        return await super().page(ctx, src)
+
+
+async def test_a_feed_that_is_not_personal_is_one_page_for_every_viewer(
+    store: SqliteStore, clock: Clock
+) -> None:
+    """spec 0009 #personal, 0004 #feed-cache: a feed saying ``personal = False`` runs
+    without a viewer and its page is shared by every viewer (no cold page per reader);
+    a personal feed (the default) is computed per viewer."""
+    everyone, latest = Everyone(), plugins.Latest()
+    server = FeedServer(
+        [ServedFeed("all", everyone, "d", 30_000, personal=feed_is_personal(everyone)),
+         ServedFeed("latest", latest, "d", 30_000, personal=feed_is_personal(latest))],
+        now_ms=clock,
+    )  # fmt: skip
+    server.bind(store)
+    for viewer in ("did:key:zA", "did:key:zB", None):
+        await server.page("all", viewer=viewer, cursor=None, limit=5)
+        await server.page("latest", viewer=viewer, cursor=None, limit=5)
+    assert everyone.viewers == [None]
+    assert latest.calls == 3
+    assert server.results[("all", "cached")] == 2
 
 
 async def test_the_cache_is_a_bounded_lru(store: SqliteStore, clock: Clock) -> None:

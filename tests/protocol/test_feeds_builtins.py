@@ -20,6 +20,7 @@ from protocol.feeds import (
     FeedContext,
     Reacted,
     TimeMark,
+    feed_is_personal,
     time_cursor,
 )
 from protocol.feeds.builtins import (
@@ -397,3 +398,21 @@ def test_tag_feed_paging_any_source_visits_each_post_once(chosen: list[int], lim
     posts = [pool[i] for i in chosen if pool[i].kind == "post"]
     expected = [e.id for e in sorted(posts, key=lambda e: (e.ts, e.id), reverse=True)]
     assert ids_of(run(read_all(Tag(tags=["x", "Y"]), src, limit=limit))) == expected
+
+
+def test_which_built_ins_are_personal() -> None:
+    """spec 0009 #personal: what's hot and tag pages are the same for every reader;
+    friends of friends depends on the viewer; a feed that says nothing, or anything
+    but ``False``, is personal."""
+    assert not feed_is_personal(WhatsHot())
+    assert not feed_is_personal(Tag(tag="python"))
+    assert feed_is_personal(FriendsOfFriends())
+
+    class Quiet:
+        name = "quiet"
+
+    class Vague:
+        name = "vague"
+        personal = 0
+
+    assert feed_is_personal(Quiet()) and feed_is_personal(Vague())
