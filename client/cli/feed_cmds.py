@@ -13,6 +13,7 @@ adds why the feed chose each item.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shlex
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,8 +22,9 @@ from typing import Any
 
 import httpx
 
+from client.api import FeedInfo, NodeClient
 from client.cli.mod_cmds import viewer
-from client.cli.output import Context, Result
+from client.cli.output import Context, Result, warn
 from client.cli.pageview import (
     judged_items,
     moderation_args,
@@ -35,6 +37,7 @@ from client.cli.pageview import (
 )
 from client.cli.post_cmds import publish_result
 from client.cli.session import Session, node_url_arg, run
+from client.errors import NodeTimeoutError
 from client.feeds.config import (
     FeedsConfig,
     LocalFeed,
@@ -50,7 +53,7 @@ from client.reader import MAX_FEED_PAGES, PAGE, Reader, latest_by_seq
 from client.textsafety import safe_line, safe_name
 from client.views import follow_set, profiles_of
 from protocol import kinds
-from protocol.errors import BadRequestError, FeedLoadError, FeedNotFoundError
+from protocol.errors import BadRequestError, FeedLoadError, FeedNotFoundError, ProtocolError
 from protocol.events import Event
 from protocol.feeds import MAX_LIMIT, MAX_WHY_CHARS
 from protocol.feeds.load import check_feed_type
@@ -220,13 +223,52 @@ def cmd_feeds_discover(args: argparse.Namespace, ctx: Context) -> Result:
                 "ts": e.ts,
             }
         )
+        said = safe_line(str(body.get("description", "")))
         lines.append(
             f"{names.display(e.author)}/{safe_name(str(body.get('name')))}  {safe_line(ref)}\n"
-            f"    {safe_line(str(body.get('description', '')))}\n"
-            f"    subscribe: murmur feeds add NAME --from {safe_line(ref)}"
+            + (f"    {said}\n" if said.strip() else "")
+            + f"    subscribe: murmur feeds add NAME --from {safe_line(ref)}"
         )
     text = "\n".join(lines) if lines else "No feed announced on your nodes yet."
     return Result({"feeds": rows}, text)
+
+
+async def _served_description(
+    session: Session, name: str, nodes: list[str]
+) -> tuple[str | None, list[str]]:
+    """Ask each of ``nodes`` whether it serves feed ``name`` (``GET /v1/feeds``, 2 s
+    together): the first one's description of it, and a note for each node that does
+    not answer. A node that answers without it is ``feed-not-found``: announcing it
+    would send every subscriber to a node that cannot serve them."""
+
+    async def ask(http: httpx.AsyncClient, url: str) -> list[FeedInfo] | ProtocolError:
+        try:
+            return await NodeClient(url, http, timeout=SERVER_DEADLINE_S).feeds()
+        except ProtocolError as exc:
+            return exc
+
+    async with _servers_http(session) as http:
+        try:
+            async with asyncio.timeout(2 * SERVER_DEADLINE_S):
+                answers = await asyncio.gather(*(ask(http, url) for url in nodes))
+        except TimeoutError:
+            answers = [NodeTimeoutError(f"{url}: no answer within 2 s") for url in nodes]
+    description: str | None = None
+    notes: list[str] = []
+    for url, answer in zip(nodes, answers, strict=True):
+        if isinstance(answer, ProtocolError):
+            notes.append(f"{url} did not say whether it serves {name!r}: {answer.message}")
+            continue
+        served = {f.name: f.description for f in answer}
+        if name not in served:
+            others = ", ".join(sorted(served)) or "none"
+            raise FeedNotFoundError(
+                f"{url} serves no feed {name!r} (it serves: {others}); add it to that "
+                "node's node.toml [[feeds]], or leave the node out (--no-check to announce anyway)"
+            )
+        if description is None:
+            description = served[name]
+    return description, notes
 
 
 def cmd_feeds_announce(args: argparse.Namespace, ctx: Context) -> Result:
@@ -236,6 +278,15 @@ def cmd_feeds_announce(args: argparse.Namespace, ctx: Context) -> Result:
     if len(description.encode()) > MAX_FEED_DESCRIPTION_BYTES:
         raise BadRequestError(f"--description is at most {MAX_FEED_DESCRIPTION_BYTES} bytes")
     session = Session.open(ctx)
+    notes: list[str] = []
+    if not args.no_check:
+        served, notes = run(lambda: _served_description(session, name, nodes))
+        if not description and served:
+            description = safe_line(served)
+            while len(description.encode()) > MAX_FEED_DESCRIPTION_BYTES:
+                description = description[:-1]
+    for note in notes:
+        warn(ctx, note)
     body = {"name": name, "description": description, "nodes": nodes}
 
     async def go() -> Any:
@@ -428,6 +479,13 @@ def register(
         help="a node serving GET /v1/feeds/NAME (repeatable, 1-8, tried in this order)",
     )
     announce.add_argument(
-        "--description", default="", help="one line saying what the feed shows (300 bytes)"
+        "--description",
+        default="",
+        help="one line saying what the feed shows (300 bytes; default: the first node's)",
+    )
+    announce.add_argument(
+        "--no-check",
+        action="store_true",
+        help="announce without asking the nodes whether they serve NAME (GET /v1/feeds)",
     )
     announce.set_defaults(handler=cmd_feeds_announce)

@@ -112,7 +112,10 @@ def test_a_feed_file_runs_locally_and_from_a_node(
     assert doc["feed"]["kind"] == "local" and doc["feed"]["dropped"] == {}
 
     # From the node: announced by its operator (the dead node first), discovered,
-    # subscribed, read through the fallback.
+    # subscribed, read through the fallback. A name the node does not serve is
+    # refused before anything is signed (a typo would strand every subscriber).
+    code, err = cli.error("--as", "operator", "feeds", "announce", "lng", "--node", node.url)
+    assert code == "feed-not-found" and "serves no feed 'lng' (it serves: long)" in err
     cli.json(
         "feeds", "announce", "long", "--node", DEAD, "--node", node.url,
         "--description", "Long posts", as_name="operator",
