@@ -29,6 +29,7 @@ from typing import Any
 
 from client.facets import fill_post
 from client.fanout import Cut
+from client.feeds.config import check_feed_name, check_feed_nodes
 from client.imagexfer import upload_images
 from client.media import PreparedImage
 from client.names import short_id
@@ -50,7 +51,7 @@ from protocol.errors import (
 from protocol.events import Event
 from protocol.identity import Identity
 from protocol.kinds import is_label_value
-from protocol.limits import MAX_EMBED_IMAGES
+from protocol.limits import MAX_EMBED_IMAGES, MAX_FEED_DESCRIPTION_BYTES
 
 __all__ = [
     "Done",
@@ -58,6 +59,7 @@ __all__ = [
     "DraftImage",
     "Unchanged",
     "act_on",
+    "announce_feed",
     "checks_reader",
     "follow",
     "is_blank",
@@ -483,3 +485,21 @@ async def label(
     target = body["subject"] if isinstance(body["subject"], bytes) else None
     subj = body["subject"] if isinstance(body["subject"], str) else None
     return Done(result=result, target=target, subject=subj)
+
+
+async def announce_feed(
+    session: Session, *, name: str, nodes: Sequence[str], description: str = ""
+) -> Done:
+    """Sign and publish a ``feed`` event (spec 0003 #feed): the feed ``name`` is served
+    by ``nodes`` (1-8 URLs, asked in this order). Anyone may then subscribe to
+    ``DID/name`` (spec 0007 #feeds). The caller checks the nodes serve it."""
+    body = {
+        "name": check_feed_name(name),
+        "description": description,
+        "nodes": check_feed_nodes(list(nodes), "nodes"),
+    }
+    if len(description.encode()) > MAX_FEED_DESCRIPTION_BYTES:
+        raise BadRequestError(f"a feed's description is at most {MAX_FEED_DESCRIPTION_BYTES} bytes")
+    async with session.publisher() as pub:
+        result = await pub.publish(kinds.FEED, body)
+    return Done(result=result)

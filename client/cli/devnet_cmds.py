@@ -158,6 +158,8 @@ def _seed_text(report: SeedReport, timeline: str, dir: Path, urls: list[str]) ->
         f"  murmur --node {urls[-1]} author alice   # read from the last node only",
         '  murmur post "Hello, devnet"              # signed by alice, sent to every node',
         "  murmur labelers list",
+        "  murmur feed hot                          # what's hot, served by the devnet's nodes",
+        "  murmur feeds discover                    # feeds announced on your nodes",
         "  murmur id keys alice                     # her key history, checked on every node",
         f"  murmur devnet status --dir {dir}",
     ]

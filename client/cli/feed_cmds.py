@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from client.actions import announce_feed
 from client.api import FeedInfo, NodeClient
 from client.cli.mod_cmds import viewer
 from client.cli.output import Context, Result, warn
@@ -287,13 +288,8 @@ def cmd_feeds_announce(args: argparse.Namespace, ctx: Context) -> Result:
                 description = description[:-1]
     for note in notes:
         warn(ctx, note)
-    body = {"name": name, "description": description, "nodes": nodes}
-
-    async def go() -> Any:
-        async with session.publisher() as pub:
-            return await pub.publish(kinds.FEED, body)
-
-    result = run(go)
+    done = run(lambda: announce_feed(session, name=name, nodes=nodes, description=description))
+    result = done.result
     out = publish_result(session, result, f"Announced feed {name!r} served by {len(nodes)} node(s)")
     ref = f"{result.event.author}/{name}"
     out.data.update(name=name, ref=ref, served_by=nodes)

@@ -8,7 +8,9 @@ second code path. Like every face, it never imports the CLI.
 Alice, bob and carol publish profiles, follow each other, post and reply, each on a
 different node (alice on node 1, bob on node 2, carol on the last); alice likes a post;
 carol self-labels a spoiler; the labeler identity ``mod`` labels carol's joke
-``satire`` and alice subscribes to it (satire shows as a badge). Before a reply or a
+``satire`` and alice subscribes to it (satire shows as a badge); alice announces the
+feed ``hot`` every devnet node serves (a signed ``feed`` event) and her home subscribes
+to it (``murmur feed hot``). Before a reply or a
 like is signed, the post it points to must have reached the node it is sent to; at the
 end every event must be on every node (deadline loops on ``GET /v1/events?ids=``).
 
@@ -40,6 +42,7 @@ from client import actions
 from client.actions import Done, Draft
 from client.config import ClientConfig
 from client.devnet.plan import DevnetError
+from client.feeds.config import FeedsConfig, SubscribedFeed
 from client.files import atomic_write
 from client.identities import new_rotatable, send_outbox
 from client.keyops import write_recovery_files
@@ -47,6 +50,7 @@ from client.keystore import Keystore
 from client.moderation.settings import subscribe_labeler
 from client.session import Session
 from protocol import kinds
+from protocol.limits import MAX_FEED_NODES
 
 __all__ = [
     "DEMO_PEOPLE",
@@ -73,6 +77,9 @@ DEMO_PEOPLE: tuple[tuple[str, str, str], ...] = (
 DID_KEY_PEOPLE = frozenset({"mod"})
 #: Written in the client home once the demo is on every node.
 MARKER = "devnet-demo.json"
+#: The feed the demo announces (every devnet node serves it) and alice subscribes to.
+DEMO_FEED = "hot"
+DEMO_FEED_DESCRIPTION = "What's hot on the devnet: most liked and reposted today"
 #: How long an event may take to reach a node (live replication is sub-second).
 FEDERATION_DEADLINE_S = 30.0
 _POLL_S = 0.1
@@ -247,7 +254,26 @@ def _publish(acts: _Acts, wait: _Waiter, urls: Sequence[str]) -> dict[str, str]:
     wait.held([n1], [bob_post], "before alice likes bob's post")
     pub("like:alice", "alice", lambda s: actions.act_on(s, kinds.LIKE, bytes.fromhex(bob_post)))
     pub("label:mod", "mod", lambda s: actions.label(s, bytes.fromhex(joke), "satire"))
+    # Every devnet node serves 'hot' (DEVNET_FEEDS); alice, who runs the devnet, says so.
+    pub("feed:hot", "alice", partial(
+        actions.announce_feed, name=DEMO_FEED, nodes=urls[:MAX_FEED_NODES],
+        description=DEMO_FEED_DESCRIPTION,
+    ))  # fmt: skip
     return ev
+
+
+def _subscribe_feed(home: Path, author: str, event: str, urls: Sequence[str]) -> None:
+    """Alice's home subscribes to the demo's announced feed (``murmur feed hot``)."""
+    config = FeedsConfig.load(home)
+    if any(entry.name == DEMO_FEED for entry in config.feeds):
+        return
+    config.add(
+        SubscribedFeed(
+            name=DEMO_FEED, author=author, feed=DEMO_FEED, nodes=list(urls[:MAX_FEED_NODES]),
+            description=DEMO_FEED_DESCRIPTION, event=event,
+        )
+    )  # fmt: skip
+    config.save()
 
 
 def recovery_dir(home: Path) -> Path:
@@ -297,6 +323,8 @@ def seed_demo(
     if not already:
         events = _publish(acts, wait, urls)
     subscribe_labeler(home, keystore.get("mod").did, {"satire": "badge"})  # as alice
+    if "feed:hot" in events:
+        _subscribe_feed(home, keystore.get("alice").did, events["feed:hot"], urls)
     wait.held(urls, list(events.values()), "the demo")
     doc = {"events": events, "nodes": list(urls), "seeded_ms": time.time_ns() // 1_000_000}
     atomic_write(home / MARKER, json.dumps(doc, indent=2).encode() + b"\n", mode=0o600)

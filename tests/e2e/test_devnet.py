@@ -30,6 +30,7 @@ import pytest
 from client.cli import main
 from client.devnet import DevnetError, make_plan, run_devnet
 from client.devnet.state import pid_alive
+from tests.e2e.client_fixtures import Cli
 from tests.e2e.nodeproc import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -152,18 +153,6 @@ def devnets(tmp_path: Path) -> Iterator[Callable[..., Devnet]]:
             d.cleanup()
 
 
-class Cli:
-    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.home = home
-        self.capsys = capsys
-
-    def json(self, *argv: str) -> Any:
-        code = main(["--home", str(self.home), *argv, "--json"])
-        out, err = self.capsys.readouterr()
-        assert code == 0, err
-        return json.loads(out)
-
-
 def healthy(url: str) -> bool:
     try:
         return httpx.get(url + "/health", timeout=1).status_code == 200
@@ -242,7 +231,11 @@ def test_seed_demo_reseed_and_ctrl_c(
     devnets: Callable[..., Devnet], capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = free_ports(2)
-    dn = devnets("demo", "--nodes", "2", "--base-port", str(base), "--seed-demo")
+    feed_file = ROOT / "examples" / "feeds" / "long_posts.py"  # the README's feed
+    dn = devnets(
+        "demo", "--nodes", "2", "--base-port", str(base), "--seed-demo",
+        "--feed", f"long={feed_file}:LongPosts",
+    )  # fmt: skip
     dn.wait_for("Try next", deadline_s=45)
     out = dn.out.read_text()
     assert "Demo seeded: identities alice, bob, carol, mod" in out
@@ -276,6 +269,24 @@ def test_seed_demo_reseed_and_ctrl_c(
     assert again["created"] == [] and again["reused"] == ["alice", "bob", "carol", "mod"]
     after = [httpx.get(n["url"] + "/v1/info", timeout=5).json()["counts"] for n in state["nodes"]]
     assert after == counts
+
+    # Feeds (issue #21): every node serves hot, friends and the --feed file; alice's home
+    # subscribes to 'hot' as the demo announced it; the README's feed file runs locally
+    # and served by a devnet node, announced and subscribed to.
+    cli = Cli(home, capsys)
+    for node in state["nodes"]:
+        served = httpx.get(node["url"] + "/v1/feeds", timeout=5).json()["feeds"]
+        assert [f["name"] for f in served] == ["friends", "hot", "long"]
+    liked = again["events"]["post:bob"]  # the one post alice liked
+    assert [p["id"] for p in cli.json("feed", "hot")["posts"]] == [liked]
+    long_post = cli.post("carol", "A thread on gossip protocols, unrolled. " * 10)
+    cli.json("feeds", "add", "mine", f"{feed_file}:LongPosts")
+    assert [p["id"] for p in cli.json("feed", "mine")["posts"]] == [long_post]
+    cli.json("feeds", "announce", "long", "--node", state["nodes"][-1]["url"], as_name="carol")
+    cli.json("feeds", "add", "carols", "--from", f"{ids['carol']}/long")
+    doc = cli.json("feed", "carols", as_name="bob")
+    assert [p["id"] for p in doc["posts"]] == [long_post]
+    assert doc["feed"]["node"] == state["nodes"][-1]["url"] and doc["feed"]["dropped"] == {}
 
     # Ctrl-C: SIGINT to the supervisor stops every node and removes the state file.
     pids = dn.seen_pids
