@@ -23,6 +23,15 @@ def test_the_example_is_under_25_lines() -> None:
     assert len((EXAMPLES / "long_posts.py").read_text(encoding="utf-8").splitlines()) < 25
 
 
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    """The top README's "Journey 3b" block is examples/feeds/long_posts.py, whole: what
+    a new user copies is what the tests (and the devnet end-to-end test) run."""
+    readme = (EXAMPLES.parents[1] / "README.md").read_text(encoding="utf-8")
+    journey = readme.split("## Journey 3b", 1)[1].split("\n## ", 1)[0]
+    block = journey.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block == (EXAMPLES / "long_posts.py").read_text(encoding="utf-8")
+
+
 def _world(n: int) -> tuple[World, list[bytes]]:
     """``n`` posts, every third one long, several sharing a ts; newest-first long ids."""
     w = World()
