@@ -130,6 +130,9 @@ class WebDevnet:
         return eid
 
 
+#: The reader's local feed (examples/feeds/long_posts.py): its page is /feeds/long.
+FEED = "long"
+LONG_POSTS = HERE.parent.parent / "examples" / "feeds" / "long_posts.py"
 #: (who, node index, text) of the seeded posts; alice follows bob and carol.
 SEED_POSTS: tuple[tuple[str, int, str], ...] = (
     ("bob", 0, "Bob here: the Raspberry Pi node is up again"),
@@ -163,6 +166,10 @@ def web_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDevnet]:
         net.dids["alice"] = _new_identity(net.reader, "alice", "Alice", offline)
         for who in ("bob", "carol"):
             murmur(net.reader, "follow", net.dids[who], "--alias", who, as_name="alice")
+        # A local feed, a tab of the web client (spec 0007 #web-feeds): every seeded post.
+        murmur(
+            net.reader, "feeds", "add", FEED, f"{LONG_POSTS}:LongPosts", "--param", "min_chars=10"
+        )
         for who, node, text in SEED_POSTS:
             home = net.reader if who == "alice" else net.authors
             doc = murmur(home, "--node", urls[node], "post", text, as_name=who)

@@ -6,6 +6,8 @@ optional ``filters.toml``), starts :func:`client.web.app.make_app` on a free loo
 port with aiohttp's ``TestServer`` (its node client over the fake nodes' transport),
 and yields a :class:`Web` with an aiohttp ``TestClient`` that keeps cookies for
 127.0.0.1. :meth:`Web.login` exchanges the token for the session cookie.
+:func:`serve_nodes` is the same over real nodes (node apps on loopback, e.g. the
+``start_node`` fixture of ``tests/client/test_moderation_apply.py``) and a real client.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class Web:
     client: TestClient[object, object]
     guard: Guard
     me: Author
-    net: Net
+    #: The fake nodes' network (:func:`serve`); None over real nodes.
+    net: Net | None
 
     @property
     def origin(self) -> str:
@@ -116,22 +119,40 @@ def new_author() -> Author:
 async def serve(
     home: Path, net: Net, nodes: list[FakeNode], *, filters: str | None = None
 ) -> AsyncIterator[Web]:
+    async with net.client() as http, _serve(home, [n.url for n in nodes], http, filters) as w:
+        w.net = net
+        yield w
+
+
+@asynccontextmanager
+async def serve_nodes(
+    home: Path, urls: list[str], *, filters: str | None = None
+) -> AsyncIterator[Web]:
+    """As :func:`serve`, over real nodes (``urls``: node apps on loopback) and a real
+    HTTP client."""
+    async with httpx.AsyncClient() as http, _serve(home, urls, http, filters) as w:
+        yield w
+
+
+@asynccontextmanager
+async def _serve(
+    home: Path, urls: list[str], http: httpx.AsyncClient, filters: str | None
+) -> AsyncIterator[Web]:
     seed = next(_seeds).to_bytes(32, "big")
     Keystore(home).create("me", seed=seed, passphrase=None)
     me = Author(identity=Identity.from_seed(seed))
     config = ClientConfig.load(home)
-    for n in nodes:
-        config.add_node(n.url)
+    for url in urls:
+        config.add_node(url)
     config.save()
     if filters is not None:
         (home / "filters.toml").write_text(filters)
     port = unused_port()
-    async with net.client() as http:
-        app = make_app(home, host=HOST, port=port, token=TOKEN, http=http)
-        server = TestServer(app, host=HOST, port=port)
-        client: TestClient[object, object] = TestClient(server, cookie_jar=CookieJar(unsafe=True))
-        await client.start_server()
-        try:
-            yield Web(client=client, guard=app[WEB].guard, me=me, net=net)
-        finally:
-            await client.close()
+    app = make_app(home, host=HOST, port=port, token=TOKEN, http=http)
+    server = TestServer(app, host=HOST, port=port)
+    client: TestClient[object, object] = TestClient(server, cookie_jar=CookieJar(unsafe=True))
+    await client.start_server()
+    try:
+        yield Web(client=client, guard=app[WEB].guard, me=me, net=None)
+    finally:
+        await client.close()

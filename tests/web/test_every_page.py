@@ -1,7 +1,8 @@
 """Every page of ``murmur web`` in Chromium, on a phone and on a laptop screen (issue
 #17 items 2 and 5): each page the nav bar links to (the app lists the page groups it
 has, so a new page is visited as soon as it is in the nav), plus a thread, an author
-page, a people search and the following list of the seeded devnet.
+page, a people search, the following list, the feeds and the reader's local feed of the
+seeded devnet.
 
 Each page must answer 200, fit the screen's width (no sideways scrolling), run
 without a dialog, console error, page error or request to another origin (the page
@@ -18,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.web.conftest import BROWSER_TEST, SEED_POSTS, Axe, Browsing, Screenshot, WebDevnet
+from tests.web.conftest import BROWSER_TEST, FEED, SEED_POSTS, Axe, Browsing, Screenshot, WebDevnet
 from tests.web.harness import WebProcess, describe_violations
 
 pytestmark = BROWSER_TEST
@@ -56,6 +57,8 @@ async def test_every_page_answers_runs_clean_and_passes_axe(
                 f"/author/{quote(web_devnet.dids['alice'])}",
                 "/search?q=Bob",
                 "/following",
+                "/feeds",
+                f"/feeds/{FEED}",
             ]
         )
     )

@@ -18,6 +18,7 @@ from aiohttp import web
 from client.web.pages import (
     author,
     compose,
+    feeds,
     identities,
     media,
     moderation,
@@ -44,6 +45,7 @@ GROUPS: Final = (
     notifications,
     moderation,
     media,
+    feeds,
 )
 
 

@@ -28,6 +28,7 @@ from client.views import View, follow_set, timeline, timeline_feed
 from client.watch import TimelineWatch, start_cursors
 from client.web.context import WEB, render
 from client.web.pages.common import listing, own_state
+from client.web.pages.feeds import feed_tabs
 from client.web.pages.live import Announce, seen_ids, stream_ids, stream_starts
 from client.web.render import Names
 from client.web.timing import phase, record
@@ -92,6 +93,7 @@ async def home(request: web.Request) -> web.Response:
             request,
             "timeline.html",
             title="Home",
+            tabs=feed_tabs(reads.home),
             lst=listing(request, view, mod, names, mine=mine),
             empty=not view.items,
             next_cursor=None if nxt is None else nxt.encode(),
