@@ -45,6 +45,7 @@ from client.feeds.config import (
     SubscribedFeed,
     check_feed_name,
     check_feed_nodes,
+    non_public_nodes,
 )
 from client.feeds.source import ReaderSource
 from client.feeds.view import DROP_REASONS, SERVER_DEADLINE_S, FeedView, feed_view
@@ -158,11 +159,20 @@ def _subscribe(args: argparse.Namespace, ctx: Context, name: str) -> SubscribedF
         raise FeedNotFoundError(
             f"no node of yours serves a feed event {remote!r} by {did}: see murmur feeds discover"
         )
+    nodes = check_feed_nodes(list(event.body["nodes"]), "the feed event's nodes")
+    private = non_public_nodes(nodes, session.node_urls())
+    if private and not args.allow_private:
+        raise BadRequestError(
+            f"the feed event names node(s) at a local or private address that are not your "
+            f"nodes: {', '.join(safe_line(u) for u in private)}; a stranger's announcement "
+            "must not make your client reach into your own network. If you trust it, add "
+            "--allow-private"
+        )
     return SubscribedFeed(
         name=name,
         author=did,
         feed=remote,
-        nodes=check_feed_nodes(list(event.body["nodes"]), "the feed event's nodes"),
+        nodes=nodes,
         description=str(event.body.get("description", "")),
         event=event.id_hex,
     )
@@ -442,6 +452,12 @@ def register(
         metavar="DID/FEED",
         help="subscribe to the feed FEED announced by DID (or an alias): its newest "
         "verified feed event on your nodes names the nodes serving it",
+    )
+    add.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="with --from: accept serving nodes at local or private addresses that are not "
+        "your nodes (refused by default: spec 0007 #feed-private)",
     )
     add.set_defaults(handler=cmd_feeds_add)
     remove = fsub.add_parser("remove", parents=[common], help="remove a feed")

@@ -23,10 +23,12 @@ code: :func:`protocol.feeds.load.check_feed_type` only looks for it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -74,6 +76,29 @@ def check_feed_nodes(nodes: object, what: str = "nodes") -> list[str]:
         clean = url.rstrip("/")
         if clean not in out:
             out.append(clean)
+    return out
+
+
+def non_public_nodes(urls: list[str], own: list[str]) -> list[str]:
+    """The URLs of ``urls`` whose host is ``localhost`` (or under ``.localhost``) or
+    an IP literal that is not public unicast (loopback, private, link-local, ...), and
+    that are not the reader's ``own`` nodes (spec 0007 #feed-private). A host name is
+    not resolved here: one that resolves to a private address is not caught."""
+    mine = {u.rstrip("/") for u in own}
+    out: list[str] = []
+    for url in urls:
+        if url.rstrip("/") in mine:
+            continue
+        host = (urlsplit(url).hostname or "").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            out.append(url)
+            continue
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name: not judged without resolving it
+        if not ip.is_global or ip.is_multicast:
+            out.append(url)
     return out
 
 

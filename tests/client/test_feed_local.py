@@ -18,7 +18,7 @@ import pytest
 
 from client.api import NodeClient, skeleton_cap
 from client.errors import BadResponseError
-from client.feeds.config import FeedsConfig, LocalFeed, SubscribedFeed
+from client.feeds.config import FeedsConfig, LocalFeed, SubscribedFeed, non_public_nodes
 from client.feeds.run import run_page
 from client.feeds.source import ReaderSource
 from client.feeds.view import feed_view
@@ -278,3 +278,16 @@ async def test_the_whats_hot_builtin_runs_locally_over_real_nodes(
     assert [e.id for e in fv.view.items] == [hot.id, warm.id]
     assert fv.report.why[hot.id] == "3 likes, 0 reposts in the last day"
     assert fv.report.dropped == {}
+
+
+def test_non_public_serving_nodes_are_found_unless_they_are_the_readers() -> None:
+    """spec 0007 #feed-private: loopback, private, link-local, unspecified and
+    IPv4-in-IPv6 loopback literals and localhost names are caught; public addresses,
+    host names and the reader's own nodes are not."""
+    urls = [
+        "http://127.0.0.1:9", "http://10.1.2.3", "http://192.168.0.1:8701",
+        "http://169.254.169.254", "http://[::1]:80", "http://[::ffff:127.0.0.1]",
+        "http://0.0.0.0", "http://LOCALHOST:1", "http://a.localhost",
+        "http://93.184.216.34", "https://feeds.example.org", "http://127.0.0.1:8701",
+    ]  # fmt: skip
+    assert non_public_nodes(urls, ["http://127.0.0.1:8701/"]) == urls[:9]

@@ -123,7 +123,11 @@ def test_a_feed_file_runs_locally_and_from_a_node(
     found = cli.json("feeds", "discover")["feeds"]
     assert [f["ref"] for f in found] == [f"{dids['operator']}/long"]
     assert found[0]["nodes"] == [DEAD, node.url]
-    cli.json("feeds", "add", "served", "--from", f"{dids['operator']}/long")
+    # The event names DEAD, a loopback address that is not the reader's node: refused
+    # unless the reader says so (spec 0007 #feed-private).
+    code, err = cli.error("feeds", "add", "served", "--from", f"{dids['operator']}/long")
+    assert code == "bad-request" and f"private address that are not your nodes: {DEAD}" in err
+    cli.json("feeds", "add", "served", "--from", f"{dids['operator']}/long", "--allow-private")
     listed = cli.json("feeds", "list")["feeds"]
     assert [(f["name"], f["kind"]) for f in listed] == [("mine", "local"), ("served", "subscribed")]
     doc = cli.json("feed", "served", as_name="reader")
@@ -151,7 +155,7 @@ def test_a_feed_file_runs_locally_and_from_a_node(
         cli.json(
             "feeds", "announce", "bad", "--node", hostile.url, as_name="rogue"
         )  # fmt: skip
-        cli.json("feeds", "add", "bad", "--from", f"{dids['rogue']}/bad")
+        cli.json("feeds", "add", "bad", "--from", f"{dids['rogue']}/bad", "--allow-private")
         text = cli.ok("feed", "bad", "--explain", as_name="reader")
         doc = cli.json("feed", "bad", as_name="reader")
     finally:
