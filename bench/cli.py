@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "social": ("bench.social", "notifications, followers, counts over 1M events, p50/p95"),
     "web": ("bench.web", "murmur web's timeline over HTTP and first page in Chromium, 3 nodes"),
     "media": ("bench.media", "a posted picture: store bytes per image, node 1 to node 3, 3 nodes"),
+    "feed": ("bench.feed", "what's hot, 50 items over 1M events: node p95, client whole page"),
 }
 
 
