@@ -25,7 +25,6 @@ from client.api import NodeClient, WireItem
 from client.browse import matches_tag, normalize_tag
 from client.reader import MAX_FEED_AUTHORS, PAGE, Reader
 from client.views import follow_set
-from protocol.errors import RemoteError
 from protocol.events import Event
 from protocol.feeds import MAX_SOURCE_EVENTS, MAX_SOURCE_IDS, MAX_TOP, Reacted, TimeMark
 
@@ -61,38 +60,11 @@ def _newest_first(events: list[Event]) -> list[Event]:
 Fetch = Callable[[NodeClient, str | None, int], Awaitable[tuple[list[WireItem], str | None]]]
 
 
-#: Ids in one ``GET /v1/events?ids=`` (spec 0004 #events-by-id).
-MAX_IDS_REQUEST = 100
-
-
 async def fetch_ids(reader: Reader, ids: Sequence[bytes]) -> dict[bytes, Event]:
     """The events of ``ids`` (at most :data:`~protocol.feeds.MAX_SOURCE_IDS`) from
-    every node of ``reader``, verified and merged by it, in requests of 100 ids
-    (``GET /v1/events?ids=``: a page of 50 is one request a node, not 50). A node
-    without that form (an older one: 400, 404 or 405) is asked id by id."""
-    wanted = [i for i in dict.fromkeys(ids) if i not in reader.events][:MAX_SOURCE_IDS]
-    if wanted:
-        asked = set(wanted)
-
-        def accept(e: Event) -> bool:
-            return e.id in asked
-
-        async def one(node: NodeClient) -> None:
-            for at in range(0, len(wanted), MAX_IDS_REQUEST):
-                chunk = wanted[at : at + MAX_IDS_REQUEST]
-                try:
-                    items = await node.events_by_ids(chunk)
-                except RemoteError as exc:
-                    if exc.status not in (400, 404, 405):
-                        raise
-                    found = [await node.get_event(i.hex()) for i in chunk]
-                    items = [item for item in found if item is not None]
-                await reader.preverify(items)
-                for item in items:
-                    reader.add(node.url, item, accept)
-
-        await reader.each(one)
-    return {i: reader.events[i] for i in dict.fromkeys(ids) if i in reader.events}
+    every node of ``reader``, verified and merged by it (:meth:`Reader.lookup`: 100
+    ids a request a node)."""
+    return await reader.lookup(ids, limit=MAX_SOURCE_IDS)
 
 
 class ReaderSource:

@@ -125,6 +125,8 @@ class FakeNode:
         self.batches = True
         #: ``first_seen_ms`` by author in ``stats`` answers.
         self.first_seen: dict[str, int] = {}
+        #: Serve ``GET /v1/events?ids=`` (False: an older node, 400).
+        self.ids_batch = True
         self.requests: list[str] = []
         #: Every wire submitted, in order (to compare retried bytes).
         self.submitted: list[bytes] = []
@@ -171,6 +173,16 @@ class FakeNode:
             if self.lose_acks:
                 raise httpx.ReadError("connection reset before the answer", request=request)
             return answer
+        if path == "/v1/events" and request.method == "GET" and "ids" in q:
+            if not self.ids_batch:
+                return _error(400, "bad-request")
+            asked = [bytes.fromhex(h) for h in q["ids"].split(",") if h]
+            held = [i for i in asked if i in self.wires and i not in self.hidden]
+            doc = {
+                "events": [event_json(self.wires[i]) for i in held],
+                "missing": [i.hex() for i in asked if i not in held],
+            }
+            return httpx.Response(200, json=doc)
         if parts[:2] == ["v1", "events"] and len(parts) == 3:
             wire = self.wires.get(bytes.fromhex(parts[2]))
             if wire is None or bytes.fromhex(parts[2]) in self.hidden:

@@ -366,3 +366,28 @@ async def test_account_ages_are_one_request_per_node(
             if batches
             else ["POST /v1/stats"] + ["GET /v1/followers/" + d for d in dids]
         ), asked
+
+
+async def test_lookup_asks_each_node_once_for_many_ids_and_an_older_node_id_by_id(
+    net: tuple[Net, Clients],
+) -> None:
+    """spec 0004 #events-by-id: ``Reader.lookup`` of a page's ids is one ``GET
+    /v1/events?ids=`` a node (100 ids a request); a node without that form is asked
+    id by id; a copy failing verification is dropped and reported."""
+    fake, clients = net
+    new, old = fake.node("new"), fake.node("old")
+    old.ids_batch = False
+    author = Author.new()
+    posts = [author.post(f"post {i}") for i in range(150)]
+    new.add(*posts)
+    old.add(*posts[:3])
+    forged = Author.new().post("forged")
+    new.serve(broken_signature(forged))
+    reader = Reader(clients(new, old))
+    wanted = [p.id for p in posts] + [forged.id]
+    found = await reader.lookup(wanted, limit=200)
+    assert set(found) == {p.id for p in posts}
+    assert [r for r in new.requests if r.startswith("GET")] == ["GET /v1/events"] * 2
+    assert len([r for r in old.requests if r.startswith("GET /v1/events/")]) == 151
+    assert forged.id not in reader.events
+    assert reader.report.node(new.url).invalid
