@@ -234,8 +234,15 @@ _V6: Final[list[Step]] = [*BLOB_SCHEMA]
 #: key) instead of the whole ``refs`` table.
 _V7: Final[list[Step]] = ["CREATE INDEX refs_kind_ts ON refs (kind, ts, target, author)"]
 
+#: Profiles of a page's authors (every view names its authors): a partial index of the
+#: ``profile`` events alone, so ``POST /v1/feed`` with ``kinds=[profile]`` reads a few
+#: rows an author, not each author's whole history (spec 0004 #feed-profiles).
+_V8: Final[list[Step]] = [
+    "CREATE INDEX events_profiles ON events (author, ts, cursor) WHERE kind = 'profile'"
+]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5, _V6, _V7]
+MIGRATIONS: Final[list[list[Step]]] = [[*_V1], [*_V2], [*_V3], [*_V4], _V5, _V6, _V7, _V8]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -173,8 +173,14 @@ _V5: Final[list[Step]] = [*BLOB_SCHEMA]
 #: of the whole ``refs`` table.
 _V6: Final[list[Step]] = ["CREATE INDEX refs_kind_ts ON refs (kind, ts) INCLUDE (target, author)"]
 
+#: Profiles of a page's authors: a partial index of the ``profile`` events alone
+#: (spec 0004 #feed-profiles); queries name ``kind = 'profile'`` literally to use it.
+_V7: Final[list[Step]] = [
+    "CREATE INDEX events_profiles ON events (author, ts, cursor) WHERE kind = 'profile'"
+]
+
 #: Index ``i`` holds the steps that bring version ``i`` to ``i + 1``.
-PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4, _V5, _V6]
+PG_MIGRATIONS: Final[list[list[Step]]] = [[*_V1], _V2, _V3, _V4, _V5, _V6, _V7]
 PG_SCHEMA_VERSION: Final = len(PG_MIGRATIONS)
 
 

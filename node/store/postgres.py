@@ -57,6 +57,7 @@ from protocol.blobs import BlobInfo
 from protocol.embeds import EmbedImage
 from protocol.events import Event
 from protocol.feeds import Reacted
+from protocol.kinds import PROFILE
 from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = ["PostgresStore"]
@@ -275,7 +276,9 @@ class PostgresStore(Store):
         where = ["NOT deleted", _SHOWN]
         if query.authors is not None:
             where.append(f"author = ANY({q(list(query.authors))}::text[])")
-        if query.kinds is not None:
+        if query.kinds is not None and set(query.kinds) == {PROFILE}:
+            where.append(f"kind = '{PROFILE}'")  # literal: the partial index events_profiles
+        elif query.kinds is not None:
             where.append(f"kind = ANY({q(list(query.kinds))}::text[])")
         if query.before is not None:
             where.append(f"(ts, cursor) < ({q(query.before[0])}, {q(query.before[1])})")

@@ -50,6 +50,7 @@ from protocol.blobs import BlobInfo
 from protocol.embeds import EmbedImage
 from protocol.events import Event
 from protocol.feeds import Reacted
+from protocol.kinds import PROFILE
 from protocol.negentropy_storage import NegentropyStorage
 
 __all__ = ["DB_FILENAME", "SqliteStore", "id_prefix_range"]
@@ -454,7 +455,11 @@ class SqliteStore(Store):
         if query.authors is not None:
             where.append(f"author IN ({_in(query.authors)})")
             args.extend(query.authors)
-        if query.kinds is not None:
+        profiles_only = query.kinds is not None and set(query.kinds) == {PROFILE}
+        if profiles_only:
+            # Literal, so the planner may use the partial index events_profiles.
+            where.append(f"kind = '{PROFILE}'")
+        elif query.kinds is not None:
             where.append(f"kind IN ({_in(query.kinds)})")
             args.extend(query.kinds)
         before: list[Any] = []
@@ -464,8 +469,10 @@ class SqliteStore(Store):
         cond = " AND ".join(where)
         args += before
         order = "ORDER BY ts DESC, cursor DESC LIMIT ?"
-        if query.authors is None or len(query.authors) < 2:
-            sql = f"SELECT {_COLS} FROM events WHERE {cond} {order}"  # noqa: S608 - constant SQL + placeholders
+        if query.authors is None or len(query.authors) < 2 or profiles_only:
+            # INDEXED BY: the plan SQLite must take (an error, never a walk, without it).
+            table = "events INDEXED BY events_profiles" if profiles_only else "events"
+            sql = f"SELECT {_COLS} FROM {table} WHERE {cond} {order}"  # noqa: S608 - constant SQL + placeholders
             return await self._read(
                 lambda c: [_row(r) for r in c.execute(sql, [*args, query.limit]).fetchall()]
             )

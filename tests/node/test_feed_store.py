@@ -7,9 +7,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from node.store import SCHEMA_VERSION, SqliteStore
 from node.store import sqlite_social_read as social
-from node.store.base import SEARCH_KEY_LOW_BITS
+from node.store.base import SEARCH_KEY_LOW_BITS, FeedQuery
 from node.store.sqlite import DB_FILENAME
 from protocol.events import Event
 from protocol.feeds import Reacted
@@ -103,8 +105,9 @@ async def test_top_reacted_reads_one_range_of_the_kind_ts_index(
     assert "SCAN" not in plan, plan
 
 
-async def test_a_version_6_database_gets_the_index(tmp_path: Path, clock: Clock) -> None:
-    """Migration 7 adds refs_kind_ts to a database written before it (its likes kept)."""
+async def test_a_version_6_database_gets_the_indexes(tmp_path: Path, clock: Clock) -> None:
+    """Migrations 7 and 8 add refs_kind_ts and events_profiles to a database written
+    before them (its likes kept)."""
     events, ids = _reactions(clock)
     store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
     await store.open()
@@ -112,6 +115,7 @@ async def test_a_version_6_database_gets_the_index(tmp_path: Path, clock: Clock)
     await store.close()
     conn = sqlite3.connect(tmp_path / DB_FILENAME, isolation_level=None)
     conn.execute("DROP INDEX refs_kind_ts")
+    conn.execute("DROP INDEX events_profiles")
     conn.execute("PRAGMA user_version = 6")
     conn.close()
     store = SqliteStore(tmp_path, synchronous="normal", now_ms=clock)
@@ -123,9 +127,9 @@ async def test_a_version_6_database_gets_the_index(tmp_path: Path, clock: Clock)
         await store.close()
     conn = sqlite3.connect(tmp_path / DB_FILENAME)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert "refs_kind_ts" in names
+        assert {"refs_kind_ts", "events_profiles"} <= names
     finally:
         conn.close()
 
@@ -136,3 +140,46 @@ def test_the_search_key_layout_is_the_backends() -> None:
     from node.store import pg_search, sqlite_search
 
     assert sqlite_search._LOW_BITS == pg_search._LOW_BITS == SEARCH_KEY_LOW_BITS
+
+
+@both_backends()
+async def test_profiles_of_many_authors_read_the_profile_index(
+    tmp_path: Path, clock: Clock, backend: Backend
+) -> None:
+    """spec 0004 #feed-profiles: ``feed(kinds=[profile], authors=...)`` (every view's
+    authors' names) answers every profile of those authors, newest first, deleted ones
+    left out, as any feed does; on SQLite it reads the partial index events_profiles
+    (INDEXED BY), never each author's whole history."""
+    authors = [new_author(clock) for _ in range(5)]
+    events: list[Event] = []
+    for i, a in enumerate(authors):
+        events += [a.post(f"post {k}") for k in range(20)]
+        events.append(a.sign("profile", {"name": f"old {i}"}))
+        events += [a.post("more")]
+        events.append(a.sign("profile", {"name": f"new {i}"}))
+    gone = authors[0].sign("profile", {"name": "withdrawn"})
+    events += [gone, authors[0].sign("delete", {"target": gone.id})]
+    store = await backend.open(tmp_path / "s")
+    try:
+        await store.apply_batch(events)
+        asked = [a.did for a in authors[:4]]
+        got = await store.feed(
+            FeedQuery(authors=tuple(asked), kinds=("profile",), before=None, limit=100)
+        )
+    finally:
+        await store.close()
+    want = [e for e in events if e.kind == "profile" and e.author in asked and e is not gone]
+    assert sorted(s.id for s in got) == sorted(e.id for e in want)
+    assert [s.ts for s in got] == sorted((s.ts for s in got), reverse=True)
+    if backend.kind == "sqlite":  # its query names the index: without it, an error
+        conn = sqlite3.connect(tmp_path / "s" / DB_FILENAME)
+        conn.execute("DROP INDEX events_profiles")
+        conn.close()
+        store = await backend.open(tmp_path / "s")
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="no such index"):
+                await store.feed(
+                    FeedQuery(authors=tuple(asked), kinds=("profile",), before=None, limit=9)
+                )
+        finally:
+            await store.close()

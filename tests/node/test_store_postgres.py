@@ -170,6 +170,7 @@ async def test_upgrade_from_a_populated_v1_database_fills_the_social_indexes(
         # Schemas 3, 4 and 5.
         later = ["post_search", "key_events", "key_paths", "blobs", "blob_refs", "blob_totals"]
         await conn.execute(f"DROP TABLE {', '.join([*tables, *later])}")
+        await conn.execute("DROP INDEX events_profiles")  # schema 7
         await conn.execute("UPDATE schema_version SET version = 1")
     finally:
         await conn.close()
@@ -212,6 +213,7 @@ async def test_upgrade_from_a_populated_v2_database_indexes_the_posts_held(
             "DROP TABLE post_search, key_events, key_paths, blobs, blob_refs, blob_totals"
         )
         await conn.execute("DROP INDEX refs_kind_ts")  # schema 6
+        await conn.execute("DROP INDEX events_profiles")  # schema 7
         await conn.execute("UPDATE schema_version SET version = 2")
     finally:
         await conn.close()
