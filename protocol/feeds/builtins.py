@@ -19,7 +19,7 @@ import base64
 import binascii
 import math
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -45,6 +45,7 @@ __all__ = [
     "DAY_MS",
     "FOF_MAX_ASKED",
     "FOF_MAX_AUTHORS",
+    "HOT_RANKINGS_KEPT",
     "HOT_SLICES",
     "MAX_TAG_FEED_TAGS",
     "REPOST_WEIGHT",
@@ -56,6 +57,11 @@ __all__ = [
 DAY_MS: Final = 86_400_000
 #: Time slices of a what's-hot window: one ``top_reacted`` call each (spec 0009 #whats-hot).
 HOT_SLICES: Final = 4
+#: Rankings a what's-hot feed keeps, one per (source, evaluation time): the pages a
+#: cursor continues read the ranking of their first page.
+HOT_RANKINGS_KEPT: Final = 8
+#: One ranked target: ``(id, score, likes, reposts)``.
+Ranked = tuple[bytes, float, int, int]
 #: A repost counts this many likes: it puts the post before the reposter's followers.
 REPOST_WEIGHT: Final = 2.0
 #: Longest what's-hot window: a node's ``top_reacted`` spans at most 7 days per call
@@ -150,8 +156,26 @@ class WhatsHot:
         self.halflife_ms = halflife_ms
         self.anchor_ms = anchor_ms
         self.description = f"Posts most liked and reposted in {_span_text(window_ms)}"
+        #: Recent rankings by (source, T): a later page's cursor pins T, so its
+        #: ranking is the first page's, not recomputed (spec 0009 #whats-hot, 8).
+        self._rankings: OrderedDict[tuple[int, int], tuple[Source, list[Ranked]]] = (
+            OrderedDict()
+        )
 
-    async def ranking(self, src: Source, at_ms: int) -> list[tuple[bytes, float, int, int]]:
+    async def ranked(self, src: Source, at_ms: int) -> list[Ranked]:
+        """:meth:`ranking`, kept for the last :data:`HOT_RANKINGS_KEPT` ``(src, T)``."""
+        key = (id(src), at_ms)
+        kept = self._rankings.get(key)
+        if kept is not None and kept[0] is src:
+            self._rankings.move_to_end(key)
+            return kept[1]
+        ranking = await self.ranking(src, at_ms)
+        self._rankings[key] = (src, ranking)
+        while len(self._rankings) > HOT_RANKINGS_KEPT:
+            self._rankings.popitem(last=False)
+        return ranking
+
+    async def ranking(self, src: Source, at_ms: int) -> list[Ranked]:
         """Targets by decayed score at ``at_ms``: ``(id, score, likes, reposts)``, best
         first, then by id; at most :data:`MAX_TOP` (spec 0009 #whats-hot)."""
         start = at_ms - self.window_ms
@@ -186,7 +210,7 @@ class WhatsHot:
             at_ms, offset = _read_hot_cursor(ctx.cursor)
         if offset >= MAX_TOP:
             return Page()
-        ranked = await self.ranking(src, at_ms)
+        ranked = await self.ranked(src, at_ms)
         span = _span_text(self.window_ms)
         items: list[FeedItem] = []
         pos = offset

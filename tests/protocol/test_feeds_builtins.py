@@ -28,6 +28,7 @@ from protocol.feeds.builtins import (
     DAY_MS,
     FOF_MAX_ASKED,
     FOF_MAX_AUTHORS,
+    HOT_RANKINGS_KEPT,
     REPOST_WEIGHT,
     FriendsOfFriends,
     Tag,
@@ -194,6 +195,26 @@ def test_whats_hot_cursor_pins_the_time_of_the_first_page() -> None:
     assert first.ids + second.ids == whole
     assert newcomer.id not in second.ids
     assert newcomer.id == run(WhatsHot().page(FeedContext(viewer=None, now_ms=later), src2)).ids[0]
+
+
+def test_whats_hot_later_pages_reuse_the_first_pages_ranking() -> None:
+    """spec 0009 #whats-hot step 7: one feed object ranks once per (source, T); the
+    pages its cursor continues read that ranking (no top_reacted calls); another T,
+    another source, or more than HOT_RANKINGS_KEPT rankings later, it ranks again."""
+    src = Counting(MemorySource(_hot_world()))
+    feed = WhatsHot()
+    first = run(feed.page(FeedContext(viewer=None, now_ms=NOW, limit=10), src))
+    assert len(src.named("top_reacted")) == 4
+    ctx = FeedContext(viewer=None, now_ms=NOW + HOUR, limit=10, cursor=first.cursor)
+    second = run(feed.page(ctx, src))
+    assert len(src.named("top_reacted")) == 4
+    assert second.ids and set(second.ids).isdisjoint(first.ids)
+    other = Counting(MemorySource(_hot_world()))
+    assert run(feed.page(ctx, other)).ids == second.ids and len(other.named("top_reacted")) == 4
+    for k in range(1, HOT_RANKINGS_KEPT + 1):
+        run(feed.page(FeedContext(viewer=None, now_ms=NOW + k, limit=1), src))
+    run(feed.page(ctx, src))
+    assert len(src.named("top_reacted")) == 4 * (HOT_RANKINGS_KEPT + 2)
 
 
 def test_whats_hot_anchor_fixes_now() -> None:
