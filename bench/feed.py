@@ -9,7 +9,8 @@ serves the built-in ``whats-hot`` (spec 0009 #whats-hot) twice from its ``node.t
 that its newest reactions are "today":
 
 - ``hot``: the default ``cache_s`` (30 s), what readers get (spec 0004 #feed-cache);
-- ``hot-nocache``: ``cache_s = 0``, every request computes its page.
+- ``hot-nocache``: ``cache_s = 0`` and ``keep_rankings = 0``, every request computes
+  its page from scratch (four ``top_reacted`` slices and all).
 
 Timed over HTTP (keep-alive), ``GET /v1/feeds/NAME?limit=50``:
 
@@ -108,10 +109,13 @@ def _newest_ts(corpus: Corpus) -> int:
 
 
 def _feeds_toml(anchor_ms: int, window_ms: int) -> str:
-    params = f"{{ anchor_ms = {anchor_ms}, window_ms = {window_ms} }}"
+    params = f"anchor_ms = {anchor_ms}, window_ms = {window_ms}"
+    # The cold feed keeps no page and no ranking (spec 0009 #whats-hot step 8): with
+    # its fixed anchor, a kept ranking would answer every request after the first.
     return (
-        f'\n[[feeds]]\nname = "{SERVED}"\ntype = "whats-hot"\nparams = {params}\n'
-        f'\n[[feeds]]\nname = "{COLD}"\ntype = "whats-hot"\nparams = {params}\ncache_s = 0\n'
+        f'\n[[feeds]]\nname = "{SERVED}"\ntype = "whats-hot"\nparams = {{ {params} }}\n'
+        f'\n[[feeds]]\nname = "{COLD}"\ntype = "whats-hot"\n'
+        f"params = {{ {params}, keep_rankings = 0 }}\ncache_s = 0\n"
     )
 
 

@@ -60,6 +60,8 @@ HOT_SLICES: Final = 4
 #: Rankings a what's-hot feed keeps, one per (source, evaluation time): the pages a
 #: cursor continues read the ranking of their first page.
 HOT_RANKINGS_KEPT: Final = 8
+#: Most rankings ``keep_rankings`` may ask a what's-hot feed to keep.
+MAX_HOT_RANKINGS_KEPT: Final = 64
 #: One ranked target: ``(id, score, likes, reposts)``.
 Ranked = tuple[bytes, float, int, int]
 #: A repost counts this many likes: it puts the post before the reposter's followers.
@@ -143,6 +145,7 @@ class WhatsHot:
         window_ms: int = DAY_MS,
         halflife_ms: int = 21_600_000,
         anchor_ms: int | None = None,
+        keep_rankings: int = HOT_RANKINGS_KEPT,
     ) -> None:
         if not _is_int(window_ms) or not 60_000 <= window_ms <= MAX_HOT_WINDOW_MS:
             raise FeedLoadError(
@@ -152,9 +155,14 @@ class WhatsHot:
             raise FeedLoadError("whats-hot: halflife_ms must be a positive integer")
         if anchor_ms is not None and (not _is_int(anchor_ms) or not 0 <= anchor_ms <= MAX_TS):
             raise FeedLoadError("whats-hot: anchor_ms must be an integer time in ms, or absent")
+        if not _is_int(keep_rankings) or not 0 <= keep_rankings <= MAX_HOT_RANKINGS_KEPT:
+            raise FeedLoadError(
+                f"whats-hot: keep_rankings must be an integer from 0 to {MAX_HOT_RANKINGS_KEPT}"
+            )
         self.window_ms = window_ms
         self.halflife_ms = halflife_ms
         self.anchor_ms = anchor_ms
+        self.keep_rankings = keep_rankings
         self.description = f"Posts most liked and reposted in {_span_text(window_ms)}"
         #: Recent rankings by (source, T): a later page's cursor pins T, so its
         #: ranking is the first page's, not recomputed (spec 0009 #whats-hot, 8).
@@ -163,7 +171,9 @@ class WhatsHot:
         )
 
     async def ranked(self, src: Source, at_ms: int) -> list[Ranked]:
-        """:meth:`ranking`, kept for the last :data:`HOT_RANKINGS_KEPT` ``(src, T)``."""
+        """:meth:`ranking`, kept for the last ``keep_rankings`` ``(src, T)``."""
+        if self.keep_rankings == 0:
+            return await self.ranking(src, at_ms)
         key = (id(src), at_ms)
         kept = self._rankings.get(key)
         if kept is not None and kept[0] is src:
@@ -171,7 +181,7 @@ class WhatsHot:
             return kept[1]
         ranking = await self.ranking(src, at_ms)
         self._rankings[key] = (src, ranking)
-        while len(self._rankings) > HOT_RANKINGS_KEPT:
+        while len(self._rankings) > self.keep_rankings:
             self._rankings.popitem(last=False)
         return ranking
 
@@ -184,23 +194,30 @@ class WhatsHot:
         answers = await _gather(
             [src.top_reacted(since_ts=a, until_ts=b, limit=MAX_TOP) for a, b in slices]
         )
-        score: dict[bytes, float] = {}
-        likes: Counter[bytes] = Counter()
-        reposts: Counter[bytes] = Counter()
+        # id -> [score, likes, reposts]; slices summed in order (the spec's Σ_k).
+        tally: dict[bytes, list[Any]] = {}
         for (since, until), answer in zip(slices, answers, strict=True):
             age = at_ms - (since + until) / 2
             weight = math.pow(2.0, -age / self.halflife_ms)
             for one in answer[:MAX_TOP]:  # a Source that answers more is cut, not trusted
                 if not isinstance(one, Reacted) or len(one.id) != 32:
                     raise FeedError("whats-hot: the source answered top_reacted badly")
-                n_likes, n_reposts = max(0, one.likes), max(0, one.reposts)
-                score[one.id] = score.get(one.id, 0.0) + weight * (
-                    n_likes + REPOST_WEIGHT * n_reposts
-                )
-                likes[one.id] += n_likes
-                reposts[one.id] += n_reposts
-        ranked = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TOP]
-        return [(eid, s, likes[eid], reposts[eid]) for eid, s in ranked if s > 0]
+                n_likes, n_reposts = one.likes, one.reposts
+                if n_likes < 0:
+                    n_likes = 0
+                if n_reposts < 0:
+                    n_reposts = 0
+                gained = weight * (n_likes + REPOST_WEIGHT * n_reposts)
+                acc = tally.get(one.id)
+                if acc is None:
+                    tally[one.id] = [0.0 + gained, n_likes, n_reposts]
+                else:
+                    acc[0] += gained
+                    acc[1] += n_likes
+                    acc[2] += n_reposts
+        # Tuples sort in C: score descending, then id ascending bytewise.
+        order = sorted((-s, eid, n_l, n_r) for eid, (s, n_l, n_r) in tally.items() if s > 0)
+        return [(eid, -neg, n_l, n_r) for neg, eid, n_l, n_r in order[:MAX_TOP]]
 
     async def page(self, ctx: FeedContext, src: Source) -> Page:
         if ctx.cursor is None:

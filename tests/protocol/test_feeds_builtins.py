@@ -215,6 +215,11 @@ def test_whats_hot_later_pages_reuse_the_first_pages_ranking() -> None:
         run(feed.page(FeedContext(viewer=None, now_ms=NOW + k, limit=1), src))
     run(feed.page(ctx, src))
     assert len(src.named("top_reacted")) == 4 * (HOT_RANKINGS_KEPT + 2)
+    src.calls.clear()
+    forgetful = WhatsHot(keep_rankings=0)
+    first = run(forgetful.page(FeedContext(viewer=None, now_ms=NOW, limit=10), src))
+    run(forgetful.page(FeedContext(viewer=None, now_ms=NOW, limit=10, cursor=first.cursor), src))
+    assert len(src.named("top_reacted")) == 8
 
 
 def test_whats_hot_anchor_fixes_now() -> None:

@@ -146,6 +146,9 @@ def test_a_broken_entry_point_is_feed_load(monkeypatch: pytest.MonkeyPatch) -> N
 def test_builtin_parameter_errors_are_feed_load() -> None:
     with pytest.raises(FeedLoadError, match="whats-hot: window_ms"):
         load_feed("whats-hot", {"window_ms": 5})
+    for bad in (-1, 65, True, "8"):
+        with pytest.raises(FeedLoadError, match="whats-hot: keep_rankings"):
+            load_feed("whats-hot", {"keep_rankings": bad})
     with pytest.raises(FeedLoadError, match="bad parameters"):
         load_feed("tag", {"hashtag": "x"})
     with pytest.raises(FeedLoadError, match="params"):
