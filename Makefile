@@ -74,8 +74,10 @@ test-fast: dev
 # printed last); Ctrl-C stops everything.
 RUN_NODES ?= 3
 RUN_WEB_PORT ?= 8700
+# More devnet up options, e.g. RUN_ARGS="--feed long=./my_feed.py:LongPosts"
+RUN_ARGS ?=
 run: install
-	$(BIN)/murmur devnet up --nodes $(RUN_NODES) --seed-demo --web --web-port $(RUN_WEB_PORT)
+	$(BIN)/murmur devnet up --nodes $(RUN_NODES) --seed-demo --web --web-port $(RUN_WEB_PORT) $(RUN_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/interop/node_modules \
