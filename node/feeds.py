@@ -148,6 +148,10 @@ async def _newest_by_ts_id(
     return found[:limit]
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
 class StoreSource:
     """:class:`protocol.feeds.Source` over a node's store (spec 0004 #feeds)."""
 
@@ -259,6 +263,10 @@ class StoreSource:
             return []
         return await self._store.top_reacted(since_ts=since, until_ts=until, limit=n)
 
+    async def gather(self, calls: Sequence[Awaitable[V]]) -> list[V]:
+        """spec 0009 #source-gather: at once (the store's read threads overlap them)."""
+        return list(await asyncio.gather(*calls))
+
 
 # -- serving -----------------------------------------------------------------------------
 
@@ -277,8 +285,6 @@ class ServedFeed:
     personal: bool = True
 
 
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 class SharedWork(Generic[K, V]):

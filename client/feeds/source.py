@@ -18,8 +18,10 @@ that keeps other cursors answers ``bad-request`` and is reported like any failin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from client.api import NodeClient, WireItem
 from client.browse import matches_tag, normalize_tag
@@ -65,6 +67,9 @@ async def fetch_ids(reader: Reader, ids: Sequence[bytes]) -> dict[bytes, Event]:
     every node of ``reader``, verified and merged by it (:meth:`Reader.lookup`: 100
     ids a request a node)."""
     return await reader.lookup(ids, limit=MAX_SOURCE_IDS)
+
+
+T = TypeVar("T")
 
 
 class ReaderSource:
@@ -202,6 +207,10 @@ class ReaderSource:
 
     async def follows(self, did: str) -> frozenset[str]:
         return frozenset(await follow_set(self.reader, did, mark=False))
+
+    async def gather(self, calls: Sequence[Awaitable[T]]) -> list[T]:
+        """spec 0009 #source-gather: at once (each asks the reader's nodes)."""
+        return list(await asyncio.gather(*calls))
 
     async def top_reacted(self, *, since_ts: int, until_ts: int, limit: int = 200) -> list[Reacted]:
         """Every node's counts merged: nodes overlap, so a target's figure is the

@@ -42,9 +42,9 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
 from protocol.errors import BadCursorError, FeedError
 from protocol.events import Event
@@ -65,12 +65,15 @@ __all__ = [
     "Reacted",
     "Source",
     "TimeMark",
+    "await_in_order",
     "check_page",
     "feed_description",
     "feed_is_personal",
     "read_time_cursor",
     "time_cursor",
 ]
+
+T = TypeVar("T")
 
 #: Items a page holds when the reader does not say (``ctx.limit``).
 DEFAULT_LIMIT: Final = 50
@@ -201,6 +204,30 @@ class Source(Protocol):
         reposts) first, then by id; at most ``min(limit, MAX_TOP)``. The targets need
         not be held: a feed :meth:`get`\\ s the ones it shows."""
         ...
+
+    async def gather(self, calls: Sequence[Awaitable[T]]) -> list[T]:
+        """Await ``calls`` (of this source's methods) overlapped where this source can
+        overlap them; the answers in order, the first error raised. A feed asks
+        several things at once through this, never through an event loop of its own
+        (spec 0009 #source-gather)."""
+        ...
+
+
+async def await_in_order(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """``calls`` awaited one after another (a source whose calls do not wait, such
+    as :class:`~protocol.feeds.memory.MemorySource`): the answers in order; on the
+    first error the calls not yet awaited are closed, never left pending."""
+    out: list[T] = []
+    for i, call in enumerate(calls):
+        try:
+            out.append(await call)
+        except BaseException:
+            for rest in calls[i + 1 :]:
+                close = getattr(rest, "close", None)
+                if close is not None:
+                    close()
+            raise
+    return out
 
 
 @runtime_checkable

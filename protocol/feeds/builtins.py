@@ -20,8 +20,8 @@ import binascii
 import math
 import struct
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Sequence
+from typing import Any, Final
 
 from protocol.errors import BadCursorError, FeedError, FeedLoadError
 from protocol.events import Event
@@ -75,21 +75,6 @@ FOF_MAX_ASKED: Final = 100
 FOF_MAX_AUTHORS: Final = MAX_AUTHORS
 #: Most tags of one tag feed (one ``tagged`` call each per page).
 MAX_TAG_FEED_TAGS: Final = 8
-
-T = TypeVar("T")
-
-
-async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:
-    """Await ``calls`` concurrently, results in order (the first error propagates).
-
-    ``asyncio`` is imported here, not at the top: ``protocol`` imports no I/O framework
-    (tests/protocol/test_purity.py), and a feed's ``page`` only ever runs inside the
-    event loop of the client or node that calls it, which has imported asyncio already.
-    """
-    import asyncio
-
-    return list(await asyncio.gather(*calls))
-
 
 # -- what's hot -------------------------------------------------------------------------
 
@@ -191,7 +176,7 @@ class WhatsHot:
         start = at_ms - self.window_ms
         edges = [max(0, start + self.window_ms * i // HOT_SLICES) for i in range(HOT_SLICES + 1)]
         slices = [(edges[i], edges[i + 1]) for i in range(HOT_SLICES) if edges[i] < edges[i + 1]]
-        answers = await _gather(
+        answers = await src.gather(
             [src.top_reacted(since_ts=a, until_ts=b, limit=MAX_TOP) for a, b in slices]
         )
         # id -> [score, likes, reposts]; slices summed in order (the spec's Σ_k).
@@ -276,7 +261,7 @@ class FriendsOfFriends:
         the viewer's follows (the first in did order)."""
         mine = await src.follows(viewer)
         asked = sorted(mine)[:FOF_MAX_ASKED]
-        theirs = await _gather([src.follows(did) for did in asked])
+        theirs = await src.gather([src.follows(did) for did in asked])
         counts: Counter[str] = Counter()
         for follows in theirs:
             counts.update(did for did in follows if did != viewer and did not in mine)
@@ -335,7 +320,7 @@ class Tag:
     async def page(self, ctx: FeedContext, src: Source) -> Page:
         before = read_time_cursor(ctx.cursor)
         norms = list(self.tags)
-        answers = await _gather([src.tagged(t, before=before, limit=ctx.limit) for t in norms])
+        answers = await src.gather([src.tagged(t, before=before, limit=ctx.limit) for t in norms])
         merged: dict[bytes, Event] = {}
         for answer in answers:
             for event in answer[: ctx.limit]:

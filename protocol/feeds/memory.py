@@ -19,8 +19,8 @@ from __future__ import annotations
 import bisect
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from typing import Any, Final, TypeVar
 
 from protocol.events import Event
 from protocol.feeds import (
@@ -29,11 +29,14 @@ from protocol.feeds import (
     MAX_TOP,
     Reacted,
     TimeMark,
+    await_in_order,
 )
 from protocol.kinds import DELETE, FOLLOW, LIKE, POST, REPOST, UNFOLLOW
 from protocol.limits import MAX_TAG_BYTES
 
 __all__ = ["MAX_AUTHORS", "MemorySource", "normalize_tag", "post_tags"]
+
+T = TypeVar("T")
 
 #: Most authors one :meth:`Source.events` call filters by (spec 0009 #source-events):
 #: a Source uses the first this many and ignores the rest.
@@ -172,6 +175,10 @@ class MemorySource:
             if held is None or (event.seq, event.id) > (held.seq, held.id):
                 latest[subject] = event
         return frozenset(s for s, e in latest.items() if e.kind == FOLLOW)
+
+    async def gather(self, calls: Sequence[Awaitable[T]]) -> list[T]:
+        """spec 0009 #source-gather: in order (nothing here waits, so nothing to overlap)."""
+        return await await_in_order(calls)
 
     async def top_reacted(self, *, since_ts: int, until_ts: int, limit: int = 200) -> list[Reacted]:
         """spec 0009 #source-top-reacted."""

@@ -55,6 +55,10 @@ class Counting:
         result: list[Event] = await self.inner.events(**kw)
         return result
 
+    async def gather(self, calls: Sequence[Any]) -> list[Any]:
+        result: list[Any] = await self.inner.gather(calls)
+        return result
+
     async def tagged(self, tag: str, **kw: Any) -> list[Event]:
         self.calls.append(("tagged", tag))
         result: list[Event] = await self.inner.tagged(tag, **kw)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocol.errors import FeedError
 from protocol.events import Event
 from protocol.feeds import MAX_SOURCE_EVENTS, MAX_SOURCE_IDS, MAX_TOP, Reacted, TimeMark
 from protocol.feeds.memory import MAX_AUTHORS, MemorySource
@@ -202,3 +204,22 @@ def test_paging_tagged_visits_each_tagged_post_once(chosen: list[int], page: int
             break
         before = TimeMark.of(got[-1])
     assert seen == expected
+
+
+def test_gather_in_memory_answers_in_order_and_closes_the_rest_on_error() -> None:
+    """spec 0009 #source-gather: MemorySource awaits the calls one after another, the
+    answers in order; the first error is raised and the calls after it are closed
+    (never left pending: no "coroutine was never awaited")."""
+    src = MemorySource([])
+
+    async def answer(x: int) -> int:
+        return x
+
+    async def fail() -> int:
+        raise FeedError("no")
+
+    assert run(src.gather([answer(1), answer(2), answer(3)])) == [1, 2, 3]
+    later = answer(4)
+    with pytest.raises(FeedError):
+        run(src.gather([answer(1), fail(), later]))
+    assert later.cr_frame is None  # closed
