@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from client.files import atomic_write, read_toml, translate_os_errors
+from protocol.addresses import forbidden_reason
 from protocol.errors import FeedLoadError, FeedNotFoundError, InvalidDidError
 from protocol.identity import did_method
 from protocol.kinds import is_feed_name, is_feed_node_url
@@ -81,9 +82,10 @@ def check_feed_nodes(nodes: object, what: str = "nodes") -> list[str]:
 
 def non_public_nodes(urls: list[str], own: list[str]) -> list[str]:
     """The URLs of ``urls`` whose host is ``localhost`` (or under ``.localhost``) or
-    an IP literal that is not public unicast (loopback, private, link-local, ...), and
-    that are not the reader's ``own`` nodes (spec 0007 #feed-private). A host name is
-    not resolved here: one that resolves to a private address is not caught."""
+    an IP literal that is not public unicast (:func:`protocol.addresses.forbidden_reason`,
+    the rule a node's peer connections follow), and that are not the reader's ``own``
+    nodes (spec 0007 #feed-private). A host name is not resolved here: one that
+    resolves to a private address is not caught."""
     mine = {u.rstrip("/") for u in own}
     out: list[str] = []
     for url in urls:
@@ -97,7 +99,7 @@ def non_public_nodes(urls: list[str], own: list[str]) -> list[str]:
             ip = ipaddress.ip_address(host)
         except ValueError:
             continue  # a name: not judged without resolving it
-        if not ip.is_global or ip.is_multicast:
+        if forbidden_reason(ip) is not None:
             out.append(url)
     return out
 

@@ -281,13 +281,15 @@ async def test_the_whats_hot_builtin_runs_locally_over_real_nodes(
 
 
 def test_non_public_serving_nodes_are_found_unless_they_are_the_readers() -> None:
-    """spec 0007 #feed-private: loopback, private, link-local, unspecified and
-    IPv4-in-IPv6 loopback literals and localhost names are caught; public addresses,
+    """spec 0007 #feed-private: loopback, private, link-local, unspecified, CGNAT and
+    IPv4-in-IPv6 (mapped, 6to4) loopback literals and localhost names are caught (the
+    node's own rule, protocol.addresses); public addresses,
     host names and the reader's own nodes are not."""
     urls = [
         "http://127.0.0.1:9", "http://10.1.2.3", "http://192.168.0.1:8701",
         "http://169.254.169.254", "http://[::1]:80", "http://[::ffff:127.0.0.1]",
         "http://0.0.0.0", "http://LOCALHOST:1", "http://a.localhost",
+        "http://100.64.0.1", "http://[2002:7f00:1::1]",  # CGNAT; 6to4 of 127.0.0.1
         "http://93.184.216.34", "https://feeds.example.org", "http://127.0.0.1:8701",
     ]  # fmt: skip
-    assert non_public_nodes(urls, ["http://127.0.0.1:8701/"]) == urls[:9]
+    assert non_public_nodes(urls, ["http://127.0.0.1:8701/"]) == urls[:11]
