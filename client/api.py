@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -267,6 +267,10 @@ class BlobReceipt:
     held: bool
 
 
+#: Most ids in one ``GET /v1/events?ids=`` a node answers (spec 0004 #events-by-id).
+MAX_IDS_REQUEST: Final = 100
+
+
 class NodeClient:
     """The HTTP API of the node at ``url`` (normalised, no trailing slash)."""
 
@@ -451,9 +455,10 @@ class NodeClient:
 
     async def events_by_ids(self, ids: Sequence[bytes]) -> list[WireItem]:
         """``GET /v1/events?ids=`` (spec 0004 #events-by-id): the events held of at most
-        100 ids in one request (the node lists the others as ``missing``); the reader
-        checks that each one served is one asked for."""
-        doc = await self._get_json("/v1/events", [("ids", ",".join(i.hex() for i in ids[:100]))])
+        :data:`MAX_IDS_REQUEST` ids in one request (the node lists the others as
+        ``missing``); the reader checks that each one served is one asked for."""
+        asked = ",".join(i.hex() for i in ids[:MAX_IDS_REQUEST])
+        doc = await self._get_json("/v1/events", [("ids", asked)])
         return _items(doc, "events", self.url)
 
     async def author_events(

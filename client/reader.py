@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from client.api import DEFAULT_TIMEOUT_S, NodeClient, WireItem
+from client.api import DEFAULT_TIMEOUT_S, MAX_IDS_REQUEST, NodeClient, WireItem
 from client.errors import NodeTimeoutError, NoNodeAnsweredError, NoNodesError
 from client.fanout import Cut, until_quorum
 from client.keycache import KeyCache, verify_cached, verify_cached_sync
@@ -71,8 +71,6 @@ MAX_BATCH_RANGES = 200
 #: Batch requests one node answers in one repair round (each serves up to PAGE events).
 MAX_BATCH_PAGES = 16
 MAX_LOOKUPS = 100
-#: Ids in one ``GET /v1/events?ids=`` (spec 0004 #events-by-id).
-MAX_IDS_REQUEST = 100
 MAX_FEED_AUTHORS = 500  # spec 0004 default max_feed_authors
 MAX_LABELS = 2000  # label events read per labeler per node
 PAGE = 500
@@ -676,13 +674,18 @@ class Reader:
                 return e.id in asked
 
             async def one(node: NodeClient) -> None:
+                by_ids = True  # until the node says it has no ?ids= (then id by id)
                 for at in range(0, len(wanted), MAX_IDS_REQUEST):
                     chunk = wanted[at : at + MAX_IDS_REQUEST]
-                    try:
-                        items = await node.events_by_ids(chunk)
-                    except RemoteError as exc:
-                        if exc.status not in (400, 404, 405):
-                            raise
+                    items: list[WireItem] = []
+                    if by_ids:
+                        try:
+                            items = await node.events_by_ids(chunk)
+                        except RemoteError as exc:
+                            if exc.status not in (400, 404, 405):
+                                raise
+                            by_ids = False
+                    if not by_ids:
                         found = await asyncio.gather(*(node.get_event(i.hex()) for i in chunk))
                         items = [item for item in found if item is not None]
                     await self.preverify(items)

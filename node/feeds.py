@@ -285,8 +285,6 @@ class ServedFeed:
     personal: bool = True
 
 
-
-
 class SharedWork(Generic[K, V]):
     """A bounded LRU cache with a time to live per entry, in front of computations
     that identical concurrent requests share (one runs; the others await it).

@@ -41,7 +41,7 @@ import httpx
 from client import actions
 from client.actions import Done, Draft
 from client.config import ClientConfig
-from client.devnet.plan import DevnetError
+from client.devnet.plan import DEVNET_FEEDS, DevnetError
 from client.feeds.config import FeedsConfig, SubscribedFeed
 from client.files import atomic_write
 from client.identities import new_rotatable, send_outbox
@@ -78,7 +78,7 @@ DID_KEY_PEOPLE = frozenset({"mod"})
 #: Written in the client home once the demo is on every node.
 MARKER = "devnet-demo.json"
 #: The feed the demo announces (every devnet node serves it) and alice subscribes to.
-DEMO_FEED = "hot"
+DEMO_FEED = DEVNET_FEEDS[0][0]
 DEMO_FEED_DESCRIPTION = "What's hot on the devnet: most liked and reposted today"
 #: How long an event may take to reach a node (live replication is sub-second).
 FEDERATION_DEADLINE_S = 30.0

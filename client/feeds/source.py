@@ -30,7 +30,7 @@ from client.views import follow_set
 from protocol.events import Event
 from protocol.feeds import MAX_SOURCE_EVENTS, MAX_SOURCE_IDS, MAX_TOP, Reacted, TimeMark
 
-__all__ = ["MAX_SOURCE_PAGES", "ReaderSource", "feed_before", "fetch_ids", "search_before"]
+__all__ = ["MAX_SOURCE_PAGES", "ReaderSource", "feed_before", "search_before"]
 
 log = logging.getLogger("murmur.client.feeds")
 
@@ -60,13 +60,6 @@ def _newest_first(events: list[Event]) -> list[Event]:
 
 #: One page of a node's list from its cursor: the items and the next cursor.
 Fetch = Callable[[NodeClient, str | None, int], Awaitable[tuple[list[WireItem], str | None]]]
-
-
-async def fetch_ids(reader: Reader, ids: Sequence[bytes]) -> dict[bytes, Event]:
-    """The events of ``ids`` (at most :data:`~protocol.feeds.MAX_SOURCE_IDS`) from
-    every node of ``reader``, verified and merged by it (:meth:`Reader.lookup`: 100
-    ids a request a node)."""
-    return await reader.lookup(ids, limit=MAX_SOURCE_IDS)
 
 
 T = TypeVar("T")
@@ -197,7 +190,7 @@ class ReaderSource:
 
     async def get(self, ids: Sequence[bytes]) -> dict[bytes, Event]:
         wanted = [i for i in dict.fromkeys(ids) if isinstance(i, bytes) and len(i) == 32]
-        found = await fetch_ids(self.reader, wanted[:MAX_SOURCE_IDS])
+        found = await self.reader.lookup(wanted, limit=MAX_SOURCE_IDS)
         deleted = self.reader.deleted_ids()
         return {
             i: e

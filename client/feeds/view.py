@@ -37,7 +37,7 @@ from client.api import NodeClient, Skeleton
 from client.errors import FeedUnavailableError
 from client.feeds.config import FeedEntry, LocalFeed, SubscribedFeed
 from client.feeds.run import LOCAL_FEED_DEADLINE_S, run_page
-from client.feeds.source import ReaderSource, fetch_ids
+from client.feeds.source import ReaderSource
 from client.moderation.apply import Moderated, Moderation
 from client.reader import Reader
 from client.textsafety import safe_line
@@ -45,7 +45,7 @@ from client.views import View, _finish
 from protocol import kinds
 from protocol.errors import BadCursorError, ProtocolError
 from protocol.events import Event
-from protocol.feeds import MAX_CURSOR_CHARS, MAX_LIMIT, FeedContext, FeedItem, Page
+from protocol.feeds import MAX_CURSOR_CHARS, MAX_LIMIT, MAX_SOURCE_IDS, FeedContext, FeedItem, Page
 
 __all__ = [
     "DROP_REASONS",
@@ -312,7 +312,7 @@ async def _resolve(
             continue
         seen.add(item.id)
         fresh.append(item)
-    await fetch_ids(reader, [i.id for i in fresh])
+    await reader.lookup([i.id for i in fresh], limit=MAX_SOURCE_IDS)
     deleted = reader.deleted_ids()
     excluded = reader.report.excluded
     kept: list[Event] = []

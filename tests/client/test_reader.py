@@ -373,7 +373,7 @@ async def test_lookup_asks_each_node_once_for_many_ids_and_an_older_node_id_by_i
 ) -> None:
     """spec 0004 #events-by-id: ``Reader.lookup`` of a page's ids is one ``GET
     /v1/events?ids=`` a node (100 ids a request); a node without that form is asked
-    id by id; a copy failing verification is dropped and reported."""
+    id by id once it refused it; a copy failing verification is dropped and reported."""
     fake, clients = net
     new, old = fake.node("new"), fake.node("old")
     old.ids_batch = False
@@ -389,5 +389,6 @@ async def test_lookup_asks_each_node_once_for_many_ids_and_an_older_node_id_by_i
     assert set(found) == {p.id for p in posts}
     assert [r for r in new.requests if r.startswith("GET")] == ["GET /v1/events"] * 2
     assert len([r for r in old.requests if r.startswith("GET /v1/events/")]) == 151
+    assert old.requests.count("GET /v1/events") == 1  # refused once, then id by id
     assert forged.id not in reader.events
     assert reader.report.node(new.url).invalid
