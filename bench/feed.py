@@ -317,7 +317,7 @@ def _stats(samples: list[float]) -> dict[str, float]:
 
 _NODE_ROWS = {
     "first": "first request after start (hot)",
-    "cold": "cold: page 1, cache_s 0 (computed)",
+    "cold": "cold: page 1, cache_s 0, keep_rankings 0",
     "cold_page2": "cold: page 2 (cursor)",
     "served": "served: page 1, cache_s 30",
     "served_page2": "served: page 2 (cursor)",

@@ -19,6 +19,7 @@ add`` shows on the next one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -28,7 +29,7 @@ import httpx
 from aiohttp import web
 
 from client.errors import FeedUnavailableError
-from client.feeds.config import FeedsConfig, LocalFeed
+from client.feeds.config import FeedEntry, FeedsConfig, LocalFeed
 from client.feeds.view import SERVER_DEADLINE_S, FeedReport, FeedView, check_cursor, feed_view
 from client.moderation.core import ViewContext
 from client.textsafety import safe_line, safe_name
@@ -103,10 +104,12 @@ def feed_href(name: str) -> str:
     return "/feeds/" + quote(name, safe="")
 
 
-def _tabs_of(config: FeedsConfig, current: str | None) -> FeedTabs:
+def _tabs_of(
+    feeds: Sequence[FeedEntry], current: str | None, error: str | None = None
+) -> FeedTabs:
     home = FeedTab(name="", label="Home", href="/", kind="home", current=current is None)
     tabs = [home]
-    for f in config.feeds:
+    for f in feeds:
         kind = "local" if isinstance(f, LocalFeed) else "subscribed"
         tabs.append(
             FeedTab(
@@ -117,7 +120,7 @@ def _tabs_of(config: FeedsConfig, current: str | None) -> FeedTabs:
                 current=f.name == current,
             )
         )
-    return FeedTabs(tabs)
+    return FeedTabs(tabs, error)
 
 
 def feed_tabs(home: Path, current: str | None = None) -> FeedTabs:
@@ -126,9 +129,8 @@ def feed_tabs(home: Path, current: str | None = None) -> FeedTabs:
     try:
         config = FeedsConfig.load(home)
     except ProtocolError as exc:
-        home_tab = FeedTab(name="", label="Home", href="/", kind="home", current=current is None)
-        return FeedTabs([home_tab], error=f"{exc.code}: {safe_line(exc.message)}")
-    return _tabs_of(config, current)
+        return _tabs_of([], current, error=f"{exc.code}: {safe_line(exc.message)}")
+    return _tabs_of(config.feeds, current)
 
 
 def report_lines(report: FeedReport) -> list[str]:
@@ -158,7 +160,7 @@ async def feeds(request: web.Request) -> web.Response:
         request,
         "feeds.html",
         title="Feeds",
-        tabs=_tabs_of(config, current=None),
+        tabs=_tabs_of(config.feeds, current=None),
         rows=rows,
     )
 
@@ -207,7 +209,7 @@ async def feed(request: web.Request) -> web.Response:
         mine = await own_state(reads, reader, me, fv.view.items if fv else [])
     with phase("render"):
         about: dict[str, Any] = {
-            "tabs": _tabs_of(config, current=name),
+            "tabs": _tabs_of(config.feeds, current=name),
             "title": f"Feed {safe_name(name)}",
             "entry": entry,
             "label": safe_name(name),
